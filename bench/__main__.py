@@ -1,0 +1,21 @@
+"""`make bench`: run every bench/bench_*.py module's main() and print its ratios."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+
+def main(selected: list[str]) -> int:
+    names = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
+    for name in names:
+        if selected and not any(s in name for s in selected):
+            continue
+        print(f"== {name}", flush=True)
+        importlib.import_module(f"bench.{name}").main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,93 @@
+"""What every HTTP handler module shares: the resolver with its error table and the Lambda entry decorator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFound
+from aws_lambda_powertools.event_handler.exceptions import ServiceError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.errors import AppError, Problem, problem_body, problem_for
+from shared.observability import logger, metrics, tracer
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem_response(problem: Problem) -> Response[str]:
+    return Response(
+        status_code=problem.status,
+        content_type=PROBLEM_JSON,
+        body=json.dumps(problem.body),
+        headers=problem.headers,
+    )
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Field paths and error types only: never echo the submitted value (it may be a password).
+    details = []
+    for error in exc.errors():
+        loc = [str(part) for part in error.get("loc", ())]
+        details.append({"loc": loc, "type": error.get("type"), "msg": _safe_message(error)})
+    return details
+
+
+def _safe_message(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", ""))
+    return message if "input" not in message.lower() or len(message) < 120 else message[:120]
+
+
+def make_resolver() -> APIGatewayRestResolver:
+    """A REST resolver with pydantic validation and every error answered as problem+json."""
+    app = APIGatewayRestResolver(enable_validation=True)
+
+    @app.exception_handler(AppError)
+    def handle_app_error(exc: AppError) -> Response[str]:
+        problem = problem_for(exc)
+        if problem.status >= 500:
+            logger.warning("request failed", extra={"problem": problem.body["type"], "status": problem.status})
+        return problem_response(problem)
+
+    @app.exception_handler(RequestValidationError)
+    def handle_validation_error(exc: RequestValidationError) -> Response[str]:
+        body = problem_body(
+            422,
+            "validation-error",
+            "Validation error",
+            "The request does not match the schema.",
+            errors=_validation_errors(exc),
+        )
+        return problem_response(Problem(422, body))
+
+    @app.exception_handler(RouteNotFound)
+    def handle_route_not_found(exc: RouteNotFound) -> Response[str]:
+        return problem_response(Problem(404, problem_body(404, "not-found", "Not found")))
+
+    @app.exception_handler(ServiceError)
+    def handle_service_error(exc: ServiceError) -> Response[str]:
+        status = exc.status_code if 400 <= exc.status_code < 500 else 500
+        return problem_response(Problem(status, problem_body(status, "http-error", "Request error")))
+
+    @app.exception_handler(Exception)
+    def handle_unexpected(exc: Exception) -> Response[str]:
+        logger.exception("unhandled error")
+        return problem_response(problem_for(exc))
+
+    return app
+
+
+def lambda_entry(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The Lambda entry point for a resolver, with logging context, tracing and metrics."""
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return app.resolve(event, context)
+
+    return handler

@@ -1,0 +1,79 @@
+"""The composition root: builds settings and adapters once per warm container and hands them out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from shared.db import ConnectionProvider, ConninfoFactory, Database
+from shared.settings import Settings, get_settings
+
+
+def conninfo_factory(settings: Settings) -> ConninfoFactory:
+    """Where connection parameters come from: DATABASE_URL, an IAM auth token, or a Secrets Manager secret."""
+    if settings.database_url:
+        url = settings.database_url
+        return lambda: {"conninfo": url}
+    if not settings.db_host:
+        raise ValueError("Set DATABASE_URL, or DB_HOST with DB_IAM_AUTH or DB_SECRET_ARN")
+    base: dict[str, Any] = {
+        "host": settings.db_host,
+        "port": settings.db_port,
+        "dbname": settings.db_name,
+        "user": settings.db_user,
+        "sslmode": settings.db_sslmode,
+    }
+    if settings.db_iam_auth:
+        return lambda: {**base, "password": _iam_token(settings)}
+    if settings.db_secret_arn:
+        arn = settings.db_secret_arn
+        return lambda: {**base, **_secret_credentials(arn)}
+    raise ValueError("DB_HOST needs DB_IAM_AUTH=true or DB_SECRET_ARN")
+
+
+def _iam_token(settings: Settings) -> str:
+    # boto3 only on this path: a container on DATABASE_URL never pays for the import.
+    import boto3
+
+    client = boto3.client("rds", region_name=settings.aws_region)
+    return str(
+        client.generate_db_auth_token(
+            DBHostname=settings.db_host, Port=settings.db_port, DBUsername=settings.db_user, Region=settings.aws_region
+        )
+    )
+
+
+def _secret_credentials(arn: str) -> dict[str, Any]:
+    from aws_lambda_powertools.utilities import parameters
+
+    secret: dict[str, Any] = parameters.get_secret(arn, transform="json", max_age=300)
+    creds: dict[str, Any] = {"user": secret["username"], "password": secret["password"]}
+    for key, target in (("host", "host"), ("port", "port"), ("dbname", "dbname")):
+        if secret.get(key):
+            creds[target] = secret[key]
+    return creds
+
+
+@dataclass
+class Container:
+    """What a warm container shares between invocations."""
+
+    settings: Settings
+    db: Database
+
+
+def build_container(settings: Settings) -> Container:
+    """Build every adapter from settings; tests call this with their own settings."""
+    provider = ConnectionProvider(
+        conninfo_factory(settings),
+        connect_timeout_s=settings.db_connect_timeout_s,
+        application_name=settings.service_name,
+    )
+    return Container(settings=settings, db=Database(provider))
+
+
+@cache
+def container() -> Container:
+    """The process-wide container, built on first use."""
+    return build_container(get_settings())

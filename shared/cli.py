@@ -1,0 +1,107 @@
+"""The `confab` command: serve the API locally, run migrations, and operator tasks."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from shared.settings import Settings, get_settings
+
+LOCAL_DB_NAME = "confab"
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """DATABASE_URL when set; otherwise the embedded PostgreSQL in the project's data folder."""
+    if settings.database_url:
+        return settings.database_url
+    from shared.local.embedded import ensure_database, start_embedded
+
+    server = start_embedded(settings.local_data_dir)
+    url = ensure_database(server, LOCAL_DB_NAME)
+    # Everything built after this point (the composition root included) reads the same URL.
+    os.environ["DATABASE_URL"] = url
+    get_settings.cache_clear()
+    return url
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from shared.migrations import migrate
+
+    settings = get_settings()
+    applied = migrate(resolve_database_url(settings), settings.migrations_dir)
+    for migration in applied:
+        print(f"applied {migration.version:04d}_{migration.name}")
+    print("database is up to date" if not applied else f"{len(applied)} migration(s) applied")
+    return 0
+
+
+def cmd_db_status(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from shared.migrations import status
+
+    settings = get_settings()
+    with psycopg.connect(resolve_database_url(settings), autocommit=True) as conn:
+        rows = status(conn, settings.migrations_dir)
+    for row in rows:
+        when = row.applied_at.isoformat(timespec="seconds") if row.applied_at else "-"
+        print(f"{row.version:04d}  {row.state:<8}  {when:<25}  {row.name}")
+    return 1 if any(row.state in ("changed", "missing") for row in rows) else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from shared.local.server import LocalApi, make_server
+    from shared.migrations import migrate
+
+    # SIGTERM ends the server like Ctrl-C, so the embedded PostgreSQL is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    settings = get_settings()
+    url = resolve_database_url(settings)
+    migrate(url, settings.migrations_dir)
+    server = make_server(LocalApi(), args.host, args.port)
+    print(f"Confab API on http://{args.host}:{args.port}  (Swagger UI at /docs, OpenAPI at /openapi.json)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="confab", description="Confab: a serverless backend for AI chat apps")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve every route locally on the embedded PostgreSQL (or DATABASE_URL)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database migrations")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_db_migrate)
+    db_sub.add_parser("status", help="list migrations and whether each is applied").set_defaults(func=cmd_db_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except Exception as exc:
+        # Operator-facing: one clear line, no stack trace.
+        from shared.migrations import MigrationError
+
+        if isinstance(exc, MigrationError | ValueError):
+            print(f"confab: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

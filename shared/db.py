@@ -1,0 +1,191 @@
+"""Connections, units of work and the translation of driver errors into domain errors.
+
+Made for Lambda behind RDS Proxy: one connection per warm container, opened lazily, reused,
+replaced after a failure. No client-side pool (the proxy is the pool), no server-side prepared
+statements and no session-level SET, both of which would pin a proxy connection.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
+
+from shared.errors import (
+    ConflictError,
+    NotFoundError,
+    RetryableError,
+    UnavailableError,
+    UnprocessableError,
+)
+from shared.observability import logger
+
+T = TypeVar("T")
+
+ConninfoFactory = Callable[[], dict[str, Any]]
+
+
+@contextmanager
+def translate_db_errors() -> Iterator[None]:
+    """Turn psycopg errors raised inside the block into domain errors."""
+    try:
+        yield
+    except pg_errors.UniqueViolation as exc:
+        raise ConflictError(
+            "A resource with the same unique value already exists.", constraint=_constraint(exc)
+        ) from exc
+    except pg_errors.ForeignKeyViolation as exc:
+        raise NotFoundError("A referenced resource does not exist.") from exc
+    except (
+        pg_errors.CheckViolation,
+        pg_errors.NotNullViolation,
+        pg_errors.StringDataRightTruncation,
+        pg_errors.NumericValueOutOfRange,
+        pg_errors.InvalidTextRepresentation,
+    ) as exc:
+        raise UnprocessableError("A value breaks a rule of the data model.", constraint=_constraint(exc)) from exc
+    except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as exc:
+        raise RetryableError("The transaction conflicted with another; retry it.") from exc
+    except pg_errors.QueryCanceled as exc:
+        raise UnavailableError("The database took too long to answer.") from exc
+    except psycopg.OperationalError as exc:
+        raise UnavailableError("The database cannot be reached.") from exc
+
+
+def _constraint(exc: psycopg.Error) -> str | None:
+    return exc.diag.constraint_name if exc.diag else None
+
+
+class ConnectionProvider:
+    """Hands out the container's one connection, opening or replacing it as needed."""
+
+    def __init__(self, conninfo: ConninfoFactory, *, connect_timeout_s: int = 5, application_name: str = "confab"):
+        self._conninfo = conninfo
+        self._connect_timeout_s = connect_timeout_s
+        self._application_name = application_name
+        # One connection per thread: Lambda has one thread; the local server a small fixed pool.
+        self._local = threading.local()
+
+    def _open(self) -> psycopg.Connection[Any]:
+        params = self._conninfo()
+        params.setdefault("connect_timeout", self._connect_timeout_s)
+        params.setdefault("application_name", self._application_name)
+        started = time.perf_counter()
+        conn = psycopg.connect(autocommit=False, prepare_threshold=None, **params)
+        logger.debug("database connection opened", extra={"ms": round((time.perf_counter() - started) * 1000, 1)})
+        return conn
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """The live connection for the duration of one unit of work."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        self._local.reused = True
+        if conn is None or conn.closed or conn.broken or conn.info.transaction_status == TransactionStatus.UNKNOWN:
+            self.discard()
+            with translate_db_errors():
+                conn = self._local.conn = self._open()
+            self._local.reused = False
+        try:
+            yield conn
+        except BaseException:
+            if conn.broken or conn.closed:
+                self.discard()
+            raise
+
+    @property
+    def last_was_reused(self) -> bool:
+        """Whether this thread's last unit of work ran on a connection opened by an earlier one."""
+        return bool(getattr(self._local, "reused", False))
+
+    def discard(self) -> None:
+        """Drop this thread's connection so the next unit of work opens a fresh one."""
+        conn, self._local.conn = getattr(self._local, "conn", None), None
+        if conn is not None and not conn.closed:
+            try:
+                conn.close()
+            except psycopg.Error:
+                logger.debug("closing a broken connection failed")
+
+    def close(self) -> None:
+        self.discard()
+
+
+class UnitOfWork:
+    """One connection, one transaction. Leaving the block without commit() rolls back."""
+
+    def __init__(self, conn: psycopg.Connection[Any]):
+        self.conn = conn
+        self.committed = False
+
+    def commit(self) -> None:
+        with translate_db_errors():
+            self.conn.commit()
+        self.committed = True
+
+
+class Database:
+    """Entry point of the data layer: units of work over a ConnectionProvider."""
+
+    def __init__(self, provider: ConnectionProvider):
+        self.provider = provider
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
+        """A transaction; domain errors come out, driver errors never do."""
+        with self.provider.connection() as conn:
+            uow = UnitOfWork(conn)
+            try:
+                with translate_db_errors():
+                    yield uow
+            finally:
+                if not uow.committed and not conn.closed:
+                    try:
+                        conn.rollback()
+                    except psycopg.Error:
+                        self.provider.discard()
+
+    def transact(self, work: Callable[[UnitOfWork], T], *, attempts: int = 3) -> T:
+        """Run `work` in a unit of work and commit it.
+
+        Retried as a whole on serialization failures and deadlocks, and once on a reused connection
+        that turned out dead (RDS Proxy or the server closed it while the container was idle): both
+        rolled back before anything was written, so running `work` again is safe.
+        """
+        return self._run(work, commit=True, attempts=attempts)
+
+    def read(self, work: Callable[[UnitOfWork], T]) -> T:
+        """Run read-only `work` in a unit of work (rolled back at the end), with the same retries."""
+        return self._run(work, commit=False, attempts=3)
+
+    def _run(self, work: Callable[[UnitOfWork], T], *, commit: bool, attempts: int) -> T:
+        stale_retry = True
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self.unit_of_work() as uow:
+                    result = work(uow)
+                    if commit:
+                        uow.commit()
+                    return result
+            except RetryableError:
+                if attempt >= attempts:
+                    raise
+                time.sleep(0.01 * attempt)
+            except UnavailableError as exc:
+                lost = isinstance(exc.__cause__, psycopg.OperationalError) and not isinstance(
+                    exc.__cause__, pg_errors.QueryCanceled
+                )
+                if not (stale_retry and lost and self.provider.last_was_reused):
+                    raise
+                stale_retry = False
+                logger.info("reopening a stale database connection")
+
+    def close(self) -> None:
+        self.provider.close()

@@ -1,0 +1,144 @@
+"""Domain errors and the one table that turns each into an application/problem+json answer (RFC 9457)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PROBLEM_BASE = "https://confab.dev/problems/"
+
+
+class AppError(Exception):
+    """Base of every error the API answers on purpose."""
+
+    def __init__(self, detail: str = "", **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class InvalidRequestError(AppError):
+    """The request cannot be read (a malformed cursor, a bad query parameter)."""
+
+
+class UnprocessableError(AppError):
+    """The request is well-formed but breaks a rule about its content."""
+
+    def __init__(self, detail: str = "", errors: list[dict[str, Any]] | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.errors = errors or []
+
+
+class UnauthorizedError(AppError):
+    """No valid credentials."""
+
+
+class ForbiddenError(AppError):
+    """Credentials are valid but the action is not allowed (only where existence is not a secret)."""
+
+
+class NotFoundError(AppError):
+    """The resource does not exist or the caller may not see it (the two are indistinguishable)."""
+
+
+class ConflictError(AppError):
+    """The change conflicts with the current state (a duplicate, a rule about the last admin)."""
+
+
+class PayloadTooLargeError(AppError):
+    """The request body or an upload is over its limit."""
+
+
+class RateLimitedError(AppError):
+    """Too many requests; `retry_after` says how many seconds to wait."""
+
+    def __init__(self, detail: str = "", retry_after: int = 60, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
+
+
+class UpstreamError(AppError):
+    """A model provider failed; never carries the provider's body."""
+
+    def __init__(self, detail: str = "", status: int = 502, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.status = status if status in (502, 503, 504) else 502
+
+
+class UnavailableError(AppError):
+    """A dependency (the database) cannot be reached; the client may retry."""
+
+    def __init__(self, detail: str = "", retry_after: int = 5, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
+
+
+class RetryableError(AppError):
+    """A serialization failure or deadlock: the whole transaction may be run again."""
+
+
+@dataclass(frozen=True)
+class ProblemSpec:
+    status: int
+    slug: str
+    title: str
+
+
+# The one mapping from error class to status and problem type. Lookup walks the MRO,
+# so a subclass inherits its parent's row unless it has its own.
+PROBLEMS: dict[type[AppError], ProblemSpec] = {
+    InvalidRequestError: ProblemSpec(400, "invalid-request", "Invalid request"),
+    UnauthorizedError: ProblemSpec(401, "unauthorized", "Unauthorized"),
+    ForbiddenError: ProblemSpec(403, "forbidden", "Forbidden"),
+    NotFoundError: ProblemSpec(404, "not-found", "Not found"),
+    ConflictError: ProblemSpec(409, "conflict", "Conflict"),
+    PayloadTooLargeError: ProblemSpec(413, "payload-too-large", "Payload too large"),
+    UnprocessableError: ProblemSpec(422, "validation-error", "Validation error"),
+    RateLimitedError: ProblemSpec(429, "rate-limited", "Too many requests"),
+    UpstreamError: ProblemSpec(502, "upstream-error", "Model provider error"),
+    UnavailableError: ProblemSpec(503, "unavailable", "Service unavailable"),
+    RetryableError: ProblemSpec(503, "unavailable", "Service unavailable"),
+    AppError: ProblemSpec(500, "internal-error", "Internal server error"),
+}
+
+INTERNAL = ProblemSpec(500, "internal-error", "Internal server error")
+
+
+@dataclass(frozen=True)
+class Problem:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def spec_for(error_type: type[BaseException]) -> ProblemSpec:
+    """The problem row for an error class, inherited along the MRO; unknown errors are 500."""
+    for klass in error_type.__mro__:
+        if klass in PROBLEMS:
+            return PROBLEMS[klass]
+    return INTERNAL
+
+
+def problem_body(status: int, slug: str, title: str, detail: str = "", **members: Any) -> dict[str, Any]:
+    """An RFC 9457 body with a stable type URI."""
+    body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(members)
+    return body
+
+
+def problem_for(error: BaseException) -> Problem:
+    """The problem+json answer for any exception; anything not an AppError leaks nothing."""
+    if not isinstance(error, AppError):
+        return Problem(500, problem_body(500, INTERNAL.slug, INTERNAL.title))
+    spec = spec_for(type(error))
+    status = error.status if isinstance(error, UpstreamError) else spec.status
+    members: dict[str, Any] = dict(error.extra)
+    if isinstance(error, UnprocessableError) and error.errors:
+        members["errors"] = error.errors
+    headers: dict[str, str] = {}
+    if isinstance(error, RateLimitedError | UnavailableError):
+        headers["Retry-After"] = str(error.retry_after)
+    detail = error.detail if spec.status != 500 else ""
+    return Problem(status, problem_body(status, spec.slug, spec.title, detail, **members), headers)

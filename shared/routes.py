@@ -1,0 +1,65 @@
+"""The route table: every route group, its handler module and its method/path pairs.
+
+The local server and the CDK API are both built from this one table, and a test checks that the
+OpenAPI document of each handler module describes exactly these paths.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+# public: no authorizer; user: JWT or API key; any: also an anonymous-conversation token.
+Auth = Literal["public", "user", "any"]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # API Gateway resource path, parameters in braces: /v1/conversations/{id}
+    auth: Auth = "user"
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path) + "$")
+
+
+@dataclass(frozen=True)
+class RouteGroup:
+    name: str  # functions/<name>.py holds the handler
+    routes: tuple[Route, ...]
+    # Which AWS permissions the group's function needs; infra grants only these.
+    needs: frozenset[str] = frozenset()
+
+    @property
+    def module(self) -> str:
+        return f"functions.{self.name}"
+
+
+ROUTE_GROUPS: tuple[RouteGroup, ...] = (RouteGroup("health", (Route("GET", "/v1/health", auth="public"),)),)
+
+# Functions that are not behind API Gateway routes.
+AUTHORIZER_MODULE = "functions.authorizer"
+BACKGROUND_FUNCTIONS: tuple[str, ...] = ()
+
+
+def all_routes() -> list[tuple[RouteGroup, Route]]:
+    """Every (group, route) pair in table order."""
+    return [(group, route) for group in ROUTE_GROUPS for route in group.routes]
+
+
+def match(method: str, path: str) -> tuple[RouteGroup, Route, dict[str, str]] | None:
+    """The route for a concrete request path, or None; a path that matches with another method is not a match."""
+    candidates = []
+    for group, route in all_routes():
+        found = route.pattern.match(path) if route.method == method else None
+        if found:
+            candidates.append((group, route, found.groupdict()))
+    # A literal segment beats a parameter, as in API Gateway: /v1/users/me before /v1/users/{id}.
+    return max(candidates, key=lambda c: -len(c[2]), default=None)
+
+
+def path_exists(path: str) -> bool:
+    """Whether any route serves this path, whatever the method (404 vs 405)."""
+    return any(route.pattern.match(path) for _, route in all_routes())

@@ -1,0 +1,73 @@
+"""One frozen settings object, read from the environment once per cold start."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every knob Confab has. Nothing else reads os.environ."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False, populate_by_name=True)
+
+    stage: Literal["local", "test", "dev", "prod"] = Field("local", alias="CONFAB_STAGE")
+    service_name: str = Field("confab", alias="POWERTOOLS_SERVICE_NAME")
+    aws_region: str = Field("us-east-1", alias="AWS_REGION")
+
+    # Database: DATABASE_URL wins; otherwise host/port/name/user with a Secrets Manager secret
+    # (password) or an IAM auth token (RDS Proxy).
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    db_host: str | None = Field(None, alias="DB_HOST")
+    db_port: int = Field(5432, alias="DB_PORT", ge=1, le=65535)
+    db_name: str = Field("confab", alias="DB_NAME")
+    db_user: str = Field("confab", alias="DB_USER")
+    db_secret_arn: str | None = Field(None, alias="DB_SECRET_ARN")
+    db_iam_auth: bool = Field(False, alias="DB_IAM_AUTH")
+    db_connect_timeout_s: int = Field(5, alias="DB_CONNECT_TIMEOUT", ge=1, le=60)
+    db_sslmode: str = Field("prefer", alias="DB_SSLMODE")
+    local_data_dir: Path = Field(PROJECT_ROOT / ".pgdata", alias="CONFAB_DATA_DIR")
+    migrations_dir: Path = Field(PROJECT_ROOT / "migrations", alias="CONFAB_MIGRATIONS_DIR")
+
+    # Auth
+    jwt_secret: str | None = Field(None, alias="JWT_SECRET")
+    jwt_secret_arn: str | None = Field(None, alias="JWT_SECRET_ARN")
+    jwt_issuer: str = Field("confab", alias="JWT_ISSUER")
+    jwt_audience: str = Field("confab-api", alias="JWT_AUDIENCE")
+    access_token_ttl_s: int = Field(900, alias="ACCESS_TOKEN_TTL_SECONDS", ge=60, le=900)
+    refresh_token_ttl_s: int = Field(30 * 86400, alias="REFRESH_TOKEN_TTL_SECONDS", ge=3600)
+    bcrypt_rounds: int = Field(12, alias="BCRYPT_ROUNDS", ge=4, le=16)
+
+    # Usage pipeline and storage
+    usage_queue_url: str | None = Field(None, alias="USAGE_QUEUE_URL")
+    files_bucket: str | None = Field(None, alias="FILES_BUCKET")
+    files_dir: Path = Field(PROJECT_ROOT / ".files", alias="CONFAB_FILES_DIR")
+
+    # Retention and cache
+    anonymous_retention_days: int = Field(90, alias="ANONYMOUS_RETENTION_DAYS", ge=1)
+    connection_log_retention_days: int = Field(180, alias="CONNECTION_LOG_RETENTION_DAYS", ge=1)
+    refresh_token_grace_days: int = Field(7, alias="REFRESH_TOKEN_GRACE_DAYS", ge=0)
+    ai_cache_ttl_s: int = Field(7 * 86400, alias="AI_CACHE_TTL_SECONDS", ge=0)
+
+    @property
+    def is_local(self) -> bool:
+        return self.stage in ("local", "test")
+
+    @model_validator(mode="after")
+    def _check_secrets_source(self) -> Settings:
+        # Fail at cold start, not on the first request, when AWS stages lack a secret source.
+        if not self.is_local and self.jwt_secret and not self.jwt_secret_arn:
+            raise ValueError("JWT_SECRET is for local mode only; set JWT_SECRET_ARN in AWS stages")
+        return self
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, built on first use."""
+    return Settings()

@@ -1,0 +1,106 @@
+"""The local server over real HTTP: `confab serve` as a subprocess, on a loopback port."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import LOCAL_ENV
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _request(url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, **LOCAL_ENV, "DATABASE_URL": database_url, "CONFAB_FILES_DIR": str(tmp_path / "files")}
+    proc = start_server(env, port, tmp_path / "server.log")
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_health_answers_200_json_with_database_ok_when_served_locally(server):
+    status, headers, body = _request(f"{server}/v1/health")
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/json")
+    assert json.loads(body)["database"] == "ok"
+
+
+def test_unknown_path_is_404_problem_and_wrong_method_is_405_when_served_locally(server):
+    status, headers, body = _request(f"{server}/v1/nothing")
+    assert status == 404 and headers["Content-Type"] == "application/problem+json"
+    status, headers, _ = _request(f"{server}/v1/health", method="DELETE")
+    assert status == 405 and headers["Content-Type"] == "application/problem+json"
+
+
+def test_openapi_document_and_swagger_ui_are_served_when_asked(server):
+    status, _, body = _request(f"{server}/openapi.json")
+    assert status == 200
+    assert "/v1/health" in json.loads(body)["paths"]
+    status, headers, body = _request(f"{server}/docs")
+    assert status == 200 and b"swagger-ui" in body
+
+
+def test_serve_starts_embedded_postgres_when_database_url_is_unset(tmp_path):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEST_DATABASE_URL")}
+    env.update(LOCAL_ENV)
+    env["CONFAB_DATA_DIR"] = str(tmp_path / "pgdata")
+    proc = start_server(env, port, tmp_path / "server.log")
+    try:
+        status, _, body = _request(f"http://127.0.0.1:{port}/v1/health")
+        assert status == 200 and json.loads(body)["database"] == "ok"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert (tmp_path / "pgdata" / "PG_VERSION").exists()

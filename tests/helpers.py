@@ -1,0 +1,48 @@
+"""Small helpers shared by the test suites: real event JSON, a Lambda context, response decoding."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EVENTS = Path(__file__).parent / "events"
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "confab-test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:confab-test"
+    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
+    function_version: str = "$LATEST"
+    log_group_name: str = "/aws/lambda/confab-test"
+    log_stream_name: str = "2026/11/22/[$LATEST]abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def load_event(name: str, **overrides: Any) -> dict[str, Any]:
+    """A copy of tests/events/<name>.json with top-level keys replaced."""
+    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    event = copy.deepcopy(event)
+    event.update(overrides)
+    return event
+
+
+def body_of(response: dict[str, Any]) -> Any:
+    return json.loads(response["body"]) if response.get("body") else None
+
+
+def header(response: dict[str, Any], name: str) -> str | None:
+    for source in (
+        response.get("headers") or {},
+        {k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items()},
+    ):
+        for key, value in source.items():
+            if key.lower() == name.lower():
+                return str(value)
+    return None

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from shared.bootstrap import build_container
+from shared.errors import ConflictError, RetryableError, UnavailableError, problem_for
+from shared.settings import Settings
+
+
+@pytest.fixture
+def scratch(db):
+    db.execute("CREATE TABLE scratch (id int PRIMARY KEY, name text NOT NULL CHECK (name <> ''))")
+    return db
+
+
+@pytest.fixture
+def database(settings: Settings):
+    built = build_container(settings)
+    yield built.db
+    built.db.close()
+
+
+def test_unit_of_work_rolls_back_when_left_without_commit(scratch, database):
+    with database.unit_of_work() as uow:
+        uow.conn.execute("INSERT INTO scratch VALUES (1, 'a')")
+    assert scratch.execute("SELECT count(*) FROM scratch").fetchone() == (0,)
+
+
+def test_unit_of_work_rolls_back_when_the_block_raises_part_way(scratch, database):
+    with pytest.raises(ConflictError), database.unit_of_work() as uow:
+        uow.conn.execute("INSERT INTO scratch VALUES (1, 'a')")
+        uow.conn.execute("INSERT INTO scratch VALUES (1, 'b')")
+        uow.commit()
+    assert scratch.execute("SELECT count(*) FROM scratch").fetchone() == (0,)
+
+
+def test_transact_commits_when_work_returns(scratch, database):
+    database.transact(lambda uow: uow.conn.execute("INSERT INTO scratch VALUES (1, 'a')"))
+    assert scratch.execute("SELECT name FROM scratch").fetchone() == ("a",)
+
+
+def test_unique_violation_becomes_conflict_409_when_a_duplicate_is_inserted(scratch, database):
+    scratch.execute("INSERT INTO scratch VALUES (1, 'a')")
+    with pytest.raises(ConflictError) as caught:
+        database.transact(lambda uow: uow.conn.execute("INSERT INTO scratch VALUES (1, 'b')"))
+    assert problem_for(caught.value).status == 409
+    assert caught.value.extra["constraint"] == "scratch_pkey"
+
+
+def test_check_violation_becomes_422_when_a_rule_is_broken(scratch, database):
+    with pytest.raises(Exception) as caught:
+        database.transact(lambda uow: uow.conn.execute("INSERT INTO scratch VALUES (1, '')"))
+    assert problem_for(caught.value).status == 422
+
+
+def test_connection_is_reused_across_units_of_work_when_healthy(database):
+    first = database.read(lambda uow: uow.conn.execute("SELECT pg_backend_pid()").fetchone())
+    second = database.read(lambda uow: uow.conn.execute("SELECT pg_backend_pid()").fetchone())
+    assert first == second
+
+
+def test_dead_connection_is_replaced_when_the_server_closed_it(database, db):
+    pid = database.read(lambda uow: uow.conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+    db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    new_pid = database.read(lambda uow: uow.conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+    assert new_pid != pid
+
+
+def test_no_server_side_prepared_statements_when_a_query_repeats(database):
+    def run(uow):
+        for _ in range(10):
+            uow.conn.execute("SELECT %s::int", (1,))
+        return uow.conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
+
+    assert database.read(run) == 0
+
+
+def test_unreachable_database_is_unavailable_when_connecting(tmp_path):
+    settings = Settings(CONFAB_STAGE="test", DATABASE_URL="postgresql://confab@127.0.0.1:1/none", DB_CONNECT_TIMEOUT=1)
+    broken = build_container(settings).db
+    with pytest.raises(UnavailableError):
+        broken.read(lambda uow: uow.conn.execute("SELECT 1"))
+
+
+def test_serialization_failure_is_retried_when_transacting(scratch, database):
+    calls = []
+
+    def work(uow):
+        calls.append(1)
+        if len(calls) == 1:
+            raise psycopg.errors.SerializationFailure("conflict")
+        uow.conn.execute("INSERT INTO scratch VALUES (1, 'a')")
+
+    database.transact(work)
+    assert len(calls) == 2
+    assert scratch.execute("SELECT count(*) FROM scratch").fetchone() == (1,)
+
+
+def test_retryable_error_surfaces_when_attempts_run_out(database):
+    def work(uow):
+        raise psycopg.errors.DeadlockDetected("deadlock")
+
+    with pytest.raises(RetryableError):
+        database.transact(work, attempts=2)

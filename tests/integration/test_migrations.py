@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from shared.migrations import MigrationError, discover, migrate, status
+from tests.conftest import MIGRATIONS
+
+
+def _folder(tmp_path: Path, files: dict[str, str]) -> Path:
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+TWO = {
+    "0001_create_things.sql": "CREATE TABLE things (id bigint PRIMARY KEY, name text NOT NULL);",
+    "0002_add_colour.sql": "ALTER TABLE things ADD COLUMN colour text;",
+}
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    return {r[0] for r in rows}
+
+
+def test_migrating_twice_is_a_no_op_when_nothing_changed(empty_database_url, tmp_path):
+    folder = _folder(tmp_path, TWO)
+    assert [m.version for m in migrate(empty_database_url, folder)] == [1, 2]
+    assert migrate(empty_database_url, folder) == []
+    with psycopg.connect(empty_database_url) as conn:
+        assert [row.state for row in status(conn, folder)] == ["applied", "applied"]
+
+
+def test_real_migrations_apply_once_and_then_are_a_no_op(empty_database_url):
+    applied = migrate(empty_database_url, MIGRATIONS)
+    assert len(applied) == len(discover(MIGRATIONS))
+    assert migrate(empty_database_url, MIGRATIONS) == []
+
+
+def test_five_concurrent_runners_apply_the_schema_once_when_the_database_is_empty(empty_database_url, tmp_path):
+    folder = _folder(tmp_path, {**TWO, "0003_slow.sql": "SELECT pg_sleep(0.3); CREATE TABLE slow (id int);"})
+    results: list[list[int]] = []
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append([m.version for m in migrate(empty_database_url, folder)])
+        except BaseException as exc:  # collected and asserted below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert failures == []
+    assert sorted(results, key=len) == [[], [], [], [], [1, 2, 3]]
+    with psycopg.connect(empty_database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (3,)
+
+
+def test_failing_migration_leaves_the_schema_as_it_was_when_it_breaks_part_way(empty_database_url, tmp_path):
+    folder = _folder(
+        tmp_path,
+        {
+            "0001_create_things.sql": TWO["0001_create_things.sql"],
+            "0002_break.sql": "CREATE TABLE half (id int); INSERT INTO things VALUES (1, NULL);",
+        },
+    )
+    with pytest.raises(MigrationError, match="0002_break.sql failed and was rolled back"):
+        migrate(empty_database_url, folder)
+    assert "half" not in _tables(empty_database_url)
+    with psycopg.connect(empty_database_url) as conn:
+        assert [r.state for r in status(conn, folder)] == ["applied", "pending"]
+
+
+def test_edited_applied_file_is_refused_with_a_clear_message(empty_database_url, tmp_path):
+    folder = _folder(tmp_path, TWO)
+    migrate(empty_database_url, folder)
+    (folder / "0002_add_colour.sql").write_text("ALTER TABLE things ADD COLUMN color text;")
+    (folder / "0003_more.sql").write_text("CREATE TABLE more (id int);")
+    with pytest.raises(MigrationError, match="was changed after it was applied"):
+        migrate(empty_database_url, folder)
+    assert "more" not in _tables(empty_database_url)
+    with psycopg.connect(empty_database_url) as conn:
+        assert [r.state for r in status(conn, folder)] == ["applied", "changed", "pending"]
+
+
+def test_status_reports_missing_when_an_applied_file_is_deleted(empty_database_url, tmp_path):
+    folder = _folder(tmp_path, TWO)
+    migrate(empty_database_url, folder)
+    (folder / "0002_add_colour.sql").unlink()
+    with psycopg.connect(empty_database_url) as conn:
+        assert [r.state for r in status(conn, folder)] == ["applied", "missing"]
+
+
+def test_no_transaction_file_runs_outside_a_transaction_when_marked(empty_database_url, tmp_path):
+    folder = _folder(
+        tmp_path,
+        {
+            **TWO,
+            "0003_index_things.sql": (
+                "-- confab:no-transaction\nCREATE INDEX CONCURRENTLY things_name ON things (name);"
+            ),
+        },
+    )
+    assert [m.version for m in migrate(empty_database_url, folder)] == [1, 2, 3]
+
+
+def test_badly_named_file_is_an_error_when_discovered(tmp_path):
+    folder = _folder(tmp_path, {"add_things.sql": "SELECT 1;"})
+    with pytest.raises(MigrationError, match="NNNN_verb_noun.sql"):
+        discover(folder)
+
+
+def test_cli_migrate_and_status_work_on_a_database_url(empty_database_url, tmp_path, monkeypatch, capsys):
+    from shared import cli
+    from shared.settings import get_settings
+
+    folder = tmp_path / "m"
+    shutil.copytree(_folder(tmp_path, TWO), folder)
+    monkeypatch.setenv("DATABASE_URL", empty_database_url)
+    monkeypatch.setenv("CONFAB_MIGRATIONS_DIR", str(folder))
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["db", "migrate"]) == 0
+        assert cli.main(["db", "status"]) == 0
+        (folder / "0001_create_things.sql").write_text("SELECT 1;")
+        assert cli.main(["db", "migrate"]) == 2
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr()
+    assert "2 migration(s) applied" in out.out
+    assert "0002  applied" in out.out
+    assert "was changed after it was applied" in out.err
