@@ -48,9 +48,9 @@ def bench_database() -> Iterator[str]:
             handle.cleanup()
 
 
-def side_by_side(a: Callable[[], object], b: Callable[[], object], *, rounds: int = 300, warmup: int = 20) -> tuple[
-    list[float], list[float]
-]:
+def side_by_side(
+    a: Callable[[], object], b: Callable[[], object], *, rounds: int = 300, warmup: int = 20
+) -> tuple[list[float], list[float]]:
     """Time `a` and `b` alternately; returns their per-call durations in seconds."""
     for _ in range(warmup):
         a()

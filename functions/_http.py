@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared.auth.principal import Principal
 from shared.errors import AppError, Problem, problem_body, problem_for
 from shared.observability import logger, metrics, tracer
 
@@ -79,6 +80,11 @@ def make_resolver() -> APIGatewayRestResolver:
         return problem_response(problem_for(exc))
 
     return app
+
+
+def principal_of(app: APIGatewayRestResolver) -> Principal:
+    """The caller as the authorizer described it; handlers trust nothing else."""
+    return Principal.from_context(app.current_event.request_context.authorizer.raw_event)
 
 
 def lambda_entry(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
