@@ -30,17 +30,11 @@ def problem_response(problem: Problem) -> Response[str]:
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    # Field paths and error types only: never echo the submitted value (it may be a password).
-    details = []
-    for error in exc.errors():
-        loc = [str(part) for part in error.get("loc", ())]
-        details.append({"loc": loc, "type": error.get("type"), "msg": _safe_message(error)})
-    return details
-
-
-def _safe_message(error: dict[str, Any]) -> str:
-    message = str(error.get("msg", ""))
-    return message if "input" not in message.lower() or len(message) < 120 else message[:120]
+    # Field path, error type and pydantic's message only: never the submitted value (it may be a password).
+    return [
+        {"loc": [str(part) for part in error.get("loc", ())], "type": error.get("type"), "msg": error.get("msg", "")}
+        for error in exc.errors()
+    ]
 
 
 def make_resolver() -> APIGatewayRestResolver:
@@ -56,6 +50,9 @@ def make_resolver() -> APIGatewayRestResolver:
 
     @app.exception_handler(RequestValidationError)
     def handle_validation_error(exc: RequestValidationError) -> Response[str]:
+        if any(error.get("type") == "json_invalid" for error in exc.errors()):
+            body = problem_body(400, "invalid-request", "Invalid request", "The request body is not valid JSON.")
+            return problem_response(Problem(400, body))
         body = problem_body(
             422,
             "validation-error",

@@ -1,0 +1,78 @@
+"""The shared resolver: every failure is problem+json with the right status and no leaked detail."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, Field
+
+from functions._http import lambda_entry, make_resolver
+from shared.errors import ConflictError
+from tests.helpers import FakeLambdaContext, body_of, header, load_event
+
+
+class Thing(BaseModel):
+    name: str = Field(min_length=1, max_length=10)
+    password: str
+
+
+app = make_resolver()
+
+
+@app.post("/v1/things")
+def create_thing(thing: Thing) -> dict[str, str]:
+    if thing.name == "dup":
+        raise ConflictError("Thing exists.")
+    if thing.name == "boom":
+        raise RuntimeError("connection string postgresql://secret@db")
+    return {"name": thing.name}
+
+
+handler = lambda_entry(app)
+
+
+def _post(body: str | None):
+    event = load_event("health_get", httpMethod="POST", path="/v1/things", resource="/v1/things", body=body)
+    return handler(event, FakeLambdaContext())
+
+
+def test_valid_body_reaches_the_route():
+    response = _post(json.dumps({"name": "ok", "password": "p"}))
+    assert response["statusCode"] == 200 and body_of(response) == {"name": "ok"}
+
+
+def test_schema_violation_is_422_with_field_paths_and_no_values_when_body_is_invalid():
+    response = _post(json.dumps({"name": "x" * 50, "password": "hunter2-canary"}))
+    assert response["statusCode"] == 422
+    assert header(response, "Content-Type") == "application/problem+json"
+    body = body_of(response)
+    assert body["errors"][0]["loc"] == ["body", "name"]
+    assert "hunter2-canary" not in response["body"] and "xxxxxxxxxxxx" not in response["body"]
+
+
+def test_malformed_json_is_400_when_body_cannot_be_parsed():
+    response = _post("{not json")
+    assert response["statusCode"] == 400
+    assert body_of(response)["type"].endswith("/invalid-request")
+
+
+def test_domain_error_maps_through_the_table_when_raised_in_a_route():
+    response = _post(json.dumps({"name": "dup", "password": "p"}))
+    assert response["statusCode"] == 409 and body_of(response)["detail"] == "Thing exists."
+
+
+def test_unexpected_error_is_a_generic_500_without_a_stack_when_a_route_crashes(capsys):
+    response = _post(json.dumps({"name": "boom", "password": "p"}))
+    assert response["statusCode"] == 500
+    assert body_of(response) == {
+        "type": "https://confab.dev/problems/internal-error",
+        "title": "Internal server error",
+        "status": 500,
+    }
+    assert "secret" not in response["body"]
+
+
+def test_unknown_route_is_a_404_problem_when_resolving():
+    event = load_event("health_get", path="/v1/nope", resource="/v1/nope")
+    response = handler(event, FakeLambdaContext())
+    assert response["statusCode"] == 404 and header(response, "Content-Type") == "application/problem+json"
