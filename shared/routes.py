@@ -37,11 +37,22 @@ class RouteGroup:
         return f"functions.{self.name}"
 
 
-ROUTE_GROUPS: tuple[RouteGroup, ...] = (RouteGroup("health", (Route("GET", "/v1/health", auth="public"),)),)
+# What a group's function may touch in AWS besides the database; infra grants exactly these.
+NEEDS_BEDROCK = "bedrock"
+NEEDS_SAGEMAKER = "sagemaker"
+NEEDS_USAGE_QUEUE = "usage_queue"
+NEEDS_FILES_BUCKET = "files_bucket"
+
+ROUTE_GROUPS: tuple[RouteGroup, ...] = (
+    RouteGroup("health", (Route("GET", "/v1/health", auth="public"),)),
+    # Each later route group is one entry below, in its own block.
+)
 
 # Functions that are not behind API Gateway routes.
 AUTHORIZER_MODULE = "functions.authorizer"
-BACKGROUND_FUNCTIONS: tuple[str, ...] = ()
+USAGE_AGGREGATOR_MODULE = "functions.usage_aggregator"
+MAINTENANCE_MODULE = "functions.maintenance"
+MIGRATE_MODULE = "functions.migrate"
 
 
 def all_routes() -> list[tuple[RouteGroup, Route]]:
