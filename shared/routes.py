@@ -46,6 +46,14 @@ NEEDS_FILES_BUCKET = "files_bucket"
 ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     RouteGroup("health", (Route("GET", "/v1/health", auth="public"),)),
     # Each later route group is one entry below, in its own block.
+    RouteGroup(
+        "usage",
+        (
+            Route("GET", "/v1/usage/me"),
+            Route("GET", "/v1/admin/usage/monthly"),
+            Route("GET", "/v1/admin/usage/models"),
+        ),
+    ),
 )
 
 # Functions that are not behind API Gateway routes.
