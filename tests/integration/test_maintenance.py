@@ -198,3 +198,19 @@ def test_maintenance_lease_is_single_holder_when_acquired_twice(app_container, d
 
     assert acquire(uuid.uuid4()) is not None
     assert acquire(uuid.uuid4()) is None
+
+
+def test_confab_maintenance_prints_counts_when_run_from_the_command_line(app_env, db, capsys):
+    import json
+
+    from shared.cli import main
+    from shared.settings import get_settings
+
+    _cache(db, 5, NOW - timedelta(minutes=1))
+    get_settings.cache_clear()
+    try:
+        assert main(["maintenance"]) == 0
+    finally:
+        get_settings.cache_clear()
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["status"] == "complete" and out["deleted"]["ai_cache"] == 5
