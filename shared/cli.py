@@ -52,12 +52,18 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     return 1 if any(row.state in ("changed", "missing") for row in rows) else 0
 
 
+def _exit_once(*_: object) -> None:
+    # A second SIGTERM (a supervisor repeating itself) must not interrupt the orderly exit of the first.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(0)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from shared.local.server import LocalApi, make_server
     from shared.migrations import migrate
 
     # SIGTERM ends the server like Ctrl-C, so the embedded PostgreSQL is stopped on the way out.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, _exit_once)
     settings = get_settings()
     url = resolve_database_url(settings)
     migrate(url, settings.migrations_dir)

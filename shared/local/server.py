@@ -4,8 +4,11 @@ authorizer and the same handler module, and the handler's proxy response is writ
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib
 import json
+import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -138,8 +141,12 @@ class PooledHTTPServer(HTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], workers: int = 8):
         super().__init__(address, handler)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="confab-http")
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
         self.pool.submit(self._process, request, client_address)
 
     def _process(self, request: Any, client_address: Any) -> None:
@@ -148,10 +155,17 @@ class PooledHTTPServer(HTTPServer):
         except Exception:
             self.handle_error(request, client_address)
         finally:
+            with self._open_lock:
+                self._open.discard(request)
             self.shutdown_request(request)
 
     def server_close(self) -> None:
         super().server_close()
+        # Idle keep-alive connections would hold their worker (and the exit) until the client hangs up.
+        with self._open_lock:
+            for request in self._open:
+                with contextlib.suppress(OSError):
+                    request.shutdown(socket.SHUT_RDWR)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
