@@ -328,3 +328,17 @@ def list_connection_logs(
         items=[ConnectionLog.model_validate(row, from_attributes=True) for row in page.items],
         next_cursor=page.next_cursor,
     )
+
+
+def create_super_admin(db: Database, settings: Settings, username: str, email: str, password: str) -> User:
+    """A super_admin account, for the command line only (no route can make one)."""
+    check_password_rules(password)
+    password_hash = hash_password(password, settings.bcrypt_rounds)
+
+    def work(uow: UnitOfWork) -> User:
+        user = UsersRepository(uow.conn).add(
+            username=username, email=email, password_hash=password_hash, role="super_admin"
+        )
+        return to_user(user)
+
+    return db.transact(work)
