@@ -50,6 +50,10 @@ class LocalApi:
     """Routes requests by the route table; independent of the HTTP server so tests can drive it directly."""
 
     modules: dict[str, ModuleType] = field(default_factory=dict)
+    # Powertools keeps the current event on the resolver class (BaseRouter.current_event) and the Logger
+    # keeps per-invocation keys on a shared instance: two handler calls at once would read each other's
+    # event, principal included. One invocation at a time, as in a Lambda container.
+    invoke_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _module(self, name: str) -> ModuleType:
         if name not in self.modules:
@@ -97,14 +101,15 @@ class LocalApi:
             body=body,
             source_ip=source_ip,
         )
-        if route.auth != "public":
-            denied = self._authorize(event)
-            if denied is not None:
-                return denied
         context = LocalContext(
             function_name=f"confab-{group.name}", aws_request_id=event["requestContext"]["requestId"]
         )
-        result = self._module(group.module).lambda_handler(event, context)
+        with self.invoke_lock:
+            if route.auth != "public":
+                denied = self._authorize(event)
+                if denied is not None:
+                    return denied
+            result = self._module(group.module).lambda_handler(event, context)
         return _to_local(result)
 
     def _authorize(self, event: dict[str, Any]) -> LocalResponse | None:
