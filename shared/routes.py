@@ -88,6 +88,14 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
             Route("DELETE", "/v1/licenses/{id}/seats/{user_id}"),
         ),
     ),
+    RouteGroup(
+        "usage",
+        (
+            Route("GET", "/v1/usage/me"),
+            Route("GET", "/v1/admin/usage/monthly"),
+            Route("GET", "/v1/admin/usage/models"),
+        ),
+    ),
 )
 
 # Functions that are not behind API Gateway routes.
