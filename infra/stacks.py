@@ -8,6 +8,7 @@ from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.api import Api
@@ -16,14 +17,27 @@ from infra.database import PORT, Database
 from infra.functions import FunctionFactory
 from infra.migration import MIGRATE_TIMEOUT, MigrationTrigger
 from infra.monitoring import Monitoring
+from infra.nag import acknowledge
 from infra.network import Network
 from infra.queue import UsageQueue
 from infra.schedules import Schedules
-from infra.storage import FilesBucket
+from infra.storage import FilesBucket, files_bucket_name
 from shared import routes
 
 # Bedrock model and inference-profile invocations; the AI group picks the model at run time.
 BEDROCK_ACTIONS = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+BEDROCK_NAG_ARNS = (
+    "arn:<AWS::Partition>:bedrock:*::foundation-model/*",
+    "arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:inference-profile/*",
+)
+FILES_NAG_FINDINGS = (
+    "Action::s3:Abort*",
+    "Action::s3:DeleteObject*",
+    "Action::s3:GetBucket*",
+    "Action::s3:GetObject*",
+    "Action::s3:List*",
+    "Resource::arn:<AWS::Partition>:s3:::confab-{stage}-files-<AWS::AccountId>-<AWS::Region>/*",
+)
 SAGEMAKER_ACTIONS = ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"]
 
 
@@ -55,6 +69,7 @@ class StatelessStack(Stack):
             network=stateful.network,
             environment={**self._database_environment(stateful), "CORS_ORIGINS": ",".join(config.cors_origins)},
         )
+        self.files_bucket = s3.Bucket.from_bucket_name(self, "FilesBucket", files_bucket_name(config.stage))
         self.group_functions: dict[str, lambda_.Function] = {}
         for group in routes.ROUTE_GROUPS:
             function = self.factory.make(
@@ -161,9 +176,22 @@ class StatelessStack(Stack):
             stateful.usage.queue.grant_send_messages(function)
             function.add_environment("USAGE_QUEUE_URL", stateful.usage.queue.queue_url)
         if routes.NEEDS_FILES_BUCKET in needs:
-            stateful.files.bucket.grant_read_write(function)
-            function.add_environment("FILES_BUCKET", stateful.files.bucket.bucket_name)
+            self.files_bucket.grant_read_write(function)
+            function.add_environment("FILES_BUCKET", self.files_bucket.bucket_name)
+            for finding in FILES_NAG_FINDINGS:
+                acknowledge(
+                    function,
+                    f"AwsSolutions-IAM5[{finding.format(stage=self.config.stage)}]",
+                    "grant_read_write on the files bucket: object actions on this bucket's keys only; keys are "
+                    "per-upload ids the function chooses, so they cannot be listed in advance.",
+                )
         if routes.NEEDS_BEDROCK in needs:
+            for arn in BEDROCK_NAG_ARNS:
+                acknowledge(
+                    function,
+                    f"AwsSolutions-IAM5[Resource::{arn}]",
+                    "The model is chosen per request from the catalog in the database; only Invoke actions.",
+                )
             iam.Grant.add_to_principal(
                 grantee=function,
                 actions=BEDROCK_ACTIONS,
@@ -173,6 +201,11 @@ class StatelessStack(Stack):
                 ],
             )
         if routes.NEEDS_SAGEMAKER in needs:
+            acknowledge(
+                function,
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:endpoint/*]",
+                "The endpoint is chosen per request from the model catalog; only InvokeEndpoint actions.",
+            )
             iam.Grant.add_to_principal(
                 grantee=function,
                 actions=SAGEMAKER_ACTIONS,

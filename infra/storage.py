@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.config import StageConfig
+
+
+def files_bucket_name(stage: str) -> str:
+    """A name fixed by stage, account and region, so the stateless stack refers to the bucket without an export
+    (and IAM findings name a stable ARN)."""
+    return f"confab-{stage}-files-{Aws.ACCOUNT_ID}-{Aws.REGION}"
 
 
 class FilesBucket(Construct):
@@ -15,6 +21,7 @@ class FilesBucket(Construct):
         self.bucket = s3.Bucket(
             self,
             "Bucket",
+            bucket_name=files_bucket_name(config.stage),
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,

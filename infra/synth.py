@@ -27,7 +27,13 @@ def parse_context(argv: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def build_app(argv: Sequence[str] = (), context: Mapping[str, Any] | None = None, *, nag: bool = True) -> cdk.App:
+def build_app(
+    argv: Sequence[str] = (),
+    context: Mapping[str, Any] | None = None,
+    *,
+    outdir: str | None = None,
+    nag: bool = True,
+) -> cdk.App:
     """The app with its two stacks; run directly it reads cdk.json's context the way the CLI would."""
     merged: dict[str, Any] = {}
     under_cli = "CDK_CONTEXT_JSON" in os.environ or "CDK_OUTDIR" in os.environ
@@ -37,7 +43,8 @@ def build_app(argv: Sequence[str] = (), context: Mapping[str, Any] | None = None
             merged.update(json.loads(cdk_json.read_text()).get("context", {}))
     merged.update(parse_context(argv))
     merged.update(context or {})
-    outdir = None if under_cli else str(ROOT / "cdk.out")
+    if outdir is None and not under_cli:
+        outdir = str(ROOT / "cdk.out")
     app = cdk.App(context=merged, outdir=outdir)
     config = stage_config.from_context(app.node.try_get_context)
     # Environment-agnostic on purpose: synth needs no account, no region and no credentials.
@@ -53,8 +60,9 @@ def build_app(argv: Sequence[str] = (), context: Mapping[str, Any] | None = None
     )
     stateless.add_stack_dependency(stateful)
     for stack in (stateful, stateless):
-        cdk.Tags.of(stack).add("app", "confab")
-        cdk.Tags.of(stack).add("stage", config.stage)
+        # The proxy target group takes no tags (CloudFormation's schema refuses them).
+        for key, value in (("app", "confab"), ("stage", config.stage)):
+            cdk.Tags.of(stack).add(key, value, exclude_resource_types=["AWS::RDS::DBProxyTargetGroup"])
     if nag:
         suppress(stateful, stateless)
         # cdk-nag 3 is a policy-validation plugin: synth fails, with a report, on any unacknowledged error.
