@@ -110,5 +110,5 @@ class Database(Construct):
     def endpoint_for_functions(self) -> str:
         """Where route functions connect: the proxy when there is one, else the instance."""
         if self.proxy is not None:
-            return self.proxy.endpoint
-        return self.instance.db_instance_endpoint_address
+            return str(self.proxy.endpoint)
+        return str(self.instance.db_instance_endpoint_address)

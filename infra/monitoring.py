@@ -41,7 +41,7 @@ class Monitoring(Construct):
         action = actions.SnsAction(self.topic)
         self.alarms: list[cloudwatch.Alarm] = []
 
-        def alarm(name: str, metric: cloudwatch.IMetric, threshold: float, description: str, periods: int = 1) -> None:
+        def alarm(name: str, metric: cloudwatch.Metric, threshold: float, description: str, periods: int = 1) -> None:
             created = metric.create_alarm(
                 self,
                 name,

@@ -49,11 +49,18 @@ class Settings(BaseSettings):
     files_bucket: str | None = Field(None, alias="FILES_BUCKET")
     files_dir: Path = Field(PROJECT_ROOT / ".files", alias="CONFAB_FILES_DIR")
 
+    # Browser origins allowed to call the API and upload to presigned URLs, comma-separated ("*" for any).
+    cors_origins: str = Field("*", alias="CORS_ORIGINS")
+
     # Retention and cache
     anonymous_retention_days: int = Field(90, alias="ANONYMOUS_RETENTION_DAYS", ge=1)
     connection_log_retention_days: int = Field(180, alias="CONNECTION_LOG_RETENTION_DAYS", ge=1)
     refresh_token_grace_days: int = Field(7, alias="REFRESH_TOKEN_GRACE_DAYS", ge=0)
     ai_cache_ttl_s: int = Field(7 * 86400, alias="AI_CACHE_TTL_SECONDS", ge=0)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @property
     def is_local(self) -> bool:
