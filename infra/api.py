@@ -110,7 +110,7 @@ class Api(Construct):
         for group in routes.ROUTE_GROUPS:
             # One Lambda permission per group for the whole API instead of one per method.
             integration = apigw.LambdaIntegration(
-                group_functions[group.name], proxy=True, allow_test_invoke=False, scope_permission_to_method=False
+                group_functions[group.name], proxy=True, scope_permission_to_method=False
             )
             for route in group.routes:
                 resource = self.api.root.resource_for_path(route.path)
