@@ -42,6 +42,8 @@ NEEDS_BEDROCK = "bedrock"
 NEEDS_SAGEMAKER = "sagemaker"
 NEEDS_USAGE_QUEUE = "usage_queue"
 NEEDS_FILES_BUCKET = "files_bucket"
+# Reads the JWT signing key (JWT_SECRET_ARN): only groups that issue tokens, plus the authorizer.
+NEEDS_SIGNING_KEY = "signing_key"
 
 ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     RouteGroup("health", (Route("GET", "/v1/health", auth="public"),)),

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     files_bucket: str | None = Field(None, alias="FILES_BUCKET")
     files_dir: Path = Field(PROJECT_ROOT / ".files", alias="CONFAB_FILES_DIR")
 
+    # Browser origins allowed to call the API and upload to presigned URLs, comma-separated ("*" for any).
+    cors_origins: str = Field("*", alias="CORS_ORIGINS")
+
     # Retention and cache
     anonymous_retention_days: int = Field(90, alias="ANONYMOUS_RETENTION_DAYS", ge=1)
     connection_log_retention_days: int = Field(180, alias="CONNECTION_LOG_RETENTION_DAYS", ge=1)
@@ -70,6 +73,10 @@ class Settings(BaseSettings):
     maintenance_time_budget_s: float = Field(120, alias="MAINTENANCE_TIME_BUDGET_SECONDS", gt=0, le=840)
     maintenance_batch_size: int = Field(2000, alias="MAINTENANCE_BATCH_SIZE", ge=1, le=50_000)
     maintenance_conversation_batch_size: int = Field(50, alias="MAINTENANCE_CONVERSATION_BATCH_SIZE", ge=1)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @property
     def is_local(self) -> bool:
