@@ -48,6 +48,58 @@ NEEDS_SIGNING_KEY = "signing_key"
 ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     RouteGroup("health", (Route("GET", "/v1/health", auth="public"),)),
     # Each later route group is one entry below, in its own block.
+    # identity: accounts and sessions ------------------------------------------------------------------------
+    RouteGroup(
+        "auth",
+        (
+            Route("POST", "/v1/auth/signup", auth="public"),
+            Route("POST", "/v1/auth/login", auth="public"),
+            Route("POST", "/v1/auth/refresh", auth="public"),
+            Route("POST", "/v1/auth/logout", auth="public"),
+        ),
+        needs=frozenset({NEEDS_SIGNING_KEY}),  # signs access tokens
+    ),
+    RouteGroup(
+        "users",
+        (
+            Route("GET", "/v1/users/me"),
+            Route("PATCH", "/v1/users/me"),
+            Route("POST", "/v1/users/me/password"),
+            Route("POST", "/v1/users/me/logout-all"),
+            Route("GET", "/v1/users/me/properties"),
+            Route("PUT", "/v1/users/me/properties"),
+            Route("GET", "/v1/users/me/api-keys"),
+            Route("POST", "/v1/users/me/api-keys"),
+            Route("DELETE", "/v1/users/me/api-keys/{id}"),
+            Route("GET", "/v1/users/me/connection-logs"),
+        ),
+        needs=frozenset({NEEDS_SIGNING_KEY}),  # a password change answers with a new token pair
+    ),
+    RouteGroup(
+        "admin",
+        (
+            Route("GET", "/v1/admin/users"),
+            Route("PATCH", "/v1/admin/users/{id}"),
+            Route("GET", "/v1/admin/connection-logs"),
+        ),
+    ),
+    RouteGroup(
+        "licenses",
+        (
+            Route("POST", "/v1/licenses"),
+            Route("GET", "/v1/licenses"),
+            Route("POST", "/v1/licenses/{id}/seats"),
+            Route("DELETE", "/v1/licenses/{id}/seats/{user_id}"),
+        ),
+    ),
+    RouteGroup(
+        "usage",
+        (
+            Route("GET", "/v1/usage/me"),
+            Route("GET", "/v1/admin/usage/monthly"),
+            Route("GET", "/v1/admin/usage/models"),
+        ),
+    ),
 )
 
 # Functions that are not behind API Gateway routes.
