@@ -73,7 +73,7 @@ DEFAULTS: dict[str, StageConfig] = {
         aggregator_max_concurrency=2,
         throttle_rate=50,
         throttle_burst=100,
-        authorizer_cache_ttl_s=300,
+        authorizer_cache_ttl_s=60,
         cors_origins=("http://localhost:3000", "http://localhost:5173"),
         alarm_email=None,
         bundle=True,
@@ -93,7 +93,7 @@ DEFAULTS: dict[str, StageConfig] = {
         aggregator_max_concurrency=5,
         throttle_rate=500,
         throttle_burst=1000,
-        authorizer_cache_ttl_s=300,
+        authorizer_cache_ttl_s=60,
         cors_origins=("*",),  # bearer tokens, no cookies; narrow it with -c cors_origins=https://app.example.com
         alarm_email=None,
         bundle=True,

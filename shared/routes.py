@@ -57,6 +57,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
             Route("POST", "/v1/auth/refresh", auth="public"),
             Route("POST", "/v1/auth/logout", auth="public"),
         ),
+        needs=frozenset({NEEDS_SIGNING_KEY}),  # signs access tokens
     ),
     RouteGroup(
         "users",
@@ -72,6 +73,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
             Route("DELETE", "/v1/users/me/api-keys/{id}"),
             Route("GET", "/v1/users/me/connection-logs"),
         ),
+        needs=frozenset({NEEDS_SIGNING_KEY}),  # a password change answers with a new token pair
     ),
     RouteGroup(
         "admin",

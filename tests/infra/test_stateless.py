@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from infra.config import DEFAULTS
 from shared import routes
 from tests.infra.conftest import Synth
 
@@ -126,7 +127,7 @@ def test_authorizer_is_a_cached_request_authorizer_keyed_by_credential_and_path_
     (authorizer,) = prod.resources("AWS::ApiGateway::Authorizer").values()
     props = authorizer["Properties"]
     assert props["Type"] == "REQUEST"
-    assert props["AuthorizerResultTtlInSeconds"] == 300
+    assert props["AuthorizerResultTtlInSeconds"] == DEFAULTS["prod"].authorizer_cache_ttl_s > 0
     sources = props["IdentitySource"].split(",")
     assert sources == ["method.request.header.Authorization", "context.httpMethod", "context.path"]
 
