@@ -38,7 +38,9 @@ class ProviderRegistry:
                 )
             return self._clients[service]
 
-    def for_model(self, provider: str, *, base_url: str | None = None, api_key: str | None = None) -> ModelProvider:
+    def for_model(
+        self, provider: str, *, base_url: str | None = None, api_key_secret_arn: str | None = None
+    ) -> ModelProvider:
         """The client for a catalog entry's provider kind."""
         from shared.providers.aws import BedrockProvider, SageMakerProvider
 
@@ -56,9 +58,20 @@ class ProviderRegistry:
             guard: AddressGuard | None = None if self._settings.allow_private_model_endpoints else check_endpoint_url
             return OpenAICompatibleProvider(
                 base_url,
-                api_key=api_key or self._settings.openai_compatible_api_key,
+                api_key=self._api_key(api_key_secret_arn),
                 timeout_s=self._settings.provider_timeout_s,
                 max_response_bytes=self._settings.provider_max_response_bytes,
                 guard=guard,
             )
         raise provider_failed(provider, 502, "unknown_provider")
+
+    def _api_key(self, secret_arn: str | None) -> str | None:
+        if not secret_arn:
+            return self._settings.openai_compatible_api_key if self._settings.is_local else None
+        from aws_lambda_powertools.utilities import parameters
+
+        try:
+            return str(parameters.get_secret(secret_arn, max_age=300))
+        except Exception:
+            # The secret's name is operator data, not a provider answer; still keep it out of the response.
+            raise provider_failed("openai-compatible", 503, "api_key_unavailable") from None
