@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.db import ConnectionProvider, ConninfoFactory, Database
+from shared.events.usage import UsageEvent, UsagePublisher
 from shared.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from shared.providers.registry import ProviderRegistry
+    from shared.services.completions import CompletionService
 
 
 def conninfo_factory(settings: Settings) -> ConninfoFactory:
@@ -77,3 +83,35 @@ def build_container(settings: Settings) -> Container:
 def container() -> Container:
     """The process-wide container, built on first use."""
     return build_container(get_settings())
+
+
+@cache
+def completion_service() -> CompletionService:
+    """The completion service of this warm container: shared database, provider clients and usage publisher."""
+    from shared.services.completions import CompletionService
+
+    built = container()
+    return CompletionService(built.db, model_providers(), _usage_publisher(built), built.settings)
+
+
+@cache
+def model_providers() -> ProviderRegistry:
+    """Provider clients, made once per warm container (boto3 clients on first use)."""
+    from shared.providers.registry import ProviderRegistry
+
+    return ProviderRegistry(container().settings)
+
+
+def _usage_publisher(built: Container) -> UsagePublisher:
+    # The usage pipeline adds `usage_publisher` to the container; until it is wired, events are only logged.
+    publisher: UsagePublisher | None = getattr(built, "usage_publisher", None)
+    if publisher is not None:
+        return publisher
+    from shared.observability import logger
+
+    class LoggingPublisher:
+        def publish(self, events: Sequence[UsageEvent]) -> None:
+            for event in events:
+                logger.warning("usage event not published: no usage publisher", extra={"event_id": str(event.event_id)})
+
+    return LoggingPublisher()
