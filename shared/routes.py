@@ -46,6 +46,48 @@ NEEDS_FILES_BUCKET = "files_bucket"
 ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     RouteGroup("health", (Route("GET", "/v1/health", auth="public"),)),
     # Each later route group is one entry below, in its own block.
+    # identity: accounts and sessions ------------------------------------------------------------------------
+    RouteGroup(
+        "auth",
+        (
+            Route("POST", "/v1/auth/signup", auth="public"),
+            Route("POST", "/v1/auth/login", auth="public"),
+            Route("POST", "/v1/auth/refresh", auth="public"),
+            Route("POST", "/v1/auth/logout", auth="public"),
+        ),
+    ),
+    RouteGroup(
+        "users",
+        (
+            Route("GET", "/v1/users/me"),
+            Route("PATCH", "/v1/users/me"),
+            Route("POST", "/v1/users/me/password"),
+            Route("POST", "/v1/users/me/logout-all"),
+            Route("GET", "/v1/users/me/properties"),
+            Route("PUT", "/v1/users/me/properties"),
+            Route("GET", "/v1/users/me/api-keys"),
+            Route("POST", "/v1/users/me/api-keys"),
+            Route("DELETE", "/v1/users/me/api-keys/{id}"),
+            Route("GET", "/v1/users/me/connection-logs"),
+        ),
+    ),
+    RouteGroup(
+        "admin",
+        (
+            Route("GET", "/v1/admin/users"),
+            Route("PATCH", "/v1/admin/users/{id}"),
+            Route("GET", "/v1/admin/connection-logs"),
+        ),
+    ),
+    RouteGroup(
+        "licenses",
+        (
+            Route("POST", "/v1/licenses"),
+            Route("GET", "/v1/licenses"),
+            Route("POST", "/v1/licenses/{id}/seats"),
+            Route("DELETE", "/v1/licenses/{id}/seats/{user_id}"),
+        ),
+    ),
     # ai: model catalog, deployed resources, agent templates and the caller's template preferences.
     RouteGroup(
         "catalog",

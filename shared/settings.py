@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(900, alias="ACCESS_TOKEN_TTL_SECONDS", ge=60, le=900)
     refresh_token_ttl_s: int = Field(30 * 86400, alias="REFRESH_TOKEN_TTL_SECONDS", ge=3600)
     bcrypt_rounds: int = Field(12, alias="BCRYPT_ROUNDS", ge=4, le=16)
+    # Where local mode keeps a generated JWT signing key when JWT_SECRET is unset (git-ignored).
+    local_state_dir: Path = Field(PROJECT_ROOT / ".confab", alias="CONFAB_STATE_DIR")
+    # A spent refresh token replayed within this many seconds (concurrent refreshes from one client)
+    # gets a fresh pair instead of revoking its family; RFC 9700 allows a short window, we cap it at 10 s.
+    refresh_reuse_grace_s: int = Field(10, alias="REFRESH_REUSE_GRACE_SECONDS", ge=0, le=10)
+    login_max_failures_per_account: int = Field(10, alias="LOGIN_MAX_FAILURES_PER_ACCOUNT", ge=1)
+    login_max_failures_per_address: int = Field(50, alias="LOGIN_MAX_FAILURES_PER_ADDRESS", ge=1)
+    login_failure_window_s: int = Field(900, alias="LOGIN_FAILURE_WINDOW_SECONDS", ge=60)
+    api_key_touch_interval_s: int = Field(60, alias="API_KEY_TOUCH_INTERVAL_SECONDS", ge=1)
 
     # Usage pipeline and storage
     usage_queue_url: str | None = Field(None, alias="USAGE_QUEUE_URL")
