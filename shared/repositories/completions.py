@@ -22,14 +22,18 @@ WHERE t.id = %(thread_id)s
 
 USER_PROPERTIES = "SELECT tone, additional_info FROM user_properties WHERE user_id = %(user_id)s"
 
+# One round trip: the message, and the conversation's last_message_at.
 INSERT_MESSAGE = """
-INSERT INTO messages (conversation_id, thread_id, sender_id, sender_kind, content, model_id, idempotency_key)
-VALUES (%(conversation_id)s, %(thread_id)s, %(sender_id)s, %(sender_kind)s, %(content)s, %(model_id)s,
-        %(idempotency_key)s)
-RETURNING id, conversation_id, thread_id, sender_id, sender_kind, content, model_id, created_at
+WITH inserted AS (
+    INSERT INTO messages (conversation_id, thread_id, sender_id, sender_kind, content, model_id, idempotency_key)
+    VALUES (%(conversation_id)s, %(thread_id)s, %(sender_id)s, %(sender_kind)s, %(content)s, %(model_id)s,
+            %(idempotency_key)s)
+    RETURNING id, conversation_id, thread_id, sender_id, sender_kind, content, model_id, created_at
+), touched AS (
+    UPDATE conversations SET last_message_at = now() WHERE id = %(conversation_id)s
+)
+SELECT * FROM inserted
 """
-
-TOUCH_CONVERSATION = "UPDATE conversations SET last_message_at = now() WHERE id = %(conversation_id)s"
 
 MESSAGE_BY_KEY = """
 SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, model_id, created_at
@@ -147,7 +151,6 @@ class CompletionsRepository:
         with self.conn.cursor(row_factory=class_row(MessageRow)) as cur:
             row = cur.execute(INSERT_MESSAGE, values).fetchone()
         assert row is not None
-        self.conn.execute(TOUCH_CONVERSATION, {"conversation_id": values["conversation_id"]})
         return row
 
     def message_by_key(self, conversation_id: UUID, sender_id: UUID, key: str) -> MessageRow | None:

@@ -225,8 +225,14 @@ class CompletionService:
         if not isinstance(prepared, Plan):
             assert isinstance(prepared, ThreadCompletion)
             return prepared
+        if "hit" in prepared.extra:
+            hit, size = prepared.extra["hit"]
+            self._publish(prepared, hit.usage, size)
+            return hit  # type: ignore[no-any-return]
         result, latency_ms = self._call(prepared)
-        return self._db.transact(lambda uow: self._finish_thread(uow, prepared, result, latency_ms))
+        answer = self._db.transact(lambda uow: self._finish_thread(uow, prepared, result, latency_ms))
+        self._publish(prepared, answer.usage, len(result.text))
+        return answer
 
     def _replay(
         self, repo: CompletionsRepository, user_message_id: int, ai_id: int, usage: dict[str, Any]
@@ -263,10 +269,7 @@ class CompletionService:
 
     def _finish_thread(self, uow: UnitOfWork, plan: Plan, result: ProviderResult, latency_ms: int) -> ThreadCompletion:
         usage = self._settle(uow, plan, result, latency_ms)
-        answer = self._record_thread_answer(uow, plan, result.text, usage, result.finish_reason)
-        uow.commit()
-        self._publish(plan, usage, len(result.text))
-        return answer
+        return self._record_thread_answer(uow, plan, result.text, usage, result.finish_reason)
 
     # OpenAI-compatible chat ------------------------------------------------------------------------------
 
@@ -308,15 +311,19 @@ class CompletionService:
         if not isinstance(prepared, Plan):
             assert isinstance(prepared, ChatCompletion)
             return prepared
+        if "hit" in prepared.extra:
+            hit, size = prepared.extra["hit"]
+            self._publish(prepared, hit.usage, size)
+            return hit  # type: ignore[no-any-return]
         result, latency_ms = self._call(prepared)
 
         def finish(uow: UnitOfWork) -> ChatCompletion:
             usage = self._settle(uow, prepared, result, latency_ms)
-            uow.commit()
-            self._publish(prepared, usage, len(result.text))
             return ChatCompletion(text=result.text, usage=usage, finish_reason=result.finish_reason)
 
-        return self._db.transact(finish)
+        answer = self._db.transact(finish)
+        self._publish(prepared, answer.usage, len(result.text))
+        return answer
 
     # Shared steps ----------------------------------------------------------------------------------------
 
@@ -359,9 +366,9 @@ class CompletionService:
                     answer = self._record_thread_answer(uow, plan, entry.response_text, usage, "stop")
                 else:
                     answer = ChatCompletion(text=entry.response_text, usage=usage)
-                uow.commit()
-                self._publish(plan, usage, len(entry.response_text))
-                return answer
+                # Published by the caller once the transaction has committed.
+                plan.extra["hit"] = (answer, len(entry.response_text))
+                return plan
         limit = self._settings.monthly_spend_limit_usd
         if limit is not None:
             prices = Prices.of(plan.model)
