@@ -59,8 +59,11 @@ def _exit_once(*_: object) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from shared.bootstrap import container
+    from shared.local.scheduler import PeriodicTask
     from shared.local.server import LocalApi, make_server
     from shared.migrations import migrate
+    from shared.services.maintenance import run_maintenance
 
     # SIGTERM ends the server like Ctrl-C, so the embedded PostgreSQL is stopped on the way out.
     signal.signal(signal.SIGTERM, _exit_once)
@@ -74,6 +77,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # A usable model on a fresh start: GET /v1/models lists it (idempotent; never in AWS stages).
         seed_local_model(container().db)
     server = make_server(LocalApi(), args.host, args.port)
+    deps = container()
+    # EventBridge's part locally: maintenance on a timer (MAINTENANCE_INTERVAL_SECONDS, 0 turns it off).
+    timer = None
+    if get_settings().maintenance_interval_s > 0:
+        timer = PeriodicTask(
+            get_settings().maintenance_interval_s,
+            lambda: run_maintenance(deps.db, deps.settings),
+            name="confab-maintenance",
+            on_exit=deps.db.provider.discard,
+        ).start()
     print(f"Confab API on http://{args.host}:{args.port}  (Swagger UI at /docs, OpenAPI at /openapi.json)", flush=True)
     try:
         server.serve_forever()
@@ -81,6 +94,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pass
     finally:
         server.server_close()
+        if timer is not None:
+            timer.stop()
+        # Queued usage events are recorded before the process exits.
+        deps.close()
     return 0
 
 
@@ -122,6 +139,24 @@ def cmd_users_create_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_maintenance(args: argparse.Namespace) -> int:
+    import json
+
+    from shared.bootstrap import build_container
+    from shared.migrations import migrate
+    from shared.services.maintenance import run_maintenance
+
+    settings = get_settings()
+    migrate(resolve_database_url(settings), settings.migrations_dir)
+    deps = build_container(get_settings())
+    try:
+        result = run_maintenance(deps.db, deps.settings, budget_s=args.budget)
+    finally:
+        deps.close()
+    print(json.dumps({"status": result.status, "deleted": result.deleted, "batches": result.batches}))
+    return 3 if result.status == "lease_lost" else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="confab", description="Confab: a serverless backend for AI chat apps")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.set_defaults(func=cmd_serve)
+
+    maintenance = sub.add_parser("maintenance", help="run the scheduled clean-up once (expired cache, old chats...)")
+    maintenance.add_argument("--budget", type=float, default=None, help="seconds to spend (default: the setting)")
+    maintenance.set_defaults(func=cmd_maintenance)
 
     db = sub.add_parser("db", help="database migrations")
     db_sub = db.add_subparsers(dest="db_command", required=True)

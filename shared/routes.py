@@ -88,6 +88,14 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
             Route("DELETE", "/v1/licenses/{id}/seats/{user_id}"),
         ),
     ),
+    RouteGroup(
+        "usage",
+        (
+            Route("GET", "/v1/usage/me"),
+            Route("GET", "/v1/admin/usage/monthly"),
+            Route("GET", "/v1/admin/usage/models"),
+        ),
+    ),
     # ai: model catalog, deployed resources, agent templates and the caller's template preferences.
     RouteGroup(
         "catalog",

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
 
     # Usage pipeline and storage
     usage_queue_url: str | None = Field(None, alias="USAGE_QUEUE_URL")
+    usage_local_batch_size: int = Field(100, alias="USAGE_LOCAL_BATCH_SIZE", ge=1, le=10_000)
     files_bucket: str | None = Field(None, alias="FILES_BUCKET")
     files_dir: Path = Field(PROJECT_ROOT / ".files", alias="CONFAB_FILES_DIR")
 
@@ -76,6 +77,12 @@ class Settings(BaseSettings):
     # Per-user spend per calendar month (UTC) in USD; unset means no limit.
     monthly_spend_limit_usd: Decimal | None = Field(None, alias="MONTHLY_SPEND_LIMIT_USD", ge=0)
     default_model_id: str | None = Field(None, alias="DEFAULT_MODEL_ID")
+
+    # Maintenance: seconds between local runs (0: never), the time budget of one run, rows per transaction.
+    maintenance_interval_s: int = Field(3600, alias="MAINTENANCE_INTERVAL_SECONDS", ge=0)
+    maintenance_time_budget_s: float = Field(120, alias="MAINTENANCE_TIME_BUDGET_SECONDS", gt=0, le=840)
+    maintenance_batch_size: int = Field(2000, alias="MAINTENANCE_BATCH_SIZE", ge=1, le=50_000)
+    maintenance_conversation_batch_size: int = Field(50, alias="MAINTENANCE_CONVERSATION_BATCH_SIZE", ge=1)
 
     @property
     def is_local(self) -> bool:
