@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import openai
 import pytest
@@ -56,6 +57,16 @@ def test_openai_client_lists_the_seeded_model_and_completes_with_usage_when_serv
         temperature=0,
     )
     assert again.choices[0].message.content == first.choices[0].message.content
+
+    # Both calls are recorded like any other: one request to the model and one cache hit.
+    deadline = time.monotonic() + 20
+    while True:
+        status, _, raw = _request(f"{server}/v1/usage/me?group_by=model", headers={"Authorization": f"Bearer {token}"})
+        totals = json.loads(raw)["totals"] if status == 200 else {}
+        if totals.get("requests") == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert totals["requests"] == 2 and totals["cache_hits"] == 1
 
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{server}/v1", api_key="cfb_not_a_key", max_retries=0).models.list()
