@@ -70,6 +70,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     url = resolve_database_url(settings)
     migrate(url, settings.migrations_dir)
+    if settings.is_local:
+        from shared.bootstrap import container
+        from shared.services.catalog import seed_local_model
+
+        # A usable model on a fresh start: GET /v1/models lists it (idempotent; never in AWS stages).
+        seed_local_model(container().db)
     server = make_server(LocalApi(), args.host, args.port)
     deps = container()
     # EventBridge's part locally: maintenance on a timer (MAINTENANCE_INTERVAL_SECONDS, 0 turns it off).

@@ -100,6 +100,51 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
             Route("GET", "/v1/admin/usage/models"),
         ),
     ),
+    # ai: model catalog, deployed resources, agent templates and the caller's template preferences.
+    RouteGroup(
+        "catalog",
+        (
+            Route("GET", "/v1/model-configurations"),
+            Route("POST", "/v1/model-configurations"),
+            Route("PATCH", "/v1/model-configurations/{id}"),
+            Route("GET", "/v1/deployed-resources"),
+            Route("POST", "/v1/deployed-resources"),
+            Route("GET", "/v1/deployed-resources/{id}"),
+            Route("PATCH", "/v1/deployed-resources/{id}"),
+            Route("DELETE", "/v1/deployed-resources/{id}"),
+            Route("GET", "/v1/agent-templates"),
+            Route("POST", "/v1/agent-templates"),
+            Route("PATCH", "/v1/agent-templates/{id}"),
+            Route("GET", "/v1/users/me/agent-templates/{id}"),
+            Route("PUT", "/v1/users/me/agent-templates/{id}"),
+        ),
+    ),
+    # ai: code-execution records and deep-analysis reports.
+    RouteGroup(
+        "records",
+        (
+            Route("GET", "/v1/code-executions"),
+            Route("POST", "/v1/code-executions"),
+            Route("GET", "/v1/code-executions/{id}"),
+            Route("PATCH", "/v1/code-executions/{id}"),
+            Route("GET", "/v1/analysis-reports"),
+            Route("POST", "/v1/analysis-reports"),
+            Route("GET", "/v1/analysis-reports/{id}"),
+            Route("PATCH", "/v1/analysis-reports/{id}"),
+        ),
+    ),
+    # ai: completions in a thread.
+    RouteGroup(
+        "completions",
+        (Route("POST", "/v1/threads/{id}/completions"),),
+        needs=frozenset({NEEDS_BEDROCK, NEEDS_SAGEMAKER, NEEDS_USAGE_QUEUE}),
+    ),
+    # ai: the OpenAI-compatible API.
+    RouteGroup(
+        "openai",
+        (Route("POST", "/v1/chat/completions"), Route("GET", "/v1/models")),
+        needs=frozenset({NEEDS_BEDROCK, NEEDS_SAGEMAKER, NEEDS_USAGE_QUEUE}),
+    ),
 )
 
 # Functions that are not behind API Gateway routes.

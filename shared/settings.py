@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -68,6 +69,18 @@ class Settings(BaseSettings):
     refresh_token_grace_days: int = Field(7, alias="REFRESH_TOKEN_GRACE_DAYS", ge=0)
     ai_cache_ttl_s: int = Field(7 * 86400, alias="AI_CACHE_TTL_SECONDS", ge=0)
 
+    # AI: providers, completions cache and spend
+    provider_timeout_s: float = Field(30.0, alias="PROVIDER_TIMEOUT_SECONDS", gt=0, le=900)
+    provider_max_response_bytes: int = Field(1_048_576, alias="PROVIDER_MAX_RESPONSE_BYTES", ge=1024)
+    # Local testing against a fake server on loopback only; refused outside local/test stages.
+    allow_private_model_endpoints: bool = Field(False, alias="ALLOW_PRIVATE_MODEL_ENDPOINTS")
+    openai_compatible_api_key: str | None = Field(None, alias="OPENAI_COMPATIBLE_API_KEY")
+    # Only deterministic (temperature 0) requests are cached unless this is on.
+    ai_cache_nondeterministic: bool = Field(False, alias="AI_CACHE_NONDETERMINISTIC")
+    # Per-user spend per calendar month (UTC) in USD; unset means no limit.
+    monthly_spend_limit_usd: Decimal | None = Field(None, alias="MONTHLY_SPEND_LIMIT_USD", ge=0)
+    default_model_id: str | None = Field(None, alias="DEFAULT_MODEL_ID")
+
     # Maintenance: seconds between local runs (0: never), the time budget of one run, rows per transaction.
     maintenance_interval_s: int = Field(3600, alias="MAINTENANCE_INTERVAL_SECONDS", ge=0)
     maintenance_time_budget_s: float = Field(120, alias="MAINTENANCE_TIME_BUDGET_SECONDS", gt=0, le=840)
@@ -87,6 +100,8 @@ class Settings(BaseSettings):
         # Fail at cold start, not on the first request, when AWS stages lack a secret source.
         if not self.is_local and self.jwt_secret and not self.jwt_secret_arn:
             raise ValueError("JWT_SECRET is for local mode only; set JWT_SECRET_ARN in AWS stages")
+        if not self.is_local and self.allow_private_model_endpoints:
+            raise ValueError("ALLOW_PRIVATE_MODEL_ENDPOINTS is for local mode only")
         return self
 
 
