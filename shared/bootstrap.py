@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 from shared.db import ConnectionProvider, ConninfoFactory, Database
+from shared.events.publishers import DirectUsagePublisher, QueueUsagePublisher, SqsUsagePublisher
+from shared.events.usage import UsageEvent, UsagePublisher
 from shared.settings import Settings, get_settings
 
 
@@ -55,12 +58,41 @@ def _secret_credentials(arn: str) -> dict[str, Any]:
     return creds
 
 
+class FlushablePublisher(UsagePublisher, Protocol):
+    def flush(self, timeout: float | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def build_usage_publisher(settings: Settings, db: Database) -> FlushablePublisher:
+    """SQS when USAGE_QUEUE_URL is set; otherwise an in-process queue locally, or direct recording in AWS."""
+    from shared.services.usage import record_usage
+
+    def sink(events: Sequence[UsageEvent]) -> object:
+        return record_usage(db, events)
+
+    if settings.usage_queue_url:
+        return SqsUsagePublisher(settings.usage_queue_url, sink, region=settings.aws_region)
+    if settings.is_local:
+        return QueueUsagePublisher(sink, batch_size=settings.usage_local_batch_size, on_thread_exit=db.provider.discard)
+    return DirectUsagePublisher(sink)
+
+
 @dataclass
 class Container:
     """What a warm container shares between invocations."""
 
     settings: Settings
     db: Database
+    usage_publisher: FlushablePublisher
+
+    def flush(self, timeout: float | None = 30) -> None:
+        """Wait until every usage event published so far is recorded (tests, shutdown)."""
+        self.usage_publisher.flush(timeout)
+
+    def close(self) -> None:
+        self.usage_publisher.close()
+        self.db.close()
 
 
 def build_container(settings: Settings) -> Container:
@@ -70,7 +102,8 @@ def build_container(settings: Settings) -> Container:
         connect_timeout_s=settings.db_connect_timeout_s,
         application_name=settings.service_name,
     )
-    return Container(settings=settings, db=Database(provider))
+    db = Database(provider)
+    return Container(settings=settings, db=db, usage_publisher=build_usage_publisher(settings, db))
 
 
 @cache

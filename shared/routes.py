@@ -99,6 +99,56 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
         ),
         needs=frozenset({NEEDS_FILES_BUCKET}),
     ),
+    # identity: accounts and sessions ------------------------------------------------------------------------
+    RouteGroup(
+        "auth",
+        (
+            Route("POST", "/v1/auth/signup", auth="public"),
+            Route("POST", "/v1/auth/login", auth="public"),
+            Route("POST", "/v1/auth/refresh", auth="public"),
+            Route("POST", "/v1/auth/logout", auth="public"),
+        ),
+    ),
+    RouteGroup(
+        "users",
+        (
+            Route("GET", "/v1/users/me"),
+            Route("PATCH", "/v1/users/me"),
+            Route("POST", "/v1/users/me/password"),
+            Route("POST", "/v1/users/me/logout-all"),
+            Route("GET", "/v1/users/me/properties"),
+            Route("PUT", "/v1/users/me/properties"),
+            Route("GET", "/v1/users/me/api-keys"),
+            Route("POST", "/v1/users/me/api-keys"),
+            Route("DELETE", "/v1/users/me/api-keys/{id}"),
+            Route("GET", "/v1/users/me/connection-logs"),
+        ),
+    ),
+    RouteGroup(
+        "admin",
+        (
+            Route("GET", "/v1/admin/users"),
+            Route("PATCH", "/v1/admin/users/{id}"),
+            Route("GET", "/v1/admin/connection-logs"),
+        ),
+    ),
+    RouteGroup(
+        "licenses",
+        (
+            Route("POST", "/v1/licenses"),
+            Route("GET", "/v1/licenses"),
+            Route("POST", "/v1/licenses/{id}/seats"),
+            Route("DELETE", "/v1/licenses/{id}/seats/{user_id}"),
+        ),
+    ),
+    RouteGroup(
+        "usage",
+        (
+            Route("GET", "/v1/usage/me"),
+            Route("GET", "/v1/admin/usage/monthly"),
+            Route("GET", "/v1/admin/usage/models"),
+        ),
+    ),
 )
 
 # Functions that are not behind API Gateway routes.

@@ -43,9 +43,19 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(900, alias="ACCESS_TOKEN_TTL_SECONDS", ge=60, le=900)
     refresh_token_ttl_s: int = Field(30 * 86400, alias="REFRESH_TOKEN_TTL_SECONDS", ge=3600)
     bcrypt_rounds: int = Field(12, alias="BCRYPT_ROUNDS", ge=4, le=16)
+    # Where local mode keeps a generated JWT signing key when JWT_SECRET is unset (git-ignored).
+    local_state_dir: Path = Field(PROJECT_ROOT / ".confab", alias="CONFAB_STATE_DIR")
+    # A spent refresh token replayed within this many seconds (concurrent refreshes from one client)
+    # gets a fresh pair instead of revoking its family; RFC 9700 allows a short window, we cap it at 10 s.
+    refresh_reuse_grace_s: int = Field(10, alias="REFRESH_REUSE_GRACE_SECONDS", ge=0, le=10)
+    login_max_failures_per_account: int = Field(10, alias="LOGIN_MAX_FAILURES_PER_ACCOUNT", ge=1)
+    login_max_failures_per_address: int = Field(50, alias="LOGIN_MAX_FAILURES_PER_ADDRESS", ge=1)
+    login_failure_window_s: int = Field(900, alias="LOGIN_FAILURE_WINDOW_SECONDS", ge=60)
+    api_key_touch_interval_s: int = Field(60, alias="API_KEY_TOUCH_INTERVAL_SECONDS", ge=1)
 
     # Usage pipeline and storage
     usage_queue_url: str | None = Field(None, alias="USAGE_QUEUE_URL")
+    usage_local_batch_size: int = Field(100, alias="USAGE_LOCAL_BATCH_SIZE", ge=1, le=10_000)
     files_bucket: str | None = Field(None, alias="FILES_BUCKET")
     files_dir: Path = Field(PROJECT_ROOT / ".files", alias="CONFAB_FILES_DIR")
 
@@ -80,6 +90,11 @@ class Settings(BaseSettings):
     file_url_ttl_s: int = Field(900, alias="FILE_URL_TTL_SECONDS", ge=1, le=7 * 86400)
     # Local mode signs its upload/download URLs with this key; unset, each process makes its own.
     local_files_secret: str | None = Field(None, alias="CONFAB_FILES_SECRET")
+    # Maintenance: seconds between local runs (0: never), the time budget of one run, rows per transaction.
+    maintenance_interval_s: int = Field(3600, alias="MAINTENANCE_INTERVAL_SECONDS", ge=0)
+    maintenance_time_budget_s: float = Field(120, alias="MAINTENANCE_TIME_BUDGET_SECONDS", gt=0, le=840)
+    maintenance_batch_size: int = Field(2000, alias="MAINTENANCE_BATCH_SIZE", ge=1, le=50_000)
+    maintenance_conversation_batch_size: int = Field(50, alias="MAINTENANCE_CONVERSATION_BATCH_SIZE", ge=1)
 
     @property
     def is_local(self) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.conftest import LOCAL_ENV
@@ -104,3 +105,24 @@ def test_serve_starts_embedded_postgres_when_database_url_is_unset(tmp_path):
         proc.terminate()
         proc.wait(timeout=20)
     assert (tmp_path / "pgdata" / "PG_VERSION").exists()
+
+
+def test_local_server_runs_maintenance_on_its_timer_when_serving(database_url, tmp_path):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO ai_cache (model, prompt_hash, prompt_summary, response_text, tokens_used, cost_estimate, ttl)"
+            " VALUES ('m', 'h', 's', 'r', 1, 0, now() - interval '1 minute')"
+        )
+    port = _free_port()
+    env = {**os.environ, **LOCAL_ENV, "DATABASE_URL": database_url, "MAINTENANCE_INTERVAL_SECONDS": "1"}
+    proc = start_server(env, port, tmp_path / "server.log")
+    try:
+        deadline = time.monotonic() + 30
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            while conn.execute("SELECT count(*) FROM ai_cache").fetchone()[0] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert conn.execute("SELECT count(*) FROM ai_cache").fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM maintenance_runs WHERE complete").fetchone()[0] >= 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

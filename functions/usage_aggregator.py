@@ -1,0 +1,53 @@
+"""SQS consumer of usage events: parse every record, report the malformed ones, apply the rest in one transaction.
+
+Exactly-once totals come from the database (event_id is unique), not from SQS: a redelivered or
+redriven message, whatever its message id, finds its event already recorded and changes nothing.
+If the transaction fails the whole invocation fails and SQS redelivers the batch, which is safe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.bootstrap import container
+from shared.events.usage import UsageEvent
+from shared.observability import logger, metrics, tracer
+from shared.services.usage import record_usage
+
+# A batch where every record is malformed is still answered with partial failures (they go to the DLQ).
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def parse_record(record: SQSRecord) -> UsageEvent:
+    """The event in one message; a ValidationError here marks only this record as failed."""
+    return UsageEvent.model_validate_json(record.body)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    records = event.get("Records") or []
+    with processor(records=records, handler=parse_record, lambda_context=context):
+        processed = processor.process()
+    events = [result for status, result, _ in processed if status == "success"]
+    outcome = record_usage(container().db, events)
+    failed = len(records) - len(events)
+    metrics.add_metric(name="UsageEventsRecorded", unit=MetricUnit.Count, value=outcome.inserted)
+    metrics.add_metric(name="UsageEventsDuplicate", unit=MetricUnit.Count, value=outcome.duplicates)
+    metrics.add_metric(name="UsageEventsMalformed", unit=MetricUnit.Count, value=failed)
+    logger.info(
+        "usage batch applied",
+        extra={
+            "records": len(records),
+            "inserted": outcome.inserted,
+            "duplicates": outcome.duplicates,
+            "failed": failed,
+        },
+    )
+    return dict(processor.response())

@@ -1,0 +1,141 @@
+"""SQL of scheduled maintenance: the single-flight lease, per-job cursors, run records and keyset purges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+# Taken only when free or expired (a run that crashed frees it when its lease runs out).
+ACQUIRE_LEASE = """
+INSERT INTO maintenance_leases AS l (name, holder, acquired_at, expires_at)
+VALUES (%(name)s, %(holder)s, now(), now() + make_interval(secs => %(ttl_s)s))
+ON CONFLICT (name) DO UPDATE
+SET holder = EXCLUDED.holder, acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at
+WHERE l.expires_at < now()
+RETURNING now()
+"""
+
+# Run inside every batch transaction: no lease, no delete (a run whose lease was taken over stops).
+RENEW_LEASE = """
+UPDATE maintenance_leases
+SET expires_at = now() + make_interval(secs => %(ttl_s)s)
+WHERE name = %(name)s AND holder = %(holder)s AND expires_at >= now()
+"""
+
+RELEASE_LEASE = "DELETE FROM maintenance_leases WHERE name = %(name)s AND holder = %(holder)s"
+
+GET_CURSOR = "SELECT after_ts, after_id FROM maintenance_cursors WHERE job = %(job)s"
+SET_CURSOR = """
+INSERT INTO maintenance_cursors (job, after_ts, after_id) VALUES (%(job)s, %(after_ts)s, %(after_id)s)
+ON CONFLICT (job) DO UPDATE SET after_ts = EXCLUDED.after_ts, after_id = EXCLUDED.after_id, updated_at = now()
+"""
+CLEAR_CURSOR = "DELETE FROM maintenance_cursors WHERE job = %(job)s"
+
+START_RUN = "INSERT INTO maintenance_runs (holder) VALUES (%(holder)s) RETURNING id"
+FINISH_RUN = """
+UPDATE maintenance_runs SET finished_at = now(), complete = %(complete)s, deleted = %(deleted)s WHERE id = %(id)s
+"""
+
+
+@dataclass(frozen=True)
+class PurgeTarget:
+    """Rows of `table` whose `ts_column` is before a cutoff and that match `condition`, walked by (ts, id).
+
+    The names and the condition are code, never input: this dataclass is the allow-list of what may be
+    purged. The condition may use %(cutoff)s and must name columns unqualified. An index on
+    (ts_column, id_column) (partial on the condition is fine) keeps each batch an index range scan.
+    """
+
+    table: str
+    ts_column: str
+    id_column: str = "id"
+    condition: str = "TRUE"
+
+
+@dataclass(frozen=True)
+class PurgeBatch:
+    deleted: int
+    scanned: int
+    last: tuple[datetime, str] | None
+
+
+_PURGE = """
+WITH batch AS (
+    SELECT {ts} AS k_ts, {id} AS k_id
+    FROM {table}
+    WHERE {ts} < %(cutoff)s AND ({condition}) {after}
+    ORDER BY {ts}, {id}
+    LIMIT %(limit)s
+), deleted AS (
+    -- The conditions are checked again on the row being deleted: one that changed since the batch was
+    -- read (a cache entry refreshed, a chat claimed by a user) is left alone.
+    DELETE FROM {table} USING batch
+    WHERE {id} = batch.k_id AND {ts} < %(cutoff)s AND ({condition})
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM deleted), (SELECT count(*) FROM batch), last.k_ts, last.k_id::text
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (SELECT k_ts, k_id FROM batch ORDER BY k_ts DESC, k_id DESC LIMIT 1) AS last ON true
+"""
+
+
+def purge_statement(target: PurgeTarget, *, resume: bool) -> sql.Composed:
+    """One bounded batch of `target`, from the top or after the cursor (ts, id)."""
+    ts, ident = sql.Identifier(target.ts_column), sql.Identifier(target.id_column)
+    after = sql.SQL("AND ({}, {}) > (%(after_ts)s, %(after_id)s)").format(ts, ident) if resume else sql.SQL("")
+    return sql.SQL(_PURGE).format(
+        ts=ts, id=ident, table=sql.Identifier(target.table), condition=sql.SQL(target.condition), after=after
+    )
+
+
+class MaintenanceRepository:
+    def __init__(self, conn: psycopg.Connection[Any]):
+        self.conn = conn
+
+    def acquire_lease(self, name: str, holder: UUID, ttl_s: float) -> datetime | None:
+        """The database's now() when the lease was taken, or None when another run holds it."""
+        row = self.conn.execute(ACQUIRE_LEASE, {"name": name, "holder": holder, "ttl_s": ttl_s}).fetchone()
+        return row[0] if row else None
+
+    def renew_lease(self, name: str, holder: UUID, ttl_s: float) -> bool:
+        cur = self.conn.execute(RENEW_LEASE, {"name": name, "holder": holder, "ttl_s": ttl_s})
+        return cur.rowcount == 1
+
+    def release_lease(self, name: str, holder: UUID) -> None:
+        self.conn.execute(RELEASE_LEASE, {"name": name, "holder": holder})
+
+    def cursor(self, job: str) -> tuple[datetime, str] | None:
+        row = self.conn.execute(GET_CURSOR, {"job": job}).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def set_cursor(self, job: str, after: tuple[datetime, str] | None) -> None:
+        if after is None:
+            self.conn.execute(CLEAR_CURSOR, {"job": job})
+        else:
+            self.conn.execute(SET_CURSOR, {"job": job, "after_ts": after[0], "after_id": after[1]})
+
+    def start_run(self, holder: UUID) -> int:
+        row = self.conn.execute(START_RUN, {"holder": holder}).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def finish_run(self, run_id: int, *, complete: bool, deleted: dict[str, int]) -> None:
+        from psycopg.types.json import Jsonb
+
+        self.conn.execute(FINISH_RUN, {"id": run_id, "complete": complete, "deleted": Jsonb(deleted)})
+
+    def purge_batch(
+        self, target: PurgeTarget, *, cutoff: datetime, limit: int, after: tuple[datetime, str] | None
+    ) -> PurgeBatch:
+        params: dict[str, Any] = {"cutoff": cutoff, "limit": limit}
+        if after is not None:
+            params.update(after_ts=after[0], after_id=after[1])
+        row = self.conn.execute(purge_statement(target, resume=after is not None), params).fetchone()
+        assert row is not None
+        deleted, scanned, last_ts, last_id = row
+        return PurgeBatch(int(deleted), int(scanned), (last_ts, last_id) if last_ts is not None else None)

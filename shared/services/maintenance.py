@@ -1,0 +1,176 @@
+"""Scheduled maintenance: purge what has outlived its retention, in bounded batches, single-flight.
+
+How a run works (docs/operations.md has the longer story):
+- single-flight through a lease row (maintenance_leases) taken and released in short transactions; each
+  batch transaction renews it and deletes nothing if it is no longer ours. No session advisory lock:
+  that would pin an RDS Proxy connection for the whole run.
+- each purge job walks its key (timestamp, id) in bounded batches, one short transaction per batch, and
+  saves where it stopped in the same transaction, so a run that runs out of time stops cleanly and the
+  next run continues there instead of scanning from the top again. A job that reaches its end clears
+  its cursor: the next run starts a fresh pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+from uuid import UUID, uuid4
+
+from shared.db import Database, UnitOfWork
+from shared.observability import logger
+from shared.repositories.maintenance import MaintenanceRepository, PurgeTarget
+from shared.settings import Settings
+
+LEASE_NAME = "maintenance"
+
+
+@dataclass(frozen=True)
+class PurgeJob:
+    """One kind of row to purge: what (the target) and after how long (the retention, from settings)."""
+
+    name: str
+    target: PurgeTarget
+    retention: Callable[[Settings], timedelta]
+    batch_size: Callable[[Settings], int] = lambda s: s.maintenance_batch_size
+
+
+# The extension point: a table with expiring rows (rate-limit windows, reservations...) is one more entry
+# here, with an index on (timestamp column, id). Jobs run in this order.
+PURGE_JOBS: list[PurgeJob] = [
+    PurgeJob("ai_cache", PurgeTarget("ai_cache", "ttl"), lambda s: timedelta(0)),
+    PurgeJob(
+        "anonymous_conversations",
+        # Deleting the conversation cascades to its threads, messages and everything under them. A chat
+        # still written to inside the window is kept even if it was created before it.
+        PurgeTarget(
+            "conversations",
+            "created_at",
+            condition="kind = 'anonymous' AND user_id IS NULL AND coalesce(last_message_at, created_at) < %(cutoff)s",
+        ),
+        lambda s: timedelta(days=s.anonymous_retention_days),
+        lambda s: s.maintenance_conversation_batch_size,
+    ),
+    PurgeJob(
+        "refresh_tokens_expired",
+        PurgeTarget("refresh_tokens", "expires_at"),
+        lambda s: timedelta(days=s.refresh_token_grace_days),
+    ),
+    PurgeJob(
+        "refresh_tokens_revoked",
+        PurgeTarget("refresh_tokens", "revoked_at"),
+        lambda s: timedelta(days=s.refresh_token_grace_days),
+    ),
+    PurgeJob(
+        "connection_logs",
+        PurgeTarget("connection_logs", "created_at"),
+        lambda s: timedelta(days=s.connection_log_retention_days),
+    ),
+]
+
+Status = Literal["complete", "partial", "busy", "lease_lost"]
+
+
+@dataclass
+class MaintenanceResult:
+    status: Status
+    deleted: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
+    longest_transaction_ms: float = 0.0
+    run_id: int | None = None
+
+    @property
+    def total_deleted(self) -> int:
+        return sum(self.deleted.values())
+
+
+def run_maintenance(
+    db: Database,
+    settings: Settings,
+    *,
+    budget_s: float | None = None,
+    jobs: list[PurgeJob] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> MaintenanceResult:
+    """Run every purge job until done or out of time; a second run while one is active returns 'busy' at once."""
+    budget = budget_s if budget_s is not None else settings.maintenance_time_budget_s
+    deadline = clock() + budget
+    holder = uuid4()
+    # Longer than the budget so it never lapses mid-run; renewed by every batch anyway.
+    lease_ttl_s = budget + 60
+
+    def acquire(uow: UnitOfWork) -> tuple[datetime, int] | None:
+        repo = MaintenanceRepository(uow.conn)
+        now = repo.acquire_lease(LEASE_NAME, holder, lease_ttl_s)
+        return None if now is None else (now, repo.start_run(holder))
+
+    taken = db.transact(acquire)
+    if taken is None:
+        logger.info("maintenance already running elsewhere; exiting")
+        return MaintenanceResult(status="busy")
+    started_at, run_id = taken
+    result = MaintenanceResult(status="complete", run_id=run_id)
+    try:
+        for job in jobs if jobs is not None else PURGE_JOBS:
+            status = _run_job(db, settings, job, holder, lease_ttl_s, started_at, deadline, clock, result)
+            if status != "complete":
+                result.status = status
+                break
+    finally:
+
+        def finish(uow: UnitOfWork) -> None:
+            repo = MaintenanceRepository(uow.conn)
+            repo.finish_run(run_id, complete=result.status == "complete", deleted=result.deleted)
+            repo.release_lease(LEASE_NAME, holder)
+
+        db.transact(finish)
+    logger.info(
+        "maintenance run finished",
+        extra={"status": result.status, "deleted": result.deleted, "batches": result.batches, "run_id": run_id},
+    )
+    return result
+
+
+def _run_job(
+    db: Database,
+    settings: Settings,
+    job: PurgeJob,
+    holder: UUID,
+    lease_ttl_s: float,
+    started_at: datetime,
+    deadline: float,
+    clock: Callable[[], float],
+    result: MaintenanceResult,
+) -> Status:
+    cutoff = started_at - job.retention(settings)
+    limit = job.batch_size(settings)
+    result.deleted.setdefault(job.name, 0)
+    after = db.read(lambda uow: MaintenanceRepository(uow.conn).cursor(job.name))
+    while True:
+        if clock() >= deadline:
+            return "partial"
+
+        def batch(
+            uow: UnitOfWork, after: tuple[datetime, str] | None = after
+        ) -> tuple[bool, int, bool, tuple[datetime, str] | None]:
+            repo = MaintenanceRepository(uow.conn)
+            if not repo.renew_lease(LEASE_NAME, holder, lease_ttl_s):
+                return False, 0, False, None
+            found = repo.purge_batch(job.target, cutoff=cutoff, limit=limit, after=after)
+            finished = found.scanned < limit
+            repo.set_cursor(job.name, None if finished else found.last)
+            return True, found.deleted, finished, found.last
+
+        began = time.perf_counter()
+        held, deleted, finished, last = db.transact(batch)
+        result.longest_transaction_ms = max(result.longest_transaction_ms, (time.perf_counter() - began) * 1000)
+        if not held:
+            logger.warning("maintenance lease lost; stopping", extra={"job": job.name})
+            return "lease_lost"
+        result.batches += 1
+        result.deleted[job.name] += deleted
+        if finished:
+            return "complete"
+        after = last

@@ -1,0 +1,181 @@
+"""Usage reports, served from the daily rollups (never by scanning per-request rows)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.auth.principal import Principal
+from shared.db import Database, UnitOfWork
+from shared.errors import ForbiddenError, InvalidRequestError, UnprocessableError
+from shared.repositories.usage import UsageRepository
+
+GroupBy = Literal["day", "model"]
+MAX_RANGE_DAYS = 366
+DEFAULT_RANGE_DAYS = 30
+
+
+class UsageTotals(BaseModel):
+    requests: int = 0
+    cache_hits: int = 0
+    tokens_input: int = 0
+    tokens_output: int = 0
+    tokens_cached: int = 0
+    tokens_total: int = 0
+    cost_usd: Decimal = Decimal(0)
+    cost_avoided_usd: Decimal = Decimal(0)
+
+
+class DayUsage(UsageTotals):
+    day: date
+
+
+class ModelUsage(UsageTotals):
+    model: str
+    provider: str
+
+
+class ModelUsageWithUsers(ModelUsage):
+    users: int
+
+
+class MyUsage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    group_by: GroupBy
+    start: date = Field(serialization_alias="from")
+    end: date = Field(serialization_alias="to")
+    items: list[DayUsage] | list[ModelUsage]
+    totals: UsageTotals
+
+
+class UserMonthlyUsage(UsageTotals):
+    rank: int
+    user_id: UUID | None
+    username: str | None
+    email: str | None
+
+
+class MonthlyUsage(BaseModel):
+    month: str
+    users: list[UserMonthlyUsage]
+    next_cursor: str | None = None
+
+
+class ModelsUsage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    start: date = Field(serialization_alias="from")
+    end: date = Field(serialization_alias="to")
+    models: list[ModelUsageWithUsers]
+    totals: UsageTotals
+
+
+def _range(start: date | None, end: date | None) -> tuple[date, date]:
+    """Inclusive UTC day range, last 30 days by default; at most a year."""
+    end = end or datetime.now(UTC).date()
+    start = start or end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    if start > end:
+        raise UnprocessableError("'from' is after 'to'.", errors=[{"loc": ["query", "from"], "type": "date_order"}])
+    if (end - start).days + 1 > MAX_RANGE_DAYS:
+        raise UnprocessableError(
+            f"The range is longer than {MAX_RANGE_DAYS} days.", errors=[{"loc": ["query", "to"], "type": "range"}]
+        )
+    return start, end
+
+
+def _sum(items: list[DayUsage] | list[ModelUsage] | list[ModelUsageWithUsers]) -> UsageTotals:
+    totals = UsageTotals()
+    for item in items:
+        for name in UsageTotals.model_fields:
+            setattr(totals, name, getattr(totals, name) + getattr(item, name))
+    return totals
+
+
+def _require_admin(principal: Principal) -> None:
+    principal.require_user()
+    if not principal.is_admin:
+        raise ForbiddenError("Usage reports across users are for administrators.")
+
+
+def my_usage(db: Database, principal: Principal, group_by: GroupBy, start: date | None, end: date | None) -> MyUsage:
+    """The caller's own usage per UTC day or per model over a date range."""
+    user_id = principal.require_user()
+    first, last = _range(start, end)
+
+    def work(uow: UnitOfWork) -> MyUsage:
+        repo = UsageRepository(uow.conn)
+        items: list[DayUsage] | list[ModelUsage]
+        if group_by == "day":
+            items = [DayUsage.model_validate(row) for row in repo.user_by_day(user_id, first, last)]
+        else:
+            items = [ModelUsage.model_validate(row) for row in repo.user_by_model(user_id, first, last)]
+        return MyUsage(group_by=group_by, start=first, end=last, items=items, totals=_sum(items))
+
+    return db.read(work)
+
+
+def _encode_cursor(cost: Decimal, key: str, rank: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"c": str(cost), "k": key, "r": rank}).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[Decimal, str, int]:
+    """(cost, user key, rank) of the last row of the previous page; the rank carries on across pages."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return Decimal(data["c"]), str(data["k"]), int(data["r"])
+    except (ValueError, KeyError, TypeError, InvalidOperation, binascii.Error) as exc:
+        raise InvalidRequestError("The cursor is malformed.") from exc
+
+
+def _month_bounds(month: str) -> tuple[date, date]:
+    try:
+        first = datetime.strptime(month, "%Y-%m").date()
+    except ValueError as exc:
+        raise InvalidRequestError("month must be YYYY-MM.") from exc
+    following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return first, following
+
+
+def monthly_usage(db: Database, principal: Principal, month: str, *, limit: int, cursor: str | None) -> MonthlyUsage:
+    """Users ranked by cost over one calendar month (UTC), with tokens and requests; admins only."""
+    _require_admin(principal)
+    first, following = _month_bounds(month)
+    after: tuple[Decimal, str] | None = None
+    offset_rank = 0
+    if cursor:
+        cost, key, offset_rank = _decode_cursor(cursor)
+        after = (cost, key)
+
+    def work(uow: UnitOfWork) -> MonthlyUsage:
+        repo = UsageRepository(uow.conn)
+        rows = repo.monthly_by_user(first, following, limit=limit + 1, after=after)
+        page = rows[:limit]
+        users = [UserMonthlyUsage.model_validate({**row, "rank": offset_rank + i + 1}) for i, row in enumerate(page)]
+        next_cursor = None
+        if len(rows) > limit:
+            last = page[-1]
+            next_cursor = _encode_cursor(last["cost_usd"], last["user_key"], offset_rank + len(page))
+        return MonthlyUsage(month=month, users=users, next_cursor=next_cursor)
+
+    return db.read(work)
+
+
+def models_usage(db: Database, principal: Principal, start: date | None, end: date | None) -> ModelsUsage:
+    """Usage per model and provider over a date range; admins only."""
+    _require_admin(principal)
+    first, last = _range(start, end)
+
+    def work(uow: UnitOfWork) -> ModelsUsage:
+        rows = UsageRepository(uow.conn).by_model(first, last)
+        models = [ModelUsageWithUsers.model_validate(row) for row in rows]
+        return ModelsUsage(start=first, end=last, models=models, totals=_sum(models))
+
+    return db.read(work)

@@ -1,0 +1,216 @@
+"""Maintenance: what it deletes and what it never deletes, single-flight, resuming after running out of time."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.repositories.maintenance import MaintenanceRepository
+from shared.services.maintenance import LEASE_NAME, PURGE_JOBS, run_maintenance
+from shared.settings import Settings
+from tests.helpers import FakeLambdaContext, load_event
+from tests.usage_support import make_thread, make_user
+
+NOW = datetime.now(UTC)
+
+
+def _cache(db, n: int, ttl: datetime) -> None:
+    db.execute(
+        "INSERT INTO ai_cache (model, prompt_hash, prompt_summary, response_text, tokens_used, cost_estimate, ttl)"
+        " SELECT 'm', md5(random()::text || g), 's', 'r', 1, 0, %s FROM generate_series(1, %s) g",
+        (ttl, n),
+    )
+
+
+def _anonymous(db, created: datetime, last_message: datetime | None = None) -> uuid.UUID:
+    row = db.execute(
+        "INSERT INTO conversations (kind, created_at, last_message_at) VALUES ('anonymous', %s, %s) RETURNING id",
+        (created, last_message),
+    ).fetchone()
+    thread = db.execute(
+        "INSERT INTO conversation_threads (conversation_id) VALUES (%s) RETURNING id", (row[0],)
+    ).fetchone()
+    db.execute(
+        "INSERT INTO messages (conversation_id, thread_id, content, created_at) VALUES (%s, %s, 'hi', %s)",
+        (row[0], thread[0], created),
+    )
+    return row[0]
+
+
+def _count(db, table: str, where: str = "TRUE") -> int:
+    return db.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0]
+
+
+def _token(db, user, expires: datetime, revoked: datetime | None = None) -> None:
+    db.execute(
+        "INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at, revoked_at)"
+        " VALUES (%s, gen_random_uuid(), md5(random()::text), %s, %s)",
+        (user, expires, revoked),
+    )
+
+
+@pytest.fixture
+def arranged(db):
+    """Rows on both sides of every retention line."""
+    _cache(db, 30, NOW - timedelta(minutes=1))  # expired
+    _cache(db, 7, NOW + timedelta(hours=1))  # fresh
+    old = [_anonymous(db, NOW - timedelta(days=120)) for _ in range(4)]
+    recent = _anonymous(db, NOW - timedelta(days=30))
+    active = _anonymous(db, NOW - timedelta(days=120), last_message=NOW - timedelta(days=2))
+    owner = make_user(db)
+    owned, _ = make_thread(db, owner)
+    db.execute("UPDATE conversations SET created_at = %s WHERE id = %s", (NOW - timedelta(days=400), owned))
+    _token(db, owner, NOW - timedelta(days=30))  # expired past the grace
+    _token(db, owner, NOW - timedelta(days=1))  # expired inside the grace
+    _token(db, owner, NOW + timedelta(days=20), revoked=NOW - timedelta(days=30))  # revoked long ago
+    _token(db, owner, NOW + timedelta(days=20))  # live
+    db.execute(
+        "INSERT INTO connection_logs (user_id, action, created_at) VALUES (%s, 'login', %s), (%s, 'login', %s)",
+        (owner, NOW - timedelta(days=400), owner, NOW - timedelta(days=10)),
+    )
+    return {"old": old, "recent": recent, "active": active, "owned": owned}
+
+
+def test_expired_rows_are_deleted_and_everything_else_kept_when_maintenance_runs(app_container, db, arranged):
+    result = run_maintenance(app_container.db, app_container.settings)
+    assert result.status == "complete"
+    assert result.deleted == {
+        "ai_cache": 30,
+        "anonymous_conversations": 4,
+        "refresh_tokens_expired": 1,
+        "refresh_tokens_revoked": 1,
+        "connection_logs": 1,
+    }
+    assert _count(db, "ai_cache") == 7 and _count(db, "ai_cache", "ttl < now()") == 0
+    kept = {r[0] for r in db.execute("SELECT id FROM conversations").fetchall()}
+    assert kept == {arranged["recent"], arranged["active"], arranged["owned"]}
+    # Everything under the deleted chats went with them.
+    assert _count(db, "messages") == 2 and _count(db, "conversation_threads") == 3
+    assert _count(db, "refresh_tokens") == 2 and _count(db, "connection_logs") == 1
+
+
+def test_second_run_deletes_nothing_when_the_first_completed(app_container, db, arranged):
+    assert run_maintenance(app_container.db, app_container.settings).total_deleted == 37
+    again = run_maintenance(app_container.db, app_container.settings)
+    assert again.status == "complete" and again.total_deleted == 0
+    assert _count(db, "maintenance_leases") == 0
+
+
+def test_run_exits_at_once_as_busy_when_another_run_holds_the_lease(app_container, db, arranged):
+    other = uuid.uuid4()
+    db.execute(
+        "INSERT INTO maintenance_leases (name, holder, expires_at) VALUES (%s, %s, now() + interval '5 minutes')",
+        (LEASE_NAME, other),
+    )
+    result = run_maintenance(app_container.db, app_container.settings)
+    assert result.status == "busy" and result.total_deleted == 0
+    assert _count(db, "ai_cache") == 37
+
+
+def test_an_expired_lease_is_taken_over_when_its_run_crashed(app_container, db, arranged):
+    db.execute(
+        "INSERT INTO maintenance_leases (name, holder, expires_at) VALUES (%s, %s, now() - interval '1 second')",
+        (LEASE_NAME, uuid.uuid4()),
+    )
+    assert run_maintenance(app_container.db, app_container.settings).status == "complete"
+
+
+def test_two_concurrent_runs_do_the_work_once_when_started_together(app_container, db):
+    _cache(db, 3000, NOW - timedelta(minutes=1))
+    settings = Settings(MAINTENANCE_BATCH_SIZE=100)
+    results = []
+    start = threading.Barrier(2)
+
+    def run():
+        start.wait()
+        results.append(run_maintenance(app_container.db, settings))
+
+    runners = [threading.Thread(target=run) for _ in range(2)]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join()
+    assert sorted(r.status for r in results) in (["busy", "complete"], ["complete", "complete"])
+    assert sum(r.deleted.get("ai_cache", 0) for r in results) == 3000
+    assert _count(db, "ai_cache") == 0
+
+
+def test_run_resumes_after_its_cursor_when_the_previous_run_ran_out_of_time(app_container, db):
+    _cache(db, 1000, NOW - timedelta(hours=2))
+    settings = Settings(MAINTENANCE_BATCH_SIZE=100)
+    ticks = iter(range(1000))
+    # A clock that advances one second per look: a 3.5 s budget allows exactly four batches.
+    first = run_maintenance(app_container.db, settings, budget_s=3.5, clock=lambda: float(next(ticks)))
+    assert first.status == "partial" and first.deleted["ai_cache"] == 300
+    cursor = db.execute("SELECT after_ts, after_id FROM maintenance_cursors WHERE job = 'ai_cache'").fetchone()
+    assert cursor is not None
+    # A row below the cursor appears: the next run continues after the cursor, so it does not see it...
+    _cache(db, 1, NOW - timedelta(hours=3))
+    second = run_maintenance(app_container.db, settings)
+    assert second.status == "complete" and second.deleted["ai_cache"] == 700
+    assert _count(db, "ai_cache") == 1 and _count(db, "maintenance_cursors") == 0
+    # ...and the pass after that starts from the top again.
+    assert run_maintenance(app_container.db, settings).deleted["ai_cache"] == 1
+
+
+def test_no_batch_is_applied_when_the_lease_was_taken_over_mid_run(app_container, db):
+    _cache(db, 10, NOW - timedelta(minutes=1))
+    looks = []
+
+    def clock() -> float:
+        # The first look sets the deadline; by the second (the lease is ours by then), another run took it over.
+        if len(looks) == 1:
+            assert db.execute("UPDATE maintenance_leases SET holder = gen_random_uuid()").rowcount == 1
+        looks.append(1)
+        return 0.0
+
+    result = run_maintenance(app_container.db, app_container.settings, budget_s=60, clock=clock)
+    assert result.status == "lease_lost" and result.total_deleted == 0
+    assert _count(db, "ai_cache") == 10
+
+
+def test_scheduled_event_returns_counts_when_invoked_by_eventbridge(app_container, db, arranged):
+    from functions.maintenance import lambda_handler
+
+    response = lambda_handler(load_event("eventbridge_maintenance"), FakeLambdaContext())
+    assert response["status"] == "complete" and response["deleted"]["ai_cache"] == 30
+    assert response["source"] == "aws.events"
+
+
+def test_every_purge_job_walks_an_index_led_by_its_timestamp_when_listed(db):
+    # A job added without such an index would scan the whole table for every batch.
+    assert len({job.name for job in PURGE_JOBS}) == len(PURGE_JOBS)
+    for job in PURGE_JOBS:
+        leading = db.execute(
+            "SELECT count(*) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+            " WHERE i.indrelid = %s::regclass AND a.attname = %s",
+            (job.target.table, job.target.ts_column),
+        ).fetchone()[0]
+        assert leading >= 1, job.name
+
+
+def test_maintenance_lease_is_single_holder_when_acquired_twice(app_container, db):
+    def acquire(holder):
+        return app_container.db.transact(lambda uow: MaintenanceRepository(uow.conn).acquire_lease("x", holder, 60))
+
+    assert acquire(uuid.uuid4()) is not None
+    assert acquire(uuid.uuid4()) is None
+
+
+def test_confab_maintenance_prints_counts_when_run_from_the_command_line(app_env, db, capsys):
+    import json
+
+    from shared.cli import main
+    from shared.settings import get_settings
+
+    _cache(db, 5, NOW - timedelta(minutes=1))
+    get_settings.cache_clear()
+    try:
+        assert main(["maintenance"]) == 0
+    finally:
+        get_settings.cache_clear()
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["status"] == "complete" and out["deleted"]["ai_cache"] == 5

@@ -1,0 +1,119 @@
+"""The aggregator: exactly-once totals from SQS batches, redrives and poison records."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from shared.events.usage import UsageEvent
+from shared.services.usage import record_usage
+from tests.helpers import FakeLambdaContext, load_event
+from tests.usage_support import (
+    daily_rollups,
+    expected_rollups,
+    expected_thread_totals,
+    make_thread,
+    make_user,
+    sqs_event,
+    thread_totals,
+)
+
+
+def _event(user_id, conversation_id, thread_id, **overrides) -> UsageEvent:
+    values = {
+        "user_id": user_id,
+        "conversation_id": conversation_id,
+        "thread_id": thread_id,
+        "model": "anthropic.claude-3-haiku",
+        "provider": "bedrock",
+        "tokens_input": 100,
+        "tokens_output": 40,
+        "tokens_cached": 10,
+        "cost_usd": Decimal("0.00012345"),
+        "occurred_at": datetime(2026, 11, 22, 10, 0, tzinfo=UTC),
+    }
+    values.update(overrides)
+    return UsageEvent(**values)
+
+
+def test_real_sqs_event_is_recorded_in_rollups_when_its_records_are_new(app_container, db):
+    from functions.usage_aggregator import lambda_handler
+
+    response = lambda_handler(load_event("sqs_usage_batch"), FakeLambdaContext())
+    assert response == {"batchItemFailures": []}
+    assert db.execute("SELECT count(*) FROM model_usage").fetchone()[0] == 2
+    row = db.execute("SELECT requests_count, prompt_tokens, total_tokens, cost_usd FROM usage_daily").fetchone()
+    assert row == (2, 420, 618, Decimal("0.00035250"))
+
+
+def test_batch_adds_only_new_events_to_thread_totals_when_some_were_recorded_before(app_container, db):
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    events = [_event(user, conv, thread, tokens_input=i + 1) for i in range(5)]
+    first = record_usage(app_container.db, events[:3])
+    second = record_usage(app_container.db, events)  # three of these are redeliveries
+    assert (first.inserted, second.inserted, second.duplicates) == (3, 2, 3)
+    totals = thread_totals(db, thread)
+    assert totals == expected_thread_totals(events)[thread]
+    assert daily_rollups(db) == expected_rollups(events)
+
+
+def test_redriven_message_changes_nothing_when_its_event_was_recorded(app_container, db):
+    from functions.usage_aggregator import lambda_handler
+
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    event = _event(user, conv, thread)
+    assert lambda_handler(sqs_event([event.model_dump_json()]), FakeLambdaContext()) == {"batchItemFailures": []}
+    before = (thread_totals(db, thread), daily_rollups(db))
+    # A redrive from the dead-letter queue: a new message id, the same body and event id.
+    redrive = sqs_event([event.model_dump_json()], message_ids=[str(uuid.uuid4())])
+    assert lambda_handler(redrive, FakeLambdaContext()) == {"batchItemFailures": []}
+    assert (thread_totals(db, thread), daily_rollups(db)) == before
+    assert db.execute("SELECT count(*) FROM model_usage").fetchone()[0] == 1
+
+
+def test_only_the_poison_record_is_reported_when_one_of_ten_is_malformed(app_container, db):
+    from functions.usage_aggregator import lambda_handler
+
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    events = [_event(user, conv, thread) for _ in range(9)]
+    bodies = [e.model_dump_json() for e in events]
+    bodies.insert(4, json.dumps({"version": 1, "model": "x", "provider": "y", "tokens_input": -5}))
+    sqs = sqs_event(bodies)
+    response = lambda_handler(sqs, FakeLambdaContext())
+    assert response == {"batchItemFailures": [{"itemIdentifier": sqs["Records"][4]["messageId"]}]}
+    assert thread_totals(db, thread)["requests"] == 9
+    assert thread_totals(db, thread) == expected_thread_totals(events)[thread]
+
+
+def test_every_record_is_reported_when_the_whole_batch_is_malformed(app_container, db):
+    from functions.usage_aggregator import lambda_handler
+
+    sqs = sqs_event(["not json", '{"version": 2}'])
+    response = lambda_handler(sqs, FakeLambdaContext())
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == sorted(
+        r["messageId"] for r in sqs["Records"]
+    )
+
+
+def test_usage_is_kept_with_null_references_when_the_user_and_thread_were_deleted(app_container, db):
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    event = _event(user, conv, thread, message_id=987654)
+    db.execute("DELETE FROM users WHERE id = %s", (user,))  # cascades to the conversation and thread
+    assert record_usage(app_container.db, [event]).inserted == 1
+    row = db.execute("SELECT user_id, conversation_id, thread_id, message_id FROM model_usage").fetchone()
+    assert row == (None, None, None, None)
+    assert list(daily_rollups(db))[0][1] is None
+
+
+def test_same_event_twice_in_one_batch_counts_once_when_delivered_together(app_container, db):
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    event = _event(user, conv, thread)
+    assert record_usage(app_container.db, [event, event]).inserted == 1
+    assert thread_totals(db, thread)["requests"] == 1

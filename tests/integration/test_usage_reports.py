@@ -1,0 +1,144 @@
+"""Usage reports from the rollups: my usage by day/model, admin monthly ranking and usage by model."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from shared.auth.principal import Principal
+from shared.events.usage import UsageEvent
+from shared.services.usage import record_usage
+from tests.helpers import FakeLambdaContext, body_of, load_event
+from tests.usage_support import make_user
+
+
+def _request(path: str, query: dict[str, str] | None, principal: Principal | None) -> dict:
+    event = load_event("usage_me_get")
+    event["resource"] = event["path"] = event["requestContext"]["resourcePath"] = path
+    event["queryStringParameters"] = query
+    event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
+    event["requestContext"] = copy.deepcopy(event["requestContext"])
+    event["requestContext"]["authorizer"] = (
+        {"principalId": str(principal.user_id), **principal.to_context()} if principal else None
+    )
+    from functions.usage import lambda_handler
+
+    return lambda_handler(event, FakeLambdaContext())
+
+
+def _use(db_, user, model, day, tokens, cost):
+    return UsageEvent(
+        user_id=user,
+        model=model,
+        provider="bedrock",
+        tokens_input=tokens,
+        tokens_output=tokens // 2,
+        cost_usd=Decimal(cost),
+        occurred_at=datetime(2026, 11, day, 12, tzinfo=UTC),
+    )
+
+
+@pytest.fixture
+def usage(app_container, db):
+    alice, bob, admin = make_user(db), make_user(db), make_user(db, role="admin")
+    events = [
+        _use(db, alice, "m-large", 3, 1000, "0.50000000"),
+        _use(db, alice, "m-large", 3, 10, "0.00500000"),
+        _use(db, alice, "m-small", 4, 100, "0.01000000"),
+        _use(db, bob, "m-small", 4, 200, "0.02000000"),
+        _use(db, bob, "m-small", 4, 200, "0.02000000"),
+        _use(db, bob, "m-large", 30, 50, "0.90000000"),
+        _use(db, alice, "m-large", 1, 10, "0.10000000") .model_copy(
+            update={"occurred_at": datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC)}
+        ),  # next month
+    ]  # fmt: skip
+    record_usage(app_container.db, events)
+    return {"alice": alice, "bob": bob, "admin": admin}
+
+
+def _user(user_id, role="user") -> Principal:
+    return Principal(kind="jwt", user_id=user_id, role=role, token_version=0)
+
+
+def test_my_usage_by_day_sums_each_utc_day_when_grouped_by_day(usage):
+    response = _request("/v1/usage/me", {"from": "2026-11-01", "to": "2026-11-30"}, _user(usage["alice"]))
+    assert response["statusCode"] == 200
+    body = body_of(response)
+    assert body["from"] == "2026-11-01" and body["to"] == "2026-11-30" and body["group_by"] == "day"
+    days = {item["day"]: item for item in body["items"]}
+    assert set(days) == {"2026-11-03", "2026-11-04"}
+    assert days["2026-11-03"]["requests"] == 2 and days["2026-11-03"]["tokens_input"] == 1010
+    assert Decimal(days["2026-11-03"]["cost_usd"]) == Decimal("0.505")
+    assert body["totals"]["requests"] == 3 and Decimal(body["totals"]["cost_usd"]) == Decimal("0.515")
+
+
+def test_my_usage_by_model_lists_each_model_when_grouped_by_model(usage):
+    query = {"group_by": "model", "from": "2026-11-01", "to": "2026-12-31"}
+    body = body_of(_request("/v1/usage/me", query, _user(usage["alice"])))
+    assert [(i["model"], i["requests"]) for i in body["items"]] == [("m-large", 3), ("m-small", 1)]
+
+
+def test_my_usage_is_422_when_from_is_after_to(usage):
+    response = _request("/v1/usage/me", {"from": "2026-11-10", "to": "2026-11-01"}, _user(usage["alice"]))
+    assert response["statusCode"] == 422
+
+
+def test_my_usage_is_422_when_group_by_is_unknown(usage):
+    response = _request("/v1/usage/me", {"group_by": "week"}, _user(usage["alice"]))
+    assert response["statusCode"] == 422
+
+
+def test_my_usage_is_401_when_the_caller_is_anonymous(usage):
+    anonymous = Principal(kind="anonymous", conversation_id=usage["alice"])
+    assert _request("/v1/usage/me", None, anonymous)["statusCode"] == 401
+    assert _request("/v1/usage/me", None, None)["statusCode"] == 401
+
+
+def test_monthly_usage_ranks_users_by_cost_when_the_caller_is_admin(usage):
+    response = _request("/v1/admin/usage/monthly", {"month": "2026-11"}, _user(usage["admin"], "admin"))
+    assert response["statusCode"] == 200
+    users = body_of(response)["users"]
+    assert [(u["rank"], u["user_id"], u["requests"]) for u in users] == [
+        (1, str(usage["bob"]), 3),
+        (2, str(usage["alice"]), 3),
+    ]
+    assert Decimal(users[0]["cost_usd"]) == Decimal("0.94") and users[0]["tokens_input"] == 450
+    assert users[0]["username"] and users[0]["email"]
+
+
+def test_monthly_usage_pages_with_a_cursor_when_limit_is_smaller_than_the_ranking(usage):
+    admin = _user(usage["admin"], "super_admin")
+    first = body_of(_request("/v1/admin/usage/monthly", {"month": "2026-11", "limit": "1"}, admin))
+    assert [u["user_id"] for u in first["users"]] == [str(usage["bob"])] and first["next_cursor"]
+    query = {"month": "2026-11", "limit": "1", "cursor": first["next_cursor"]}
+    second = body_of(_request("/v1/admin/usage/monthly", query, admin))
+    assert [(u["rank"], u["user_id"]) for u in second["users"]] == [(2, str(usage["alice"]))]
+    assert second["next_cursor"] is None
+
+
+def test_monthly_usage_is_403_when_the_caller_is_not_admin(usage):
+    response = _request("/v1/admin/usage/monthly", {"month": "2026-11"}, _user(usage["alice"]))
+    assert response["statusCode"] == 403
+
+
+def test_monthly_usage_is_400_or_422_when_the_month_or_cursor_is_malformed(usage):
+    admin = _user(usage["admin"], "admin")
+    assert _request("/v1/admin/usage/monthly", {"month": "2026-13"}, admin)["statusCode"] == 422
+    bad_cursor = {"month": "2026-11", "cursor": "not-a-cursor"}
+    assert _request("/v1/admin/usage/monthly", bad_cursor, admin)["statusCode"] == 400
+
+
+def test_models_usage_sums_every_user_per_model_when_the_caller_is_admin(usage):
+    query = {"from": "2026-11-01", "to": "2026-11-30"}
+    body = body_of(_request("/v1/admin/usage/models", query, _user(usage["admin"], "admin")))
+    models = {m["model"]: m for m in body["models"]}
+    assert models["m-large"]["requests"] == 3 and models["m-large"]["users"] == 2
+    assert models["m-small"]["requests"] == 3 and Decimal(models["m-small"]["cost_usd"]) == Decimal("0.05")
+    assert body["totals"]["requests"] == 6
+
+
+def test_models_usage_is_403_when_the_caller_is_not_admin(usage):
+    assert _request("/v1/admin/usage/models", None, _user(usage["bob"]))["statusCode"] == 403
