@@ -32,11 +32,17 @@ Limit = Annotated[int | None, Query()]
 Direction = Annotated[Literal["backward", "forward"], Query()]
 
 
-@app.get("/v1/conversations/<id>/messages", tags=TAGS, summary="A page of messages (backward: newest first)")
+@app.get(
+    "/v1/conversations/<id>/messages",
+    tags=TAGS,
+    summary="A page of messages (backward: newest first)",
+    responses={200: {"description": "A page of messages", "content": {"application/json": {"model": Page[Message]}}}},
+)
 def list_messages(
     id: str, cursor: Cursor = None, limit: Limit = None, direction: Direction = "backward"
-) -> Page[Message]:
-    return service.list_messages(container().db, principal_of(app), parse_uuid(id), cursor, limit, direction)
+) -> Response[str]:
+    page = service.list_messages(container().db, principal_of(app), parse_uuid(id), cursor, limit, direction)
+    return Response(status_code=200, content_type="application/json", body=page.to_json())
 
 
 @app.post("/v1/conversations/<id>/messages", tags=TAGS, summary="Send (a retried idempotency key answers 200)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
@@ -19,7 +21,7 @@ from shared.models.conversations import (
     ReadCursor,
     ReadMark,
 )
-from shared.pagination import Page, decode_cursor, page_limit, page_of
+from shared.pagination import Page, decode_cursor, encode_cursor, page_limit, page_of
 from shared.repositories.conversations import ConversationsRepository
 from shared.repositories.messages import MessageAccess, MessagesRepository
 from shared.services.access import ANONYMOUS_ROLE, Access, conversation_access, not_found, role_in
@@ -27,6 +29,19 @@ from shared.services.conversations import thread_access
 from shared.settings import Settings
 
 Direction = Literal["backward", "forward"]
+
+
+@dataclass(frozen=True)
+class JsonPage:
+    """A page whose items PostgreSQL already rendered as JSON (shaped like Page[Message])."""
+
+    items_json: str
+    next_cursor: str | None
+
+    def to_json(self) -> str:
+        return '{"items":' + self.items_json + ',"next_cursor":' + json.dumps(self.next_cursor) + "}"
+
+
 SEARCH_MAX_CHARS = 200
 
 
@@ -75,7 +90,9 @@ def send_message(
             sent = _explain_unsent(uow, repo, principal, params)
         return sent.message, sent.created
 
-    return db.transact(work)
+    # The send is one statement, so it is its own transaction: one round trip, one commit, and nothing left
+    # behind if any part of it fails. The failure path after it only reads.
+    return db.statement(work)
 
 
 def _explain_unsent(uow: UnitOfWork, repo: MessagesRepository, principal: Principal, params: dict[str, Any]) -> Any:
@@ -111,18 +128,18 @@ def list_messages(
     cursor: str | None,
     limit: int | None,
     direction: Direction = "backward",
-) -> Page[Message]:
+) -> JsonPage:
     """A page of messages, newest first (backward) or oldest first (forward), after the cursor."""
     params = _page_params(principal, conversation_id, cursor, limit)
     forward = direction == "forward"
 
-    def work(uow: UnitOfWork) -> list[Message]:
-        rows = MessagesRepository(uow.conn).page(params, forward=forward)
-        if not rows:  # the access check rode along; tell "may not see" from "nothing more"
+    def work(uow: UnitOfWork) -> JsonPage:
+        items, after = MessagesRepository(uow.conn).page(params, forward=forward)
+        if items == "[]":  # the access check rode along; tell "may not see" from "nothing more"
             conversation_access(ConversationsRepository(uow.conn), principal, conversation_id)
-        return rows
+        return JsonPage(items_json=items, next_cursor=encode_cursor((after,)) if after is not None else None)
 
-    return page_of(db.read(work), params["limit"] - 1, lambda m: (m.id,))
+    return db.read(work)
 
 
 def list_thread_messages(
