@@ -48,6 +48,59 @@ NEEDS_SIGNING_KEY = "signing_key"
 ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     RouteGroup("health", (Route("GET", "/v1/health", auth="public"),)),
     # Each later route group is one entry below, in its own block.
+    # Conversations and messaging (issue 4): "any" where an anonymous-conversation token may reach it.
+    RouteGroup(
+        "conversations",
+        (
+            Route("GET", "/v1/conversations"),
+            Route("POST", "/v1/conversations"),
+            Route("GET", "/v1/conversations/{id}", auth="any"),
+            Route("PATCH", "/v1/conversations/{id}", auth="any"),
+            Route("DELETE", "/v1/conversations/{id}", auth="any"),
+            Route("GET", "/v1/conversations/{id}/participants"),
+            Route("POST", "/v1/conversations/{id}/participants"),
+            Route("PATCH", "/v1/conversations/{id}/participants/{user_id}"),
+            Route("DELETE", "/v1/conversations/{id}/participants/{user_id}"),
+            Route("POST", "/v1/conversations/{id}/read"),
+            Route("GET", "/v1/conversations/{id}/threads", auth="any"),
+            Route("POST", "/v1/conversations/{id}/threads", auth="any"),
+            Route("GET", "/v1/threads/{id}", auth="any"),
+            Route("GET", "/v1/conversations/{id}/panels"),
+            Route("POST", "/v1/conversations/{id}/panels"),
+            Route("PATCH", "/v1/panels/{id}"),
+            Route("DELETE", "/v1/panels/{id}"),
+            Route("GET", "/v1/conversations/{id}/data-refs"),
+            Route("POST", "/v1/conversations/{id}/data-refs"),
+            Route("DELETE", "/v1/data-refs/{id}"),
+        ),
+    ),
+    RouteGroup(
+        "messages",
+        (
+            Route("GET", "/v1/conversations/{id}/messages", auth="any"),
+            Route("POST", "/v1/conversations/{id}/messages", auth="any"),
+            Route("PATCH", "/v1/messages/{id}", auth="any"),
+            Route("DELETE", "/v1/messages/{id}", auth="any"),
+            Route("GET", "/v1/messages/{id}/reactions"),
+            Route("POST", "/v1/messages/{id}/reactions"),
+            Route("DELETE", "/v1/messages/{id}/reactions/{emoji}"),
+            Route("PUT", "/v1/messages/{id}/feedback"),
+            Route("GET", "/v1/messages/{id}/feedback"),
+            Route("GET", "/v1/threads/{id}/messages", auth="any"),
+            Route("GET", "/v1/search/messages"),
+        ),
+    ),
+    RouteGroup("anonymous", (Route("POST", "/v1/anonymous/conversations", auth="public"),)),
+    RouteGroup(
+        "files",
+        (
+            Route("POST", "/v1/files"),
+            Route("GET", "/v1/files"),
+            Route("GET", "/v1/files/{id}"),
+            Route("DELETE", "/v1/files/{id}"),
+        ),
+        needs=frozenset({NEEDS_FILES_BUCKET}),
+    ),
     # identity: accounts and sessions ------------------------------------------------------------------------
     RouteGroup(
         "auth",

@@ -81,6 +81,31 @@ class Settings(BaseSettings):
     monthly_spend_limit_usd: Decimal | None = Field(None, alias="MONTHLY_SPEND_LIMIT_USD", ge=0)
     default_model_id: str | None = Field(None, alias="DEFAULT_MODEL_ID")
 
+    # Conversations and messaging
+    message_max_chars: int = Field(32_000, alias="MESSAGE_MAX_CHARS", ge=1)
+    message_max_attachments: int = Field(10, alias="MESSAGE_MAX_ATTACHMENTS", ge=0)
+    request_body_max_bytes: int = Field(256 * 1024, alias="REQUEST_BODY_MAX_BYTES", ge=1024)
+    anonymous_create_limit: int = Field(20, alias="ANONYMOUS_CREATE_LIMIT", ge=1)
+    anonymous_create_window_s: int = Field(3600, alias="ANONYMOUS_CREATE_WINDOW_SECONDS", ge=1)
+    file_max_bytes: int = Field(25 * 1024 * 1024, alias="FILE_MAX_BYTES", ge=1)
+    file_content_types: tuple[str, ...] = Field(
+        (
+            "application/json",
+            "application/octet-stream",
+            "application/pdf",
+            "image/gif",
+            "image/jpeg",
+            "image/png",
+            "image/webp",
+            "text/csv",
+            "text/markdown",
+            "text/plain",
+        ),
+        alias="FILE_CONTENT_TYPES",
+    )
+    file_url_ttl_s: int = Field(900, alias="FILE_URL_TTL_SECONDS", ge=1, le=7 * 86400)
+    # Local mode signs its upload/download URLs with this key; unset, each process makes its own.
+    local_files_secret: str | None = Field(None, alias="CONFAB_FILES_SECRET")
     # Maintenance: seconds between local runs (0: never), the time budget of one run, rows per transaction.
     maintenance_interval_s: int = Field(3600, alias="MAINTENANCE_INTERVAL_SECONDS", ge=0)
     maintenance_time_budget_s: float = Field(120, alias="MAINTENANCE_TIME_BUDGET_SECONDS", gt=0, le=840)

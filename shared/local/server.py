@@ -21,6 +21,7 @@ from shared.local.events import LocalContext, authorizer_event, proxy_event
 from shared.observability import logger
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+LOCAL_FILES_PREFIX = "/local-files/"  # signed upload/download URLs of local file storage (shared/storage.py)
 PROBLEM_JSON = "application/problem+json"
 
 SWAGGER_PAGE = """<!doctype html>
@@ -84,6 +85,10 @@ class LocalApi:
             return LocalResponse(200, [("Content-Type", "application/json")], json.dumps(self.openapi()).encode())
         if method == "GET" and path in ("/docs", "/docs/"):
             return LocalResponse(200, [("Content-Type", "text/html; charset=utf-8")], SWAGGER_PAGE.encode())
+        if path.startswith(LOCAL_FILES_PREFIX):
+            from shared.local.files import serve_file
+
+            return LocalResponse(*serve_file(method, raw_path, body))
         found = routes.match(method, path)
         if found is None:
             if routes.path_exists(path):
