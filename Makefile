@@ -39,8 +39,11 @@ integration: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Templates into cdk.out/ for STAGE (dev or prod): no Docker, no AWS credentials, no git; the first run
+# downloads the arm64 wheels into build/layer/ (cached). `npx cdk synth -c stage=prod` does the same.
+STAGE ?= dev
 synth: $(STAMP)
-	$(BIN)/python infra/app.py
+	JSII_SILENCE_WARNING_DEPRECATED_NODE_RELEASE=1 $(BIN)/python -m infra.app -c stage=$(STAGE) $(SYNTH_ARGS)
 
 clean:
-	rm -rf $(VENV) cdk.out .mypy_cache .ruff_cache
+	rm -rf $(VENV) cdk.out build .mypy_cache .ruff_cache

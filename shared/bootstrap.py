@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.db import ConnectionProvider, ConninfoFactory, Database
 from shared.events.publishers import DirectUsagePublisher, QueueUsagePublisher, SqsUsagePublisher
 from shared.events.usage import UsageEvent, UsagePublisher
 from shared.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from shared.providers.registry import ProviderRegistry
+    from shared.services.completions import CompletionService
 
 
 def conninfo_factory(settings: Settings) -> ConninfoFactory:
@@ -110,3 +114,24 @@ def build_container(settings: Settings) -> Container:
 def container() -> Container:
     """The process-wide container, built on first use."""
     return build_container(get_settings())
+
+
+@cache
+def completion_service() -> CompletionService:
+    """The completion service of this warm container: shared database, provider clients and usage publisher."""
+    from shared.services.completions import CompletionService
+
+    built = container()
+    return CompletionService(built.db, model_providers(), _usage_publisher(built), built.settings)
+
+
+@cache
+def model_providers() -> ProviderRegistry:
+    """Provider clients, made once per warm container (boto3 clients on first use)."""
+    from shared.providers.registry import ProviderRegistry
+
+    return ProviderRegistry(container().settings)
+
+
+def _usage_publisher(built: Container) -> UsagePublisher:
+    return built.usage_publisher

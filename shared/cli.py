@@ -52,6 +52,12 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     return 1 if any(row.state in ("changed", "missing") for row in rows) else 0
 
 
+def _exit_once(*_: object) -> None:
+    # A second SIGTERM (a supervisor repeating itself) must not interrupt the orderly exit of the first.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(0)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from shared.bootstrap import container
     from shared.local.scheduler import PeriodicTask
@@ -60,10 +66,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from shared.services.maintenance import run_maintenance
 
     # SIGTERM ends the server like Ctrl-C, so the embedded PostgreSQL is stopped on the way out.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, _exit_once)
     settings = get_settings()
     url = resolve_database_url(settings)
     migrate(url, settings.migrations_dir)
+    if settings.is_local:
+        from shared.bootstrap import container
+        from shared.services.catalog import seed_local_model
+
+        # A usable model on a fresh start: GET /v1/models lists it (idempotent; never in AWS stages).
+        seed_local_model(container().db)
     server = make_server(LocalApi(), args.host, args.port)
     deps = container()
     # EventBridge's part locally: maintenance on a timer (MAINTENANCE_INTERVAL_SECONDS, 0 turns it off).
@@ -86,6 +98,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
             timer.stop()
         # Queued usage events are recorded before the process exits.
         deps.close()
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def cmd_users_create_admin(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from shared.bootstrap import container
+    from shared.errors import AppError
+    from shared.migrations import migrate
+    from shared.models.identity import SignupRequest
+    from shared.services.accounts import create_super_admin
+
+    password = _read_password(args)
+    try:
+        # The same rules as signup for the name and address.
+        SignupRequest(username=args.username, email=args.email, password=password)
+    except ValidationError as exc:
+        fields = ", ".join(str(error["loc"][0]) for error in exc.errors())
+        raise ValueError(f"invalid {fields}") from None
+    settings = get_settings()
+    migrate(resolve_database_url(settings), settings.migrations_dir)
+    built = container()
+    try:
+        user = create_super_admin(built.db, built.settings, args.username, args.email, password)
+    except AppError as exc:
+        raise ValueError(exc.detail) from None
+    print(f"created super_admin {user.username} ({user.id})")
     return 0
 
 
@@ -124,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_db_migrate)
     db_sub.add_parser("status", help="list migrations and whether each is applied").set_defaults(func=cmd_db_status)
+
+    users = sub.add_parser("users", help="operator tasks on accounts")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    create_admin = users_sub.add_parser("create-admin", help="create a super_admin (no route can)")
+    create_admin.add_argument("--username", required=True)
+    create_admin.add_argument("--email", required=True)
+    create_admin.add_argument(
+        "--password-stdin", action="store_true", help="read the password from the first line of stdin"
+    )
+    create_admin.set_defaults(func=cmd_users_create_admin)
     return parser
 
 

@@ -136,15 +136,22 @@ class Database:
         self.provider = provider
 
     @contextmanager
-    def unit_of_work(self) -> Iterator[UnitOfWork]:
+    def unit_of_work(self, *, autocommit: bool = False) -> Iterator[UnitOfWork]:
         """A transaction; domain errors come out, driver errors never do."""
         with self.provider.connection() as conn:
             uow = UnitOfWork(conn)
             try:
                 with translate_db_errors():
+                    if conn.autocommit != autocommit:
+                        conn.autocommit = autocommit
                     yield uow
             finally:
-                if not uow.committed and not conn.closed:
+                if autocommit and not conn.closed:
+                    try:
+                        conn.autocommit = False
+                    except psycopg.Error:
+                        self.provider.discard()
+                elif not uow.committed and not conn.closed:
                     try:
                         conn.rollback()
                     except psycopg.Error:
@@ -163,13 +170,22 @@ class Database:
         """Run read-only `work` in a unit of work (rolled back at the end), with the same retries."""
         return self._run(work, commit=False, attempts=3)
 
-    def _run(self, work: Callable[[UnitOfWork], T], *, commit: bool, attempts: int) -> T:
+    def statement(self, work: Callable[[UnitOfWork], T]) -> T:
+        """Run `work` whose one write is a single SQL statement, in autocommit.
+
+        PostgreSQL runs a lone statement as its own transaction (atomic, committed once), so this saves the
+        BEGIN and COMMIT round trips of transact(). Each further statement is its own transaction: only for
+        work with exactly one write (reads around it are fine). Retried like transact().
+        """
+        return self._run(work, commit=False, attempts=3, autocommit=True)
+
+    def _run(self, work: Callable[[UnitOfWork], T], *, commit: bool, attempts: int, autocommit: bool = False) -> T:
         stale_retry = True
         attempt = 0
         while True:
             attempt += 1
             try:
-                with self.unit_of_work() as uow:
+                with self.unit_of_work(autocommit=autocommit) as uow:
                     result = work(uow)
                     if commit:
                         uow.commit()

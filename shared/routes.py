@@ -42,10 +42,109 @@ NEEDS_BEDROCK = "bedrock"
 NEEDS_SAGEMAKER = "sagemaker"
 NEEDS_USAGE_QUEUE = "usage_queue"
 NEEDS_FILES_BUCKET = "files_bucket"
+# Reads the JWT signing key (JWT_SECRET_ARN): only groups that issue tokens, plus the authorizer.
+NEEDS_SIGNING_KEY = "signing_key"
 
 ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     RouteGroup("health", (Route("GET", "/v1/health", auth="public"),)),
     # Each later route group is one entry below, in its own block.
+    # Conversations and messaging (issue 4): "any" where an anonymous-conversation token may reach it.
+    RouteGroup(
+        "conversations",
+        (
+            Route("GET", "/v1/conversations"),
+            Route("POST", "/v1/conversations"),
+            Route("GET", "/v1/conversations/{id}", auth="any"),
+            Route("PATCH", "/v1/conversations/{id}", auth="any"),
+            Route("DELETE", "/v1/conversations/{id}", auth="any"),
+            Route("GET", "/v1/conversations/{id}/participants"),
+            Route("POST", "/v1/conversations/{id}/participants"),
+            Route("PATCH", "/v1/conversations/{id}/participants/{user_id}"),
+            Route("DELETE", "/v1/conversations/{id}/participants/{user_id}"),
+            Route("POST", "/v1/conversations/{id}/read"),
+            Route("GET", "/v1/conversations/{id}/threads", auth="any"),
+            Route("POST", "/v1/conversations/{id}/threads", auth="any"),
+            Route("GET", "/v1/threads/{id}", auth="any"),
+            Route("GET", "/v1/conversations/{id}/panels"),
+            Route("POST", "/v1/conversations/{id}/panels"),
+            Route("PATCH", "/v1/panels/{id}"),
+            Route("DELETE", "/v1/panels/{id}"),
+            Route("GET", "/v1/conversations/{id}/data-refs"),
+            Route("POST", "/v1/conversations/{id}/data-refs"),
+            Route("DELETE", "/v1/data-refs/{id}"),
+        ),
+    ),
+    RouteGroup(
+        "messages",
+        (
+            Route("GET", "/v1/conversations/{id}/messages", auth="any"),
+            Route("POST", "/v1/conversations/{id}/messages", auth="any"),
+            Route("PATCH", "/v1/messages/{id}", auth="any"),
+            Route("DELETE", "/v1/messages/{id}", auth="any"),
+            Route("GET", "/v1/messages/{id}/reactions"),
+            Route("POST", "/v1/messages/{id}/reactions"),
+            Route("DELETE", "/v1/messages/{id}/reactions/{emoji}"),
+            Route("PUT", "/v1/messages/{id}/feedback"),
+            Route("GET", "/v1/messages/{id}/feedback"),
+            Route("GET", "/v1/threads/{id}/messages", auth="any"),
+            Route("GET", "/v1/search/messages"),
+        ),
+    ),
+    RouteGroup("anonymous", (Route("POST", "/v1/anonymous/conversations", auth="public"),)),
+    RouteGroup(
+        "files",
+        (
+            Route("POST", "/v1/files"),
+            Route("GET", "/v1/files"),
+            Route("GET", "/v1/files/{id}"),
+            Route("DELETE", "/v1/files/{id}"),
+        ),
+        needs=frozenset({NEEDS_FILES_BUCKET}),
+    ),
+    # identity: accounts and sessions ------------------------------------------------------------------------
+    RouteGroup(
+        "auth",
+        (
+            Route("POST", "/v1/auth/signup", auth="public"),
+            Route("POST", "/v1/auth/login", auth="public"),
+            Route("POST", "/v1/auth/refresh", auth="public"),
+            Route("POST", "/v1/auth/logout", auth="public"),
+        ),
+        needs=frozenset({NEEDS_SIGNING_KEY}),  # signs access tokens
+    ),
+    RouteGroup(
+        "users",
+        (
+            Route("GET", "/v1/users/me"),
+            Route("PATCH", "/v1/users/me"),
+            Route("POST", "/v1/users/me/password"),
+            Route("POST", "/v1/users/me/logout-all"),
+            Route("GET", "/v1/users/me/properties"),
+            Route("PUT", "/v1/users/me/properties"),
+            Route("GET", "/v1/users/me/api-keys"),
+            Route("POST", "/v1/users/me/api-keys"),
+            Route("DELETE", "/v1/users/me/api-keys/{id}"),
+            Route("GET", "/v1/users/me/connection-logs"),
+        ),
+        needs=frozenset({NEEDS_SIGNING_KEY}),  # a password change answers with a new token pair
+    ),
+    RouteGroup(
+        "admin",
+        (
+            Route("GET", "/v1/admin/users"),
+            Route("PATCH", "/v1/admin/users/{id}"),
+            Route("GET", "/v1/admin/connection-logs"),
+        ),
+    ),
+    RouteGroup(
+        "licenses",
+        (
+            Route("POST", "/v1/licenses"),
+            Route("GET", "/v1/licenses"),
+            Route("POST", "/v1/licenses/{id}/seats"),
+            Route("DELETE", "/v1/licenses/{id}/seats/{user_id}"),
+        ),
+    ),
     RouteGroup(
         "usage",
         (
@@ -53,6 +152,51 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
             Route("GET", "/v1/admin/usage/monthly"),
             Route("GET", "/v1/admin/usage/models"),
         ),
+    ),
+    # ai: model catalog, deployed resources, agent templates and the caller's template preferences.
+    RouteGroup(
+        "catalog",
+        (
+            Route("GET", "/v1/model-configurations"),
+            Route("POST", "/v1/model-configurations"),
+            Route("PATCH", "/v1/model-configurations/{id}"),
+            Route("GET", "/v1/deployed-resources"),
+            Route("POST", "/v1/deployed-resources"),
+            Route("GET", "/v1/deployed-resources/{id}"),
+            Route("PATCH", "/v1/deployed-resources/{id}"),
+            Route("DELETE", "/v1/deployed-resources/{id}"),
+            Route("GET", "/v1/agent-templates"),
+            Route("POST", "/v1/agent-templates"),
+            Route("PATCH", "/v1/agent-templates/{id}"),
+            Route("GET", "/v1/users/me/agent-templates/{id}"),
+            Route("PUT", "/v1/users/me/agent-templates/{id}"),
+        ),
+    ),
+    # ai: code-execution records and deep-analysis reports.
+    RouteGroup(
+        "records",
+        (
+            Route("GET", "/v1/code-executions"),
+            Route("POST", "/v1/code-executions"),
+            Route("GET", "/v1/code-executions/{id}"),
+            Route("PATCH", "/v1/code-executions/{id}"),
+            Route("GET", "/v1/analysis-reports"),
+            Route("POST", "/v1/analysis-reports"),
+            Route("GET", "/v1/analysis-reports/{id}"),
+            Route("PATCH", "/v1/analysis-reports/{id}"),
+        ),
+    ),
+    # ai: completions in a thread.
+    RouteGroup(
+        "completions",
+        (Route("POST", "/v1/threads/{id}/completions"),),
+        needs=frozenset({NEEDS_BEDROCK, NEEDS_SAGEMAKER, NEEDS_USAGE_QUEUE}),
+    ),
+    # ai: the OpenAI-compatible API.
+    RouteGroup(
+        "openai",
+        (Route("POST", "/v1/chat/completions"), Route("GET", "/v1/models")),
+        needs=frozenset({NEEDS_BEDROCK, NEEDS_SAGEMAKER, NEEDS_USAGE_QUEUE}),
     ),
 )
 

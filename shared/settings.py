@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -43,6 +44,15 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(900, alias="ACCESS_TOKEN_TTL_SECONDS", ge=60, le=900)
     refresh_token_ttl_s: int = Field(30 * 86400, alias="REFRESH_TOKEN_TTL_SECONDS", ge=3600)
     bcrypt_rounds: int = Field(12, alias="BCRYPT_ROUNDS", ge=4, le=16)
+    # Where local mode keeps a generated JWT signing key when JWT_SECRET is unset (git-ignored).
+    local_state_dir: Path = Field(PROJECT_ROOT / ".confab", alias="CONFAB_STATE_DIR")
+    # A spent refresh token replayed within this many seconds (concurrent refreshes from one client)
+    # gets a fresh pair instead of revoking its family; RFC 9700 allows a short window, we cap it at 10 s.
+    refresh_reuse_grace_s: int = Field(10, alias="REFRESH_REUSE_GRACE_SECONDS", ge=0, le=10)
+    login_max_failures_per_account: int = Field(10, alias="LOGIN_MAX_FAILURES_PER_ACCOUNT", ge=1)
+    login_max_failures_per_address: int = Field(50, alias="LOGIN_MAX_FAILURES_PER_ADDRESS", ge=1)
+    login_failure_window_s: int = Field(900, alias="LOGIN_FAILURE_WINDOW_SECONDS", ge=60)
+    api_key_touch_interval_s: int = Field(60, alias="API_KEY_TOUCH_INTERVAL_SECONDS", ge=1)
 
     # Usage pipeline and storage
     usage_queue_url: str | None = Field(None, alias="USAGE_QUEUE_URL")
@@ -50,17 +60,61 @@ class Settings(BaseSettings):
     files_bucket: str | None = Field(None, alias="FILES_BUCKET")
     files_dir: Path = Field(PROJECT_ROOT / ".files", alias="CONFAB_FILES_DIR")
 
+    # Browser origins allowed to call the API and upload to presigned URLs, comma-separated ("*" for any).
+    cors_origins: str = Field("*", alias="CORS_ORIGINS")
+
     # Retention and cache
     anonymous_retention_days: int = Field(90, alias="ANONYMOUS_RETENTION_DAYS", ge=1)
     connection_log_retention_days: int = Field(180, alias="CONNECTION_LOG_RETENTION_DAYS", ge=1)
     refresh_token_grace_days: int = Field(7, alias="REFRESH_TOKEN_GRACE_DAYS", ge=0)
     ai_cache_ttl_s: int = Field(7 * 86400, alias="AI_CACHE_TTL_SECONDS", ge=0)
 
+    # AI: providers, completions cache and spend
+    provider_timeout_s: float = Field(30.0, alias="PROVIDER_TIMEOUT_SECONDS", gt=0, le=900)
+    provider_max_response_bytes: int = Field(1_048_576, alias="PROVIDER_MAX_RESPONSE_BYTES", ge=1024)
+    # Local testing against a fake server on loopback only; refused outside local/test stages.
+    allow_private_model_endpoints: bool = Field(False, alias="ALLOW_PRIVATE_MODEL_ENDPOINTS")
+    openai_compatible_api_key: str | None = Field(None, alias="OPENAI_COMPATIBLE_API_KEY")
+    # Only deterministic (temperature 0) requests are cached unless this is on.
+    ai_cache_nondeterministic: bool = Field(False, alias="AI_CACHE_NONDETERMINISTIC")
+    # Per-user spend per calendar month (UTC) in USD; unset means no limit.
+    monthly_spend_limit_usd: Decimal | None = Field(None, alias="MONTHLY_SPEND_LIMIT_USD", ge=0)
+    default_model_id: str | None = Field(None, alias="DEFAULT_MODEL_ID")
+
+    # Conversations and messaging
+    message_max_chars: int = Field(32_000, alias="MESSAGE_MAX_CHARS", ge=1)
+    message_max_attachments: int = Field(10, alias="MESSAGE_MAX_ATTACHMENTS", ge=0)
+    request_body_max_bytes: int = Field(256 * 1024, alias="REQUEST_BODY_MAX_BYTES", ge=1024)
+    anonymous_create_limit: int = Field(20, alias="ANONYMOUS_CREATE_LIMIT", ge=1)
+    anonymous_create_window_s: int = Field(3600, alias="ANONYMOUS_CREATE_WINDOW_SECONDS", ge=1)
+    file_max_bytes: int = Field(25 * 1024 * 1024, alias="FILE_MAX_BYTES", ge=1)
+    file_content_types: tuple[str, ...] = Field(
+        (
+            "application/json",
+            "application/octet-stream",
+            "application/pdf",
+            "image/gif",
+            "image/jpeg",
+            "image/png",
+            "image/webp",
+            "text/csv",
+            "text/markdown",
+            "text/plain",
+        ),
+        alias="FILE_CONTENT_TYPES",
+    )
+    file_url_ttl_s: int = Field(900, alias="FILE_URL_TTL_SECONDS", ge=1, le=7 * 86400)
+    # Local mode signs its upload/download URLs with this key; unset, each process makes its own.
+    local_files_secret: str | None = Field(None, alias="CONFAB_FILES_SECRET")
     # Maintenance: seconds between local runs (0: never), the time budget of one run, rows per transaction.
     maintenance_interval_s: int = Field(3600, alias="MAINTENANCE_INTERVAL_SECONDS", ge=0)
     maintenance_time_budget_s: float = Field(120, alias="MAINTENANCE_TIME_BUDGET_SECONDS", gt=0, le=840)
     maintenance_batch_size: int = Field(10_000, alias="MAINTENANCE_BATCH_SIZE", ge=1, le=50_000)
     maintenance_conversation_batch_size: int = Field(50, alias="MAINTENANCE_CONVERSATION_BATCH_SIZE", ge=1)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @property
     def is_local(self) -> bool:
@@ -71,6 +125,8 @@ class Settings(BaseSettings):
         # Fail at cold start, not on the first request, when AWS stages lack a secret source.
         if not self.is_local and self.jwt_secret and not self.jwt_secret_arn:
             raise ValueError("JWT_SECRET is for local mode only; set JWT_SECRET_ARN in AWS stages")
+        if not self.is_local and self.allow_private_model_endpoints:
+            raise ValueError("ALLOW_PRIVATE_MODEL_ENDPOINTS is for local mode only")
         return self
 
 

@@ -4,8 +4,11 @@ authorizer and the same handler module, and the handler's proxy response is writ
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib
 import json
+import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -18,6 +21,7 @@ from shared.local.events import LocalContext, authorizer_event, proxy_event
 from shared.observability import logger
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+LOCAL_FILES_PREFIX = "/local-files/"  # signed upload/download URLs of local file storage (shared/storage.py)
 PROBLEM_JSON = "application/problem+json"
 
 SWAGGER_PAGE = """<!doctype html>
@@ -47,6 +51,10 @@ class LocalApi:
     """Routes requests by the route table; independent of the HTTP server so tests can drive it directly."""
 
     modules: dict[str, ModuleType] = field(default_factory=dict)
+    # Powertools keeps the current event on the resolver class (BaseRouter.current_event) and the Logger
+    # keeps per-invocation keys on a shared instance: two handler calls at once would read each other's
+    # event, principal included. One invocation at a time, as in a Lambda container.
+    invoke_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _module(self, name: str) -> ModuleType:
         if name not in self.modules:
@@ -77,6 +85,10 @@ class LocalApi:
             return LocalResponse(200, [("Content-Type", "application/json")], json.dumps(self.openapi()).encode())
         if method == "GET" and path in ("/docs", "/docs/"):
             return LocalResponse(200, [("Content-Type", "text/html; charset=utf-8")], SWAGGER_PAGE.encode())
+        if path.startswith(LOCAL_FILES_PREFIX):
+            from shared.local.files import serve_file
+
+            return LocalResponse(*serve_file(method, raw_path, body))
         found = routes.match(method, path)
         if found is None:
             if routes.path_exists(path):
@@ -94,14 +106,15 @@ class LocalApi:
             body=body,
             source_ip=source_ip,
         )
-        if route.auth != "public":
-            denied = self._authorize(event)
-            if denied is not None:
-                return denied
         context = LocalContext(
             function_name=f"confab-{group.name}", aws_request_id=event["requestContext"]["requestId"]
         )
-        result = self._module(group.module).lambda_handler(event, context)
+        with self.invoke_lock:
+            if route.auth != "public":
+                denied = self._authorize(event)
+                if denied is not None:
+                    return denied
+            result = self._module(group.module).lambda_handler(event, context)
         return _to_local(result)
 
     def _authorize(self, event: dict[str, Any]) -> LocalResponse | None:
@@ -138,8 +151,12 @@ class PooledHTTPServer(HTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], workers: int = 8):
         super().__init__(address, handler)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="confab-http")
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
         self.pool.submit(self._process, request, client_address)
 
     def _process(self, request: Any, client_address: Any) -> None:
@@ -148,10 +165,17 @@ class PooledHTTPServer(HTTPServer):
         except Exception:
             self.handle_error(request, client_address)
         finally:
+            with self._open_lock:
+                self._open.discard(request)
             self.shutdown_request(request)
 
     def server_close(self) -> None:
         super().server_close()
+        # Idle keep-alive connections would hold their worker (and the exit) until the client hangs up.
+        with self._open_lock:
+            for request in self._open:
+                with contextlib.suppress(OSError):
+                    request.shutdown(socket.SHUT_RDWR)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 

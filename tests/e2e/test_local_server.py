@@ -119,7 +119,12 @@ def test_local_server_runs_maintenance_on_its_timer_when_serving(database_url, t
     try:
         deadline = time.monotonic() + 30
         with psycopg.connect(database_url, autocommit=True) as conn:
-            while conn.execute("SELECT count(*) FROM ai_cache").fetchone()[0] and time.monotonic() < deadline:
+            # The run deletes the row, then records itself complete: wait for both, not just the first.
+            def done() -> bool:
+                purged = conn.execute("SELECT count(*) FROM ai_cache").fetchone()[0] == 0
+                return purged and conn.execute("SELECT count(*) FROM maintenance_runs WHERE complete").fetchone()[0] > 0
+
+            while not done() and time.monotonic() < deadline:
                 time.sleep(0.2)
             assert conn.execute("SELECT count(*) FROM ai_cache").fetchone()[0] == 0
             assert conn.execute("SELECT count(*) FROM maintenance_runs WHERE complete").fetchone()[0] >= 1

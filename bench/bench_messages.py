@@ -1,0 +1,158 @@
+"""Messages on a seeded 20,000-message conversation, each ratio measured side by side in one run:
+
+- a page of 50 through the handler vs the same SQL run directly with psycopg (target <= 1.5x at p50);
+- a send through the handler vs the same statements run directly (target <= 1.3x at p50), with the
+  handler's commits and round trips counted from libpq's protocol trace (targets: 1 commit, <= 2 trips);
+- the page at depth 10,000 vs the first page, both through the handler (target <= 1.3x).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from typing import Any
+
+import psycopg
+
+from bench.harness import bench_database, report, side_by_side
+
+SEEDED = 20_000
+
+
+def _seed(url: str) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        alice, bob = (
+            conn.execute(
+                "INSERT INTO users (username, email) VALUES (%s, %s) RETURNING id", (name, f"{name}@bench.test")
+            ).fetchone()[0]  # type: ignore[index]
+            for name in ("alice", "bob")
+        )
+        cid = conn.execute("INSERT INTO conversations (kind, title) VALUES ('group', 'bench') RETURNING id").fetchone()[
+            0
+        ]  # type: ignore[index]
+        conn.execute(
+            "INSERT INTO participants (conversation_id, user_id, role) VALUES (%s, %s, 'admin'), (%s, %s, 'member')",
+            (cid, alice, cid, bob),
+        )
+        conn.execute(
+            "INSERT INTO messages (conversation_id, sender_id, content, created_at) "
+            "SELECT %s, CASE WHEN g %% 2 = 0 THEN %s ELSE %s END::uuid, 'message number ' || g || ' of the bench', "
+            "now() - make_interval(secs => %s - g) FROM generate_series(1, %s) g",
+            (cid, alice, bob, SEEDED, SEEDED),
+        )
+        conn.execute("VACUUM ANALYZE messages")
+    return cid, alice, bob
+
+
+def _trace_counts(conn: psycopg.Connection[Any], action: Any) -> tuple[int, int]:
+    """(round trips, commits) of `action` on `conn`, read from libpq's protocol trace: a round trip is a
+    batch of frontend messages that the client then waits on (each switch from sending to receiving)."""
+    with tempfile.TemporaryFile("w+") as sink:
+        conn.pgconn.trace(sink.fileno())
+        try:
+            action()
+        finally:
+            conn.pgconn.untrace()
+        sink.seek(0)
+        messages = [line.split("\t") for line in sink.read().splitlines()]
+    directions = [parts[1] for parts in messages if len(parts) > 3]
+    trips = sum(1 for before, after in zip(directions, directions[1:], strict=False) if (before, after) == ("F", "B"))
+    # Every transaction ends with the server back to idle ("ReadyForQuery I"), explicit COMMIT or a lone
+    # statement in autocommit alike; the ones not ended by a ROLLBACK were commits.
+    ended = sum(1 for parts in messages if len(parts) > 4 and parts[3] == "ReadyForQuery" and "I" in parts[4])
+    rollbacks = sum(1 for parts in messages if len(parts) > 4 and parts[1] == "F" and "ROLLBACK" in parts[4].upper())
+    return trips, ended - rollbacks
+
+
+def main() -> None:
+    with bench_database() as url:
+        os.environ["DATABASE_URL"] = url
+        os.environ.setdefault("CONFAB_STAGE", "test")
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        from functions.messages import lambda_handler
+        from shared.bootstrap import container
+        from shared.pagination import encode_cursor
+        from shared.repositories.messages import PAGE_BACKWARD, SEND
+        from tests.conversations_helpers import event_for, jwt_principal
+        from tests.helpers import FakeLambdaContext
+
+        cid, alice, bob = _seed(url)
+        context = FakeLambdaContext()
+        reader = jwt_principal(bob)
+        with (
+            psycopg.connect(url, prepare_threshold=None) as conn,
+            psycopg.connect(url, prepare_threshold=None, autocommit=True) as auto,
+        ):
+            ids = [r[0] for r in conn.execute("SELECT id FROM messages ORDER BY id DESC").fetchall()]
+            conn.rollback()
+            deep_cursor = encode_cursor((ids[10_000],))
+            first_event, _ = event_for("GET", f"/v1/conversations/{cid}/messages", reader, query={"limit": 50})
+            deep_event, _ = event_for(
+                "GET", f"/v1/conversations/{cid}/messages", reader, query={"limit": 50, "cursor": deep_cursor}
+            )
+            page_params = {
+                "anonymous": False,
+                "user_id": bob,
+                "conversation_id": cid,
+                "cursor": None,
+                "limit": 51,
+            }
+
+            def handler_page() -> None:
+                response = lambda_handler(first_event, context)
+                assert response["statusCode"] == 200
+
+            def direct_page() -> None:
+                conn.execute(PAGE_BACKWARD, page_params).fetchall()
+                conn.rollback()
+
+            def handler_deep() -> None:
+                assert lambda_handler(deep_event, context)["statusCode"] == 200
+
+            a, b = side_by_side(handler_page, direct_page, rounds=300)
+            page_ratio = report("page of 50", "handler", a, "direct SQL", b, target="<= 1.5x")
+            a, b = side_by_side(handler_deep, handler_page, rounds=300)
+            depth_ratio = report("page at depth 10,000", "deep", a, "first page", b, target="<= 1.3x")
+
+            counter = iter(range(10**9))
+
+            def send_event() -> dict[str, Any]:
+                body = {"content": f"bench send {next(counter)}", "idempotency_key": uuid.uuid4().hex}
+                return event_for("POST", f"/v1/conversations/{cid}/messages", jwt_principal(alice), body=body)[0]
+
+            events = [send_event() for _ in range(700)]
+            pending = iter(events)
+
+            def handler_send() -> None:
+                assert lambda_handler(next(pending), context)["statusCode"] == 201
+
+            def direct_send() -> None:
+                params = {
+                    "anonymous": False,
+                    "user_id": alice,
+                    "conversation_id": cid,
+                    "thread_id": None,
+                    "content": f"direct send {next(counter)}",
+                    "file_ids": [],
+                    "idempotency_key": uuid.uuid4().hex,
+                }
+                auto.execute(SEND, params).fetchone()
+
+            a, b = side_by_side(handler_send, direct_send, rounds=300)
+            send_ratio = report("send", "handler", a, "direct SQL", b, target="<= 1.3x")
+
+            handler_conn = None
+            with container().db.provider.connection() as live:
+                handler_conn = live
+            trips, commits = _trace_counts(handler_conn, lambda: handler_send())
+            print(f"send through the handler: {trips} round trip(s), {commits} commit(s) (targets: <= 2, exactly 1)")
+        container().db.close()
+        ok = page_ratio <= 1.5 and depth_ratio <= 1.3 and send_ratio <= 1.3 and trips <= 2 and commits == 1
+        print("messages: all targets met" if ok else "messages: a target was missed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Response shapes the conversation handlers share: 201/200/204 with a model body, and the body-size gate."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aws_lambda_powertools.event_handler import Response
+from pydantic import BaseModel
+
+from shared.errors import PayloadTooLargeError, problem_for
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def created(model: M) -> Response[M]:
+    return Response(status_code=201, content_type="application/json", body=model)
+
+
+def ok(model: M) -> Response[M]:
+    return Response(status_code=200, content_type="application/json", body=model)
+
+
+def created_or_ok(model: M, is_new: bool) -> Response[M]:
+    return created(model) if is_new else ok(model)
+
+
+def no_content() -> Response[None]:
+    return Response(status_code=204, body=None)
+
+
+def body_size(event: dict[str, Any]) -> int:
+    body = event.get("body") or ""
+    return len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
+
+
+def body_limited(handler: Handler, max_bytes: Callable[[], int]) -> Handler:
+    """413 before any parsing when the body is over the limit (validation would otherwise read it first)."""
+
+    def limited(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if body_size(event) > max_bytes():
+            problem = problem_for(PayloadTooLargeError(f"The request body is over {max_bytes()} bytes."))
+            return {
+                "statusCode": problem.status,
+                "headers": {"Content-Type": "application/problem+json"},
+                "body": json.dumps(problem.body),
+                "isBase64Encoded": False,
+            }
+        return handler(event, context)
+
+    return limited

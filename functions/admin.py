@@ -1,0 +1,39 @@
+"""/v1/admin: accounts and the connection log, for admins (roles for super_admins only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from functions._client import client_of
+from functions._http import lambda_entry, make_resolver, principal_of
+from shared.bootstrap import container
+from shared.models.identity import AdminUserPatch, ConnectionLog, User
+from shared.pagination import Page
+from shared.services import accounts, admin
+
+app = make_resolver()
+
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+Limit = Annotated[int | None, Query(description="page size, default 50, at most 200")]
+
+
+@app.get("/v1/admin/users", summary="Every account, oldest first", tags=["admin"])
+def list_users(cursor: Cursor = None, limit: Limit = None) -> Page[User]:
+    return admin.list_users(container().db, principal_of(app), cursor, limit)
+
+
+@app.patch("/v1/admin/users/<id>", summary="Change a user's role or active flag", tags=["admin"])
+def patch_user(id: UUID, request: AdminUserPatch) -> User:
+    return admin.update_user(container().db, principal_of(app), id, request, client_of(app))
+
+
+@app.get("/v1/admin/connection-logs", summary="Everyone's connection log, newest first", tags=["admin"])
+def list_connection_logs(cursor: Cursor = None, limit: Limit = None) -> Page[ConnectionLog]:
+    admin.require_admin(principal_of(app))
+    return accounts.list_connection_logs(container().db, None, cursor, limit)
+
+
+lambda_handler = lambda_entry(app)

@@ -1,0 +1,23 @@
+"""POST /v1/anonymous/conversations: a conversation with no owner and a token that reaches it only."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response
+
+from functions._http import lambda_entry, make_resolver
+from functions._replies import body_limited, created
+from shared.bootstrap import container
+from shared.models.conversations import AnonymousConversation, AnonymousConversationCreate
+from shared.services.anonymous import create_anonymous_conversation
+
+app = make_resolver()
+
+
+@app.post("/v1/anonymous/conversations", tags=["conversations"], summary="Start an anonymous conversation")
+def create(body: AnonymousConversationCreate) -> Response[AnonymousConversation]:
+    built = container()
+    address = app.current_event.request_context.identity.source_ip or "unknown"
+    return created(create_anonymous_conversation(built.db, built.settings, address, body))
+
+
+lambda_handler = body_limited(lambda_entry(app), lambda: container().settings.request_body_max_bytes)

@@ -1,0 +1,40 @@
+"""POST /v1/auth/signup, /login, /refresh, /logout: public routes that hand out and take back sessions."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response
+
+from functions._client import client_of, created, no_content
+from functions._http import lambda_entry, make_resolver
+from shared.bootstrap import container
+from shared.models.identity import LoginRequest, RefreshRequest, SignupRequest, TokenPair
+from shared.services import accounts
+
+app = make_resolver()
+
+
+@app.post("/v1/auth/signup", summary="Create an account", tags=["auth"], responses={201: {"description": "Created"}})
+def signup(request: SignupRequest) -> Response[str]:
+    built = container()
+    return created(accounts.signup(built.db, built.settings, request, client_of(app)))
+
+
+@app.post("/v1/auth/login", summary="Sign in with email or username", tags=["auth"])
+def login(request: LoginRequest) -> TokenPair:
+    built = container()
+    return accounts.login(built.db, built.settings, request, client_of(app))
+
+
+@app.post("/v1/auth/refresh", summary="Trade a refresh token for a new pair", tags=["auth"])
+def refresh(request: RefreshRequest) -> TokenPair:
+    built = container()
+    return accounts.refresh(built.db, built.settings, request.refresh_token, client_of(app))
+
+
+@app.post("/v1/auth/logout", summary="Revoke a refresh token's family", tags=["auth"])
+def logout(request: RefreshRequest) -> Response[str]:
+    accounts.logout(container().db, request.refresh_token, client_of(app))
+    return no_content()
+
+
+lambda_handler = lambda_entry(app)

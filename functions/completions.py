@@ -1,0 +1,46 @@
+"""POST /v1/threads/{id}/completions: ask the thread's model, with the thread as context."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from aws_lambda_powertools.event_handler.openapi.params import Header
+from pydantic import BaseModel, Field
+
+from functions._http import lambda_entry, make_resolver, principal_of
+from shared.bootstrap import completion_service
+from shared.services.completions import ThreadCompletion
+
+app = make_resolver()
+
+
+class CompletionRequest(BaseModel):
+    content: str = Field(min_length=1, max_length=100_000)
+    model_id: str | None = Field(None, min_length=1, max_length=255)
+    template_id: UUID | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+
+
+@app.post("/v1/threads/<id>/completions", summary="Ask the model in a thread", tags=["completions"])
+def post_completion(
+    id: UUID,
+    body: CompletionRequest,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> ThreadCompletion:
+    user_id = principal_of(app).require_user()
+    return completion_service().complete_in_thread(
+        user_id,
+        id,
+        content=body.content,
+        model_id=body.model_id,
+        template_id=body.template_id,
+        temperature=body.temperature,
+        max_tokens=body.max_tokens,
+        idempotency_key=body.idempotency_key or idempotency_key,
+    )
+
+
+lambda_handler = lambda_entry(app)

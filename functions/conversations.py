@@ -1,0 +1,147 @@
+"""Conversations, participants, read cursors, threads, panels and data references."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from functions._http import lambda_entry, make_resolver, principal_of
+from functions._replies import body_limited, created, created_or_ok, no_content
+from shared.bootstrap import container
+from shared.models.conversations import (
+    Conversation,
+    ConversationCreate,
+    ConversationUpdate,
+    DataRef,
+    DataRefCreate,
+    Panel,
+    PanelCreate,
+    PanelUpdate,
+    Participant,
+    ParticipantAdd,
+    ParticipantUpdate,
+    ReadCursor,
+    ReadMark,
+    Thread,
+    ThreadCreate,
+)
+from shared.pagination import Page
+from shared.services import conversations as service
+from shared.services.access import parse_uuid
+from shared.services.messages import mark_read
+
+app = make_resolver()
+TAGS = ["conversations"]
+Cursor = Annotated[str | None, Query(max_length=1024)]
+Limit = Annotated[int | None, Query()]
+
+
+@app.get("/v1/conversations", tags=TAGS, summary="Your conversations by last activity")
+def list_conversations(cursor: Cursor = None, limit: Limit = None) -> Page[Conversation]:
+    return service.list_conversations(container().db, principal_of(app), cursor, limit)
+
+
+@app.post("/v1/conversations", tags=TAGS, summary="Create a conversation (a direct one is found if it exists)")
+def create_conversation(body: ConversationCreate) -> Response[Conversation]:
+    conversation, is_new = service.create_conversation(container().db, principal_of(app), body)
+    return created_or_ok(conversation, is_new)
+
+
+@app.get("/v1/conversations/<id>", tags=TAGS, summary="A conversation")
+def get_conversation(id: str) -> Conversation:
+    return service.get_conversation(container().db, principal_of(app), parse_uuid(id))
+
+
+@app.patch("/v1/conversations/<id>", tags=TAGS, summary="Change a conversation (admins)")
+def update_conversation(id: str, body: ConversationUpdate) -> Conversation:
+    return service.update_conversation(container().db, principal_of(app), parse_uuid(id), body)
+
+
+@app.delete("/v1/conversations/<id>", tags=TAGS, summary="Delete a conversation (admins)")
+def delete_conversation(id: str) -> Response[None]:
+    service.delete_conversation(container().db, principal_of(app), parse_uuid(id))
+    return no_content()
+
+
+@app.get("/v1/conversations/<id>/participants", tags=TAGS, summary="Participants")
+def list_participants(id: str, cursor: Cursor = None, limit: Limit = None) -> Page[Participant]:
+    return service.list_participants(container().db, principal_of(app), parse_uuid(id), cursor, limit)
+
+
+@app.post("/v1/conversations/<id>/participants", tags=TAGS, summary="Add a participant (admins)")
+def add_participant(id: str, body: ParticipantAdd) -> Response[Participant]:
+    return created(service.add_participant(container().db, principal_of(app), parse_uuid(id), body))
+
+
+@app.patch("/v1/conversations/<id>/participants/<user_id>", tags=TAGS, summary="Change a role (admins)")
+def update_participant(id: str, user_id: str, body: ParticipantUpdate) -> Participant:
+    db, principal = container().db, principal_of(app)
+    return service.update_participant(db, principal, parse_uuid(id), parse_uuid(user_id), body)
+
+
+@app.delete("/v1/conversations/<id>/participants/<user_id>", tags=TAGS, summary="Remove a participant, or leave")
+def remove_participant(id: str, user_id: str) -> Response[None]:
+    service.remove_participant(container().db, principal_of(app), parse_uuid(id), parse_uuid(user_id))
+    return no_content()
+
+
+@app.post("/v1/conversations/<id>/read", tags=TAGS, summary="Move your read cursor")
+def read(id: str, body: ReadMark) -> ReadCursor:
+    return mark_read(container().db, principal_of(app), parse_uuid(id), body)
+
+
+@app.get("/v1/conversations/<id>/threads", tags=TAGS, summary="Threads of a conversation")
+def list_threads(id: str, cursor: Cursor = None, limit: Limit = None) -> Page[Thread]:
+    return service.list_threads(container().db, principal_of(app), parse_uuid(id), cursor, limit)
+
+
+@app.post("/v1/conversations/<id>/threads", tags=TAGS, summary="Start a thread")
+def create_thread(id: str, body: ThreadCreate) -> Response[Thread]:
+    return created(service.create_thread(container().db, principal_of(app), parse_uuid(id), body))
+
+
+@app.get("/v1/threads/<id>", tags=TAGS, summary="A thread with its usage totals")
+def get_thread(id: str) -> Thread:
+    return service.get_thread(container().db, principal_of(app), parse_uuid(id))
+
+
+@app.get("/v1/conversations/<id>/panels", tags=TAGS, summary="Dashboard panels")
+def list_panels(id: str, cursor: Cursor = None, limit: Limit = None) -> Page[Panel]:
+    return service.list_panels(container().db, principal_of(app), parse_uuid(id), cursor, limit)
+
+
+@app.post("/v1/conversations/<id>/panels", tags=TAGS, summary="Add a dashboard panel")
+def create_panel(id: str, body: PanelCreate) -> Response[Panel]:
+    return created(service.create_panel(container().db, principal_of(app), parse_uuid(id), body))
+
+
+@app.patch("/v1/panels/<id>", tags=TAGS, summary="Change a panel (its creator or an admin)")
+def update_panel(id: str, body: PanelUpdate) -> Panel:
+    return service.update_panel(container().db, principal_of(app), parse_uuid(id), body)
+
+
+@app.delete("/v1/panels/<id>", tags=TAGS, summary="Delete a panel (its creator or an admin)")
+def delete_panel(id: str) -> Response[None]:
+    service.delete_panel(container().db, principal_of(app), parse_uuid(id))
+    return no_content()
+
+
+@app.get("/v1/conversations/<id>/data-refs", tags=TAGS, summary="Files referenced by a room")
+def list_data_refs(id: str, cursor: Cursor = None, limit: Limit = None) -> Page[DataRef]:
+    return service.list_data_refs(container().db, principal_of(app), parse_uuid(id), cursor, limit)
+
+
+@app.post("/v1/conversations/<id>/data-refs", tags=TAGS, summary="Reference one of your files in a room")
+def create_data_ref(id: str, body: DataRefCreate) -> Response[DataRef]:
+    return created(service.create_data_ref(container().db, principal_of(app), parse_uuid(id), body))
+
+
+@app.delete("/v1/data-refs/<id>", tags=TAGS, summary="Remove a data reference (its creator or an admin)")
+def delete_data_ref(id: str) -> Response[None]:
+    service.delete_data_ref(container().db, principal_of(app), parse_uuid(id))
+    return no_content()
+
+
+lambda_handler = body_limited(lambda_entry(app), lambda: container().settings.request_body_max_bytes)

@@ -1,0 +1,55 @@
+"""User files: POST /v1/files answers a presigned upload; GET /v1/files/{id} a presigned download."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from functions._http import lambda_entry, make_resolver, principal_of
+from functions._replies import body_limited, created, no_content
+from shared.bootstrap import container
+from shared.models.conversations import FileCreate, FileDownload, FileUpload, UserFile
+from shared.pagination import Page
+from shared.services import files as service
+from shared.services.access import parse_uuid
+from shared.storage import FileStorage, storage_for
+
+app = make_resolver()
+TAGS = ["files"]
+
+
+def _storage() -> FileStorage:
+    # Local mode: the local server serves the signed URLs, on the host the client used to reach it.
+    headers = app.current_event.headers or {}
+    host = next((v for k, v in headers.items() if k.lower() == "host"), "127.0.0.1:8000")
+    return storage_for(container().settings, origin=f"http://{host}")
+
+
+@app.post("/v1/files", tags=TAGS, summary="Create a file record and a presigned upload")
+def create_file(body: FileCreate) -> Response[FileUpload]:
+    built = container()
+    return created(service.create_file(built.db, built.settings, _storage(), principal_of(app), body))
+
+
+@app.get("/v1/files", tags=TAGS, summary="Your files")
+def list_files(
+    cursor: Annotated[str | None, Query(max_length=1024)] = None, limit: Annotated[int | None, Query()] = None
+) -> Page[UserFile]:
+    return service.list_files(container().db, principal_of(app), cursor, limit)
+
+
+@app.get("/v1/files/<id>", tags=TAGS, summary="A file with a presigned download")
+def get_file(id: str) -> FileDownload:
+    built = container()
+    return service.get_file(built.db, built.settings, _storage(), principal_of(app), parse_uuid(id))
+
+
+@app.delete("/v1/files/<id>", tags=TAGS, summary="Delete a file and its bytes")
+def delete_file(id: str) -> Response[None]:
+    service.delete_file(container().db, _storage(), principal_of(app), parse_uuid(id))
+    return no_content()
+
+
+lambda_handler = body_limited(lambda_entry(app), lambda: container().settings.request_body_max_bytes)

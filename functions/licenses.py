@@ -1,0 +1,45 @@
+"""/v1/licenses: licences (created by admins, key shown once) and their seats."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from functions._client import created, no_content
+from functions._http import lambda_entry, make_resolver, principal_of
+from shared.bootstrap import container
+from shared.models.identity import License, LicenseCreate, SeatAssign
+from shared.pagination import Page
+from shared.services import licenses
+
+app = make_resolver()
+
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+Limit = Annotated[int | None, Query(description="page size, default 50, at most 200")]
+
+
+@app.post("/v1/licenses", summary="Create a licence (admins)", tags=["licenses"])
+def create_license(request: LicenseCreate) -> Response[str]:
+    return created(licenses.create_license(container().db, principal_of(app), request))
+
+
+@app.get("/v1/licenses", summary="The caller's licences", tags=["licenses"])
+def list_licenses(cursor: Cursor = None, limit: Limit = None) -> Page[License]:
+    return licenses.list_licenses(container().db, principal_of(app), cursor, limit)
+
+
+@app.post("/v1/licenses/<id>/seats", summary="Give a user a seat", tags=["licenses"])
+def assign_seat(id: UUID, request: SeatAssign) -> Response[str]:
+    return created(licenses.assign_seat(container().db, principal_of(app), id, request.user_id))
+
+
+@app.delete("/v1/licenses/<id>/seats/<user_id>", summary="Take a user's seat back", tags=["licenses"])
+def remove_seat(id: UUID, user_id: UUID) -> Response[str]:
+    licenses.remove_seat(container().db, principal_of(app), id, user_id)
+    return no_content()
+
+
+lambda_handler = lambda_entry(app)

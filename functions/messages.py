@@ -1,0 +1,108 @@
+"""Messages: send and page, edit and delete, reactions, feedback, thread pages and search."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from urllib.parse import unquote
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from functions._http import lambda_entry, make_resolver, principal_of
+from functions._replies import body_limited, created_or_ok, no_content
+from shared.bootstrap import container
+from shared.models.conversations import (
+    Feedback,
+    FeedbackPut,
+    Message,
+    MessageCreate,
+    MessageUpdate,
+    Reaction,
+    ReactionCreate,
+    ReactionSummary,
+)
+from shared.pagination import Page
+from shared.services import messages as service
+from shared.services.access import parse_message_id, parse_uuid
+
+app = make_resolver()
+TAGS = ["messages"]
+Cursor = Annotated[str | None, Query(max_length=1024)]
+Limit = Annotated[int | None, Query()]
+Direction = Annotated[Literal["backward", "forward"], Query()]
+
+
+@app.get(
+    "/v1/conversations/<id>/messages",
+    tags=TAGS,
+    summary="A page of messages (backward: newest first)",
+    responses={200: {"description": "A page of messages", "content": {"application/json": {"model": Page[Message]}}}},
+)
+def list_messages(
+    id: str, cursor: Cursor = None, limit: Limit = None, direction: Direction = "backward"
+) -> Response[str]:
+    page = service.list_messages(container().db, principal_of(app), parse_uuid(id), cursor, limit, direction)
+    return Response(status_code=200, content_type="application/json", body=page.to_json())
+
+
+@app.post("/v1/conversations/<id>/messages", tags=TAGS, summary="Send (a retried idempotency key answers 200)")
+def send_message(id: str, body: MessageCreate) -> Response[Message]:
+    built = container()
+    message, is_new = service.send_message(built.db, built.settings, principal_of(app), parse_uuid(id), body)
+    return created_or_ok(message, is_new)
+
+
+@app.patch("/v1/messages/<id>", tags=TAGS, summary="Edit your message (earlier versions are kept)")
+def edit_message(id: str, body: MessageUpdate) -> Message:
+    built = container()
+    return service.edit_message(built.db, built.settings, principal_of(app), parse_message_id(id), body)
+
+
+@app.delete("/v1/messages/<id>", tags=TAGS, summary="Delete a message (its sender or an admin)")
+def delete_message(id: str) -> Response[None]:
+    service.delete_message(container().db, principal_of(app), parse_message_id(id))
+    return no_content()
+
+
+@app.get("/v1/messages/<id>/reactions", tags=TAGS, summary="Reaction counts by emoji")
+def list_reactions(id: str) -> ReactionSummary:
+    return service.reaction_summary(container().db, principal_of(app), parse_message_id(id))
+
+
+@app.post("/v1/messages/<id>/reactions", tags=TAGS, summary="React (once per emoji)")
+def add_reaction(id: str, body: ReactionCreate) -> Response[Reaction]:
+    reaction, is_new = service.add_reaction(container().db, principal_of(app), parse_message_id(id), body.emoji)
+    return created_or_ok(reaction, is_new)
+
+
+@app.delete("/v1/messages/<id>/reactions/<emoji>", tags=TAGS, summary="Take a reaction back")
+def remove_reaction(id: str, emoji: str) -> Response[None]:
+    service.remove_reaction(container().db, principal_of(app), parse_message_id(id), unquote(emoji))
+    return no_content()
+
+
+@app.put("/v1/messages/<id>/feedback", tags=TAGS, summary="Rate a message (one rating per user)")
+def put_feedback(id: str, body: FeedbackPut) -> Feedback:
+    return service.put_feedback(container().db, principal_of(app), parse_message_id(id), body)
+
+
+@app.get("/v1/messages/<id>/feedback", tags=TAGS, summary="Your rating of a message")
+def get_feedback(id: str) -> Feedback:
+    return service.get_feedback(container().db, principal_of(app), parse_message_id(id))
+
+
+@app.get("/v1/threads/<id>/messages", tags=TAGS, summary="A page of a thread's messages")
+def list_thread_messages(
+    id: str, cursor: Cursor = None, limit: Limit = None, direction: Direction = "backward"
+) -> Page[Message]:
+    return service.list_thread_messages(container().db, principal_of(app), parse_uuid(id), cursor, limit, direction)
+
+
+@app.get("/v1/search/messages", tags=TAGS, summary="Full-text search over your conversations")
+def search_messages(
+    q: Annotated[str | None, Query()] = None, cursor: Cursor = None, limit: Limit = None
+) -> Page[Message]:
+    return service.search_messages(container().db, principal_of(app), q, cursor, limit)
+
+
+lambda_handler = body_limited(lambda_entry(app), lambda: container().settings.request_body_max_bytes)

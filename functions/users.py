@@ -1,0 +1,90 @@
+"""/v1/users/me: the caller's profile, password, sessions, properties, API keys and connection log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from functions._client import client_of, created, no_content
+from functions._http import lambda_entry, make_resolver, principal_of
+from shared.bootstrap import container
+from shared.models.identity import (
+    ApiKey,
+    ApiKeyCreate,
+    ConnectionLog,
+    PasswordChange,
+    ProfilePatch,
+    Properties,
+    PropertiesPut,
+    TokenPair,
+    User,
+)
+from shared.pagination import Page
+from shared.services import accounts, api_keys
+
+app = make_resolver()
+
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+Limit = Annotated[int | None, Query(description="page size, default 50, at most 200")]
+
+
+@app.get("/v1/users/me", summary="The caller's account", tags=["users"])
+def get_me() -> User:
+    return accounts.get_me(container().db, principal_of(app).require_user())
+
+
+@app.patch("/v1/users/me", summary="Change profile fields", tags=["users"])
+def patch_me(request: ProfilePatch) -> User:
+    changes = request.model_dump(exclude_unset=True)
+    return accounts.update_me(container().db, principal_of(app).require_user(), changes)
+
+
+@app.post("/v1/users/me/password", summary="Change the password; ends every other session", tags=["users"])
+def change_password(request: PasswordChange) -> TokenPair:
+    built = container()
+    user_id = principal_of(app).require_user()
+    return accounts.change_password(built.db, built.settings, user_id, request, client_of(app))
+
+
+@app.post("/v1/users/me/logout-all", summary="End every session and token of the caller", tags=["users"])
+def logout_all() -> Response[str]:
+    accounts.logout_everywhere(container().db, principal_of(app).require_user(), client_of(app))
+    return no_content()
+
+
+@app.get("/v1/users/me/properties", summary="Tone and additional information for the assistant", tags=["users"])
+def get_properties() -> Properties:
+    return accounts.get_properties(container().db, principal_of(app).require_user())
+
+
+@app.put("/v1/users/me/properties", summary="Replace the caller's properties", tags=["users"])
+def put_properties(request: PropertiesPut) -> Properties:
+    return accounts.put_properties(container().db, principal_of(app).require_user(), request)
+
+
+@app.get("/v1/users/me/api-keys", summary="The caller's API keys (never the keys themselves)", tags=["users"])
+def list_api_keys(cursor: Cursor = None, limit: Limit = None) -> Page[ApiKey]:
+    return api_keys.list_api_keys(container().db, principal_of(app).require_user(), cursor, limit)
+
+
+@app.post("/v1/users/me/api-keys", summary="Create an API key, shown once", tags=["users"])
+def create_api_key(request: ApiKeyCreate) -> Response[str]:
+    user_id = principal_of(app).require_user()
+    return created(api_keys.create_api_key(container().db, user_id, request, client_of(app)))
+
+
+@app.delete("/v1/users/me/api-keys/<id>", summary="Revoke an API key", tags=["users"])
+def revoke_api_key(id: UUID) -> Response[str]:
+    api_keys.revoke_api_key(container().db, principal_of(app).require_user(), id, client_of(app))
+    return no_content()
+
+
+@app.get("/v1/users/me/connection-logs", summary="The caller's sign-ins, refreshes and key events", tags=["users"])
+def list_connection_logs(cursor: Cursor = None, limit: Limit = None) -> Page[ConnectionLog]:
+    return accounts.list_connection_logs(container().db, principal_of(app).require_user(), cursor, limit)
+
+
+lambda_handler = lambda_entry(app)

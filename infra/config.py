@@ -1,0 +1,130 @@
+"""Stage settings, read from CDK context (`-c stage=prod -c nat=true`); everything else has a stage default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+
+# One place for the runtime (the newest Lambda offers; cdk-nag L1 asks for it): the bundler installs wheels
+# for the same Python version.
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+PYTHON_VERSION = "3.14"
+ARCHITECTURE = lambda_.Architecture.ARM_64
+
+SERVICE_NAME = "confab"
+METRICS_NAMESPACE = "Confab"
+DB_NAME = "confab"
+DB_USER = "confab"  # the master user; RDS Proxy IAM auth connects as it too
+
+# The aggregator's timeout sets the usage queue's visibility timeout (AWS asks for at least 6x).
+AGGREGATOR_TIMEOUT = Duration.seconds(30)
+VISIBILITY_TIMEOUT_FACTOR = 6
+MAX_RECEIVE_COUNT = 5
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    stage: str
+    nat: bool
+    use_proxy: bool
+    instance_type: ec2.InstanceType
+    multi_az: bool
+    allocated_storage_gb: int
+    backup_retention: Duration
+    deletion_protection: bool
+    removal_policy: RemovalPolicy
+    log_retention: logs.RetentionDays
+    endpoint_azs: int  # interface endpoints cost per AZ-hour: dev keeps one, prod one per AZ
+    aggregator_max_concurrency: int
+    throttle_rate: int
+    throttle_burst: int
+    authorizer_cache_ttl_s: int
+    cors_origins: tuple[str, ...]
+    alarm_email: str | None
+    bundle: bool
+
+    @property
+    def prefix(self) -> str:
+        return f"Confab-{self.stage}"
+
+    @property
+    def removal_policy_for_logs(self) -> RemovalPolicy:
+        return RemovalPolicy.RETAIN if self.deletion_protection else RemovalPolicy.DESTROY
+
+
+DEFAULTS: dict[str, StageConfig] = {
+    "dev": StageConfig(
+        stage="dev",
+        nat=False,
+        use_proxy=False,  # the proxy bills at least 2 vCPUs (~$22/month); dev's few functions connect directly
+        instance_type=ec2.InstanceType.of(ec2.InstanceClass.BURSTABLE4_GRAVITON, ec2.InstanceSize.MICRO),
+        multi_az=False,
+        allocated_storage_gb=20,
+        backup_retention=Duration.days(1),
+        deletion_protection=False,
+        removal_policy=RemovalPolicy.DESTROY,
+        log_retention=logs.RetentionDays.TWO_WEEKS,
+        endpoint_azs=1,
+        aggregator_max_concurrency=2,
+        throttle_rate=50,
+        throttle_burst=100,
+        authorizer_cache_ttl_s=60,
+        cors_origins=("http://localhost:3000", "http://localhost:5173"),
+        alarm_email=None,
+        bundle=True,
+    ),
+    "prod": StageConfig(
+        stage="prod",
+        nat=False,
+        use_proxy=True,
+        instance_type=ec2.InstanceType.of(ec2.InstanceClass.BURSTABLE4_GRAVITON, ec2.InstanceSize.MEDIUM),
+        multi_az=True,
+        allocated_storage_gb=50,
+        backup_retention=Duration.days(14),
+        deletion_protection=True,
+        removal_policy=RemovalPolicy.SNAPSHOT,
+        log_retention=logs.RetentionDays.THREE_MONTHS,
+        endpoint_azs=2,
+        aggregator_max_concurrency=5,
+        throttle_rate=500,
+        throttle_burst=1000,
+        authorizer_cache_ttl_s=60,
+        cors_origins=("*",),  # bearer tokens, no cookies; narrow it with -c cors_origins=https://app.example.com
+        alarm_email=None,
+        bundle=True,
+    ),
+}
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def from_context(get: Any) -> StageConfig:
+    """The stage's defaults with any context overrides; `get` is `node.try_get_context`."""
+    stage = str(get("stage") or "dev")
+    if stage not in DEFAULTS:
+        raise ValueError(f"unknown stage {stage!r}: use one of {sorted(DEFAULTS)}")
+    config = DEFAULTS[stage]
+    overrides: dict[str, Any] = {}
+    for key in ("nat", "use_proxy", "bundle", "multi_az"):
+        if get(key) is not None:
+            overrides[key] = _flag(get(key))
+    if get("instance_type"):
+        overrides["instance_type"] = ec2.InstanceType(str(get("instance_type")))
+    if get("authorizer_cache_ttl") is not None:
+        overrides["authorizer_cache_ttl_s"] = int(get("authorizer_cache_ttl"))
+    if get("endpoint_azs") is not None:
+        overrides["endpoint_azs"] = int(get("endpoint_azs"))
+    if get("cors_origins"):
+        overrides["cors_origins"] = tuple(o.strip() for o in str(get("cors_origins")).split(",") if o.strip())
+    if get("alarm_email"):
+        overrides["alarm_email"] = str(get("alarm_email"))
+    return replace(config, **overrides)

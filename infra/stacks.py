@@ -1,0 +1,228 @@
+"""Two stacks split by lifecycle: stateful (data that outlives deploys) and stateless (code and wiring)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.api import Api
+from infra.config import AGGREGATOR_TIMEOUT, DB_NAME, DB_USER, StageConfig
+from infra.database import PORT, Database
+from infra.functions import FunctionFactory
+from infra.migration import MIGRATE_TIMEOUT, MigrationTrigger
+from infra.monitoring import Monitoring
+from infra.nag import acknowledge
+from infra.network import Network
+from infra.queue import UsageQueue
+from infra.schedules import Schedules
+from infra.storage import FilesBucket, files_bucket_name
+from shared import routes
+
+# Bedrock model and inference-profile invocations; the AI group picks the model at run time.
+BEDROCK_ACTIONS = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+BEDROCK_NAG_ARNS = (
+    "arn:<AWS::Partition>:bedrock:*::foundation-model/*",
+    "arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:inference-profile/*",
+)
+FILES_NAG_FINDINGS = (
+    "Action::s3:Abort*",
+    "Action::s3:DeleteObject*",
+    "Action::s3:GetBucket*",
+    "Action::s3:GetObject*",
+    "Action::s3:List*",
+    "Resource::arn:<AWS::Partition>:s3:::confab-{stage}-files-<AWS::AccountId>-<AWS::Region>/*",
+)
+SAGEMAKER_ACTIONS = ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"]
+
+
+class StatefulStack(Stack):
+    """Network, database, proxy, secrets, bucket and queues."""
+
+    def __init__(self, scope: Construct, id: str, *, config: StageConfig, **kwargs: Any) -> None:
+        super().__init__(scope, id, **kwargs)
+        self.config = config
+        self.network = Network(self, "Network", config=config)
+        self.database = Database(self, "Database", config=config, network=self.network)
+        self.files = FilesBucket(self, "Files", config=config)
+        self.usage = UsageQueue(self, "Usage")
+
+
+class StatelessStack(Stack):
+    """Functions, API, schedules, the migration trigger and monitoring."""
+
+    def __init__(
+        self, scope: Construct, id: str, *, config: StageConfig, stateful: StatefulStack, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, id, **kwargs)
+        self.config = config
+        database = stateful.database
+        self.factory = FunctionFactory(
+            self,
+            "Functions",
+            config=config,
+            network=stateful.network,
+            environment={**self._database_environment(stateful), "CORS_ORIGINS": ",".join(config.cors_origins)},
+        )
+        self.files_bucket = s3.Bucket.from_bucket_name(self, "FilesBucket", files_bucket_name(config.stage))
+        self.group_functions: dict[str, lambda_.Function] = {}
+        for group in routes.ROUTE_GROUPS:
+            function = self.factory.make(
+                _camel(group.name), group.module, description=f"Confab route group {group.name}"
+            )
+            self._grant_needs(function, group.needs, stateful)
+            self.group_functions[group.name] = function
+
+        self.authorizer = self.factory.make(
+            "Authorizer", routes.AUTHORIZER_MODULE, timeout=Duration.seconds(10), memory_mb=512
+        )
+        self._grant_needs(self.authorizer, frozenset({routes.NEEDS_SIGNING_KEY}), stateful)
+
+        self.aggregator = self.factory.make(
+            "UsageAggregator", routes.USAGE_AGGREGATOR_MODULE, timeout=AGGREGATOR_TIMEOUT
+        )
+        self._grant_database(self.aggregator, stateful)
+        self.aggregator.add_event_source(
+            event_sources.SqsEventSource(
+                stateful.usage.queue,
+                batch_size=100,
+                max_batching_window=Duration.seconds(5),
+                report_batch_item_failures=True,
+                # Few concurrent batches: each holds a proxy connection, and the API needs the rest.
+                max_concurrency=config.aggregator_max_concurrency,
+            )
+        )
+
+        self.maintenance = self.factory.make("Maintenance", routes.MAINTENANCE_MODULE, timeout=Duration.minutes(5))
+        self._grant_database(self.maintenance, stateful)
+        self.schedules = Schedules(self, "Schedules", maintenance=self.maintenance)
+
+        self.migrate = self.factory.make(
+            "Migrate",
+            routes.MIGRATE_MODULE,
+            timeout=MIGRATE_TIMEOUT,
+            security_group=stateful.network.migrate_sg,
+            environment={
+                # Straight to the instance with the master secret: never through the proxy.
+                "DB_HOST": database.instance.db_instance_endpoint_address,
+                "DB_SECRET_ARN": database.secret.secret_arn,
+                "DB_IAM_AUTH": "false",
+            },
+        )
+        database.secret.grant_read(self.migrate)
+        self.migration = MigrationTrigger(
+            self,
+            "Migration",
+            function=self.migrate,
+            execute_before=[*self.group_functions.values(), self.authorizer, self.aggregator, self.maintenance],
+        )
+
+        self.api = Api(
+            self,
+            "Http",
+            config=config,
+            authorizer_function=self.authorizer,
+            group_functions=self.group_functions,
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            config=config,
+            api=self.api.api,
+            functions={name: fn for name, fn in self.factory.functions.items()},
+            queue=stateful.usage.queue,
+            dead_letters=stateful.usage.dead_letters,
+            instance=database.instance,
+            proxy=database.proxy,
+        )
+
+    def _database_environment(self, stateful: StatefulStack) -> dict[str, str]:
+        database = stateful.database
+        env = {
+            "DB_HOST": database.endpoint_for_functions,
+            "DB_PORT": str(PORT),
+            "DB_NAME": DB_NAME,
+            "DB_USER": DB_USER,
+            "DB_SSLMODE": "require",
+        }
+        if database.proxy is not None:
+            env["DB_IAM_AUTH"] = "true"
+        else:
+            env["DB_SECRET_ARN"] = database.secret.secret_arn
+        return env
+
+    def _grant_database(self, function: lambda_.Function, stateful: StatefulStack) -> None:
+        database = stateful.database
+        if database.proxy is not None:
+            database.proxy.grant_connect(function, DB_USER)
+        else:
+            database.secret.grant_read(function)
+
+    def _grant_needs(self, function: lambda_.Function, needs: frozenset[str], stateful: StatefulStack) -> None:
+        """The database, plus exactly what the route table says the group needs."""
+        self._grant_database(function, stateful)
+        unknown = needs - KNOWN_NEEDS
+        if unknown:
+            raise ValueError(f"{function.node.id}: unknown needs {sorted(unknown)}")
+        if routes.NEEDS_SIGNING_KEY in needs:
+            stateful.database.jwt_secret.grant_read(function)
+            function.add_environment("JWT_SECRET_ARN", stateful.database.jwt_secret.secret_arn)
+        if routes.NEEDS_USAGE_QUEUE in needs:
+            stateful.usage.queue.grant_send_messages(function)
+            function.add_environment("USAGE_QUEUE_URL", stateful.usage.queue.queue_url)
+        if routes.NEEDS_FILES_BUCKET in needs:
+            self.files_bucket.grant_read_write(function)
+            function.add_environment("FILES_BUCKET", self.files_bucket.bucket_name)
+            for finding in FILES_NAG_FINDINGS:
+                acknowledge(
+                    function,
+                    f"AwsSolutions-IAM5[{finding.format(stage=self.config.stage)}]",
+                    "grant_read_write on the files bucket: object actions on this bucket's keys only; keys are "
+                    "per-upload ids the function chooses, so they cannot be listed in advance.",
+                )
+        if routes.NEEDS_BEDROCK in needs:
+            for arn in BEDROCK_NAG_ARNS:
+                acknowledge(
+                    function,
+                    f"AwsSolutions-IAM5[Resource::{arn}]",
+                    "The model is chosen per request from the catalog in the database; only Invoke actions.",
+                )
+            iam.Grant.add_to_principal(
+                grantee=function,
+                actions=BEDROCK_ACTIONS,
+                resource_arns=[
+                    f"arn:{self.partition}:bedrock:*::foundation-model/*",
+                    f"arn:{self.partition}:bedrock:{self.region}:{self.account}:inference-profile/*",
+                ],
+            )
+        if routes.NEEDS_SAGEMAKER in needs:
+            acknowledge(
+                function,
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:endpoint/*]",
+                "The endpoint is chosen per request from the model catalog; only InvokeEndpoint actions.",
+            )
+            iam.Grant.add_to_principal(
+                grantee=function,
+                actions=SAGEMAKER_ACTIONS,
+                resource_arns=[f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:endpoint/*"],
+            )
+
+
+KNOWN_NEEDS = frozenset(
+    {
+        routes.NEEDS_BEDROCK,
+        routes.NEEDS_SAGEMAKER,
+        routes.NEEDS_USAGE_QUEUE,
+        routes.NEEDS_FILES_BUCKET,
+        routes.NEEDS_SIGNING_KEY,
+    }
+)
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))

@@ -1,0 +1,55 @@
+"""The JWT signing key: Secrets Manager in AWS, JWT_SECRET or a generated, persisted key in local mode."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from shared.settings import Settings
+
+KEY_FILE = "jwt_secret"
+MIN_KEY_BYTES = 32
+
+
+def signing_key(settings: Settings) -> str:
+    """The HS256 key. Secrets Manager values are cached by Powertools (5 minutes), so rotation lands."""
+    if settings.jwt_secret_arn:
+        # Imported here: boto3 is paid for only by containers that read the key from Secrets Manager.
+        from aws_lambda_powertools.utilities import parameters
+
+        return str(parameters.get_secret(settings.jwt_secret_arn, max_age=300))
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    if settings.is_local:
+        return local_key(settings.local_state_dir)
+    raise ValueError("No JWT signing key: set JWT_SECRET_ARN (AWS) or JWT_SECRET (local)")
+
+
+def local_key(state_dir: Path) -> str:
+    """A key generated on first use and kept in `state_dir`, so local restarts keep sessions."""
+    path = state_dir / KEY_FILE
+    try:
+        return _read(path)
+    except FileNotFoundError:
+        pass
+    state_dir.mkdir(parents=True, exist_ok=True)
+    # Written aside, then linked into place: link fails if another process won, and nobody reads a half file.
+    scratch = state_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    try:
+        os.link(scratch, path)
+    except FileExistsError:
+        pass
+    finally:
+        scratch.unlink()
+    return _read(path)
+
+
+def _read(path: Path) -> str:
+    key = path.read_text().strip()
+    if len(key.encode()) < MIN_KEY_BYTES:
+        raise ValueError(f"{path} holds a key shorter than {MIN_KEY_BYTES} bytes")
+    return key

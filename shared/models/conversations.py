@@ -1,0 +1,307 @@
+"""API models for conversations and messaging: request bodies and responses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ConversationKind = Literal["direct", "group", "room", "assistant", "anonymous"]
+CreatableKind = Literal["direct", "group", "room", "assistant"]
+ParticipantRole = Literal["admin", "member", "ai"]
+MessageStatus = Literal["sent", "delivered", "read"]
+
+Title = Field(None, min_length=1, max_length=500)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# Conversations --------------------------------------------------------------------------------------------
+
+
+class ConversationCreate(Strict):
+    kind: CreatableKind
+    title: str | None = Title
+    # direct: the other user; group/room: the first members besides the creator.
+    participant_ids: list[UUID] = Field(default_factory=list, max_length=100)
+    use_case: str | None = Field(None, max_length=200)
+    room_type: str | None = Field(None, max_length=100)
+    room_token: str | None = Field(None, min_length=1, max_length=200)
+    host: str | None = Field(None, max_length=255)
+    cmd_port: int | None = Field(None, ge=1, le=65535)
+    viz_port: int | None = Field(None, ge=1, le=65535)
+
+
+class ConversationUpdate(Strict):
+    title: str | None = Title
+    status: str | None = Field(None, min_length=1, max_length=50)
+    use_case: str | None = Field(None, max_length=200)
+    room_type: str | None = Field(None, max_length=100)
+    host: str | None = Field(None, max_length=255)
+    cmd_port: int | None = Field(None, ge=1, le=65535)
+    viz_port: int | None = Field(None, ge=1, le=65535)
+
+
+class MessagePreview(BaseModel):
+    id: int
+    sender_id: UUID | None
+    sender_kind: str
+    content: str
+    created_at: datetime
+
+
+class Conversation(BaseModel):
+    id: UUID
+    kind: ConversationKind
+    is_group: bool
+    title: str | None
+    user_id: UUID | None
+    created_by: UUID | None
+    use_case: str | None
+    status: str
+    room_type: str | None
+    room_token: str | None
+    host: str | None
+    cmd_port: int | None
+    viz_port: int | None
+    last_message_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    # The caller's view: their role, unread count and the last message (lists and GET).
+    role: str | None = None
+    unread_count: int = 0
+    last_message: MessagePreview | None = None
+
+
+class AnonymousConversationCreate(Strict):
+    title: str | None = Title
+
+
+class AnonymousConversation(BaseModel):
+    conversation: Conversation
+    # Shown once; only its hash is kept. Send it as `Authorization: Bearer <token>`.
+    token: str
+
+
+# Participants ---------------------------------------------------------------------------------------------
+
+
+class ParticipantAdd(Strict):
+    user_id: UUID
+    role: ParticipantRole = "member"
+
+
+class ParticipantUpdate(Strict):
+    role: ParticipantRole
+
+
+class Participant(BaseModel):
+    id: UUID
+    conversation_id: UUID
+    user_id: UUID
+    username: str
+    role: ParticipantRole
+    last_read_message_id: int | None
+    last_read_at: datetime | None
+    joined_at: datetime
+
+
+# Messages -------------------------------------------------------------------------------------------------
+
+
+class MessageCreate(Strict):
+    # The length limit is a settings value checked by the service (422); this cap only keeps pydantic cheap.
+    content: str = Field(min_length=1)
+    attachments: list[UUID] = Field(default_factory=list)
+    thread_id: UUID | None = None
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+
+
+class MessageUpdate(Strict):
+    content: str = Field(min_length=1)
+
+
+class Message(BaseModel):
+    id: int
+    conversation_id: UUID
+    thread_id: UUID | None
+    sender_id: UUID | None
+    sender_kind: str
+    content: str
+    attachments: list[dict[str, Any]]
+    status: MessageStatus
+    status_timestamps: dict[str, Any]
+    model_id: str | None
+    idempotency_key: str | None
+    created_at: datetime
+    edited_at: datetime | None
+
+
+class ReadMark(Strict):
+    message_id: int = Field(ge=1)
+    # "read" moves the read cursor; "delivered" only marks messages as delivered to this device.
+    status: Literal["delivered", "read"] = "read"
+
+
+class ReadCursor(BaseModel):
+    conversation_id: UUID
+    last_read_message_id: int | None
+    last_read_at: datetime | None
+    updated: int  # messages whose status moved forward
+
+
+class ReactionCreate(Strict):
+    emoji: str = Field(min_length=1, max_length=32)
+
+
+class Reaction(BaseModel):
+    message_id: int
+    user_id: UUID
+    emoji: str
+    created_at: datetime
+
+
+class ReactionCount(BaseModel):
+    emoji: str
+    count: int
+    reacted_by_me: bool
+
+
+class ReactionSummary(BaseModel):
+    message_id: int
+    reactions: list[ReactionCount]
+
+
+class FeedbackPut(Strict):
+    rating: int | None = Field(None, ge=1, le=5)
+    model_name: str | None = Field(None, max_length=200)
+    model_provider: str | None = Field(None, max_length=100)
+    temperature: float | None = Field(None, ge=0, le=10)
+    max_tokens: int | None = Field(None, ge=1)
+
+
+class Feedback(BaseModel):
+    id: UUID
+    message_id: int
+    user_id: UUID
+    rating: int | None
+    model_name: str | None
+    model_provider: str | None
+    temperature: float | None
+    max_tokens: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+# Threads --------------------------------------------------------------------------------------------------
+
+
+class ThreadCreate(Strict):
+    title: str | None = Title
+    model_id: str | None = Field(None, max_length=200)
+    thread_data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Thread(BaseModel):
+    id: UUID
+    conversation_id: UUID
+    user_id: UUID | None
+    title: str | None
+    thread_data: dict[str, Any]
+    model_id: str | None
+    tokens_input_total: int
+    tokens_output_total: int
+    tokens_cached_total: int
+    tokens_total: int
+    requests_count: int
+    cost_total_usd: Decimal
+    last_usage_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+# Panels and data references -------------------------------------------------------------------------------
+
+
+class PanelCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    layout: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class PanelUpdate(Strict):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    layout: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+
+
+class Panel(BaseModel):
+    id: UUID
+    conversation_id: UUID
+    name: str
+    layout: dict[str, Any]
+    config: dict[str, Any]
+    created_by: UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DataRefCreate(Strict):
+    file_id: UUID
+    panel_id: UUID | None = None
+
+
+class DataRef(BaseModel):
+    id: UUID
+    conversation_id: UUID
+    file_id: UUID
+    panel_id: UUID | None
+    created_by: UUID | None
+    created_at: datetime
+
+
+# Files ----------------------------------------------------------------------------------------------------
+
+
+class FileCreate(Strict):
+    name: str = Field(min_length=1, max_length=255)
+    content_type: str = Field("application/octet-stream", min_length=1, max_length=200)
+    size: int = Field(ge=0)
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+
+class UserFile(BaseModel):
+    id: UUID
+    owner_id: UUID
+    original_name: str
+    content_type: str
+    size: int
+    sha256: str | None
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class Transfer(BaseModel):
+    """Where and how to move the bytes: PUT the raw body, or POST a form with `fields` and then the file."""
+
+    method: Literal["PUT", "POST", "GET"]
+    url: str
+    fields: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    expires_at: datetime
+
+
+class FileUpload(BaseModel):
+    file: UserFile
+    upload: Transfer
+
+
+class FileDownload(BaseModel):
+    file: UserFile
+    download: Transfer | None

@@ -1,0 +1,161 @@
+"""API models for accounts, tokens, API keys, admin and licences. Requests forbid unknown fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Username = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+]
+Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+# Length rules for passwords are checked by shared.auth.passwords (422 with a clear message); this bound
+# only keeps absurd bodies out before hashing.
+Password = Annotated[str, Field(min_length=1, max_length=1024)]
+ShortText = Annotated[str, StringConstraints(max_length=255)]
+
+
+class Strict(BaseModel):
+    # A body carrying role, is_active, id or a hash is a 422 and changes nothing.
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignupRequest(Strict):
+    username: Username
+    email: Email
+    password: Password
+    name: ShortText | None = None
+    organization: ShortText | None = None
+    aws_region: ShortText | None = None
+    country: ShortText | None = None
+    profession: ShortText | None = None
+
+
+class LoginRequest(Strict):
+    login: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+    password: Password
+
+
+class RefreshRequest(Strict):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class ProfilePatch(Strict):
+    name: ShortText | None = None
+    organization: ShortText | None = None
+    aws_region: ShortText | None = None
+    country: ShortText | None = None
+    profession: ShortText | None = None
+    avatar_url: Annotated[str, StringConstraints(max_length=2048)] | None = None
+
+
+class PasswordChange(Strict):
+    current_password: Password
+    new_password: Password
+
+
+class PropertiesPut(Strict):
+    tone: Annotated[str, StringConstraints(max_length=255)] | None = None
+    additional_info: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+
+
+class Properties(BaseModel):
+    tone: str | None = None
+    additional_info: str | None = None
+    updated_at: datetime | None = None
+
+
+class User(BaseModel):
+    """An account as the API shows it: never a password hash or a token version."""
+
+    id: UUID
+    username: str
+    email: str
+    name: str | None = None
+    organization: str | None = None
+    aws_region: str | None = None
+    country: str | None = None
+    profession: str | None = None
+    avatar_url: str | None = None
+    role: str
+    is_active: bool
+    last_login: datetime | None = None
+    created_at: datetime
+
+
+class TokenPair(BaseModel):
+    user: User
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+
+
+class ApiKeyCreate(Strict):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] = "default"
+    expires_at: datetime | None = None
+
+
+class ApiKey(BaseModel):
+    id: UUID
+    name: str
+    prefix: str
+    expires_at: datetime | None = None
+    last_used: datetime | None = None
+    revoked_at: datetime | None = None
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKey):
+    """The one answer that carries the key itself."""
+
+    key: str
+
+
+class AdminUserPatch(Strict):
+    role: Literal["super_admin", "admin", "user"] | None = None
+    is_active: bool | None = None
+
+
+class ConnectionLog(BaseModel):
+    id: UUID
+    user_id: UUID | None = None
+    action: str
+    ip_address: str | None = None
+    user_agent: str | None = None
+    created_at: datetime
+
+
+class LicenseCreate(Strict):
+    owner_id: UUID | None = None  # defaults to the calling admin
+    tier: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    seats: Annotated[int, Field(ge=1, le=100_000)]
+    expires_at: datetime | None = None
+
+
+class License(BaseModel):
+    id: UUID
+    owner_id: UUID
+    key_prefix: str
+    tier: str
+    seats: int
+    seats_used: int
+    expires_at: datetime | None = None
+    created_at: datetime
+
+
+class LicenseCreated(License):
+    key: str
+
+
+class SeatAssign(Strict):
+    user_id: UUID
+
+
+class Seat(BaseModel):
+    license_id: UUID
+    user_id: UUID
+    created_at: datetime

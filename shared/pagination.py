@@ -1,0 +1,99 @@
+"""Keyset pagination shared by every list: opaque cursors, the limit rule and the page shape.
+
+A cursor is the sort key of the last row of a page, JSON-encoded and base64url'd. It is opaque to
+clients (they pass it back as `cursor`), never an offset. Repositories fetch `limit + 1` rows after the
+key; `page_of` cuts the extra row and turns its predecessor's key into the next cursor.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from shared.errors import InvalidRequestError
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+MAX_CURSOR_CHARS = 1024
+
+T = TypeVar("T")
+KeyPart = type[str] | type[int] | type[UUID] | type[datetime]
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list; `next_cursor` is null on the last page."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+def page_limit(limit: int | None) -> int:
+    """The limit to use: 50 when absent, at most 200; zero or negative is a 400."""
+    if limit is None:
+        return DEFAULT_LIMIT
+    if limit < 1:
+        raise InvalidRequestError("limit must be a positive integer.")
+    return min(limit, MAX_LIMIT)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return value
+    raise TypeError(f"cursor keys hold str, int, UUID or datetime, not {type(value).__name__}")
+
+
+def encode_cursor(key: Sequence[Any]) -> str:
+    """The opaque cursor for a sort key (a tuple of str, int, UUID or datetime)."""
+    raw = json.dumps([_plain(part) for part in key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _typed(value: Any, kind: KeyPart) -> Any:
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("not an int")
+        return value
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    if kind is datetime:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise ValueError("naive datetime")
+        return parsed
+    if kind is UUID:
+        return UUID(value)
+    return value
+
+
+def decode_cursor(cursor: str | None, kinds: Sequence[KeyPart]) -> tuple[Any, ...] | None:
+    """The sort key inside a cursor, typed per `kinds`; None for no cursor; anything malformed is a 400."""
+    if cursor is None or cursor == "":
+        return None
+    try:
+        if len(cursor) > MAX_CURSOR_CHARS:
+            raise ValueError("too long")
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.b64decode(padded, altchars=b"-_", validate=True))
+        if not isinstance(values, list) or len(values) != len(kinds):
+            raise ValueError("wrong shape")
+        return tuple(_typed(value, kind) for value, kind in zip(values, kinds, strict=True))
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidRequestError("The cursor is malformed; pass back a next_cursor exactly as received.") from exc
+
+
+def page_of(rows: Sequence[T], limit: int, key: Callable[[T], Sequence[Any]]) -> Page[T]:
+    """A page from up to `limit + 1` rows fetched after the cursor: the extra row only signals more."""
+    items = list(rows[:limit])
+    next_cursor = encode_cursor(key(items[-1])) if len(rows) > limit and items else None
+    return Page[T](items=items, next_cursor=next_cursor)

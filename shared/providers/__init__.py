@@ -1,0 +1,1 @@
+"""Model providers: one interface, four clients (Bedrock, SageMaker, OpenAI-compatible HTTP, local)."""

@@ -1,0 +1,79 @@
+"""The provider interface every model client implements, and the one shape of token counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from shared.errors import UpstreamError
+from shared.observability import logger
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class ProviderRequest:
+    """What a provider is asked: the provider's model name, the whole context, and the sampling parameters."""
+
+    model: str
+    messages: tuple[ChatMessage, ...]
+    temperature: float = 0.0
+    max_tokens: int = 1024
+
+    @property
+    def system(self) -> str:
+        return "\n\n".join(m.content for m in self.messages if m.role == "system")
+
+    @property
+    def turns(self) -> tuple[ChatMessage, ...]:
+        return tuple(m for m in self.messages if m.role != "system")
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Tokens in one shape whatever the provider: input includes cached input."""
+
+    input: int = 0
+    output: int = 0
+    cached: int = 0
+
+
+@dataclass(frozen=True)
+class ProviderResult:
+    text: str
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    finish_reason: str = "stop"
+
+
+class ModelProvider(Protocol):
+    """A model client. Raises ProviderError subclasses only; never lets the provider's body out."""
+
+    name: str
+
+    def complete(self, request: ProviderRequest) -> ProviderResult: ...
+
+
+class ProviderError(UpstreamError):
+    """A provider failure: 502 (bad answer), 503 (throttled or down) or 504 (timed out). Never carries a body."""
+
+
+def provider_failed(provider: str, status: int, reason: str) -> ProviderError:
+    """The error for a failed call, logged with the provider and a short reason code (never a body or key)."""
+    logger.warning("model provider failed", extra={"provider": provider, "status": status, "reason": reason})
+    detail = {
+        502: "The model provider returned an error.",
+        503: "The model provider is unavailable or throttling; retry later.",
+        504: "The model provider did not answer in time.",
+    }.get(status, "The model provider returned an error.")
+    return ProviderError(detail, status=status)
+
+
+def estimate_tokens(text: str) -> int:
+    """A provider-free token estimate (about four characters a token) for budgets and fallbacks."""
+    return (len(text) + 3) // 4

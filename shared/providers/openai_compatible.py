@@ -1,0 +1,126 @@
+"""Any OpenAI-compatible chat-completions server (NVIDIA NIM, OpenAI, vLLM...) over plain http.client.
+
+The base URL comes from the catalog only. No redirects are followed (http.client follows none), every
+socket operation has a timeout, the whole call has a deadline, and the body read is capped.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from shared.providers.aws import parse_chat_completion
+from shared.providers.base import ProviderError, ProviderRequest, ProviderResult, provider_failed
+
+# Returns the addresses the connection may use for a URL (raises to refuse it); None: connect by name.
+AddressGuard = Callable[[str], list[str]]
+
+
+class OpenAICompatibleProvider:
+    name = "openai-compatible"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
+        max_response_bytes: int = 1_048_576,
+        guard: AddressGuard | None = None,
+    ):
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._timeout_s = timeout_s
+        self._max_response_bytes = max_response_bytes
+        self._guard = guard
+
+    def complete(self, request: ProviderRequest) -> ProviderResult:
+        url = urlsplit(self._base_url + "/chat/completions")
+        payload = json.dumps(
+            {
+                "model": request.model,
+                "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+                "temperature": request.temperature,
+                "max_tokens": request.max_tokens,
+                "stream": False,
+            }
+        ).encode()
+        headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "confab"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        status, raw = self._post(url, payload, headers)
+        if status != 200:
+            raise _status_error(self.name, status)
+        try:
+            body: Any = json.loads(raw)
+            return parse_chat_completion(body)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            raise provider_failed(self.name, 502, "malformed_response") from None
+
+    def _post(self, url: Any, payload: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        deadline = time.monotonic() + self._timeout_s
+        conn = self._connection(url)
+        try:
+            path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+            conn.request("POST", path, body=payload, headers=headers)
+            response = conn.getresponse()
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                if time.monotonic() > deadline:
+                    raise provider_failed(self.name, 504, "deadline")
+                chunk = response.read(65536)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > self._max_response_bytes:
+                    raise provider_failed(self.name, 502, "response_too_large")
+                chunks.append(chunk)
+            return response.status, b"".join(chunks)
+        except ProviderError:
+            raise
+        except TimeoutError:
+            raise provider_failed(self.name, 504, "timeout") from None
+        except (ConnectionError, http.client.HTTPException, OSError):
+            raise provider_failed(self.name, 503, "connection_failed") from None
+        finally:
+            conn.close()
+
+    def _connection(self, url: Any) -> http.client.HTTPConnection:
+        host = url.hostname or ""
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if url.scheme not in ("https", "http"):
+            raise provider_failed(self.name, 502, "bad_scheme")
+        pinned: str | None = None
+        if self._guard is not None:
+            try:
+                pinned = self._guard(self._base_url)[0]
+            except (ValueError, IndexError):
+                raise provider_failed(self.name, 502, "endpoint_refused") from None
+        conn: http.client.HTTPConnection
+        if url.scheme == "https":
+            conn = http.client.HTTPSConnection(host, port, timeout=self._timeout_s)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=self._timeout_s)
+        if pinned is not None:
+            # Connect to the address the guard checked (no second DNS answer), keeping Host and SNI as named.
+            address = pinned
+
+            def create(_addr: Any, timeout: Any = None, source: Any = None) -> socket.socket:
+                return socket.create_connection((address, port), timeout, source)
+
+            conn._create_connection = create  # type: ignore[attr-defined]
+        return conn
+
+
+def _status_error(provider: str, status: int) -> ProviderError:
+    if status in (408, 504):
+        return provider_failed(provider, 504, f"http_{status}")
+    if status in (429, 503):
+        return provider_failed(provider, 503, f"http_{status}")
+    return provider_failed(provider, 502, f"http_{status}")

@@ -1,0 +1,106 @@
+"""Connection logs: the security trail (sign-ins, refreshes, keys, role changes), and failed-login counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+
+
+@dataclass(frozen=True)
+class ConnectionLogRow:
+    id: UUID
+    user_id: UUID | None
+    action: str
+    ip_address: str | None
+    user_agent: str | None
+    created_at: datetime
+
+
+INSERT = """
+INSERT INTO connection_logs (user_id, action, ip_address, user_agent, login_key)
+VALUES (%(user_id)s, %(action)s, %(ip_address)s, %(user_agent)s, %(login_key)s)
+"""
+# Each returns at most `limit` failure times, newest first: enough to know whether the limit is reached and,
+# from the oldest of them, when the next attempt may be made. Served by the (key, action, created_at) indexes.
+RECENT_FAILURES_FOR_USER = """
+SELECT created_at FROM connection_logs
+WHERE user_id = %(key)s AND action = 'login_failed' AND created_at > %(since)s
+ORDER BY created_at DESC LIMIT %(limit)s
+"""
+RECENT_FAILURES_FOR_LOGIN = """
+SELECT created_at FROM connection_logs
+WHERE login_key = %(key)s AND action = 'login_failed' AND created_at > %(since)s
+ORDER BY created_at DESC LIMIT %(limit)s
+"""
+RECENT_FAILURES_FOR_ADDRESS = """
+SELECT created_at FROM connection_logs
+WHERE ip_address = %(key)s AND action = 'login_failed' AND created_at > %(since)s
+ORDER BY created_at DESC LIMIT %(limit)s
+"""
+LIST_PAGE = """
+SELECT id, user_id, action, ip_address, user_agent, created_at FROM connection_logs
+WHERE (%(user_id)s::uuid IS NULL OR user_id = %(user_id)s)
+  AND (%(after_created)s::timestamptz IS NULL OR (created_at, id) < (%(after_created)s, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+"""
+NOW = "SELECT now()"
+
+
+class ConnectionLogsRepository:
+    def __init__(self, conn: psycopg.Connection[Any]):
+        self.conn = conn
+
+    def add(
+        self,
+        action: str,
+        *,
+        user_id: UUID | None,
+        ip_address: str | None,
+        user_agent: str | None,
+        login_key: str | None = None,
+    ) -> None:
+        self.conn.execute(
+            INSERT,
+            {
+                "user_id": user_id,
+                "action": action,
+                "ip_address": ip_address,
+                "user_agent": user_agent,
+                "login_key": login_key,
+            },
+        )
+
+    def now(self) -> datetime:
+        row = self.conn.execute(NOW).fetchone()
+        assert row is not None
+        return row[0]  # type: ignore[no-any-return]
+
+    def _failures(self, query: str, key: Any, since: datetime, limit: int) -> list[datetime]:
+        return [row[0] for row in self.conn.execute(query, {"key": key, "since": since, "limit": limit})]
+
+    def recent_failures_for_user(self, user_id: UUID, since: datetime, limit: int) -> list[datetime]:
+        return self._failures(RECENT_FAILURES_FOR_USER, user_id, since, limit)
+
+    def recent_failures_for_login(self, login_key: str, since: datetime, limit: int) -> list[datetime]:
+        return self._failures(RECENT_FAILURES_FOR_LOGIN, login_key, since, limit)
+
+    def recent_failures_for_address(self, address: str, since: datetime, limit: int) -> list[datetime]:
+        return self._failures(RECENT_FAILURES_FOR_ADDRESS, address, since, limit)
+
+    def list_page(
+        self, user_id: UUID | None, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[ConnectionLogRow]:
+        params = {
+            "user_id": user_id,
+            "after_created": after[0] if after else None,
+            "after_id": after[1] if after else None,
+            "limit": limit,
+        }
+        with self.conn.cursor(row_factory=class_row(ConnectionLogRow)) as cur:
+            return cur.execute(LIST_PAGE, params).fetchall()

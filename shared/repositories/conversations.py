@@ -1,0 +1,426 @@
+"""SQL for conversations, participants, threads, panels and data references."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row, dict_row
+from psycopg.types.json import Jsonb
+
+from shared.models.conversations import DataRef, Panel, Participant, Thread
+
+
+@dataclass(frozen=True)
+class AccessRow:
+    id: UUID
+    kind: str
+    role: str | None
+
+
+# The caller's standing in a conversation: its kind and the caller's participant role (NULL: none).
+ACCESS = """
+SELECT c.id, c.kind, p.role
+FROM conversations c
+LEFT JOIN participants p ON p.conversation_id = c.id AND p.user_id = %(user_id)s
+WHERE c.id = %(id)s
+"""
+
+CONVERSATION_COLUMNS = """
+c.id, c.kind, c.is_group, c.title, c.user_id, c.created_by, c.use_case, c.status, c.room_type, c.room_token,
+c.host, c.cmd_port, c.viz_port, c.last_message_at, c.created_at, c.updated_at
+"""
+
+# One conversation as the caller sees it: role, unread count (messages after the read cursor from others)
+# and a preview of the last message.
+CONVERSATION_VIEW = """
+SELECT
+c.id, c.kind, c.is_group, c.title, c.user_id, c.created_by, c.use_case, c.status, c.room_type, c.room_token,
+c.host, c.cmd_port, c.viz_port, c.last_message_at, c.created_at, c.updated_at
+, p.role, coalesce(c.last_message_at, c.created_at) AS activity_at,
+       coalesce(unread.n, 0) AS unread_count,
+       CASE WHEN last.id IS NULL THEN NULL ELSE jsonb_build_object(
+           'id', last.id, 'sender_id', last.sender_id, 'sender_kind', last.sender_kind,
+           'content', left(last.content, 200), 'created_at', last.created_at) END AS last_message
+FROM conversations c
+LEFT JOIN participants p ON p.conversation_id = c.id AND p.user_id = %(user_id)s
+LEFT JOIN LATERAL (
+    SELECT m.id, m.sender_id, m.sender_kind, m.content, m.created_at FROM messages m
+    WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1
+) last ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS n FROM messages m
+    WHERE p.user_id IS NOT NULL AND m.conversation_id = c.id AND m.id > coalesce(p.last_read_message_id, 0)
+      AND m.sender_id IS DISTINCT FROM p.user_id
+) unread ON true
+"""
+
+GET_VIEW = """
+SELECT
+c.id, c.kind, c.is_group, c.title, c.user_id, c.created_by, c.use_case, c.status, c.room_type, c.room_token,
+c.host, c.cmd_port, c.viz_port, c.last_message_at, c.created_at, c.updated_at
+, p.role, coalesce(c.last_message_at, c.created_at) AS activity_at,
+       coalesce(unread.n, 0) AS unread_count,
+       CASE WHEN last.id IS NULL THEN NULL ELSE jsonb_build_object(
+           'id', last.id, 'sender_id', last.sender_id, 'sender_kind', last.sender_kind,
+           'content', left(last.content, 200), 'created_at', last.created_at) END AS last_message
+FROM conversations c
+LEFT JOIN participants p ON p.conversation_id = c.id AND p.user_id = %(user_id)s
+LEFT JOIN LATERAL (
+    SELECT m.id, m.sender_id, m.sender_kind, m.content, m.created_at FROM messages m
+    WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1
+) last ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS n FROM messages m
+    WHERE p.user_id IS NOT NULL AND m.conversation_id = c.id AND m.id > coalesce(p.last_read_message_id, 0)
+      AND m.sender_id IS DISTINCT FROM p.user_id
+) unread ON true
+WHERE c.id = %(id)s"""
+
+# The caller's conversations by last activity, newest first; keyset on (activity, id).
+LIST_FOR_MEMBER = """
+SELECT
+c.id, c.kind, c.is_group, c.title, c.user_id, c.created_by, c.use_case, c.status, c.room_type, c.room_token,
+c.host, c.cmd_port, c.viz_port, c.last_message_at, c.created_at, c.updated_at
+, p.role, coalesce(c.last_message_at, c.created_at) AS activity_at,
+       coalesce(unread.n, 0) AS unread_count,
+       CASE WHEN last.id IS NULL THEN NULL ELSE jsonb_build_object(
+           'id', last.id, 'sender_id', last.sender_id, 'sender_kind', last.sender_kind,
+           'content', left(last.content, 200), 'created_at', last.created_at) END AS last_message
+FROM conversations c
+LEFT JOIN participants p ON p.conversation_id = c.id AND p.user_id = %(user_id)s
+LEFT JOIN LATERAL (
+    SELECT m.id, m.sender_id, m.sender_kind, m.content, m.created_at FROM messages m
+    WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1
+) last ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS n FROM messages m
+    WHERE p.user_id IS NOT NULL AND m.conversation_id = c.id AND m.id > coalesce(p.last_read_message_id, 0)
+      AND m.sender_id IS DISTINCT FROM p.user_id
+) unread ON true
+
+WHERE p.user_id = %(user_id)s
+  AND (%(after_at)s::timestamptz IS NULL
+       OR (coalesce(c.last_message_at, c.created_at), c.id) < (%(after_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY coalesce(c.last_message_at, c.created_at) DESC, c.id DESC
+LIMIT %(limit)s
+"""
+
+INSERT_CONVERSATION = """
+INSERT INTO conversations (id, kind, title, user_id, created_by, use_case, room_type, room_token, host, cmd_port,
+                           viz_port, direct_key, anonymous_token_hash)
+VALUES (%(id)s, %(kind)s, %(title)s, %(user_id)s, %(created_by)s, %(use_case)s, %(room_type)s, %(room_token)s,
+        %(host)s, %(cmd_port)s, %(viz_port)s, %(direct_key)s, %(anonymous_token_hash)s)
+ON CONFLICT (direct_key) DO NOTHING
+RETURNING id
+"""
+
+FIND_DIRECT = "SELECT id FROM conversations WHERE direct_key = %(direct_key)s"
+
+ADD_PARTICIPANTS = """
+INSERT INTO participants (conversation_id, user_id, role)
+SELECT %(conversation_id)s, u.id, CASE WHEN u.id = %(admin_id)s THEN 'admin' ELSE %(role)s END
+FROM users u
+WHERE u.id = ANY(%(user_ids)s) AND u.is_active
+ON CONFLICT (conversation_id, user_id) DO NOTHING
+"""
+
+ACTIVE_USERS = "SELECT id, is_ai FROM users WHERE id = ANY(%(ids)s) AND is_active"
+
+UPDATE_CONVERSATION_FIELDS = ("title", "status", "use_case", "room_type", "host", "cmd_port", "viz_port")
+
+DELETE_CONVERSATION = "DELETE FROM conversations WHERE id = %(id)s"
+
+# Participants
+
+PARTICIPANT_COLUMNS = """
+p.id, p.conversation_id, p.user_id, u.username, p.role, p.last_read_message_id, p.last_read_at, p.joined_at
+"""
+
+LIST_PARTICIPANTS = """
+SELECT
+p.id, p.conversation_id, p.user_id, u.username, p.role, p.last_read_message_id, p.last_read_at, p.joined_at
+
+FROM participants p JOIN users u ON u.id = p.user_id
+WHERE p.conversation_id = %(conversation_id)s
+  AND (%(after_at)s::timestamptz IS NULL OR (p.joined_at, p.id) > (%(after_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY p.joined_at, p.id
+LIMIT %(limit)s
+"""
+
+GET_PARTICIPANT = """
+SELECT
+p.id, p.conversation_id, p.user_id, u.username, p.role, p.last_read_message_id, p.last_read_at, p.joined_at
+
+FROM participants p JOIN users u ON u.id = p.user_id
+WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
+"""
+
+ADD_PARTICIPANT = """
+INSERT INTO participants (conversation_id, user_id, role) VALUES (%(conversation_id)s, %(user_id)s, %(role)s)
+"""
+
+SET_ROLE = (
+    "UPDATE participants SET role = %(role)s WHERE conversation_id = %(conversation_id)s AND user_id = %(user_id)s"
+)
+
+REMOVE_PARTICIPANT = "DELETE FROM participants WHERE conversation_id = %(conversation_id)s AND user_id = %(user_id)s"
+
+# Locks the conversation's participant rows so two admins cannot both step down at once.
+OTHER_ADMINS_AND_HUMANS = """
+SELECT count(*) FILTER (WHERE role = 'admin') AS admins, count(*) FILTER (WHERE role <> 'ai') AS humans
+FROM (SELECT role FROM participants
+      WHERE conversation_id = %(conversation_id)s AND user_id <> %(user_id)s FOR UPDATE) others
+"""
+
+COUNT_PARTICIPANTS = "SELECT count(*) FROM participants WHERE conversation_id = %(conversation_id)s"
+
+LOCK_CONVERSATION = "SELECT id FROM conversations WHERE id = %(id)s FOR NO KEY UPDATE"
+
+# Threads
+
+THREAD_COLUMNS = """
+id, conversation_id, user_id, title, thread_data, model_id, tokens_input_total, tokens_output_total,
+tokens_cached_total, tokens_total, requests_count, cost_total_usd, last_usage_at, created_at, updated_at
+"""
+
+INSERT_THREAD = """
+INSERT INTO conversation_threads (conversation_id, user_id, title, model_id, thread_data)
+VALUES (%(conversation_id)s, %(user_id)s, %(title)s, %(model_id)s, %(thread_data)s)
+RETURNING
+id, conversation_id, user_id, title, thread_data, model_id, tokens_input_total, tokens_output_total,
+tokens_cached_total, tokens_total, requests_count, cost_total_usd, last_usage_at, created_at, updated_at
+
+"""
+
+LIST_THREADS = """
+SELECT
+id, conversation_id, user_id, title, thread_data, model_id, tokens_input_total, tokens_output_total,
+tokens_cached_total, tokens_total, requests_count, cost_total_usd, last_usage_at, created_at, updated_at
+ FROM conversation_threads
+WHERE conversation_id = %(conversation_id)s
+  AND (%(after_at)s::timestamptz IS NULL OR (created_at, id) < (%(after_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+"""
+
+GET_THREAD = """SELECT
+id, conversation_id, user_id, title, thread_data, model_id, tokens_input_total, tokens_output_total,
+tokens_cached_total, tokens_total, requests_count, cost_total_usd, last_usage_at, created_at, updated_at
+ FROM conversation_threads WHERE id = %(id)s"""
+
+# Panels and data references
+
+PANEL_COLUMNS = "id, conversation_id, name, layout, config, created_by, created_at, updated_at"
+
+INSERT_PANEL = """
+INSERT INTO dashboard_panels (conversation_id, name, layout, config, created_by)
+VALUES (%(conversation_id)s, %(name)s, %(layout)s, %(config)s, %(created_by)s)
+RETURNING id, conversation_id, name, layout, config, created_by, created_at, updated_at
+"""
+
+LIST_PANELS = """
+SELECT id, conversation_id, name, layout, config, created_by, created_at, updated_at FROM dashboard_panels
+WHERE conversation_id = %(conversation_id)s
+  AND (%(after_at)s::timestamptz IS NULL OR (created_at, id) > (%(after_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at, id
+LIMIT %(limit)s
+"""
+
+GET_PANEL = """SELECT id, conversation_id, name, layout, config, created_by, created_at,
+    updated_at FROM dashboard_panels WHERE id = %(id)s"""
+
+UPDATE_PANEL = """
+UPDATE dashboard_panels SET name = coalesce(%(name)s, name), layout = coalesce(%(layout)s, layout),
+       config = coalesce(%(config)s, config)
+WHERE id = %(id)s
+RETURNING id, conversation_id, name, layout, config, created_by, created_at, updated_at
+"""
+
+DELETE_PANEL = "DELETE FROM dashboard_panels WHERE id = %(id)s"
+
+DATA_REF_COLUMNS = "id, conversation_id, file_id, panel_id, created_by, created_at"
+
+# The file must belong to the caller and the panel (when given) to the same conversation.
+INSERT_DATA_REF = """
+INSERT INTO room_data_refs (conversation_id, file_id, panel_id, created_by)
+SELECT %(conversation_id)s, f.id, %(panel_id)s, %(created_by)s
+FROM user_files f
+WHERE f.id = %(file_id)s AND f.owner_id = %(created_by)s
+  AND (%(panel_id)s::uuid IS NULL OR EXISTS (
+       SELECT 1 FROM dashboard_panels dp WHERE dp.id = %(panel_id)s AND dp.conversation_id = %(conversation_id)s))
+RETURNING id, conversation_id, file_id, panel_id, created_by, created_at
+"""
+
+LIST_DATA_REFS = """
+SELECT id, conversation_id, file_id, panel_id, created_by, created_at FROM room_data_refs
+WHERE conversation_id = %(conversation_id)s
+  AND (%(after_at)s::timestamptz IS NULL OR (created_at, id) > (%(after_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at, id
+LIMIT %(limit)s
+"""
+
+GET_DATA_REF = (
+    """SELECT id, conversation_id, file_id, panel_id, created_by, created_at FROM room_data_refs WHERE id = %(id)s"""
+)
+
+DELETE_DATA_REF = "DELETE FROM room_data_refs WHERE id = %(id)s"
+
+
+def _after(key: tuple[Any, ...] | None) -> dict[str, Any]:
+    return {"after_at": key[0] if key else None, "after_id": key[1] if key else None}
+
+
+class ConversationsRepository:
+    def __init__(self, conn: psycopg.Connection[Any]):
+        self.conn = conn
+
+    # Conversations
+
+    def access(self, conversation_id: UUID, user_id: UUID | None) -> AccessRow | None:
+        with self.conn.cursor(row_factory=class_row(AccessRow)) as cur:
+            return cur.execute(ACCESS, {"id": conversation_id, "user_id": user_id}).fetchone()
+
+    def get_view(self, conversation_id: UUID, user_id: UUID | None) -> dict[str, Any] | None:
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(GET_VIEW, {"id": conversation_id, "user_id": user_id}).fetchone()
+
+    def list_for_member(self, user_id: UUID, after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            params = {"user_id": user_id, "limit": limit, **_after(after)}
+            return cur.execute(LIST_FOR_MEMBER, params).fetchall()
+
+    def insert(self, values: dict[str, Any]) -> UUID | None:
+        """The new conversation's id; None when a direct conversation for the same pair already exists."""
+        row = self.conn.execute(INSERT_CONVERSATION, values).fetchone()
+        return row[0] if row else None
+
+    def find_direct(self, direct_key: str) -> UUID | None:
+        row = self.conn.execute(FIND_DIRECT, {"direct_key": direct_key}).fetchone()
+        return row[0] if row else None
+
+    def active_users(self, ids: list[UUID]) -> dict[UUID, bool]:
+        """Active users among `ids`, each with whether it is a model account."""
+        return {row[0]: row[1] for row in self.conn.execute(ACTIVE_USERS, {"ids": ids}).fetchall()}
+
+    def add_participants(self, conversation_id: UUID, user_ids: list[UUID], admin_id: UUID, role: str) -> None:
+        params = {"conversation_id": conversation_id, "user_ids": user_ids, "admin_id": admin_id, "role": role}
+        self.conn.execute(ADD_PARTICIPANTS, params)
+
+    def update(self, conversation_id: UUID, changes: dict[str, Any]) -> None:
+        from psycopg import sql
+
+        fields = [name for name in UPDATE_CONVERSATION_FIELDS if name in changes]
+        if not fields:
+            return
+        # Column names come from the fixed allow-list above, never from the request.
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name)) for name in fields
+        )
+        statement = sql.SQL("UPDATE conversations SET {} WHERE id = {}").format(assignments, sql.Placeholder("id"))
+        self.conn.execute(statement, {**{name: changes[name] for name in fields}, "id": conversation_id})
+
+    def delete(self, conversation_id: UUID) -> None:
+        self.conn.execute(DELETE_CONVERSATION, {"id": conversation_id})
+
+    def lock(self, conversation_id: UUID) -> None:
+        self.conn.execute(LOCK_CONVERSATION, {"id": conversation_id})
+
+    # Participants
+
+    def list_participants(self, conversation_id: UUID, after: tuple[Any, ...] | None, limit: int) -> list[Participant]:
+        with self.conn.cursor(row_factory=class_row(Participant)) as cur:
+            params = {"conversation_id": conversation_id, "limit": limit, **_after(after)}
+            return cur.execute(LIST_PARTICIPANTS, params).fetchall()
+
+    def get_participant(self, conversation_id: UUID, user_id: UUID) -> Participant | None:
+        with self.conn.cursor(row_factory=class_row(Participant)) as cur:
+            return cur.execute(GET_PARTICIPANT, {"conversation_id": conversation_id, "user_id": user_id}).fetchone()
+
+    def add_participant(self, conversation_id: UUID, user_id: UUID, role: str) -> None:
+        self.conn.execute(ADD_PARTICIPANT, {"conversation_id": conversation_id, "user_id": user_id, "role": role})
+
+    def set_role(self, conversation_id: UUID, user_id: UUID, role: str) -> None:
+        self.conn.execute(SET_ROLE, {"conversation_id": conversation_id, "user_id": user_id, "role": role})
+
+    def remove_participant(self, conversation_id: UUID, user_id: UUID) -> None:
+        self.conn.execute(REMOVE_PARTICIPANT, {"conversation_id": conversation_id, "user_id": user_id})
+
+    def others(self, conversation_id: UUID, user_id: UUID) -> tuple[int, int]:
+        """(admins, non-model participants) other than `user_id`, with their rows locked."""
+        row = self.conn.execute(
+            OTHER_ADMINS_AND_HUMANS, {"conversation_id": conversation_id, "user_id": user_id}
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def count_participants(self, conversation_id: UUID) -> int:
+        row = self.conn.execute(COUNT_PARTICIPANTS, {"conversation_id": conversation_id}).fetchone()
+        return int(row[0]) if row else 0
+
+    # Threads
+
+    def insert_thread(self, values: dict[str, Any]) -> Thread:
+        with self.conn.cursor(row_factory=class_row(Thread)) as cur:
+            row = cur.execute(INSERT_THREAD, {**values, "thread_data": Jsonb(values["thread_data"])}).fetchone()
+            assert row is not None
+            return row
+
+    def list_threads(self, conversation_id: UUID, after: tuple[Any, ...] | None, limit: int) -> list[Thread]:
+        with self.conn.cursor(row_factory=class_row(Thread)) as cur:
+            params = {"conversation_id": conversation_id, "limit": limit, **_after(after)}
+            return cur.execute(LIST_THREADS, params).fetchall()
+
+    def get_thread(self, thread_id: UUID) -> Thread | None:
+        with self.conn.cursor(row_factory=class_row(Thread)) as cur:
+            return cur.execute(GET_THREAD, {"id": thread_id}).fetchone()
+
+    # Panels
+
+    def insert_panel(self, values: dict[str, Any]) -> Panel:
+        params = {**values, "layout": Jsonb(values["layout"]), "config": Jsonb(values["config"])}
+        with self.conn.cursor(row_factory=class_row(Panel)) as cur:
+            row = cur.execute(INSERT_PANEL, params).fetchone()
+            assert row is not None
+            return row
+
+    def list_panels(self, conversation_id: UUID, after: tuple[Any, ...] | None, limit: int) -> list[Panel]:
+        with self.conn.cursor(row_factory=class_row(Panel)) as cur:
+            params = {"conversation_id": conversation_id, "limit": limit, **_after(after)}
+            return cur.execute(LIST_PANELS, params).fetchall()
+
+    def get_panel(self, panel_id: UUID) -> Panel | None:
+        with self.conn.cursor(row_factory=class_row(Panel)) as cur:
+            return cur.execute(GET_PANEL, {"id": panel_id}).fetchone()
+
+    def update_panel(self, panel_id: UUID, name: str | None, layout: Any, config: Any) -> Panel | None:
+        params = {
+            "id": panel_id,
+            "name": name,
+            "layout": Jsonb(layout) if layout is not None else None,
+            "config": Jsonb(config) if config is not None else None,
+        }
+        with self.conn.cursor(row_factory=class_row(Panel)) as cur:
+            return cur.execute(UPDATE_PANEL, params).fetchone()
+
+    def delete_panel(self, panel_id: UUID) -> None:
+        self.conn.execute(DELETE_PANEL, {"id": panel_id})
+
+    # Data references
+
+    def insert_data_ref(self, values: dict[str, Any]) -> DataRef | None:
+        with self.conn.cursor(row_factory=class_row(DataRef)) as cur:
+            return cur.execute(INSERT_DATA_REF, values).fetchone()
+
+    def list_data_refs(self, conversation_id: UUID, after: tuple[Any, ...] | None, limit: int) -> list[DataRef]:
+        with self.conn.cursor(row_factory=class_row(DataRef)) as cur:
+            params = {"conversation_id": conversation_id, "limit": limit, **_after(after)}
+            return cur.execute(LIST_DATA_REFS, params).fetchall()
+
+    def get_data_ref(self, ref_id: UUID) -> DataRef | None:
+        with self.conn.cursor(row_factory=class_row(DataRef)) as cur:
+            return cur.execute(GET_DATA_REF, {"id": ref_id}).fetchone()
+
+    def delete_data_ref(self, ref_id: UUID) -> None:
+        self.conn.execute(DELETE_DATA_REF, {"id": ref_id})

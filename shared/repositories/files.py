@@ -1,0 +1,75 @@
+"""SQL for user files."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+
+from shared.models.conversations import UserFile
+
+FILE_COLUMNS = "id, owner_id, original_name, content_type, size, sha256, status, created_at, updated_at"
+
+INSERT = """
+INSERT INTO user_files (id, owner_id, original_name, content_type, size, storage_key, sha256)
+VALUES (%(id)s, %(owner_id)s, %(original_name)s, %(content_type)s, %(size)s, %(storage_key)s, %(sha256)s)
+RETURNING id, owner_id, original_name, content_type, size, sha256, status, created_at, updated_at
+"""
+
+GET_OWNED = """SELECT id, owner_id, original_name, content_type, size, sha256, status, created_at,
+    updated_at, storage_key FROM user_files WHERE id = %(id)s AND owner_id = %(owner_id)s"""
+
+LIST_OWNED = """
+SELECT id, owner_id, original_name, content_type, size, sha256, status, created_at, updated_at FROM user_files
+WHERE owner_id = %(owner_id)s
+  AND (%(after_at)s::timestamptz IS NULL OR (created_at, id) < (%(after_at)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+"""
+
+MARK_UPLOADED = """
+UPDATE user_files SET status = 'uploaded', size = %(size)s WHERE id = %(id)s RETURNING id, owner_id,
+    original_name, content_type, size, sha256, status, created_at, updated_at
+"""
+
+DELETE = "DELETE FROM user_files WHERE id = %(id)s"
+
+
+class StoredFile(UserFile):
+    storage_key: str
+
+
+class FilesRepository:
+    def __init__(self, conn: psycopg.Connection[Any]):
+        self.conn = conn
+
+    def insert(self, values: dict[str, Any]) -> UserFile:
+        with self.conn.cursor(row_factory=class_row(UserFile)) as cur:
+            row = cur.execute(INSERT, values).fetchone()
+            assert row is not None
+            return row
+
+    def get_owned(self, file_id: UUID, owner_id: UUID) -> StoredFile | None:
+        with self.conn.cursor(row_factory=class_row(StoredFile)) as cur:
+            return cur.execute(GET_OWNED, {"id": file_id, "owner_id": owner_id}).fetchone()
+
+    def list_owned(self, owner_id: UUID, after: tuple[Any, ...] | None, limit: int) -> list[UserFile]:
+        params = {
+            "owner_id": owner_id,
+            "limit": limit,
+            "after_at": after[0] if after else None,
+            "after_id": after[1] if after else None,
+        }
+        with self.conn.cursor(row_factory=class_row(UserFile)) as cur:
+            return cur.execute(LIST_OWNED, params).fetchall()
+
+    def mark_uploaded(self, file_id: UUID, size: int) -> UserFile:
+        with self.conn.cursor(row_factory=class_row(UserFile)) as cur:
+            row = cur.execute(MARK_UPLOADED, {"id": file_id, "size": size}).fetchone()
+            assert row is not None
+            return row
+
+    def delete(self, file_id: UUID) -> None:
+        self.conn.execute(DELETE, {"id": file_id})

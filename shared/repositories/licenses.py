@@ -1,0 +1,118 @@
+"""Licences and their seats. A seat assignment locks its licence row, so seats never exceed the licence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+
+
+@dataclass(frozen=True)
+class LicenseRow:
+    id: UUID
+    owner_id: UUID
+    key_prefix: str
+    tier: str
+    seats: int
+    seats_used: int
+    expires_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class LicenseLock:
+    id: UUID
+    owner_id: UUID
+    seats: int
+    is_expired: bool
+
+
+@dataclass(frozen=True)
+class SeatRow:
+    license_id: UUID
+    user_id: UUID
+    created_at: datetime
+
+
+INSERT = """
+INSERT INTO licenses (owner_id, key_prefix, key_hash, tier, seats, expires_at)
+VALUES (%(owner_id)s, %(key_prefix)s, %(key_hash)s, %(tier)s, %(seats)s, %(expires_at)s)
+RETURNING id, owner_id, key_prefix, tier, seats, 0 AS seats_used, expires_at, created_at
+"""
+LIST_PAGE = """
+SELECT l.id, l.owner_id, l.key_prefix, l.tier, l.seats,
+       (SELECT count(*) FROM license_seats s WHERE s.license_id = l.id)::int AS seats_used,
+       l.expires_at, l.created_at
+FROM licenses l
+WHERE l.owner_id = %(owner_id)s
+  AND (%(after_created)s::timestamptz IS NULL OR (l.created_at, l.id) < (%(after_created)s, %(after_id)s::uuid))
+ORDER BY l.created_at DESC, l.id DESC
+LIMIT %(limit)s
+"""
+# The row lock is what keeps 20 concurrent assignments from all seeing the last free seat.
+LOCK = """
+SELECT id, owner_id, seats, (expires_at IS NOT NULL AND expires_at <= now()) AS is_expired
+FROM licenses WHERE id = %(id)s
+FOR UPDATE
+"""
+COUNT_SEATS = "SELECT count(*) FROM license_seats WHERE license_id = %(license_id)s"
+ADD_SEAT = """
+INSERT INTO license_seats (license_id, user_id) VALUES (%(license_id)s, %(user_id)s)
+ON CONFLICT (license_id, user_id) DO NOTHING
+RETURNING license_id, user_id, created_at
+"""
+REMOVE_SEAT = """
+DELETE FROM license_seats WHERE license_id = %(license_id)s AND user_id = %(user_id)s
+RETURNING license_id, user_id, created_at
+"""
+
+
+class LicensesRepository:
+    def __init__(self, conn: psycopg.Connection[Any]):
+        self.conn = conn
+
+    def add(
+        self, *, owner_id: UUID, key_prefix: str, key_hash: str, tier: str, seats: int, expires_at: datetime | None
+    ) -> LicenseRow:
+        params = {
+            "owner_id": owner_id,
+            "key_prefix": key_prefix,
+            "key_hash": key_hash,
+            "tier": tier,
+            "seats": seats,
+            "expires_at": expires_at,
+        }
+        with self.conn.cursor(row_factory=class_row(LicenseRow)) as cur:
+            row = cur.execute(INSERT, params).fetchone()
+        assert row is not None
+        return row
+
+    def list_page(self, owner_id: UUID, after: tuple[datetime, UUID] | None, limit: int) -> list[LicenseRow]:
+        params = {
+            "owner_id": owner_id,
+            "after_created": after[0] if after else None,
+            "after_id": after[1] if after else None,
+            "limit": limit,
+        }
+        with self.conn.cursor(row_factory=class_row(LicenseRow)) as cur:
+            return cur.execute(LIST_PAGE, params).fetchall()
+
+    def lock(self, license_id: UUID) -> LicenseLock | None:
+        with self.conn.cursor(row_factory=class_row(LicenseLock)) as cur:
+            return cur.execute(LOCK, {"id": license_id}).fetchone()
+
+    def count_seats(self, license_id: UUID) -> int:
+        row = self.conn.execute(COUNT_SEATS, {"license_id": license_id}).fetchone()
+        return int(row[0]) if row else 0
+
+    def add_seat(self, license_id: UUID, user_id: UUID) -> SeatRow | None:
+        with self.conn.cursor(row_factory=class_row(SeatRow)) as cur:
+            return cur.execute(ADD_SEAT, {"license_id": license_id, "user_id": user_id}).fetchone()
+
+    def remove_seat(self, license_id: UUID, user_id: UUID) -> SeatRow | None:
+        with self.conn.cursor(row_factory=class_row(SeatRow)) as cur:
+            return cur.execute(REMOVE_SEAT, {"license_id": license_id, "user_id": user_id}).fetchone()

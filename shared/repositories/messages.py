@@ -1,0 +1,408 @@
+"""SQL for messages: send, pages, edits, read cursors, reactions, feedback and search."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import BaseRowFactory, RowMaker, class_row, dict_row
+from pydantic import BaseModel
+
+from shared.models.conversations import Feedback, Message, Reaction, ReactionCount, ReadCursor
+
+M = TypeVar("M", bound=BaseModel)
+
+_MESSAGE_FIELDS = (
+    "id", "conversation_id", "thread_id", "sender_id", "sender_kind", "content", "attachments", "status",
+    "status_timestamps", "model_id", "idempotency_key", "created_at", "edited_at",
+)  # fmt: skip
+
+
+def _columns(alias: str = "") -> str:
+    return ", ".join(alias + name for name in _MESSAGE_FIELDS)
+
+
+MESSAGE_COLUMNS = _columns()
+M_COLUMNS = _columns("m.")
+
+# Whether the caller may see conversation `c`: an anonymous token reaches its own anonymous conversation
+# (the service has already checked that the token names it); anyone else must be a participant.
+CAN_SEE = """
+CASE WHEN %(anonymous)s THEN c.kind = 'anonymous'
+     ELSE EXISTS (SELECT 1 FROM participants p WHERE p.conversation_id = c.id AND p.user_id = %(user_id)s) END
+"""
+
+# A send in one statement (one round trip before the commit): check access, lock the conversation row so
+# ids within a conversation are handed out in commit order (pages never skip a late commit), resolve the
+# attachments (files the sender owns), insert, link attachments and move last_message_at. A retried send
+# with the same idempotency key inserts nothing and the second arm returns the original message.
+SEND = """
+WITH conv AS (
+    SELECT c.id FROM conversations c
+    WHERE c.id = %(conversation_id)s AND
+CASE WHEN %(anonymous)s THEN c.kind = 'anonymous'
+     ELSE EXISTS (SELECT 1 FROM participants p WHERE p.conversation_id = c.id AND p.user_id = %(user_id)s) END
+
+      AND (%(thread_id)s::uuid IS NULL OR EXISTS (
+           SELECT 1 FROM conversation_threads t WHERE t.id = %(thread_id)s AND t.conversation_id = c.id))
+    FOR NO KEY UPDATE OF c
+),
+files AS (
+    SELECT f.id, f.original_name, f.content_type, f.size FROM user_files f
+    WHERE f.id = ANY(%(file_ids)s::uuid[]) AND f.owner_id = %(user_id)s
+),
+ins AS (
+    INSERT INTO messages (conversation_id, thread_id, sender_id, sender_kind, content, attachments,
+                          idempotency_key, status_timestamps)
+    SELECT conv.id, %(thread_id)s, %(user_id)s, 'user', %(content)s,
+           (SELECT coalesce(jsonb_agg(jsonb_build_object('file_id', f.id, 'name', f.original_name,
+                                                         'content_type', f.content_type, 'size', f.size)
+                                      ORDER BY array_position(%(file_ids)s::uuid[], f.id)), '[]'::jsonb)
+            FROM files f),
+           %(idempotency_key)s, jsonb_build_object('sent', now())
+    FROM conv
+    WHERE (SELECT count(*) FROM files) = cardinality(%(file_ids)s::uuid[])
+    ON CONFLICT DO NOTHING
+    RETURNING id, conversation_id, thread_id, sender_id, sender_kind, content, attachments, status,
+    status_timestamps, model_id, idempotency_key, created_at, edited_at
+),
+linked AS (
+    INSERT INTO message_attachments (message_id, file_id) SELECT ins.id, files.id FROM ins, files
+),
+touched AS (
+    UPDATE conversations c SET last_message_at = ins.created_at FROM ins WHERE c.id = ins.conversation_id
+)
+SELECT true AS created, id, conversation_id, thread_id, sender_id, sender_kind, content, attachments, status,
+    status_timestamps, model_id, idempotency_key, created_at, edited_at FROM ins
+UNION ALL
+SELECT false AS created, m.id, m.conversation_id, m.thread_id, m.sender_id, m.sender_kind, m.content,
+    m.attachments, m.status, m.status_timestamps, m.model_id, m.idempotency_key, m.created_at, m.edited_at
+FROM messages m JOIN conv ON m.conversation_id = conv.id
+WHERE %(idempotency_key)s::text IS NOT NULL
+  AND m.sender_id IS NOT DISTINCT FROM %(user_id)s::uuid AND m.idempotency_key = %(idempotency_key)s
+"""
+
+FIND_BY_KEY = """
+SELECT false AS created, id, conversation_id, thread_id, sender_id, sender_kind, content, attachments,
+    status, status_timestamps, model_id, idempotency_key, created_at, edited_at FROM messages
+WHERE conversation_id = %(conversation_id)s AND sender_id IS NOT DISTINCT FROM %(user_id)s::uuid
+  AND idempotency_key = %(idempotency_key)s
+"""
+
+THREAD_OF_CONVERSATION = "SELECT 1 FROM conversation_threads WHERE id = %(thread_id)s AND conversation_id = %(id)s"
+
+# Pages: keyset on the message id. The access check rides along as an InitPlan, so a page is one round trip;
+# an empty answer is told apart (no access vs. nothing more) by the caller.
+_VISIBLE = """EXISTS (SELECT 1 FROM conversations c WHERE c.id = %(conversation_id)s AND
+CASE WHEN %(anonymous)s THEN c.kind = 'anonymous'
+     ELSE EXISTS (SELECT 1 FROM participants p WHERE p.conversation_id = c.id AND p.user_id = %(user_id)s) END
+)"""
+
+# A page of a conversation's messages as JSON built by PostgreSQL: the rows never become Python objects,
+# which costs more than the query itself. It answers the items of the page (limit - 1 rows) and, when the
+# extra row exists, the id the next page starts after. The access check rides along as an InitPlan, so a
+# page is one statement; an empty answer (no access, or nothing more) is told apart by the caller.
+PAGE_BACKWARD = """
+WITH page AS (
+    SELECT m.*, row_number() OVER (ORDER BY m.id DESC) AS n
+    FROM (
+        SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, attachments, status,
+               status_timestamps, model_id, idempotency_key, created_at, edited_at
+        FROM messages
+        WHERE conversation_id = %(conversation_id)s
+          AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = %(conversation_id)s AND
+              CASE WHEN %(anonymous)s THEN c.kind = 'anonymous'
+                   ELSE EXISTS (SELECT 1 FROM participants p
+                                WHERE p.conversation_id = c.id AND p.user_id = %(user_id)s) END)
+          AND (%(cursor)s::bigint IS NULL OR id < %(cursor)s)
+        ORDER BY id DESC LIMIT %(limit)s
+    ) m
+)
+SELECT coalesce(json_agg(json_build_object(
+           'id', id, 'conversation_id', conversation_id, 'thread_id', thread_id, 'sender_id', sender_id,
+           'sender_kind', sender_kind, 'content', content, 'attachments', attachments, 'status', status,
+           'status_timestamps', status_timestamps, 'model_id', model_id, 'idempotency_key', idempotency_key,
+           'created_at', created_at, 'edited_at', edited_at) ORDER BY n) FILTER (WHERE n < %(limit)s),
+       '[]'::json)::text AS items,
+       max(id) FILTER (WHERE n = %(limit)s - 1 AND EXISTS (SELECT 1 FROM page WHERE n = %(limit)s)) AS after
+FROM page
+"""
+
+PAGE_FORWARD = """
+WITH page AS (
+    SELECT m.*, row_number() OVER (ORDER BY m.id ASC) AS n
+    FROM (
+        SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, attachments, status,
+               status_timestamps, model_id, idempotency_key, created_at, edited_at
+        FROM messages
+        WHERE conversation_id = %(conversation_id)s
+          AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = %(conversation_id)s AND
+              CASE WHEN %(anonymous)s THEN c.kind = 'anonymous'
+                   ELSE EXISTS (SELECT 1 FROM participants p
+                                WHERE p.conversation_id = c.id AND p.user_id = %(user_id)s) END)
+          AND (%(cursor)s::bigint IS NULL OR id > %(cursor)s)
+        ORDER BY id ASC LIMIT %(limit)s
+    ) m
+)
+SELECT coalesce(json_agg(json_build_object(
+           'id', id, 'conversation_id', conversation_id, 'thread_id', thread_id, 'sender_id', sender_id,
+           'sender_kind', sender_kind, 'content', content, 'attachments', attachments, 'status', status,
+           'status_timestamps', status_timestamps, 'model_id', model_id, 'idempotency_key', idempotency_key,
+           'created_at', created_at, 'edited_at', edited_at) ORDER BY n) FILTER (WHERE n < %(limit)s),
+       '[]'::json)::text AS items,
+       max(id) FILTER (WHERE n = %(limit)s - 1 AND EXISTS (SELECT 1 FROM page WHERE n = %(limit)s)) AS after
+FROM page
+"""
+
+THREAD_PAGE_BACKWARD = """
+SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, attachments, status,
+    status_timestamps, model_id, idempotency_key, created_at, edited_at FROM messages
+WHERE thread_id = %(thread_id)s AND (%(cursor)s::bigint IS NULL OR id < %(cursor)s)
+ORDER BY id DESC LIMIT %(limit)s
+"""
+
+THREAD_PAGE_FORWARD = """
+SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, attachments, status,
+    status_timestamps, model_id, idempotency_key, created_at, edited_at FROM messages
+WHERE thread_id = %(thread_id)s AND (%(cursor)s::bigint IS NULL OR id > %(cursor)s)
+ORDER BY id ASC LIMIT %(limit)s
+"""
+
+
+@dataclass(frozen=True)
+class MessageAccess:
+    id: int
+    conversation_id: UUID
+    sender_id: UUID | None
+    sender_kind: str
+    kind: str
+    role: str | None
+
+
+MESSAGE_ACCESS = """
+SELECT m.id, m.conversation_id, m.sender_id, m.sender_kind, c.kind, p.role
+FROM messages m
+JOIN conversations c ON c.id = m.conversation_id
+LEFT JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = %(user_id)s
+WHERE m.id = %(id)s
+"""
+
+# The earlier version is kept in message_edits; the row lock orders concurrent edits.
+EDIT = """
+WITH old AS (SELECT id, content FROM messages WHERE id = %(id)s FOR UPDATE),
+saved AS (
+    INSERT INTO message_edits (message_id, previous_content, edited_by)
+    SELECT id, content, %(user_id)s FROM old
+)
+UPDATE messages m SET content = %(content)s, edited_at = now() FROM old WHERE m.id = old.id
+RETURNING m.id, m.conversation_id, m.thread_id, m.sender_id, m.sender_kind, m.content, m.attachments,
+    m.status, m.status_timestamps, m.model_id, m.idempotency_key, m.created_at, m.edited_at
+"""
+
+DELETE = "DELETE FROM messages WHERE id = %(id)s"
+
+# Read cursor: never moves backwards; statuses only move forward (sent -> delivered -> read), each step
+# stamped once in status_timestamps. The caller's own messages are not "read" by the caller.
+MARK_READ = """
+WITH target AS (SELECT id FROM messages WHERE id = %(message_id)s AND conversation_id = %(conversation_id)s),
+moved AS (
+    UPDATE messages m
+    SET status = 'read',
+        status_timestamps = jsonb_build_object('delivered', now()) || m.status_timestamps
+                            || jsonb_build_object('read', now())
+    FROM target
+    WHERE m.conversation_id = %(conversation_id)s AND m.id <= target.id AND m.status <> 'read'
+      AND m.sender_id IS DISTINCT FROM %(user_id)s
+    RETURNING 1
+),
+cursor AS (
+    UPDATE participants p
+    SET last_read_message_id = greatest(coalesce(p.last_read_message_id, 0), target.id),
+        last_read_at = CASE WHEN target.id > coalesce(p.last_read_message_id, 0) THEN now() ELSE p.last_read_at END
+    FROM target
+    WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
+    RETURNING p.conversation_id, p.last_read_message_id, p.last_read_at
+)
+SELECT cursor.conversation_id, cursor.last_read_message_id, cursor.last_read_at,
+       (SELECT count(*) FROM moved) AS updated
+FROM cursor
+"""
+
+MARK_DELIVERED = """
+WITH target AS (SELECT id FROM messages WHERE id = %(message_id)s AND conversation_id = %(conversation_id)s),
+moved AS (
+    UPDATE messages m
+    SET status = 'delivered', status_timestamps = m.status_timestamps || jsonb_build_object('delivered', now())
+    FROM target
+    WHERE m.conversation_id = %(conversation_id)s AND m.id <= target.id AND m.status = 'sent'
+      AND m.sender_id IS DISTINCT FROM %(user_id)s
+    RETURNING 1
+)
+SELECT p.conversation_id, p.last_read_message_id, p.last_read_at, (SELECT count(*) FROM moved) AS updated
+FROM participants p, target
+WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
+"""
+
+ADD_REACTION = """
+INSERT INTO message_reactions (message_id, user_id, emoji) VALUES (%(message_id)s, %(user_id)s, %(emoji)s)
+ON CONFLICT (message_id, user_id, emoji) DO NOTHING
+RETURNING message_id, user_id, emoji, created_at
+"""
+
+GET_REACTION = """
+SELECT message_id, user_id, emoji, created_at FROM message_reactions
+WHERE message_id = %(message_id)s AND user_id = %(user_id)s AND emoji = %(emoji)s
+"""
+
+REACTION_COUNTS = """
+SELECT emoji, count(*)::int AS count, bool_or(user_id = %(user_id)s) AS reacted_by_me
+FROM message_reactions WHERE message_id = %(message_id)s
+GROUP BY emoji ORDER BY count(*) DESC, emoji
+"""
+
+REMOVE_REACTION = """
+DELETE FROM message_reactions WHERE message_id = %(message_id)s AND user_id = %(user_id)s AND emoji = %(emoji)s
+RETURNING id
+"""
+
+FEEDBACK_COLUMNS = """
+id, message_id, user_id, rating, model_name, model_provider, temperature, max_tokens, created_at, updated_at
+"""
+
+PUT_FEEDBACK = """
+INSERT INTO message_feedback (message_id, user_id, rating, model_name, model_provider, temperature, max_tokens)
+VALUES (%(message_id)s, %(user_id)s, %(rating)s, %(model_name)s, %(model_provider)s, %(temperature)s,
+        %(max_tokens)s)
+ON CONFLICT (message_id, user_id) DO UPDATE
+SET rating = EXCLUDED.rating, model_name = EXCLUDED.model_name, model_provider = EXCLUDED.model_provider,
+    temperature = EXCLUDED.temperature, max_tokens = EXCLUDED.max_tokens
+RETURNING
+id, message_id, user_id, rating, model_name, model_provider, temperature, max_tokens, created_at, updated_at
+
+"""
+
+GET_FEEDBACK = """SELECT
+id, message_id, user_id, rating, model_name, model_provider, temperature, max_tokens, created_at, updated_at
+ FROM message_feedback WHERE message_id = %(message_id)s AND user_id = %(user_id)s"""
+
+# Full-text search over the caller's conversations only; newest first, keyset on id.
+SEARCH = """
+SELECT m.id, m.conversation_id, m.thread_id, m.sender_id, m.sender_kind, m.content, m.attachments, m.status,
+    m.status_timestamps, m.model_id, m.idempotency_key, m.created_at, m.edited_at
+FROM messages m
+JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = %(user_id)s
+WHERE m.search_vector @@ plainto_tsquery('simple', %(q)s)
+  AND (%(cursor)s::bigint IS NULL OR m.id < %(cursor)s)
+ORDER BY m.id DESC LIMIT %(limit)s
+"""
+
+
+def trusted_row(model: type[M]) -> BaseRowFactory[M]:
+    """Rows straight into response models without validation: the columns already have the declared types
+    (the database checked them), and validating 50 rows would cost more than the query that read them."""
+
+    def factory(cursor: Any) -> RowMaker[M]:
+        names = [column.name for column in cursor.description or []]
+
+        def make(values: Sequence[Any]) -> M:
+            return model.model_construct(**dict(zip(names, values, strict=True)))
+
+        return make
+
+    return factory
+
+
+@dataclass(frozen=True)
+class SentRow:
+    created: bool
+    message: Message
+
+
+class MessagesRepository:
+    def __init__(self, conn: psycopg.Connection[Any]):
+        self.conn = conn
+
+    def send(self, params: dict[str, Any]) -> SentRow | None:
+        """The new message (created=True) or the original of a retried key; None when nothing matched."""
+        return self._sent(SEND, params)
+
+    def find_by_key(self, params: dict[str, Any]) -> SentRow | None:
+        return self._sent(FIND_BY_KEY, params)
+
+    def _sent(self, statement: str, params: dict[str, Any]) -> SentRow | None:
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            return self._to_sent(cur.execute(statement, params).fetchone())
+
+    @staticmethod
+    def _to_sent(row: dict[str, Any] | None) -> SentRow | None:
+        if row is None:
+            return None
+        created = bool(row.pop("created"))
+        return SentRow(created=created, message=Message.model_validate(row))
+
+    def thread_in_conversation(self, thread_id: UUID, conversation_id: UUID) -> bool:
+        return (
+            self.conn.execute(THREAD_OF_CONVERSATION, {"thread_id": thread_id, "id": conversation_id}).fetchone()
+            is not None
+        )
+
+    def page(self, params: dict[str, Any], *, forward: bool) -> tuple[str, int | None]:
+        """(the page's items as a JSON array, the id the next page starts after or None)."""
+        row = self.conn.execute(PAGE_FORWARD if forward else PAGE_BACKWARD, params).fetchone()
+        assert row is not None  # an aggregate always answers one row
+        return str(row[0]), row[1]
+
+    def thread_page(self, params: dict[str, Any], *, forward: bool) -> list[Message]:
+        with self.conn.cursor(row_factory=trusted_row(Message)) as cur:
+            return cur.execute(THREAD_PAGE_FORWARD if forward else THREAD_PAGE_BACKWARD, params).fetchall()
+
+    def access(self, message_id: int, user_id: UUID | None) -> MessageAccess | None:
+        with self.conn.cursor(row_factory=class_row(MessageAccess)) as cur:
+            return cur.execute(MESSAGE_ACCESS, {"id": message_id, "user_id": user_id}).fetchone()
+
+    def edit(self, message_id: int, content: str, user_id: UUID | None) -> Message | None:
+        with self.conn.cursor(row_factory=class_row(Message)) as cur:
+            return cur.execute(EDIT, {"id": message_id, "content": content, "user_id": user_id}).fetchone()
+
+    def delete(self, message_id: int) -> None:
+        self.conn.execute(DELETE, {"id": message_id})
+
+    def mark(self, conversation_id: UUID, user_id: UUID, message_id: int, *, read: bool) -> ReadCursor | None:
+        params = {"conversation_id": conversation_id, "user_id": user_id, "message_id": message_id}
+        with self.conn.cursor(row_factory=class_row(ReadCursor)) as cur:
+            return cur.execute(MARK_READ if read else MARK_DELIVERED, params).fetchone()
+
+    def add_reaction(self, message_id: int, user_id: UUID, emoji: str) -> tuple[Reaction, bool]:
+        params = {"message_id": message_id, "user_id": user_id, "emoji": emoji}
+        with self.conn.cursor(row_factory=class_row(Reaction)) as cur:
+            added = cur.execute(ADD_REACTION, params).fetchone()
+            if added is not None:
+                return added, True
+            existing = cur.execute(GET_REACTION, params).fetchone()
+            assert existing is not None
+            return existing, False
+
+    def reaction_counts(self, message_id: int, user_id: UUID | None) -> list[ReactionCount]:
+        with self.conn.cursor(row_factory=class_row(ReactionCount)) as cur:
+            return cur.execute(REACTION_COUNTS, {"message_id": message_id, "user_id": user_id}).fetchall()
+
+    def remove_reaction(self, message_id: int, user_id: UUID, emoji: str) -> bool:
+        params = {"message_id": message_id, "user_id": user_id, "emoji": emoji}
+        return self.conn.execute(REMOVE_REACTION, params).fetchone() is not None
+
+    def put_feedback(self, params: dict[str, Any]) -> Feedback:
+        with self.conn.cursor(row_factory=class_row(Feedback)) as cur:
+            row = cur.execute(PUT_FEEDBACK, params).fetchone()
+            assert row is not None
+            return row
+
+    def get_feedback(self, message_id: int, user_id: UUID) -> Feedback | None:
+        with self.conn.cursor(row_factory=class_row(Feedback)) as cur:
+            return cur.execute(GET_FEEDBACK, {"message_id": message_id, "user_id": user_id}).fetchone()
+
+    def search(self, params: dict[str, Any]) -> list[Message]:
+        with self.conn.cursor(row_factory=trusted_row(Message)) as cur:
+            return cur.execute(SEARCH, params).fetchall()

@@ -1,0 +1,86 @@
+"""Refresh tokens: one row per issued token, grouped in families by login; only secret hashes stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+
+
+@dataclass(frozen=True)
+class RefreshTokenState:
+    id: UUID
+    user_id: UUID
+    family_id: UUID
+    token_hash: str
+    is_revoked: bool
+    is_expired: bool
+    is_used: bool
+    used_within_grace: bool
+
+
+INSERT = """
+INSERT INTO refresh_tokens (id, user_id, family_id, parent_id, token_hash, expires_at, created_ip, user_agent)
+VALUES (%(id)s, %(user_id)s, %(family_id)s, %(parent_id)s, %(token_hash)s,
+        now() + make_interval(secs => %(ttl_s)s), %(created_ip)s, %(user_agent)s)
+"""
+# FOR UPDATE: concurrent refreshes of one token take turns, so exactly one of them spends it first.
+GET_FOR_UPDATE = """
+SELECT id, user_id, family_id, token_hash,
+       revoked_at IS NOT NULL AS is_revoked,
+       expires_at <= now() AS is_expired,
+       used_at IS NOT NULL AS is_used,
+       (used_at IS NOT NULL AND used_at > clock_timestamp() - make_interval(secs => %(grace_s)s)) AS used_within_grace
+FROM refresh_tokens WHERE id = %(id)s
+FOR UPDATE
+"""
+MARK_USED = "UPDATE refresh_tokens SET used_at = clock_timestamp() WHERE id = %(id)s AND used_at IS NULL"
+REVOKE_FAMILY = "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = %(family_id)s AND revoked_at IS NULL"
+REVOKE_FOR_USER = "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %(user_id)s AND revoked_at IS NULL"
+
+
+class RefreshTokensRepository:
+    def __init__(self, conn: psycopg.Connection[Any]):
+        self.conn = conn
+
+    def add(
+        self,
+        *,
+        token_id: UUID,
+        user_id: UUID,
+        family_id: UUID,
+        parent_id: UUID | None,
+        token_hash: str,
+        ttl_s: int,
+        created_ip: str | None,
+        user_agent: str | None,
+    ) -> None:
+        self.conn.execute(
+            INSERT,
+            {
+                "id": token_id,
+                "user_id": user_id,
+                "family_id": family_id,
+                "parent_id": parent_id,
+                "token_hash": token_hash,
+                "ttl_s": ttl_s,
+                "created_ip": created_ip,
+                "user_agent": user_agent,
+            },
+        )
+
+    def get_for_update(self, token_id: UUID, grace_s: int) -> RefreshTokenState | None:
+        with self.conn.cursor(row_factory=class_row(RefreshTokenState)) as cur:
+            return cur.execute(GET_FOR_UPDATE, {"id": token_id, "grace_s": grace_s}).fetchone()
+
+    def mark_used(self, token_id: UUID) -> None:
+        self.conn.execute(MARK_USED, {"id": token_id})
+
+    def revoke_family(self, family_id: UUID) -> int:
+        return self.conn.execute(REVOKE_FAMILY, {"family_id": family_id}).rowcount
+
+    def revoke_for_user(self, user_id: UUID) -> int:
+        return self.conn.execute(REVOKE_FOR_USER, {"user_id": user_id}).rowcount

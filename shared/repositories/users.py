@@ -1,0 +1,185 @@
+"""Users: accounts, their credentials state and their properties."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: UUID
+    username: str
+    email: str
+    password_hash: str | None
+    name: str | None
+    organization: str | None
+    aws_region: str | None
+    country: str | None
+    profession: str | None
+    avatar_url: str | None
+    role: str
+    is_active: bool
+    is_ai: bool
+    token_version: int
+    last_login: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class CredentialState:
+    """What the authorizer needs to know about a token's user."""
+
+    role: str
+    is_active: bool
+    token_version: int
+
+
+@dataclass(frozen=True)
+class PropertiesRow:
+    tone: str | None
+    additional_info: str | None
+    updated_at: datetime | None
+
+
+PROFILE_FIELDS = frozenset({"name", "organization", "aws_region", "country", "profession", "avatar_url"})
+
+GET = """
+SELECT id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
+       role, is_active, is_ai, token_version, last_login, created_at, updated_at
+FROM users WHERE id = %(id)s
+"""
+GET_FOR_UPDATE = """
+SELECT id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
+       role, is_active, is_ai, token_version, last_login, created_at, updated_at
+FROM users WHERE id = %(id)s FOR UPDATE
+"""
+# Both unique indexes are on lower(): this is an index lookup either way.
+GET_BY_LOGIN = """
+SELECT id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
+       role, is_active, is_ai, token_version, last_login, created_at, updated_at
+FROM users WHERE lower(email) = lower(%(login)s) OR lower(username) = lower(%(login)s)
+ORDER BY lower(email) = lower(%(login)s) DESC
+LIMIT 1
+"""
+CREDENTIAL_STATE = "SELECT role, is_active, token_version FROM users WHERE id = %(id)s"
+INSERT = """
+INSERT INTO users (username, email, password_hash, name, organization, aws_region, country, profession, role)
+VALUES (%(username)s, %(email)s, %(password_hash)s, %(name)s, %(organization)s, %(aws_region)s, %(country)s,
+        %(profession)s, %(role)s)
+RETURNING id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
+          role, is_active, is_ai, token_version, last_login, created_at, updated_at
+"""
+UPDATE_PROFILE = """
+UPDATE users SET
+    name = CASE WHEN %(set_name)s THEN %(name)s ELSE name END,
+    organization = CASE WHEN %(set_organization)s THEN %(organization)s ELSE organization END,
+    aws_region = CASE WHEN %(set_aws_region)s THEN %(aws_region)s ELSE aws_region END,
+    country = CASE WHEN %(set_country)s THEN %(country)s ELSE country END,
+    profession = CASE WHEN %(set_profession)s THEN %(profession)s ELSE profession END,
+    avatar_url = CASE WHEN %(set_avatar_url)s THEN %(avatar_url)s ELSE avatar_url END
+WHERE id = %(id)s
+RETURNING id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
+          role, is_active, is_ai, token_version, last_login, created_at, updated_at
+"""
+SET_PASSWORD = """
+UPDATE users SET password_hash = %(password_hash)s, token_version = token_version + 1 WHERE id = %(id)s
+"""
+BUMP_TOKEN_VERSION = "UPDATE users SET token_version = token_version + 1 WHERE id = %(id)s"
+SET_ROLE_AND_ACTIVE = """
+UPDATE users SET role = %(role)s, is_active = %(is_active)s, token_version = token_version + 1
+WHERE id = %(id)s
+RETURNING id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
+          role, is_active, is_ai, token_version, last_login, created_at, updated_at
+"""
+TOUCH_LAST_LOGIN = "UPDATE users SET last_login = now() WHERE id = %(id)s"
+# Locks every active super_admin row: two concurrent demotions cannot both see "another one remains".
+LOCK_ACTIVE_SUPER_ADMINS = "SELECT id FROM users WHERE role = 'super_admin' AND is_active ORDER BY id FOR UPDATE"
+LIST_PAGE = """
+SELECT id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
+       role, is_active, is_ai, token_version, last_login, created_at, updated_at
+FROM users
+WHERE (%(after_created)s::timestamptz IS NULL OR (created_at, id) > (%(after_created)s, %(after_id)s::uuid))
+ORDER BY created_at, id
+LIMIT %(limit)s
+"""
+GET_PROPERTIES = "SELECT tone, additional_info, updated_at FROM user_properties WHERE user_id = %(user_id)s"
+PUT_PROPERTIES = """
+INSERT INTO user_properties (user_id, tone, additional_info)
+VALUES (%(user_id)s, %(tone)s, %(additional_info)s)
+ON CONFLICT (user_id) DO UPDATE SET tone = EXCLUDED.tone, additional_info = EXCLUDED.additional_info
+RETURNING tone, additional_info, updated_at
+"""
+
+
+class UsersRepository:
+    def __init__(self, conn: psycopg.Connection[Any]):
+        self.conn = conn
+
+    def _one(self, query: str, params: dict[str, Any]) -> UserRow | None:
+        with self.conn.cursor(row_factory=class_row(UserRow)) as cur:
+            return cur.execute(query, params).fetchone()
+
+    def get(self, user_id: UUID, *, for_update: bool = False) -> UserRow | None:
+        return self._one(GET_FOR_UPDATE if for_update else GET, {"id": user_id})
+
+    def get_by_login(self, login: str) -> UserRow | None:
+        return self._one(GET_BY_LOGIN, {"login": login})
+
+    def credential_state(self, user_id: UUID) -> CredentialState | None:
+        with self.conn.cursor(row_factory=class_row(CredentialState)) as cur:
+            return cur.execute(CREDENTIAL_STATE, {"id": user_id}).fetchone()
+
+    def add(
+        self, *, username: str, email: str, password_hash: str | None, role: str = "user", **profile: Any
+    ) -> UserRow:
+        params = {field: profile.get(field) for field in PROFILE_FIELDS}
+        params.update(username=username, email=email, password_hash=password_hash, role=role)
+        row = self._one(INSERT, params)
+        assert row is not None
+        return row
+
+    def update_profile(self, user_id: UUID, changes: dict[str, Any]) -> UserRow | None:
+        params: dict[str, Any] = {"id": user_id}
+        for field in PROFILE_FIELDS:
+            params[f"set_{field}"] = field in changes
+            params[field] = changes.get(field)
+        return self._one(UPDATE_PROFILE, params)
+
+    def set_password(self, user_id: UUID, password_hash: str) -> None:
+        self.conn.execute(SET_PASSWORD, {"id": user_id, "password_hash": password_hash})
+
+    def bump_token_version(self, user_id: UUID) -> None:
+        self.conn.execute(BUMP_TOKEN_VERSION, {"id": user_id})
+
+    def set_role_and_active(self, user_id: UUID, role: str, is_active: bool) -> UserRow | None:
+        return self._one(SET_ROLE_AND_ACTIVE, {"id": user_id, "role": role, "is_active": is_active})
+
+    def touch_last_login(self, user_id: UUID) -> None:
+        self.conn.execute(TOUCH_LAST_LOGIN, {"id": user_id})
+
+    def lock_active_super_admins(self) -> list[UUID]:
+        return [row[0] for row in self.conn.execute(LOCK_ACTIVE_SUPER_ADMINS).fetchall()]
+
+    def list_page(self, after: tuple[datetime, UUID] | None, limit: int) -> list[UserRow]:
+        params = {"after_created": after[0] if after else None, "after_id": after[1] if after else None, "limit": limit}
+        with self.conn.cursor(row_factory=class_row(UserRow)) as cur:
+            return cur.execute(LIST_PAGE, params).fetchall()
+
+    def get_properties(self, user_id: UUID) -> PropertiesRow | None:
+        with self.conn.cursor(row_factory=class_row(PropertiesRow)) as cur:
+            return cur.execute(GET_PROPERTIES, {"user_id": user_id}).fetchone()
+
+    def put_properties(self, user_id: UUID, tone: str | None, additional_info: str | None) -> PropertiesRow:
+        with self.conn.cursor(row_factory=class_row(PropertiesRow)) as cur:
+            row = cur.execute(
+                PUT_PROPERTIES, {"user_id": user_id, "tone": tone, "additional_info": additional_info}
+            ).fetchone()
+        assert row is not None
+        return row

@@ -1,0 +1,344 @@
+"""Accounts and sessions: signup, login with brute-force limits, refresh rotation with reuse detection, logout,
+and what a user does with their own account."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from shared.auth.keys import signing_key
+from shared.auth.opaque import hash_secret, new_secret, same_hash
+from shared.auth.passwords import check_password_rules, hash_password, verify_password
+from shared.auth.tokens import issue_access_token
+from shared.db import Database, UnitOfWork
+from shared.errors import ForbiddenError, NotFoundError, RateLimitedError, UnauthorizedError
+from shared.models.identity import (
+    ConnectionLog,
+    LoginRequest,
+    PasswordChange,
+    Properties,
+    PropertiesPut,
+    SignupRequest,
+    TokenPair,
+    User,
+)
+from shared.observability import logger
+from shared.pagination import Page, decode_cursor, page_limit, page_of
+from shared.repositories.connection_logs import ConnectionLogsRepository
+from shared.repositories.refresh_tokens import RefreshTokensRepository
+from shared.repositories.users import UserRow, UsersRepository
+from shared.settings import Settings
+
+LOGIN_FAILED = "Invalid login or password."
+REFRESH_FAILED = "Invalid or expired refresh token."
+CURSOR_KINDS = (datetime, UUID)
+
+
+@dataclass(frozen=True)
+class Client:
+    """Where a request came from (API Gateway's source IP and the User-Agent), for logs and limits."""
+
+    address: str | None = None
+    user_agent: str | None = None
+
+
+def to_user(row: UserRow) -> User:
+    return User.model_validate(row, from_attributes=True)
+
+
+def _log(uow: UnitOfWork, action: str, user_id: UUID | None, client: Client, login_key: str | None = None) -> None:
+    ConnectionLogsRepository(uow.conn).add(
+        action,
+        user_id=user_id,
+        ip_address=client.address,
+        user_agent=(client.user_agent or "")[:512] or None,
+        login_key=login_key,
+    )
+
+
+def _new_refresh_token(
+    uow: UnitOfWork,
+    settings: Settings,
+    user_id: UUID,
+    client: Client,
+    family_id: UUID | None = None,
+    parent_id: UUID | None = None,
+) -> str:
+    token_id, secret = uuid.uuid4(), new_secret()
+    RefreshTokensRepository(uow.conn).add(
+        token_id=token_id,
+        user_id=user_id,
+        family_id=family_id or uuid.uuid4(),
+        parent_id=parent_id,
+        token_hash=hash_secret(secret),
+        ttl_s=settings.refresh_token_ttl_s,
+        created_ip=client.address,
+        user_agent=(client.user_agent or "")[:512] or None,
+    )
+    return f"{token_id}.{secret}"
+
+
+def _pair(
+    uow: UnitOfWork,
+    settings: Settings,
+    user: UserRow,
+    client: Client,
+    family_id: UUID | None = None,
+    parent_id: UUID | None = None,
+) -> TokenPair:
+    refresh = _new_refresh_token(uow, settings, user.id, client, family_id, parent_id)
+    access, expires_in = issue_access_token(
+        user.id, user.role, user.token_version, key=signing_key(settings), settings=settings
+    )
+    return TokenPair(user=to_user(user), access_token=access, refresh_token=refresh, expires_in=expires_in)
+
+
+# Signup and login -------------------------------------------------------------------------------------------
+
+
+def signup(db: Database, settings: Settings, request: SignupRequest, client: Client) -> TokenPair:
+    """A new `user` account and its first token pair; 422 on password rules, 409 when taken."""
+    check_password_rules(request.password)
+    password_hash = hash_password(request.password, settings.bcrypt_rounds)
+    profile = request.model_dump(exclude={"username", "email", "password"})
+
+    def work(uow: UnitOfWork) -> TokenPair:
+        user = UsersRepository(uow.conn).add(
+            username=request.username, email=request.email, password_hash=password_hash, **profile
+        )
+        _log(uow, "signup", user.id, client)
+        return _pair(uow, settings, user, client)
+
+    return db.transact(work)
+
+
+def login_key(login: str) -> str:
+    """What is stored of an attempted login: a hash of its lower-cased text."""
+    return hash_secret(login.strip().lower())
+
+
+def _wait_seconds(times: list[datetime], limit: int, window: timedelta, now: datetime) -> float | None:
+    # `times` holds at most `limit` failures, newest first; the oldest must leave the window first.
+    if len(times) < limit:
+        return None
+    return (times[-1] + window - now).total_seconds()
+
+
+def _throttle(uow: UnitOfWork, settings: Settings, user: UserRow | None, key: str, client: Client) -> None:
+    logs = ConnectionLogsRepository(uow.conn)
+    now = logs.now()
+    window = timedelta(seconds=settings.login_failure_window_s)
+    since = now - window
+    per_account = settings.login_max_failures_per_account
+    if user is not None:
+        # A successful sign-in clears the slate for the account (not for the address).
+        account_since = max(since, user.last_login) if user.last_login else since
+        account = logs.recent_failures_for_user(user.id, account_since, per_account)
+    else:
+        account = logs.recent_failures_for_login(key, since, per_account)
+    waits = [_wait_seconds(account, per_account, window, now)]
+    if client.address:
+        per_address = settings.login_max_failures_per_address
+        waits.append(
+            _wait_seconds(
+                logs.recent_failures_for_address(client.address, since, per_address), per_address, window, now
+            )
+        )
+    due = [wait for wait in waits if wait is not None]
+    if due:
+        logger.info("login throttled")
+        # Same answer for an account that exists and one that does not.
+        raise RateLimitedError(
+            "Too many failed sign-in attempts; try again later.", retry_after=max(1, math.ceil(max(due)))
+        )
+
+
+def login(db: Database, settings: Settings, request: LoginRequest, client: Client) -> TokenPair:
+    """A token pair for a correct login; one bcrypt check and one answer whether or not the account exists."""
+    key = login_key(request.login)
+
+    def check(uow: UnitOfWork) -> UserRow | None:
+        user = UsersRepository(uow.conn).get_by_login(request.login)
+        _throttle(uow, settings, user, key, client)
+        return user
+
+    user = db.read(check)
+    # Outside any transaction: bcrypt at cost 12 takes a quarter of a second, no connection is held meanwhile.
+    matched = verify_password(request.password, user.password_hash if user else None, settings.bcrypt_rounds)
+    if user is None or not matched or not user.is_active:
+        failed_user = user.id if user else None
+        db.transact(lambda uow: _log(uow, "login_failed", failed_user, client, login_key=key))
+        raise UnauthorizedError(LOGIN_FAILED)
+    signed_in = user
+
+    def work(uow: UnitOfWork) -> TokenPair:
+        UsersRepository(uow.conn).touch_last_login(signed_in.id)
+        _log(uow, "login", signed_in.id, client)
+        return _pair(uow, settings, signed_in, client)
+
+    return db.transact(work)
+
+
+# Refresh and logout -----------------------------------------------------------------------------------------
+
+
+def _parse_refresh(token: str) -> tuple[UUID, str] | None:
+    token_id, dot, secret = token.partition(".")
+    if not dot or not secret:
+        return None
+    try:
+        return UUID(token_id), secret
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    pair: TokenPair | None = None
+    reuse_detected: bool = False
+
+
+def refresh(db: Database, settings: Settings, token: str, client: Client) -> TokenPair:
+    """Spend a refresh token for a new pair. Replaying a spent one revokes its whole family (RFC 9700),
+    except within the grace window, where a concurrent refresh from the same client gets its own new pair."""
+    parsed = _parse_refresh(token)
+    if parsed is None:
+        raise UnauthorizedError(REFRESH_FAILED)
+    token_id, secret = parsed
+
+    def work(uow: UnitOfWork) -> _Outcome:
+        tokens = RefreshTokensRepository(uow.conn)
+        state = tokens.get_for_update(token_id, settings.refresh_reuse_grace_s)
+        # A wrong secret proves nothing about the holder of the real one: refuse, revoke nothing.
+        if state is None or not same_hash(secret, state.token_hash):
+            return _Outcome()
+        if state.is_revoked or state.is_expired:
+            return _Outcome()
+        if state.is_used and not state.used_within_grace:
+            tokens.revoke_family(state.family_id)
+            _log(uow, "refresh_reuse_detected", state.user_id, client)
+            return _Outcome(reuse_detected=True)
+        user = UsersRepository(uow.conn).get(state.user_id)
+        if user is None or not user.is_active:
+            return _Outcome()
+        tokens.mark_used(state.id)
+        _log(uow, "refresh", user.id, client)
+        return _Outcome(pair=_pair(uow, settings, user, client, family_id=state.family_id, parent_id=state.id))
+
+    outcome = db.transact(work)  # committed even when refusing: a detected reuse must stay revoked
+    if outcome.reuse_detected:
+        logger.warning("refresh token reuse detected; family revoked")
+    if outcome.pair is None:
+        raise UnauthorizedError(REFRESH_FAILED)
+    return outcome.pair
+
+
+def logout(db: Database, token: str, client: Client) -> None:
+    """Revoke the token's family. Unknown or wrong tokens are answered the same (nothing to reveal)."""
+    parsed = _parse_refresh(token)
+    if parsed is None:
+        return
+    token_id, secret = parsed
+
+    def work(uow: UnitOfWork) -> None:
+        tokens = RefreshTokensRepository(uow.conn)
+        state = tokens.get_for_update(token_id, 0)
+        if state is None or not same_hash(secret, state.token_hash):
+            return
+        tokens.revoke_family(state.family_id)
+        _log(uow, "logout", state.user_id, client)
+
+    db.transact(work)
+
+
+# The caller's own account -----------------------------------------------------------------------------------
+
+
+def _require(user: UserRow | None) -> UserRow:
+    if user is None:
+        raise NotFoundError("Not found.")
+    return user
+
+
+def get_me(db: Database, user_id: UUID) -> User:
+    return to_user(_require(db.read(lambda uow: UsersRepository(uow.conn).get(user_id))))
+
+
+def update_me(db: Database, user_id: UUID, changes: dict[str, Any]) -> User:
+    """Change profile fields; only those present in the request are touched."""
+    return to_user(_require(db.transact(lambda uow: UsersRepository(uow.conn).update_profile(user_id, changes))))
+
+
+def change_password(
+    db: Database, settings: Settings, user_id: UUID, request: PasswordChange, client: Client
+) -> TokenPair:
+    """Check the current password, store the new one, end every other session, return a fresh pair."""
+    check_password_rules(request.new_password, field="new_password")
+    current = _require(db.read(lambda uow: UsersRepository(uow.conn).get(user_id)))
+    if not verify_password(request.current_password, current.password_hash, settings.bcrypt_rounds):
+        raise ForbiddenError("The current password is wrong.")
+    new_hash = hash_password(request.new_password, settings.bcrypt_rounds)
+
+    def work(uow: UnitOfWork) -> TokenPair:
+        users = UsersRepository(uow.conn)
+        users.set_password(user_id, new_hash)  # bumps the token version: older access tokens stop at once
+        RefreshTokensRepository(uow.conn).revoke_for_user(user_id)
+        _log(uow, "password_changed", user_id, client)
+        return _pair(uow, settings, _require(users.get(user_id)), client)
+
+    return db.transact(work)
+
+
+def logout_everywhere(db: Database, user_id: UUID, client: Client) -> None:
+    """Every access token (token version) and refresh token of the user stops working now."""
+
+    def work(uow: UnitOfWork) -> None:
+        UsersRepository(uow.conn).bump_token_version(user_id)
+        RefreshTokensRepository(uow.conn).revoke_for_user(user_id)
+        _log(uow, "logout_all", user_id, client)
+
+    db.transact(work)
+
+
+def get_properties(db: Database, user_id: UUID) -> Properties:
+    row = db.read(lambda uow: UsersRepository(uow.conn).get_properties(user_id))
+    return Properties.model_validate(row, from_attributes=True) if row else Properties()
+
+
+def put_properties(db: Database, user_id: UUID, request: PropertiesPut) -> Properties:
+    row = db.transact(
+        lambda uow: UsersRepository(uow.conn).put_properties(user_id, request.tone, request.additional_info)
+    )
+    return Properties.model_validate(row, from_attributes=True)
+
+
+def list_connection_logs(
+    db: Database, user_id: UUID | None, cursor: str | None, limit: int | None
+) -> Page[ConnectionLog]:
+    """Connection logs newest first: one user's, or everyone's when `user_id` is None (admins)."""
+    size = page_limit(limit)
+    after = decode_cursor(cursor, CURSOR_KINDS)
+    rows = db.read(lambda uow: ConnectionLogsRepository(uow.conn).list_page(user_id, after, size + 1))
+    page = page_of(rows, size, key=lambda row: (row.created_at, row.id))
+    return Page[ConnectionLog](
+        items=[ConnectionLog.model_validate(row, from_attributes=True) for row in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+def create_super_admin(db: Database, settings: Settings, username: str, email: str, password: str) -> User:
+    """A super_admin account, for the command line only (no route can make one)."""
+    check_password_rules(password)
+    password_hash = hash_password(password, settings.bcrypt_rounds)
+
+    def work(uow: UnitOfWork) -> User:
+        user = UsersRepository(uow.conn).add(
+            username=username, email=email, password_hash=password_hash, role="super_admin"
+        )
+        return to_user(user)
+
+    return db.transact(work)

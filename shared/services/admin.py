@@ -1,0 +1,68 @@
+"""What admins do with accounts: list them, (de)activate them, and (super_admin only) change roles."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from shared.auth.principal import Principal
+from shared.db import Database, UnitOfWork
+from shared.errors import ConflictError, ForbiddenError, NotFoundError
+from shared.models.identity import AdminUserPatch, User
+from shared.pagination import Page, decode_cursor, page_limit, page_of
+from shared.repositories.refresh_tokens import RefreshTokensRepository
+from shared.repositories.users import UsersRepository
+from shared.services.accounts import CURSOR_KINDS, Client, _log, to_user
+
+PRIVILEGED = frozenset({"admin", "super_admin"})
+
+
+def require_admin(principal: Principal) -> UUID:
+    """The caller's id when they are an admin; 403 otherwise (admin routes are no secret)."""
+    user_id = principal.require_user()
+    if not principal.is_admin:
+        raise ForbiddenError("This route is for administrators.")
+    return user_id
+
+
+def list_users(db: Database, principal: Principal, cursor: str | None, limit: int | None) -> Page[User]:
+    require_admin(principal)
+    size = page_limit(limit)
+    after = decode_cursor(cursor, CURSOR_KINDS)
+    rows = db.read(lambda uow: UsersRepository(uow.conn).list_page(after, size + 1))
+    page = page_of(rows, size, key=lambda row: (row.created_at, row.id))
+    return Page[User](items=[to_user(row) for row in page.items], next_cursor=page.next_cursor)
+
+
+def update_user(db: Database, principal: Principal, target_id: UUID, patch: AdminUserPatch, client: Client) -> User:
+    """Change a user's role or active flag. Only a super_admin touches admin rights or admin accounts,
+    and the last active super_admin can be neither demoted nor deactivated."""
+    require_admin(principal)
+
+    def work(uow: UnitOfWork) -> User:
+        users = UsersRepository(uow.conn)
+        # Locked first, in one order, so two concurrent changes to super_admins serialize.
+        super_admins = users.lock_active_super_admins()
+        target = users.get(target_id, for_update=True)
+        if target is None:
+            raise NotFoundError("Not found.")
+        role = patch.role if patch.role is not None else target.role
+        active = patch.is_active if patch.is_active is not None else target.is_active
+        if role == target.role and active == target.is_active:
+            return to_user(target)
+        touches_rights = role != target.role or target.role in PRIVILEGED
+        if touches_rights and not principal.is_super_admin:
+            raise ForbiddenError("Only a super_admin changes roles or administrator accounts.")
+        losing_super = target.role == "super_admin" and target.is_active and (role != "super_admin" or not active)
+        if losing_super and super_admins == [target.id]:
+            raise ConflictError("The last super_admin cannot be demoted or deactivated.")
+        updated = users.set_role_and_active(target.id, role, active)  # bumps the token version
+        assert updated is not None
+        if not active:
+            RefreshTokensRepository(uow.conn).revoke_for_user(target.id)
+        if role != target.role:
+            _log(uow, "role_changed", target.id, client)
+        if active != target.is_active:
+            _log(uow, "reactivated" if active else "deactivated", target.id, client)
+        return to_user(updated)
+
+    return db.transact(work)

@@ -1,0 +1,60 @@
+"""A user's API keys: created (shown once), listed, revoked."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+from shared.auth.api_keys import issue_key
+from shared.db import Database, UnitOfWork
+from shared.errors import NotFoundError, UnprocessableError
+from shared.models.identity import ApiKey, ApiKeyCreate, ApiKeyCreated
+from shared.pagination import Page, decode_cursor, page_limit, page_of
+from shared.repositories.api_keys import ApiKeysRepository
+from shared.services.accounts import CURSOR_KINDS, Client, _log
+
+NOT_FOUND = "Not found."
+
+
+def create_api_key(db: Database, user_id: UUID, request: ApiKeyCreate, client: Client) -> ApiKeyCreated:
+    """A new key; the answer is the only place the key itself ever appears."""
+    if request.expires_at is not None:
+        if request.expires_at.tzinfo is None:
+            raise UnprocessableError("expires_at needs a time zone (use UTC, e.g. 2030-01-01T00:00:00Z).")
+        if request.expires_at <= datetime.now(UTC):
+            raise UnprocessableError("expires_at must be in the future.")
+    issued = issue_key()
+
+    def work(uow: UnitOfWork) -> ApiKeyCreated:
+        row = ApiKeysRepository(uow.conn).add(
+            user_id=user_id,
+            name=request.name,
+            prefix=issued.prefix,
+            key_hash=issued.key_hash,
+            expires_at=request.expires_at,
+        )
+        _log(uow, "api_key_created", user_id, client)
+        return ApiKeyCreated.model_validate({**row.__dict__, "key": issued.key})
+
+    return db.transact(work)
+
+
+def list_api_keys(db: Database, user_id: UUID, cursor: str | None, limit: int | None) -> Page[ApiKey]:
+    size = page_limit(limit)
+    after = decode_cursor(cursor, CURSOR_KINDS)
+    rows = db.read(lambda uow: ApiKeysRepository(uow.conn).list_page(user_id, after, size + 1))
+    page = page_of(rows, size, key=lambda row: (row.created_at, row.id))
+    return Page[ApiKey](
+        items=[ApiKey.model_validate(row, from_attributes=True) for row in page.items], next_cursor=page.next_cursor
+    )
+
+
+def revoke_api_key(db: Database, user_id: UUID, key_id: UUID, client: Client) -> None:
+    """Revoke one of the caller's keys; someone else's key is a 404 exactly like a random id."""
+
+    def work(uow: UnitOfWork) -> None:
+        if ApiKeysRepository(uow.conn).revoke(key_id, user_id) is None:
+            raise NotFoundError(NOT_FOUND)
+        _log(uow, "api_key_revoked", user_id, client)
+
+    db.transact(work)

@@ -1,0 +1,319 @@
+"""The model catalog and deployed resources: admins write, signed-in users read (system prompts for admins only)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from shared.auth.principal import Principal
+from shared.db import Database, UnitOfWork
+from shared.errors import ForbiddenError, InvalidRequestError, NotFoundError, UnprocessableError
+from shared.providers.endpoints import EndpointRefused, Resolver, check_endpoint_url, resolve_host
+from shared.repositories.catalog import CatalogRepository, ModelRow, ResourceRow
+from shared.settings import Settings
+
+ProviderKind = Literal["bedrock", "sagemaker", "openai-compatible", "local"]
+ResourceKind = Literal["bedrock", "sagemaker", "nvidia-nim"]
+Price = Decimal
+
+LOCAL_MODEL_ID = "local-echo"
+
+
+class ModelIn(BaseModel):
+    model_id: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._:/@-]+$")
+    display_name: str | None = Field(None, max_length=255)
+    provider: ProviderKind = "local"
+    provider_model_id: str | None = Field(None, max_length=512)
+    deployed_resource_id: UUID | None = None
+    system_prompt: str | None = Field(None, max_length=50_000)
+    per_1k_input_tokens_usd: Decimal = Field(Decimal(0), ge=0, max_digits=10, decimal_places=6)
+    per_1k_output_tokens_usd: Decimal = Field(Decimal(0), ge=0, max_digits=10, decimal_places=6)
+    per_1k_cached_input_tokens_usd: Decimal | None = Field(None, ge=0, max_digits=10, decimal_places=6)
+    context_window_tokens: int = Field(8192, gt=0, le=10_000_000)
+    max_output_tokens: int = Field(1024, gt=0, le=1_000_000)
+    is_active: bool = True
+    base_url: str | None = Field(None, max_length=2000)
+    api_key_secret_arn: str | None = Field(None, max_length=2048, pattern=r"^arn:aws[a-z-]*:secretsmanager:")
+
+
+class ModelPatch(BaseModel):
+    display_name: str | None = Field(None, max_length=255)
+    provider: ProviderKind | None = None
+    provider_model_id: str | None = Field(None, max_length=512)
+    deployed_resource_id: UUID | None = None
+    system_prompt: str | None = Field(None, max_length=50_000)
+    per_1k_input_tokens_usd: Decimal | None = Field(None, ge=0, max_digits=10, decimal_places=6)
+    per_1k_output_tokens_usd: Decimal | None = Field(None, ge=0, max_digits=10, decimal_places=6)
+    per_1k_cached_input_tokens_usd: Decimal | None = Field(None, ge=0, max_digits=10, decimal_places=6)
+    context_window_tokens: int | None = Field(None, gt=0, le=10_000_000)
+    max_output_tokens: int | None = Field(None, gt=0, le=1_000_000)
+    is_active: bool | None = None
+    base_url: str | None = Field(None, max_length=2000)
+    api_key_secret_arn: str | None = Field(None, max_length=2048, pattern=r"^arn:aws[a-z-]*:secretsmanager:")
+
+
+MODEL_NON_NULL = (
+    "provider",
+    "per_1k_input_tokens_usd",
+    "per_1k_output_tokens_usd",
+    "context_window_tokens",
+    "max_output_tokens",
+    "is_active",
+)
+
+
+class ModelOut(BaseModel):
+    id: UUID
+    model_id: str
+    display_name: str | None
+    provider: str
+    provider_model_id: str | None
+    deployed_resource_id: UUID | None
+    per_1k_input_tokens_usd: Decimal
+    per_1k_output_tokens_usd: Decimal
+    per_1k_cached_input_tokens_usd: Decimal | None
+    context_window_tokens: int
+    max_output_tokens: int
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+    # Admins only: the system prompt and where the model is reached.
+    system_prompt: str | None = None
+    base_url: str | None = None
+    api_key_secret_arn: str | None = None
+
+
+class ModelPage(BaseModel):
+    items: list[ModelOut]
+    next_cursor: str | None = None
+
+
+class ResourceIn(BaseModel):
+    resource_name: str = Field(min_length=1, max_length=255)
+    resource_type: ResourceKind
+    conversation_id: UUID | None = None
+    aws_resource_id: str | None = Field(None, max_length=2048)
+    instance_type: str | None = Field(None, max_length=100)
+    region: str | None = Field(None, max_length=50, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    status: str = Field("pending", min_length=1, max_length=50)
+    endpoint_url: str | None = Field(None, max_length=2000)
+    estimated_hourly_cost: Decimal | None = Field(None, ge=0, max_digits=10, decimal_places=4)
+    deployment_config: dict[str, Any] = Field(default_factory=dict)
+    is_active: bool = True
+
+
+class ResourcePatch(BaseModel):
+    resource_name: str | None = Field(None, min_length=1, max_length=255)
+    aws_resource_id: str | None = Field(None, max_length=2048)
+    instance_type: str | None = Field(None, max_length=100)
+    region: str | None = Field(None, max_length=50, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    status: str | None = Field(None, min_length=1, max_length=50)
+    endpoint_url: str | None = Field(None, max_length=2000)
+    estimated_hourly_cost: Decimal | None = Field(None, ge=0, max_digits=10, decimal_places=4)
+    deployment_config: dict[str, Any] | None = None
+    is_active: bool | None = None
+
+
+RESOURCE_NON_NULL = ("resource_name", "status", "deployment_config", "is_active")
+
+
+class ResourceOut(BaseModel):
+    id: UUID
+    conversation_id: UUID | None
+    user_id: UUID | None
+    resource_name: str
+    resource_type: str
+    aws_resource_id: str | None
+    instance_type: str | None
+    region: str | None
+    status: str
+    endpoint_url: str | None
+    estimated_hourly_cost: Decimal | None
+    deployment_config: dict[str, Any]
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class ResourcePage(BaseModel):
+    items: list[ResourceOut]
+    next_cursor: str | None = None
+
+
+def require_admin(principal: Principal) -> UUID:
+    user_id = principal.require_user()
+    if not principal.is_admin:
+        raise ForbiddenError("Only admins may change the catalog.")
+    return user_id
+
+
+def _model_out(row: ModelRow, *, admin: bool) -> ModelOut:
+    data = row.model_dump()
+    if not admin:
+        data.update(system_prompt=None, base_url=None, api_key_secret_arn=None)
+    return ModelOut.model_validate(data)
+
+
+def _check_url(url: str | None, field: str, settings: Settings, resolver: Resolver) -> None:
+    if url is None or settings.allow_private_model_endpoints:
+        return
+    try:
+        check_endpoint_url(url, resolver=resolver)
+    except EndpointRefused as exc:
+        raise UnprocessableError(str(exc), errors=[{"loc": ["body", field], "type": "endpoint_refused"}]) from None
+
+
+def _no_nulls(changes: dict[str, Any], fields: tuple[str, ...]) -> None:
+    bad = [k for k in fields if k in changes and changes[k] is None]
+    if bad:
+        raise UnprocessableError("These fields cannot be null.", errors=[{"loc": ["body", k]} for k in bad])
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, size: int) -> list[Any] | None:
+    if not cursor:
+        return None
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        raise InvalidRequestError("The cursor is malformed.") from None
+    if not isinstance(values, list) or len(values) != size:
+        raise InvalidRequestError("The cursor is malformed.")
+    return values
+
+
+def list_models(db: Database, principal: Principal, *, cursor: str | None, limit: int) -> ModelPage:
+    principal.require_user()
+    after = decode_cursor(cursor, 1)
+
+    def work(uow: UnitOfWork) -> ModelPage:
+        rows = CatalogRepository(uow.conn).list_models(
+            active_only=not principal.is_admin, after=str(after[0]) if after else None, limit=limit + 1
+        )
+        items = [_model_out(r, admin=principal.is_admin) for r in rows[:limit]]
+        more = len(rows) > limit
+        return ModelPage(items=items, next_cursor=encode_cursor([rows[limit - 1].model_id]) if more else None)
+
+    return db.read(work)
+
+
+def create_model(
+    db: Database, principal: Principal, body: ModelIn, settings: Settings, resolver: Resolver = resolve_host
+) -> ModelOut:
+    user_id = require_admin(principal)
+    _check_url(body.base_url, "base_url", settings, resolver)
+
+    def work(uow: UnitOfWork) -> ModelOut:
+        repo = CatalogRepository(uow.conn)
+        new_id = repo.add_model({**body.model_dump(), "updated_by": user_id})
+        row = repo.model(new_id)
+        assert row is not None
+        return _model_out(row, admin=True)
+
+    return db.transact(work)
+
+
+def update_model(
+    db: Database,
+    principal: Principal,
+    id: UUID,
+    body: ModelPatch,
+    settings: Settings,
+    resolver: Resolver = resolve_host,
+) -> ModelOut:
+    require_admin(principal)
+    changes = body.model_dump(exclude_unset=True)
+    _no_nulls(changes, MODEL_NON_NULL)
+    _check_url(changes.get("base_url"), "base_url", settings, resolver)
+
+    def work(uow: UnitOfWork) -> ModelOut:
+        repo = CatalogRepository(uow.conn)
+        if not repo.update_model(id, changes):
+            raise NotFoundError("No such model configuration.")
+        row = repo.model(id)
+        assert row is not None
+        return _model_out(row, admin=True)
+
+    return db.transact(work)
+
+
+def seed_local_model(db: Database) -> None:
+    """The local provider's model, so a fresh `make dev` has a usable model (idempotent)."""
+    db.transact(
+        lambda uow: CatalogRepository(uow.conn).add_local_model_if_absent(
+            LOCAL_MODEL_ID, "Local echo (deterministic, no network)", "You are Confab's local test model."
+        )
+    )
+
+
+def list_resources(db: Database, principal: Principal, *, cursor: str | None, limit: int) -> ResourcePage:
+    require_admin(principal)
+    after = decode_cursor(cursor, 2)
+
+    def work(uow: UnitOfWork) -> ResourcePage:
+        key = (datetime.fromisoformat(after[0]), UUID(after[1])) if after else None
+        rows = CatalogRepository(uow.conn).list_resources(after=key, limit=limit + 1)
+        items = [ResourceOut.model_validate(r.model_dump()) for r in rows[:limit]]
+        last = rows[limit - 1] if len(rows) > limit else None
+        return ResourcePage(
+            items=items, next_cursor=encode_cursor([last.created_at.isoformat(), str(last.id)]) if last else None
+        )
+
+    try:
+        return db.read(work)
+    except ValueError:
+        raise InvalidRequestError("The cursor is malformed.") from None
+
+
+def _resource_out(row: ResourceRow | None) -> ResourceOut:
+    if row is None:
+        raise NotFoundError("No such resource.")
+    return ResourceOut.model_validate(row.model_dump())
+
+
+def get_resource(db: Database, principal: Principal, id: UUID) -> ResourceOut:
+    require_admin(principal)
+    return db.read(lambda uow: _resource_out(CatalogRepository(uow.conn).resource(id)))
+
+
+def create_resource(
+    db: Database, principal: Principal, body: ResourceIn, settings: Settings, resolver: Resolver = resolve_host
+) -> ResourceOut:
+    user_id = require_admin(principal)
+    _check_url(body.endpoint_url, "endpoint_url", settings, resolver)
+    values = {**body.model_dump(), "user_id": user_id}
+    return db.transact(lambda uow: _resource_out(CatalogRepository(uow.conn).add_resource(values)))
+
+
+def update_resource(
+    db: Database,
+    principal: Principal,
+    id: UUID,
+    body: ResourcePatch,
+    settings: Settings,
+    resolver: Resolver = resolve_host,
+) -> ResourceOut:
+    require_admin(principal)
+    changes = body.model_dump(exclude_unset=True)
+    _no_nulls(changes, RESOURCE_NON_NULL)
+    _check_url(changes.get("endpoint_url"), "endpoint_url", settings, resolver)
+    return db.transact(lambda uow: _resource_out(CatalogRepository(uow.conn).update_resource(id, changes)))
+
+
+def delete_resource(db: Database, principal: Principal, id: UUID) -> None:
+    require_admin(principal)
+
+    def work(uow: UnitOfWork) -> None:
+        if not CatalogRepository(uow.conn).delete_resource(id):
+            raise NotFoundError("No such resource.")
+
+    db.transact(work)

@@ -1,0 +1,383 @@
+"""Conversations, participants, threads, panels and data references: the rules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from shared.auth.principal import Principal
+from shared.db import Database, UnitOfWork
+from shared.errors import ConflictError, ForbiddenError, UnprocessableError
+from shared.models.conversations import (
+    Conversation,
+    ConversationCreate,
+    ConversationUpdate,
+    DataRef,
+    DataRefCreate,
+    Panel,
+    PanelCreate,
+    PanelUpdate,
+    Participant,
+    ParticipantAdd,
+    ParticipantUpdate,
+    Thread,
+    ThreadCreate,
+)
+from shared.pagination import Page, decode_cursor, page_limit, page_of
+from shared.repositories.conversations import ConversationsRepository
+from shared.services.access import Access, conversation_access, not_found, require_admin
+
+OWNED_KINDS = ("room", "assistant")  # deleted with their owner; direct and group chats survive their creator
+
+
+def _invalid(field: str, message: str) -> UnprocessableError:
+    return UnprocessableError(message, errors=[{"loc": ["body", field], "type": "value_error", "msg": message}])
+
+
+def view(repo: ConversationsRepository, conversation_id: UUID, user_id: UUID | None) -> Conversation:
+    row = repo.get_view(conversation_id, user_id)
+    if row is None:
+        raise not_found()
+    return Conversation.model_validate(row)
+
+
+# Conversations -----------------------------------------------------------------------------------------------
+
+
+def list_conversations(db: Database, principal: Principal, cursor: str | None, limit: int | None) -> Page[Conversation]:
+    user_id = principal.require_user()
+    size = page_limit(limit)
+    after = decode_cursor(cursor, (datetime, UUID))
+
+    def work(uow: UnitOfWork) -> list[dict[str, Any]]:
+        return ConversationsRepository(uow.conn).list_for_member(user_id, after, size + 1)
+
+    rows = db.read(work)
+    page = page_of(rows, size, lambda row: (row["activity_at"], row["id"]))
+    return Page[Conversation](items=[Conversation.model_validate(r) for r in page.items], next_cursor=page.next_cursor)
+
+
+def create_conversation(db: Database, principal: Principal, body: ConversationCreate) -> tuple[Conversation, bool]:
+    """The new conversation (True), or the existing direct conversation with the same other user (False)."""
+    user_id = principal.require_user()
+    others = list(dict.fromkeys(pid for pid in body.participant_ids if pid != user_id))
+    if body.kind == "direct" and (len(others) != 1 or len(body.participant_ids) != 1):
+        raise _invalid("participant_ids", "A direct conversation needs exactly one other user.")
+    if body.kind in ("group", "room") and not body.title:
+        raise _invalid("title", f"A {body.kind} needs a title.")
+
+    def work(uow: UnitOfWork) -> tuple[Conversation, bool]:
+        repo = ConversationsRepository(uow.conn)
+        users = repo.active_users(others)
+        if len(users) != len(others):
+            raise _invalid("participant_ids", "Every participant must be an active user.")
+        direct_key = ":".join(sorted(str(u) for u in (user_id, *others))) if body.kind == "direct" else None
+        values = body.model_dump(exclude={"participant_ids"})
+        values.update(
+            id=uuid4(),
+            user_id=user_id if body.kind in OWNED_KINDS else None,
+            created_by=user_id,
+            direct_key=direct_key,
+            anonymous_token_hash=None,
+        )
+        new_id = repo.insert(values)
+        created = new_id is not None
+        if new_id is None:
+            assert direct_key is not None
+            existing = repo.find_direct(direct_key)
+            if existing is None:  # deleted between the two statements: let the client retry
+                raise ConflictError("The conversation changed while it was being created; retry.")
+            new_id = existing
+        if body.kind == "direct":
+            # Both sides of a 1:1 conversation administer it (either may delete it).
+            repo.add_participants(new_id, [user_id, *others], admin_id=user_id, role="admin")
+        else:
+            repo.add_participants(new_id, [user_id], admin_id=user_id, role="admin")
+            humans = [u for u, is_ai in users.items() if not is_ai]
+            models = [u for u, is_ai in users.items() if is_ai]
+            repo.add_participants(new_id, humans, admin_id=user_id, role="member")
+            repo.add_participants(new_id, models, admin_id=user_id, role="ai")
+        return view(repo, new_id, user_id), created
+
+    return db.transact(work)
+
+
+def get_conversation(db: Database, principal: Principal, conversation_id: UUID) -> Conversation:
+    def work(uow: UnitOfWork) -> Conversation:
+        repo = ConversationsRepository(uow.conn)
+        conversation_access(repo, principal, conversation_id)
+        return view(repo, conversation_id, principal.user_id)
+
+    return db.read(work)
+
+
+def update_conversation(
+    db: Database, principal: Principal, conversation_id: UUID, body: ConversationUpdate
+) -> Conversation:
+    def work(uow: UnitOfWork) -> Conversation:
+        repo = ConversationsRepository(uow.conn)
+        require_admin(conversation_access(repo, principal, conversation_id))
+        repo.update(conversation_id, body.model_dump(exclude_unset=True))
+        return view(repo, conversation_id, principal.user_id)
+
+    return db.transact(work)
+
+
+def delete_conversation(db: Database, principal: Principal, conversation_id: UUID) -> None:
+    def work(uow: UnitOfWork) -> None:
+        repo = ConversationsRepository(uow.conn)
+        require_admin(conversation_access(repo, principal, conversation_id))
+        repo.delete(conversation_id)
+
+    db.transact(work)
+
+
+# Participants ------------------------------------------------------------------------------------------------
+
+
+def list_participants(
+    db: Database, principal: Principal, conversation_id: UUID, cursor: str | None, limit: int | None
+) -> Page[Participant]:
+    principal.require_user()
+    size = page_limit(limit)
+    after = decode_cursor(cursor, (datetime, UUID))
+
+    def work(uow: UnitOfWork) -> list[Participant]:
+        repo = ConversationsRepository(uow.conn)
+        conversation_access(repo, principal, conversation_id)
+        return repo.list_participants(conversation_id, after, size + 1)
+
+    return page_of(db.read(work), size, lambda p: (p.joined_at, p.id))
+
+
+def _check_role_fits(is_ai: bool, role: str) -> None:
+    if (role == "ai") != is_ai:
+        raise _invalid("role", "Role 'ai' is for model accounts, and model accounts only have role 'ai'.")
+
+
+def add_participant(db: Database, principal: Principal, conversation_id: UUID, body: ParticipantAdd) -> Participant:
+    principal.require_user()
+
+    def work(uow: UnitOfWork) -> Participant:
+        repo = ConversationsRepository(uow.conn)
+        access = conversation_access(repo, principal, conversation_id)
+        require_admin(access)
+        if access.kind == "direct":
+            raise ConflictError("A direct conversation has exactly two participants.")
+        users = repo.active_users([body.user_id])
+        if body.user_id not in users:
+            raise _invalid("user_id", "user_id must name an active user.")
+        _check_role_fits(users[body.user_id], body.role)
+        repo.add_participant(conversation_id, body.user_id, body.role)
+        added = repo.get_participant(conversation_id, body.user_id)
+        assert added is not None
+        return added
+
+    return db.transact(work)
+
+
+def _would_orphan(repo: ConversationsRepository, access: Access, conversation_id: UUID, user_id: UUID) -> bool:
+    """Whether `user_id` stepping down leaves other people without an admin."""
+    if access.kind == "direct":
+        return False
+    target = repo.get_participant(conversation_id, user_id)
+    if target is None or target.role != "admin":
+        return False
+    admins, humans = repo.others(conversation_id, user_id)
+    return admins == 0 and humans > 0
+
+
+def update_participant(
+    db: Database, principal: Principal, conversation_id: UUID, user_id: UUID, body: ParticipantUpdate
+) -> Participant:
+    principal.require_user()
+
+    def work(uow: UnitOfWork) -> Participant:
+        repo = ConversationsRepository(uow.conn)
+        access = conversation_access(repo, principal, conversation_id)
+        require_admin(access)
+        repo.lock(conversation_id)
+        target = repo.get_participant(conversation_id, user_id)
+        if target is None:
+            raise not_found()
+        users = repo.active_users([user_id])
+        _check_role_fits(users.get(user_id, False), body.role)
+        if body.role != "admin" and _would_orphan(repo, access, conversation_id, user_id):
+            raise ConflictError("The last conversation admin cannot be demoted while others remain.")
+        repo.set_role(conversation_id, user_id, body.role)
+        updated = repo.get_participant(conversation_id, user_id)
+        assert updated is not None
+        return updated
+
+    return db.transact(work)
+
+
+def remove_participant(db: Database, principal: Principal, conversation_id: UUID, user_id: UUID) -> None:
+    caller = principal.require_user()
+
+    def work(uow: UnitOfWork) -> None:
+        repo = ConversationsRepository(uow.conn)
+        access = conversation_access(repo, principal, conversation_id)
+        if user_id != caller:
+            require_admin(access)
+        repo.lock(conversation_id)
+        if repo.get_participant(conversation_id, user_id) is None:
+            raise not_found()
+        if _would_orphan(repo, access, conversation_id, user_id):
+            raise ConflictError("The last conversation admin cannot leave while others remain.")
+        repo.remove_participant(conversation_id, user_id)
+        if repo.count_participants(conversation_id) == 0:
+            repo.delete(conversation_id)  # nobody left to reach it
+
+    db.transact(work)
+
+
+# Threads -----------------------------------------------------------------------------------------------------
+
+
+def create_thread(db: Database, principal: Principal, conversation_id: UUID, body: ThreadCreate) -> Thread:
+    def work(uow: UnitOfWork) -> Thread:
+        repo = ConversationsRepository(uow.conn)
+        conversation_access(repo, principal, conversation_id)
+        return repo.insert_thread(
+            {"conversation_id": conversation_id, "user_id": principal.user_id, **body.model_dump()}
+        )
+
+    return db.transact(work)
+
+
+def list_threads(
+    db: Database, principal: Principal, conversation_id: UUID, cursor: str | None, limit: int | None
+) -> Page[Thread]:
+    size = page_limit(limit)
+    after = decode_cursor(cursor, (datetime, UUID))
+
+    def work(uow: UnitOfWork) -> list[Thread]:
+        repo = ConversationsRepository(uow.conn)
+        conversation_access(repo, principal, conversation_id)
+        return repo.list_threads(conversation_id, after, size + 1)
+
+    return page_of(db.read(work), size, lambda t: (t.created_at, t.id))
+
+
+def thread_access(repo: ConversationsRepository, principal: Principal, thread_id: UUID) -> Thread:
+    """The thread when the caller may see its conversation; 404 otherwise."""
+    thread = repo.get_thread(thread_id)
+    if thread is None:
+        raise not_found()
+    conversation_access(repo, principal, thread.conversation_id)
+    return thread
+
+
+def get_thread(db: Database, principal: Principal, thread_id: UUID) -> Thread:
+    return db.read(lambda uow: thread_access(ConversationsRepository(uow.conn), principal, thread_id))
+
+
+# Panels and data references ----------------------------------------------------------------------------------
+
+
+def create_panel(db: Database, principal: Principal, conversation_id: UUID, body: PanelCreate) -> Panel:
+    user_id = principal.require_user()
+
+    def work(uow: UnitOfWork) -> Panel:
+        repo = ConversationsRepository(uow.conn)
+        conversation_access(repo, principal, conversation_id)
+        return repo.insert_panel({"conversation_id": conversation_id, "created_by": user_id, **body.model_dump()})
+
+    return db.transact(work)
+
+
+def list_panels(
+    db: Database, principal: Principal, conversation_id: UUID, cursor: str | None, limit: int | None
+) -> Page[Panel]:
+    principal.require_user()
+    size = page_limit(limit)
+    after = decode_cursor(cursor, (datetime, UUID))
+
+    def work(uow: UnitOfWork) -> list[Panel]:
+        repo = ConversationsRepository(uow.conn)
+        conversation_access(repo, principal, conversation_id)
+        return repo.list_panels(conversation_id, after, size + 1)
+
+    return page_of(db.read(work), size, lambda p: (p.created_at, p.id))
+
+
+def _creator_or_admin(access: Access, created_by: UUID | None, user_id: UUID) -> None:
+    if created_by != user_id and not access.is_admin:
+        raise ForbiddenError("Only its creator or a conversation admin may change this.")
+
+
+def update_panel(db: Database, principal: Principal, panel_id: UUID, body: PanelUpdate) -> Panel:
+    user_id = principal.require_user()
+
+    def work(uow: UnitOfWork) -> Panel:
+        repo = ConversationsRepository(uow.conn)
+        panel = repo.get_panel(panel_id)
+        if panel is None:
+            raise not_found()
+        _creator_or_admin(conversation_access(repo, principal, panel.conversation_id), panel.created_by, user_id)
+        updated = repo.update_panel(panel_id, body.name, body.layout, body.config)
+        if updated is None:
+            raise not_found()
+        return updated
+
+    return db.transact(work)
+
+
+def delete_panel(db: Database, principal: Principal, panel_id: UUID) -> None:
+    user_id = principal.require_user()
+
+    def work(uow: UnitOfWork) -> None:
+        repo = ConversationsRepository(uow.conn)
+        panel = repo.get_panel(panel_id)
+        if panel is None:
+            raise not_found()
+        _creator_or_admin(conversation_access(repo, principal, panel.conversation_id), panel.created_by, user_id)
+        repo.delete_panel(panel_id)
+
+    db.transact(work)
+
+
+def create_data_ref(db: Database, principal: Principal, conversation_id: UUID, body: DataRefCreate) -> DataRef:
+    user_id = principal.require_user()
+
+    def work(uow: UnitOfWork) -> DataRef:
+        repo = ConversationsRepository(uow.conn)
+        conversation_access(repo, principal, conversation_id)
+        values = {"conversation_id": conversation_id, "created_by": user_id, **body.model_dump()}
+        ref = repo.insert_data_ref(values)
+        if ref is None:
+            raise _invalid("file_id", "file_id must be a file you own (and panel_id a panel of this conversation).")
+        return ref
+
+    return db.transact(work)
+
+
+def list_data_refs(
+    db: Database, principal: Principal, conversation_id: UUID, cursor: str | None, limit: int | None
+) -> Page[DataRef]:
+    principal.require_user()
+    size = page_limit(limit)
+    after = decode_cursor(cursor, (datetime, UUID))
+
+    def work(uow: UnitOfWork) -> list[DataRef]:
+        repo = ConversationsRepository(uow.conn)
+        conversation_access(repo, principal, conversation_id)
+        return repo.list_data_refs(conversation_id, after, size + 1)
+
+    return page_of(db.read(work), size, lambda r: (r.created_at, r.id))
+
+
+def delete_data_ref(db: Database, principal: Principal, ref_id: UUID) -> None:
+    user_id = principal.require_user()
+
+    def work(uow: UnitOfWork) -> None:
+        repo = ConversationsRepository(uow.conn)
+        ref = repo.get_data_ref(ref_id)
+        if ref is None:
+            raise not_found()
+        _creator_or_admin(conversation_access(repo, principal, ref.conversation_id), ref.created_by, user_id)
+        repo.delete_data_ref(ref_id)
+
+    db.transact(work)

@@ -1,0 +1,91 @@
+"""User files: a record plus a presigned upload; downloads through presigned URLs; owner-only access."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from shared.auth.principal import Principal
+from shared.db import Database, UnitOfWork
+from shared.errors import PayloadTooLargeError, UnprocessableError
+from shared.models.conversations import FileCreate, FileDownload, FileUpload, UserFile
+from shared.pagination import Page, decode_cursor, page_limit, page_of
+from shared.repositories.files import FilesRepository, StoredFile
+from shared.services.access import not_found
+from shared.settings import Settings
+from shared.storage import FileStorage, storage_key
+
+
+def create_file(
+    db: Database, settings: Settings, storage: FileStorage, principal: Principal, body: FileCreate
+) -> FileUpload:
+    owner_id = principal.require_user()
+    if body.size > settings.file_max_bytes:
+        raise PayloadTooLargeError(f"A file holds at most {settings.file_max_bytes} bytes.")
+    content_type = body.content_type.split(";")[0].strip().lower()
+    if content_type not in settings.file_content_types:
+        raise UnprocessableError(
+            "This content type is not accepted.",
+            errors=[{"loc": ["body", "content_type"], "type": "value_error", "msg": "content type not accepted"}],
+        )
+    file_id = uuid4()
+    key = storage_key(owner_id, file_id)
+    values = {
+        "id": file_id,
+        "owner_id": owner_id,
+        "original_name": body.name,
+        "content_type": content_type,
+        "size": body.size,
+        "storage_key": key,
+        "sha256": body.sha256,
+    }
+    record = db.transact(lambda uow: FilesRepository(uow.conn).insert(values))
+    return FileUpload(file=record, upload=storage.upload_target(key, content_type, body.size, settings.file_url_ttl_s))
+
+
+def list_files(db: Database, principal: Principal, cursor: str | None, limit: int | None) -> Page[UserFile]:
+    owner_id = principal.require_user()
+    size = page_limit(limit)
+    after = decode_cursor(cursor, (datetime, UUID))
+    rows = db.read(lambda uow: FilesRepository(uow.conn).list_owned(owner_id, after, size + 1))
+    return page_of(rows, size, lambda f: (f.created_at, f.id))
+
+
+def get_file(
+    db: Database, settings: Settings, storage: FileStorage, principal: Principal, file_id: UUID
+) -> FileDownload:
+    """The file and a download URL once its bytes are stored (a pending upload is checked on the way)."""
+    owner_id = principal.require_user()
+
+    def work(uow: UnitOfWork) -> tuple[UserFile, str | None]:
+        repo = FilesRepository(uow.conn)
+        found = repo.get_owned(file_id, owner_id)
+        if found is None:
+            raise not_found()
+        record: UserFile = found
+        if found.status == "pending":
+            size = storage.stored_size(found.storage_key)
+            if size is None:
+                return record, None
+            record = repo.mark_uploaded(file_id, size)
+        return record, found.storage_key
+
+    record, key = db.transact(work)
+    download = storage.download_target(key, record.original_name, settings.file_url_ttl_s) if key else None
+    return FileDownload(file=UserFile.model_validate(record.model_dump()), download=download)
+
+
+def delete_file(db: Database, storage: FileStorage, principal: Principal, file_id: UUID) -> None:
+    owner_id = principal.require_user()
+
+    def work(uow: UnitOfWork) -> StoredFile:
+        repo = FilesRepository(uow.conn)
+        found = repo.get_owned(file_id, owner_id)
+        if found is None:
+            raise not_found()
+        repo.delete(file_id)
+        return found
+
+    removed = db.transact(work)
+    # After the commit: an object left behind by a failure here is harmless, a row without bytes is not.
+    storage.delete(removed.storage_key)

@@ -1,0 +1,82 @@
+"""Licences: created by admins with a key shown once; seats assigned by the owner (or an admin), never more
+than the licence holds, and none on an expired licence."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from shared.auth.api_keys import LICENSE_KEY_MARK, issue_key
+from shared.auth.principal import Principal
+from shared.db import Database, UnitOfWork
+from shared.errors import ConflictError, NotFoundError
+from shared.models.identity import License, LicenseCreate, LicenseCreated, Seat
+from shared.pagination import Page, decode_cursor, page_limit, page_of
+from shared.repositories.licenses import LicenseLock, LicensesRepository
+from shared.services.accounts import CURSOR_KINDS
+from shared.services.admin import require_admin
+
+NOT_FOUND = "Not found."
+
+
+def create_license(db: Database, principal: Principal, request: LicenseCreate) -> LicenseCreated:
+    caller = require_admin(principal)
+    issued = issue_key(LICENSE_KEY_MARK)
+
+    def work(uow: UnitOfWork) -> LicenseCreated:
+        row = LicensesRepository(uow.conn).add(
+            owner_id=request.owner_id or caller,
+            key_prefix=issued.prefix,
+            key_hash=issued.key_hash,
+            tier=request.tier,
+            seats=request.seats,
+            expires_at=request.expires_at,
+        )
+        return LicenseCreated.model_validate({**row.__dict__, "key": issued.key})
+
+    return db.transact(work)
+
+
+def list_licenses(db: Database, principal: Principal, cursor: str | None, limit: int | None) -> Page[License]:
+    owner = principal.require_user()
+    size = page_limit(limit)
+    after = decode_cursor(cursor, CURSOR_KINDS)
+    rows = db.read(lambda uow: LicensesRepository(uow.conn).list_page(owner, after, size + 1))
+    page = page_of(rows, size, key=lambda row: (row.created_at, row.id))
+    return Page[License](
+        items=[License.model_validate(row, from_attributes=True) for row in page.items], next_cursor=page.next_cursor
+    )
+
+
+def _managed(repo: LicensesRepository, principal: Principal, license_id: UUID) -> LicenseLock:
+    # Someone else's licence and a random id give the same 404.
+    caller = principal.require_user()
+    found = repo.lock(license_id)
+    if found is None or (found.owner_id != caller and not principal.is_admin):
+        raise NotFoundError(NOT_FOUND)
+    return found
+
+
+def assign_seat(db: Database, principal: Principal, license_id: UUID, user_id: UUID) -> Seat:
+    def work(uow: UnitOfWork) -> Seat:
+        repo = LicensesRepository(uow.conn)
+        found = _managed(repo, principal, license_id)
+        if found.is_expired:
+            raise ConflictError("The licence has expired; no seats can be assigned.")
+        if repo.count_seats(license_id) >= found.seats:
+            raise ConflictError("Every seat of the licence is taken.")
+        seat = repo.add_seat(license_id, user_id)  # an unknown user is a foreign-key 404
+        if seat is None:
+            raise ConflictError("The user already has a seat on this licence.")
+        return Seat.model_validate(seat, from_attributes=True)
+
+    return db.transact(work)
+
+
+def remove_seat(db: Database, principal: Principal, license_id: UUID, user_id: UUID) -> None:
+    def work(uow: UnitOfWork) -> None:
+        repo = LicensesRepository(uow.conn)
+        _managed(repo, principal, license_id)
+        if repo.remove_seat(license_id, user_id) is None:
+            raise NotFoundError(NOT_FOUND)
+
+    db.transact(work)

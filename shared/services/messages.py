@@ -1,0 +1,295 @@
+"""Messages: send, pages, edits, deletes, read cursors, reactions, feedback and search."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+from uuid import UUID
+
+from shared.auth.principal import Principal
+from shared.db import Database, UnitOfWork
+from shared.errors import ConflictError, ForbiddenError, UnprocessableError
+from shared.models.conversations import (
+    Feedback,
+    FeedbackPut,
+    Message,
+    MessageCreate,
+    MessageUpdate,
+    Reaction,
+    ReactionSummary,
+    ReadCursor,
+    ReadMark,
+)
+from shared.pagination import Page, decode_cursor, encode_cursor, page_limit, page_of
+from shared.repositories.conversations import ConversationsRepository
+from shared.repositories.messages import MessageAccess, MessagesRepository
+from shared.services.access import ANONYMOUS_ROLE, Access, conversation_access, not_found, role_in
+from shared.services.conversations import thread_access
+from shared.settings import Settings
+
+Direction = Literal["backward", "forward"]
+
+
+@dataclass(frozen=True)
+class JsonPage:
+    """A page whose items PostgreSQL already rendered as JSON (shaped like Page[Message])."""
+
+    items_json: str
+    next_cursor: str | None
+
+    def to_json(self) -> str:
+        return '{"items":' + self.items_json + ',"next_cursor":' + json.dumps(self.next_cursor) + "}"
+
+
+SEARCH_MAX_CHARS = 200
+
+
+def _invalid(field: str, message: str) -> UnprocessableError:
+    return UnprocessableError(message, errors=[{"loc": ["body", field], "type": "value_error", "msg": message}])
+
+
+def _check_content(settings: Settings, content: str) -> None:
+    if len(content) > settings.message_max_chars:
+        raise _invalid("content", f"A message holds at most {settings.message_max_chars} characters.")
+
+
+def _scope(principal: Principal, conversation_id: UUID) -> dict[str, Any]:
+    """Query parameters that say who is asking; an anonymous token names one conversation only."""
+    if principal.is_anonymous:
+        if principal.conversation_id != conversation_id:
+            raise not_found()
+        return {"anonymous": True, "user_id": None}
+    return {"anonymous": False, "user_id": principal.require_user()}
+
+
+def send_message(
+    db: Database, settings: Settings, principal: Principal, conversation_id: UUID, body: MessageCreate
+) -> tuple[Message, bool]:
+    """The new message (True), or the original one when the idempotency key was used before (False)."""
+    scope = _scope(principal, conversation_id)
+    _check_content(settings, body.content)
+    file_ids = list(dict.fromkeys(body.attachments))
+    if len(file_ids) > settings.message_max_attachments:
+        raise _invalid("attachments", f"A message carries at most {settings.message_max_attachments} attachments.")
+    if file_ids and scope["anonymous"]:
+        raise _invalid("attachments", "Anonymous conversations take no attachments.")
+    params = {
+        **scope,
+        "conversation_id": conversation_id,
+        "thread_id": body.thread_id,
+        "content": body.content,
+        "file_ids": file_ids,
+        "idempotency_key": body.idempotency_key,
+    }
+
+    def work(uow: UnitOfWork) -> tuple[Message, bool]:
+        repo = MessagesRepository(uow.conn)
+        sent = repo.send(params)
+        if sent is None:
+            sent = _explain_unsent(uow, repo, principal, params)
+        return sent.message, sent.created
+
+    # The send is one statement, so it is its own transaction: one round trip, one commit, and nothing left
+    # behind if any part of it fails. The failure path after it only reads.
+    return db.statement(work)
+
+
+def _explain_unsent(uow: UnitOfWork, repo: MessagesRepository, principal: Principal, params: dict[str, Any]) -> Any:
+    """Why the one-statement send inserted nothing: only on the failure path, so the happy path stays short."""
+    conversation_id = params["conversation_id"]
+    conversation_access(ConversationsRepository(uow.conn), principal, conversation_id)
+    if params["thread_id"] is not None and not repo.thread_in_conversation(params["thread_id"], conversation_id):
+        raise _invalid("thread_id", "thread_id must name a thread of this conversation.")
+    if params["idempotency_key"] is not None:
+        # A concurrent retry with the same key committed after this statement's snapshot was taken.
+        found = repo.find_by_key(params)
+        if found is not None:
+            return found
+    if params["file_ids"]:
+        raise _invalid("attachments", "Attachments must be files you own.")
+    raise ConflictError("The message could not be stored; retry.")
+
+
+def _page_params(principal: Principal, conversation_id: UUID, cursor: str | None, limit: int | None) -> dict[str, Any]:
+    key = decode_cursor(cursor, (int,))
+    return {
+        **_scope(principal, conversation_id),
+        "conversation_id": conversation_id,
+        "cursor": key[0] if key else None,
+        "limit": page_limit(limit) + 1,
+    }
+
+
+def list_messages(
+    db: Database,
+    principal: Principal,
+    conversation_id: UUID,
+    cursor: str | None,
+    limit: int | None,
+    direction: Direction = "backward",
+) -> JsonPage:
+    """A page of messages, newest first (backward) or oldest first (forward), after the cursor."""
+    params = _page_params(principal, conversation_id, cursor, limit)
+    forward = direction == "forward"
+
+    def work(uow: UnitOfWork) -> JsonPage:
+        items, after = MessagesRepository(uow.conn).page(params, forward=forward)
+        if items == "[]":  # the access check rode along; tell "may not see" from "nothing more"
+            conversation_access(ConversationsRepository(uow.conn), principal, conversation_id)
+        return JsonPage(items_json=items, next_cursor=encode_cursor((after,)) if after is not None else None)
+
+    return db.read(work)
+
+
+def list_thread_messages(
+    db: Database,
+    principal: Principal,
+    thread_id: UUID,
+    cursor: str | None,
+    limit: int | None,
+    direction: Direction = "backward",
+) -> Page[Message]:
+    key = decode_cursor(cursor, (int,))
+    size = page_limit(limit)
+    params = {"thread_id": thread_id, "cursor": key[0] if key else None, "limit": size + 1}
+
+    def work(uow: UnitOfWork) -> list[Message]:
+        thread_access(ConversationsRepository(uow.conn), principal, thread_id)
+        return MessagesRepository(uow.conn).thread_page(params, forward=direction == "forward")
+
+    return page_of(db.read(work), size, lambda m: (m.id,))
+
+
+def _message_access(repo: MessagesRepository, principal: Principal, message_id: int) -> tuple[MessageAccess, Access]:
+    row = repo.access(message_id, principal.user_id)
+    role = role_in(principal, row.conversation_id, row.kind, row.role) if row else None
+    if row is None or role is None:
+        raise not_found()
+    return row, Access(conversation_id=row.conversation_id, kind=row.kind, role=role)
+
+
+def _is_sender(principal: Principal, row: MessageAccess, access: Access) -> bool:
+    if access.role == ANONYMOUS_ROLE:
+        return row.sender_id is None and row.sender_kind == "user"
+    return row.sender_id is not None and row.sender_id == principal.user_id
+
+
+def edit_message(
+    db: Database, settings: Settings, principal: Principal, message_id: int, body: MessageUpdate
+) -> Message:
+    _check_content(settings, body.content)
+
+    def work(uow: UnitOfWork) -> Message:
+        repo = MessagesRepository(uow.conn)
+        row, access = _message_access(repo, principal, message_id)
+        if not _is_sender(principal, row, access):
+            raise ForbiddenError("Only the sender may edit a message.")
+        edited = repo.edit(message_id, body.content, principal.user_id)
+        if edited is None:
+            raise not_found()
+        return edited
+
+    return db.transact(work)
+
+
+def delete_message(db: Database, principal: Principal, message_id: int) -> None:
+    def work(uow: UnitOfWork) -> None:
+        repo = MessagesRepository(uow.conn)
+        row, access = _message_access(repo, principal, message_id)
+        if not (_is_sender(principal, row, access) or access.is_admin):
+            raise ForbiddenError("Only the sender or a conversation admin may delete a message.")
+        repo.delete(message_id)
+
+    db.transact(work)
+
+
+def mark_read(db: Database, principal: Principal, conversation_id: UUID, body: ReadMark) -> ReadCursor:
+    """Move the caller's read cursor (never backwards) and the statuses of others' messages up to it."""
+    user_id = principal.require_user()
+
+    def work(uow: UnitOfWork) -> ReadCursor:
+        conversation_access(ConversationsRepository(uow.conn), principal, conversation_id)
+        moved = MessagesRepository(uow.conn).mark(conversation_id, user_id, body.message_id, read=body.status == "read")
+        if moved is None:
+            raise not_found()
+        return moved
+
+    return db.transact(work)
+
+
+def add_reaction(db: Database, principal: Principal, message_id: int, emoji: str) -> tuple[Reaction, bool]:
+    user_id = principal.require_user()
+
+    def work(uow: UnitOfWork) -> tuple[Reaction, bool]:
+        repo = MessagesRepository(uow.conn)
+        _message_access(repo, principal, message_id)
+        return repo.add_reaction(message_id, user_id, emoji)
+
+    return db.transact(work)
+
+
+def reaction_summary(db: Database, principal: Principal, message_id: int) -> ReactionSummary:
+    principal.require_user()
+
+    def work(uow: UnitOfWork) -> ReactionSummary:
+        repo = MessagesRepository(uow.conn)
+        _message_access(repo, principal, message_id)
+        return ReactionSummary(message_id=message_id, reactions=repo.reaction_counts(message_id, principal.user_id))
+
+    return db.read(work)
+
+
+def remove_reaction(db: Database, principal: Principal, message_id: int, emoji: str) -> None:
+    user_id = principal.require_user()
+
+    def work(uow: UnitOfWork) -> None:
+        repo = MessagesRepository(uow.conn)
+        _message_access(repo, principal, message_id)
+        if not repo.remove_reaction(message_id, user_id, emoji):
+            raise not_found()
+
+    db.transact(work)
+
+
+def put_feedback(db: Database, principal: Principal, message_id: int, body: FeedbackPut) -> Feedback:
+    user_id = principal.require_user()
+
+    def work(uow: UnitOfWork) -> Feedback:
+        repo = MessagesRepository(uow.conn)
+        _message_access(repo, principal, message_id)
+        return repo.put_feedback({"message_id": message_id, "user_id": user_id, **body.model_dump()})
+
+    return db.transact(work)
+
+
+def get_feedback(db: Database, principal: Principal, message_id: int) -> Feedback:
+    user_id = principal.require_user()
+
+    def work(uow: UnitOfWork) -> Feedback:
+        repo = MessagesRepository(uow.conn)
+        _message_access(repo, principal, message_id)
+        found = repo.get_feedback(message_id, user_id)
+        if found is None:
+            raise not_found()
+        return found
+
+    return db.read(work)
+
+
+def search_messages(
+    db: Database, principal: Principal, q: str | None, cursor: str | None, limit: int | None
+) -> Page[Message]:
+    """Full-text search over the caller's conversations only, newest first."""
+    user_id = principal.require_user()
+    query = (q or "").strip()
+    if not query or len(query) > SEARCH_MAX_CHARS:
+        raise UnprocessableError(
+            f"q must hold 1 to {SEARCH_MAX_CHARS} characters.",
+            errors=[{"loc": ["query", "q"], "type": "value_error", "msg": "q is empty or too long"}],
+        )
+    key = decode_cursor(cursor, (int,))
+    size = page_limit(limit)
+    params = {"user_id": user_id, "q": query, "cursor": key[0] if key else None, "limit": size + 1}
+    rows = db.read(lambda uow: MessagesRepository(uow.conn).search(params))
+    return page_of(rows, size, lambda m: (m.id,))

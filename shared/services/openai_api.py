@@ -1,0 +1,139 @@
+"""OpenAI's chat-completions and models shapes, translated to and from the completion service."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.db import Database, UnitOfWork
+from shared.errors import UnprocessableError
+from shared.providers.base import ChatMessage
+from shared.repositories.catalog import CatalogRepository
+from shared.services.completions import CompletionService
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class OpenAIMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart] | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """The fields Confab honours; others OpenAI defines are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(min_length=1, max_length=255)
+    messages: list[OpenAIMessage] = Field(min_length=1, max_length=1000)
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    stream: bool | None = False
+    n: int | None = Field(1, ge=1, le=1)
+
+
+class ChoiceMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+    refusal: None = None
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: ChoiceMessage
+    finish_reason: str
+    logprobs: None = None
+
+
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = 0
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: PromptTokensDetails
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    system_fingerprint: str | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+def _text(message: OpenAIMessage) -> str:
+    if message.content is None:
+        return ""
+    if isinstance(message.content, str):
+        return message.content
+    if any(part.type != "text" for part in message.content):
+        raise UnprocessableError("Only text content parts are supported.", errors=[{"loc": ["messages", "content"]}])
+    return "".join(part.text or "" for part in message.content)
+
+
+def create_chat_completion(service: CompletionService, user_id: UUID, body: ChatCompletionRequest) -> dict[str, Any]:
+    """POST /v1/chat/completions, non-streaming."""
+    if body.stream:
+        raise UnprocessableError("Streaming is not supported; send stream=false.", errors=[{"loc": ["stream"]}])
+    messages = [
+        ChatMessage("system" if m.role in ("system", "developer") else m.role, _text(m))  # type: ignore[arg-type]
+        for m in body.messages
+    ]
+    answer = service.chat(
+        user_id,
+        model_id=body.model,
+        messages=messages,
+        temperature=body.temperature,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+    )
+    usage = answer.usage
+    response = ChatCompletionResponse(
+        id=f"chatcmpl-{uuid.uuid4().hex}",
+        created=int(time.time()),
+        model=body.model,
+        choices=[Choice(message=ChoiceMessage(content=answer.text), finish_reason=answer.finish_reason)],
+        usage=Usage(
+            prompt_tokens=usage.tokens_input,
+            completion_tokens=usage.tokens_output,
+            total_tokens=usage.tokens_input + usage.tokens_output,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.tokens_cached),
+        ),
+    )
+    return response.model_dump(mode="json")
+
+
+def list_models(db: Database) -> dict[str, Any]:
+    """GET /v1/models: the active catalog entries."""
+
+    def work(uow: UnitOfWork) -> ModelList:
+        rows = CatalogRepository(uow.conn).list_models(active_only=True, after=None, limit=1000)
+        cards = [ModelCard(id=r.model_id, created=int(r.created_at.timestamp()), owned_by=r.provider) for r in rows]
+        return ModelList(data=cards)
+
+    return db.read(work).model_dump(mode="json")

@@ -1,0 +1,176 @@
+"""Agent templates: admins write them; premium ones need a premium-tier licence; use is counted per user."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from shared.auth.principal import Principal
+from shared.db import Database, UnitOfWork
+from shared.errors import ForbiddenError, NotFoundError, UnprocessableError
+from shared.repositories.templates import PreferenceRow, TemplateRow, TemplatesRepository
+
+PREMIUM_TIERS = ("premium", "enterprise")
+
+Variant = Literal["planner", "individual", "both"]
+
+
+class TemplateIn(BaseModel):
+    template_name: str = Field(min_length=1, max_length=100)
+    display_name: str | None = Field(None, max_length=200)
+    description: str = Field(min_length=1, max_length=2000)
+    prompt_template: str = Field(min_length=1, max_length=20000)
+    icon_url: str | None = Field(None, max_length=2000)
+    category: str | None = Field(None, max_length=100)
+    is_premium_only: bool = False
+    variant_type: Variant = "individual"
+    is_active: bool = True
+
+
+class TemplatePatch(BaseModel):
+    template_name: str | None = Field(None, min_length=1, max_length=100)
+    display_name: str | None = Field(None, max_length=200)
+    description: str | None = Field(None, min_length=1, max_length=2000)
+    prompt_template: str | None = Field(None, min_length=1, max_length=20000)
+    icon_url: str | None = Field(None, max_length=2000)
+    category: str | None = Field(None, max_length=100)
+    is_premium_only: bool | None = None
+    variant_type: Variant | None = None
+    is_active: bool | None = None
+
+
+class TemplateOut(BaseModel):
+    id: UUID
+    template_name: str
+    display_name: str | None
+    description: str
+    prompt_template: str | None = None  # shown to admins and to users allowed to use the template
+    icon_url: str | None
+    category: str | None
+    is_premium_only: bool
+    variant_type: str
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class TemplatePage(BaseModel):
+    items: list[TemplateOut]
+    next_cursor: str | None = None
+
+
+class PreferenceIn(BaseModel):
+    is_enabled: bool
+
+
+class PreferenceOut(BaseModel):
+    template_id: UUID
+    is_enabled: bool
+    usage_count: int
+    last_used_at: datetime | None
+
+
+NON_NULL = ("template_name", "description", "prompt_template", "is_premium_only", "variant_type", "is_active")
+
+
+def _out(row: TemplateRow, *, show_prompt: bool) -> TemplateOut:
+    data = row.model_dump()
+    if not show_prompt:
+        data["prompt_template"] = None
+    return TemplateOut.model_validate(data)
+
+
+def _pref_out(row: PreferenceRow | None, template_id: UUID) -> PreferenceOut:
+    if row is None:
+        return PreferenceOut(template_id=template_id, is_enabled=True, usage_count=0, last_used_at=None)
+    return PreferenceOut.model_validate(row.model_dump())
+
+
+def _require_admin(principal: Principal) -> None:
+    principal.require_user()
+    if not principal.is_admin:
+        raise ForbiddenError("Only admins manage templates.")
+
+
+def list_templates(db: Database, principal: Principal, *, after: str | None, limit: int) -> TemplatePage:
+    principal.require_user()
+
+    def work(uow: UnitOfWork) -> TemplatePage:
+        rows = TemplatesRepository(uow.conn).list(active_only=not principal.is_admin, after=after, limit=limit + 1)
+        items = [_out(r, show_prompt=principal.is_admin or not r.is_premium_only) for r in rows[:limit]]
+        return TemplatePage(items=items, next_cursor=rows[limit - 1].template_name if len(rows) > limit else None)
+
+    return db.read(work)
+
+
+def create_template(db: Database, principal: Principal, body: TemplateIn) -> TemplateOut:
+    _require_admin(principal)
+
+    def work(uow: UnitOfWork) -> TemplateOut:
+        return _out(TemplatesRepository(uow.conn).add(body.model_dump()), show_prompt=True)
+
+    return db.transact(work)
+
+
+def update_template(db: Database, principal: Principal, template_id: UUID, body: TemplatePatch) -> TemplateOut:
+    _require_admin(principal)
+    changes = body.model_dump(exclude_unset=True)
+    if any(changes.get(k, "") is None for k in NON_NULL):
+        raise UnprocessableError(
+            "These fields cannot be null.", errors=[{"loc": [k]} for k in NON_NULL if k in changes]
+        )
+
+    def work(uow: UnitOfWork) -> TemplateOut:
+        row = TemplatesRepository(uow.conn).update(template_id, changes)
+        if row is None:
+            raise NotFoundError("No such template.")
+        return _out(row, show_prompt=True)
+
+    return db.transact(work)
+
+
+def _visible_template(repo: TemplatesRepository, principal: Principal, template_id: UUID) -> TemplateRow:
+    row = repo.get(template_id)
+    if row is None or (not row.is_active and not principal.is_admin):
+        raise NotFoundError("No such template.")
+    return row
+
+
+def get_preference(db: Database, principal: Principal, template_id: UUID) -> PreferenceOut:
+    user_id = principal.require_user()
+
+    def work(uow: UnitOfWork) -> PreferenceOut:
+        repo = TemplatesRepository(uow.conn)
+        _visible_template(repo, principal, template_id)
+        return _pref_out(repo.preference(user_id, template_id), template_id)
+
+    return db.read(work)
+
+
+def put_preference(db: Database, principal: Principal, template_id: UUID, body: PreferenceIn) -> PreferenceOut:
+    user_id = principal.require_user()
+
+    def work(uow: UnitOfWork) -> PreferenceOut:
+        repo = TemplatesRepository(uow.conn)
+        _visible_template(repo, principal, template_id)
+        return _pref_out(repo.put_preference(user_id, template_id, body.is_enabled), template_id)
+
+    return db.transact(work)
+
+
+def use_template(uow: UnitOfWork, user_id: UUID, template_id: UUID) -> TemplateRow:
+    """The template for a completion: active, enabled by the user, licensed if premium; counts the use."""
+    repo = TemplatesRepository(uow.conn)
+    row = repo.get(template_id)
+    if row is None or not row.is_active:
+        raise NotFoundError("No such template.")
+    if row.is_premium_only and not repo.has_premium_licence(user_id, PREMIUM_TIERS):
+        raise ForbiddenError("This template needs a premium licence.")
+    preference = repo.preference(user_id, template_id)
+    if preference is not None and not preference.is_enabled:
+        raise UnprocessableError("You have disabled this template.", errors=[{"loc": ["template_id"]}])
+    repo.count_use(user_id, template_id)
+    return row

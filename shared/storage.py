@@ -1,0 +1,162 @@
+"""Where file bytes live: S3 through presigned URLs in AWS, a folder served by the local server in local mode.
+
+Both hand out the same thing, a short-lived signed URL, so clients follow one flow: create the file
+record, move the bytes to `upload.url`, then read them back from `download.url`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode
+
+from shared.models.conversations import Transfer
+from shared.settings import Settings
+
+LOCAL_PREFIX = "/local-files/"
+KEY_PATTERN = re.compile(r"^users/[0-9a-f-]{36}/[0-9a-f-]{36}$")
+# A process without CONFAB_FILES_SECRET signs with a key of its own: the local server and its handlers
+# share the process, so URLs stay valid for as long as the server runs.
+_PROCESS_SECRET = secrets.token_urlsafe(32)
+
+
+def storage_key(owner_id: Any, file_id: Any) -> str:
+    return f"users/{owner_id}/{file_id}"
+
+
+def _expiry(ttl_s: int) -> tuple[int, datetime]:
+    expires = int(time.time()) + ttl_s
+    return expires, datetime.fromtimestamp(expires, UTC)
+
+
+class FileStorage(Protocol):
+    def upload_target(self, key: str, content_type: str, size: int, ttl_s: int) -> Transfer: ...
+
+    def download_target(self, key: str, name: str, ttl_s: int) -> Transfer: ...
+
+    def stored_size(self, key: str) -> int | None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class LocalStorage:
+    """Files in a folder; URLs point at the local server, signed with HMAC and expiring like presigned ones."""
+
+    def __init__(self, folder: Path, secret: str, origin: str):
+        self.folder = folder
+        self.secret = secret.encode()
+        self.origin = origin.rstrip("/")
+
+    def signature(self, op: str, key: str, expires: int, max_size: int) -> str:
+        message = f"{op}\n{key}\n{expires}\n{max_size}".encode()
+        return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
+
+    def _url(self, op: str, key: str, ttl_s: int, max_size: int) -> tuple[str, datetime]:
+        expires, at = _expiry(ttl_s)
+        query = urlencode(
+            {"op": op, "expires": expires, "max": max_size, "sig": self.signature(op, key, expires, max_size)}
+        )
+        return f"{self.origin}{LOCAL_PREFIX}{quote(key)}?{query}", at
+
+    def upload_target(self, key: str, content_type: str, size: int, ttl_s: int) -> Transfer:
+        url, at = self._url("put", key, ttl_s, size)
+        return Transfer(method="PUT", url=url, headers={"Content-Type": content_type}, expires_at=at)
+
+    def download_target(self, key: str, name: str, ttl_s: int) -> Transfer:
+        url, at = self._url("get", key, ttl_s, 0)
+        return Transfer(method="GET", url=url, expires_at=at)
+
+    def verify(self, op: str, key: str, expires: str, max_size: str, signature: str) -> bool:
+        """Whether a URL's signature holds and it has not expired (constant-time comparison)."""
+        if not KEY_PATTERN.match(key) or not expires.isdigit() or not max_size.isdigit():
+            return False
+        expected = self.signature(op, key, int(expires), int(max_size))
+        return hmac.compare_digest(expected, signature) and int(expires) >= time.time()
+
+    def path(self, key: str) -> Path:
+        if not KEY_PATTERN.match(key):
+            raise ValueError("not a storage key")
+        return self.folder / key
+
+    def stored_size(self, key: str) -> int | None:
+        path = self.path(key)
+        return path.stat().st_size if path.is_file() else None
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+
+@cache
+def _s3_client(region: str) -> Any:
+    import boto3  # only the files routes pay for the import
+    from botocore.config import Config
+
+    return boto3.client("s3", region_name=region, config=Config(signature_version="s3v4"))
+
+
+class S3Storage:
+    """Presigned POST (size and type enforced by S3) for uploads, presigned GET for downloads."""
+
+    def __init__(self, bucket: str, region: str):
+        self.bucket = bucket
+        self.region = region
+
+    @property
+    def client(self) -> Any:
+        return _s3_client(self.region)
+
+    def upload_target(self, key: str, content_type: str, size: int, ttl_s: int) -> Transfer:
+        _, at = _expiry(ttl_s)
+        post = self.client.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", 0, size]],
+            ExpiresIn=ttl_s,
+        )
+        return Transfer(method="POST", url=post["url"], fields=post["fields"], expires_at=at)
+
+    def download_target(self, key: str, name: str, ttl_s: int) -> Transfer:
+        _, at = _expiry(ttl_s)
+        url = self.client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ResponseContentDisposition": f"attachment; filename*=UTF-8''{quote(name)}",
+            },
+            ExpiresIn=ttl_s,
+        )
+        return Transfer(method="GET", url=url, expires_at=at)
+
+    def stored_size(self, key: str) -> int | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return int(head["ContentLength"])
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+def local_storage(settings: Settings, origin: str = "http://127.0.0.1:8000") -> LocalStorage:
+    return LocalStorage(settings.files_dir, settings.local_files_secret or _PROCESS_SECRET, origin)
+
+
+def storage_for(settings: Settings, origin: str = "http://127.0.0.1:8000") -> FileStorage:
+    """S3 when a bucket is configured, else the local folder (URLs on `origin`, the local server)."""
+    if settings.files_bucket:
+        return S3Storage(settings.files_bucket, settings.aws_region)
+    return local_storage(settings, origin)

@@ -1,0 +1,87 @@
+"""Helpers for the conversation tests: users inserted directly, and handler calls as API Gateway would make them."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import psycopg
+
+from shared import routes
+from shared.auth.principal import Principal
+from shared.local.events import proxy_event
+from tests.helpers import FakeLambdaContext
+
+
+def make_user(
+    db: psycopg.Connection[Any], name: str | None = None, *, role: str = "user", is_ai: bool = False
+) -> uuid.UUID:
+    name = name or f"user-{uuid.uuid4().hex[:10]}"
+    row = db.execute(
+        "INSERT INTO users (username, email, role, is_ai) VALUES (%s, %s, %s, %s) RETURNING id",
+        (name, f"{name}@example.test", role, is_ai),
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def jwt_principal(user_id: uuid.UUID, role: str = "user") -> Principal:
+    return Principal(kind="jwt", user_id=user_id, role=role, token_version=0)  # type: ignore[arg-type]
+
+
+def api_key_principal(user_id: uuid.UUID) -> Principal:
+    return Principal(kind="api_key", user_id=user_id, role="user", api_key_id=uuid.uuid4())
+
+
+def anonymous_principal(conversation_id: uuid.UUID) -> Principal:
+    return Principal(kind="anonymous", conversation_id=conversation_id)
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+def event_for(
+    method: str,
+    path: str,
+    principal: Principal | None = None,
+    body: Any = None,
+    query: dict[str, Any] | None = None,
+    source_ip: str = "203.0.113.7",
+    raw_body: bytes | None = None,
+) -> tuple[dict[str, Any], str]:
+    """The proxy event API Gateway would send for this request (after the authorizer), and its module."""
+    found = routes.match(method, path)
+    assert found is not None, f"no route for {method} {path}"
+    group, route, params = found
+    raw_path = path + ("?" + urlencode(query) if query else "")
+    data = raw_body if raw_body is not None else (json.dumps(body).encode() if body is not None else b"")
+    headers = [("Content-Type", "application/json"), ("Host", "127.0.0.1:8000")]
+    authorizer = principal.to_context() if principal is not None else None
+    event = proxy_event(
+        method=method,
+        raw_path=raw_path,
+        resource=route.path,
+        path_parameters=params,
+        headers=headers,
+        body=data,
+        source_ip=source_ip,
+        authorizer=authorizer,
+    )
+    return event, group.module
+
+
+def call(method: str, path: str, principal: Principal | None = None, **kwargs: Any) -> Reply:
+    event, module = event_for(method, path, principal, **kwargs)
+    result = importlib.import_module(module).lambda_handler(event, FakeLambdaContext())
+    headers = dict(result.get("headers") or {})
+    headers.update({k: v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()})
+    body = json.loads(result["body"]) if result.get("body") else None
+    return Reply(result["statusCode"], body, headers)

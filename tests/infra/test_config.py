@@ -1,0 +1,46 @@
+"""Stage settings from context, and the local bundling that needs no Docker."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra import bundling
+from infra.config import from_context
+from infra.synth import parse_context
+
+
+def test_context_pairs_are_read_like_the_cdk_cli_when_given_with_c_flags():
+    assert parse_context(["-c", "stage=prod", "--context", "nat=true", "-x"]) == {"stage": "prod", "nat": "true"}
+
+
+def test_dev_defaults_keep_idle_cost_low_when_no_flags_are_given():
+    config = from_context({"stage": "dev"}.get)
+    assert (config.nat, config.use_proxy, config.multi_az, config.endpoint_azs) == (False, False, False, 1)
+
+
+def test_flags_override_stage_defaults_when_given():
+    config = from_context({"stage": "dev", "nat": "true", "use_proxy": "1", "authorizer_cache_ttl": "0"}.get)
+    assert config.nat and config.use_proxy and config.authorizer_cache_ttl_s == 0
+
+
+def test_unknown_stage_is_refused_when_given():
+    with pytest.raises(ValueError, match="unknown stage"):
+        from_context({"stage": "staging"}.get)
+
+
+def test_empty_layer_is_used_when_bundling_is_off():
+    layer = bundling.dependencies_dir(bundle=False)
+    assert (layer / "python").is_dir() and not any((layer / "python").iterdir())
+
+
+def test_code_asset_holds_handlers_shared_code_and_migrations_without_caches_when_staged():
+    staged = bundling.code_dir()
+    assert (staged / "functions" / "health.py").is_file()
+    assert (staged / "shared" / "migrations.py").is_file()
+    assert any((staged / "migrations").glob("*.sql"))
+    assert not list(staged.rglob("__pycache__"))
+
+
+def test_layer_requirements_are_the_project_runtime_dependencies_when_bundling():
+    reqs = bundling.requirements()
+    assert any(r.startswith("psycopg") for r in reqs) and not any(r.startswith("aws-cdk") for r in reqs)

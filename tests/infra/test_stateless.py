@@ -1,0 +1,211 @@
+"""The stateless stack: functions, API, aggregator, schedule, trigger, alarms, dashboard and grants."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from infra.config import DEFAULTS
+from shared import routes
+from tests.infra.conftest import Synth
+
+
+def _functions(synth: Synth) -> dict[str, dict[str, Any]]:
+    """Confab's own functions by handler module (CDK's provider functions left out)."""
+    found = {}
+    for resource in synth.resources("AWS::Lambda::Function", synth.stateless).values():
+        handler = resource["Properties"].get("Handler", "")
+        if handler.startswith("functions."):
+            found[handler.removesuffix(".lambda_handler")] = resource
+    return found
+
+
+def _statements(synth: Synth, module: str) -> list[dict[str, Any]]:
+    role = _functions(synth)[module]["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements = []
+    for policy in synth.resources("AWS::IAM::Policy", synth.stateless).values():
+        if {"Ref": role} in policy["Properties"]["Roles"]:
+            statements.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    return statements
+
+
+def _actions(synth: Synth, module: str) -> set[str]:
+    actions: set[str] = set()
+    for statement in _statements(synth, module):
+        value = statement["Action"]
+        actions.update([value] if isinstance(value, str) else value)
+    return actions
+
+
+def test_every_route_group_and_background_module_has_one_function_when_synthesized(dev: Synth, prod: Synth):
+    background = {routes.AUTHORIZER_MODULE, routes.USAGE_AGGREGATOR_MODULE, routes.MAINTENANCE_MODULE}
+    background.add(routes.MIGRATE_MODULE)
+    for synth in (dev, prod):
+        assert set(_functions(synth)) == {g.module for g in synth.routes} | background
+
+
+def test_functions_are_arm64_python_312_plus_traced_with_json_logs_when_synthesized(dev: Synth):
+    log_groups = dev.resources("AWS::Logs::LogGroup", dev.stateless)
+    for module, function in _functions(dev).items():
+        props = function["Properties"]
+        assert props["Architectures"] == ["arm64"], module
+        major, minor = props["Runtime"].removeprefix("python").split(".")
+        assert (int(major), int(minor)) >= (3, 12), module
+        assert props["TracingConfig"] == {"Mode": "Active"}, module
+        assert props["LoggingConfig"]["LogFormat"] == "JSON", module
+        log_group = log_groups[props["LoggingConfig"]["LogGroup"]["Ref"]]
+        assert log_group["Properties"]["RetentionInDays"] == 14, module
+        env = props["Environment"]["Variables"]
+        assert env["POWERTOOLS_SERVICE_NAME"] == "confab" and env["CONFAB_STAGE"] == "dev", module
+        assert props["VpcConfig"]["SubnetIds"], module
+        assert len(props["Layers"]) == 1, module
+
+
+def test_route_functions_reach_the_proxy_with_iam_and_the_trigger_reaches_the_instance_when_prod(prod: Synth):
+    functions = _functions(prod)
+    health = functions["functions.health"]["Properties"]["Environment"]["Variables"]
+    migrate = functions[routes.MIGRATE_MODULE]["Properties"]["Environment"]["Variables"]
+    assert health["DB_IAM_AUTH"] == "true" and "DB_SECRET_ARN" not in health
+    assert "DatabaseProxy" in json.dumps(health["DB_HOST"])
+    assert "DatabaseInstance" in json.dumps(migrate["DB_HOST"]) and "Proxy" not in json.dumps(migrate["DB_HOST"])
+    assert "DB_SECRET_ARN" in migrate
+    assert "rds-db:connect" in _actions(prod, "functions.health")
+    assert "rds-db:connect" not in _actions(prod, routes.MIGRATE_MODULE)
+
+
+def test_route_functions_read_the_database_secret_when_dev_has_no_proxy(dev: Synth):
+    env = _functions(dev)["functions.health"]["Properties"]["Environment"]["Variables"]
+    assert "DB_SECRET_ARN" in env and "DB_IAM_AUTH" not in env
+    assert "secretsmanager:GetSecretValue" in _actions(dev, "functions.health")
+
+
+def test_only_the_ai_group_may_call_bedrock_and_sagemaker_when_grants_follow_needs(prod: Synth):
+    for group in prod.routes:
+        actions = _actions(prod, group.module)
+        ai = routes.NEEDS_BEDROCK in group.needs
+        assert ("bedrock:InvokeModel" in actions) is ai, group.name
+        assert ("sagemaker:InvokeEndpoint" in actions) is (routes.NEEDS_SAGEMAKER in group.needs), group.name
+    for module in (routes.AUTHORIZER_MODULE, routes.USAGE_AGGREGATOR_MODULE, routes.MAINTENANCE_MODULE):
+        assert not any(a.startswith(("bedrock:", "sagemaker:")) for a in _actions(prod, module))
+
+
+def test_only_the_files_group_touches_the_bucket_when_grants_follow_needs(prod: Synth):
+    for module in _functions(prod):
+        touches = any(a.startswith("s3:") for a in _actions(prod, module))
+        assert touches is (module == "functions.files"), module
+    env = _functions(prod)["functions.files"]["Properties"]["Environment"]["Variables"]
+    assert "FILES_BUCKET" in env
+
+
+def test_only_producer_groups_send_to_the_queue_and_only_the_aggregator_consumes_it_when_synthesized(prod: Synth):
+    producers = {g.module for g in prod.routes if routes.NEEDS_USAGE_QUEUE in g.needs}
+    assert producers == {"functions.conversations", "functions.completions"}
+    for module in _functions(prod):
+        actions = _actions(prod, module)
+        assert ("sqs:SendMessage" in actions) is (module in producers), module
+        assert ("sqs:ReceiveMessage" in actions) is (module == routes.USAGE_AGGREGATOR_MODULE), module
+        env = _functions(prod)[module]["Properties"]["Environment"]["Variables"]
+        assert ("USAGE_QUEUE_URL" in env) is (module in producers), module
+
+
+def test_only_the_authorizer_and_token_issuers_read_the_signing_key_when_synthesized(prod: Synth):
+    readers = {
+        m for m, f in _functions(prod).items() if "JWT_SECRET_ARN" in f["Properties"]["Environment"]["Variables"]
+    }
+    assert readers == {routes.AUTHORIZER_MODULE, "functions.auth"}
+
+
+def test_no_policy_grants_every_action_when_synthesized(dev: Synth, prod: Synth):
+    for synth in (dev, prod):
+        for module in _functions(synth):
+            assert not any(a == "*" or a.endswith(":*") for a in _actions(synth, module)), module
+
+
+def test_authorizer_is_a_cached_request_authorizer_keyed_by_credential_and_path_when_routes_are_protected(
+    prod: Synth,
+):
+    (authorizer,) = prod.resources("AWS::ApiGateway::Authorizer").values()
+    props = authorizer["Properties"]
+    assert props["Type"] == "REQUEST"
+    assert props["AuthorizerResultTtlInSeconds"] == DEFAULTS["prod"].authorizer_cache_ttl_s > 0
+    sources = props["IdentitySource"].split(",")
+    assert sources == ["method.request.header.Authorization", "context.httpMethod", "context.path"]
+
+
+def test_throttling_access_logs_and_tracing_are_on_for_the_stage_when_synthesized(dev: Synth):
+    (stage,) = dev.resources("AWS::ApiGateway::Stage").values()
+    props = stage["Properties"]
+    assert props["StageName"] == "dev"
+    assert props["TracingEnabled"] is True
+    assert "DestinationArn" in props["AccessLogSetting"]
+    (settings,) = props["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] == 50 and settings["ThrottlingBurstLimit"] == 100
+    assert settings["DataTraceEnabled"] is False
+
+
+def test_cors_preflight_answers_every_resource_when_synthesized(dev: Synth):
+    methods = dev.resources("AWS::ApiGateway::Method").values()
+    options = [m for m in methods if m["Properties"]["HttpMethod"] == "OPTIONS"]
+    resources = dev.resources("AWS::ApiGateway::Resource")
+    assert len(options) == len(resources) + 1  # every resource and the root
+    headers = options[0]["Properties"]["Integration"]["IntegrationResponses"][0]["ResponseParameters"]
+    assert "Authorization" in headers["method.response.header.Access-Control-Allow-Headers"]
+    responses = dev.resources("AWS::ApiGateway::GatewayResponse").values()
+    assert {r["Properties"]["ResponseType"] for r in responses} == {"DEFAULT_4XX", "DEFAULT_5XX"}
+
+
+def test_aggregator_reports_partial_failures_in_batched_windows_with_bounded_concurrency_when_synthesized(
+    dev: Synth, prod: Synth
+):
+    for synth, concurrency in ((dev, 2), (prod, 5)):
+        (mapping,) = synth.resources("AWS::Lambda::EventSourceMapping").values()
+        props = mapping["Properties"]
+        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert props["MaximumBatchingWindowInSeconds"] > 0
+        assert props["ScalingConfig"] == {"MaximumConcurrency": concurrency}
+        target = props["FunctionName"]["Ref"]
+        assert synth.stateless["Resources"][target]["Properties"]["Handler"].startswith(routes.USAGE_AGGREGATOR_MODULE)
+
+
+def test_maintenance_runs_on_an_eventbridge_schedule_when_synthesized(dev: Synth):
+    (rule,) = dev.resources("AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
+    target = rule["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]
+    assert dev.stateless["Resources"][target]["Properties"]["Handler"].startswith(routes.MAINTENANCE_MODULE)
+
+
+def test_deploy_trigger_runs_the_migrate_function_before_the_route_functions_when_synthesized(dev: Synth):
+    (trigger_id, trigger), *rest = [
+        (k, r) for k, r in dev.stateless["Resources"].items() if r["Type"] == "Custom::Trigger"
+    ]
+    assert rest == []
+    assert "Migrate" in json.dumps(trigger["Properties"]["HandlerArn"])
+    for module, function in _functions(dev).items():
+        if module != routes.MIGRATE_MODULE:
+            assert trigger_id in function.get("DependsOn", []), module
+
+
+def _alarm_metrics(synth: Synth) -> set[str]:
+    return {a["Properties"].get("MetricName", "") for a in synth.resources("AWS::CloudWatch::Alarm").values()}
+
+
+def test_every_alarm_notifies_the_sns_topic_when_synthesized(dev: Synth):
+    (topic_id,) = dev.resources("AWS::SNS::Topic")
+    alarms = dev.resources("AWS::CloudWatch::Alarm").values()
+    assert alarms
+    assert all(a["Properties"]["AlarmActions"] == [{"Ref": topic_id}] for a in alarms)
+
+
+def test_alarms_cover_dead_letters_5xx_errors_throttles_and_pinning_when_prod(dev: Synth, prod: Synth):
+    assert {"ApproximateNumberOfMessagesVisible", "5XXError", "Errors", "Throttles"} <= _alarm_metrics(dev)
+    assert "DatabaseConnectionsCurrentlySessionPinned" in _alarm_metrics(prod)
+    assert "DatabaseConnectionsCurrentlySessionPinned" not in _alarm_metrics(dev)
+    per_function = [
+        a for a in dev.resources("AWS::CloudWatch::Alarm").values() if a["Properties"]["MetricName"] == "Errors"
+    ]
+    assert len(per_function) == len(_functions(dev))
+
+
+def test_a_dashboard_exists_when_synthesized(dev: Synth):
+    (dashboard,) = dev.resources("AWS::CloudWatch::Dashboard").values()
+    assert dashboard["Properties"]["DashboardName"] == "confab-dev"

@@ -1,0 +1,207 @@
+"""The caller's account, API keys, admin rules, licences and seats, and 404s that reveal nothing."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from shared.auth.principal import Principal
+from shared.errors import ConflictError
+from shared.services import licenses
+from tests.integration.identity.conftest import PASSWORD
+
+
+def _login(api, name):
+    reply = api.call("POST", "/v1/auth/login", {"login": name, "password": PASSWORD})
+    assert reply.status == 200, reply.json
+    return reply.json["access_token"]
+
+
+def _with_role(api, make_role, name, role):
+    body = api.signup(name)
+    make_role(body["user"]["id"], role)
+    return body["user"]["id"], _login(api, name)
+
+
+def test_profile_patch_changes_only_given_fields_and_refuses_privileged_ones(api, db):
+    token = api.signup("mia", name="Mia", country="NZ")["access_token"]
+    patched = api.call("PATCH", "/v1/users/me", {"organization": "Acme"}, token=token)
+    assert patched.status == 200 and patched.json["organization"] == "Acme" and patched.json["country"] == "NZ"
+    for extra in ({"role": "admin"}, {"is_active": False}, {"id": str(uuid.uuid4())}, {"password_hash": "x"}):
+        assert api.call("PATCH", "/v1/users/me", extra, token=token).status == 422
+    assert db.execute("SELECT role FROM users WHERE username = 'mia'").fetchone()[0] == "user"
+
+
+def test_properties_are_empty_then_replaced(api):
+    token = api.signup("nina")["access_token"]
+    assert api.call("GET", "/v1/users/me/properties", token=token).json["tone"] is None
+    put = api.call("PUT", "/v1/users/me/properties", {"tone": "friendly", "additional_info": "likes cats"}, token=token)
+    assert put.status == 200 and put.json["tone"] == "friendly"
+    assert api.call("GET", "/v1/users/me/properties", token=token).json["additional_info"] == "likes cats"
+
+
+@pytest.mark.parametrize("header", ["Authorization", "x-api-key"])
+def test_api_key_is_shown_once_works_and_stops_at_once_when_revoked(api, db, header):
+    token = api.signup("olga")["access_token"]
+    created = api.call("POST", "/v1/users/me/api-keys", {"name": "ci"}, token=token)
+    assert created.status == 201 and created.json["key"].startswith("cfb_")
+    key = created.json["key"]
+    listed = api.call("GET", "/v1/users/me/api-keys", token=token)
+    assert listed.json["items"][0]["prefix"] == key[:12] and key not in listed.raw.decode()
+    assert "key_hash" not in listed.raw.decode() and "key" not in listed.json["items"][0]
+    use = {"Authorization": f"Bearer {key}"} if header == "Authorization" else {"x-api-key": key}
+    assert api.call("GET", "/v1/users/me", headers=use).status == 200
+    assert api.call("DELETE", f"/v1/users/me/api-keys/{created.json['id']}", token=token).status == 204
+    assert api.call("GET", "/v1/users/me", headers=use).status == 401
+
+
+def test_api_key_with_past_expiry_is_refused_at_creation(api):
+    token = api.signup("pia")["access_token"]
+    reply = api.call("POST", "/v1/users/me/api-keys", {"expires_at": "2020-01-01T00:00:00Z"}, token=token)
+    assert reply.status == 422
+
+
+def test_another_users_api_key_is_a_404_identical_to_a_random_id(api):
+    mine = api.signup("quin")["access_token"]
+    theirs = api.signup("rita")["access_token"]
+    key_id = api.call("POST", "/v1/users/me/api-keys", {"name": "x"}, token=theirs).json["id"]
+    other = api.call("DELETE", f"/v1/users/me/api-keys/{key_id}", token=mine)
+    random = api.call("DELETE", f"/v1/users/me/api-keys/{uuid.uuid4()}", token=mine)
+    assert other.status == random.status == 404 and other.raw == random.raw
+
+
+def test_api_key_list_pages_with_a_cursor_and_refuses_a_malformed_one(api):
+    token = api.signup("sam")["access_token"]
+    for i in range(5):
+        api.call("POST", "/v1/users/me/api-keys", {"name": f"k{i}"}, token=token)
+    seen, cursor = [], None
+    while True:
+        path = "/v1/users/me/api-keys?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = api.call("GET", path, token=token).json
+        seen += [item["name"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert sorted(seen) == [f"k{i}" for i in range(5)] and len(seen) == 5
+    assert api.call("GET", "/v1/users/me/api-keys?cursor=garbage!", token=token).status == 400
+
+
+def test_users_read_their_own_connection_logs_and_admins_read_all(api, make_role):
+    token = api.signup("tom")["access_token"]
+    api.signup("uma")
+    own = api.call("GET", "/v1/users/me/connection-logs", token=token).json["items"]
+    assert [log["action"] for log in own] == ["signup"]
+    assert api.call("GET", "/v1/admin/connection-logs", token=token).status == 403
+    _, admin = _with_role(api, make_role, "vic", "admin")
+    everyone = api.call("GET", "/v1/admin/connection-logs", token=admin).json["items"]
+    assert {log["action"] for log in everyone} >= {"signup", "login"} and len(everyone) >= 4
+
+
+def test_admin_lists_deactivates_and_reactivates_users_with_immediate_effect(api, make_role):
+    _, admin = _with_role(api, make_role, "wade", "admin")
+    user = api.signup("xena")
+    assert api.call("GET", "/v1/admin/users", token=user["access_token"]).status == 403
+    listed = api.call("GET", "/v1/admin/users", token=admin)
+    assert listed.status == 200 and "password_hash" not in listed.raw.decode()
+    off = api.call("PATCH", f"/v1/admin/users/{user['user']['id']}", {"is_active": False}, token=admin)
+    assert off.status == 200 and off.json["is_active"] is False
+    assert api.call("GET", "/v1/users/me", token=user["access_token"]).status == 401
+    assert api.call("POST", "/v1/auth/refresh", {"refresh_token": user["refresh_token"]}).status == 401
+    assert api.call("POST", "/v1/auth/login", {"login": "xena", "password": PASSWORD}).status == 401
+    on = api.call("PATCH", f"/v1/admin/users/{user['user']['id']}", {"is_active": True}, token=admin)
+    assert on.status == 200 and _login(api, "xena")
+    assert api.call("PATCH", f"/v1/admin/users/{uuid.uuid4()}", {"is_active": False}, token=admin).status == 404
+
+
+def test_only_a_super_admin_grants_or_takes_admin(api, make_role):
+    _, admin = _with_role(api, make_role, "yuri", "admin")
+    other_admin, _ = _with_role(api, make_role, "zoe", "admin")
+    _, root = _with_role(api, make_role, "root1", "super_admin")
+    user = api.signup("abe")
+    uid = user["user"]["id"]
+    assert api.call("PATCH", f"/v1/admin/users/{uid}", {"role": "admin"}, token=admin).status == 403
+    assert api.call("PATCH", f"/v1/admin/users/{other_admin}", {"is_active": False}, token=admin).status == 403
+    assert api.call("PATCH", f"/v1/admin/users/{other_admin}", {"role": "user"}, token=admin).status == 403
+    promoted = api.call("PATCH", f"/v1/admin/users/{uid}", {"role": "admin"}, token=root)
+    assert promoted.status == 200 and promoted.json["role"] == "admin"
+    assert api.call("GET", "/v1/users/me", token=user["access_token"]).status == 401  # old role's token
+    assert api.call("PATCH", f"/v1/admin/users/{uid}", {"role": "superuser"}, token=root).status == 422
+
+
+def test_the_last_super_admin_can_be_neither_demoted_nor_deactivated(api, make_role):
+    root_id, root = _with_role(api, make_role, "boss", "super_admin")
+    for change in ({"role": "admin"}, {"is_active": False}):
+        reply = api.call("PATCH", f"/v1/admin/users/{root_id}", change, token=root)
+        assert reply.status == 409
+    second_id, second = _with_role(api, make_role, "boss2", "super_admin")
+    assert api.call("PATCH", f"/v1/admin/users/{second_id}", {"role": "admin"}, token=root).status == 200
+    assert api.call("PATCH", f"/v1/admin/users/{root_id}", {"role": "user"}, token=root).status == 409
+
+
+def test_licence_is_created_by_admins_with_its_key_shown_once(api, make_role, db):
+    user = api.signup("cleo")["access_token"]
+    assert api.call("POST", "/v1/licenses", {"tier": "pro", "seats": 2}, token=user).status == 403
+    _, admin = _with_role(api, make_role, "dora", "admin")
+    created = api.call("POST", "/v1/licenses", {"tier": "pro", "seats": 2}, token=admin)
+    assert created.status == 201 and created.json["key"].startswith("cfl_") and created.json["seats_used"] == 0
+    listed = api.call("GET", "/v1/licenses", token=admin)
+    assert listed.json["items"][0]["id"] == created.json["id"] and created.json["key"] not in listed.raw.decode()
+    stored = db.execute("SELECT key_hash FROM licenses").fetchone()[0]
+    assert stored not in created.raw.decode() and stored not in listed.raw.decode()
+    assert api.call("POST", "/v1/licenses", {"tier": "pro", "seats": 0}, token=admin).status == 422
+
+
+def test_seats_stop_at_the_limit_and_an_expired_licence_assigns_nothing(api, make_role, db):
+    _, admin = _with_role(api, make_role, "eli", "admin")
+    lic = api.call("POST", "/v1/licenses", {"tier": "team", "seats": 1}, token=admin).json
+    a, b = api.signup("fay")["user"]["id"], api.signup("gus")["user"]["id"]
+    assert api.call("POST", f"/v1/licenses/{lic['id']}/seats", {"user_id": a}, token=admin).status == 201
+    assert api.call("POST", f"/v1/licenses/{lic['id']}/seats", {"user_id": b}, token=admin).status == 409
+    assert api.call("DELETE", f"/v1/licenses/{lic['id']}/seats/{a}", token=admin).status == 204
+    assert api.call("DELETE", f"/v1/licenses/{lic['id']}/seats/{a}", token=admin).status == 404
+    db.execute("UPDATE licenses SET expires_at = now() - interval '1 day'")
+    assert api.call("POST", f"/v1/licenses/{lic['id']}/seats", {"user_id": b}, token=admin).status == 409
+    assert db.execute("SELECT count(*) FROM license_seats").fetchone()[0] == 0
+
+
+def test_another_users_licence_or_seat_is_a_404_identical_to_a_random_id(api, make_role, db):
+    owner_id, admin = _with_role(api, make_role, "hal", "admin")
+    lic = api.call("POST", "/v1/licenses", {"tier": "team", "seats": 3}, token=admin).json
+    seated = api.signup("ian")["user"]["id"]
+    api.call("POST", f"/v1/licenses/{lic['id']}/seats", {"user_id": seated}, token=admin)
+    stranger = api.signup("jon")["access_token"]
+    other = api.call("POST", f"/v1/licenses/{lic['id']}/seats", {"user_id": seated}, token=stranger)
+    random = api.call("POST", f"/v1/licenses/{uuid.uuid4()}/seats", {"user_id": seated}, token=stranger)
+    assert other.status == random.status == 404 and other.raw == random.raw
+    other = api.call("DELETE", f"/v1/licenses/{lic['id']}/seats/{seated}", token=stranger)
+    random = api.call("DELETE", f"/v1/licenses/{uuid.uuid4()}/seats/{seated}", token=stranger)
+    assert other.status == random.status == 404 and other.raw == random.raw
+    assert api.call("GET", "/v1/licenses", token=stranger).json["items"] == []
+    assert db.execute("SELECT count(*) FROM license_seats").fetchone()[0] == 1
+
+
+def test_twenty_concurrent_seat_assignments_never_exceed_the_licence(api, make_role, app_container, db):
+    owner_id, admin = _with_role(api, make_role, "kim", "admin")
+    lic = api.call("POST", "/v1/licenses", {"tier": "team", "seats": 5}, token=admin).json
+    users = [api.signup(f"seat{i}")["user"]["id"] for i in range(20)]
+    principal = Principal(kind="jwt", user_id=uuid.UUID(owner_id), role="admin")
+    barrier = threading.Barrier(20)
+    outcomes = []
+
+    def assign(user_id):
+        barrier.wait()
+        try:
+            licenses.assign_seat(app_container.db, principal, uuid.UUID(lic["id"]), uuid.UUID(user_id))
+            outcomes.append("ok")
+        except ConflictError:
+            outcomes.append("full")
+
+    threads = [threading.Thread(target=assign, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("ok") == 5 and outcomes.count("full") == 15
+    assert db.execute("SELECT count(*) FROM license_seats").fetchone()[0] == 5

@@ -1,0 +1,215 @@
+"""Signup, login, brute-force limits, refresh rotation and reuse detection, logout, token versions."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from shared.errors import UnauthorizedError
+from shared.services import accounts
+from tests.integration.identity.conftest import PASSWORD
+
+
+def test_signup_answers_201_with_user_and_token_pair_and_no_hash(api, db):
+    body = api.signup("alice", name="Alice")
+    assert set(body) == {"user", "access_token", "refresh_token", "token_type", "expires_in"}
+    assert body["token_type"] == "Bearer" and 0 < body["expires_in"] <= 900
+    assert body["user"]["username"] == "alice" and body["user"]["role"] == "user"
+    assert "password_hash" not in body["user"] and "token_version" not in body["user"]
+    stored = db.execute("SELECT password_hash FROM users WHERE username = 'alice'").fetchone()[0]
+    assert stored.startswith("$2b$04$") and stored not in api.replies[-1].raw.decode()
+    me = api.call("GET", "/v1/users/me", token=body["access_token"])
+    assert me.status == 200 and me.json["id"] == body["user"]["id"]
+
+
+@pytest.mark.parametrize(
+    "extra", [{"role": "super_admin"}, {"is_active": False}, {"id": str(uuid.uuid4())}, {"password_hash": "$2b$x"}]
+)
+def test_signup_carrying_a_privileged_field_is_422_and_creates_nothing(api, db, extra):
+    reply = api.call(
+        "POST", "/v1/auth/signup", {"username": "eve", "email": "eve@example.com", "password": PASSWORD, **extra}
+    )
+    assert reply.status == 422 and reply.headers["content-type"] == "application/problem+json"
+    assert db.execute("SELECT count(*) FROM users").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("password", ["short", "x" * 73, "é" * 37])
+def test_signup_password_under_8_chars_or_over_72_bytes_is_422(api, db, password):
+    reply = api.call("POST", "/v1/auth/signup", {"username": "bob", "email": "bob@example.com", "password": password})
+    assert reply.status == 422 and password not in reply.raw.decode()
+    assert db.execute("SELECT count(*) FROM users").fetchone()[0] == 0
+
+
+def test_signup_with_a_taken_email_or_username_in_another_case_is_409(api):
+    api.signup("carol")
+    again = api.call(
+        "POST", "/v1/auth/signup", {"username": "other", "email": "CAROL@example.com", "password": PASSWORD}
+    )
+    assert again.status == 409
+    again = api.call("POST", "/v1/auth/signup", {"username": "Carol", "email": "x@example.com", "password": PASSWORD})
+    assert again.status == 409
+
+
+def test_login_works_with_email_or_username_in_any_case(api):
+    api.signup("dave")
+    for login in ("dave", "DAVE@example.com"):
+        reply = api.call("POST", "/v1/auth/login", {"login": login, "password": PASSWORD})
+        assert reply.status == 200 and reply.json["user"]["username"] == "dave"
+
+
+def test_unknown_login_and_wrong_password_get_the_same_answer(api, monkeypatch):
+    from shared.auth import passwords
+
+    api.signup("erin")
+    calls = []
+    real = passwords.bcrypt.checkpw
+    monkeypatch.setattr(passwords.bcrypt, "checkpw", lambda *a: calls.append(1) or real(*a))
+    wrong = api.call("POST", "/v1/auth/login", {"login": "erin", "password": "wrong password"})
+    unknown = api.call("POST", "/v1/auth/login", {"login": "nobody", "password": "wrong password"})
+    too_long = api.call("POST", "/v1/auth/login", {"login": "erin", "password": "x" * 500})
+    assert wrong.status == unknown.status == too_long.status == 401
+    assert wrong.raw == unknown.raw == too_long.raw
+    assert calls == [1, 1, 1]  # one hash check each, whether or not the account exists
+
+
+def test_ten_failures_give_429_with_retry_after_for_real_and_unknown_accounts_alike(api):
+    api.signup("frank")
+    answers = {}
+    for login in ("frank", "ghost"):
+        for _ in range(10):
+            assert (
+                api.call(
+                    "POST",
+                    "/v1/auth/login",
+                    {"login": login, "password": "bad password"},
+                    ip=f"198.51.100.{len(answers)}",
+                ).status
+                == 401
+            )
+        answers[login] = api.call("POST", "/v1/auth/login", {"login": login, "password": PASSWORD}, ip="192.0.2.99")
+    assert answers["frank"].status == answers["ghost"].status == 429
+    assert answers["frank"].raw == answers["ghost"].raw
+    assert 0 < int(answers["frank"].headers["retry-after"]) <= 900
+
+
+def test_per_address_limit_gives_429_across_accounts_when_reached(api, reconfigure):
+    reconfigure(LOGIN_MAX_FAILURES_PER_ADDRESS="3")
+    for name in ("a1", "a2", "a3"):
+        assert (
+            api.call("POST", "/v1/auth/login", {"login": name, "password": "bad password"}, ip="198.51.100.7").status
+            == 401
+        )
+    blocked = api.call("POST", "/v1/auth/login", {"login": "a4", "password": "bad password"}, ip="198.51.100.7")
+    assert blocked.status == 429 and "retry-after" in blocked.headers
+    assert (
+        api.call("POST", "/v1/auth/login", {"login": "a4", "password": "bad password"}, ip="198.51.100.8").status == 401
+    )
+
+
+def test_refresh_rotates_and_replaying_the_spent_token_revokes_the_family(api, db):
+    first = api.signup("gina")["refresh_token"]
+    second = api.call("POST", "/v1/auth/refresh", {"refresh_token": first})
+    assert second.status == 200 and second.json["refresh_token"] != first
+    # Outside the grace window: the spent token comes back.
+    db.execute("UPDATE refresh_tokens SET used_at = now() - interval '11 seconds' WHERE used_at IS NOT NULL")
+    replay = api.call("POST", "/v1/auth/refresh", {"refresh_token": first})
+    assert replay.status == 401
+    assert api.call("POST", "/v1/auth/refresh", {"refresh_token": second.json["refresh_token"]}).status == 401
+    assert db.execute("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL").fetchone()[0] == 0
+    actions = [r[0] for r in db.execute("SELECT action FROM connection_logs ORDER BY created_at")]
+    assert "refresh_reuse_detected" in actions
+
+
+def test_refresh_with_a_wrong_secret_is_401_and_revokes_nothing(api):
+    token = api.signup("hank")["refresh_token"]
+    token_id = token.split(".")[0]
+    for forged in (f"{token_id}.wrong-secret", f"{token_id}.", "not-a-token", f"{uuid.uuid4()}.x"):
+        assert api.call("POST", "/v1/auth/refresh", {"refresh_token": forged}).status == 401
+    assert api.call("POST", "/v1/auth/refresh", {"refresh_token": token}).status == 200
+
+
+def _race(n, fn):
+    barrier = threading.Barrier(n)
+    results = []
+
+    def run():
+        barrier.wait()
+        try:
+            results.append(fn())
+        except Exception as exc:  # collected, not raised: the test counts outcomes
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_concurrent_refreshes_inside_the_grace_window_all_get_pairs(api, app_container):
+    token = api.signup("ivy")["refresh_token"]
+    from shared.services.accounts import Client
+
+    results = _race(4, lambda: accounts.refresh(app_container.db, app_container.settings, token, Client()))
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert len({r.refresh_token for r in results}) == 4
+    assert api.call("POST", "/v1/auth/refresh", {"refresh_token": results[0].refresh_token}).status == 200
+
+
+def test_concurrent_refreshes_outside_the_grace_window_revoke_the_family(api, reconfigure, db):
+    built = reconfigure(REFRESH_REUSE_GRACE_SECONDS="0")
+    token = api.signup("jack")["refresh_token"]
+    from shared.services.accounts import Client
+
+    results = _race(4, lambda: accounts.refresh(built.db, built.settings, token, Client()))
+    winners = [r for r in results if not isinstance(r, Exception)]
+    assert len(winners) == 1 and all(isinstance(r, UnauthorizedError) for r in results if r not in winners)
+    # The family is gone, the winner's new token with it.
+    assert api.call("POST", "/v1/auth/refresh", {"refresh_token": winners[0].refresh_token}).status == 401
+
+
+def test_logout_revokes_the_family_and_answers_204_whatever_the_token(api):
+    pair = api.signup("kate")
+    rotated = api.call("POST", "/v1/auth/refresh", {"refresh_token": pair["refresh_token"]}).json
+    assert api.call("POST", "/v1/auth/logout", {"refresh_token": rotated["refresh_token"]}).status == 204
+    assert api.call("POST", "/v1/auth/refresh", {"refresh_token": rotated["refresh_token"]}).status == 401
+    assert api.call("POST", "/v1/auth/logout", {"refresh_token": "garbage"}).status == 204
+
+
+def test_password_change_and_logout_all_end_old_tokens_at_once(api):
+    pair = api.signup("liam")
+    old_access, old_refresh = pair["access_token"], pair["refresh_token"]
+    short = api.call(
+        "POST", "/v1/users/me/password", {"current_password": PASSWORD, "new_password": "short"}, token=old_access
+    )
+    assert short.status == 422
+    wrong = api.call(
+        "POST",
+        "/v1/users/me/password",
+        {"current_password": "not it!!", "new_password": "new password 1"},
+        token=old_access,
+    )
+    assert wrong.status == 403
+    changed = api.call(
+        "POST",
+        "/v1/users/me/password",
+        {"current_password": PASSWORD, "new_password": "new password 1"},
+        token=old_access,
+    )
+    assert changed.status == 200
+    assert api.call("GET", "/v1/users/me", token=old_access).status == 401
+    assert api.call("POST", "/v1/auth/refresh", {"refresh_token": old_refresh}).status == 401
+    assert api.call("POST", "/v1/auth/login", {"login": "liam", "password": PASSWORD}).status == 401
+    fresh = changed.json["access_token"]
+    assert api.call("GET", "/v1/users/me", token=fresh).status == 200
+    assert api.call("POST", "/v1/users/me/logout-all", token=fresh).status == 204
+    assert api.call("GET", "/v1/users/me", token=fresh).status == 401
+    assert api.call("POST", "/v1/auth/refresh", {"refresh_token": changed.json["refresh_token"]}).status == 401
+
+
+def test_protected_route_without_credentials_is_a_401_problem(api):
+    reply = api.call("GET", "/v1/users/me")
+    assert reply.status == 401 and reply.headers["content-type"] == "application/problem+json"

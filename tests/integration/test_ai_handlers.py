@@ -1,0 +1,254 @@
+"""The AI route groups through their Lambda handlers, with real API Gateway events and the authorizer context."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+import pytest
+
+from shared import bootstrap
+from tests.ai_helpers import FakePublisher, add_model, add_thread, add_user, api_event, context_for
+from tests.helpers import FakeLambdaContext, body_of, header
+from tests.integration.test_openai_compatible_provider import FakeUpstream
+
+CANARY = "sk-canary-9d8e7f6a5b4c"
+
+
+@pytest.fixture
+def ai_app(app_container, monkeypatch):
+    publisher = FakePublisher()
+    bootstrap.completion_service.cache_clear()
+    bootstrap.model_providers.cache_clear()
+    monkeypatch.setattr(bootstrap, "_usage_publisher", lambda built: publisher)
+    yield publisher
+    bootstrap.completion_service.cache_clear()
+    bootstrap.model_providers.cache_clear()
+
+
+def call(module: str, event):
+    handler = __import__(f"functions.{module}", fromlist=["lambda_handler"]).lambda_handler
+    return handler(event, FakeLambdaContext())
+
+
+def complete(user, thread, body):
+    return call(
+        "completions",
+        api_event(
+            "POST",
+            "/v1/threads/{id}/completions",
+            f"/v1/threads/{thread}/completions",
+            principal=context_for(user),
+            path_parameters={"id": str(thread)},
+            body=body,
+        ),
+    )
+
+
+def test_completion_answers_the_ai_message_with_usage_when_a_participant_asks(ai_app, db):
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    response = complete(user, thread, {"content": "Hello there"})
+    assert response["statusCode"] == 200, response["body"]
+    body = body_of(response)
+    assert body["message"]["sender_kind"] == "ai" and "Hello there" in body["message"]["content"]
+    assert body["usage"]["cache_hit"] is False and float(body["usage"]["cost_usd"]) > 0
+    assert len(ai_app.events) == 1 and ai_app.events[0].message_id == body["message"]["id"]
+
+
+def test_completion_is_the_same_404_as_a_random_id_when_the_caller_is_not_a_participant(ai_app, db):
+    add_model(db)
+    owner, stranger = add_user(db), add_user(db)
+    _, thread = add_thread(db, owner, model_id="local-echo")
+    hidden = complete(stranger, thread, {"content": "peek"})
+    random = complete(stranger, uuid.uuid4(), {"content": "peek"})
+    assert hidden["statusCode"] == random["statusCode"] == 404
+    assert hidden["body"] == random["body"]
+
+
+def test_provider_error_is_502_problem_without_the_canary_in_response_or_logs_when_upstream_leaks_a_key(
+    app_env, monkeypatch, db, capsys, caplog
+):
+    monkeypatch.setenv("ALLOW_PRIVATE_MODEL_ENDPOINTS", "true")
+    monkeypatch.setenv("OPENAI_COMPATIBLE_API_KEY", CANARY)
+    bootstrap.get_settings.cache_clear()
+    bootstrap.container.cache_clear()
+    bootstrap.completion_service.cache_clear()
+    bootstrap.model_providers.cache_clear()
+    upstream = FakeUpstream()
+    try:
+        add_model(db, "nim-model", provider="openai-compatible", base_url=upstream.url)
+        user = add_user(db)
+        _, thread = add_thread(db, user, model_id="nim-model")
+        upstream.answer(500, {"error": {"message": f"Incorrect API key provided: {CANARY}"}})
+        caplog.set_level(logging.DEBUG)
+        response = complete(user, thread, {"content": "hi"})
+        upstream.answer(429, {"error": f"rate limited for {CANARY}"})
+        throttled = complete(user, thread, {"content": "again"})
+    finally:
+        upstream.close()
+        bootstrap.completion_service.cache_clear()
+        bootstrap.model_providers.cache_clear()
+        bootstrap.container().db.close()
+        bootstrap.container.cache_clear()
+        bootstrap.get_settings.cache_clear()
+    assert upstream.requests[0]["headers"]["Authorization"] == f"Bearer {CANARY}"  # the key did go upstream
+    assert response["statusCode"] == 502 and throttled["statusCode"] == 503
+    assert header(response, "Content-Type") == "application/problem+json"
+    assert body_of(response)["type"].endswith("/upstream-error")
+    logs = capsys.readouterr()
+    for text in (response["body"], throttled["body"], json.dumps(response), logs.out, logs.err, caplog.text):
+        assert CANARY not in text
+    # Every log record, with its structured extras, is free of the canary; the failure itself was logged.
+    assert all(CANARY not in repr(vars(record)) for record in caplog.records)
+    assert any(record.getMessage() == "model provider failed" for record in caplog.records)
+
+
+def models_event(method, principal, body=None, path="/v1/model-configurations", resource=None, params=None):
+    return api_event(method, resource or path, path, principal=principal, body=body, path_parameters=params)
+
+
+def test_system_prompts_are_shown_to_admins_only_when_listing_models(ai_app, db):
+    add_model(db, system_prompt="secret house style")
+    user, admin = add_user(db), add_user(db, role="admin")
+    as_user = body_of(call("catalog", models_event("GET", context_for(user))))
+    as_admin = body_of(call("catalog", models_event("GET", context_for(admin, role="admin"))))
+    assert as_user["items"][0]["model_id"] == "local-echo" and as_user["items"][0]["system_prompt"] is None
+    assert as_admin["items"][0]["system_prompt"] == "secret house style"
+    assert "secret house style" not in json.dumps(as_user)
+
+
+def test_catalog_writes_are_403_when_the_caller_is_not_an_admin(ai_app, db):
+    user = add_user(db)
+    response = call("catalog", models_event("POST", context_for(user), {"model_id": "m1", "provider": "local"}))
+    assert response["statusCode"] == 403
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://93.184.216.34/v1",
+        "https://127.0.0.1/v1",
+        "https://localhost:8443/v1",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.8/v1",
+        "https://192.168.0.10/v1",
+        "https://[::1]/v1",
+    ],
+)
+def test_endpoint_urls_are_422_when_not_https_or_not_public(ai_app, db, url):
+    admin = add_user(db, role="admin")
+    principal = context_for(admin, role="admin")
+    model = call(
+        "catalog",
+        models_event("POST", principal, {"model_id": "nim", "provider": "openai-compatible", "base_url": url}),
+    )
+    resource = call(
+        "catalog",
+        models_event(
+            "POST",
+            principal,
+            {"resource_name": "r", "resource_type": "nvidia-nim", "endpoint_url": url},
+            path="/v1/deployed-resources",
+        ),
+    )
+    assert model["statusCode"] == 422 and resource["statusCode"] == 422
+    assert db.execute("SELECT count(*) FROM model_configurations").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM deployed_resources").fetchone()[0] == 0
+
+
+def test_admin_creates_and_patches_a_model_and_a_resource_when_endpoints_are_public(ai_app, db):
+    admin = add_user(db, role="admin")
+    principal = context_for(admin, role="admin")
+    created = call(
+        "catalog",
+        models_event(
+            "POST",
+            principal,
+            {
+                "model_id": "nim-llama",
+                "provider": "openai-compatible",
+                "base_url": "https://93.184.216.34/v1",
+                "per_1k_input_tokens_usd": "0.000150",
+                "per_1k_output_tokens_usd": "0.000600",
+            },
+        ),
+    )
+    assert created["statusCode"] == 201, created["body"]
+    model = body_of(created)
+    assert model["per_1k_output_tokens_usd"] == "0.000600"
+    patched = call(
+        "catalog",
+        models_event(
+            "PATCH",
+            principal,
+            {"is_active": False},
+            path=f"/v1/model-configurations/{model['id']}",
+            resource="/v1/model-configurations/{id}",
+            params={"id": model["id"]},
+        ),
+    )
+    assert patched["statusCode"] == 200 and body_of(patched)["is_active"] is False
+    resource = call(
+        "catalog",
+        models_event(
+            "POST",
+            principal,
+            {
+                "resource_name": "nim-1",
+                "resource_type": "nvidia-nim",
+                "endpoint_url": "https://93.184.216.34",
+                "estimated_hourly_cost": "1.2500",
+                "region": "us-east-1",
+            },
+            path="/v1/deployed-resources",
+        ),
+    )
+    assert resource["statusCode"] == 201 and body_of(resource)["estimated_hourly_cost"] == "1.2500"
+    rid = body_of(resource)["id"]
+    one = f"/v1/deployed-resources/{rid}"
+    ev = models_event("DELETE", principal, path=one, resource="/v1/deployed-resources/{id}", params={"id": rid})
+    assert call("catalog", ev)["statusCode"] == 204
+    ev = models_event("GET", principal, path=one, resource="/v1/deployed-resources/{id}", params={"id": rid})
+    assert call("catalog", ev)["statusCode"] == 404
+
+
+def chat_event(user, body):
+    return api_event("POST", "/v1/chat/completions", "/v1/chat/completions", principal=context_for(user), body=body)
+
+
+def test_chat_completions_answer_in_openai_shape_with_usage_and_record_usage_when_asked(ai_app, db):
+    add_model(db)
+    user = add_user(db)
+    body = {"model": "local-echo", "messages": [{"role": "user", "content": "2+2?"}], "temperature": 0}
+    first, second = call("openai", chat_event(user, body)), call("openai", chat_event(user, body))
+    assert first["statusCode"] == 200, first["body"]
+    answer = body_of(first)
+    assert answer["object"] == "chat.completion" and answer["model"] == "local-echo"
+    assert (
+        answer["choices"][0]["message"]["role"] == "assistant" and "2+2?" in answer["choices"][0]["message"]["content"]
+    )
+    usage = answer["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+    assert body_of(second)["choices"][0]["message"]["content"] == answer["choices"][0]["message"]["content"]
+    assert [e.cache_hit for e in ai_app.events] == [False, True]
+    assert ai_app.events[1].cost_avoided_usd == ai_app.events[0].cost_usd > 0
+
+
+def test_models_lists_active_models_in_openai_shape_when_signed_in(ai_app, db):
+    add_model(db)
+    add_model(db, "retired")
+    db.execute("UPDATE model_configurations SET is_active = false WHERE model_id = 'retired'")
+    user = add_user(db)
+    response = call("openai", api_event("GET", "/v1/models", "/v1/models", principal=context_for(user, kind="api_key")))
+    body = body_of(response)
+    assert body["object"] == "list" and [m["id"] for m in body["data"]] == ["local-echo"]
+    assert body["data"][0]["object"] == "model" and body["data"][0]["owned_by"] == "local"
+
+
+def test_chat_completion_is_422_when_the_model_is_unknown(ai_app, db):
+    user = add_user(db)
+    response = call("openai", chat_event(user, {"model": "nope", "messages": [{"role": "user", "content": "x"}]}))
+    assert response["statusCode"] == 422

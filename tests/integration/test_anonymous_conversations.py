@@ -1,0 +1,63 @@
+"""Anonymous conversations: created without credentials, reached by their token only, limited per address."""
+
+from __future__ import annotations
+
+import uuid
+
+from shared.auth.anonymous import parse_anonymous_token, verify_anonymous_token
+from tests.conversations_helpers import anonymous_principal, call, jwt_principal, make_user
+
+
+def _create(ip="198.51.100.1", body=None):
+    return call("POST", "/v1/anonymous/conversations", None, body=body or {}, source_ip=ip)
+
+
+def test_anonymous_conversation_has_no_owner_and_a_token_that_opens_it(app_container, db):
+    reply = _create(body={"title": "hi"})
+    assert reply.status == 201
+    conversation, token = reply.body["conversation"], reply.body["token"]
+    assert conversation["kind"] == "anonymous" and conversation["user_id"] is None
+    stored = db.execute(
+        "SELECT anonymous_token_hash FROM conversations WHERE id = %s", (conversation["id"],)
+    ).fetchone()[0]
+    assert stored and token not in stored
+    assert verify_anonymous_token(token, uuid.UUID(conversation["id"]), stored)
+    assert parse_anonymous_token(token)[0] == uuid.UUID(conversation["id"])
+
+
+def test_token_reaches_its_conversation_messages_and_threads_only(app_container, db):
+    mine = _create().body["conversation"]["id"]
+    other = _create().body["conversation"]["id"]
+    anon = anonymous_principal(uuid.UUID(mine))
+    sent = call("POST", f"/v1/conversations/{mine}/messages", anon, body={"content": "hello", "idempotency_key": "a"})
+    assert sent.status == 201 and sent.body["sender_id"] is None
+    again = call("POST", f"/v1/conversations/{mine}/messages", anon, body={"content": "hello", "idempotency_key": "a"})
+    assert again.status == 200 and again.body["id"] == sent.body["id"]
+    assert call("GET", f"/v1/conversations/{mine}/messages", anon).body["items"][0]["content"] == "hello"
+    assert call("PATCH", f"/v1/messages/{sent.body['id']}", anon, body={"content": "edited"}).status == 200
+    assert call("POST", f"/v1/conversations/{mine}/threads", anon, body={"title": "t"}).status == 201
+    assert call("GET", f"/v1/conversations/{other}", anon).status == 404
+    assert call("GET", f"/v1/conversations/{other}/messages", anon).status == 404
+    assert call("GET", "/v1/conversations", anon).status == 401  # user-only routes
+
+
+def test_token_never_reaches_a_regular_conversation_even_with_its_id(app_container, db):
+    alice = jwt_principal(make_user(db, "alice"))
+    group = call("POST", "/v1/conversations", alice, body={"kind": "group", "title": "g"}).body["id"]
+    forged = anonymous_principal(uuid.UUID(group))  # a token naming a non-anonymous conversation
+    assert call("GET", f"/v1/conversations/{group}/messages", forged).status == 404
+    assert call("POST", f"/v1/conversations/{group}/messages", forged, body={"content": "x"}).status == 404
+
+
+def test_creation_is_429_with_retry_after_when_one_address_makes_too_many(app_container, monkeypatch):
+    limit = app_container.settings.anonymous_create_limit
+    for _ in range(limit):
+        assert _create(ip="192.0.2.50").status == 201
+    refused = _create(ip="192.0.2.50")
+    assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert _create(ip="192.0.2.51").status == 201  # another address is not affected
+
+
+def test_creation_needs_no_body_when_posted_empty(app_container):
+    reply = call("POST", "/v1/anonymous/conversations", None, raw_body=b"{}")
+    assert reply.status == 201

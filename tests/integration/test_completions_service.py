@@ -1,0 +1,223 @@
+"""The completion service on real PostgreSQL: messages, context, cache, usage events, spend limit."""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+
+from shared.db import ConnectionProvider, Database
+from shared.errors import NotFoundError, RateLimitedError
+from shared.providers.base import ProviderRequest, ProviderResult
+from shared.providers.registry import ProviderRegistry
+from shared.services.completions import CompletionService
+from shared.settings import Settings
+from tests.ai_helpers import FakePublisher, add_model, add_thread, add_user
+
+
+class RecordingRegistry(ProviderRegistry):
+    """The real registry, remembering each request the provider was sent."""
+
+    def __init__(self, settings: Settings, delay: float = 0.0):
+        super().__init__(settings)
+        self.requests: list[ProviderRequest] = []
+        self._delay = delay
+
+    def for_model(self, provider, **kwargs):
+        inner = super().for_model(provider, **kwargs)
+        registry = self
+
+        class Recording:
+            name = inner.name
+
+            def complete(self, request: ProviderRequest) -> ProviderResult:
+                registry.requests.append(request)
+                time.sleep(registry._delay)
+                return inner.complete(request)
+
+        return Recording()
+
+
+@pytest.fixture
+def make_service(database_url, app_env, monkeypatch):
+    made = []
+
+    def build(delay: float = 0.0, **env: str) -> tuple[CompletionService, RecordingRegistry, FakePublisher]:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = Settings()
+        db = Database(ConnectionProvider(lambda: {"conninfo": database_url}))
+        made.append(db)
+        registry = RecordingRegistry(settings, delay)
+        publisher = FakePublisher()
+        return CompletionService(db, registry, publisher, settings), registry, publisher
+
+    yield build
+    for db in made:
+        db.close()
+
+
+def test_stores_user_and_ai_messages_and_publishes_one_priced_event_when_the_cache_misses(db, make_service):
+    service, registry, publisher = make_service()
+    add_model(db)
+    user = add_user(db)
+    conversation, thread = add_thread(db, user, model_id="local-echo")
+    answer = service.complete_in_thread(user, thread, content="What is Confab?")
+    rows = db.execute(
+        "SELECT sender_kind, sender_id, content, model_id FROM messages WHERE thread_id = %s ORDER BY id", (thread,)
+    ).fetchall()
+    assert [r[0] for r in rows] == ["user", "ai"]
+    assert rows[0][1] == user and rows[1][2] == answer.message.content and rows[1][3] == "local-echo"
+    assert "What is Confab?" in answer.message.content
+    assert registry.requests[0].messages[0].role == "system"
+    assert registry.requests[0].messages[0].content == "You are Confab's test model."
+    (event,) = publisher.events
+    usage = answer.usage
+    expected = (Decimal(usage.tokens_input) * Decimal("0.5") + Decimal(usage.tokens_output) * Decimal("1.5")) / 1000
+    assert usage.cost_usd == expected.quantize(Decimal("0.00000001")) and usage.cost_usd > 0
+    assert event.cost_usd == usage.cost_usd and not event.cache_hit
+    assert (event.user_id, event.conversation_id, event.thread_id) == (user, conversation, thread)
+    assert event.message_id == answer.message.id and event.model == "local-echo" and event.provider == "local"
+    assert event.tokens_input == usage.tokens_input > 0
+
+
+def test_second_identical_deterministic_question_is_a_free_hit_recording_cost_avoided_when_asked_twice(
+    db, make_service
+):
+    service, registry, publisher = make_service()
+    add_model(db)
+    user = add_user(db)
+    _, thread_a = add_thread(db, user, model_id="local-echo")
+    _, thread_b = add_thread(db, user, model_id="local-echo")
+    first = service.complete_in_thread(user, thread_a, content="Define entropy.", temperature=0)
+    second = service.complete_in_thread(user, thread_b, content="Define entropy.", temperature=0)
+    assert len(registry.requests) == 1
+    assert second.message.content == first.message.content
+    assert second.usage.cache_hit and second.usage.cost_usd == 0
+    assert second.usage.cost_avoided_usd == first.usage.cost_usd > 0
+    hit_event = publisher.events[1]
+    assert hit_event.cache_hit and hit_event.cost_usd == 0 and hit_event.cost_avoided_usd == first.usage.cost_usd
+    assert db.execute("SELECT hit_count FROM ai_cache").fetchone()[0] == 1
+
+
+def test_nondeterministic_requests_are_not_cached_when_temperature_is_above_zero(db, make_service):
+    service, registry, _ = make_service()
+    add_model(db)
+    user = add_user(db)
+    _, thread_a = add_thread(db, user, model_id="local-echo")
+    _, thread_b = add_thread(db, user, model_id="local-echo")
+    service.complete_in_thread(user, thread_a, content="Tell a story.", temperature=0.8)
+    second = service.complete_in_thread(user, thread_b, content="Tell a story.", temperature=0.8)
+    assert len(registry.requests) == 2 and not second.usage.cache_hit
+    assert db.execute("SELECT count(*) FROM ai_cache").fetchone()[0] == 0
+
+
+def test_users_with_different_private_context_never_share_an_entry_when_asking_the_same_question(db, make_service):
+    service, registry, _ = make_service()
+    add_model(db)
+    alice = add_user(db, tone="formal", info="Alice is a cardiologist in Lyon")
+    bob = add_user(db, tone="casual")
+    _, thread_a = add_thread(db, alice, model_id="local-echo")
+    _, thread_b = add_thread(db, bob, model_id="local-echo")
+    service.complete_in_thread(alice, thread_a, content="Plan my week.")
+    answer_b = service.complete_in_thread(bob, thread_b, content="Plan my week.")
+    assert len(registry.requests) == 2 and not answer_b.usage.cache_hit
+    assert "cardiologist" not in answer_b.message.content
+    assert "cardiologist" in registry.requests[0].messages[1].content
+    assert all("cardiologist" not in m.content for m in registry.requests[1].messages)
+    assert db.execute("SELECT count(*) FROM ai_cache").fetchone()[0] == 2
+
+
+def test_same_private_properties_still_do_not_share_when_two_users_have_identical_ones(db, make_service):
+    service, registry, _ = make_service()
+    add_model(db)
+    alice, bob = add_user(db, tone="formal"), add_user(db, tone="formal")
+    _, thread_a = add_thread(db, alice, model_id="local-echo")
+    _, thread_b = add_thread(db, bob, model_id="local-echo")
+    service.complete_in_thread(alice, thread_a, content="Plan my week.")
+    assert not service.complete_in_thread(bob, thread_b, content="Plan my week.").usage.cache_hit
+
+
+def test_context_includes_recent_thread_messages_within_the_budget_when_the_thread_is_long(db, make_service):
+    service, registry, _ = make_service()
+    add_model(db, context_window=400, max_output=100, system_prompt=None)
+    user = add_user(db)
+    conversation, thread = add_thread(db, user, model_id="local-echo")
+    for i in range(40):
+        db.execute(
+            "INSERT INTO messages (conversation_id, thread_id, sender_id, sender_kind, content) "
+            " VALUES (%s,%s,%s,%s,%s)",
+            (conversation, thread, user, "user" if i % 2 == 0 else "ai", f"message number {i} " + "x" * 40),
+        )
+    service.complete_in_thread(user, thread, content="And now?")
+    sent = registry.requests[0].messages
+    assert sent[-1].content == "And now?" and 1 < len(sent) < 41
+    assert sent[-2].content.startswith("message number 39") and sent[-2].role == "assistant"
+    assert sum(len(m.content) for m in sent) // 4 <= 300
+
+
+def test_thread_is_404_when_the_caller_is_not_a_participant(db, make_service):
+    service, _, publisher = make_service()
+    add_model(db)
+    owner, stranger = add_user(db), add_user(db)
+    _, thread = add_thread(db, owner, model_id="local-echo")
+    with pytest.raises(NotFoundError):
+        service.complete_in_thread(stranger, thread, content="hi")
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0 and publisher.events == []
+
+
+def test_repeated_idempotency_key_returns_the_same_answer_without_a_second_call_when_retried(db, make_service):
+    service, registry, publisher = make_service()
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    first = service.complete_in_thread(user, thread, content="hello", temperature=0.5, idempotency_key="k1")
+    again = service.complete_in_thread(user, thread, content="hello", temperature=0.5, idempotency_key="k1")
+    assert again.message.id == first.message.id and again.usage == first.usage
+    assert len(registry.requests) == 1 and len(publisher.events) == 1
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 2
+
+
+def test_spend_limit_answers_429_before_the_provider_when_the_month_is_spent(db, make_service):
+    service, registry, _ = make_service(MONTHLY_SPEND_LIMIT_USD="0.01")
+    add_model(db, price_in="10", price_out="10")
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    db.execute(
+        "INSERT INTO ai_spend_months (user_id, month, spent_usd) VALUES (%s, date_trunc('month', now())::date, 0.0099)",
+        (user,),
+    )
+    with pytest.raises(RateLimitedError):
+        service.complete_in_thread(user, thread, content="one more", temperature=0.7)
+    assert registry.requests == []
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+
+
+def test_concurrent_calls_cannot_overspend_the_limit_when_they_race(db, make_service):
+    # Worst case per call is about 0.04 USD and the real cost about 0.035: two real costs exceed the limit,
+    # so without reservations several racing calls would all pass the check and overspend.
+    limit = Decimal("0.06")
+    service, registry, _ = make_service(delay=0.4, MONTHLY_SPEND_LIMIT_USD=str(limit))
+    add_model(db, price_in="1", price_out="1")
+    user = add_user(db)
+    threads = [add_thread(db, user, model_id="local-echo")[1] for _ in range(6)]
+    outcomes: list[str] = []
+
+    def call(thread_id):
+        try:
+            service.complete_in_thread(user, thread_id, content=f"race {thread_id}", temperature=0.9, max_tokens=20)
+            outcomes.append("ok")
+        except RateLimitedError:
+            outcomes.append("429")
+
+    workers = [threading.Thread(target=call, args=(t,)) for t in threads]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
+    assert sorted(outcomes) == ["429"] * 5 + ["ok"]
+    assert reserved == 0 and 0 < spent <= limit
+    assert len(registry.requests) == 1

@@ -1,0 +1,183 @@
+"""Conversations and participants through the handlers, on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.conversations_helpers import call, jwt_principal, make_user
+
+
+@pytest.fixture
+def people(app_container, db):
+    ids = {name: make_user(db, name) for name in ("alice", "bob", "carol", "dave")}
+    ids["model"] = make_user(db, "model", is_ai=True)
+    return {name: jwt_principal(uid) for name, uid in ids.items()}
+
+
+def _group(owner, *members, title="team"):
+    reply = call(
+        "POST",
+        "/v1/conversations",
+        owner,
+        body={"kind": "group", "title": title, "participant_ids": [str(m.user_id) for m in members]},
+    )
+    assert reply.status == 201, reply.body
+    return reply.body
+
+
+def test_direct_conversation_is_found_again_when_created_twice_with_the_same_user(people):
+    alice, bob = people["alice"], people["bob"]
+    first = call("POST", "/v1/conversations", alice, body={"kind": "direct", "participant_ids": [str(bob.user_id)]})
+    assert first.status == 201
+    again = call("POST", "/v1/conversations", bob, body={"kind": "direct", "participant_ids": [str(alice.user_id)]})
+    assert again.status == 200 and again.body["id"] == first.body["id"]
+
+
+def test_direct_conversation_is_422_when_it_names_the_caller_or_two_users(people):
+    alice, bob, carol = people["alice"], people["bob"], people["carol"]
+    me = call("POST", "/v1/conversations", alice, body={"kind": "direct", "participant_ids": [str(alice.user_id)]})
+    two = call(
+        "POST",
+        "/v1/conversations",
+        alice,
+        body={"kind": "direct", "participant_ids": [str(bob.user_id), str(carol.user_id)]},
+    )
+    assert me.status == 422 and two.status == 422
+
+
+def test_group_needs_a_title_and_active_participants_when_created(people):
+    alice = people["alice"]
+    assert call("POST", "/v1/conversations", alice, body={"kind": "group"}).status == 422
+    ghost = call(
+        "POST", "/v1/conversations", alice, body={"kind": "group", "title": "t", "participant_ids": [str(uuid.uuid4())]}
+    )
+    assert ghost.status == 422
+
+
+def test_list_is_ordered_by_last_activity_with_preview_and_unread_count_when_messages_arrive(people):
+    alice, bob = people["alice"], people["bob"]
+    older = _group(alice, bob, title="older")
+    newer = _group(alice, bob, title="newer")
+    call("POST", f"/v1/conversations/{older['id']}/messages", bob, body={"content": "hello alice"})
+    call("POST", f"/v1/conversations/{older['id']}/messages", bob, body={"content": "are you there"})
+    listed = call("GET", "/v1/conversations", alice)
+    assert listed.status == 200
+    ids = [c["id"] for c in listed.body["items"]]
+    assert ids == [older["id"], newer["id"]]
+    top = listed.body["items"][0]
+    assert top["unread_count"] == 2 and top["last_message"]["content"] == "are you there"
+    assert call("GET", "/v1/conversations", bob).body["items"][0]["unread_count"] == 0  # own messages
+
+
+def test_list_pages_never_repeat_when_walked_with_small_limits(people):
+    alice, bob = people["alice"], people["bob"]
+    made = {_group(alice, bob, title=f"g{i}")["id"] for i in range(7)}
+    seen: list[str] = []
+    cursor = None
+    while True:
+        query = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = call("GET", "/v1/conversations", alice, query=query).body
+        seen += [c["id"] for c in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 7 and set(seen) == made
+
+
+def test_malformed_cursor_is_400_when_listing(people):
+    reply = call("GET", "/v1/conversations", people["alice"], query={"cursor": "not-a-cursor!"})
+    assert reply.status == 400
+
+
+def test_outsider_gets_the_same_404_as_a_random_id_when_reading_a_conversation(people):
+    group = _group(people["alice"], people["bob"])
+    outsider = call("GET", f"/v1/conversations/{group['id']}", people["carol"])
+    random = call("GET", f"/v1/conversations/{uuid.uuid4()}", people["carol"])
+    assert outsider.status == random.status == 404
+    assert outsider.body == random.body
+
+
+def test_platform_admin_is_no_exception_when_not_a_participant(app_container, db, people):
+    admin = jwt_principal(make_user(db, "root", role="super_admin"), role="super_admin")
+    group = _group(people["alice"], people["bob"])
+    assert call("GET", f"/v1/conversations/{group['id']}/messages", admin).status == 404
+
+
+def test_member_may_not_rename_but_admin_may_when_patching(people):
+    alice, bob = people["alice"], people["bob"]
+    group = _group(alice, bob)
+    assert call("PATCH", f"/v1/conversations/{group['id']}", bob, body={"title": "mine"}).status == 403
+    renamed = call("PATCH", f"/v1/conversations/{group['id']}", alice, body={"title": "ours"})
+    assert renamed.status == 200 and renamed.body["title"] == "ours"
+
+
+def test_admin_adds_changes_and_removes_participants_when_managing(people):
+    alice, bob, carol = people["alice"], people["bob"], people["carol"]
+    group = _group(alice, bob)
+    base = f"/v1/conversations/{group['id']}/participants"
+    assert call("POST", base, bob, body={"user_id": str(carol.user_id)}).status == 403
+    added = call("POST", base, alice, body={"user_id": str(carol.user_id)})
+    assert added.status == 201 and added.body["role"] == "member"
+    assert call("POST", base, alice, body={"user_id": str(carol.user_id)}).status == 409
+    promoted = call("PATCH", f"{base}/{carol.user_id}", alice, body={"role": "admin"})
+    assert promoted.status == 200 and promoted.body["role"] == "admin"
+    assert call("DELETE", f"{base}/{bob.user_id}", alice).status == 204
+    listed = call("GET", base, alice).body["items"]
+    assert {p["user_id"] for p in listed} == {str(alice.user_id), str(carol.user_id)}
+
+
+def test_removed_participant_loses_access_on_the_next_request(people):
+    alice, bob = people["alice"], people["bob"]
+    group = _group(alice, bob)
+    assert call("GET", f"/v1/conversations/{group['id']}/messages", bob).status == 200
+    call("DELETE", f"/v1/conversations/{group['id']}/participants/{bob.user_id}", alice)
+    assert call("GET", f"/v1/conversations/{group['id']}/messages", bob).status == 404
+
+
+def test_last_admin_cannot_leave_or_be_demoted_while_others_remain(people):
+    alice, bob = people["alice"], people["bob"]
+    group = _group(alice, bob)
+    base = f"/v1/conversations/{group['id']}/participants"
+    assert call("DELETE", f"{base}/{alice.user_id}", alice).status == 409
+    assert call("PATCH", f"{base}/{alice.user_id}", alice, body={"role": "member"}).status == 409
+    assert call("DELETE", f"{base}/{bob.user_id}", bob).status == 204  # anyone may leave
+    assert call("DELETE", f"{base}/{alice.user_id}", alice).status == 204  # nobody else remains
+
+
+def test_ai_role_is_only_for_model_accounts_when_adding(people):
+    alice, bob, model = people["alice"], people["bob"], people["model"]
+    group = _group(alice, bob)
+    base = f"/v1/conversations/{group['id']}/participants"
+    assert call("POST", base, alice, body={"user_id": str(model.user_id), "role": "member"}).status == 422
+    assert call("POST", base, alice, body={"user_id": str(model.user_id), "role": "ai"}).status == 201
+
+
+def test_participants_cannot_be_added_to_a_direct_conversation(people):
+    alice, bob, carol = people["alice"], people["bob"], people["carol"]
+    direct = call(
+        "POST", "/v1/conversations", alice, body={"kind": "direct", "participant_ids": [str(bob.user_id)]}
+    ).body
+    assert (
+        call(
+            "POST", f"/v1/conversations/{direct['id']}/participants", alice, body={"user_id": str(carol.user_id)}
+        ).status
+        == 409
+    )
+
+
+def test_delete_removes_the_conversation_when_an_admin_asks(people, db):
+    alice, bob = people["alice"], people["bob"]
+    group = _group(alice, bob)
+    assert call("DELETE", f"/v1/conversations/{group['id']}", bob).status == 403
+    assert call("DELETE", f"/v1/conversations/{group['id']}", alice).status == 204
+    assert db.execute("SELECT count(*) FROM conversations WHERE id = %s", (group["id"],)).fetchone()[0] == 0
+
+
+def test_room_keeps_its_fields_and_owner_when_created(people, db):
+    alice = people["alice"]
+    body = {"kind": "room", "title": "lab", "room_type": "viz", "room_token": "tok-1", "host": "h", "cmd_port": 9000}
+    room = call("POST", "/v1/conversations", alice, body=body)
+    assert room.status == 201 and room.body["user_id"] == str(alice.user_id) and room.body["cmd_port"] == 9000
+    assert call("POST", "/v1/conversations", alice, body=body).status == 409  # room_token is unique

@@ -1,0 +1,115 @@
+"""Files: a record and a presigned upload; local mode serves signed URLs itself, S3 is tested with moto."""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from shared.bootstrap import container
+from shared.local.server import LocalApi
+from shared.settings import get_settings
+from tests.conversations_helpers import call, jwt_principal, make_user
+
+
+@pytest.fixture
+def owners(app_container, db):
+    return jwt_principal(make_user(db, "alice")), jwt_principal(make_user(db, "bob"))
+
+
+def _local(url: str):
+    split = urlsplit(url)
+    return split.path + "?" + split.query
+
+
+def test_local_upload_and_download_round_trip_through_signed_urls(owners):
+    alice, bob = owners
+    data = b"hello, file"
+    body = {
+        "name": "a.txt",
+        "content_type": "text/plain",
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    created = call("POST", "/v1/files", alice, body=body)
+    assert created.status == 201 and created.body["upload"]["method"] == "PUT"
+    file_id = created.body["file"]["id"]
+    pending = call("GET", f"/v1/files/{file_id}", alice).body
+    assert pending["file"]["status"] == "pending" and pending["download"] is None
+    api = LocalApi()
+    put = api.handle("PUT", _local(created.body["upload"]["url"]), [], data, "127.0.0.1")
+    assert put.status == 200
+    got = call("GET", f"/v1/files/{file_id}", alice).body
+    assert got["file"]["status"] == "uploaded"
+    download = api.handle("GET", _local(got["download"]["url"]), [], b"", "127.0.0.1")
+    assert download.status == 200 and download.body == data
+    assert call("GET", f"/v1/files/{file_id}", bob).status == 404
+    assert [f["id"] for f in call("GET", "/v1/files", alice).body["items"]] == [file_id]
+    assert call("GET", "/v1/files", bob).body["items"] == []
+
+
+def test_local_urls_refuse_tampering_expiry_and_oversize(owners, monkeypatch):
+    alice, _ = owners
+    created = call("POST", "/v1/files", alice, body={"name": "b.bin", "size": 4}).body
+    url = _local(created["upload"]["url"])
+    api = LocalApi()
+    assert api.handle("PUT", url.replace("sig=", "sig=0"), [], b"abcd", "ip").status == 403
+    assert api.handle("GET", url, [], b"", "ip").status == 403  # an upload URL is not a download URL
+    assert api.handle("PUT", url, [], b"too long", "ip").status == 413
+    monkeypatch.setattr("shared.storage.time.time", lambda: 4_000_000_000)
+    assert api.handle("PUT", url, [], b"abcd", "ip").status == 403
+
+
+def test_size_and_type_limits_answer_413_and_422(owners, app_container):
+    alice, _ = owners
+    too_big = call("POST", "/v1/files", alice, body={"name": "x", "size": app_container.settings.file_max_bytes + 1})
+    assert too_big.status == 413
+    assert (
+        call("POST", "/v1/files", alice, body={"name": "x", "size": 1, "content_type": "application/x-evil"}).status
+        == 422
+    )
+
+
+def test_delete_removes_the_record_and_the_bytes(owners, app_container):
+    alice, bob = owners
+    created = call("POST", "/v1/files", alice, body={"name": "c.txt", "content_type": "text/plain", "size": 1}).body
+    LocalApi().handle("PUT", _local(created["upload"]["url"]), [], b"c", "ip")
+    stored = app_container.settings.files_dir / "users" / str(alice.user_id) / created["file"]["id"]
+    assert stored.is_file()
+    assert call("DELETE", f"/v1/files/{created['file']['id']}", bob).status == 404
+    assert call("DELETE", f"/v1/files/{created['file']['id']}", alice).status == 204
+    assert not stored.exists()
+
+
+def test_s3_presigned_post_and_download_when_a_bucket_is_configured(owners, monkeypatch):
+    alice, _ = owners
+    monkeypatch.setenv("FILES_BUCKET", "confab-files-test")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    get_settings.cache_clear()
+    container.cache_clear()
+    with mock_aws():
+        from shared.storage import _s3_client
+
+        _s3_client.cache_clear()
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="confab-files-test")
+        created = call("POST", "/v1/files", alice, body={"name": "d.pdf", "content_type": "application/pdf", "size": 5})
+        assert created.status == 201
+        upload = created.body["upload"]
+        assert (
+            upload["method"] == "POST"
+            and "policy" in upload["fields"]
+            and upload["fields"]["key"].endswith(created.body["file"]["id"])
+        )
+        file_id = created.body["file"]["id"]
+        assert call("GET", f"/v1/files/{file_id}", alice).body["download"] is None
+        s3.put_object(Bucket="confab-files-test", Key=upload["fields"]["key"], Body=b"%PDF-")
+        got = call("GET", f"/v1/files/{file_id}", alice).body
+        assert got["file"]["status"] == "uploaded" and "X-Amz-Signature" in got["download"]["url"]
+        assert call("DELETE", f"/v1/files/{file_id}", alice).status == 204
+        assert s3.list_objects_v2(Bucket="confab-files-test").get("KeyCount") == 0
+        _s3_client.cache_clear()

@@ -1,0 +1,194 @@
+"""Messages through the handlers: send, pages, idempotency, limits, edits, read status, reactions, feedback."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conversations_helpers import call, jwt_principal, make_user
+
+
+@pytest.fixture
+def room(app_container, db):
+    alice, bob, carol = (jwt_principal(make_user(db, n)) for n in ("alice", "bob", "carol"))
+    body = {"kind": "group", "title": "t", "participant_ids": [str(bob.user_id)]}
+    conversation = call("POST", "/v1/conversations", alice, body=body).body
+    return {"alice": alice, "bob": bob, "carol": carol, "id": conversation["id"]}
+
+
+def _send(room, who, content, **extra):
+    return call("POST", f"/v1/conversations/{room['id']}/messages", room[who], body={"content": content, **extra})
+
+
+def _file(db, owner_id, name="a.txt"):
+    return db.execute(
+        "INSERT INTO user_files (owner_id, original_name, content_type, size, storage_key) "
+        "VALUES (%s, %s, 'text/plain', 3, gen_random_uuid()::text) RETURNING id",
+        (owner_id, name),
+    ).fetchone()[0]
+
+
+def test_send_answers_201_and_pages_walk_backward_and_forward_without_gaps(room):
+    sent = [_send(room, "alice" if i % 2 else "bob", f"m{i}").body["id"] for i in range(7)]
+    path = f"/v1/conversations/{room['id']}/messages"
+    for direction, expected in (("backward", sent[::-1]), ("forward", sent)):
+        seen, cursor = [], None
+        while True:
+            query = {"limit": 3, "direction": direction, **({"cursor": cursor} if cursor else {})}
+            page = call("GET", path, room["alice"], query=query).body
+            seen += [m["id"] for m in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == expected
+
+
+def test_retried_send_returns_the_original_with_200_when_the_idempotency_key_repeats(room, db):
+    first = _send(room, "alice", "once", idempotency_key="k-1")
+    again = _send(room, "alice", "once", idempotency_key="k-1")
+    assert first.status == 201 and again.status == 200 and again.body["id"] == first.body["id"]
+    other = _send(room, "bob", "once", idempotency_key="k-1")  # keys are per sender
+    assert other.status == 201
+    assert db.execute("SELECT count(*) FROM messages WHERE idempotency_key = 'k-1'").fetchone()[0] == 2
+
+
+def test_attachments_are_linked_when_the_sender_owns_the_files(room, db):
+    mine = _file(db, room["alice"].user_id)
+    sent = _send(room, "alice", "see file", attachments=[str(mine)])
+    assert sent.status == 201 and sent.body["attachments"][0]["file_id"] == str(mine)
+    assert db.execute("SELECT count(*) FROM message_attachments WHERE file_id = %s", (mine,)).fetchone()[0] == 1
+
+
+def test_send_leaves_nothing_behind_when_an_attachment_is_not_the_senders(room, db):
+    mine, theirs = _file(db, room["alice"].user_id), _file(db, room["bob"].user_id)
+    before = db.execute("SELECT last_message_at FROM conversations WHERE id = %s", (room["id"],)).fetchone()[0]
+    reply = _send(room, "alice", "sneaky", attachments=[str(mine), str(theirs)])
+    assert reply.status == 422
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM message_attachments").fetchone()[0] == 0
+    assert db.execute("SELECT last_message_at FROM conversations WHERE id = %s", (room["id"],)).fetchone()[0] == before
+
+
+def test_limits_answer_422_or_413_never_500_when_exceeded(room, app_container):
+    limit = app_container.settings.message_max_chars
+    assert _send(room, "alice", "x" * (limit + 1)).status == 422
+    assert _send(room, "alice", "ok", attachments=[str(__import__("uuid").uuid4()) for _ in range(11)]).status == 422
+    huge = "y" * (app_container.settings.request_body_max_bytes + 1)
+    reply = call("POST", f"/v1/conversations/{room['id']}/messages", room["alice"], raw_body=huge.encode())
+    assert reply.status == 413 and reply.body["type"].endswith("/payload-too-large")
+    assert call("GET", f"/v1/conversations/{room['id']}/messages", room["alice"], query={"limit": 5000}).status == 200
+    assert call("GET", f"/v1/conversations/{room['id']}/messages", room["alice"], query={"limit": 0}).status == 400
+
+
+def test_page_limit_is_capped_at_200_when_more_is_asked(room, db):
+    db.execute(
+        "INSERT INTO messages (conversation_id, sender_id, content) "
+        "SELECT %s, %s, 'm' || g FROM generate_series(1, 230) g",
+        (room["id"], room["alice"].user_id),
+    )
+    page = call("GET", f"/v1/conversations/{room['id']}/messages", room["bob"], query={"limit": 1000}).body
+    assert len(page["items"]) == 200 and page["next_cursor"]
+    assert len(call("GET", f"/v1/conversations/{room['id']}/messages", room["bob"]).body["items"]) == 50
+
+
+def test_edit_keeps_the_earlier_version_and_only_the_sender_may_edit(room, db):
+    message = _send(room, "alice", "first").body
+    assert call("PATCH", f"/v1/messages/{message['id']}", room["bob"], body={"content": "hijack"}).status == 403
+    edited = call("PATCH", f"/v1/messages/{message['id']}", room["alice"], body={"content": "second"})
+    assert edited.status == 200 and edited.body["content"] == "second" and edited.body["edited_at"]
+    kept = db.execute("SELECT previous_content FROM message_edits WHERE message_id = %s", (message["id"],)).fetchall()
+    assert kept == [("first",)]
+
+
+def test_delete_is_for_the_sender_or_a_conversation_admin(room):
+    by_alice = _send(room, "alice", "a").body
+    by_bob = _send(room, "bob", "b").body
+    assert call("DELETE", f"/v1/messages/{by_alice['id']}", room["bob"]).status == 403
+    assert call("DELETE", f"/v1/messages/{by_bob['id']}", room["alice"]).status == 204  # alice is admin
+    assert call("DELETE", f"/v1/messages/{by_alice['id']}", room["alice"]).status == 204
+    assert call("GET", f"/v1/conversations/{room['id']}/messages", room["alice"]).body["items"] == []
+
+
+def test_status_moves_sent_delivered_read_and_never_backwards(room):
+    first = _send(room, "alice", "one").body
+    second = _send(room, "alice", "two").body
+    assert first["status"] == "sent" and "sent" in first["status_timestamps"]
+    path = f"/v1/conversations/{room['id']}/read"
+    delivered = call("POST", path, room["bob"], body={"message_id": second["id"], "status": "delivered"})
+    assert delivered.status == 200 and delivered.body["updated"] == 2 and delivered.body["last_read_message_id"] is None
+    read = call("POST", path, room["bob"], body={"message_id": first["id"]})
+    assert read.body["last_read_message_id"] == first["id"] and read.body["updated"] == 1
+    call("POST", path, room["bob"], body={"message_id": second["id"]})
+    back = call("POST", path, room["bob"], body={"message_id": first["id"]})
+    assert back.body["last_read_message_id"] == second["id"]  # the cursor never moves back
+    again = call("POST", path, room["bob"], body={"message_id": second["id"], "status": "delivered"})
+    assert again.body["updated"] == 0  # read never returns to delivered
+    items = call("GET", f"/v1/conversations/{room['id']}/messages", room["alice"]).body["items"]
+    assert {m["status"] for m in items} == {"read"}
+    assert all({"sent", "delivered", "read"} <= set(m["status_timestamps"]) for m in items)
+
+
+def test_read_is_404_when_the_message_is_in_another_conversation(room):
+    other = call("POST", "/v1/conversations", room["bob"], body={"kind": "group", "title": "x"}).body
+    foreign = call("POST", f"/v1/conversations/{other['id']}/messages", room["bob"], body={"content": "x"}).body
+    assert (
+        call("POST", f"/v1/conversations/{room['id']}/read", room["bob"], body={"message_id": foreign["id"]}).status
+        == 404
+    )
+
+
+def test_reactions_are_unique_per_user_and_emoji_and_counted_by_emoji(room):
+    message = _send(room, "alice", "react").body
+    path = f"/v1/messages/{message['id']}/reactions"
+    assert call("POST", path, room["alice"], body={"emoji": "👍"}).status == 201
+    assert call("POST", path, room["alice"], body={"emoji": "👍"}).status == 200
+    call("POST", path, room["bob"], body={"emoji": "👍"})
+    call("POST", path, room["bob"], body={"emoji": "🎉"})
+    summary = call("GET", path, room["alice"]).body["reactions"]
+    assert summary == [
+        {"emoji": "👍", "count": 2, "reacted_by_me": True},
+        {"emoji": "🎉", "count": 1, "reacted_by_me": False},
+    ]
+    assert call("DELETE", f"{path}/%F0%9F%8E%89", room["bob"]).status == 204
+    assert call("DELETE", f"{path}/%F0%9F%8E%89", room["bob"]).status == 404
+    assert call("POST", path, room["carol"], body={"emoji": "👍"}).status == 404
+
+
+def test_feedback_is_one_per_message_and_user_and_rating_must_be_1_to_5(room):
+    message = _send(room, "alice", "rate me").body
+    path = f"/v1/messages/{message['id']}/feedback"
+    assert call("PUT", path, room["bob"], body={"rating": 6}).status == 422
+    assert call("GET", path, room["bob"]).status == 404
+    first = call(
+        "PUT", path, room["bob"], body={"rating": 4, "model_name": "m", "model_provider": "p", "temperature": 0.2}
+    )
+    second = call("PUT", path, room["bob"], body={"rating": 2, "max_tokens": 100})
+    assert first.status == second.status == 200 and first.body["id"] == second.body["id"]
+    assert call("GET", path, room["bob"]).body["rating"] == 2
+
+
+def test_threads_hold_their_messages_and_usage_totals(room):
+    thread = call("POST", f"/v1/conversations/{room['id']}/threads", room["alice"], body={"title": "side"})
+    assert thread.status == 201 and thread.body["tokens_total"] == 0 and float(thread.body["cost_total_usd"]) == 0
+    _send(room, "alice", "main")
+    in_thread = _send(room, "bob", "threaded", thread_id=thread.body["id"]).body
+    page = call("GET", f"/v1/threads/{thread.body['id']}/messages", room["alice"]).body
+    assert [m["id"] for m in page["items"]] == [in_thread["id"]]
+    assert call("GET", f"/v1/threads/{thread.body['id']}", room["carol"]).status == 404
+    listed = call("GET", f"/v1/conversations/{room['id']}/threads", room["bob"]).body
+    assert [t["id"] for t in listed["items"]] == [thread.body["id"]]
+
+
+def test_send_to_a_thread_of_another_conversation_is_422(room):
+    other = call("POST", "/v1/conversations", room["alice"], body={"kind": "group", "title": "x"}).body
+    thread = call("POST", f"/v1/conversations/{other['id']}/threads", room["alice"], body={}).body
+    assert _send(room, "alice", "x", thread_id=thread["id"]).status == 422
+
+
+def test_search_finds_only_the_callers_conversations(room):
+    _send(room, "alice", "the quick brown fox")
+    private = call("POST", "/v1/conversations", room["carol"], body={"kind": "group", "title": "c"}).body
+    call("POST", f"/v1/conversations/{private['id']}/messages", room["carol"], body={"content": "another quick fox"})
+    found = call("GET", "/v1/search/messages", room["bob"], query={"q": "quick fox"}).body["items"]
+    assert [m["content"] for m in found] == ["the quick brown fox"]
+    assert len(call("GET", "/v1/search/messages", room["carol"], query={"q": "fox"}).body["items"]) == 1
+    assert call("GET", "/v1/search/messages", room["bob"], query={"q": "  "}).status == 422

@@ -1,0 +1,143 @@
+"""The OpenAI-compatible provider against a fake chat-completions server on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+
+from shared.providers.base import ChatMessage, ProviderError, ProviderRequest, TokenUsage
+from shared.providers.endpoints import check_endpoint_url
+from shared.providers.openai_compatible import OpenAICompatibleProvider
+
+CANARY = "sk-canary-77aa01"
+
+REQUEST = ProviderRequest(
+    model="meta/llama3-8b", messages=(ChatMessage("system", "S"), ChatMessage("user", "Q")), max_tokens=16
+)
+
+
+class FakeUpstream:
+    """Answers each POST with the next scripted (status, headers, body, delay)."""
+
+    def __init__(self) -> None:
+        self.script: list[tuple[int, dict[str, str], bytes, float]] = []
+        self.requests: list[dict[str, Any]] = []
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                upstream.requests.append(
+                    {"path": self.path, "headers": dict(self.headers), "body": json.loads(self.rfile.read(length))}
+                )
+                status, headers, body, delay = upstream.script.pop(0)
+                time.sleep(delay)
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def answer(self, status: int, body: Any, *, headers: dict[str, str] | None = None, delay: float = 0) -> None:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.script.append((status, {"Content-Type": "application/json", **(headers or {})}, raw, delay))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream()
+    yield fake
+    fake.close()
+
+
+OK_BODY = {
+    "id": "cmpl-1",
+    "object": "chat.completion",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "A"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 4}},
+}
+
+
+def test_posts_chat_completion_with_bearer_key_and_reads_usage_when_upstream_answers(upstream):
+    upstream.answer(200, OK_BODY)
+    result = OpenAICompatibleProvider(upstream.url, api_key="k-123").complete(REQUEST)
+    assert result.text == "A" and result.usage == TokenUsage(input=12, output=3, cached=4)
+    sent = upstream.requests[0]
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["headers"]["Authorization"] == "Bearer k-123"
+    assert sent["body"]["model"] == "meta/llama3-8b" and sent["body"]["stream"] is False
+    assert sent["body"]["messages"] == [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}]
+
+
+@pytest.mark.parametrize(("upstream_status", "status"), [(500, 502), (401, 502), (429, 503), (503, 503), (504, 504)])
+def test_error_status_maps_without_the_upstream_body_when_upstream_fails(upstream, upstream_status, status, capsys):
+    upstream.answer(upstream_status, {"error": {"message": f"invalid key {CANARY}"}})
+    with pytest.raises(ProviderError) as caught:
+        OpenAICompatibleProvider(upstream.url, api_key=CANARY).complete(REQUEST)
+    assert caught.value.status == status
+    assert CANARY not in str(caught.value) and CANARY not in json.dumps(caught.value.extra)
+    assert CANARY not in capsys.readouterr().out
+
+
+def test_redirect_is_not_followed_when_upstream_answers_302(upstream):
+    upstream.answer(302, b"", headers={"Location": "http://169.254.169.254/latest/meta-data"})
+    with pytest.raises(ProviderError) as caught:
+        OpenAICompatibleProvider(upstream.url).complete(REQUEST)
+    assert caught.value.status == 502 and len(upstream.requests) == 1
+
+
+def test_times_out_with_504_when_upstream_is_slow(upstream):
+    upstream.answer(200, OK_BODY, delay=1.5)
+    with pytest.raises(ProviderError) as caught:
+        OpenAICompatibleProvider(upstream.url, timeout_s=0.3).complete(REQUEST)
+    assert caught.value.status == 504
+
+
+def test_body_over_the_cap_is_502_when_upstream_answers_too_much(upstream):
+    upstream.answer(200, b"x" * 200_000)
+    with pytest.raises(ProviderError) as caught:
+        OpenAICompatibleProvider(upstream.url, max_response_bytes=10_000).complete(REQUEST)
+    assert caught.value.status == 502
+
+
+def test_malformed_json_is_502_when_upstream_answers_garbage(upstream):
+    upstream.answer(200, b"<html>oops</html>")
+    with pytest.raises(ProviderError) as caught:
+        OpenAICompatibleProvider(upstream.url).complete(REQUEST)
+    assert caught.value.status == 502
+
+
+def test_guard_refuses_a_loopback_base_url_before_connecting_when_private_endpoints_are_off(upstream):
+    with pytest.raises(ProviderError) as caught:
+        OpenAICompatibleProvider(upstream.url, guard=check_endpoint_url).complete(REQUEST)
+    assert caught.value.status == 502 and upstream.requests == []
+
+
+def test_refused_connection_is_503_when_nothing_listens():
+    with pytest.raises(ProviderError) as caught:
+        OpenAICompatibleProvider("http://127.0.0.1:1/v1", timeout_s=2).complete(REQUEST)
+    assert caught.value.status == 503

@@ -1,0 +1,43 @@
+"""Dashboard panels and room data references."""
+
+from __future__ import annotations
+
+from tests.conversations_helpers import call, jwt_principal, make_user
+
+
+def _setup(db):
+    alice, bob, carol = (jwt_principal(make_user(db, n)) for n in ("alice", "bob", "carol"))
+    body = {"kind": "room", "title": "lab", "participant_ids": [str(bob.user_id)]}
+    room = call("POST", "/v1/conversations", alice, body=body).body["id"]
+    return alice, bob, carol, room
+
+
+def test_panels_are_created_listed_changed_and_deleted_by_creator_or_admin(app_container, db):
+    alice, bob, carol, room = _setup(db)
+    panel = call("POST", f"/v1/conversations/{room}/panels", bob, body={"name": "p", "layout": {"x": 1}})
+    assert panel.status == 201
+    pid = panel.body["id"]
+    assert call("GET", f"/v1/conversations/{room}/panels", carol).status == 404
+    assert [p["id"] for p in call("GET", f"/v1/conversations/{room}/panels", alice).body["items"]] == [pid]
+    changed = call("PATCH", f"/v1/panels/{pid}", bob, body={"config": {"k": "v"}})
+    assert changed.status == 200 and changed.body["layout"] == {"x": 1} and changed.body["config"] == {"k": "v"}
+    mine = call("POST", f"/v1/conversations/{room}/panels", alice, body={"name": "q"}).body["id"]
+    assert call("PATCH", f"/v1/panels/{mine}", bob, body={"name": "z"}).status == 403
+    assert call("DELETE", f"/v1/panels/{pid}", carol).status == 404
+    assert call("DELETE", f"/v1/panels/{pid}", alice).status == 204  # admin
+
+
+def test_data_refs_need_an_owned_file_and_a_panel_of_the_same_room(app_container, db):
+    alice, bob, _, room = _setup(db)
+    file_id = db.execute(
+        "INSERT INTO user_files (owner_id, original_name, size, storage_key) VALUES (%s, 'f', 1, 'k1') RETURNING id",
+        (bob.user_id,),
+    ).fetchone()[0]
+    panel = call("POST", f"/v1/conversations/{room}/panels", bob, body={"name": "p"}).body["id"]
+    assert call("POST", f"/v1/conversations/{room}/data-refs", alice, body={"file_id": str(file_id)}).status == 422
+    ref = call("POST", f"/v1/conversations/{room}/data-refs", bob, body={"file_id": str(file_id), "panel_id": panel})
+    assert ref.status == 201 and ref.body["panel_id"] == panel
+    assert [r["id"] for r in call("GET", f"/v1/conversations/{room}/data-refs", alice).body["items"]] == [
+        ref.body["id"]
+    ]
+    assert call("DELETE", f"/v1/data-refs/{ref.body['id']}", bob).status == 204

@@ -1,0 +1,183 @@
+"""Agent templates (premium licences, preferences, use counts), code executions and analysis reports."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.ai_helpers import add_model, add_thread, add_user, api_event, context_for
+from tests.helpers import body_of
+from tests.integration.test_ai_handlers import ai_app as ai_app  # the fixture, re-exported
+from tests.integration.test_ai_handlers import call, complete
+
+
+def add_template(db, name="planner", premium=False):
+    return db.execute(
+        """INSERT INTO agent_templates (template_name, description, prompt_template, is_premium_only)
+           VALUES (%s, 'd', %s, %s) RETURNING id""",
+        (name, f"You are the {name} agent.", premium),
+    ).fetchone()[0]
+
+
+def pref(user, template_id, method="GET", body=None):
+    path = f"/v1/users/me/agent-templates/{template_id}"
+    event = api_event(
+        method,
+        "/v1/users/me/agent-templates/{id}",
+        path,
+        principal=context_for(user),
+        body=body,
+        path_parameters={"id": str(template_id)},
+    )
+    return call("catalog", event)
+
+
+def test_template_use_counts_and_reaches_the_prompt_when_a_completion_names_it(ai_app, db):
+    add_model(db)
+    user = add_user(db)
+    template = add_template(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    for text in ("one", "two"):
+        assert complete(user, thread, {"content": text, "template_id": str(template)})["statusCode"] == 200
+    preference = body_of(pref(user, template))
+    assert preference["usage_count"] == 2 and preference["last_used_at"] is not None and preference["is_enabled"]
+
+
+def test_disabled_template_is_422_when_used_and_enabled_again_works(ai_app, db):
+    add_model(db)
+    user = add_user(db)
+    template = add_template(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    assert body_of(pref(user, template, "PUT", {"is_enabled": False}))["is_enabled"] is False
+    assert complete(user, thread, {"content": "x", "template_id": str(template)})["statusCode"] == 422
+    pref(user, template, "PUT", {"is_enabled": True})
+    assert complete(user, thread, {"content": "x", "template_id": str(template)})["statusCode"] == 200
+
+
+def test_premium_template_needs_a_premium_licence_when_used(ai_app, db):
+    add_model(db)
+    user = add_user(db)
+    template = add_template(db, "analyst", premium=True)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    assert complete(user, thread, {"content": "x", "template_id": str(template)})["statusCode"] == 403
+    db.execute(
+        "INSERT INTO licenses (owner_id, key_prefix, key_hash, tier, seats) VALUES (%s, 'p', %s, 'basic', 1)",
+        (user, uuid.uuid4().hex),
+    )
+    assert complete(user, thread, {"content": "x", "template_id": str(template)})["statusCode"] == 403
+    db.execute(
+        "INSERT INTO licenses (owner_id, key_prefix, key_hash, tier, seats) VALUES (%s, 'p', %s, 'premium', 1)",
+        (user, uuid.uuid4().hex),
+    )
+    assert complete(user, thread, {"content": "x", "template_id": str(template)})["statusCode"] == 200
+
+
+def test_template_writes_are_admin_only_and_premium_prompts_hidden_from_users_when_listing(ai_app, db):
+    user, admin = add_user(db), add_user(db, role="admin")
+    body = {"template_name": "secret", "description": "d", "prompt_template": "hidden recipe", "is_premium_only": True}
+    ev = api_event("POST", "/v1/agent-templates", "/v1/agent-templates", principal=context_for(user), body=body)
+    assert call("catalog", ev)["statusCode"] == 403
+    ev = api_event(
+        "POST", "/v1/agent-templates", "/v1/agent-templates", principal=context_for(admin, role="admin"), body=body
+    )
+    assert call("catalog", ev)["statusCode"] == 201
+    ev = api_event("GET", "/v1/agent-templates", "/v1/agent-templates", principal=context_for(user))
+    listed = body_of(call("catalog", ev))
+    assert listed["items"][0]["template_name"] == "secret" and listed["items"][0]["prompt_template"] is None
+
+
+def report_call(user, method, body=None, report_id=None):
+    if report_id is None:
+        event = api_event(
+            method, "/v1/analysis-reports", "/v1/analysis-reports", principal=context_for(user), body=body
+        )
+    else:
+        event = api_event(
+            method,
+            "/v1/analysis-reports/{id}",
+            f"/v1/analysis-reports/{report_id}",
+            principal=context_for(user),
+            body=body,
+            path_parameters={"id": str(report_id)},
+        )
+    return call("records", event)
+
+
+def test_repeated_report_uuid_returns_the_same_report_when_created_twice(ai_app, db):
+    user = add_user(db)
+    first = report_call(user, "POST", {"report_uuid": "r-1", "goal": "Find churn drivers"})
+    second = report_call(user, "POST", {"report_uuid": "r-1", "goal": "Find churn drivers"})
+    assert first["statusCode"] == 201 and second["statusCode"] == 200
+    assert body_of(first)["id"] == body_of(second)["id"]
+    other = add_user(db)
+    assert report_call(other, "POST", {"report_uuid": "r-1", "goal": "x"})["statusCode"] == 409
+    assert db.execute("SELECT count(*) FROM deep_analysis_reports").fetchone()[0] == 1
+
+
+def test_report_moves_pending_running_completed_with_duration_and_refuses_other_moves(ai_app, db):
+    user = add_user(db)
+    report = body_of(report_call(user, "POST", {"report_uuid": "r-2", "goal": "g"}))
+    rid = report["id"]
+    assert report["status"] == "pending" and report["end_time"] is None
+    assert report_call(user, "PATCH", {"status": "completed"}, rid)["statusCode"] == 409
+    assert report_call(user, "PATCH", {"progress_percentage": 101}, rid)["statusCode"] == 422
+    running = body_of(report_call(user, "PATCH", {"status": "running", "progress_percentage": 40}, rid))
+    assert running["status"] == "running" and running["progress_percentage"] == 40
+    db.execute("UPDATE deep_analysis_reports SET start_time = now() - interval '90 seconds' WHERE id = %s", (rid,))
+    done = body_of(
+        report_call(user, "PATCH", {"status": "completed", "total_tokens_used": 1200, "estimated_cost": "0.012"}, rid)
+    )
+    assert done["status"] == "completed" and done["progress_percentage"] == 100
+    assert done["end_time"] is not None and 89 <= done["duration_seconds"] <= 95
+    assert done["estimated_cost"] == "0.012000" and done["total_tokens_used"] == 1200
+    assert report_call(user, "PATCH", {"status": "running"}, rid)["statusCode"] == 409
+    assert report_call(add_user(db), "GET", report_id=rid)["statusCode"] == 404
+
+
+@pytest.mark.parametrize("final", ["failed"])
+def test_running_report_may_fail_when_the_analysis_breaks(ai_app, db, final):
+    user = add_user(db)
+    rid = body_of(report_call(user, "POST", {"report_uuid": "r-3", "goal": "g"}))["id"]
+    report_call(user, "PATCH", {"status": "running"}, rid)
+    failed = body_of(report_call(user, "PATCH", {"status": final}, rid))
+    assert failed["status"] == "failed" and failed["duration_seconds"] is not None
+
+
+def execution_call(user, method, body=None, execution_id=None):
+    if execution_id is None:
+        event = api_event(method, "/v1/code-executions", "/v1/code-executions", principal=context_for(user), body=body)
+    else:
+        event = api_event(
+            method,
+            "/v1/code-executions/{id}",
+            f"/v1/code-executions/{execution_id}",
+            principal=context_for(user),
+            body=body,
+            path_parameters={"id": str(execution_id)},
+        )
+    return call("records", event)
+
+
+def test_code_execution_is_tied_to_a_message_and_only_its_author_changes_it(ai_app, db):
+    author, member, stranger = add_user(db), add_user(db), add_user(db)
+    conversation, thread = add_thread(db, author, member)
+    message = db.execute(
+        "INSERT INTO messages (conversation_id, thread_id, sender_id, content) VALUES (%s, %s, %s, 'run') RETURNING id",
+        (conversation, thread, author),
+    ).fetchone()[0]
+    body = {"conversation_id": str(conversation), "message_id": message, "initial_code": "print(1)"}
+    assert execution_call(stranger, "POST", body)["statusCode"] == 404
+    created = execution_call(author, "POST", body)
+    assert created["statusCode"] == 201
+    eid = body_of(created)["id"]
+    assert execution_call(member, "GET", execution_id=eid)["statusCode"] == 200
+    assert execution_call(stranger, "GET", execution_id=eid)["statusCode"] == 404
+    assert execution_call(member, "PATCH", {"output": "x"}, eid)["statusCode"] == 404
+    patched = body_of(execution_call(author, "PATCH", {"latest_code": "print(2)", "is_successful": True}, eid))
+    assert patched["latest_code"] == "print(2)" and patched["is_successful"] is True
+    other_conversation, _ = add_thread(db, author)
+    wrong = {"conversation_id": str(other_conversation), "message_id": message}
+    assert execution_call(author, "POST", wrong)["statusCode"] == 404
+    listed = body_of(execution_call(author, "GET"))
+    assert [item["id"] for item in listed["items"]] == [eid]

@@ -1,0 +1,157 @@
+"""Provider request and response shapes: Bedrock Converse and SageMaker through botocore's Stubber."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
+from shared.providers.aws import BedrockProvider, SageMakerProvider
+from shared.providers.base import ChatMessage, ProviderError, ProviderRequest, TokenUsage
+from shared.providers.local import LocalProvider
+
+CANARY = "sk-canary-4f1c9e0b7d"
+
+REQUEST = ProviderRequest(
+    model="anthropic.claude-3-haiku",
+    messages=(
+        ChatMessage("system", "Be brief."),
+        ChatMessage("user", "Hi"),
+        ChatMessage("assistant", "Hello"),
+        ChatMessage("user", "What is 2+2?"),
+    ),
+    temperature=0.0,
+    max_tokens=64,
+)
+
+
+def _client(service: str):
+    return boto3.client(service, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def test_bedrock_sends_converse_shape_and_reads_usage_when_the_model_answers():
+    client = _client("bedrock-runtime")
+    stubber = Stubber(client)
+    stubber.add_response(
+        "converse",
+        {
+            "output": {"message": {"role": "assistant", "content": [{"text": "4"}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 20, "outputTokens": 1, "totalTokens": 21, "cacheReadInputTokens": 5},
+            "metrics": {"latencyMs": 120},
+        },
+        expected_params={
+            "modelId": "anthropic.claude-3-haiku",
+            "system": [{"text": "Be brief."}],
+            "messages": [
+                {"role": "user", "content": [{"text": "Hi"}]},
+                {"role": "assistant", "content": [{"text": "Hello"}]},
+                {"role": "user", "content": [{"text": "What is 2+2?"}]},
+            ],
+            "inferenceConfig": {"maxTokens": 64, "temperature": 0.0},
+        },
+    )
+    with stubber:
+        result = BedrockProvider(client).complete(REQUEST)
+    assert result.text == "4"
+    assert result.usage == TokenUsage(input=25, output=1, cached=5)
+    assert result.finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("ThrottlingException", 503), ("ModelTimeoutException", 504), ("ValidationException", 502)],
+)
+def test_bedrock_error_maps_to_status_without_the_provider_message_when_the_call_fails(code, status, capsys):
+    client = _client("bedrock-runtime")
+    stubber = Stubber(client)
+    stubber.add_client_error("converse", service_error_code=code, service_message=f"bad key {CANARY}")
+    with stubber, pytest.raises(ProviderError) as caught:
+        BedrockProvider(client).complete(REQUEST)
+    assert caught.value.status == status
+    assert caught.value.__cause__ is None
+    assert CANARY not in str(caught.value) and CANARY not in repr(caught.value.extra)
+    assert CANARY not in capsys.readouterr().out
+
+
+def _streaming(payload: bytes) -> StreamingBody:
+    return StreamingBody(io.BytesIO(payload), len(payload))
+
+
+def test_sagemaker_sends_messages_json_and_reads_chat_completion_usage_when_the_endpoint_answers():
+    client = _client("sagemaker-runtime")
+    stubber = Stubber(client)
+    body = {
+        "choices": [{"message": {"role": "assistant", "content": "4"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 10}},
+    }
+    expected_body = json.dumps(
+        {
+            "messages": [{"role": m.role, "content": m.content} for m in REQUEST.messages],
+            "max_tokens": 64,
+            "temperature": 0.0,
+        }
+    ).encode()
+    stubber.add_response(
+        "invoke_endpoint",
+        {"Body": _streaming(json.dumps(body).encode()), "ContentType": "application/json"},
+        expected_params={
+            "EndpointName": "anthropic.claude-3-haiku",
+            "ContentType": "application/json",
+            "Accept": "application/json",
+            "Body": expected_body,
+        },
+    )
+    with stubber:
+        result = SageMakerProvider(client).complete(REQUEST)
+    assert result.text == "4"
+    assert result.usage == TokenUsage(input=30, output=2, cached=10)
+
+
+def test_sagemaker_reads_text_generation_list_shape_when_the_container_is_tgi():
+    client = _client("sagemaker-runtime")
+    stubber = Stubber(client)
+    stubber.add_response(
+        "invoke_endpoint", {"Body": _streaming(b'[{"generated_text": "four"}]'), "ContentType": "application/json"}
+    )
+    with stubber:
+        result = SageMakerProvider(client).complete(REQUEST)
+    assert result.text == "four" and result.usage.output > 0 and result.usage.input > 0
+
+
+def test_sagemaker_model_error_is_502_without_its_body_when_the_container_fails(capsys):
+    client = _client("sagemaker-runtime")
+    stubber = Stubber(client)
+    stubber.add_client_error(
+        "invoke_endpoint",
+        service_error_code="ModelError",
+        service_message=f"upstream said {CANARY}",
+        http_status_code=424,
+    )
+    with stubber, pytest.raises(ProviderError) as caught:
+        SageMakerProvider(client).complete(REQUEST)
+    assert caught.value.status == 502
+    assert CANARY not in str(caught.value) and CANARY not in capsys.readouterr().out
+
+
+def test_sagemaker_refuses_a_body_over_the_cap_when_the_endpoint_answers_too_much():
+    client = _client("sagemaker-runtime")
+    stubber = Stubber(client)
+    stubber.add_response("invoke_endpoint", {"Body": _streaming(b"[" + b" " * 5000 + b"]")})
+    with stubber, pytest.raises(ProviderError) as caught:
+        SageMakerProvider(client, max_response_bytes=1024).complete(REQUEST)
+    assert caught.value.status == 502
+
+
+def test_local_provider_is_deterministic_and_counts_tokens_when_asked_twice():
+    provider = LocalProvider()
+    first, second = provider.complete(REQUEST), provider.complete(REQUEST)
+    assert first == second
+    assert "What is 2+2?" in first.text
+    assert first.usage.input > 0 and first.usage.output > 0 and first.usage.cached == 0
+    other = provider.complete(ProviderRequest(model="m", messages=(ChatMessage("user", "What is 2+2?"),)))
+    assert other.text != first.text
