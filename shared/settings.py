@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     # Maintenance: seconds between local runs (0: never), the time budget of one run, rows per transaction.
     maintenance_interval_s: int = Field(3600, alias="MAINTENANCE_INTERVAL_SECONDS", ge=0)
     maintenance_time_budget_s: float = Field(120, alias="MAINTENANCE_TIME_BUDGET_SECONDS", gt=0, le=840)
-    maintenance_batch_size: int = Field(2000, alias="MAINTENANCE_BATCH_SIZE", ge=1, le=50_000)
+    maintenance_batch_size: int = Field(10_000, alias="MAINTENANCE_BATCH_SIZE", ge=1, le=50_000)
     maintenance_conversation_batch_size: int = Field(50, alias="MAINTENANCE_CONVERSATION_BATCH_SIZE", ge=1)
 
     @property

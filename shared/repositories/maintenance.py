@@ -60,36 +60,33 @@ class PurgeTarget:
 @dataclass(frozen=True)
 class PurgeBatch:
     deleted: int
-    scanned: int
-    last: tuple[datetime, str] | None
+    last: tuple[datetime, str] | None  # the key the batch ended at; None: nothing is left after the cursor
 
 
-_PURGE = """
-WITH batch AS (
-    SELECT {ts} AS k_ts, {id} AS k_id
-    FROM {table}
-    WHERE {ts} < %(cutoff)s AND ({condition}) {after}
-    ORDER BY {ts}, {id}
-    LIMIT %(limit)s
-), deleted AS (
-    -- The conditions are checked again on the row being deleted: one that changed since the batch was
-    -- read (a cache entry refreshed, a chat claimed by a user) is left alone.
-    DELETE FROM {table} USING batch
-    WHERE {id} = batch.k_id AND {ts} < %(cutoff)s AND ({condition})
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM deleted), (SELECT count(*) FROM batch), last.k_ts, last.k_id::text
-FROM (SELECT 1) AS one
-LEFT JOIN LATERAL (SELECT k_ts, k_id FROM batch ORDER BY k_ts DESC, k_id DESC LIMIT 1) AS last ON true
+# A batch is a key range: first find where it ends (the limit-th key after the cursor, read from the index
+# alone), then delete that range in one index range scan, so each row's heap tuple is visited once.
+_BOUND = """
+SELECT {ts}, {id}::text
+FROM {table}
+WHERE {ts} < %(cutoff)s AND ({condition}) {after}
+ORDER BY {ts}, {id}
+OFFSET %(offset)s LIMIT 1
+"""
+
+# The conditions are part of the DELETE itself: a row that changed since the bound was read (a cache
+# entry refreshed, a chat claimed by a user) no longer matches and is left alone.
+_DELETE = """
+DELETE FROM {table}
+WHERE {ts} < %(cutoff)s AND ({condition}) {after} {upto}
 """
 
 
-def purge_statement(target: PurgeTarget, *, resume: bool) -> sql.Composed:
-    """One bounded batch of `target`, from the top or after the cursor (ts, id)."""
+def _statement(template: str, target: PurgeTarget, *, resume: bool, bounded: bool = False) -> sql.Composed:
     ts, ident = sql.Identifier(target.ts_column), sql.Identifier(target.id_column)
     after = sql.SQL("AND ({}, {}) > (%(after_ts)s, %(after_id)s)").format(ts, ident) if resume else sql.SQL("")
-    return sql.SQL(_PURGE).format(
-        ts=ts, id=ident, table=sql.Identifier(target.table), condition=sql.SQL(target.condition), after=after
+    upto = sql.SQL("AND ({}, {}) <= (%(upto_ts)s, %(upto_id)s)").format(ts, ident) if bounded else sql.SQL("")
+    return sql.SQL(template).format(
+        ts=ts, id=ident, table=sql.Identifier(target.table), condition=sql.SQL(target.condition), after=after, upto=upto
     )
 
 
@@ -132,10 +129,14 @@ class MaintenanceRepository:
     def purge_batch(
         self, target: PurgeTarget, *, cutoff: datetime, limit: int, after: tuple[datetime, str] | None
     ) -> PurgeBatch:
-        params: dict[str, Any] = {"cutoff": cutoff, "limit": limit}
+        """Delete up to `limit` matching rows after the cursor; `last` is None when the walk reached the end."""
+        params: dict[str, Any] = {"cutoff": cutoff, "offset": limit - 1}
         if after is not None:
             params.update(after_ts=after[0], after_id=after[1])
-        row = self.conn.execute(purge_statement(target, resume=after is not None), params).fetchone()
-        assert row is not None
-        deleted, scanned, last_ts, last_id = row
-        return PurgeBatch(int(deleted), int(scanned), (last_ts, last_id) if last_ts is not None else None)
+        resume = after is not None
+        bound = self.conn.execute(_statement(_BOUND, target, resume=resume), params).fetchone()
+        if bound is not None:
+            params.update(upto_ts=bound[0], upto_id=bound[1])
+        deleted = self.conn.execute(_statement(_DELETE, target, resume=resume, bounded=bound is not None), params)
+        last = (bound[0], bound[1]) if bound is not None else None
+        return PurgeBatch(deleted.rowcount, last)

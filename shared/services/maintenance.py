@@ -159,7 +159,7 @@ def _run_job(
             if not repo.renew_lease(LEASE_NAME, holder, lease_ttl_s):
                 return False, 0, False, None
             found = repo.purge_batch(job.target, cutoff=cutoff, limit=limit, after=after)
-            finished = found.scanned < limit
+            finished = found.last is None
             repo.set_cursor(job.name, None if finished else found.last)
             return True, found.deleted, finished, found.last
 
