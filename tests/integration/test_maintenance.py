@@ -71,6 +71,11 @@ def arranged(db):
         "INSERT INTO connection_logs (user_id, action, created_at) VALUES (%s, 'login', %s), (%s, 'login', %s)",
         (owner, NOW - timedelta(days=400), owner, NOW - timedelta(days=10)),
     )
+    db.execute(
+        "INSERT INTO anonymous_rate_limits (address, window_start, hits) VALUES ('192.0.2.1', %s, 3),"
+        " ('192.0.2.2', %s, 1)",
+        (NOW - timedelta(days=2), NOW - timedelta(seconds=10)),
+    )
     return {"old": old, "recent": recent, "active": active, "owned": owned}
 
 
@@ -83,6 +88,7 @@ def test_expired_rows_are_deleted_and_everything_else_kept_when_maintenance_runs
         "refresh_tokens_expired": 1,
         "refresh_tokens_revoked": 1,
         "connection_logs": 1,
+        "anonymous_rate_limits": 1,
     }
     assert _count(db, "ai_cache") == 7 and _count(db, "ai_cache", "ttl < now()") == 0
     kept = {r[0] for r in db.execute("SELECT id FROM conversations").fetchall()}
@@ -90,10 +96,11 @@ def test_expired_rows_are_deleted_and_everything_else_kept_when_maintenance_runs
     # Everything under the deleted chats went with them.
     assert _count(db, "messages") == 2 and _count(db, "conversation_threads") == 3
     assert _count(db, "refresh_tokens") == 2 and _count(db, "connection_logs") == 1
+    assert [r[0] for r in db.execute("SELECT address FROM anonymous_rate_limits").fetchall()] == ["192.0.2.2"]
 
 
 def test_second_run_deletes_nothing_when_the_first_completed(app_container, db, arranged):
-    assert run_maintenance(app_container.db, app_container.settings).total_deleted == 37
+    assert run_maintenance(app_container.db, app_container.settings).total_deleted == 38
     again = run_maintenance(app_container.db, app_container.settings)
     assert again.status == "complete" and again.total_deleted == 0
     assert _count(db, "maintenance_leases") == 0
