@@ -68,7 +68,7 @@ PURGE_JOBS: list[PurgeJob] = [
         PurgeTarget("connection_logs", "created_at"),
         lambda s: timedelta(days=s.connection_log_retention_days),
     ),
-    # A window that has ended counts nothing; its row only waits for the address to come back.
+    # A window that ended is reset by the next hit anyway; rows of addresses that never came back go here.
     PurgeJob(
         "anonymous_rate_limits",
         PurgeTarget("anonymous_rate_limits", "window_start", id_column="address"),

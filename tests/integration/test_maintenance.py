@@ -72,9 +72,9 @@ def arranged(db):
         (owner, NOW - timedelta(days=400), owner, NOW - timedelta(days=10)),
     )
     db.execute(
-        "INSERT INTO anonymous_rate_limits (address, window_start, hits)"
-        " VALUES ('192.0.2.1', %s, 3), ('192.0.2.2', %s, 1)",
-        (NOW - timedelta(days=2), NOW - timedelta(minutes=5)),
+        "INSERT INTO anonymous_rate_limits (address, window_start, hits) VALUES ('192.0.2.1', %s, 3),"
+        " ('192.0.2.2', %s, 1)",
+        (NOW - timedelta(days=2), NOW - timedelta(seconds=10)),
     )
     return {"old": old, "recent": recent, "active": active, "owned": owned}
 
