@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from shared.bootstrap import container
+from shared.models.ids import PathId
 from shared.services import records
 from shared.services.records import (
     ExecutionIn,
@@ -44,12 +45,12 @@ def post_execution(body: ExecutionIn) -> Response[str]:
 
 
 @app.get("/v1/code-executions/<id>", summary="Get a code execution", tags=["records"])
-def get_execution(id: UUID) -> ExecutionOut:
+def get_execution(id: PathId) -> ExecutionOut:
     return records.get_execution(container().db, principal_of(app), id)
 
 
 @app.patch("/v1/code-executions/<id>", summary="Update a code execution", tags=["records"])
-def patch_execution(id: UUID, body: ExecutionPatch) -> ExecutionOut:
+def patch_execution(id: PathId, body: ExecutionPatch) -> ExecutionOut:
     return records.update_execution(container().db, principal_of(app), id, body)
 
 
@@ -65,12 +66,12 @@ def post_report(body: ReportIn) -> Response[str]:
 
 
 @app.get("/v1/analysis-reports/<id>", summary="Get an analysis report", tags=["records"])
-def get_report(id: UUID) -> ReportOut:
+def get_report(id: PathId) -> ReportOut:
     return records.get_report(container().db, principal_of(app), id)
 
 
 @app.patch("/v1/analysis-reports/<id>", summary="Advance or update an analysis report", tags=["records"])
-def patch_report(id: UUID, body: ReportPatch) -> ReportOut:
+def patch_report(id: PathId, body: ReportPatch) -> ReportOut:
     return records.update_report(container().db, principal_of(app), id, body)
 
 

@@ -260,7 +260,7 @@ def logout(db: Database, token: str, client: Client) -> None:
 
 def _require(user: UserRow | None) -> UserRow:
     if user is None:
-        raise NotFoundError("Not found.")
+        raise NotFoundError()
     return user
 
 

@@ -44,7 +44,7 @@ def update_user(db: Database, principal: Principal, target_id: UUID, patch: Admi
         super_admins = users.lock_active_super_admins()
         target = users.get(target_id, for_update=True)
         if target is None:
-            raise NotFoundError("Not found.")
+            raise NotFoundError()
         role = patch.role if patch.role is not None else target.role
         active = patch.is_active if patch.is_active is not None else target.is_active
         if role == target.role and active == target.is_active:

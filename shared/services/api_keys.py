@@ -13,8 +13,6 @@ from shared.pagination import Page, decode_cursor, page_limit, page_of
 from shared.repositories.api_keys import ApiKeysRepository
 from shared.services.accounts import CURSOR_KINDS, Client, _log
 
-NOT_FOUND = "Not found."
-
 
 def create_api_key(db: Database, user_id: UUID, request: ApiKeyCreate, client: Client) -> ApiKeyCreated:
     """A new key; the answer is the only place the key itself ever appears."""
@@ -54,7 +52,7 @@ def revoke_api_key(db: Database, user_id: UUID, key_id: UUID, client: Client) ->
 
     def work(uow: UnitOfWork) -> None:
         if ApiKeysRepository(uow.conn).revoke(key_id, user_id) is None:
-            raise NotFoundError(NOT_FOUND)
+            raise NotFoundError()
         _log(uow, "api_key_revoked", user_id, client)
 
     db.transact(work)

@@ -238,7 +238,7 @@ def update_model(
     def work(uow: UnitOfWork) -> ModelOut:
         repo = CatalogRepository(uow.conn)
         if not repo.update_model(id, changes):
-            raise NotFoundError("No such model configuration.")
+            raise NotFoundError()
         row = repo.model(id)
         assert row is not None
         return _model_out(row, admin=True)
@@ -276,7 +276,7 @@ def list_resources(db: Database, principal: Principal, *, cursor: str | None, li
 
 def _resource_out(row: ResourceRow | None) -> ResourceOut:
     if row is None:
-        raise NotFoundError("No such resource.")
+        raise NotFoundError()
     return ResourceOut.model_validate(row.model_dump())
 
 
@@ -314,6 +314,6 @@ def delete_resource(db: Database, principal: Principal, id: UUID) -> None:
 
     def work(uow: UnitOfWork) -> None:
         if not CatalogRepository(uow.conn).delete_resource(id):
-            raise NotFoundError("No such resource.")
+            raise NotFoundError()
 
     db.transact(work)

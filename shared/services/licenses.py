@@ -15,8 +15,6 @@ from shared.repositories.licenses import LicenseLock, LicensesRepository
 from shared.services.accounts import CURSOR_KINDS
 from shared.services.admin import require_admin
 
-NOT_FOUND = "Not found."
-
 
 def create_license(db: Database, principal: Principal, request: LicenseCreate) -> LicenseCreated:
     caller = require_admin(principal)
@@ -52,7 +50,7 @@ def _managed(repo: LicensesRepository, principal: Principal, license_id: UUID) -
     caller = principal.require_user()
     found = repo.lock(license_id)
     if found is None or (found.owner_id != caller and not principal.is_admin):
-        raise NotFoundError(NOT_FOUND)
+        raise NotFoundError()
     return found
 
 
@@ -77,6 +75,6 @@ def remove_seat(db: Database, principal: Principal, license_id: UUID, user_id: U
         repo = LicensesRepository(uow.conn)
         _managed(repo, principal, license_id)
         if repo.remove_seat(license_id, user_id) is None:
-            raise NotFoundError(NOT_FOUND)
+            raise NotFoundError()
 
     db.transact(work)

@@ -140,7 +140,7 @@ def _next(rows: list[Any], limit: int) -> str | None:
 
 def _execution_out(row: ExecutionRow | None) -> ExecutionOut:
     if row is None:
-        raise NotFoundError("No such code execution.")
+        raise NotFoundError()
     return ExecutionOut.model_validate(row.model_dump())
 
 
@@ -150,9 +150,9 @@ def create_execution(db: Database, principal: Principal, body: ExecutionIn) -> E
     def work(uow: UnitOfWork) -> ExecutionOut:
         repo = RecordsRepository(uow.conn)
         if not repo.is_participant(body.conversation_id, user_id):
-            raise NotFoundError("No such conversation.")
+            raise NotFoundError()
         if body.message_id is not None and not repo.message_in_conversation(body.message_id, body.conversation_id):
-            raise NotFoundError("No such message.")
+            raise NotFoundError()
         return _execution_out(repo.add_execution({**body.model_dump(), "user_id": user_id}))
 
     return db.transact(work)
@@ -188,7 +188,7 @@ def update_execution(db: Database, principal: Principal, id: UUID, body: Executi
         row = repo.execution(id, user_id)
         # Only the author changes a record; other participants see it but get the same 404 as a stranger.
         if row is None or row.user_id != user_id:
-            raise NotFoundError("No such code execution.")
+            raise NotFoundError()
         repo.update_execution(id, changes)
         return _execution_out(repo.execution(id, user_id))
 
@@ -197,7 +197,7 @@ def update_execution(db: Database, principal: Principal, id: UUID, body: Executi
 
 def _report_out(row: ReportRow | None) -> ReportOut:
     if row is None:
-        raise NotFoundError("No such report.")
+        raise NotFoundError()
     return ReportOut.model_validate(row.model_dump())
 
 
@@ -247,7 +247,7 @@ def update_report(db: Database, principal: Principal, id: UUID, body: ReportPatc
         repo = RecordsRepository(uow.conn)
         row = repo.report(id, user_id, lock=True)
         if row is None:
-            raise NotFoundError("No such report.")
+            raise NotFoundError()
         if not TRANSITIONS[row.status]:
             raise ConflictError(f"The report is {row.status}; it can no longer change.")
         target = changes.get("status", row.status)

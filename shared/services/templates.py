@@ -126,7 +126,7 @@ def update_template(db: Database, principal: Principal, template_id: UUID, body:
     def work(uow: UnitOfWork) -> TemplateOut:
         row = TemplatesRepository(uow.conn).update(template_id, changes)
         if row is None:
-            raise NotFoundError("No such template.")
+            raise NotFoundError()
         return _out(row, show_prompt=True)
 
     return db.transact(work)
@@ -135,7 +135,7 @@ def update_template(db: Database, principal: Principal, template_id: UUID, body:
 def _visible_template(repo: TemplatesRepository, principal: Principal, template_id: UUID) -> TemplateRow:
     row = repo.get(template_id)
     if row is None or (not row.is_active and not principal.is_admin):
-        raise NotFoundError("No such template.")
+        raise NotFoundError()
     return row
 
 
@@ -166,7 +166,7 @@ def use_template(uow: UnitOfWork, user_id: UUID, template_id: UUID) -> TemplateR
     repo = TemplatesRepository(uow.conn)
     row = repo.get(template_id)
     if row is None or not row.is_active:
-        raise NotFoundError("No such template.")
+        raise NotFoundError()
     if row.is_premium_only and not repo.has_premium_licence(user_id, PREMIUM_TIERS):
         raise ForbiddenError("This template needs a premium licence.")
     preference = repo.preference(user_id, template_id)
