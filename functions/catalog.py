@@ -10,15 +10,14 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from functions._http import lambda_entry, make_resolver, principal_of
 from shared.bootstrap import container
 from shared.models.ids import PathId
+from shared.pagination import Page
 from shared.services import catalog, templates
 from shared.services.catalog import (
     ModelIn,
     ModelOut,
-    ModelPage,
     ModelPatch,
     ResourceIn,
     ResourceOut,
-    ResourcePage,
     ResourcePatch,
 )
 from shared.services.templates import (
@@ -26,14 +25,13 @@ from shared.services.templates import (
     PreferenceOut,
     TemplateIn,
     TemplateOut,
-    TemplatePage,
     TemplatePatch,
 )
 
 app = make_resolver()
 
-Cursor = Annotated[str | None, Query(max_length=500)]
-Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=1024)]
+Limit = Annotated[int | None, Query()]
 
 
 def created(model: ModelOut | ResourceOut | TemplateOut) -> Response[str]:
@@ -41,7 +39,7 @@ def created(model: ModelOut | ResourceOut | TemplateOut) -> Response[str]:
 
 
 @app.get("/v1/model-configurations", summary="List model configurations", tags=["catalog"])
-def get_models(cursor: Cursor = None, limit: Limit = 50) -> ModelPage:
+def get_models(cursor: Cursor = None, limit: Limit = None) -> Page[ModelOut]:
     return catalog.list_models(container().db, principal_of(app), cursor=cursor, limit=limit)
 
 
@@ -58,7 +56,7 @@ def patch_model(id: PathId, body: ModelPatch) -> ModelOut:
 
 
 @app.get("/v1/deployed-resources", summary="List deployed resources (admins)", tags=["catalog"])
-def get_resources(cursor: Cursor = None, limit: Limit = 50) -> ResourcePage:
+def get_resources(cursor: Cursor = None, limit: Limit = None) -> Page[ResourceOut]:
     return catalog.list_resources(container().db, principal_of(app), cursor=cursor, limit=limit)
 
 
@@ -86,14 +84,8 @@ def delete_resource(id: PathId) -> Response[str]:
 
 
 @app.get("/v1/agent-templates", summary="List agent templates", tags=["templates"])
-def get_templates(cursor: Cursor = None, limit: Limit = 50) -> TemplatePage:
-    after = catalog.decode_cursor(cursor, 1)
-    page = templates.list_templates(
-        container().db, principal_of(app), after=str(after[0]) if after else None, limit=limit
-    )
-    if page.next_cursor:
-        page.next_cursor = catalog.encode_cursor([page.next_cursor])
-    return page
+def get_templates(cursor: Cursor = None, limit: Limit = None) -> Page[TemplateOut]:
+    return templates.list_templates(container().db, principal_of(app), cursor=cursor, limit=limit)
 
 
 @app.post("/v1/agent-templates", summary="Add an agent template (admins)", tags=["templates"])

@@ -11,28 +11,27 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from functions._http import lambda_entry, make_resolver, principal_of
 from shared.bootstrap import container
 from shared.models.ids import PathId
+from shared.pagination import Page
 from shared.services import records
 from shared.services.records import (
     ExecutionIn,
     ExecutionOut,
-    ExecutionPage,
     ExecutionPatch,
     ReportIn,
     ReportOut,
-    ReportPage,
     ReportPatch,
 )
 
 app = make_resolver()
 
-Cursor = Annotated[str | None, Query(max_length=500)]
-Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=1024)]
+Limit = Annotated[int | None, Query()]
 
 
 @app.get("/v1/code-executions", summary="List my code executions", tags=["records"])
 def get_executions(
-    conversation_id: Annotated[UUID | None, Query()] = None, cursor: Cursor = None, limit: Limit = 50
-) -> ExecutionPage:
+    conversation_id: Annotated[UUID | None, Query()] = None, cursor: Cursor = None, limit: Limit = None
+) -> Page[ExecutionOut]:
     return records.list_executions(
         container().db, principal_of(app), conversation_id=conversation_id, cursor=cursor, limit=limit
     )
@@ -55,7 +54,7 @@ def patch_execution(id: PathId, body: ExecutionPatch) -> ExecutionOut:
 
 
 @app.get("/v1/analysis-reports", summary="List my analysis reports", tags=["records"])
-def get_reports(cursor: Cursor = None, limit: Limit = 50) -> ReportPage:
+def get_reports(cursor: Cursor = None, limit: Limit = None) -> Page[ReportOut]:
     return records.list_reports(container().db, principal_of(app), cursor=cursor, limit=limit)
 
 
