@@ -10,7 +10,7 @@ from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ConflictError, NotFoundError
 from shared.models.identity import License, LicenseCreate, LicenseCreated, Seat
-from shared.pagination import Page, decode_cursor, page_limit, page_of
+from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.licenses import LicenseLock, LicensesRepository
 from shared.services.accounts import CURSOR_KINDS
 from shared.services.admin import require_admin
@@ -40,9 +40,7 @@ def list_licenses(db: Database, principal: Principal, cursor: str | None, limit:
     after = decode_cursor(cursor, CURSOR_KINDS)
     rows = db.read(lambda uow: LicensesRepository(uow.conn).list_page(owner, after, size + 1))
     page = page_of(rows, size, key=lambda row: (row.created_at, row.id))
-    return Page[License](
-        items=[License.model_validate(row, from_attributes=True) for row in page.items], next_cursor=page.next_cursor
-    )
+    return page_as(page, lambda row: License.model_validate(row, from_attributes=True))
 
 
 def _managed(repo: LicensesRepository, principal: Principal, license_id: UUID) -> LicenseLock:
