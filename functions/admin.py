@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated
-from uuid import UUID
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
@@ -11,6 +10,7 @@ from functions._client import client_of
 from functions._http import lambda_entry, make_resolver, principal_of
 from shared.bootstrap import container
 from shared.models.identity import AdminUserPatch, ConnectionLog, User
+from shared.models.ids import PathId
 from shared.pagination import Page
 from shared.services import accounts, admin
 
@@ -26,7 +26,7 @@ def list_users(cursor: Cursor = None, limit: Limit = None) -> Page[User]:
 
 
 @app.patch("/v1/admin/users/<id>", summary="Change a user's role or active flag", tags=["admin"])
-def patch_user(id: UUID, request: AdminUserPatch) -> User:
+def patch_user(id: PathId, request: AdminUserPatch) -> User:
     return admin.update_user(container().db, principal_of(app), id, request, client_of(app))
 
 

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 from typing import Annotated
-from uuid import UUID
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from shared.bootstrap import container
+from shared.models.ids import PathId
+from shared.pagination import Page
 from shared.services import catalog, templates
 from shared.services.catalog import (
     ModelIn,
     ModelOut,
-    ModelPage,
     ModelPatch,
     ResourceIn,
     ResourceOut,
-    ResourcePage,
     ResourcePatch,
 )
 from shared.services.templates import (
@@ -26,14 +25,13 @@ from shared.services.templates import (
     PreferenceOut,
     TemplateIn,
     TemplateOut,
-    TemplatePage,
     TemplatePatch,
 )
 
 app = make_resolver()
 
-Cursor = Annotated[str | None, Query(max_length=500)]
-Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=1024)]
+Limit = Annotated[int | None, Query()]
 
 
 def created(model: ModelOut | ResourceOut | TemplateOut) -> Response[str]:
@@ -41,7 +39,7 @@ def created(model: ModelOut | ResourceOut | TemplateOut) -> Response[str]:
 
 
 @app.get("/v1/model-configurations", summary="List model configurations", tags=["catalog"])
-def get_models(cursor: Cursor = None, limit: Limit = 50) -> ModelPage:
+def get_models(cursor: Cursor = None, limit: Limit = None) -> Page[ModelOut]:
     return catalog.list_models(container().db, principal_of(app), cursor=cursor, limit=limit)
 
 
@@ -52,13 +50,13 @@ def post_model(body: ModelIn) -> Response[str]:
 
 
 @app.patch("/v1/model-configurations/<id>", summary="Change a model configuration (admins)", tags=["catalog"])
-def patch_model(id: UUID, body: ModelPatch) -> ModelOut:
+def patch_model(id: PathId, body: ModelPatch) -> ModelOut:
     c = container()
     return catalog.update_model(c.db, principal_of(app), id, body, c.settings)
 
 
 @app.get("/v1/deployed-resources", summary="List deployed resources (admins)", tags=["catalog"])
-def get_resources(cursor: Cursor = None, limit: Limit = 50) -> ResourcePage:
+def get_resources(cursor: Cursor = None, limit: Limit = None) -> Page[ResourceOut]:
     return catalog.list_resources(container().db, principal_of(app), cursor=cursor, limit=limit)
 
 
@@ -69,31 +67,25 @@ def post_resource(body: ResourceIn) -> Response[str]:
 
 
 @app.get("/v1/deployed-resources/<id>", summary="Get a deployed resource (admins)", tags=["catalog"])
-def get_resource(id: UUID) -> ResourceOut:
+def get_resource(id: PathId) -> ResourceOut:
     return catalog.get_resource(container().db, principal_of(app), id)
 
 
 @app.patch("/v1/deployed-resources/<id>", summary="Change a deployed resource (admins)", tags=["catalog"])
-def patch_resource(id: UUID, body: ResourcePatch) -> ResourceOut:
+def patch_resource(id: PathId, body: ResourcePatch) -> ResourceOut:
     c = container()
     return catalog.update_resource(c.db, principal_of(app), id, body, c.settings)
 
 
 @app.delete("/v1/deployed-resources/<id>", summary="Delete a deployed resource (admins)", tags=["catalog"])
-def delete_resource(id: UUID) -> Response[str]:
+def delete_resource(id: PathId) -> Response[str]:
     catalog.delete_resource(container().db, principal_of(app), id)
     return Response(status_code=204, body="")
 
 
 @app.get("/v1/agent-templates", summary="List agent templates", tags=["templates"])
-def get_templates(cursor: Cursor = None, limit: Limit = 50) -> TemplatePage:
-    after = catalog.decode_cursor(cursor, 1)
-    page = templates.list_templates(
-        container().db, principal_of(app), after=str(after[0]) if after else None, limit=limit
-    )
-    if page.next_cursor:
-        page.next_cursor = catalog.encode_cursor([page.next_cursor])
-    return page
+def get_templates(cursor: Cursor = None, limit: Limit = None) -> Page[TemplateOut]:
+    return templates.list_templates(container().db, principal_of(app), cursor=cursor, limit=limit)
 
 
 @app.post("/v1/agent-templates", summary="Add an agent template (admins)", tags=["templates"])
@@ -102,17 +94,17 @@ def post_template(body: TemplateIn) -> Response[str]:
 
 
 @app.patch("/v1/agent-templates/<id>", summary="Change an agent template (admins)", tags=["templates"])
-def patch_template(id: UUID, body: TemplatePatch) -> TemplateOut:
+def patch_template(id: PathId, body: TemplatePatch) -> TemplateOut:
     return templates.update_template(container().db, principal_of(app), id, body)
 
 
 @app.get("/v1/users/me/agent-templates/<id>", summary="My preference for a template", tags=["templates"])
-def get_preference(id: UUID) -> PreferenceOut:
+def get_preference(id: PathId) -> PreferenceOut:
     return templates.get_preference(container().db, principal_of(app), id)
 
 
 @app.put("/v1/users/me/agent-templates/<id>", summary="Enable or disable a template for me", tags=["templates"])
-def put_preference(id: UUID, body: PreferenceIn) -> PreferenceOut:
+def put_preference(id: PathId, body: PreferenceIn) -> PreferenceOut:
     return templates.put_preference(container().db, principal_of(app), id, body)
 
 

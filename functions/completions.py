@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from shared.bootstrap import completion_service
+from shared.models.ids import PathId
 from shared.services.completions import ThreadCompletion
 
 app = make_resolver()
@@ -26,7 +27,7 @@ class CompletionRequest(BaseModel):
 
 @app.post("/v1/threads/<id>/completions", summary="Ask the model in a thread", tags=["completions"])
 def post_completion(
-    id: UUID,
+    id: PathId,
     body: CompletionRequest,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> ThreadCompletion:

@@ -27,9 +27,9 @@ from shared.models.conversations import (
     Thread,
     ThreadCreate,
 )
+from shared.models.ids import PathId
 from shared.pagination import Page
 from shared.services import conversations as service
-from shared.services.access import parse_uuid
 from shared.services.messages import mark_read
 
 app = make_resolver()
@@ -50,97 +50,97 @@ def create_conversation(body: ConversationCreate) -> Response[Conversation]:
 
 
 @app.get("/v1/conversations/<id>", tags=TAGS, summary="A conversation")
-def get_conversation(id: str) -> Conversation:
-    return service.get_conversation(container().db, principal_of(app), parse_uuid(id))
+def get_conversation(id: PathId) -> Conversation:
+    return service.get_conversation(container().db, principal_of(app), id)
 
 
 @app.patch("/v1/conversations/<id>", tags=TAGS, summary="Change a conversation (admins)")
-def update_conversation(id: str, body: ConversationUpdate) -> Conversation:
-    return service.update_conversation(container().db, principal_of(app), parse_uuid(id), body)
+def update_conversation(id: PathId, body: ConversationUpdate) -> Conversation:
+    return service.update_conversation(container().db, principal_of(app), id, body)
 
 
 @app.delete("/v1/conversations/<id>", tags=TAGS, summary="Delete a conversation (admins)")
-def delete_conversation(id: str) -> Response[None]:
-    service.delete_conversation(container().db, principal_of(app), parse_uuid(id))
+def delete_conversation(id: PathId) -> Response[None]:
+    service.delete_conversation(container().db, principal_of(app), id)
     return no_content()
 
 
 @app.get("/v1/conversations/<id>/participants", tags=TAGS, summary="Participants")
-def list_participants(id: str, cursor: Cursor = None, limit: Limit = None) -> Page[Participant]:
-    return service.list_participants(container().db, principal_of(app), parse_uuid(id), cursor, limit)
+def list_participants(id: PathId, cursor: Cursor = None, limit: Limit = None) -> Page[Participant]:
+    return service.list_participants(container().db, principal_of(app), id, cursor, limit)
 
 
 @app.post("/v1/conversations/<id>/participants", tags=TAGS, summary="Add a participant (admins)")
-def add_participant(id: str, body: ParticipantAdd) -> Response[Participant]:
-    return created(service.add_participant(container().db, principal_of(app), parse_uuid(id), body))
+def add_participant(id: PathId, body: ParticipantAdd) -> Response[Participant]:
+    return created(service.add_participant(container().db, principal_of(app), id, body))
 
 
 @app.patch("/v1/conversations/<id>/participants/<user_id>", tags=TAGS, summary="Change a role (admins)")
-def update_participant(id: str, user_id: str, body: ParticipantUpdate) -> Participant:
+def update_participant(id: PathId, user_id: PathId, body: ParticipantUpdate) -> Participant:
     db, principal = container().db, principal_of(app)
-    return service.update_participant(db, principal, parse_uuid(id), parse_uuid(user_id), body)
+    return service.update_participant(db, principal, id, user_id, body)
 
 
 @app.delete("/v1/conversations/<id>/participants/<user_id>", tags=TAGS, summary="Remove a participant, or leave")
-def remove_participant(id: str, user_id: str) -> Response[None]:
-    service.remove_participant(container().db, principal_of(app), parse_uuid(id), parse_uuid(user_id))
+def remove_participant(id: PathId, user_id: PathId) -> Response[None]:
+    service.remove_participant(container().db, principal_of(app), id, user_id)
     return no_content()
 
 
 @app.post("/v1/conversations/<id>/read", tags=TAGS, summary="Move your read cursor")
-def read(id: str, body: ReadMark) -> ReadCursor:
-    return mark_read(container().db, principal_of(app), parse_uuid(id), body)
+def read(id: PathId, body: ReadMark) -> ReadCursor:
+    return mark_read(container().db, principal_of(app), id, body)
 
 
 @app.get("/v1/conversations/<id>/threads", tags=TAGS, summary="Threads of a conversation")
-def list_threads(id: str, cursor: Cursor = None, limit: Limit = None) -> Page[Thread]:
-    return service.list_threads(container().db, principal_of(app), parse_uuid(id), cursor, limit)
+def list_threads(id: PathId, cursor: Cursor = None, limit: Limit = None) -> Page[Thread]:
+    return service.list_threads(container().db, principal_of(app), id, cursor, limit)
 
 
 @app.post("/v1/conversations/<id>/threads", tags=TAGS, summary="Start a thread")
-def create_thread(id: str, body: ThreadCreate) -> Response[Thread]:
-    return created(service.create_thread(container().db, principal_of(app), parse_uuid(id), body))
+def create_thread(id: PathId, body: ThreadCreate) -> Response[Thread]:
+    return created(service.create_thread(container().db, principal_of(app), id, body))
 
 
 @app.get("/v1/threads/<id>", tags=TAGS, summary="A thread with its usage totals")
-def get_thread(id: str) -> Thread:
-    return service.get_thread(container().db, principal_of(app), parse_uuid(id))
+def get_thread(id: PathId) -> Thread:
+    return service.get_thread(container().db, principal_of(app), id)
 
 
 @app.get("/v1/conversations/<id>/panels", tags=TAGS, summary="Dashboard panels")
-def list_panels(id: str, cursor: Cursor = None, limit: Limit = None) -> Page[Panel]:
-    return service.list_panels(container().db, principal_of(app), parse_uuid(id), cursor, limit)
+def list_panels(id: PathId, cursor: Cursor = None, limit: Limit = None) -> Page[Panel]:
+    return service.list_panels(container().db, principal_of(app), id, cursor, limit)
 
 
 @app.post("/v1/conversations/<id>/panels", tags=TAGS, summary="Add a dashboard panel")
-def create_panel(id: str, body: PanelCreate) -> Response[Panel]:
-    return created(service.create_panel(container().db, principal_of(app), parse_uuid(id), body))
+def create_panel(id: PathId, body: PanelCreate) -> Response[Panel]:
+    return created(service.create_panel(container().db, principal_of(app), id, body))
 
 
 @app.patch("/v1/panels/<id>", tags=TAGS, summary="Change a panel (its creator or an admin)")
-def update_panel(id: str, body: PanelUpdate) -> Panel:
-    return service.update_panel(container().db, principal_of(app), parse_uuid(id), body)
+def update_panel(id: PathId, body: PanelUpdate) -> Panel:
+    return service.update_panel(container().db, principal_of(app), id, body)
 
 
 @app.delete("/v1/panels/<id>", tags=TAGS, summary="Delete a panel (its creator or an admin)")
-def delete_panel(id: str) -> Response[None]:
-    service.delete_panel(container().db, principal_of(app), parse_uuid(id))
+def delete_panel(id: PathId) -> Response[None]:
+    service.delete_panel(container().db, principal_of(app), id)
     return no_content()
 
 
 @app.get("/v1/conversations/<id>/data-refs", tags=TAGS, summary="Files referenced by a room")
-def list_data_refs(id: str, cursor: Cursor = None, limit: Limit = None) -> Page[DataRef]:
-    return service.list_data_refs(container().db, principal_of(app), parse_uuid(id), cursor, limit)
+def list_data_refs(id: PathId, cursor: Cursor = None, limit: Limit = None) -> Page[DataRef]:
+    return service.list_data_refs(container().db, principal_of(app), id, cursor, limit)
 
 
 @app.post("/v1/conversations/<id>/data-refs", tags=TAGS, summary="Reference one of your files in a room")
-def create_data_ref(id: str, body: DataRefCreate) -> Response[DataRef]:
-    return created(service.create_data_ref(container().db, principal_of(app), parse_uuid(id), body))
+def create_data_ref(id: PathId, body: DataRefCreate) -> Response[DataRef]:
+    return created(service.create_data_ref(container().db, principal_of(app), id, body))
 
 
 @app.delete("/v1/data-refs/<id>", tags=TAGS, summary="Remove a data reference (its creator or an admin)")
-def delete_data_ref(id: str) -> Response[None]:
-    service.delete_data_ref(container().db, principal_of(app), parse_uuid(id))
+def delete_data_ref(id: PathId) -> Response[None]:
+    service.delete_data_ref(container().db, principal_of(app), id)
     return no_content()
 
 

@@ -11,9 +11,9 @@ from functions._http import lambda_entry, make_resolver, principal_of
 from functions._replies import body_limited, created, no_content
 from shared.bootstrap import container
 from shared.models.conversations import FileCreate, FileDownload, FileUpload, UserFile
+from shared.models.ids import PathId
 from shared.pagination import Page
 from shared.services import files as service
-from shared.services.access import parse_uuid
 from shared.storage import FileStorage, storage_for
 
 app = make_resolver()
@@ -41,14 +41,14 @@ def list_files(
 
 
 @app.get("/v1/files/<id>", tags=TAGS, summary="A file with a presigned download")
-def get_file(id: str) -> FileDownload:
+def get_file(id: PathId) -> FileDownload:
     built = container()
-    return service.get_file(built.db, built.settings, _storage(), principal_of(app), parse_uuid(id))
+    return service.get_file(built.db, built.settings, _storage(), principal_of(app), id)
 
 
 @app.delete("/v1/files/<id>", tags=TAGS, summary="Delete a file and its bytes")
-def delete_file(id: str) -> Response[None]:
-    service.delete_file(container().db, _storage(), principal_of(app), parse_uuid(id))
+def delete_file(id: PathId) -> Response[None]:
+    service.delete_file(container().db, _storage(), principal_of(app), id)
     return no_content()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated
-from uuid import UUID
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
@@ -12,6 +11,7 @@ from functions._client import created, no_content
 from functions._http import lambda_entry, make_resolver, principal_of
 from shared.bootstrap import container
 from shared.models.identity import License, LicenseCreate, SeatAssign
+from shared.models.ids import PathId
 from shared.pagination import Page
 from shared.services import licenses
 
@@ -32,12 +32,12 @@ def list_licenses(cursor: Cursor = None, limit: Limit = None) -> Page[License]:
 
 
 @app.post("/v1/licenses/<id>/seats", summary="Give a user a seat", tags=["licenses"])
-def assign_seat(id: UUID, request: SeatAssign) -> Response[str]:
+def assign_seat(id: PathId, request: SeatAssign) -> Response[str]:
     return created(licenses.assign_seat(container().db, principal_of(app), id, request.user_id))
 
 
 @app.delete("/v1/licenses/<id>/seats/<user_id>", summary="Take a user's seat back", tags=["licenses"])
-def remove_seat(id: UUID, user_id: UUID) -> Response[str]:
+def remove_seat(id: PathId, user_id: PathId) -> Response[str]:
     licenses.remove_seat(container().db, principal_of(app), id, user_id)
     return no_content()
 

@@ -21,9 +21,9 @@ from shared.models.conversations import (
     ReactionCreate,
     ReactionSummary,
 )
+from shared.models.ids import MessageId, PathId
 from shared.pagination import Page
 from shared.services import messages as service
-from shared.services.access import parse_message_id, parse_uuid
 
 app = make_resolver()
 TAGS = ["messages"]
@@ -39,63 +39,63 @@ Direction = Annotated[Literal["backward", "forward"], Query()]
     responses={200: {"description": "A page of messages", "content": {"application/json": {"model": Page[Message]}}}},
 )
 def list_messages(
-    id: str, cursor: Cursor = None, limit: Limit = None, direction: Direction = "backward"
+    id: PathId, cursor: Cursor = None, limit: Limit = None, direction: Direction = "backward"
 ) -> Response[str]:
-    page = service.list_messages(container().db, principal_of(app), parse_uuid(id), cursor, limit, direction)
+    page = service.list_messages(container().db, principal_of(app), id, cursor, limit, direction)
     return Response(status_code=200, content_type="application/json", body=page.to_json())
 
 
 @app.post("/v1/conversations/<id>/messages", tags=TAGS, summary="Send (a retried idempotency key answers 200)")
-def send_message(id: str, body: MessageCreate) -> Response[Message]:
+def send_message(id: PathId, body: MessageCreate) -> Response[Message]:
     built = container()
-    message, is_new = service.send_message(built.db, built.settings, principal_of(app), parse_uuid(id), body)
+    message, is_new = service.send_message(built.db, built.settings, principal_of(app), id, body)
     return created_or_ok(message, is_new)
 
 
 @app.patch("/v1/messages/<id>", tags=TAGS, summary="Edit your message (earlier versions are kept)")
-def edit_message(id: str, body: MessageUpdate) -> Message:
+def edit_message(id: MessageId, body: MessageUpdate) -> Message:
     built = container()
-    return service.edit_message(built.db, built.settings, principal_of(app), parse_message_id(id), body)
+    return service.edit_message(built.db, built.settings, principal_of(app), id, body)
 
 
 @app.delete("/v1/messages/<id>", tags=TAGS, summary="Delete a message (its sender or an admin)")
-def delete_message(id: str) -> Response[None]:
-    service.delete_message(container().db, principal_of(app), parse_message_id(id))
+def delete_message(id: MessageId) -> Response[None]:
+    service.delete_message(container().db, principal_of(app), id)
     return no_content()
 
 
 @app.get("/v1/messages/<id>/reactions", tags=TAGS, summary="Reaction counts by emoji")
-def list_reactions(id: str) -> ReactionSummary:
-    return service.reaction_summary(container().db, principal_of(app), parse_message_id(id))
+def list_reactions(id: MessageId) -> ReactionSummary:
+    return service.reaction_summary(container().db, principal_of(app), id)
 
 
 @app.post("/v1/messages/<id>/reactions", tags=TAGS, summary="React (once per emoji)")
-def add_reaction(id: str, body: ReactionCreate) -> Response[Reaction]:
-    reaction, is_new = service.add_reaction(container().db, principal_of(app), parse_message_id(id), body.emoji)
+def add_reaction(id: MessageId, body: ReactionCreate) -> Response[Reaction]:
+    reaction, is_new = service.add_reaction(container().db, principal_of(app), id, body.emoji)
     return created_or_ok(reaction, is_new)
 
 
 @app.delete("/v1/messages/<id>/reactions/<emoji>", tags=TAGS, summary="Take a reaction back")
-def remove_reaction(id: str, emoji: str) -> Response[None]:
-    service.remove_reaction(container().db, principal_of(app), parse_message_id(id), unquote(emoji))
+def remove_reaction(id: MessageId, emoji: str) -> Response[None]:
+    service.remove_reaction(container().db, principal_of(app), id, unquote(emoji))
     return no_content()
 
 
 @app.put("/v1/messages/<id>/feedback", tags=TAGS, summary="Rate a message (one rating per user)")
-def put_feedback(id: str, body: FeedbackPut) -> Feedback:
-    return service.put_feedback(container().db, principal_of(app), parse_message_id(id), body)
+def put_feedback(id: MessageId, body: FeedbackPut) -> Feedback:
+    return service.put_feedback(container().db, principal_of(app), id, body)
 
 
 @app.get("/v1/messages/<id>/feedback", tags=TAGS, summary="Your rating of a message")
-def get_feedback(id: str) -> Feedback:
-    return service.get_feedback(container().db, principal_of(app), parse_message_id(id))
+def get_feedback(id: MessageId) -> Feedback:
+    return service.get_feedback(container().db, principal_of(app), id)
 
 
 @app.get("/v1/threads/<id>/messages", tags=TAGS, summary="A page of a thread's messages")
 def list_thread_messages(
-    id: str, cursor: Cursor = None, limit: Limit = None, direction: Direction = "backward"
+    id: PathId, cursor: Cursor = None, limit: Limit = None, direction: Direction = "backward"
 ) -> Page[Message]:
-    return service.list_thread_messages(container().db, principal_of(app), parse_uuid(id), cursor, limit, direction)
+    return service.list_thread_messages(container().db, principal_of(app), id, cursor, limit, direction)
 
 
 @app.get("/v1/search/messages", tags=TAGS, summary="Full-text search over your conversations")

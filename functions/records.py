@@ -10,28 +10,28 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from shared.bootstrap import container
+from shared.models.ids import PathId
+from shared.pagination import Page
 from shared.services import records
 from shared.services.records import (
     ExecutionIn,
     ExecutionOut,
-    ExecutionPage,
     ExecutionPatch,
     ReportIn,
     ReportOut,
-    ReportPage,
     ReportPatch,
 )
 
 app = make_resolver()
 
-Cursor = Annotated[str | None, Query(max_length=500)]
-Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=1024)]
+Limit = Annotated[int | None, Query()]
 
 
 @app.get("/v1/code-executions", summary="List my code executions", tags=["records"])
 def get_executions(
-    conversation_id: Annotated[UUID | None, Query()] = None, cursor: Cursor = None, limit: Limit = 50
-) -> ExecutionPage:
+    conversation_id: Annotated[UUID | None, Query()] = None, cursor: Cursor = None, limit: Limit = None
+) -> Page[ExecutionOut]:
     return records.list_executions(
         container().db, principal_of(app), conversation_id=conversation_id, cursor=cursor, limit=limit
     )
@@ -44,17 +44,17 @@ def post_execution(body: ExecutionIn) -> Response[str]:
 
 
 @app.get("/v1/code-executions/<id>", summary="Get a code execution", tags=["records"])
-def get_execution(id: UUID) -> ExecutionOut:
+def get_execution(id: PathId) -> ExecutionOut:
     return records.get_execution(container().db, principal_of(app), id)
 
 
 @app.patch("/v1/code-executions/<id>", summary="Update a code execution", tags=["records"])
-def patch_execution(id: UUID, body: ExecutionPatch) -> ExecutionOut:
+def patch_execution(id: PathId, body: ExecutionPatch) -> ExecutionOut:
     return records.update_execution(container().db, principal_of(app), id, body)
 
 
 @app.get("/v1/analysis-reports", summary="List my analysis reports", tags=["records"])
-def get_reports(cursor: Cursor = None, limit: Limit = 50) -> ReportPage:
+def get_reports(cursor: Cursor = None, limit: Limit = None) -> Page[ReportOut]:
     return records.list_reports(container().db, principal_of(app), cursor=cursor, limit=limit)
 
 
@@ -65,12 +65,12 @@ def post_report(body: ReportIn) -> Response[str]:
 
 
 @app.get("/v1/analysis-reports/<id>", summary="Get an analysis report", tags=["records"])
-def get_report(id: UUID) -> ReportOut:
+def get_report(id: PathId) -> ReportOut:
     return records.get_report(container().db, principal_of(app), id)
 
 
 @app.patch("/v1/analysis-reports/<id>", summary="Advance or update an analysis report", tags=["records"])
-def patch_report(id: UUID, body: ReportPatch) -> ReportOut:
+def patch_report(id: PathId, body: ReportPatch) -> ReportOut:
     return records.update_report(container().db, principal_of(app), id, body)
 
 

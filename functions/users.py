@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated
-from uuid import UUID
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
@@ -22,6 +21,7 @@ from shared.models.identity import (
     TokenPair,
     User,
 )
+from shared.models.ids import PathId
 from shared.pagination import Page
 from shared.services import accounts, api_keys
 
@@ -77,7 +77,7 @@ def create_api_key(request: ApiKeyCreate) -> Response[str]:
 
 
 @app.delete("/v1/users/me/api-keys/<id>", summary="Revoke an API key", tags=["users"])
-def revoke_api_key(id: UUID) -> Response[str]:
+def revoke_api_key(id: PathId) -> Response[str]:
     api_keys.revoke_api_key(container().db, principal_of(app).require_user(), id, client_of(app))
     return no_content()
 

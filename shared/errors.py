@@ -140,5 +140,9 @@ def problem_for(error: BaseException) -> Problem:
     headers: dict[str, str] = {}
     if isinstance(error, RateLimitedError | UnavailableError):
         headers["Retry-After"] = str(error.retry_after)
+    # A 404 is one body everywhere, whichever service raised it: the answer for an id the caller may not see
+    # (or a malformed one) must equal the answer for a random id, so it carries no detail and no members.
+    if spec.status == 404:
+        return Problem(404, problem_body(404, spec.slug, spec.title))
     detail = error.detail if spec.status != 500 else ""
     return Problem(status, problem_body(status, spec.slug, spec.title, detail, **members), headers)

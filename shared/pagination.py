@@ -24,6 +24,7 @@ MAX_LIMIT = 200
 MAX_CURSOR_CHARS = 1024
 
 T = TypeVar("T")
+U = TypeVar("U")
 KeyPart = type[str] | type[int] | type[UUID] | type[datetime]
 
 
@@ -97,3 +98,8 @@ def page_of(rows: Sequence[T], limit: int, key: Callable[[T], Sequence[Any]]) ->
     items = list(rows[:limit])
     next_cursor = encode_cursor(key(items[-1])) if len(rows) > limit and items else None
     return Page[T](items=items, next_cursor=next_cursor)
+
+
+def page_as(page: Page[T], convert: Callable[[T], U]) -> Page[U]:
+    """The same page with each item converted (rows to response models), the cursor kept."""
+    return Page[U](items=[convert(item) for item in page.items], next_cursor=page.next_cursor)

@@ -35,11 +35,10 @@ c.host, c.cmd_port, c.viz_port, c.last_message_at, c.created_at, c.updated_at
 
 # One conversation as the caller sees it: role, unread count (messages after the read cursor from others)
 # and a preview of the last message.
-CONVERSATION_VIEW = """
-SELECT
-c.id, c.kind, c.is_group, c.title, c.user_id, c.created_by, c.use_case, c.status, c.room_type, c.room_token,
-c.host, c.cmd_port, c.viz_port, c.last_message_at, c.created_at, c.updated_at
-, p.role, coalesce(c.last_message_at, c.created_at) AS activity_at,
+CONVERSATION_VIEW = (
+    "SELECT"  # noqa: S608 (fixed column list)
+    + CONVERSATION_COLUMNS
+    + """, p.role, coalesce(c.last_message_at, c.created_at) AS activity_at,
        coalesce(unread.n, 0) AS unread_count,
        CASE WHEN last.id IS NULL THEN NULL ELSE jsonb_build_object(
            'id', last.id, 'sender_id', last.sender_id, 'sender_kind', last.sender_kind,
@@ -56,57 +55,20 @@ LEFT JOIN LATERAL (
       AND m.sender_id IS DISTINCT FROM p.user_id
 ) unread ON true
 """
+)
 
-GET_VIEW = """
-SELECT
-c.id, c.kind, c.is_group, c.title, c.user_id, c.created_by, c.use_case, c.status, c.room_type, c.room_token,
-c.host, c.cmd_port, c.viz_port, c.last_message_at, c.created_at, c.updated_at
-, p.role, coalesce(c.last_message_at, c.created_at) AS activity_at,
-       coalesce(unread.n, 0) AS unread_count,
-       CASE WHEN last.id IS NULL THEN NULL ELSE jsonb_build_object(
-           'id', last.id, 'sender_id', last.sender_id, 'sender_kind', last.sender_kind,
-           'content', left(last.content, 200), 'created_at', last.created_at) END AS last_message
-FROM conversations c
-LEFT JOIN participants p ON p.conversation_id = c.id AND p.user_id = %(user_id)s
-LEFT JOIN LATERAL (
-    SELECT m.id, m.sender_id, m.sender_kind, m.content, m.created_at FROM messages m
-    WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1
-) last ON true
-LEFT JOIN LATERAL (
-    SELECT count(*) AS n FROM messages m
-    WHERE p.user_id IS NOT NULL AND m.conversation_id = c.id AND m.id > coalesce(p.last_read_message_id, 0)
-      AND m.sender_id IS DISTINCT FROM p.user_id
-) unread ON true
-WHERE c.id = %(id)s"""
+GET_VIEW = CONVERSATION_VIEW + "WHERE c.id = %(id)s"
 
 # The caller's conversations by last activity, newest first; keyset on (activity, id).
-LIST_FOR_MEMBER = """
-SELECT
-c.id, c.kind, c.is_group, c.title, c.user_id, c.created_by, c.use_case, c.status, c.room_type, c.room_token,
-c.host, c.cmd_port, c.viz_port, c.last_message_at, c.created_at, c.updated_at
-, p.role, coalesce(c.last_message_at, c.created_at) AS activity_at,
-       coalesce(unread.n, 0) AS unread_count,
-       CASE WHEN last.id IS NULL THEN NULL ELSE jsonb_build_object(
-           'id', last.id, 'sender_id', last.sender_id, 'sender_kind', last.sender_kind,
-           'content', left(last.content, 200), 'created_at', last.created_at) END AS last_message
-FROM conversations c
-LEFT JOIN participants p ON p.conversation_id = c.id AND p.user_id = %(user_id)s
-LEFT JOIN LATERAL (
-    SELECT m.id, m.sender_id, m.sender_kind, m.content, m.created_at FROM messages m
-    WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1
-) last ON true
-LEFT JOIN LATERAL (
-    SELECT count(*) AS n FROM messages m
-    WHERE p.user_id IS NOT NULL AND m.conversation_id = c.id AND m.id > coalesce(p.last_read_message_id, 0)
-      AND m.sender_id IS DISTINCT FROM p.user_id
-) unread ON true
-
-WHERE p.user_id = %(user_id)s
+LIST_FOR_MEMBER = (
+    CONVERSATION_VIEW
+    + """WHERE p.user_id = %(user_id)s
   AND (%(after_at)s::timestamptz IS NULL
        OR (coalesce(c.last_message_at, c.created_at), c.id) < (%(after_at)s::timestamptz, %(after_id)s::uuid))
 ORDER BY coalesce(c.last_message_at, c.created_at) DESC, c.id DESC
 LIMIT %(limit)s
 """
+)
 
 INSERT_CONVERSATION = """
 INSERT INTO conversations (id, kind, title, user_id, created_by, use_case, room_type, room_token, host, cmd_port,

@@ -21,6 +21,15 @@ RETURNING id, owner_id, original_name, content_type, size, sha256, status, creat
 GET_OWNED = """SELECT id, owner_id, original_name, content_type, size, sha256, status, created_at,
     updated_at, storage_key FROM user_files WHERE id = %(id)s AND owner_id = %(owner_id)s"""
 
+# The owner, or a participant of a conversation where the file is attached to a message.
+GET_READABLE = """SELECT f.id, f.owner_id, f.original_name, f.content_type, f.size, f.sha256, f.status, f.created_at,
+    f.updated_at, f.storage_key FROM user_files f
+WHERE f.id = %(id)s AND (f.owner_id = %(user_id)s OR EXISTS (
+    SELECT 1 FROM message_attachments ma
+    JOIN messages m ON m.id = ma.message_id
+    JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = %(user_id)s
+    WHERE ma.file_id = f.id))"""
+
 LIST_OWNED = """
 SELECT id, owner_id, original_name, content_type, size, sha256, status, created_at, updated_at FROM user_files
 WHERE owner_id = %(owner_id)s
@@ -54,6 +63,10 @@ class FilesRepository:
     def get_owned(self, file_id: UUID, owner_id: UUID) -> StoredFile | None:
         with self.conn.cursor(row_factory=class_row(StoredFile)) as cur:
             return cur.execute(GET_OWNED, {"id": file_id, "owner_id": owner_id}).fetchone()
+
+    def get_readable(self, file_id: UUID, user_id: UUID) -> StoredFile | None:
+        with self.conn.cursor(row_factory=class_row(StoredFile)) as cur:
+            return cur.execute(GET_READABLE, {"id": file_id, "user_id": user_id}).fetchone()
 
     def list_owned(self, owner_id: UUID, after: tuple[Any, ...] | None, limit: int) -> list[UserFile]:
         params = {

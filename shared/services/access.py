@@ -21,23 +21,6 @@ def not_found() -> NotFoundError:
     return NotFoundError()
 
 
-def parse_uuid(value: str) -> UUID:
-    """A path id; anything that is not a UUID is simply not found."""
-    try:
-        return UUID(value)
-    except ValueError:
-        raise not_found() from None
-
-
-MAX_BIGINT = 2**63 - 1
-
-
-def parse_message_id(value: str) -> int:
-    if not value.isdigit() or int(value) < 1 or int(value) > MAX_BIGINT:
-        raise not_found()
-    return int(value)
-
-
 @dataclass(frozen=True)
 class Access:
     conversation_id: UUID

@@ -27,7 +27,7 @@ from shared.models.identity import (
     User,
 )
 from shared.observability import logger
-from shared.pagination import Page, decode_cursor, page_limit, page_of
+from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.connection_logs import ConnectionLogsRepository
 from shared.repositories.refresh_tokens import RefreshTokensRepository
 from shared.repositories.users import UserRow, UsersRepository
@@ -260,7 +260,7 @@ def logout(db: Database, token: str, client: Client) -> None:
 
 def _require(user: UserRow | None) -> UserRow:
     if user is None:
-        raise NotFoundError("Not found.")
+        raise NotFoundError()
     return user
 
 
@@ -324,10 +324,7 @@ def list_connection_logs(
     after = decode_cursor(cursor, CURSOR_KINDS)
     rows = db.read(lambda uow: ConnectionLogsRepository(uow.conn).list_page(user_id, after, size + 1))
     page = page_of(rows, size, key=lambda row: (row.created_at, row.id))
-    return Page[ConnectionLog](
-        items=[ConnectionLog.model_validate(row, from_attributes=True) for row in page.items],
-        next_cursor=page.next_cursor,
-    )
+    return page_as(page, lambda row: ConnectionLog.model_validate(row, from_attributes=True))
 
 
 def create_super_admin(db: Database, settings: Settings, username: str, email: str, password: str) -> User:

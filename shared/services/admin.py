@@ -8,7 +8,7 @@ from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ConflictError, ForbiddenError, NotFoundError
 from shared.models.identity import AdminUserPatch, User
-from shared.pagination import Page, decode_cursor, page_limit, page_of
+from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.refresh_tokens import RefreshTokensRepository
 from shared.repositories.users import UsersRepository
 from shared.services.accounts import CURSOR_KINDS, Client, _log, to_user
@@ -30,7 +30,7 @@ def list_users(db: Database, principal: Principal, cursor: str | None, limit: in
     after = decode_cursor(cursor, CURSOR_KINDS)
     rows = db.read(lambda uow: UsersRepository(uow.conn).list_page(after, size + 1))
     page = page_of(rows, size, key=lambda row: (row.created_at, row.id))
-    return Page[User](items=[to_user(row) for row in page.items], next_cursor=page.next_cursor)
+    return page_as(page, to_user)
 
 
 def update_user(db: Database, principal: Principal, target_id: UUID, patch: AdminUserPatch, client: Client) -> User:
@@ -44,7 +44,7 @@ def update_user(db: Database, principal: Principal, target_id: UUID, patch: Admi
         super_admins = users.lock_active_super_admins()
         target = users.get(target_id, for_update=True)
         if target is None:
-            raise NotFoundError("Not found.")
+            raise NotFoundError()
         role = patch.role if patch.role is not None else target.role
         active = patch.is_active if patch.is_active is not None else target.is_active
         if role == target.role and active == target.is_active:

@@ -9,11 +9,9 @@ from shared.auth.api_keys import issue_key
 from shared.db import Database, UnitOfWork
 from shared.errors import NotFoundError, UnprocessableError
 from shared.models.identity import ApiKey, ApiKeyCreate, ApiKeyCreated
-from shared.pagination import Page, decode_cursor, page_limit, page_of
+from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.api_keys import ApiKeysRepository
 from shared.services.accounts import CURSOR_KINDS, Client, _log
-
-NOT_FOUND = "Not found."
 
 
 def create_api_key(db: Database, user_id: UUID, request: ApiKeyCreate, client: Client) -> ApiKeyCreated:
@@ -44,9 +42,7 @@ def list_api_keys(db: Database, user_id: UUID, cursor: str | None, limit: int | 
     after = decode_cursor(cursor, CURSOR_KINDS)
     rows = db.read(lambda uow: ApiKeysRepository(uow.conn).list_page(user_id, after, size + 1))
     page = page_of(rows, size, key=lambda row: (row.created_at, row.id))
-    return Page[ApiKey](
-        items=[ApiKey.model_validate(row, from_attributes=True) for row in page.items], next_cursor=page.next_cursor
-    )
+    return page_as(page, lambda row: ApiKey.model_validate(row, from_attributes=True))
 
 
 def revoke_api_key(db: Database, user_id: UUID, key_id: UUID, client: Client) -> None:
@@ -54,7 +50,7 @@ def revoke_api_key(db: Database, user_id: UUID, key_id: UUID, client: Client) ->
 
     def work(uow: UnitOfWork) -> None:
         if ApiKeysRepository(uow.conn).revoke(key_id, user_id) is None:
-            raise NotFoundError(NOT_FOUND)
+            raise NotFoundError()
         _log(uow, "api_key_revoked", user_id, client)
 
     db.transact(work)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -13,7 +11,8 @@ from pydantic import BaseModel, Field
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ForbiddenError, InvalidRequestError, NotFoundError, UnprocessableError
+from shared.errors import ForbiddenError, NotFoundError, UnprocessableError
+from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.providers.endpoints import EndpointRefused, Resolver, check_endpoint_url, resolve_host
 from shared.repositories.catalog import CatalogRepository, ModelRow, ResourceRow
 from shared.settings import Settings
@@ -89,11 +88,6 @@ class ModelOut(BaseModel):
     api_key_secret_arn: str | None = None
 
 
-class ModelPage(BaseModel):
-    items: list[ModelOut]
-    next_cursor: str | None = None
-
-
 class ResourceIn(BaseModel):
     resource_name: str = Field(min_length=1, max_length=255)
     resource_type: ResourceKind
@@ -141,11 +135,6 @@ class ResourceOut(BaseModel):
     updated_at: datetime
 
 
-class ResourcePage(BaseModel):
-    items: list[ResourceOut]
-    next_cursor: str | None = None
-
-
 def require_admin(principal: Principal) -> UUID:
     user_id = principal.require_user()
     if not principal.is_admin:
@@ -175,35 +164,16 @@ def _no_nulls(changes: dict[str, Any], fields: tuple[str, ...]) -> None:
         raise UnprocessableError("These fields cannot be null.", errors=[{"loc": ["body", k]} for k in bad])
 
 
-def encode_cursor(values: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None, size: int) -> list[Any] | None:
-    if not cursor:
-        return None
-    try:
-        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except ValueError:
-        raise InvalidRequestError("The cursor is malformed.") from None
-    if not isinstance(values, list) or len(values) != size:
-        raise InvalidRequestError("The cursor is malformed.")
-    return values
-
-
-def list_models(db: Database, principal: Principal, *, cursor: str | None, limit: int) -> ModelPage:
+def list_models(db: Database, principal: Principal, *, cursor: str | None, limit: int | None) -> Page[ModelOut]:
     principal.require_user()
-    after = decode_cursor(cursor, 1)
-
-    def work(uow: UnitOfWork) -> ModelPage:
-        rows = CatalogRepository(uow.conn).list_models(
-            active_only=not principal.is_admin, after=str(after[0]) if after else None, limit=limit + 1
+    size = page_limit(limit)
+    after = decode_cursor(cursor, (str,))
+    rows = db.read(
+        lambda uow: CatalogRepository(uow.conn).list_models(
+            active_only=not principal.is_admin, after=after[0] if after else None, limit=size + 1
         )
-        items = [_model_out(r, admin=principal.is_admin) for r in rows[:limit]]
-        more = len(rows) > limit
-        return ModelPage(items=items, next_cursor=encode_cursor([rows[limit - 1].model_id]) if more else None)
-
-    return db.read(work)
+    )
+    return page_as(page_of(rows, size, lambda r: (r.model_id,)), lambda r: _model_out(r, admin=principal.is_admin))
 
 
 def create_model(
@@ -238,7 +208,7 @@ def update_model(
     def work(uow: UnitOfWork) -> ModelOut:
         repo = CatalogRepository(uow.conn)
         if not repo.update_model(id, changes):
-            raise NotFoundError("No such model configuration.")
+            raise NotFoundError()
         row = repo.model(id)
         assert row is not None
         return _model_out(row, admin=True)
@@ -255,28 +225,17 @@ def seed_local_model(db: Database) -> None:
     )
 
 
-def list_resources(db: Database, principal: Principal, *, cursor: str | None, limit: int) -> ResourcePage:
+def list_resources(db: Database, principal: Principal, *, cursor: str | None, limit: int | None) -> Page[ResourceOut]:
     require_admin(principal)
-    after = decode_cursor(cursor, 2)
-
-    def work(uow: UnitOfWork) -> ResourcePage:
-        key = (datetime.fromisoformat(after[0]), UUID(after[1])) if after else None
-        rows = CatalogRepository(uow.conn).list_resources(after=key, limit=limit + 1)
-        items = [ResourceOut.model_validate(r.model_dump()) for r in rows[:limit]]
-        last = rows[limit - 1] if len(rows) > limit else None
-        return ResourcePage(
-            items=items, next_cursor=encode_cursor([last.created_at.isoformat(), str(last.id)]) if last else None
-        )
-
-    try:
-        return db.read(work)
-    except ValueError:
-        raise InvalidRequestError("The cursor is malformed.") from None
+    size = page_limit(limit)
+    after = decode_cursor(cursor, (datetime, UUID))
+    rows = db.read(lambda uow: CatalogRepository(uow.conn).list_resources(after=after, limit=size + 1))
+    return page_as(page_of(rows, size, lambda r: (r.created_at, r.id)), _resource_out)
 
 
 def _resource_out(row: ResourceRow | None) -> ResourceOut:
     if row is None:
-        raise NotFoundError("No such resource.")
+        raise NotFoundError()
     return ResourceOut.model_validate(row.model_dump())
 
 
@@ -314,6 +273,6 @@ def delete_resource(db: Database, principal: Principal, id: UUID) -> None:
 
     def work(uow: UnitOfWork) -> None:
         if not CatalogRepository(uow.conn).delete_resource(id):
-            raise NotFoundError("No such resource.")
+            raise NotFoundError()
 
     db.transact(work)

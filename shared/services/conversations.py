@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from shared.auth.principal import Principal
@@ -24,7 +25,7 @@ from shared.models.conversations import (
     Thread,
     ThreadCreate,
 )
-from shared.pagination import Page, decode_cursor, page_limit, page_of
+from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.conversations import ConversationsRepository
 from shared.services.access import Access, conversation_access, not_found, require_admin
 
@@ -53,9 +54,33 @@ def list_conversations(db: Database, principal: Principal, cursor: str | None, l
     def work(uow: UnitOfWork) -> list[dict[str, Any]]:
         return ConversationsRepository(uow.conn).list_for_member(user_id, after, size + 1)
 
-    rows = db.read(work)
-    page = page_of(rows, size, lambda row: (row["activity_at"], row["id"]))
-    return Page[Conversation](items=[Conversation.model_validate(r) for r in page.items], next_cursor=page.next_cursor)
+    page = page_of(db.read(work), size, lambda row: (row["activity_at"], row["id"]))
+    return page_as(page, Conversation.model_validate)
+
+
+# A list of things in one conversation (participants, threads, panels, data references), newest keyset
+# (time, id), visible to whoever may see the conversation.
+_Item = TypeVar("_Item", Participant, Thread, Panel, DataRef)
+
+
+def _page_in_conversation(
+    db: Database,
+    principal: Principal,
+    conversation_id: UUID,
+    cursor: str | None,
+    limit: int | None,
+    fetch: Callable[[ConversationsRepository, UUID, tuple[Any, ...] | None, int], list[_Item]],
+    time_of: Callable[[_Item], datetime],
+) -> Page[_Item]:
+    size = page_limit(limit)
+    after = decode_cursor(cursor, (datetime, UUID))
+
+    def work(uow: UnitOfWork) -> list[_Item]:
+        repo = ConversationsRepository(uow.conn)
+        conversation_access(repo, principal, conversation_id)
+        return fetch(repo, conversation_id, after, size + 1)
+
+    return page_of(db.read(work), size, lambda item: (time_of(item), item.id))
 
 
 def create_conversation(db: Database, principal: Principal, body: ConversationCreate) -> tuple[Conversation, bool]:
@@ -140,15 +165,9 @@ def list_participants(
     db: Database, principal: Principal, conversation_id: UUID, cursor: str | None, limit: int | None
 ) -> Page[Participant]:
     principal.require_user()
-    size = page_limit(limit)
-    after = decode_cursor(cursor, (datetime, UUID))
-
-    def work(uow: UnitOfWork) -> list[Participant]:
-        repo = ConversationsRepository(uow.conn)
-        conversation_access(repo, principal, conversation_id)
-        return repo.list_participants(conversation_id, after, size + 1)
-
-    return page_of(db.read(work), size, lambda p: (p.joined_at, p.id))
+    return _page_in_conversation(
+        db, principal, conversation_id, cursor, limit, ConversationsRepository.list_participants, lambda p: p.joined_at
+    )
 
 
 def _check_role_fits(is_ai: bool, role: str) -> None:
@@ -250,15 +269,10 @@ def create_thread(db: Database, principal: Principal, conversation_id: UUID, bod
 def list_threads(
     db: Database, principal: Principal, conversation_id: UUID, cursor: str | None, limit: int | None
 ) -> Page[Thread]:
-    size = page_limit(limit)
-    after = decode_cursor(cursor, (datetime, UUID))
-
-    def work(uow: UnitOfWork) -> list[Thread]:
-        repo = ConversationsRepository(uow.conn)
-        conversation_access(repo, principal, conversation_id)
-        return repo.list_threads(conversation_id, after, size + 1)
-
-    return page_of(db.read(work), size, lambda t: (t.created_at, t.id))
+    # An anonymous-conversation token may list the threads of its conversation: no require_user here.
+    return _page_in_conversation(
+        db, principal, conversation_id, cursor, limit, ConversationsRepository.list_threads, lambda t: t.created_at
+    )
 
 
 def thread_access(repo: ConversationsRepository, principal: Principal, thread_id: UUID) -> Thread:
@@ -292,20 +306,23 @@ def list_panels(
     db: Database, principal: Principal, conversation_id: UUID, cursor: str | None, limit: int | None
 ) -> Page[Panel]:
     principal.require_user()
-    size = page_limit(limit)
-    after = decode_cursor(cursor, (datetime, UUID))
-
-    def work(uow: UnitOfWork) -> list[Panel]:
-        repo = ConversationsRepository(uow.conn)
-        conversation_access(repo, principal, conversation_id)
-        return repo.list_panels(conversation_id, after, size + 1)
-
-    return page_of(db.read(work), size, lambda p: (p.created_at, p.id))
+    return _page_in_conversation(
+        db, principal, conversation_id, cursor, limit, ConversationsRepository.list_panels, lambda p: p.created_at
+    )
 
 
-def _creator_or_admin(access: Access, created_by: UUID | None, user_id: UUID) -> None:
-    if created_by != user_id and not access.is_admin:
+_Created = TypeVar("_Created", Panel, DataRef)
+
+
+def _changeable(repo: ConversationsRepository, principal: Principal, user_id: UUID, item: _Created | None) -> _Created:
+    """A panel or data reference its creator or a conversation admin may change; 404 when the caller may
+    not see its conversation, 403 for other participants."""
+    if item is None:
+        raise not_found()
+    access = conversation_access(repo, principal, item.conversation_id)
+    if item.created_by != user_id and not access.is_admin:
         raise ForbiddenError("Only its creator or a conversation admin may change this.")
+    return item
 
 
 def update_panel(db: Database, principal: Principal, panel_id: UUID, body: PanelUpdate) -> Panel:
@@ -313,10 +330,7 @@ def update_panel(db: Database, principal: Principal, panel_id: UUID, body: Panel
 
     def work(uow: UnitOfWork) -> Panel:
         repo = ConversationsRepository(uow.conn)
-        panel = repo.get_panel(panel_id)
-        if panel is None:
-            raise not_found()
-        _creator_or_admin(conversation_access(repo, principal, panel.conversation_id), panel.created_by, user_id)
+        _changeable(repo, principal, user_id, repo.get_panel(panel_id))
         updated = repo.update_panel(panel_id, body.name, body.layout, body.config)
         if updated is None:
             raise not_found()
@@ -330,10 +344,7 @@ def delete_panel(db: Database, principal: Principal, panel_id: UUID) -> None:
 
     def work(uow: UnitOfWork) -> None:
         repo = ConversationsRepository(uow.conn)
-        panel = repo.get_panel(panel_id)
-        if panel is None:
-            raise not_found()
-        _creator_or_admin(conversation_access(repo, principal, panel.conversation_id), panel.created_by, user_id)
+        _changeable(repo, principal, user_id, repo.get_panel(panel_id))
         repo.delete_panel(panel_id)
 
     db.transact(work)
@@ -358,15 +369,9 @@ def list_data_refs(
     db: Database, principal: Principal, conversation_id: UUID, cursor: str | None, limit: int | None
 ) -> Page[DataRef]:
     principal.require_user()
-    size = page_limit(limit)
-    after = decode_cursor(cursor, (datetime, UUID))
-
-    def work(uow: UnitOfWork) -> list[DataRef]:
-        repo = ConversationsRepository(uow.conn)
-        conversation_access(repo, principal, conversation_id)
-        return repo.list_data_refs(conversation_id, after, size + 1)
-
-    return page_of(db.read(work), size, lambda r: (r.created_at, r.id))
+    return _page_in_conversation(
+        db, principal, conversation_id, cursor, limit, ConversationsRepository.list_data_refs, lambda r: r.created_at
+    )
 
 
 def delete_data_ref(db: Database, principal: Principal, ref_id: UUID) -> None:
@@ -374,10 +379,7 @@ def delete_data_ref(db: Database, principal: Principal, ref_id: UUID) -> None:
 
     def work(uow: UnitOfWork) -> None:
         repo = ConversationsRepository(uow.conn)
-        ref = repo.get_data_ref(ref_id)
-        if ref is None:
-            raise not_found()
-        _creator_or_admin(conversation_access(repo, principal, ref.conversation_id), ref.created_by, user_id)
+        _changeable(repo, principal, user_id, repo.get_data_ref(ref_id))
         repo.delete_data_ref(ref_id)
 
     db.transact(work)

@@ -1,4 +1,8 @@
-"""User files: a record plus a presigned upload; downloads through presigned URLs; owner-only access."""
+"""User files: a record plus a presigned upload; downloads through presigned URLs.
+
+The owner reads and deletes a file; a participant of a conversation where it is attached to a message may
+read it (and download it) but not delete it; anyone else gets the same 404 as for a random id.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from uuid import UUID, uuid4
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import PayloadTooLargeError, UnprocessableError
+from shared.errors import ForbiddenError, PayloadTooLargeError, UnprocessableError
 from shared.models.conversations import FileCreate, FileDownload, FileUpload, UserFile
 from shared.pagination import Page, decode_cursor, page_limit, page_of
 from shared.repositories.files import FilesRepository, StoredFile
@@ -55,11 +59,11 @@ def get_file(
     db: Database, settings: Settings, storage: FileStorage, principal: Principal, file_id: UUID
 ) -> FileDownload:
     """The file and a download URL once its bytes are stored (a pending upload is checked on the way)."""
-    owner_id = principal.require_user()
+    user_id = principal.require_user()
 
     def work(uow: UnitOfWork) -> tuple[UserFile, str | None]:
         repo = FilesRepository(uow.conn)
-        found = repo.get_owned(file_id, owner_id)
+        found = repo.get_readable(file_id, user_id)
         if found is None:
             raise not_found()
         record: UserFile = found
@@ -82,6 +86,9 @@ def delete_file(db: Database, storage: FileStorage, principal: Principal, file_i
         repo = FilesRepository(uow.conn)
         found = repo.get_owned(file_id, owner_id)
         if found is None:
+            # A participant who can read the file knows it exists: a 403 for them, a 404 for everyone else.
+            if repo.get_readable(file_id, owner_id) is not None:
+                raise ForbiddenError("Only the owner may delete a file.")
             raise not_found()
         repo.delete(file_id)
         return found

@@ -10,12 +10,10 @@ from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ConflictError, NotFoundError
 from shared.models.identity import License, LicenseCreate, LicenseCreated, Seat
-from shared.pagination import Page, decode_cursor, page_limit, page_of
+from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.licenses import LicenseLock, LicensesRepository
 from shared.services.accounts import CURSOR_KINDS
 from shared.services.admin import require_admin
-
-NOT_FOUND = "Not found."
 
 
 def create_license(db: Database, principal: Principal, request: LicenseCreate) -> LicenseCreated:
@@ -42,9 +40,7 @@ def list_licenses(db: Database, principal: Principal, cursor: str | None, limit:
     after = decode_cursor(cursor, CURSOR_KINDS)
     rows = db.read(lambda uow: LicensesRepository(uow.conn).list_page(owner, after, size + 1))
     page = page_of(rows, size, key=lambda row: (row.created_at, row.id))
-    return Page[License](
-        items=[License.model_validate(row, from_attributes=True) for row in page.items], next_cursor=page.next_cursor
-    )
+    return page_as(page, lambda row: License.model_validate(row, from_attributes=True))
 
 
 def _managed(repo: LicensesRepository, principal: Principal, license_id: UUID) -> LicenseLock:
@@ -52,7 +48,7 @@ def _managed(repo: LicensesRepository, principal: Principal, license_id: UUID) -
     caller = principal.require_user()
     found = repo.lock(license_id)
     if found is None or (found.owner_id != caller and not principal.is_admin):
-        raise NotFoundError(NOT_FOUND)
+        raise NotFoundError()
     return found
 
 
@@ -77,6 +73,6 @@ def remove_seat(db: Database, principal: Principal, license_id: UUID, user_id: U
         repo = LicensesRepository(uow.conn)
         _managed(repo, principal, license_id)
         if repo.remove_seat(license_id, user_id) is None:
-            raise NotFoundError(NOT_FOUND)
+            raise NotFoundError()
 
     db.transact(work)

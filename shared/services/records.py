@@ -11,9 +11,9 @@ from pydantic import BaseModel, Field
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ConflictError, InvalidRequestError, NotFoundError, UnprocessableError
+from shared.errors import ConflictError, NotFoundError, UnprocessableError
+from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.records import ExecutionRow, RecordsRepository, ReportRow
-from shared.services.catalog import decode_cursor, encode_cursor
 
 Status = Literal["pending", "running", "completed", "failed"]
 # The only moves a report may make; staying in place is allowed while it is not finished.
@@ -61,11 +61,6 @@ class ExecutionOut(BaseModel):
     error_messages: Any
     created_at: datetime
     updated_at: datetime
-
-
-class ExecutionPage(BaseModel):
-    items: list[ExecutionOut]
-    next_cursor: str | None = None
 
 
 class ReportIn(BaseModel):
@@ -116,31 +111,13 @@ class ReportOut(BaseModel):
     updated_at: datetime
 
 
-class ReportPage(BaseModel):
-    items: list[ReportOut]
-    next_cursor: str | None = None
-
-
-def _keyset(cursor: str | None) -> tuple[datetime, UUID] | None:
-    values = decode_cursor(cursor, 2)
-    if values is None:
-        return None
-    try:
-        return datetime.fromisoformat(str(values[0])), UUID(str(values[1]))
-    except ValueError:
-        raise InvalidRequestError("The cursor is malformed.") from None
-
-
-def _next(rows: list[Any], limit: int) -> str | None:
-    if len(rows) <= limit:
-        return None
-    last = rows[limit - 1]
-    return encode_cursor([last.created_at.isoformat(), str(last.id)])
+# Both lists are newest first by (created_at, id).
+KEYSET = (datetime, UUID)
 
 
 def _execution_out(row: ExecutionRow | None) -> ExecutionOut:
     if row is None:
-        raise NotFoundError("No such code execution.")
+        raise NotFoundError()
     return ExecutionOut.model_validate(row.model_dump())
 
 
@@ -150,9 +127,9 @@ def create_execution(db: Database, principal: Principal, body: ExecutionIn) -> E
     def work(uow: UnitOfWork) -> ExecutionOut:
         repo = RecordsRepository(uow.conn)
         if not repo.is_participant(body.conversation_id, user_id):
-            raise NotFoundError("No such conversation.")
+            raise NotFoundError()
         if body.message_id is not None and not repo.message_in_conversation(body.message_id, body.conversation_id):
-            raise NotFoundError("No such message.")
+            raise NotFoundError()
         return _execution_out(repo.add_execution({**body.model_dump(), "user_id": user_id}))
 
     return db.transact(work)
@@ -164,16 +141,13 @@ def get_execution(db: Database, principal: Principal, id: UUID) -> ExecutionOut:
 
 
 def list_executions(
-    db: Database, principal: Principal, *, conversation_id: UUID | None, cursor: str | None, limit: int
-) -> ExecutionPage:
+    db: Database, principal: Principal, *, conversation_id: UUID | None, cursor: str | None, limit: int | None
+) -> Page[ExecutionOut]:
     user_id = principal.require_user()
-    after = _keyset(cursor)
-
-    def work(uow: UnitOfWork) -> ExecutionPage:
-        rows = RecordsRepository(uow.conn).list_executions(user_id, conversation_id, after, limit + 1)
-        return ExecutionPage(items=[_execution_out(r) for r in rows[:limit]], next_cursor=_next(rows, limit))
-
-    return db.read(work)
+    size = page_limit(limit)
+    after = decode_cursor(cursor, KEYSET)
+    rows = db.read(lambda uow: RecordsRepository(uow.conn).list_executions(user_id, conversation_id, after, size + 1))
+    return page_as(page_of(rows, size, lambda r: (r.created_at, r.id)), _execution_out)
 
 
 def update_execution(db: Database, principal: Principal, id: UUID, body: ExecutionPatch) -> ExecutionOut:
@@ -188,7 +162,7 @@ def update_execution(db: Database, principal: Principal, id: UUID, body: Executi
         row = repo.execution(id, user_id)
         # Only the author changes a record; other participants see it but get the same 404 as a stranger.
         if row is None or row.user_id != user_id:
-            raise NotFoundError("No such code execution.")
+            raise NotFoundError()
         repo.update_execution(id, changes)
         return _execution_out(repo.execution(id, user_id))
 
@@ -197,7 +171,7 @@ def update_execution(db: Database, principal: Principal, id: UUID, body: Executi
 
 def _report_out(row: ReportRow | None) -> ReportOut:
     if row is None:
-        raise NotFoundError("No such report.")
+        raise NotFoundError()
     return ReportOut.model_validate(row.model_dump())
 
 
@@ -223,15 +197,12 @@ def get_report(db: Database, principal: Principal, id: UUID) -> ReportOut:
     return db.read(lambda uow: _report_out(RecordsRepository(uow.conn).report(id, user_id)))
 
 
-def list_reports(db: Database, principal: Principal, *, cursor: str | None, limit: int) -> ReportPage:
+def list_reports(db: Database, principal: Principal, *, cursor: str | None, limit: int | None) -> Page[ReportOut]:
     user_id = principal.require_user()
-    after = _keyset(cursor)
-
-    def work(uow: UnitOfWork) -> ReportPage:
-        rows = RecordsRepository(uow.conn).list_reports(user_id, after, limit + 1)
-        return ReportPage(items=[_report_out(r) for r in rows[:limit]], next_cursor=_next(rows, limit))
-
-    return db.read(work)
+    size = page_limit(limit)
+    after = decode_cursor(cursor, KEYSET)
+    rows = db.read(lambda uow: RecordsRepository(uow.conn).list_reports(user_id, after, size + 1))
+    return page_as(page_of(rows, size, lambda r: (r.created_at, r.id)), _report_out)
 
 
 def update_report(db: Database, principal: Principal, id: UUID, body: ReportPatch) -> ReportOut:
@@ -247,7 +218,7 @@ def update_report(db: Database, principal: Principal, id: UUID, body: ReportPatc
         repo = RecordsRepository(uow.conn)
         row = repo.report(id, user_id, lock=True)
         if row is None:
-            raise NotFoundError("No such report.")
+            raise NotFoundError()
         if not TRANSITIONS[row.status]:
             raise ConflictError(f"The report is {row.status}; it can no longer change.")
         target = changes.get("status", row.status)

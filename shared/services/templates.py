@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ForbiddenError, NotFoundError, UnprocessableError
+from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.templates import PreferenceRow, TemplateRow, TemplatesRepository
 
 PREMIUM_TIERS = ("premium", "enterprise")
@@ -57,11 +58,6 @@ class TemplateOut(BaseModel):
     updated_at: datetime
 
 
-class TemplatePage(BaseModel):
-    items: list[TemplateOut]
-    next_cursor: str | None = None
-
-
 class PreferenceIn(BaseModel):
     is_enabled: bool
 
@@ -95,15 +91,19 @@ def _require_admin(principal: Principal) -> None:
         raise ForbiddenError("Only admins manage templates.")
 
 
-def list_templates(db: Database, principal: Principal, *, after: str | None, limit: int) -> TemplatePage:
+def list_templates(db: Database, principal: Principal, *, cursor: str | None, limit: int | None) -> Page[TemplateOut]:
     principal.require_user()
+    size = page_limit(limit)
+    after = decode_cursor(cursor, (str,))
 
-    def work(uow: UnitOfWork) -> TemplatePage:
-        rows = TemplatesRepository(uow.conn).list(active_only=not principal.is_admin, after=after, limit=limit + 1)
-        items = [_out(r, show_prompt=principal.is_admin or not r.is_premium_only) for r in rows[:limit]]
-        return TemplatePage(items=items, next_cursor=rows[limit - 1].template_name if len(rows) > limit else None)
+    def work(uow: UnitOfWork) -> list[TemplateRow]:
+        active_only = not principal.is_admin
+        return TemplatesRepository(uow.conn).list(
+            active_only=active_only, after=after[0] if after else None, limit=size + 1
+        )
 
-    return db.read(work)
+    page = page_of(db.read(work), size, lambda r: (r.template_name,))
+    return page_as(page, lambda r: _out(r, show_prompt=principal.is_admin or not r.is_premium_only))
 
 
 def create_template(db: Database, principal: Principal, body: TemplateIn) -> TemplateOut:
@@ -126,7 +126,7 @@ def update_template(db: Database, principal: Principal, template_id: UUID, body:
     def work(uow: UnitOfWork) -> TemplateOut:
         row = TemplatesRepository(uow.conn).update(template_id, changes)
         if row is None:
-            raise NotFoundError("No such template.")
+            raise NotFoundError()
         return _out(row, show_prompt=True)
 
     return db.transact(work)
@@ -135,7 +135,7 @@ def update_template(db: Database, principal: Principal, template_id: UUID, body:
 def _visible_template(repo: TemplatesRepository, principal: Principal, template_id: UUID) -> TemplateRow:
     row = repo.get(template_id)
     if row is None or (not row.is_active and not principal.is_admin):
-        raise NotFoundError("No such template.")
+        raise NotFoundError()
     return row
 
 
@@ -166,7 +166,7 @@ def use_template(uow: UnitOfWork, user_id: UUID, template_id: UUID) -> TemplateR
     repo = TemplatesRepository(uow.conn)
     row = repo.get(template_id)
     if row is None or not row.is_active:
-        raise NotFoundError("No such template.")
+        raise NotFoundError()
     if row.is_premium_only and not repo.has_premium_licence(user_id, PREMIUM_TIERS):
         raise ForbiddenError("This template needs a premium licence.")
     preference = repo.preference(user_id, template_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from urllib.parse import urlsplit
 
 import boto3
@@ -113,3 +114,53 @@ def test_s3_presigned_post_and_download_when_a_bucket_is_configured(owners, monk
         assert call("DELETE", f"/v1/files/{file_id}", alice).status == 204
         assert s3.list_objects_v2(Bucket="confab-files-test").get("KeyCount") == 0
         _s3_client.cache_clear()
+
+
+@pytest.fixture
+def shared_file(app_container, db):
+    """Alice attaches an uploaded file to a message in a group with Bob and Carol; Dave is an outsider."""
+    alice, bob, carol, dave = (jwt_principal(make_user(db, name)) for name in ("alice", "bob", "carol", "dave"))
+    data = b"shared bytes"
+    created = call("POST", "/v1/files", alice, body={"name": "s.txt", "content_type": "text/plain", "size": len(data)})
+    LocalApi().handle("PUT", _local(created.body["upload"]["url"]), [], data, "127.0.0.1")
+    members = [str(bob.user_id), str(carol.user_id)]
+    group = call("POST", "/v1/conversations", alice, body={"kind": "group", "title": "g", "participant_ids": members})
+    file_id = created.body["file"]["id"]
+    message = {"content": "see", "attachments": [file_id]}
+    sent = call("POST", f"/v1/conversations/{group.body['id']}/messages", alice, body=message)
+    assert sent.status == 201 and sent.body["attachments"][0]["file_id"] == file_id
+    return {"alice": alice, "bob": bob, "carol": carol, "dave": dave}, group.body["id"], file_id, data
+
+
+def test_participant_downloads_an_attachment_when_it_is_on_a_message_in_their_conversation(shared_file):
+    people, _, file_id, data = shared_file
+    got = call("GET", f"/v1/files/{file_id}", people["bob"])
+    assert got.status == 200 and got.body["file"]["owner_id"] == str(people["alice"].user_id)
+    download = LocalApi().handle("GET", _local(got.body["download"]["url"]), [], b"", "127.0.0.1")
+    assert download.status == 200 and download.body == data
+    assert call("GET", f"/v1/files/{file_id}", people["alice"]).status == 200
+
+
+def test_outsider_gets_the_random_id_404_when_reading_an_attachment(shared_file):
+    people, _, file_id, _ = shared_file
+    denied = call("GET", f"/v1/files/{file_id}", people["dave"])
+    random = call("GET", f"/v1/files/{uuid.uuid4()}", people["dave"])
+    assert denied.status == random.status == 404 and denied.body == random.body
+    assert call("DELETE", f"/v1/files/{file_id}", people["dave"]).body == random.body
+
+
+def test_removed_participant_loses_the_attachment_when_removed(shared_file):
+    people, group_id, file_id, _ = shared_file
+    assert call("GET", f"/v1/files/{file_id}", people["carol"]).status == 200
+    removed = call("DELETE", f"/v1/conversations/{group_id}/participants/{people['carol'].user_id}", people["alice"])
+    assert removed.status == 204
+    gone = call("GET", f"/v1/files/{file_id}", people["carol"])
+    assert gone.status == 404 and gone.body == call("GET", f"/v1/files/{uuid.uuid4()}", people["carol"]).body
+
+
+def test_only_the_owner_deletes_when_a_participant_can_read_the_file(shared_file):
+    people, _, file_id, _ = shared_file
+    assert call("DELETE", f"/v1/files/{file_id}", people["bob"]).status == 403
+    assert call("GET", f"/v1/files/{file_id}", people["bob"]).status == 200
+    assert call("DELETE", f"/v1/files/{file_id}", people["alice"]).status == 204
+    assert call("GET", f"/v1/files/{file_id}", people["bob"]).status == 404
