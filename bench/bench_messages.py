@@ -106,8 +106,8 @@ def main() -> None:
                 assert response["statusCode"] == 200
 
             def direct_page() -> None:
-                conn.execute(PAGE_BACKWARD, page_params).fetchall()
-                conn.rollback()
+                # As the handler runs it: the one statement in autocommit (no BEGIN/ROLLBACK).
+                auto.execute(PAGE_BACKWARD, page_params).fetchall()
 
             def handler_deep() -> None:
                 assert lambda_handler(deep_event, context)["statusCode"] == 200

@@ -171,11 +171,12 @@ class Database:
         return self._run(work, commit=False, attempts=3)
 
     def statement(self, work: Callable[[UnitOfWork], T]) -> T:
-        """Run `work` whose one write is a single SQL statement, in autocommit.
+        """Run `work` whose statements each stand alone, in autocommit.
 
         PostgreSQL runs a lone statement as its own transaction (atomic, committed once), so this saves the
-        BEGIN and COMMIT round trips of transact(). Each further statement is its own transaction: only for
-        work with exactly one write (reads around it are fine). Retried like transact().
+        BEGIN and COMMIT (or ROLLBACK) round trips of transact() and read(). Each further statement is its own
+        transaction with its own snapshot: only for work with at most one write, and reads that need no common
+        snapshot (a page answered by one statement). Retried like transact().
         """
         return self._run(work, commit=False, attempts=3, autocommit=True)
 

@@ -139,7 +139,9 @@ def list_messages(
             conversation_access(ConversationsRepository(uow.conn), principal, conversation_id)
         return JsonPage(items_json=items, next_cursor=encode_cursor((after,)) if after is not None else None)
 
-    return db.read(work)
+    # One statement answers the page (the access check rides along), so it runs in autocommit: no BEGIN and
+    # ROLLBACK round trips. The fallback access check after an empty page needs no shared snapshot with it.
+    return db.statement(work)
 
 
 def list_thread_messages(

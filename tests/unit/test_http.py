@@ -76,3 +76,32 @@ def test_unknown_route_is_a_404_problem_when_resolving():
     event = load_event("health_get", path="/v1/nope", resource="/v1/nope")
     response = handler(event, FakeLambdaContext())
     assert response["statusCode"] == 404 and header(response, "Content-Type") == "application/problem+json"
+
+
+def test_logs_carry_the_request_id_and_cold_start_when_a_request_is_handled():
+    import io
+    import logging
+
+    from shared.observability import logger
+
+    @app.post("/v1/loud")
+    def loud() -> dict[str, str]:
+        logger.warning("inside the route")
+        return {}
+
+    fresh = lambda_entry(app)
+    sink = io.StringIO()
+    capture = logging.StreamHandler(sink)
+    capture.setFormatter(logger.registered_formatter)
+    logger.addHandler(capture)
+    try:
+        for request_id in ("req-one", "req-two"):
+            event = load_event("health_get", httpMethod="POST", path="/v1/loud", resource="/v1/loud")
+            event["requestContext"]["requestId"] = request_id
+            assert fresh(event, FakeLambdaContext())["statusCode"] == 200
+    finally:
+        logger.removeHandler(capture)
+    lines = [json.loads(line) for line in sink.getvalue().splitlines()]
+    assert [line["correlation_id"] for line in lines] == ["req-one", "req-two"]
+    assert [line["cold_start"] for line in lines] == [True, False]
+    assert lines[0]["function_request_id"] == FakeLambdaContext.aws_request_id
