@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
@@ -12,8 +14,61 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from shared import routes
+from shared.errors import (
+    PROBLEM_BASE,
+    AppError,
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    UnauthorizedError,
+    UnavailableError,
+    spec_for,
+)
 
 CORS_HEADERS = ["Authorization", "Content-Type", "X-Api-Key", "Idempotency-Key", "X-Request-Id"]
+
+
+@dataclass(frozen=True)
+class GatewayProblem:
+    """The problem+json answer to an error API Gateway gives without reaching a handler."""
+
+    error: type[AppError]
+    # False for the DEFAULT_* families: API Gateway picks the status, so the body does not claim one.
+    fixed_status: bool = True
+    retry_after_s: int | None = None
+
+    @property
+    def status(self) -> int | None:
+        return spec_for(self.error).status if self.fixed_status else None
+
+    def template(self) -> str:
+        spec = spec_for(self.error)
+        body: dict[str, object] = {"type": PROBLEM_BASE + spec.slug, "title": spec.title}
+        if self.status:
+            body["status"] = self.status
+        # $context.error.messageString is API Gateway's own message, already a quoted JSON string.
+        return json.dumps(body)[:-1] + ', "detail": $context.error.messageString}'
+
+
+GATEWAY_PROBLEMS: list[tuple[str, apigw.ResponseType, GatewayProblem]] = [
+    ("Unauthorized", apigw.ResponseType.UNAUTHORIZED, GatewayProblem(UnauthorizedError)),
+    # The authorizer only ever allows; a deny still means "these credentials do not let you in".
+    ("AccessDenied", apigw.ResponseType.ACCESS_DENIED, GatewayProblem(UnauthorizedError)),
+    # The authorizer failed (say the database is down): the same 503 the handlers give, not a 500.
+    ("AuthorizerFailure", apigw.ResponseType.AUTHORIZER_FAILURE, GatewayProblem(UnavailableError, retry_after_s=5)),
+    (
+        "AuthorizerConfigurationError",
+        apigw.ResponseType.AUTHORIZER_CONFIGURATION_ERROR,
+        GatewayProblem(UnavailableError, retry_after_s=5),
+    ),
+    ("Throttled", apigw.ResponseType.THROTTLED, GatewayProblem(RateLimitedError, retry_after_s=1)),
+    ("RequestTooLarge", apigw.ResponseType.REQUEST_TOO_LARGE, GatewayProblem(PayloadTooLargeError)),
+    # API Gateway answers a path no route serves with 403 "Missing Authentication Token": a 404 here.
+    ("MissingAuthenticationToken", apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, GatewayProblem(NotFoundError)),
+    ("Default4xx", apigw.ResponseType.DEFAULT_4_XX, GatewayProblem(InvalidRequestError, fixed_status=False)),
+    ("Default5xx", apigw.ResponseType.DEFAULT_5_XX, GatewayProblem(UnavailableError, fixed_status=False)),
+]
 
 
 def identity_sources(cache_ttl_s: int) -> list[str]:
@@ -81,21 +136,23 @@ class Api(Construct):
                 max_age=Duration.hours(1),
             ),
         )
-        # Errors answered by API Gateway itself (authorizer denials, throttling) carry CORS headers too,
-        # or a browser could not read them.
-        for response_id, response_type in (
-            ("Default4xx", apigw.ResponseType.DEFAULT_4_XX),
-            ("Default5xx", apigw.ResponseType.DEFAULT_5_XX),
-        ):
+        # Errors answered by API Gateway itself (authorizer denials, throttling, unknown paths) are
+        # problem+json like the handlers' own, and carry CORS headers, or a browser could not read them.
+        origin = "'*'" if "*" in config.cors_origins else f"'{config.cors_origins[0]}'"
+        for response_id, response_type, problem in GATEWAY_PROBLEMS:
+            headers = {
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Headers": "'" + ",".join(CORS_HEADERS) + "'",
+                "Content-Type": "'application/problem+json'",
+            }
+            if problem.retry_after_s:
+                headers["Retry-After"] = f"'{problem.retry_after_s}'"
             self.api.add_gateway_response(
                 response_id,
                 type=response_type,
-                response_headers={
-                    "Access-Control-Allow-Origin": "'*'"
-                    if "*" in config.cors_origins
-                    else f"'{config.cors_origins[0]}'",
-                    "Access-Control-Allow-Headers": "'" + ",".join(CORS_HEADERS) + "'",
-                },
+                status_code=str(problem.status) if problem.status else None,
+                response_headers=headers,
+                templates={"application/json": problem.template()},
             )
         # Created only when a route uses it: API Gateway rejects an authorizer attached to no method.
         self.authorizer: apigw.RequestAuthorizer | None = None

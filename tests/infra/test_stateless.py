@@ -150,8 +150,36 @@ def test_cors_preflight_answers_every_resource_when_synthesized(dev: Synth):
     assert len(options) == len(resources) + 1  # every resource and the root
     headers = options[0]["Properties"]["Integration"]["IntegrationResponses"][0]["ResponseParameters"]
     assert "Authorization" in headers["method.response.header.Access-Control-Allow-Headers"]
-    responses = dev.resources("AWS::ApiGateway::GatewayResponse").values()
-    assert {r["Properties"]["ResponseType"] for r in responses} == {"DEFAULT_4XX", "DEFAULT_5XX"}
+
+
+def test_api_gateway_own_errors_are_problem_json_with_the_handlers_statuses_when_synthesized(dev: Synth):
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in dev.resources("AWS::ApiGateway::GatewayResponse").values()
+    }
+    expected = {
+        "UNAUTHORIZED": "401",
+        "ACCESS_DENIED": "401",
+        "AUTHORIZER_FAILURE": "503",
+        "AUTHORIZER_CONFIGURATION_ERROR": "503",
+        "THROTTLED": "429",
+        "REQUEST_TOO_LARGE": "413",
+        "MISSING_AUTHENTICATION_TOKEN": "404",
+        "DEFAULT_4XX": None,
+        "DEFAULT_5XX": None,
+    }
+    assert {kind: props.get("StatusCode") for kind, props in responses.items()} == expected
+    for kind, props in responses.items():
+        headers = props["ResponseParameters"]
+        assert headers["gatewayresponse.header.Content-Type"] == "'application/problem+json'", kind
+        assert "gatewayresponse.header.Access-Control-Allow-Origin" in headers, kind
+        template = props["ResponseTemplates"]["application/json"]
+        # What API Gateway renders: its message stands in for the variable.
+        body = json.loads(template.replace("$context.error.messageString", '"message"'))
+        assert body["type"].startswith("https://confab.dev/problems/") and body["title"], kind
+        assert body.get("status") == (int(expected[kind]) if expected[kind] else None), kind
+    for kind in ("AUTHORIZER_FAILURE", "THROTTLED"):
+        assert "gatewayresponse.header.Retry-After" in responses[kind]["ResponseParameters"]
 
 
 def test_aggregator_reports_partial_failures_in_batched_windows_with_bounded_concurrency_when_synthesized(
