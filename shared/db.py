@@ -125,17 +125,16 @@ class UnitOfWork:
         self._pipeline = pipeline
 
     def commit(self) -> None:
-        """Commit (once: a second call does nothing). In a pipelined unit of work the COMMIT joins the queued
-        statements and they all go out together; their results can be fetched afterwards."""
-        if self.committed:
-            return
+        """Commit. In a pipelined unit of work the COMMIT joins the queued statements and they all go out
+        together (their results can be fetched afterwards); that ends the unit of work's transaction and a
+        second commit() does nothing."""
         with translate_db_errors():
-            if self._pipeline is not None:
+            if self._pipeline is None:
+                self.conn.commit()
+            elif not self.committed:
                 # Leaving pipeline mode sends one Sync and collects every queued result: one round trip.
                 self.conn.execute("COMMIT")
                 self._pipeline.close()
-            else:
-                self.conn.commit()
         self.committed = True
 
 
