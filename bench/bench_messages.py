@@ -9,13 +9,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 from typing import Any
 
 import psycopg
 
-from bench.harness import bench_database, report, side_by_side
+from bench.harness import bench_database, report, side_by_side, trace_counts
 
 SEEDED = 20_000
 
@@ -43,26 +42,6 @@ def _seed(url: str) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
         )
         conn.execute("VACUUM ANALYZE messages")
     return cid, alice, bob
-
-
-def _trace_counts(conn: psycopg.Connection[Any], action: Any) -> tuple[int, int]:
-    """(round trips, commits) of `action` on `conn`, read from libpq's protocol trace: a round trip is a
-    batch of frontend messages that the client then waits on (each switch from sending to receiving)."""
-    with tempfile.TemporaryFile("w+") as sink:
-        conn.pgconn.trace(sink.fileno())
-        try:
-            action()
-        finally:
-            conn.pgconn.untrace()
-        sink.seek(0)
-        messages = [line.split("\t") for line in sink.read().splitlines()]
-    directions = [parts[1] for parts in messages if len(parts) > 3]
-    trips = sum(1 for before, after in zip(directions, directions[1:], strict=False) if (before, after) == ("F", "B"))
-    # Every transaction ends with the server back to idle ("ReadyForQuery I"), explicit COMMIT or a lone
-    # statement in autocommit alike; the ones not ended by a ROLLBACK were commits.
-    ended = sum(1 for parts in messages if len(parts) > 4 and parts[3] == "ReadyForQuery" and "I" in parts[4])
-    rollbacks = sum(1 for parts in messages if len(parts) > 4 and parts[1] == "F" and "ROLLBACK" in parts[4].upper())
-    return trips, ended - rollbacks
 
 
 def main() -> None:
@@ -147,7 +126,7 @@ def main() -> None:
             handler_conn = None
             with container().db.provider.connection() as live:
                 handler_conn = live
-            trips, commits = _trace_counts(handler_conn, lambda: handler_send())
+            trips, commits = trace_counts(handler_conn, lambda: handler_send())
             print(f"send through the handler: {trips} round trip(s), {commits} commit(s) (targets: <= 2, exactly 1)")
         container().db.close()
         ok = page_ratio <= 1.5 and depth_ratio <= 1.3 and send_ratio <= 1.3 and trips <= 2 and commits == 1

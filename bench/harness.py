@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -78,3 +79,23 @@ def report(name: str, label_a: str, a: list[float], label_b: str, b: list[float]
         f"ratio {ratio:.2f}x (target {target})"
     )
     return ratio
+
+
+def trace_counts(conn: psycopg.Connection[Any], action: Any) -> tuple[int, int]:
+    """(round trips, commits) of `action` on `conn`, read from libpq's protocol trace: a round trip is a
+    batch of frontend messages that the client then waits on (each switch from sending to receiving)."""
+    with tempfile.TemporaryFile("w+") as sink:
+        conn.pgconn.trace(sink.fileno())
+        try:
+            action()
+        finally:
+            conn.pgconn.untrace()
+        sink.seek(0)
+        messages = [line.split("\t") for line in sink.read().splitlines()]
+    directions = [parts[1] for parts in messages if len(parts) > 3]
+    trips = sum(1 for before, after in zip(directions, directions[1:], strict=False) if (before, after) == ("F", "B"))
+    # Every transaction ends with the server back to idle ("ReadyForQuery I"), explicit COMMIT or a lone
+    # statement in autocommit alike; the ones not ended by a ROLLBACK were commits.
+    ended = sum(1 for parts in messages if len(parts) > 4 and parts[3] == "ReadyForQuery" and "I" in parts[4])
+    rollbacks = sum(1 for parts in messages if len(parts) > 4 and parts[1] == "F" and "ROLLBACK" in parts[4].upper())
+    return trips, ended - rollbacks

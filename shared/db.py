@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
 
 import psycopg
@@ -119,13 +119,22 @@ class ConnectionProvider:
 class UnitOfWork:
     """One connection, one transaction. Leaving the block without commit() rolls back."""
 
-    def __init__(self, conn: psycopg.Connection[Any]):
+    def __init__(self, conn: psycopg.Connection[Any], pipeline: ExitStack | None = None):
         self.conn = conn
         self.committed = False
+        self._pipeline = pipeline
 
     def commit(self) -> None:
+        """Commit. In a pipelined unit of work the COMMIT joins the queued statements and they all go out
+        together (their results can be fetched afterwards); that ends the unit of work's transaction and a
+        second commit() does nothing."""
         with translate_db_errors():
-            self.conn.commit()
+            if self._pipeline is None:
+                self.conn.commit()
+            elif not self.committed:
+                # Leaving pipeline mode sends one Sync and collects every queued result: one round trip.
+                self.conn.execute("COMMIT")
+                self._pipeline.close()
         self.committed = True
 
 
@@ -136,24 +145,45 @@ class Database:
         self.provider = provider
 
     @contextmanager
-    def unit_of_work(self, *, autocommit: bool = False) -> Iterator[UnitOfWork]:
-        """A transaction; domain errors come out, driver errors never do."""
+    def unit_of_work(self, *, autocommit: bool = False, pipelined: bool = False) -> Iterator[UnitOfWork]:
+        """A transaction; domain errors come out, driver errors never do.
+
+        pipelined: the transaction runs in libpq pipeline mode. BEGIN is queued rather than sent on its own,
+        and statements go out together until a result is fetched or commit() is called, so a unit of work
+        whose statements do not depend on each other's results costs one round trip, COMMIT included.
+        """
         with self.provider.connection() as conn:
-            uow = UnitOfWork(conn)
             try:
                 with translate_db_errors():
-                    if conn.autocommit != autocommit:
-                        conn.autocommit = autocommit
-                    yield uow
+                    if conn.autocommit != (autocommit or pipelined):
+                        conn.autocommit = autocommit or pipelined
+                    if pipelined:
+                        # psycopg sends the BEGIN it injects with a Sync of its own; one issued here is queued.
+                        pipeline = ExitStack()
+                        pipeline.enter_context(conn.pipeline())
+                        uow = UnitOfWork(conn, pipeline)
+                        try:
+                            conn.execute("BEGIN")
+                            yield uow
+                        finally:
+                            if not uow.committed:
+                                try:
+                                    pipeline.close()
+                                except psycopg.Error:
+                                    logger.debug("a queued statement failed; rolling back")
+                    else:
+                        uow = UnitOfWork(conn)
+                        yield uow
             finally:
-                if autocommit and not conn.closed:
+                if not conn.closed:
                     try:
-                        conn.autocommit = False
-                    except psycopg.Error:
-                        self.provider.discard()
-                elif not uow.committed and not conn.closed:
-                    try:
-                        conn.rollback()
+                        in_transaction = conn.info.transaction_status != TransactionStatus.IDLE
+                        if pipelined and in_transaction:
+                            conn.execute("ROLLBACK")
+                        elif not autocommit and in_transaction:
+                            conn.rollback()
+                        if conn.autocommit:
+                            conn.autocommit = False
                     except psycopg.Error:
                         self.provider.discard()
 
@@ -165,6 +195,11 @@ class Database:
         rolled back before anything was written, so running `work` again is safe.
         """
         return self._run(work, commit=True, attempts=attempts)
+
+    def pipelined(self, work: Callable[[UnitOfWork], T], *, attempts: int = 3) -> T:
+        """transact() in pipeline mode (see unit_of_work): `work` may call uow.commit() itself before it fetches
+        its results, so that the statements and the COMMIT share one round trip."""
+        return self._run(work, commit=True, attempts=attempts, pipelined=True)
 
     def read(self, work: Callable[[UnitOfWork], T]) -> T:
         """Run read-only `work` in a unit of work (rolled back at the end), with the same retries."""
@@ -180,13 +215,21 @@ class Database:
         """
         return self._run(work, commit=False, attempts=3, autocommit=True)
 
-    def _run(self, work: Callable[[UnitOfWork], T], *, commit: bool, attempts: int, autocommit: bool = False) -> T:
+    def _run(
+        self,
+        work: Callable[[UnitOfWork], T],
+        *,
+        commit: bool,
+        attempts: int,
+        autocommit: bool = False,
+        pipelined: bool = False,
+    ) -> T:
         stale_retry = True
         attempt = 0
         while True:
             attempt += 1
             try:
-                with self.unit_of_work(autocommit=autocommit) as uow:
+                with self.unit_of_work(autocommit=autocommit, pipelined=pipelined) as uow:
                     result = work(uow)
                     if commit:
                         uow.commit()

@@ -9,15 +9,71 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg.rows import class_row
+from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
+
+from shared.repositories.catalog import MODEL_COLUMNS, ModelRow
 
 THREAD_FOR_PARTICIPANT = """
 SELECT t.id, t.conversation_id, t.model_id
 FROM conversation_threads t
 JOIN participants p ON p.conversation_id = t.conversation_id AND p.user_id = %(user_id)s
 WHERE t.id = %(thread_id)s
+"""
+
+# Everything a completion's context needs in one statement: the thread (for a participant only), the caller's
+# properties and the model (the requested one, else the thread's, else the default) with its resource endpoint.
+COMPLETION_CONTEXT = f"""
+SELECT t.id AS thread_id, t.conversation_id AS thread_conversation_id, t.model_id AS thread_model_id,
+       up.tone AS user_tone, up.additional_info AS user_info, {MODEL_COLUMNS}
+FROM conversation_threads t
+JOIN participants p ON p.conversation_id = t.conversation_id AND p.user_id = %(user_id)s
+LEFT JOIN user_properties up ON up.user_id = %(user_id)s
+LEFT JOIN model_configurations m
+       ON m.model_id = coalesce(nullif(%(model_id)s, ''), nullif(t.model_id, ''), nullif(%(default_model_id)s, ''))
+LEFT JOIN deployed_resources r ON r.id = m.deployed_resource_id
+WHERE t.id = %(thread_id)s
+"""  # noqa: S608 (fixed column list)
+
+# The user's message in a thread the sender takes part in (no row otherwise, and none when the idempotency key
+# was used already), and the conversation's last_message_at.
+INSERT_THREAD_MESSAGE = """
+WITH inserted AS (
+    INSERT INTO messages (conversation_id, thread_id, sender_id, sender_kind, content, idempotency_key)
+    SELECT t.conversation_id, t.id, %(sender_id)s, 'user', %(content)s, %(idempotency_key)s
+    FROM conversation_threads t
+    JOIN participants p ON p.conversation_id = t.conversation_id AND p.user_id = %(sender_id)s
+    WHERE t.id = %(thread_id)s
+    ON CONFLICT (conversation_id, sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, conversation_id, thread_id, sender_id, sender_kind, content, model_id, created_at
+), touched AS (
+    UPDATE conversations SET last_message_at = now() WHERE id IN (SELECT conversation_id FROM inserted)
+)
+SELECT * FROM inserted
+"""
+
+LATEST_THREAD_MESSAGES = """
+SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, model_id, created_at
+FROM messages
+WHERE thread_id = %(thread_id)s
+ORDER BY id DESC
+LIMIT %(limit)s
+"""
+
+# The AI message, the conversation's last_message_at and the recorded answer of the user's message: one statement.
+INSERT_ANSWER = """
+WITH inserted AS (
+    INSERT INTO messages (conversation_id, thread_id, sender_kind, content, model_id)
+    VALUES (%(conversation_id)s, %(thread_id)s, 'ai', %(content)s, %(model_id)s)
+    RETURNING id, conversation_id, thread_id, sender_id, sender_kind, content, model_id, created_at
+), touched AS (
+    UPDATE conversations SET last_message_at = now() WHERE id = %(conversation_id)s
+), reply AS (
+    INSERT INTO ai_completions (user_message_id, ai_message_id, usage)
+    SELECT %(user_message_id)s, id, %(usage)s FROM inserted
+)
+SELECT * FROM inserted
 """
 
 USER_PROPERTIES = "SELECT tone, additional_info FROM user_properties WHERE user_id = %(user_id)s"
@@ -132,6 +188,16 @@ class CacheEntry(BaseModel):
     cost_estimate: Decimal
 
 
+class CompletionContext(BaseModel):
+    thread: ThreadRef
+    tone: str | None
+    additional_info: str | None
+    model: ModelRow | None
+
+
+MODEL_FIELDS = tuple(ModelRow.model_fields)
+
+
 class CompletionsRepository:
     def __init__(self, conn: psycopg.Connection[Any]):
         self.conn = conn
@@ -139,6 +205,74 @@ class CompletionsRepository:
     def thread_for_participant(self, thread_id: UUID, user_id: UUID) -> ThreadRef | None:
         with self.conn.cursor(row_factory=class_row(ThreadRef)) as cur:
             return cur.execute(THREAD_FOR_PARTICIPANT, {"thread_id": thread_id, "user_id": user_id}).fetchone()
+
+    def open_thread_turn(
+        self,
+        *,
+        thread_id: UUID,
+        user_id: UUID,
+        model_id: str | None,
+        default_model_id: str | None,
+        content: str,
+        idempotency_key: str | None,
+        history_limit: int,
+    ) -> tuple[CompletionContext | None, MessageRow | None, list[MessageRow]]:
+        """(the context or None when the thread is not the user's, the stored user message or None when the
+        idempotency key was used already, the thread's newest messages, newest first).
+
+        Three statements sent before any result is read: in a pipelined unit of work (Database.pipelined) they
+        share one round trip with the BEGIN. The message is inserted before the caller has checked the model;
+        leaving the transaction without commit() takes it back.
+        """
+        context_params = {
+            "thread_id": thread_id,
+            "user_id": user_id,
+            "model_id": model_id,
+            "default_model_id": default_model_id,
+        }
+        message_params = {
+            "thread_id": thread_id,
+            "sender_id": user_id,
+            "content": content,
+            "idempotency_key": idempotency_key,
+        }
+        context_cur = self.conn.cursor(row_factory=dict_row).execute(COMPLETION_CONTEXT, context_params)
+        message_cur = self.conn.cursor(row_factory=class_row(MessageRow)).execute(INSERT_THREAD_MESSAGE, message_params)
+        history_cur = self.conn.cursor(row_factory=class_row(MessageRow)).execute(
+            LATEST_THREAD_MESSAGES, {"thread_id": thread_id, "limit": history_limit}
+        )
+        row = context_cur.fetchone()
+        message = message_cur.fetchone()
+        history = history_cur.fetchall()
+        if row is None:
+            return None, None, []
+        thread = ThreadRef(
+            id=row["thread_id"], conversation_id=row["thread_conversation_id"], model_id=row["thread_model_id"]
+        )
+        model = ModelRow.model_validate({k: row[k] for k in MODEL_FIELDS}) if row["id"] is not None else None
+        context = CompletionContext(thread=thread, tone=row["user_tone"], additional_info=row["user_info"], model=model)
+        return context, message, history
+
+    def add_answer(
+        self,
+        *,
+        user_message_id: int,
+        conversation_id: UUID,
+        thread_id: UUID | None,
+        content: str,
+        model_id: str,
+        usage: dict[str, Any],
+    ) -> Any:
+        """Queue the AI message with its recorded answer; the returned cursor's fetchone() gives its MessageRow."""
+        params = {
+            "user_message_id": user_message_id,
+            "conversation_id": conversation_id,
+            "thread_id": thread_id,
+            "content": content,
+            "model_id": model_id,
+            "usage": Jsonb(usage),
+        }
+        return self.conn.cursor(row_factory=class_row(MessageRow)).execute(INSERT_ANSWER, params)
 
     def user_properties(self, user_id: UUID) -> tuple[str | None, str | None]:
         row = self.conn.execute(USER_PROPERTIES, {"user_id": user_id}).fetchone()

@@ -170,35 +170,42 @@ class CompletionService:
 
         def prepare(uow: UnitOfWork) -> ThreadCompletion | ChatCompletion | Plan:
             repo = CompletionsRepository(uow.conn)
-            thread = repo.thread_for_participant(thread_id, user_id)
-            if thread is None:
+            # One round trip: the context, the user's message and the thread's newest messages (pipelined).
+            context, user_message, history = repo.open_thread_turn(
+                thread_id=thread_id,
+                user_id=user_id,
+                model_id=model_id,
+                default_model_id=self._settings.default_model_id,
+                content=content,
+                idempotency_key=idempotency_key,
+                history_limit=HISTORY_LIMIT,
+            )
+            if context is None:
                 raise NotFoundError("No such thread.")
-            user_message = None
-            if idempotency_key:
+            thread = context.thread
+            if user_message is None:
+                # The idempotency key was used already: a retry. Answer it again, or finish what failed.
+                if not idempotency_key:
+                    raise NotFoundError("No such thread.")
                 user_message = repo.message_by_key(thread.conversation_id, user_id, idempotency_key)
-                if user_message is not None:
-                    replay = repo.reply(user_message.id)
-                    if replay is not None:
-                        return self._replay(repo, user_message.id, *replay)
-            model = self._model(uow, model_id or thread.model_id or self._settings.default_model_id)
+                if user_message is None:
+                    raise NotFoundError("No such thread.")
+                replay = repo.reply(user_message.id)
+                if replay is not None:
+                    return self._replay(repo, user_message.id, *replay)
+                history = repo.recent_thread_messages(thread.id, user_message.id, HISTORY_LIMIT)
+            else:
+                # Messages committed by others after ours are not part of this turn.
+                history = [m for m in history if m.id <= user_message.id]
+            model = self._checked_model(model_id or thread.model_id or self._settings.default_model_id, context.model)
             system = [model.system_prompt] if model.system_prompt else []
             if template_id is not None:
                 system.append(use_template(uow, user_id, template_id).prompt_template)
-            tone, info = repo.user_properties(user_id)
+            tone, info = context.tone, context.additional_info
             private = bool(tone or info)
             if private:
                 system.append(_properties_prompt(tone, info))
-            if user_message is None:
-                user_message = repo.add_message(
-                    conversation_id=thread.conversation_id,
-                    thread_id=thread.id,
-                    sender_id=user_id,
-                    sender_kind="user",
-                    content=content,
-                    idempotency_key=idempotency_key,
-                )
             out_tokens = min(max_tokens or model.max_output_tokens, model.max_output_tokens)
-            history = repo.recent_thread_messages(thread.id, user_message.id, HISTORY_LIMIT)
             turns = _fit(system, history, model.context_window_tokens - out_tokens)
             request = ProviderRequest(
                 model=model.upstream_model,
@@ -221,7 +228,7 @@ class CompletionService:
             )
             return self._hit_or_reserve(uow, plan)
 
-        prepared = self._db.transact(prepare)
+        prepared = self._db.pipelined(prepare)
         if not isinstance(prepared, Plan):
             assert isinstance(prepared, ThreadCompletion)
             return prepared
@@ -230,7 +237,7 @@ class CompletionService:
             self._publish(prepared, hit.usage, size)
             return hit  # type: ignore[no-any-return]
         result, latency_ms = self._call(prepared)
-        answer = self._db.transact(lambda uow: self._finish_thread(uow, prepared, result, latency_ms))
+        answer = self._db.pipelined(lambda uow: self._finish_thread(uow, prepared, result, latency_ms))
         self._publish(prepared, answer.usage, len(result.text))
         return answer
 
@@ -268,8 +275,28 @@ class CompletionService:
         )
 
     def _finish_thread(self, uow: UnitOfWork, plan: Plan, result: ProviderResult, latency_ms: int) -> ThreadCompletion:
+        # Pipelined: BEGIN, the settlement and cache writes, the answer and COMMIT go out together (one round trip).
+        repo = CompletionsRepository(uow.conn)
+        assert plan.user_message is not None and plan.conversation_id is not None
         usage = self._settle(uow, plan, result, latency_ms)
-        return self._record_thread_answer(uow, plan, result.text, usage, result.finish_reason)
+        pending = repo.add_answer(
+            user_message_id=plan.user_message.id,
+            conversation_id=plan.conversation_id,
+            thread_id=plan.thread_id,
+            content=result.text,
+            model_id=plan.model.model_id,
+            usage=usage.model_dump(mode="json"),
+        )
+        uow.commit()
+        ai = pending.fetchone()
+        assert ai is not None
+        plan.extra["message_id"] = ai.id
+        return ThreadCompletion(
+            message=CompletionMessage.model_validate(ai.model_dump()),
+            user_message_id=plan.user_message.id,
+            usage=usage,
+            finish_reason=result.finish_reason,
+        )
 
     # OpenAI-compatible chat ------------------------------------------------------------------------------
 
@@ -328,9 +355,12 @@ class CompletionService:
     # Shared steps ----------------------------------------------------------------------------------------
 
     def _model(self, uow: UnitOfWork, model_id: str | None) -> ModelRow:
+        found = CatalogRepository(uow.conn).model_by_model_id(model_id) if model_id else None
+        return self._checked_model(model_id, found)
+
+    def _checked_model(self, model_id: str | None, model: ModelRow | None) -> ModelRow:
         if not model_id:
             raise UnprocessableError("Choose a model: the thread has none and no default is set.")
-        model = CatalogRepository(uow.conn).model_by_model_id(model_id)
         if model is None or not model.is_active:
             raise UnprocessableError(
                 "The model is unknown or inactive.", errors=[{"loc": ["model"], "type": "unknown"}]

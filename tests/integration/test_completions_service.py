@@ -221,3 +221,43 @@ def test_concurrent_calls_cannot_overspend_the_limit_when_they_race(db, make_ser
     assert sorted(outcomes) == ["429"] * 5 + ["ok"]
     assert reserved == 0 and 0 < spent <= limit
     assert len(registry.requests) == 1
+
+
+def test_user_message_survives_and_a_retry_finishes_the_turn_when_the_provider_fails(db, make_service, monkeypatch):
+    from shared.providers.base import ProviderError
+
+    service, registry, publisher = make_service()
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    original = registry.for_model
+
+    class Failing:
+        name = "local"
+
+        def complete(self, request: ProviderRequest) -> ProviderResult:
+            raise ProviderError("upstream is down")
+
+    monkeypatch.setattr(registry, "for_model", lambda provider, **kwargs: Failing())
+    with pytest.raises(ProviderError):
+        service.complete_in_thread(user, thread, content="keep me", temperature=0.5, idempotency_key="k2")
+    stored = db.execute("SELECT sender_kind, content FROM messages").fetchall()
+    assert stored == [("user", "keep me")]
+    monkeypatch.setattr(registry, "for_model", original)
+    answer = service.complete_in_thread(user, thread, content="keep me", temperature=0.5, idempotency_key="k2")
+    kinds = [r[0] for r in db.execute("SELECT sender_kind FROM messages ORDER BY id").fetchall()]
+    assert kinds == ["user", "ai"] and answer.message.sender_kind == "ai"
+    assert [m.content for m in registry.requests[-1].messages if m.role == "user"] == ["keep me"]
+    assert len(publisher.events) == 1
+
+
+def test_nothing_is_stored_when_the_thread_model_is_unknown(db, make_service):
+    from shared.errors import UnprocessableError
+
+    service, registry, publisher = make_service()
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="no-such-model")
+    with pytest.raises(UnprocessableError):
+        service.complete_in_thread(user, thread, content="hi")
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+    assert registry.requests == [] and publisher.events == []

@@ -103,3 +103,41 @@ def test_retryable_error_surfaces_when_attempts_run_out(database):
 
     with pytest.raises(RetryableError):
         database.transact(work, attempts=2)
+
+
+def test_pipelined_unit_commits_queued_statements_and_leaves_the_connection_ordinary_when_work_returns(
+    scratch, database
+):
+    def work(uow):
+        uow.conn.execute("INSERT INTO scratch VALUES (1, 'a')")
+        pending = uow.conn.execute("INSERT INTO scratch VALUES (2, 'b') RETURNING name")
+        uow.commit()
+        return pending.fetchone()
+
+    assert database.pipelined(work) == ("b",)
+    assert scratch.execute("SELECT count(*) FROM scratch").fetchone() == (2,)
+    with database.unit_of_work() as uow:
+        assert uow.conn.autocommit is False and uow.conn.pgconn.pipeline_status == psycopg.pq.PipelineStatus.OFF
+
+
+def test_pipelined_unit_rolls_back_everything_when_a_queued_statement_fails(scratch, database):
+    def work(uow):
+        uow.conn.execute("INSERT INTO scratch VALUES (1, 'a')")
+        uow.conn.execute("INSERT INTO scratch VALUES (1, 'b')")
+        uow.commit()
+
+    with pytest.raises(ConflictError):
+        database.pipelined(work)
+    assert scratch.execute("SELECT count(*) FROM scratch").fetchone() == (0,)
+    assert database.transact(lambda uow: uow.conn.execute("SELECT 1").fetchone()) == (1,)
+
+
+def test_pipelined_unit_rolls_back_when_work_raises_before_commit(scratch, database):
+    def work(uow):
+        uow.conn.execute("INSERT INTO scratch VALUES (1, 'a')")
+        assert uow.conn.execute("SELECT count(*) FROM scratch").fetchone() == (1,)
+        raise ConflictError("changed my mind")
+
+    with pytest.raises(ConflictError):
+        database.pipelined(work)
+    assert scratch.execute("SELECT count(*) FROM scratch").fetchone() == (0,)
