@@ -71,10 +71,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     url = resolve_database_url(settings)
     migrate(url, settings.migrations_dir)
     if settings.is_local:
-        from shared.bootstrap import container
-        from shared.services.catalog import seed_local_model
+        from shared.services.catalog import LOCAL_MODEL_ID, seed_local_model
 
-        # A usable model on a fresh start: GET /v1/models lists it (idempotent; never in AWS stages).
+        # A usable model on a fresh start: GET /v1/models lists it, and a completion on a thread that names
+        # no model uses it unless DEFAULT_MODEL_ID says otherwise (idempotent; never in AWS stages).
+        if not get_settings().default_model_id:
+            os.environ["DEFAULT_MODEL_ID"] = LOCAL_MODEL_ID
+            get_settings.cache_clear()
+            container.cache_clear()
         seed_local_model(container().db)
     server = make_server(LocalApi(), args.host, args.port)
     deps = container()

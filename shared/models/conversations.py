@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared.models.money import Money
 
 ConversationKind = Literal["direct", "group", "room", "assistant", "anonymous"]
 CreatableKind = Literal["direct", "group", "room", "assistant"]
@@ -219,7 +220,7 @@ class Thread(BaseModel):
     tokens_cached_total: int
     tokens_total: int
     requests_count: int
-    cost_total_usd: Decimal
+    cost_total_usd: Money
     last_usage_at: datetime | None
     created_at: datetime
     updated_at: datetime

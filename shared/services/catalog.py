@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ForbiddenError, NotFoundError, UnprocessableError
+from shared.models.money import Money
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.providers.endpoints import EndpointRefused, Resolver, check_endpoint_url, resolve_host
 from shared.repositories.catalog import CatalogRepository, ModelRow, ResourceRow
@@ -31,9 +32,9 @@ class ModelIn(BaseModel):
     provider_model_id: str | None = Field(None, max_length=512)
     deployed_resource_id: UUID | None = None
     system_prompt: str | None = Field(None, max_length=50_000)
-    per_1k_input_tokens_usd: Decimal = Field(Decimal(0), ge=0, max_digits=10, decimal_places=6)
-    per_1k_output_tokens_usd: Decimal = Field(Decimal(0), ge=0, max_digits=10, decimal_places=6)
-    per_1k_cached_input_tokens_usd: Decimal | None = Field(None, ge=0, max_digits=10, decimal_places=6)
+    per_1k_input_tokens_usd: Money = Field(Decimal(0), ge=0, max_digits=10, decimal_places=6)
+    per_1k_output_tokens_usd: Money = Field(Decimal(0), ge=0, max_digits=10, decimal_places=6)
+    per_1k_cached_input_tokens_usd: Money | None = Field(None, ge=0, max_digits=10, decimal_places=6)
     context_window_tokens: int = Field(8192, gt=0, le=10_000_000)
     max_output_tokens: int = Field(1024, gt=0, le=1_000_000)
     is_active: bool = True
@@ -47,9 +48,9 @@ class ModelPatch(BaseModel):
     provider_model_id: str | None = Field(None, max_length=512)
     deployed_resource_id: UUID | None = None
     system_prompt: str | None = Field(None, max_length=50_000)
-    per_1k_input_tokens_usd: Decimal | None = Field(None, ge=0, max_digits=10, decimal_places=6)
-    per_1k_output_tokens_usd: Decimal | None = Field(None, ge=0, max_digits=10, decimal_places=6)
-    per_1k_cached_input_tokens_usd: Decimal | None = Field(None, ge=0, max_digits=10, decimal_places=6)
+    per_1k_input_tokens_usd: Money | None = Field(None, ge=0, max_digits=10, decimal_places=6)
+    per_1k_output_tokens_usd: Money | None = Field(None, ge=0, max_digits=10, decimal_places=6)
+    per_1k_cached_input_tokens_usd: Money | None = Field(None, ge=0, max_digits=10, decimal_places=6)
     context_window_tokens: int | None = Field(None, gt=0, le=10_000_000)
     max_output_tokens: int | None = Field(None, gt=0, le=1_000_000)
     is_active: bool | None = None
@@ -74,9 +75,9 @@ class ModelOut(BaseModel):
     provider: str
     provider_model_id: str | None
     deployed_resource_id: UUID | None
-    per_1k_input_tokens_usd: Decimal
-    per_1k_output_tokens_usd: Decimal
-    per_1k_cached_input_tokens_usd: Decimal | None
+    per_1k_input_tokens_usd: Money
+    per_1k_output_tokens_usd: Money
+    per_1k_cached_input_tokens_usd: Money | None
     context_window_tokens: int
     max_output_tokens: int
     is_active: bool
@@ -97,7 +98,7 @@ class ResourceIn(BaseModel):
     region: str | None = Field(None, max_length=50, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     status: str = Field("pending", min_length=1, max_length=50)
     endpoint_url: str | None = Field(None, max_length=2000)
-    estimated_hourly_cost: Decimal | None = Field(None, ge=0, max_digits=10, decimal_places=4)
+    estimated_hourly_cost: Money | None = Field(None, ge=0, max_digits=10, decimal_places=4)
     deployment_config: dict[str, Any] = Field(default_factory=dict)
     is_active: bool = True
 
@@ -109,7 +110,7 @@ class ResourcePatch(BaseModel):
     region: str | None = Field(None, max_length=50, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     status: str | None = Field(None, min_length=1, max_length=50)
     endpoint_url: str | None = Field(None, max_length=2000)
-    estimated_hourly_cost: Decimal | None = Field(None, ge=0, max_digits=10, decimal_places=4)
+    estimated_hourly_cost: Money | None = Field(None, ge=0, max_digits=10, decimal_places=4)
     deployment_config: dict[str, Any] | None = None
     is_active: bool | None = None
 
@@ -128,7 +129,7 @@ class ResourceOut(BaseModel):
     region: str | None
     status: str
     endpoint_url: str | None
-    estimated_hourly_cost: Decimal | None
+    estimated_hourly_cost: Money | None
     deployment_config: dict[str, Any]
     is_active: bool
     created_at: datetime

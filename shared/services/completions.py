@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from shared.db import Database, UnitOfWork
 from shared.errors import NotFoundError, RateLimitedError, UnprocessableError
 from shared.events.usage import UsageEvent, UsagePublisher
+from shared.models.money import Money
 from shared.observability import logger
 from shared.providers.base import ChatMessage, ProviderError, ProviderRequest, ProviderResult, estimate_tokens
 from shared.providers.registry import ProviderRegistry
@@ -41,8 +42,8 @@ class TokenCounts(BaseModel):
 
 
 class CompletionUsage(TokenCounts):
-    cost_usd: Decimal
-    cost_avoided_usd: Decimal
+    cost_usd: Money
+    cost_avoided_usd: Money
     cache_hit: bool
     latency_ms: int
     model: str
@@ -74,9 +75,9 @@ class ChatCompletion(BaseModel):
 
 @dataclass(frozen=True)
 class Prices:
-    input: Decimal
-    output: Decimal
-    cached_input: Decimal | None
+    input: Money
+    output: Money
+    cached_input: Money | None
 
     @classmethod
     def of(cls, model: ModelRow) -> Prices:
@@ -103,7 +104,7 @@ class Plan:
     request: ProviderRequest
     cache_key: str | None
     month: date
-    reserved: Decimal = Decimal(0)
+    reserved: Money = Decimal(0)
     conversation_id: UUID | None = None
     thread_id: UUID | None = None
     user_message: MessageRow | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
@@ -12,6 +11,7 @@ from pydantic import BaseModel, Field
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ConflictError, NotFoundError, UnprocessableError
+from shared.models.money import Money
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.records import ExecutionRow, RecordsRepository, ReportRow
 
@@ -82,7 +82,7 @@ class ReportPatch(BaseModel):
     final_conclusion: str | None = Field(None, max_length=1_000_000)
     html_report: str | None = Field(None, max_length=5_000_000)
     total_tokens_used: int | None = Field(None, ge=0, le=2_000_000_000)
-    estimated_cost: Decimal | None = Field(None, ge=0, max_digits=12, decimal_places=6)
+    estimated_cost: Money | None = Field(None, ge=0, max_digits=12, decimal_places=6)
     credits_consumed: int | None = Field(None, ge=0, le=2_000_000_000)
 
 
@@ -105,7 +105,7 @@ class ReportOut(BaseModel):
     html_report: str | None
     progress_percentage: int
     total_tokens_used: int
-    estimated_cost: Decimal
+    estimated_cost: Money
     credits_consumed: int
     created_at: datetime
     updated_at: datetime

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ForbiddenError, InvalidRequestError, UnprocessableError
+from shared.models.money import Money
 from shared.repositories.usage import UsageRepository
 
 GroupBy = Literal["day", "model"]
@@ -29,8 +30,8 @@ class UsageTotals(BaseModel):
     tokens_output: int = 0
     tokens_cached: int = 0
     tokens_total: int = 0
-    cost_usd: Decimal = Decimal(0)
-    cost_avoided_usd: Decimal = Decimal(0)
+    cost_usd: Money = Decimal(0)
+    cost_avoided_usd: Money = Decimal(0)
 
 
 class DayUsage(UsageTotals):

@@ -35,7 +35,8 @@ def test_signup_to_logout_through_a_completion_and_an_anonymous_chat_when_served
     assert status == 201 and chat["kind"] == "assistant"
     status, thread = _call(server, "POST", f"/v1/conversations/{chat['id']}/threads", token, {"title": "t"})
     assert status == 201
-    ask = {"content": "Say hello", "model_id": "local-echo"}
+    # No model named, none on the thread: a local server falls back to the model it seeded.
+    ask = {"content": "Say hello"}
     status, answer = _call(server, "POST", f"/v1/threads/{thread['id']}/completions", token, ask)
     assert status == 200 and "Say hello" in answer["message"]["content"]
     assert answer["usage"]["cache_hit"] is False and answer["usage"]["model"] == "local-echo"
