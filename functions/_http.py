@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from typing import Any
@@ -9,12 +10,22 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFound
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.logging.lambda_context import build_lambda_context_model
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.auth.principal import Principal
-from shared.errors import AppError, Problem, problem_body, problem_for
+from shared.errors import (
+    AppError,
+    InvalidRequestError,
+    Problem,
+    UnsupportedMediaTypeError,
+    problem_body,
+    problem_for,
+)
 from shared.observability import get_tracer, logger, metrics
 
 PROBLEM_JSON = "application/problem+json"
@@ -27,6 +38,17 @@ def problem_response(problem: Problem) -> Response[str]:
         body=json.dumps(problem.body),
         headers=problem.headers,
     )
+
+
+def proxy_problem(error: AppError) -> dict[str, Any]:
+    """The API Gateway proxy response for an error found before the resolver runs."""
+    problem = problem_for(error)
+    return {
+        "statusCode": problem.status,
+        "headers": {"Content-Type": PROBLEM_JSON, **problem.headers},
+        "body": json.dumps(problem.body),
+        "isBase64Encoded": False,
+    }
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -62,6 +84,10 @@ def make_resolver() -> APIGatewayRestResolver:
         )
         return problem_response(Problem(422, body))
 
+    @app.exception_handler(RequestUnsupportedContentType)
+    def handle_unsupported_content_type(exc: RequestUnsupportedContentType) -> Response[str]:
+        return problem_response(problem_for(UnsupportedMediaTypeError("Send the request body as application/json.")))
+
     @app.exception_handler(RouteNotFound)
     def handle_route_not_found(exc: RouteNotFound) -> Response[str]:
         return problem_response(Problem(404, problem_body(404, "not-found", "Not found")))
@@ -84,6 +110,28 @@ def principal_of(app: APIGatewayRestResolver) -> Principal:
     return Principal.from_context(app.current_event.request_context.authorizer.raw_event)
 
 
+def _body_is_json_typed(event: dict[str, Any]) -> bool:
+    """Whether the body (if any) is declared as JSON; a body with no Content-Type is taken as JSON."""
+    if not event.get("body"):
+        return True
+    headers = event.get("headers") or {}
+    declared = next((str(v) for k, v in headers.items() if k.lower() == "content-type"), "")
+    media_type = declared.split(";", 1)[0].strip().lower()
+    return media_type in ("", "application/json")
+
+
+def _body_is_text(event: dict[str, Any]) -> bool:
+    """Whether a base64-encoded body (API Gateway's form for binary payloads) decodes to UTF-8 text."""
+    body = event.get("body")
+    if not body or not event.get("isBase64Encoded"):
+        return True
+    try:
+        base64.b64decode(body).decode()
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
 def lambda_entry(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
     """The Lambda entry point for a resolver, with logging context, tracing and metrics.
 
@@ -103,6 +151,12 @@ def lambda_entry(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Lambd
         cold[0] = False
         request_context = event.get("requestContext")
         logger.set_correlation_id(request_context.get("requestId") if isinstance(request_context, dict) else None)
+        # Every route takes JSON: other bodies are refused here, before Powertools tries to parse them
+        # (a multipart body without a boundary, or bytes that are not UTF-8, would fail deep inside it).
+        if not _body_is_json_typed(event):
+            return proxy_problem(UnsupportedMediaTypeError("Send the request body as application/json."))
+        if not _body_is_text(event):
+            return proxy_problem(InvalidRequestError("The request body is not UTF-8 text."))
         result: dict[str, Any] = traced(event, context)
         return result
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aws_lambda_powertools.event_handler import Response
 from pydantic import BaseModel
 
-from shared.errors import PayloadTooLargeError, problem_for
+from functions._http import proxy_problem
+from shared.errors import PayloadTooLargeError
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -41,13 +41,7 @@ def body_limited(handler: Handler, max_bytes: Callable[[], int]) -> Handler:
 
     def limited(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if body_size(event) > max_bytes():
-            problem = problem_for(PayloadTooLargeError(f"The request body is over {max_bytes()} bytes."))
-            return {
-                "statusCode": problem.status,
-                "headers": {"Content-Type": "application/problem+json"},
-                "body": json.dumps(problem.body),
-                "isBase64Encoded": False,
-            }
+            return proxy_problem(PayloadTooLargeError(f"The request body is over {max_bytes()} bytes."))
         return handler(event, context)
 
     return limited

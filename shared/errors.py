@@ -49,6 +49,10 @@ class PayloadTooLargeError(AppError):
     """The request body or an upload is over its limit."""
 
 
+class UnsupportedMediaTypeError(AppError):
+    """The request body is in a media type the route does not take (it takes JSON)."""
+
+
 class RateLimitedError(AppError):
     """Too many requests; `retry_after` says how many seconds to wait."""
 
@@ -93,6 +97,7 @@ PROBLEMS: dict[type[AppError], ProblemSpec] = {
     NotFoundError: ProblemSpec(404, "not-found", "Not found"),
     ConflictError: ProblemSpec(409, "conflict", "Conflict"),
     PayloadTooLargeError: ProblemSpec(413, "payload-too-large", "Payload too large"),
+    UnsupportedMediaTypeError: ProblemSpec(415, "unsupported-media-type", "Unsupported media type"),
     UnprocessableError: ProblemSpec(422, "validation-error", "Validation error"),
     RateLimitedError: ProblemSpec(429, "rate-limited", "Too many requests"),
     UpstreamError: ProblemSpec(502, "upstream-error", "Model provider error"),

@@ -209,7 +209,7 @@ def make_server(api: LocalApi, host: str, port: int) -> PooledHTTPServer:
             if self.command != "HEAD":
                 self.wfile.write(response.body)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_TRACE = _serve
 
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug("http", extra={"request": self.requestline, "client": self.client_address[0]})

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
+import pytest
 from pydantic import BaseModel, Field
 
 from functions._http import lambda_entry, make_resolver
@@ -105,3 +107,57 @@ def test_logs_carry_the_request_id_and_cold_start_when_a_request_is_handled():
     assert [line["correlation_id"] for line in lines] == ["req-one", "req-two"]
     assert [line["cold_start"] for line in lines] == [True, False]
     assert lines[0]["function_request_id"] == FakeLambdaContext.aws_request_id
+
+
+def test_undecodable_binary_body_is_a_400_problem_when_it_is_not_utf8_text():
+    event = load_event(
+        "health_get",
+        httpMethod="POST",
+        path="/v1/things",
+        resource="/v1/things",
+        body=base64.b64encode(b"\xb4\xce\xa5").decode(),
+        isBase64Encoded=True,
+    )
+    response = handler(event, FakeLambdaContext())
+    assert response["statusCode"] == 400
+    assert header(response, "Content-Type") == "application/problem+json"
+    assert body_of(response)["type"].endswith("/invalid-request")
+
+
+def test_utf8_json_sent_base64_encoded_reaches_the_route_when_api_gateway_encodes_it():
+    body = base64.b64encode(json.dumps({"name": "ok", "password": "p"}).encode()).decode()
+    event = load_event(
+        "health_get", httpMethod="POST", path="/v1/things", resource="/v1/things", body=body, isBase64Encoded=True
+    )
+    assert handler(event, FakeLambdaContext())["statusCode"] == 200
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/xml", "multipart/form-data", "application/x-www-form-urlencoded", "text/plain"]
+)
+def test_non_json_body_is_a_415_problem_when_its_content_type_is_not_json(content_type):
+    event = load_event(
+        "health_get",
+        httpMethod="POST",
+        path="/v1/things",
+        resource="/v1/things",
+        body="<thing/>",
+        headers={"Content-Type": content_type},
+        multiValueHeaders={"Content-Type": [content_type]},
+    )
+    response = handler(event, FakeLambdaContext())
+    assert response["statusCode"] == 415
+    assert body_of(response)["type"].endswith("/unsupported-media-type")
+
+
+def test_json_with_a_charset_reaches_the_route_when_posted():
+    for content_type in ("application/json; charset=utf-8", "application/json"):
+        event = load_event(
+            "health_get",
+            httpMethod="POST",
+            path="/v1/things",
+            resource="/v1/things",
+            body=json.dumps({"name": "ok", "password": "p"}),
+            headers={"Content-Type": content_type},
+        )
+        assert handler(event, FakeLambdaContext())["statusCode"] == 200, content_type
