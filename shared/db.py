@@ -50,6 +50,10 @@ def translate_db_errors() -> Iterator[None]:
         pg_errors.InvalidTextRepresentation,
     ) as exc:
         raise UnprocessableError("A value breaks a rule of the data model.", constraint=_constraint(exc)) from exc
+    except psycopg.DataError as exc:
+        # Every other data exception is a value PostgreSQL cannot take (a NUL byte in text, a date out of
+        # range...): the caller sent it, so it is a 422, never a 500. The value itself is not echoed.
+        raise UnprocessableError("A value cannot be stored (for example, text with a NUL byte).") from exc
     except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as exc:
         raise RetryableError("The transaction conflicted with another; retry it.") from exc
     except pg_errors.QueryCanceled as exc:

@@ -209,7 +209,14 @@ def make_server(api: LocalApi, host: str, port: int) -> PooledHTTPServer:
             if self.command != "HEAD":
                 self.wfile.write(response.body)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_TRACE = _serve
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+        def __getattr__(self, name: str) -> Any:
+            # Any other method (TRACE, QUERY, made-up ones) gets the route table's 404/405 problem, as API
+            # Gateway answers them, instead of http.server's HTML 501.
+            if name.startswith("do_"):
+                return self._serve
+            raise AttributeError(name)
 
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug("http", extra={"request": self.requestline, "client": self.client_address[0]})

@@ -80,7 +80,7 @@ def test_health_answers_200_json_with_database_ok_when_served_locally(server):
 def test_unknown_path_is_404_problem_and_wrong_method_is_405_when_served_locally(server):
     status, headers, body = _request(f"{server}/v1/nothing")
     assert status == 404 and headers["Content-Type"] == "application/problem+json"
-    for method in ("DELETE", "TRACE"):
+    for method in ("DELETE", "TRACE", "QUERY"):
         status, headers, _ = _request(f"{server}/v1/health", method=method)
         assert status == 405 and headers["Content-Type"] == "application/problem+json", method
 

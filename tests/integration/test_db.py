@@ -4,7 +4,7 @@ import psycopg
 import pytest
 
 from shared.bootstrap import build_container
-from shared.errors import ConflictError, RetryableError, UnavailableError, problem_for
+from shared.errors import ConflictError, RetryableError, UnavailableError, UnprocessableError, problem_for
 from shared.settings import Settings
 
 
@@ -141,3 +141,10 @@ def test_pipelined_unit_rolls_back_when_work_raises_before_commit(scratch, datab
     with pytest.raises(ConflictError):
         database.pipelined(work)
     assert scratch.execute("SELECT count(*) FROM scratch").fetchone() == (0,)
+
+
+def test_text_with_a_nul_byte_is_a_422_when_stored(scratch, database):
+    with pytest.raises(UnprocessableError) as caught:
+        database.transact(lambda uow: uow.conn.execute("INSERT INTO scratch VALUES (1, %s)", ("a\x00b",)))
+    assert problem_for(caught.value).status == 422
+    assert "\x00" not in str(problem_for(caught.value).body)
