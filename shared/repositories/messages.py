@@ -103,22 +103,18 @@ CASE WHEN %(anonymous)s THEN c.kind = 'anonymous'
 
 # A page of a conversation's messages as JSON built by PostgreSQL: the rows never become Python objects,
 # which costs more than the query itself. It answers the items of the page (limit - 1 rows) and, when the
-# extra row exists, the id the next page starts after. The access check rides along as an InitPlan, so a
-# page is one statement; an empty answer (no access, or nothing more) is told apart by the caller.
-PAGE_BACKWARD = """
+# extra row exists, the id the next page starts after. Both directions share this text; only the order and
+# the cursor comparison differ, and those come from the two fixed pairs below, never from input.
+_PAGE = """
 WITH page AS (
-    SELECT m.*, row_number() OVER (ORDER BY m.id DESC) AS n
+    SELECT m.*, row_number() OVER (ORDER BY m.id {order}) AS n
     FROM (
         SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, attachments, status,
                status_timestamps, model_id, idempotency_key, created_at, edited_at
         FROM messages
-        WHERE conversation_id = %(conversation_id)s
-          AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = %(conversation_id)s AND
-              CASE WHEN %(anonymous)s THEN c.kind = 'anonymous'
-                   ELSE EXISTS (SELECT 1 FROM participants p
-                                WHERE p.conversation_id = c.id AND p.user_id = %(user_id)s) END)
-          AND (%(cursor)s::bigint IS NULL OR id < %(cursor)s)
-        ORDER BY id DESC LIMIT %(limit)s
+        WHERE conversation_id = %(conversation_id)s AND {visible}
+          AND (%(cursor)s::bigint IS NULL OR id {beyond} %(cursor)s)
+        ORDER BY id {order} LIMIT %(limit)s
     ) m
 )
 SELECT coalesce(json_agg(json_build_object(
@@ -130,32 +126,8 @@ SELECT coalesce(json_agg(json_build_object(
        max(id) FILTER (WHERE n = %(limit)s - 1 AND EXISTS (SELECT 1 FROM page WHERE n = %(limit)s)) AS after
 FROM page
 """
-
-PAGE_FORWARD = """
-WITH page AS (
-    SELECT m.*, row_number() OVER (ORDER BY m.id ASC) AS n
-    FROM (
-        SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, attachments, status,
-               status_timestamps, model_id, idempotency_key, created_at, edited_at
-        FROM messages
-        WHERE conversation_id = %(conversation_id)s
-          AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = %(conversation_id)s AND
-              CASE WHEN %(anonymous)s THEN c.kind = 'anonymous'
-                   ELSE EXISTS (SELECT 1 FROM participants p
-                                WHERE p.conversation_id = c.id AND p.user_id = %(user_id)s) END)
-          AND (%(cursor)s::bigint IS NULL OR id > %(cursor)s)
-        ORDER BY id ASC LIMIT %(limit)s
-    ) m
-)
-SELECT coalesce(json_agg(json_build_object(
-           'id', id, 'conversation_id', conversation_id, 'thread_id', thread_id, 'sender_id', sender_id,
-           'sender_kind', sender_kind, 'content', content, 'attachments', attachments, 'status', status,
-           'status_timestamps', status_timestamps, 'model_id', model_id, 'idempotency_key', idempotency_key,
-           'created_at', created_at, 'edited_at', edited_at) ORDER BY n) FILTER (WHERE n < %(limit)s),
-       '[]'::json)::text AS items,
-       max(id) FILTER (WHERE n = %(limit)s - 1 AND EXISTS (SELECT 1 FROM page WHERE n = %(limit)s)) AS after
-FROM page
-"""
+PAGE_BACKWARD = _PAGE.format(order="DESC", beyond="<", visible=_VISIBLE)
+PAGE_FORWARD = _PAGE.format(order="ASC", beyond=">", visible=_VISIBLE)
 
 THREAD_PAGE_BACKWARD = """
 SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, attachments, status,
