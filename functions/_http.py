@@ -17,6 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.logging.lambda_context import build_lambda_context_model
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions import _validation
 from shared.auth.principal import Principal
 from shared.errors import (
     AppError,
@@ -62,6 +63,7 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 def make_resolver() -> APIGatewayRestResolver:
     """A REST resolver with pydantic validation and every error answered as problem+json."""
     app = APIGatewayRestResolver(enable_validation=True)
+    _validation.install(app)
 
     @app.exception_handler(AppError)
     def handle_app_error(exc: AppError) -> Response[str]:

@@ -186,8 +186,6 @@ class Database:
                             conn.execute("ROLLBACK")
                         elif not autocommit and in_transaction:
                             conn.rollback()
-                        if conn.autocommit:
-                            conn.autocommit = False
                     except psycopg.Error:
                         self.provider.discard()
 

@@ -1,0 +1,85 @@
+"""Request validation with the per-route analysis done once instead of on every request.
+
+Powertools' OpenAPIRequestValidationMiddleware works out on every request which query parameters are
+scalars (a walk over each annotation's type tree) and normalizes the headers and cookies even for routes
+that declare none of them; on a page read that came to about half of the time the handler spends outside
+the database. This middleware answers the same, through Powertools' own field validation, and decides once
+per route whether that route is one it can take the short way: path, body and scalar query and header
+parameters, no cookies (every Confab route today). Any other route goes through Powertools' middleware unchanged.
+
+tests/unit/test_validation_middleware.py runs both over every route with valid and invalid requests and
+requires the same values and the same errors, so a Powertools upgrade that changes the helpers shows there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.middlewares import openapi_validation as powertools
+from aws_lambda_powertools.event_handler.openapi.compat import _normalize_errors, is_scalar_field
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.data_classes.common import CaseInsensitiveDict
+
+
+class RequestValidation(powertools.OpenAPIRequestValidationMiddleware):
+    """OpenAPIRequestValidationMiddleware with each route's parameter analysis cached."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._short_way: dict[int, bool] = {}
+
+    def handler(self, app: Any, next_middleware: NextMiddleware) -> Response[Any]:
+        route = app.context["_route"]
+        dependant = route.dependant
+        short_way = self._short_way.get(id(route))
+        if short_way is None:
+            short_way = self._short_way[id(route)] = not dependant.cookie_params and all(
+                is_scalar_field(param) for param in (*dependant.query_params, *dependant.header_params)
+            )
+        if not short_way:
+            return super().handler(app, next_middleware)
+
+        values, errors = powertools._request_params_to_args(dependant.path_params, app.context["_route_args"])
+        if dependant.query_params:
+            event = app.current_event
+            query = event.resolved_query_string_parameters
+            multi_valued = powertools._get_multi_value_query_params(event)
+            for param in dependant.query_params:
+                powertools._process_scalar_param(query, param, multi_valued)
+            query_values, query_errors = powertools._request_params_to_args(dependant.query_params, query)
+            values.update(query_values)
+            errors += query_errors
+        if dependant.header_params:
+            headers = powertools._normalize_multi_params(
+                app.current_event.resolved_headers_field,
+                dependant.header_params,
+                multi_value_params=CaseInsensitiveDict(app.current_event.get("multiValueHeaders")),  # type: ignore[no-untyped-call]
+            )
+            header_values, header_errors = powertools._request_params_to_args(dependant.header_params, headers)
+            values.update(header_values)
+            errors += header_errors
+        if dependant.body_params:
+            body_values, body_errors = powertools._request_body_to_args(
+                required_params=dependant.body_params, received_body=self._get_body(app)
+            )
+            values.update(body_values)
+            errors.extend(body_errors)
+        if errors:
+            raise RequestValidationError(_normalize_errors(errors))
+        app.context["_route_args"] = values
+        return next_middleware(app)
+
+
+def install(app: APIGatewayRestResolver) -> None:
+    """Use RequestValidation on `app` (made with enable_validation=True) before its first request.
+
+    Powertools builds a route's middleware stack from these two attributes on first use, and creates both
+    itself only when the request one is missing; the response side stays Powertools' own.
+    """
+    app._request_validation_middleware = RequestValidation()
+    app._response_validation_middleware = powertools.OpenAPIResponseValidationMiddleware(
+        validation_serializer=app._serializer,
+        has_response_validation_error=app._has_response_validation_error,
+    )
