@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from pydantic import BaseModel
 
+from functions._replies import json_body
 from shared.services.accounts import Client
 
 
@@ -16,7 +17,7 @@ def client_of(app: APIGatewayRestResolver) -> Client:
 
 
 def created(model: BaseModel) -> Response[str]:
-    return Response(status_code=201, content_type="application/json", body=model.model_dump_json())
+    return json_body(model, 201)
 
 
 def no_content() -> Response[str]:

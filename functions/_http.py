@@ -109,7 +109,8 @@ def make_resolver() -> APIGatewayRestResolver:
 
 def principal_of(app: APIGatewayRestResolver) -> Principal:
     """The caller as the authorizer described it; handlers trust nothing else."""
-    return Principal.from_context(app.current_event.request_context.authorizer.raw_event)
+    request_context = app.current_event.raw_event.get("requestContext") or {}
+    return Principal.from_context(request_context.get("authorizer"))
 
 
 def _body_is_json_typed(event: dict[str, Any]) -> bool:

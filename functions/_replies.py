@@ -15,6 +15,13 @@ M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
+def json_body(model: BaseModel, status: int) -> Response[str]:
+    """The model serialized once, by pydantic, for a route declared `-> Response[str]` that documents the model
+    in `responses=`. A `Response[Model]` route has Powertools validate the model it was handed again and encode
+    it field by field: worth avoiding on the hot paths (a send), and where the body is already final."""
+    return Response(status_code=status, content_type="application/json", body=model.model_dump_json())
+
+
 def created(model: M) -> Response[M]:
     return Response(status_code=201, content_type="application/json", body=model)
 

@@ -72,14 +72,27 @@ class RequestValidation(powertools.OpenAPIRequestValidationMiddleware):
         return next_middleware(app)
 
 
+class ResponseValidation(powertools.OpenAPIResponseValidationMiddleware):
+    """OpenAPIResponseValidationMiddleware, less the work of validating a string body as a string.
+
+    Routes that build their JSON body themselves (a page PostgreSQL rendered, a model pydantic serialized once)
+    are declared `-> Response[str]`; Powertools would check that the string is a string and hand it back."""
+
+    def _handle_response(self, *, route: Any, response: Response[Any]) -> Response[Any]:
+        field = route.dependant.return_param
+        if field is not None and field.type_ is str and isinstance(response.body, str):
+            return response
+        return super()._handle_response(route=route, response=response)
+
+
 def install(app: APIGatewayRestResolver) -> None:
     """Use RequestValidation on `app` (made with enable_validation=True) before its first request.
 
     Powertools builds a route's middleware stack from these two attributes on first use, and creates both
-    itself only when the request one is missing; the response side stays Powertools' own.
+    itself only when the request one is missing.
     """
     app._request_validation_middleware = RequestValidation()
-    app._response_validation_middleware = powertools.OpenAPIResponseValidationMiddleware(
+    app._response_validation_middleware = ResponseValidation(
         validation_serializer=app._serializer,
         has_response_validation_error=app._has_response_validation_error,
     )

@@ -7,6 +7,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
+from functions._client import created
 from functions._http import lambda_entry, make_resolver, principal_of
 from shared.bootstrap import container
 from shared.models.ids import PathId
@@ -32,10 +33,6 @@ app = make_resolver()
 
 Cursor = Annotated[str | None, Query(max_length=1024)]
 Limit = Annotated[int | None, Query()]
-
-
-def created(model: ModelOut | ResourceOut | TemplateOut) -> Response[str]:
-    return Response(status_code=201, content_type="application/json", body=model.model_dump_json())
 
 
 @app.get("/v1/model-configurations", summary="List model configurations", tags=["catalog"])

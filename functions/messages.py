@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
-from functions._replies import body_limited, created_or_ok, no_content
+from functions._replies import body_limited, created_or_ok, json_body, no_content
 from shared.bootstrap import container
 from shared.models.conversations import (
     Feedback,
@@ -45,11 +45,22 @@ def list_messages(
     return Response(status_code=200, content_type="application/json", body=page.to_json())
 
 
-@app.post("/v1/conversations/<id>/messages", tags=TAGS, summary="Send (a retried idempotency key answers 200)")
-def send_message(id: PathId, body: MessageCreate) -> Response[Message]:
+@app.post(
+    "/v1/conversations/<id>/messages",
+    tags=TAGS,
+    summary="Send (a retried idempotency key answers 200)",
+    responses={
+        201: {"description": "Sent", "content": {"application/json": {"model": Message}}},
+        200: {
+            "description": "The original of a retried idempotency key",
+            "content": {"application/json": {"model": Message}},
+        },
+    },
+)
+def send_message(id: PathId, body: MessageCreate) -> Response[str]:
     built = container()
     message, is_new = service.send_message(built.db, built.settings, principal_of(app), id, body)
-    return created_or_ok(message, is_new)
+    return json_body(message, 201 if is_new else 200)
 
 
 @app.patch("/v1/messages/<id>", tags=TAGS, summary="Edit your message (earlier versions are kept)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any, Literal
 from uuid import UUID
 
@@ -54,8 +55,24 @@ class Principal(BaseModel):
         """Rebuild the principal from the authorizer context; missing or malformed context is a 401."""
         if not context or not context.get("kind"):
             raise UnauthorizedError("Missing credentials.")
-        fields = {key: context.get(key) or None for key in cls.model_fields}
+        values = tuple(context.get(key) or None for key in _FIELDS)
         try:
-            return cls.model_validate(fields)
-        except ValueError as exc:
-            raise UnauthorizedError("Malformed authorizer context.") from exc
+            return _principal_of(values)
+        except TypeError:  # a value that cannot be hashed: not one API Gateway sends, but still an answer
+            return _validated(values)
+
+
+_FIELDS = tuple(Principal.model_fields)
+
+
+@lru_cache(maxsize=1024)
+def _principal_of(values: tuple[Any, ...]) -> Principal:
+    """The same context always makes the same (frozen) principal: a warm container parses each caller once."""
+    return _validated(values)
+
+
+def _validated(values: tuple[Any, ...]) -> Principal:
+    try:
+        return Principal.model_validate(dict(zip(_FIELDS, values, strict=True)))
+    except ValueError as exc:
+        raise UnauthorizedError("Malformed authorizer context.") from exc

@@ -27,3 +27,25 @@ def test_anonymous_principal_has_a_conversation_scope_and_no_user():
 def test_missing_or_malformed_context_is_unauthorized(context):
     with pytest.raises(UnauthorizedError):
         Principal.from_context(context)
+
+
+def test_a_malformed_context_stays_unauthorized_when_asked_again():
+    # The parsed principals are cached; a failure must not be (nor answer for a later, valid context).
+    bad = {"kind": "jwt", "user_id": "nope"}
+    for _ in range(2):
+        with pytest.raises(UnauthorizedError):
+            Principal.from_context(bad)
+    good = Principal(kind="jwt", user_id=uuid.uuid4(), role="user")
+    assert Principal.from_context(good.to_context()) == good
+
+
+def test_each_context_makes_its_own_principal_when_contexts_differ_in_one_field():
+    user = uuid.uuid4()
+    member = Principal.from_context(Principal(kind="jwt", user_id=user, role="user").to_context())
+    admin = Principal.from_context(Principal(kind="jwt", user_id=user, role="admin").to_context())
+    assert (member.role, admin.role) == ("user", "admin")
+
+
+def test_unhashable_context_values_are_still_validated():
+    with pytest.raises(UnauthorizedError):
+        Principal.from_context({"kind": "jwt", "user_id": ["not", "a", "uuid"]})

@@ -124,3 +124,18 @@ def test_every_route_takes_the_short_way() -> None:
         with contextlib.suppress(RequestValidationError, AppError):
             middleware.handler(app, lambda app: None)  # type: ignore[arg-type]
         assert middleware._short_way[id(route)], name
+
+
+def test_a_string_body_passes_the_response_side_unchanged_and_models_are_still_serialized() -> None:
+    from aws_lambda_powertools.event_handler import Response
+
+    from functions._validation import ResponseValidation
+
+    middleware = ResponseValidation()
+    page = ROUTES["GET /v1/conversations/<id>/messages"]
+    body = '{"items":[],"next_cursor":null}'
+    response = middleware._handle_response(route=page, response=Response(200, "application/json", body))
+    assert response.body == body
+    feedback = ROUTES["GET /v1/messages/<id>/feedback"]
+    with pytest.raises(RequestValidationError):  # a body that is not the declared model is still refused
+        middleware._handle_response(route=feedback, response=Response(200, "application/json", {"rating": "x"}))
