@@ -81,9 +81,22 @@ def report(name: str, label_a: str, a: list[float], label_b: str, b: list[float]
     return ratio
 
 
-def trace_counts(conn: psycopg.Connection[Any], action: Any) -> tuple[int, int]:
-    """(round trips, commits) of `action` on `conn`, read from libpq's protocol trace: a round trip is a
-    batch of frontend messages that the client then waits on (each switch from sending to receiving)."""
+def trace_counts(conn: psycopg.Connection[Any], action: Any, observer: psycopg.Connection[Any]) -> tuple[int, int]:
+    """(round trips, commits that wrote) of `action` on `conn`.
+
+    Round trips come from libpq's protocol trace: a batch of frontend messages that the client then waits on
+    (each switch from sending to receiving). Commits that wrote are counted on the server, from `observer` (an
+    idle autocommit connection to the same database): each transaction that writes is assigned one transaction
+    id, so the ids handed out while `action` runs are its writing transactions, each a durable commit. A
+    read-only statement also ends a transaction, but it writes nothing to the WAL and waits on no disk.
+    """
+
+    def next_xid() -> int:
+        row = observer.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    before = next_xid()
     with tempfile.TemporaryFile("w+") as sink:
         conn.pgconn.trace(sink.fileno())
         try:
@@ -92,10 +105,7 @@ def trace_counts(conn: psycopg.Connection[Any], action: Any) -> tuple[int, int]:
             conn.pgconn.untrace()
         sink.seek(0)
         messages = [line.split("\t") for line in sink.read().splitlines()]
+    writes = next_xid() - before
     directions = [parts[1] for parts in messages if len(parts) > 3]
     trips = sum(1 for before, after in zip(directions, directions[1:], strict=False) if (before, after) == ("F", "B"))
-    # Every transaction ends with the server back to idle ("ReadyForQuery I"), explicit COMMIT or a lone
-    # statement in autocommit alike; the ones not ended by a ROLLBACK were commits.
-    ended = sum(1 for parts in messages if len(parts) > 4 and parts[3] == "ReadyForQuery" and "I" in parts[4])
-    rollbacks = sum(1 for parts in messages if len(parts) > 4 and parts[1] == "F" and "ROLLBACK" in parts[4].upper())
-    return trips, ended - rollbacks
+    return trips, writes

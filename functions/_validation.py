@@ -42,24 +42,14 @@ class RequestValidation(powertools.OpenAPIRequestValidationMiddleware):
             return super().handler(app, next_middleware)
 
         values, errors = powertools._request_params_to_args(dependant.path_params, app.context["_route_args"])
+        event = app.current_event
         if dependant.query_params:
-            event = app.current_event
             query = event.resolved_query_string_parameters
             multi_valued = powertools._get_multi_value_query_params(event)
-            for param in dependant.query_params:
-                powertools._process_scalar_param(query, param, multi_valued)
-            query_values, query_errors = powertools._request_params_to_args(dependant.query_params, query)
-            values.update(query_values)
-            errors += query_errors
+            _add_scalars(dependant.query_params, query, multi_valued, values, errors)
         if dependant.header_params:
-            headers = powertools._normalize_multi_params(
-                app.current_event.resolved_headers_field,
-                dependant.header_params,
-                multi_value_params=CaseInsensitiveDict(app.current_event.get("multiValueHeaders")),  # type: ignore[no-untyped-call]
-            )
-            header_values, header_errors = powertools._request_params_to_args(dependant.header_params, headers)
-            values.update(header_values)
-            errors += header_errors
+            multi_valued = CaseInsensitiveDict(event.get("multiValueHeaders"))  # type: ignore[no-untyped-call]
+            _add_scalars(dependant.header_params, event.resolved_headers_field, multi_valued, values, errors)
         if dependant.body_params:
             body_values, body_errors = powertools._request_body_to_args(
                 required_params=dependant.body_params, received_body=self._get_body(app)
@@ -70,6 +60,16 @@ class RequestValidation(powertools.OpenAPIRequestValidationMiddleware):
             raise RequestValidationError(_normalize_errors(errors))
         app.context["_route_args"] = values
         return next_middleware(app)
+
+
+def _add_scalars(params: Any, received: Any, multi_valued: Any, values: dict[str, Any], errors: list[Any]) -> None:
+    """Powertools' normalization of scalar parameters (a comma-split value joined again, a one-item list
+    unwrapped), then their validation into `values` and `errors`."""
+    for param in params:
+        powertools._process_scalar_param(received, param, multi_valued)
+    found, failed = powertools._request_params_to_args(params, received)
+    values.update(found)
+    errors += failed
 
 
 class ResponseValidation(powertools.OpenAPIResponseValidationMiddleware):

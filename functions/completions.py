@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Header
 from pydantic import BaseModel, Field
 
 from functions._http import lambda_entry, make_resolver, principal_of
+from functions._replies import json_body
 from shared.bootstrap import completion_service
 from shared.models.ids import PathId
 from shared.services.completions import ThreadCompletion
@@ -25,14 +27,19 @@ class CompletionRequest(BaseModel):
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
 
 
-@app.post("/v1/threads/<id>/completions", summary="Ask the model in a thread", tags=["completions"])
+@app.post(
+    "/v1/threads/<id>/completions",
+    summary="Ask the model in a thread",
+    tags=["completions"],
+    responses={200: {"description": "The answer", "content": {"application/json": {"model": ThreadCompletion}}}},
+)
 def post_completion(
     id: PathId,
     body: CompletionRequest,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
-) -> ThreadCompletion:
+) -> Response[str]:
     user_id = principal_of(app).require_user()
-    return completion_service().complete_in_thread(
+    answer = completion_service().complete_in_thread(
         user_id,
         id,
         content=body.content,
@@ -42,6 +49,7 @@ def post_completion(
         max_tokens=body.max_tokens,
         idempotency_key=body.idempotency_key or idempotency_key,
     )
+    return json_body(answer, 200)
 
 
 lambda_handler = lambda_entry(app)

@@ -1,9 +1,12 @@
 """What a completion reads and writes: the thread (for a participant only), messages, user properties,
-the AI cache, the monthly spend ledger and the recorded answer of each completion."""
+the AI cache, the monthly spend ledger and the recorded answer of each completion.
+
+A thread turn's two main steps are PL/pgSQL functions (migrations/0302): see there for why."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -13,31 +16,22 @@ from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 
-from shared.repositories.catalog import MODEL_COLUMNS, ModelRow
+from shared.repositories.catalog import ModelRow
 
-THREAD_FOR_PARTICIPANT = """
-SELECT t.id, t.conversation_id, t.model_id
-FROM conversation_threads t
-JOIN participants p ON p.conversation_id = t.conversation_id AND p.user_id = %(user_id)s
-WHERE t.id = %(thread_id)s
+# Before the provider call: one call of migrations/0302's function, whose statements' plans the server keeps.
+COMPLETION_CONTEXT = """
+SELECT * FROM confab_completion_context(%(thread_id)s, %(user_id)s, %(model_id)s, %(default_model_id)s,
+                                        %(history_limit)s, %(idempotency_key)s)
 """
 
-# Everything a completion's context needs in one statement: the thread (for a participant only), the caller's
-# properties and the model (the requested one, else the thread's, else the default) with its resource endpoint.
-COMPLETION_CONTEXT = f"""
-SELECT t.id AS thread_id, t.conversation_id AS thread_conversation_id, t.model_id AS thread_model_id,
-       up.tone AS user_tone, up.additional_info AS user_info, {MODEL_COLUMNS}
-FROM conversation_threads t
-JOIN participants p ON p.conversation_id = t.conversation_id AND p.user_id = %(user_id)s
-LEFT JOIN user_properties up ON up.user_id = %(user_id)s
-LEFT JOIN model_configurations m
-       ON m.model_id = coalesce(nullif(%(model_id)s, ''), nullif(t.model_id, ''), nullif(%(default_model_id)s, ''))
-LEFT JOIN deployed_resources r ON r.id = m.deployed_resource_id
-WHERE t.id = %(thread_id)s
-"""  # noqa: S608 (fixed column list)
+# After it: the user's message (unless stored already), the answer and their record, in one call.
+RECORD_COMPLETION = """
+SELECT * FROM confab_record_completion(%(thread_id)s, %(conversation_id)s, %(user_id)s, %(content)s,
+                                       %(idempotency_key)s, %(answer)s, %(model_id)s, %(usage)s)
+"""
 
-# The user's message in a thread the sender takes part in (no row otherwise, and none when the idempotency key
-# was used already), and the conversation's last_message_at.
+# The user's message alone, in a thread the sender takes part in (nothing when the key was used already):
+# what a turn keeps when the provider fails, so that nothing the user sent is lost.
 INSERT_THREAD_MESSAGE = """
 WITH inserted AS (
     INSERT INTO messages (conversation_id, thread_id, sender_id, sender_kind, content, idempotency_key)
@@ -46,74 +40,19 @@ WITH inserted AS (
     JOIN participants p ON p.conversation_id = t.conversation_id AND p.user_id = %(sender_id)s
     WHERE t.id = %(thread_id)s
     ON CONFLICT (conversation_id, sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING id, conversation_id, thread_id, sender_id, sender_kind, content, model_id, created_at
-), touched AS (
-    UPDATE conversations SET last_message_at = now() WHERE id IN (SELECT conversation_id FROM inserted)
+    RETURNING conversation_id
 )
-SELECT * FROM inserted
+UPDATE conversations SET last_message_at = now() WHERE id IN (SELECT conversation_id FROM inserted)
 """
 
-LATEST_THREAD_MESSAGES = """
-SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, model_id, created_at
-FROM messages
-WHERE thread_id = %(thread_id)s
-ORDER BY id DESC
-LIMIT %(limit)s
-"""
-
-# The AI message, the conversation's last_message_at and the recorded answer of the user's message: one statement.
-INSERT_ANSWER = """
-WITH inserted AS (
-    INSERT INTO messages (conversation_id, thread_id, sender_kind, content, model_id)
-    VALUES (%(conversation_id)s, %(thread_id)s, 'ai', %(content)s, %(model_id)s)
-    RETURNING id, conversation_id, thread_id, sender_id, sender_kind, content, model_id, created_at
-), touched AS (
-    UPDATE conversations SET last_message_at = now() WHERE id = %(conversation_id)s
-), reply AS (
-    INSERT INTO ai_completions (user_message_id, ai_message_id, usage)
-    SELECT %(user_message_id)s, id, %(usage)s FROM inserted
-)
-SELECT * FROM inserted
-"""
-
-USER_PROPERTIES = "SELECT tone, additional_info FROM user_properties WHERE user_id = %(user_id)s"
-
-# One round trip: the message, and the conversation's last_message_at.
-INSERT_MESSAGE = """
-WITH inserted AS (
-    INSERT INTO messages (conversation_id, thread_id, sender_id, sender_kind, content, model_id, idempotency_key)
-    VALUES (%(conversation_id)s, %(thread_id)s, %(sender_id)s, %(sender_kind)s, %(content)s, %(model_id)s,
-            %(idempotency_key)s)
-    RETURNING id, conversation_id, thread_id, sender_id, sender_kind, content, model_id, created_at
-), touched AS (
-    UPDATE conversations SET last_message_at = now() WHERE id = %(conversation_id)s
-)
-SELECT * FROM inserted
-"""
-
-MESSAGE_BY_KEY = """
-SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, model_id, created_at
-FROM messages
-WHERE conversation_id = %(conversation_id)s AND sender_id = %(sender_id)s AND idempotency_key = %(key)s
-"""
-
-MESSAGE = """
-SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, model_id, created_at
-FROM messages WHERE id = %(id)s
-"""
-
-RECENT_THREAD_MESSAGES = """
-SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, model_id, created_at
-FROM messages
-WHERE thread_id = %(thread_id)s AND id <= %(up_to)s
-ORDER BY id DESC
-LIMIT %(limit)s
-"""
-
-TAKE_CACHE_ENTRY = """
-UPDATE ai_cache SET hit_count = hit_count + 1, last_hit_at = now()
+CACHE_ENTRY = """
+SELECT response_text, tokens_input, tokens_output, cost_estimate FROM ai_cache
 WHERE model = %(model)s AND prompt_hash = %(prompt_hash)s AND ttl > now()
-RETURNING response_text, tokens_input, tokens_output, cost_estimate
+"""
+
+COUNT_CACHE_HIT = """
+UPDATE ai_cache SET hit_count = hit_count + 1, last_hit_at = now()
+WHERE model = %(model)s AND prompt_hash = %(prompt_hash)s
 """
 
 PUT_CACHE_ENTRY = """
@@ -156,13 +95,6 @@ ON CONFLICT (user_id, month) DO UPDATE
 SET spent_usd = ai_spend_months.spent_usd + EXCLUDED.spent_usd, updated_at = now()
 """
 
-GET_REPLY = "SELECT ai_message_id, usage FROM ai_completions WHERE user_message_id = %(user_message_id)s"
-
-PUT_REPLY = """
-INSERT INTO ai_completions (user_message_id, ai_message_id, usage)
-VALUES (%(user_message_id)s, %(ai_message_id)s, %(usage)s)
-"""
-
 
 class ThreadRef(BaseModel):
     id: UUID
@@ -170,15 +102,20 @@ class ThreadRef(BaseModel):
     model_id: str | None
 
 
-class MessageRow(BaseModel):
+class PriorTurn(BaseModel):
+    """The user message an earlier request with the same idempotency key stored, and its answer if it got one."""
+
     id: int
-    conversation_id: UUID
-    thread_id: UUID | None
-    sender_id: UUID | None
-    sender_kind: str
     content: str
-    model_id: str | None
-    created_at: datetime
+    answer: dict[str, Any] | None  # the AI message's fields (as in Recorded.answer) and its recorded usage
+
+
+@dataclass(frozen=True)
+class Recorded:
+    created: bool  # False: the user message had an answer already (its twin's), and this one was not stored
+    user_message_id: int
+    answer: dict[str, Any]  # the AI message: id, conversation_id, thread_id, sender_kind, content, model_id, created_at
+    usage: dict[str, Any]  # as recorded with the answer
 
 
 class CacheEntry(BaseModel):
@@ -193,6 +130,8 @@ class CompletionContext(BaseModel):
     tone: str | None
     additional_info: str | None
     model: ModelRow | None
+    history: list[tuple[str, str]]  # (sender_kind, content) of the thread's newest messages, newest first
+    prior: PriorTurn | None
 
 
 MODEL_FIELDS = tuple(ModelRow.model_fields)
@@ -202,111 +141,87 @@ class CompletionsRepository:
     def __init__(self, conn: psycopg.Connection[Any]):
         self.conn = conn
 
-    def thread_for_participant(self, thread_id: UUID, user_id: UUID) -> ThreadRef | None:
-        with self.conn.cursor(row_factory=class_row(ThreadRef)) as cur:
-            return cur.execute(THREAD_FOR_PARTICIPANT, {"thread_id": thread_id, "user_id": user_id}).fetchone()
-
-    def open_thread_turn(
+    def context(
         self,
         *,
         thread_id: UUID,
         user_id: UUID,
         model_id: str | None,
         default_model_id: str | None,
-        content: str,
-        idempotency_key: str | None,
         history_limit: int,
-    ) -> tuple[CompletionContext | None, MessageRow | None, list[MessageRow]]:
-        """(the context or None when the thread is not the user's, the stored user message or None when the
-        idempotency key was used already, the thread's newest messages, newest first).
-
-        Three statements sent before any result is read: in a pipelined unit of work (Database.pipelined) they
-        share one round trip with the BEGIN. The message is inserted before the caller has checked the model;
-        leaving the transaction without commit() takes it back.
-        """
-        context_params = {
+        idempotency_key: str | None,
+    ) -> CompletionContext | None:
+        """What the turn needs before the provider call; None when the thread is not the user's."""
+        params = {
             "thread_id": thread_id,
             "user_id": user_id,
             "model_id": model_id,
             "default_model_id": default_model_id,
-        }
-        message_params = {
-            "thread_id": thread_id,
-            "sender_id": user_id,
-            "content": content,
+            "history_limit": history_limit,
             "idempotency_key": idempotency_key,
         }
-        context_cur = self.conn.cursor(row_factory=dict_row).execute(COMPLETION_CONTEXT, context_params)
-        message_cur = self.conn.cursor(row_factory=class_row(MessageRow)).execute(INSERT_THREAD_MESSAGE, message_params)
-        history_cur = self.conn.cursor(row_factory=class_row(MessageRow)).execute(
-            LATEST_THREAD_MESSAGES, {"thread_id": thread_id, "limit": history_limit}
-        )
-        row = context_cur.fetchone()
-        message = message_cur.fetchone()
-        history = history_cur.fetchall()
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(COMPLETION_CONTEXT, params).fetchone()
         if row is None:
-            return None, None, []
+            return None
         thread = ThreadRef(
             id=row["thread_id"], conversation_id=row["thread_conversation_id"], model_id=row["thread_model_id"]
         )
         model = ModelRow.model_validate({k: row[k] for k in MODEL_FIELDS}) if row["id"] is not None else None
-        context = CompletionContext(thread=thread, tone=row["user_tone"], additional_info=row["user_info"], model=model)
-        return context, message, history
+        return CompletionContext(
+            thread=thread,
+            tone=row["user_tone"],
+            additional_info=row["user_info"],
+            model=model,
+            history=row["history"],
+            prior=row["prior"],
+        )
 
-    def add_answer(
+    def record(
         self,
         *,
-        user_message_id: int,
+        thread_id: UUID,
         conversation_id: UUID,
-        thread_id: UUID | None,
+        user_id: UUID,
         content: str,
+        idempotency_key: str | None,
+        answer: str,
         model_id: str,
         usage: dict[str, Any],
-    ) -> Any:
-        """Queue the AI message with its recorded answer; the returned cursor's fetchone() gives its MessageRow."""
+    ) -> Callable[[], Recorded | None]:
+        """Queue the turn's record; the returned function gives it (None: the caller left the conversation)."""
         params = {
-            "user_message_id": user_message_id,
-            "conversation_id": conversation_id,
             "thread_id": thread_id,
+            "conversation_id": conversation_id,
+            "user_id": user_id,
             "content": content,
+            "idempotency_key": idempotency_key,
+            "answer": answer,
             "model_id": model_id,
             "usage": Jsonb(usage),
         }
-        return self.conn.cursor(row_factory=class_row(MessageRow)).execute(INSERT_ANSWER, params)
+        cur = self.conn.cursor(row_factory=dict_row).execute(RECORD_COMPLETION, params)
 
-    def user_properties(self, user_id: UUID) -> tuple[str | None, str | None]:
-        row = self.conn.execute(USER_PROPERTIES, {"user_id": user_id}).fetchone()
-        return (row[0], row[1]) if row else (None, None)
+        def fetch() -> Recorded | None:
+            row = cur.fetchone()
+            if row is None:
+                return None
+            created, user_message_id, usage = row.pop("created"), row.pop("user_message_id"), row.pop("usage")
+            return Recorded(created=created, user_message_id=user_message_id, answer=row, usage=usage)
 
-    def add_message(self, **values: Any) -> MessageRow:
-        values.setdefault("idempotency_key", None)
-        values.setdefault("model_id", None)
-        values.setdefault("sender_id", None)
-        with self.conn.cursor(row_factory=class_row(MessageRow)) as cur:
-            row = cur.execute(INSERT_MESSAGE, values).fetchone()
-        assert row is not None
-        return row
+        return fetch
 
-    def message_by_key(self, conversation_id: UUID, sender_id: UUID, key: str) -> MessageRow | None:
-        params = {"conversation_id": conversation_id, "sender_id": sender_id, "key": key}
-        with self.conn.cursor(row_factory=class_row(MessageRow)) as cur:
-            return cur.execute(MESSAGE_BY_KEY, params).fetchone()
+    def store_user_message(self, *, thread_id: UUID, user_id: UUID, content: str, idempotency_key: str | None) -> None:
+        params = {"thread_id": thread_id, "sender_id": user_id, "content": content, "idempotency_key": idempotency_key}
+        self.conn.execute(INSERT_THREAD_MESSAGE, params)
 
-    def message(self, id: int) -> MessageRow | None:
-        with self.conn.cursor(row_factory=class_row(MessageRow)) as cur:
-            return cur.execute(MESSAGE, {"id": id}).fetchone()
-
-    def recent_thread_messages(self, thread_id: UUID, up_to: int, limit: int) -> list[MessageRow]:
-        """Newest first."""
-        with self.conn.cursor(row_factory=class_row(MessageRow)) as cur:
-            return cur.execute(
-                RECENT_THREAD_MESSAGES, {"thread_id": thread_id, "up_to": up_to, "limit": limit}
-            ).fetchall()
-
-    def take_cache_entry(self, model: str, prompt_hash: str) -> CacheEntry | None:
-        """A live entry, counted as a hit; None when absent or expired."""
+    def cache_entry(self, model: str, prompt_hash: str) -> CacheEntry | None:
+        """A live entry; None when absent or expired."""
         with self.conn.cursor(row_factory=class_row(CacheEntry)) as cur:
-            return cur.execute(TAKE_CACHE_ENTRY, {"model": model, "prompt_hash": prompt_hash}).fetchone()
+            return cur.execute(CACHE_ENTRY, {"model": model, "prompt_hash": prompt_hash}).fetchone()
+
+    def count_cache_hit(self, model: str, prompt_hash: str) -> None:
+        self.conn.execute(COUNT_CACHE_HIT, {"model": model, "prompt_hash": prompt_hash})
 
     def put_cache_entry(self, **values: Any) -> None:
         self.conn.execute(PUT_CACHE_ENTRY, values)
@@ -328,11 +243,3 @@ class CompletionsRepository:
             self.conn.execute(SETTLE_SPEND, params)
         elif spent:
             self.conn.execute(ADD_SPEND, params)
-
-    def reply(self, user_message_id: int) -> tuple[int, dict[str, Any]] | None:
-        row = self.conn.execute(GET_REPLY, {"user_message_id": user_message_id}).fetchone()
-        return (int(row[0]), dict(row[1])) if row else None
-
-    def put_reply(self, user_message_id: int, ai_message_id: int, usage: dict[str, Any]) -> None:
-        params = {"user_message_id": user_message_id, "ai_message_id": ai_message_id, "usage": Jsonb(usage)}
-        self.conn.execute(PUT_REPLY, params)

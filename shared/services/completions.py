@@ -1,8 +1,11 @@
 """Completions: context, cache, spend limit, provider call, messages and one usage event per call.
 
-A completion is three short transactions, so no database connection or row lock is held while the
-provider thinks: (1) store the user's message, answer from the cache or reserve the worst-case cost;
-(2) call the provider; (3) store the AI message and the cache entry and settle the reservation.
+No transaction is open while the provider thinks. A thread turn is: (1) one read of everything the context
+needs (no commit); (2) with a cacheable request, one read of the cache; (3) with a spend limit, a short
+transaction reserving the worst-case cost; (4) the provider call; (5) one transaction, one round trip and
+one commit storing the user's message, the answer, their record, the cache entry and the settlement.
+A failed provider call still stores the user's message, so nothing the user sent is lost, and a retry with
+the same idempotency key finishes that turn; a crash during the call leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from shared.observability import logger
 from shared.providers.base import ChatMessage, ProviderError, ProviderRequest, ProviderResult, estimate_tokens
 from shared.providers.registry import ProviderRegistry
 from shared.repositories.catalog import CatalogRepository, ModelRow
-from shared.repositories.completions import CompletionsRepository, MessageRow
+from shared.repositories.completions import CompletionsRepository
 from shared.services.templates import use_template
 from shared.settings import Settings
 
@@ -107,7 +110,8 @@ class Plan:
     reserved: Money = Decimal(0)
     conversation_id: UUID | None = None
     thread_id: UUID | None = None
-    user_message: MessageRow | None = None
+    content: str = ""  # the user's message of a thread turn
+    idempotency_key: str | None = None
     query_size: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -167,136 +171,121 @@ class CompletionService:
         max_tokens: int | None = None,
         idempotency_key: str | None = None,
     ) -> ThreadCompletion:
-        """Store the user's message, answer it from the cache or the model, store the answer, report usage."""
-
-        def prepare(uow: UnitOfWork) -> ThreadCompletion | ChatCompletion | Plan:
-            repo = CompletionsRepository(uow.conn)
-            # One round trip: the context, the user's message and the thread's newest messages (pipelined).
-            context, user_message, history = repo.open_thread_turn(
+        """Answer the user's message from the cache or the model, store both messages, report usage."""
+        context = self._db.statement(
+            lambda uow: CompletionsRepository(uow.conn).context(
                 thread_id=thread_id,
                 user_id=user_id,
                 model_id=model_id,
                 default_model_id=self._settings.default_model_id,
-                content=content,
-                idempotency_key=idempotency_key,
                 history_limit=HISTORY_LIMIT,
+                idempotency_key=idempotency_key,
             )
-            if context is None:
-                raise NotFoundError("No such thread.")
-            thread = context.thread
-            if user_message is None:
-                # The idempotency key was used already: a retry. Answer it again, or finish what failed.
-                if not idempotency_key:
-                    raise NotFoundError("No such thread.")
-                user_message = repo.message_by_key(thread.conversation_id, user_id, idempotency_key)
-                if user_message is None:
-                    raise NotFoundError("No such thread.")
-                replay = repo.reply(user_message.id)
-                if replay is not None:
-                    return self._replay(repo, user_message.id, *replay)
-                history = repo.recent_thread_messages(thread.id, user_message.id, HISTORY_LIMIT)
-            else:
-                # Messages committed by others after ours are not part of this turn.
-                history = [m for m in history if m.id <= user_message.id]
-            model = self._checked_model(model_id or thread.model_id or self._settings.default_model_id, context.model)
-            system = [model.system_prompt] if model.system_prompt else []
-            if template_id is not None:
-                system.append(use_template(uow, user_id, template_id).prompt_template)
-            tone, info = context.tone, context.additional_info
-            private = bool(tone or info)
-            if private:
-                system.append(_properties_prompt(tone, info))
-            out_tokens = min(max_tokens or model.max_output_tokens, model.max_output_tokens)
-            turns = _fit(system, history, model.context_window_tokens - out_tokens)
-            request = ProviderRequest(
-                model=model.upstream_model,
-                messages=tuple(ChatMessage("system", s) for s in system) + turns,
-                temperature=self._temperature(temperature),
-                max_tokens=out_tokens,
+        )
+        if context is None:
+            raise NotFoundError("No such thread.")
+        thread, prior = context.thread, context.prior
+        if prior is not None and prior.answer is not None:
+            # A retry of a turn that was answered: the same answer, and no second call.
+            replay = prior.answer
+            return ThreadCompletion(
+                message=CompletionMessage.model_validate(replay),
+                user_message_id=prior.id,
+                usage=CompletionUsage.model_validate(replay["usage"]),
             )
-            # Thread history and user properties are private: such a context is cached per user.
-            scope = user_id if private or len(turns) > 1 else None
-            plan = Plan(
-                user_id=user_id,
-                model=model,
-                request=request,
-                cache_key=self._key(model, request, scope),
-                month=month_of(self._clock()),
-                conversation_id=thread.conversation_id,
-                thread_id=thread.id,
-                user_message=user_message,
-                query_size=len(user_message.content),
-            )
-            return self._hit_or_reserve(uow, plan)
+        model = self._checked_model(model_id or thread.model_id or self._settings.default_model_id, context.model)
+        system = [model.system_prompt] if model.system_prompt else []
+        if template_id is not None:
+            system.append(self._db.transact(lambda uow: use_template(uow, user_id, template_id)).prompt_template)
+        tone, info = context.tone, context.additional_info
+        private = bool(tone or info)
+        if private:
+            system.append(_properties_prompt(tone, info))
+        # A retry of a turn whose provider call failed asks about the message stored then (it is in the history).
+        turn_content = prior.content if prior is not None else content
+        history = context.history if prior is not None else [("user", turn_content), *context.history]
+        out_tokens = min(max_tokens or model.max_output_tokens, model.max_output_tokens)
+        turns = _fit(system, history, model.context_window_tokens - out_tokens)
+        request = ProviderRequest(
+            model=model.upstream_model,
+            messages=tuple(ChatMessage("system", s) for s in system) + turns,
+            temperature=self._temperature(temperature),
+            max_tokens=out_tokens,
+        )
+        # Thread history and user properties are private: such a context is cached per user.
+        scope = user_id if private or len(turns) > 1 else None
+        plan = Plan(
+            user_id=user_id,
+            model=model,
+            request=request,
+            cache_key=self._key(model, request, scope),
+            month=month_of(self._clock()),
+            conversation_id=thread.conversation_id,
+            thread_id=thread.id,
+            content=turn_content,
+            idempotency_key=idempotency_key,
+            query_size=len(turn_content),
+        )
+        hit = self._cached(plan)
+        if hit is not None:
+            text, usage = hit
 
-        prepared = self._db.pipelined(prepare)
-        if not isinstance(prepared, Plan):
-            assert isinstance(prepared, ThreadCompletion)
-            return prepared
-        if "hit" in prepared.extra:
-            hit, size = prepared.extra["hit"]
-            self._publish(prepared, hit.usage, size)
-            return hit  # type: ignore[no-any-return]
-        result, latency_ms = self._call(prepared)
-        answer = self._db.pipelined(lambda uow: self._finish_thread(uow, prepared, result, latency_ms))
-        self._publish(prepared, answer.usage, len(result.text))
+            def finish_hit(uow: UnitOfWork) -> ThreadCompletion:
+                self._count_hit(uow, plan)
+                return self._finish_thread(uow, plan, text, usage, "stop")
+
+            answer = self._db.pipelined(finish_hit)
+            self._publish(plan, usage, len(text))
+            return answer
+        self._reserve(plan)
+        try:
+            result, latency_ms = self._call(plan)
+        except ProviderError:
+            # Nothing the user sent is lost: the message is kept, and a retry with the same key finishes the turn.
+            self._db.transact(
+                lambda uow: CompletionsRepository(uow.conn).store_user_message(
+                    thread_id=thread.id, user_id=user_id, content=turn_content, idempotency_key=idempotency_key
+                )
+            )
+            raise
+
+        def finish(uow: UnitOfWork) -> ThreadCompletion:
+            usage = self._settle(uow, plan, result, latency_ms)
+            return self._finish_thread(uow, plan, result.text, usage, result.finish_reason)
+
+        answer = self._db.pipelined(finish)
+        # Every provider call is reported, even one whose answer lost to a racing twin's: its tokens were spent.
+        self._publish(plan, plan.extra["usage"], len(result.text))
         return answer
 
-    def _replay(
-        self, repo: CompletionsRepository, user_message_id: int, ai_id: int, usage: dict[str, Any]
-    ) -> ThreadCompletion:
-        message = repo.message(ai_id)
-        if message is None:
-            raise NotFoundError("No such message.")
-        return ThreadCompletion(
-            message=CompletionMessage.model_validate(message.model_dump()),
-            user_message_id=user_message_id,
-            usage=CompletionUsage.model_validate(usage),
-        )
-
-    def _record_thread_answer(
+    def _finish_thread(
         self, uow: UnitOfWork, plan: Plan, text: str, usage: CompletionUsage, finish: str
     ) -> ThreadCompletion:
-        repo = CompletionsRepository(uow.conn)
-        assert plan.user_message is not None and plan.conversation_id is not None
-        ai = repo.add_message(
-            conversation_id=plan.conversation_id,
+        """Queue the turn's record (after whatever the caller queued) and COMMIT: one round trip, one commit."""
+        assert plan.conversation_id is not None and plan.thread_id is not None
+        fetch = CompletionsRepository(uow.conn).record(
             thread_id=plan.thread_id,
-            sender_kind="ai",
-            content=text,
-            model_id=plan.model.model_id,
-        )
-        repo.put_reply(plan.user_message.id, ai.id, usage.model_dump(mode="json"))
-        plan.extra["message_id"] = ai.id
-        return ThreadCompletion(
-            message=CompletionMessage.model_validate(ai.model_dump()),
-            user_message_id=plan.user_message.id,
-            usage=usage,
-            finish_reason=finish,
-        )
-
-    def _finish_thread(self, uow: UnitOfWork, plan: Plan, result: ProviderResult, latency_ms: int) -> ThreadCompletion:
-        # Pipelined: BEGIN, the settlement and cache writes, the answer and COMMIT go out together (one round trip).
-        repo = CompletionsRepository(uow.conn)
-        assert plan.user_message is not None and plan.conversation_id is not None
-        usage = self._settle(uow, plan, result, latency_ms)
-        pending = repo.add_answer(
-            user_message_id=plan.user_message.id,
             conversation_id=plan.conversation_id,
-            thread_id=plan.thread_id,
-            content=result.text,
+            user_id=plan.user_id,
+            content=plan.content,
+            idempotency_key=plan.idempotency_key,
+            answer=text,
             model_id=plan.model.model_id,
             usage=usage.model_dump(mode="json"),
         )
         uow.commit()
-        ai = pending.fetchone()
-        assert ai is not None
-        plan.extra["message_id"] = ai.id
+        recorded = fetch()
+        if recorded is None:
+            raise NotFoundError("No such thread.")
+        plan.extra["usage"] = usage
+        message = CompletionMessage.model_validate(recorded.answer)
+        if recorded.created:
+            plan.extra["message_id"] = message.id
         return ThreadCompletion(
-            message=CompletionMessage.model_validate(ai.model_dump()),
-            user_message_id=plan.user_message.id,
-            usage=usage,
-            finish_reason=result.finish_reason,
+            message=message,
+            user_message_id=recorded.user_message_id,
+            usage=usage if recorded.created else CompletionUsage.model_validate(recorded.usage),
+            finish_reason=finish,
         )
 
     # OpenAI-compatible chat ------------------------------------------------------------------------------
@@ -311,47 +300,37 @@ class CompletionService:
         max_tokens: int | None = None,
     ) -> ChatCompletion:
         """A stateless chat completion (the OpenAI-compatible API); cached, limited and recorded like any other."""
-
-        def prepare(uow: UnitOfWork) -> ThreadCompletion | ChatCompletion | Plan:
-            model = self._model(uow, model_id)
-            system = (ChatMessage("system", model.system_prompt),) if model.system_prompt else ()
-            out_tokens = min(max_tokens or model.max_output_tokens, model.max_output_tokens)
-            request = ProviderRequest(
-                model=model.upstream_model,
-                messages=system + tuple(messages),
-                temperature=self._temperature(temperature),
-                max_tokens=out_tokens,
-            )
-            if sum(estimate_tokens(m.content) for m in request.messages) + out_tokens > model.context_window_tokens:
-                raise UnprocessableError("The messages do not fit the model's context window.")
-            # The client sent the whole context itself, so an identical context may be answered for anyone.
-            plan = Plan(
-                user_id=user_id,
-                model=model,
-                request=request,
-                cache_key=self._key(model, request, None),
-                month=month_of(self._clock()),
-                query_size=sum(len(m.content) for m in messages),
-            )
-            return self._hit_or_reserve(uow, plan)
-
-        prepared = self._db.transact(prepare)
-        if not isinstance(prepared, Plan):
-            assert isinstance(prepared, ChatCompletion)
-            return prepared
-        if "hit" in prepared.extra:
-            hit, size = prepared.extra["hit"]
-            self._publish(prepared, hit.usage, size)
-            return hit  # type: ignore[no-any-return]
-        result, latency_ms = self._call(prepared)
-
-        def finish(uow: UnitOfWork) -> ChatCompletion:
-            usage = self._settle(uow, prepared, result, latency_ms)
-            return ChatCompletion(text=result.text, usage=usage, finish_reason=result.finish_reason)
-
-        answer = self._db.transact(finish)
-        self._publish(prepared, answer.usage, len(result.text))
-        return answer
+        model = self._db.statement(lambda uow: self._model(uow, model_id))
+        system = (ChatMessage("system", model.system_prompt),) if model.system_prompt else ()
+        out_tokens = min(max_tokens or model.max_output_tokens, model.max_output_tokens)
+        request = ProviderRequest(
+            model=model.upstream_model,
+            messages=system + tuple(messages),
+            temperature=self._temperature(temperature),
+            max_tokens=out_tokens,
+        )
+        if sum(estimate_tokens(m.content) for m in request.messages) + out_tokens > model.context_window_tokens:
+            raise UnprocessableError("The messages do not fit the model's context window.")
+        # The client sent the whole context itself, so an identical context may be answered for anyone.
+        plan = Plan(
+            user_id=user_id,
+            model=model,
+            request=request,
+            cache_key=self._key(model, request, None),
+            month=month_of(self._clock()),
+            query_size=sum(len(m.content) for m in messages),
+        )
+        hit = self._cached(plan)
+        if hit is not None:
+            text, usage = hit
+            self._db.transact(lambda uow: self._count_hit(uow, plan))
+            self._publish(plan, usage, len(text))
+            return ChatCompletion(text=text, usage=usage)
+        self._reserve(plan)
+        result, latency_ms = self._call(plan)
+        usage = self._db.transact(lambda uow: self._settle(uow, plan, result, latency_ms))
+        self._publish(plan, usage, len(result.text))
+        return ChatCompletion(text=result.text, usage=usage, finish_reason=result.finish_reason)
 
     # Shared steps ----------------------------------------------------------------------------------------
 
@@ -375,44 +354,54 @@ class CompletionService:
         cacheable = request.temperature == 0 or self._settings.ai_cache_nondeterministic
         return cache_key(model, request, scope) if cacheable and self._settings.ai_cache_ttl_s > 0 else None
 
-    def _hit_or_reserve(self, uow: UnitOfWork, plan: Plan) -> ThreadCompletion | ChatCompletion | Plan:
-        repo = CompletionsRepository(uow.conn)
-        if plan.cache_key is not None:
-            started = time.perf_counter()
-            entry = repo.take_cache_entry(plan.model.model_id, plan.cache_key)
-            if entry is not None:
-                usage = CompletionUsage(
-                    tokens_input=entry.tokens_input,
-                    tokens_output=entry.tokens_output,
-                    tokens_cached=0,
-                    cost_usd=Decimal(0),
-                    cost_avoided_usd=entry.cost_estimate,
-                    cache_hit=True,
-                    latency_ms=int((time.perf_counter() - started) * 1000),
-                    model=plan.model.model_id,
-                    provider=plan.model.provider,
-                )
-                answer: ThreadCompletion | ChatCompletion
-                if plan.user_message is not None:
-                    answer = self._record_thread_answer(uow, plan, entry.response_text, usage, "stop")
-                else:
-                    answer = ChatCompletion(text=entry.response_text, usage=usage)
-                # Published by the caller once the transaction has committed.
-                plan.extra["hit"] = (answer, len(entry.response_text))
-                return plan
+    def _cached(self, plan: Plan) -> tuple[str, CompletionUsage] | None:
+        """The cached answer and the usage of a hit (no tokens bought, the cost avoided), or None."""
+        key = plan.cache_key
+        if key is None:
+            return None
+        started = time.perf_counter()
+        entry = self._db.statement(lambda uow: CompletionsRepository(uow.conn).cache_entry(plan.model.model_id, key))
+        if entry is None:
+            return None
+        usage = CompletionUsage(
+            tokens_input=entry.tokens_input,
+            tokens_output=entry.tokens_output,
+            tokens_cached=0,
+            cost_usd=Decimal(0),
+            cost_avoided_usd=entry.cost_estimate,
+            cache_hit=True,
+            latency_ms=int((time.perf_counter() - started) * 1000),
+            model=plan.model.model_id,
+            provider=plan.model.provider,
+        )
+        return entry.response_text, usage
+
+    def _count_hit(self, uow: UnitOfWork, plan: Plan) -> None:
+        assert plan.cache_key is not None
+        CompletionsRepository(uow.conn).count_cache_hit(plan.model.model_id, plan.cache_key)
+
+    def _reserve(self, plan: Plan) -> None:
+        """With a monthly spend limit: reserve the call's worst-case cost, or answer 429 before the provider.
+
+        The ledger row's lock serializes a user's concurrent reservations, so racing calls cannot overspend."""
         limit = self._settings.monthly_spend_limit_usd
-        if limit is not None:
-            prices = Prices.of(plan.model)
-            prompt = sum(estimate_tokens(m.content) for m in plan.request.messages)
-            worst = prices.cost(prompt, plan.request.max_tokens)
+        if limit is None:
+            return
+        prices = Prices.of(plan.model)
+        prompt = sum(estimate_tokens(m.content) for m in plan.request.messages)
+        worst = prices.cost(prompt, plan.request.max_tokens)
+
+        def reserve(uow: UnitOfWork) -> None:
+            repo = CompletionsRepository(uow.conn)
             spent, reserved = repo.lock_spend(plan.user_id, plan.month)
             if spent + reserved + worst > limit:
                 raise RateLimitedError(
                     "The monthly spend limit is reached.", retry_after=_seconds_to_next_month(self._clock())
                 )
             repo.reserve_spend(plan.user_id, plan.month, worst)
-            plan.reserved = worst
-        return plan
+
+        self._db.transact(reserve)
+        plan.reserved = worst
 
     def _call(self, plan: Plan) -> tuple[ProviderResult, int]:
         provider = self._providers.for_model(
@@ -495,18 +484,19 @@ def _properties_prompt(tone: str | None, info: str | None) -> str:
     return " ".join(parts)
 
 
-def _fit(system: list[str], history_newest_first: list[MessageRow], budget: int) -> tuple[ChatMessage, ...]:
-    """As many recent thread messages as fit the budget after the system parts; the newest always goes in."""
+def _fit(system: list[str], history_newest_first: Sequence[tuple[str, str]], budget: int) -> tuple[ChatMessage, ...]:
+    """As many recent thread messages (sender kind, content) as fit the budget after the system parts; the newest
+    always goes in."""
     remaining = budget - sum(estimate_tokens(s) for s in system)
     chosen: list[ChatMessage] = []
-    for message in history_newest_first:
-        if message.sender_kind not in ("user", "ai"):
+    for sender_kind, content in history_newest_first:
+        if sender_kind not in ("user", "ai"):
             continue
-        cost = estimate_tokens(message.content) + 4
+        cost = estimate_tokens(content) + 4
         if chosen and cost > remaining:
             break
         if not chosen and cost > remaining:
             raise UnprocessableError("The message does not fit the model's context window.")
         remaining -= cost
-        chosen.append(ChatMessage("assistant" if message.sender_kind == "ai" else "user", message.content))
+        chosen.append(ChatMessage("assistant" if sender_kind == "ai" else "user", content))
     return tuple(reversed(chosen))

@@ -261,3 +261,28 @@ def test_nothing_is_stored_when_the_thread_model_is_unknown(db, make_service):
         service.complete_in_thread(user, thread, content="hi")
     assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
     assert registry.requests == [] and publisher.events == []
+
+
+def test_racing_requests_with_one_idempotency_key_record_one_answer_when_both_reach_the_provider(db, make_service):
+    # Both read the context before either has stored anything, so both call the provider; the record step then
+    # keeps one answer (under the user message's row lock) and gives it to both. Both calls are reported.
+    service, registry, publisher = make_service(delay=0.3)
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    answers = []
+
+    def ask():
+        answers.append(service.complete_in_thread(user, thread, content="twice", temperature=0.5, idempotency_key="t"))
+
+    workers = [threading.Thread(target=ask) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    kinds = [r[0] for r in db.execute("SELECT sender_kind FROM messages ORDER BY id").fetchall()]
+    assert kinds == ["user", "ai"]
+    assert len(answers) == 2 and answers[0].message.id == answers[1].message.id
+    assert answers[0].user_message_id == answers[1].user_message_id
+    assert len(registry.requests) == 2 and len(publisher.events) == 2
+    assert sorted(e.message_id is None for e in publisher.events) == [False, True]

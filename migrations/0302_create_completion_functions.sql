@@ -1,0 +1,129 @@
+-- AI: a completion's database work as two PL/pgSQL functions, one call before the provider and one after.
+--
+-- Why functions: PL/pgSQL keeps the plans of the statements inside a function for the life of the server
+-- connection, while the same statements sent by the client are parsed and planned on every call (client-side
+-- prepared statements would pin each Lambda's session to one RDS Proxy connection, so Confab sends none).
+-- Planning these joins cost more than running them: about 1 ms a completion of the 3 ms it may add.
+
+-- Everything a completion needs before the provider call, read in one call, writing nothing: the thread (only
+-- for a participant; no row otherwise), the caller's properties, the model (the requested one, else the
+-- thread's, else the default) with its resource endpoint, the newest thread messages (newest first), and,
+-- when the idempotency key was used before, that earlier user message with its recorded answer if any.
+CREATE FUNCTION confab_completion_context(
+    p_thread_id uuid, p_user_id uuid, p_model_id text, p_default_model_id text, p_history_limit integer,
+    p_idempotency_key text
+) RETURNS TABLE (
+    thread_id uuid, thread_conversation_id uuid, thread_model_id text, user_tone text, user_info text,
+    id uuid, model_id text, display_name text, provider text, provider_model_id text, deployed_resource_id uuid,
+    system_prompt text, per_1k_input_tokens_usd numeric, per_1k_output_tokens_usd numeric,
+    per_1k_cached_input_tokens_usd numeric, context_window_tokens integer, max_output_tokens integer,
+    is_active boolean, base_url text, api_key_secret_arn text, resource_endpoint_url text,
+    created_at timestamptz, updated_at timestamptz, history jsonb, prior jsonb
+) LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    v_conversation_id uuid;
+    v_thread_model_id text;
+    v_prior jsonb;
+    v_prior_id bigint;
+BEGIN
+    SELECT t.conversation_id, t.model_id INTO v_conversation_id, v_thread_model_id
+    FROM conversation_threads t
+    JOIN participants p ON p.conversation_id = t.conversation_id AND p.user_id = p_user_id
+    WHERE t.id = p_thread_id;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+
+    IF p_idempotency_key IS NOT NULL THEN
+        SELECT m.id, jsonb_build_object(
+                   'id', m.id, 'content', m.content,
+                   'answer', (SELECT jsonb_build_object(
+                                  'id', a.id, 'conversation_id', a.conversation_id, 'thread_id', a.thread_id,
+                                  'sender_kind', a.sender_kind, 'content', a.content, 'model_id', a.model_id,
+                                  'created_at', a.created_at, 'usage', c.usage)
+                              FROM ai_completions c JOIN messages a ON a.id = c.ai_message_id
+                              WHERE c.user_message_id = m.id))
+        INTO v_prior_id, v_prior
+        FROM messages m
+        WHERE m.conversation_id = v_conversation_id AND m.sender_id = p_user_id
+          AND m.idempotency_key = p_idempotency_key;
+    END IF;
+
+    RETURN QUERY
+    SELECT p_thread_id, v_conversation_id, v_thread_model_id, up.tone, up.additional_info,
+           m.id, m.model_id, m.display_name, m.provider, m.provider_model_id, m.deployed_resource_id,
+           m.system_prompt, m.per_1k_input_tokens_usd, m.per_1k_output_tokens_usd,
+           m.per_1k_cached_input_tokens_usd, m.context_window_tokens, m.max_output_tokens, m.is_active,
+           m.base_url, m.api_key_secret_arn, r.endpoint_url, m.created_at, m.updated_at,
+           (SELECT coalesce(jsonb_agg(jsonb_build_array(h.sender_kind, h.content) ORDER BY h.id DESC), '[]')
+            FROM (SELECT x.id, x.sender_kind, x.content FROM messages x
+                  WHERE x.thread_id = p_thread_id AND (v_prior_id IS NULL OR x.id <= v_prior_id)
+                  ORDER BY x.id DESC LIMIT p_history_limit) h),
+           v_prior
+    FROM (SELECT 1) one
+    LEFT JOIN user_properties up ON up.user_id = p_user_id
+    LEFT JOIN model_configurations m
+           ON m.model_id = coalesce(nullif(p_model_id, ''), nullif(v_thread_model_id, ''),
+                                    nullif(p_default_model_id, ''))
+    LEFT JOIN deployed_resources r ON r.id = m.deployed_resource_id;
+END
+$$;
+
+-- A completion's answer, after the provider call, in one statement (its own transaction): the user's message
+-- (unless the idempotency key stored it already, in a turn whose provider call failed or in a racing twin),
+-- the AI message, the record tying the two together and the conversation's last activity. No row when the
+-- caller is no longer a participant. When the user's message has an answer already (a twin finished first),
+-- that answer comes back with created = false and nothing is written.
+CREATE FUNCTION confab_record_completion(
+    p_thread_id uuid, p_conversation_id uuid, p_user_id uuid, p_content text, p_idempotency_key text,
+    p_answer text, p_model_id text, p_usage jsonb
+) RETURNS TABLE (
+    created boolean, user_message_id bigint, id bigint, conversation_id uuid, thread_id uuid, sender_kind text,
+    content text, model_id text, created_at timestamptz, usage jsonb
+) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_user_message_id bigint;
+    v_ai_message_id bigint;
+    v_created_at timestamptz;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM participants p
+                   WHERE p.conversation_id = p_conversation_id AND p.user_id = p_user_id) THEN
+        RETURN;
+    END IF;
+
+    INSERT INTO messages (conversation_id, thread_id, sender_id, sender_kind, content, idempotency_key)
+    VALUES (p_conversation_id, p_thread_id, p_user_id, 'user', p_content, p_idempotency_key)
+    ON CONFLICT (conversation_id, sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING messages.id INTO v_user_message_id;
+
+    IF v_user_message_id IS NULL THEN
+        -- The key stored this message before. The row lock makes racing twins record one answer between them.
+        SELECT m.id INTO v_user_message_id
+        FROM messages m
+        WHERE m.conversation_id = p_conversation_id AND m.sender_id = p_user_id
+          AND m.idempotency_key = p_idempotency_key
+        FOR UPDATE;
+        RETURN QUERY
+        SELECT false, c.user_message_id, a.id, a.conversation_id, a.thread_id, a.sender_kind, a.content,
+               a.model_id, a.created_at, c.usage
+        FROM ai_completions c JOIN messages a ON a.id = c.ai_message_id
+        WHERE c.user_message_id = v_user_message_id;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+
+    INSERT INTO messages (conversation_id, thread_id, sender_kind, content, model_id)
+    VALUES (p_conversation_id, p_thread_id, 'ai', p_answer, p_model_id)
+    RETURNING messages.id, messages.created_at INTO v_ai_message_id, v_created_at;
+    INSERT INTO ai_completions (user_message_id, ai_message_id, usage)
+    VALUES (v_user_message_id, v_ai_message_id, p_usage);
+    UPDATE conversations c SET last_message_at = v_created_at WHERE c.id = p_conversation_id;
+
+    RETURN QUERY
+    SELECT true, v_user_message_id, v_ai_message_id, p_conversation_id, p_thread_id, 'ai'::text, p_answer,
+           p_model_id, v_created_at, p_usage;
+END
+$$;
