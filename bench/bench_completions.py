@@ -50,15 +50,18 @@ def main() -> None:
             made = [add_thread(db, user, model_id="local-echo") for _ in range(2 * ROUNDS + WARMUP + 5)]
             conversations = {thread: conversation for conversation, thread in made}
             sql_threads = iter(conversations)
-            # A database in use rather than an empty one: earlier turns in another thread, and fresh statistics,
-            # so that the plans the server makes (and keeps, inside the functions) are the ones it makes in use.
-            earlier_conversation, earlier_thread = add_thread(db, user, model_id="local-echo")
-            db.execute(
-                "INSERT INTO messages (conversation_id, thread_id, sender_id, sender_kind, content) "
-                "SELECT %s, %s, CASE WHEN g %% 2 = 1 THEN %s::uuid END, "
-                "CASE WHEN g %% 2 = 1 THEN 'user' ELSE 'ai' END, 'earlier message ' || g FROM generate_series(1, %s) g",
-                (earlier_conversation, earlier_thread, user, SEEDED),
-            )
+            # A database in use rather than an empty one: earlier turns in other threads (100 messages in each of
+            # 200), and fresh statistics, so that the plans the server makes (and keeps, inside the functions)
+            # are the ones it makes in use.
+            for _ in range(SEEDED // 100):
+                earlier_conversation, earlier_thread = add_thread(db, user, model_id="local-echo")
+                db.execute(
+                    "INSERT INTO messages (conversation_id, thread_id, sender_id, sender_kind, content) "
+                    "SELECT %s, %s, CASE WHEN g %% 2 = 1 THEN %s::uuid END, "
+                    "CASE WHEN g %% 2 = 1 THEN 'user' ELSE 'ai' END, 'earlier message ' || g "
+                    "FROM generate_series(1, 100) g",
+                    (earlier_conversation, earlier_thread, user),
+                )
             db.execute("VACUUM ANALYZE")
         principal = context_for(user)
         counter = itertools.count()

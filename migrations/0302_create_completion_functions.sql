@@ -58,7 +58,8 @@ BEGIN
            m.base_url, m.api_key_secret_arn, r.endpoint_url, m.created_at, m.updated_at,
            (SELECT coalesce(jsonb_agg(jsonb_build_array(h.sender_kind, h.content) ORDER BY h.id DESC), '[]')
             FROM (SELECT x.id, x.sender_kind, x.content FROM messages x
-                  WHERE x.thread_id = p_thread_id AND (v_prior_id IS NULL OR x.id <= v_prior_id)
+                  -- One range of the (thread_id, id) index, whatever the values (no OR): a plan worth keeping.
+                  WHERE x.thread_id = p_thread_id AND x.id <= coalesce(v_prior_id, 9223372036854775807)
                   ORDER BY x.id DESC LIMIT p_history_limit) h),
            v_prior
     FROM (SELECT 1) one
