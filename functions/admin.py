@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from aws_lambda_powertools.event_handler.openapi.params import Query
-
 from functions._client import client_of
 from functions._http import lambda_entry, make_resolver, principal_of
+from functions._params import Cursor, Limit
 from shared.bootstrap import container
 from shared.models.identity import AdminUserPatch, ConnectionLog, User
 from shared.models.ids import PathId
@@ -15,9 +12,6 @@ from shared.pagination import Page
 from shared.services import accounts, admin
 
 app = make_resolver()
-
-Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
-Limit = Annotated[int | None, Query(description="page size, default 50, at most 200")]
 
 
 @app.get("/v1/admin/users", summary="Every account, oldest first", tags=["admin"])

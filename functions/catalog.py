@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._client import created
 from functions._http import lambda_entry, make_resolver, principal_of
+from functions._params import Cursor, Limit
 from shared.bootstrap import container
 from shared.models.ids import PathId
 from shared.pagination import Page
@@ -30,9 +28,6 @@ from shared.services.templates import (
 )
 
 app = make_resolver()
-
-Cursor = Annotated[str | None, Query(max_length=1024)]
-Limit = Annotated[int | None, Query()]
 
 
 @app.get("/v1/model-configurations", summary="List model configurations", tags=["catalog"])

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
+from functions._params import Cursor, Limit
 from functions._replies import body_limited, created, created_or_ok, no_content
 from shared.bootstrap import container
 from shared.models.conversations import (
@@ -34,8 +32,6 @@ from shared.services.messages import mark_read
 
 app = make_resolver()
 TAGS = ["conversations"]
-Cursor = Annotated[str | None, Query(max_length=1024)]
-Limit = Annotated[int | None, Query()]
 
 
 @app.get("/v1/conversations", tags=TAGS, summary="Your conversations by last activity")

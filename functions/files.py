@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
+from functions._params import Cursor, Limit
 from functions._replies import body_limited, created, no_content
 from shared.bootstrap import container
 from shared.models.conversations import FileCreate, FileDownload, FileUpload, UserFile
@@ -34,9 +32,7 @@ def create_file(body: FileCreate) -> Response[FileUpload]:
 
 
 @app.get("/v1/files", tags=TAGS, summary="Your files")
-def list_files(
-    cursor: Annotated[str | None, Query(max_length=1024)] = None, limit: Annotated[int | None, Query()] = None
-) -> Page[UserFile]:
+def list_files(cursor: Cursor = None, limit: Limit = None) -> Page[UserFile]:
     return service.list_files(container().db, principal_of(app), cursor, limit)
 
 

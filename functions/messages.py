@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
+from functions._params import Cursor, Limit
 from functions._replies import body_limited, created_or_ok, json_body, no_content
 from shared.bootstrap import container
 from shared.models.conversations import (
@@ -27,8 +28,6 @@ from shared.services import messages as service
 
 app = make_resolver()
 TAGS = ["messages"]
-Cursor = Annotated[str | None, Query(max_length=1024)]
-Limit = Annotated[int | None, Query()]
 Direction = Annotated[Literal["backward", "forward"], Query()]
 
 

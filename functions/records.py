@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
+from functions._params import Cursor, Limit
 from shared.bootstrap import container
 from shared.models.ids import PathId
 from shared.pagination import Page
@@ -23,9 +24,6 @@ from shared.services.records import (
 )
 
 app = make_resolver()
-
-Cursor = Annotated[str | None, Query(max_length=1024)]
-Limit = Annotated[int | None, Query()]
 
 
 @app.get("/v1/code-executions", summary="List my code executions", tags=["records"])

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._client import client_of, created, no_content
 from functions._http import lambda_entry, make_resolver, principal_of
+from functions._params import Cursor, Limit
 from shared.bootstrap import container
 from shared.models.identity import (
     ApiKey,
@@ -26,9 +24,6 @@ from shared.pagination import Page
 from shared.services import accounts, api_keys
 
 app = make_resolver()
-
-Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
-Limit = Annotated[int | None, Query(description="page size, default 50, at most 200")]
 
 
 @app.get("/v1/users/me", summary="The caller's account", tags=["users"])
