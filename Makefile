@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test lint typecheck unit integration bench synth migrate clean
+.PHONY: install dev test lint typecheck unit integration bench fuzz synth migrate clean
 
 install: $(STAMP)
 
@@ -38,6 +38,14 @@ integration: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# schemathesis against the local server as a user and as a super_admin: no generated request may get a server
+# error. Minutes, so not part of `make test`; schemathesis lives in its own virtualenv, not in the project's.
+FUZZ_VENV := .venv-fuzz
+fuzz: $(STAMP)
+	test -x $(FUZZ_VENV)/bin/schemathesis || \
+		($(PYTHON) -m venv $(FUZZ_VENV) && $(FUZZ_VENV)/bin/python -m pip install --quiet 'schemathesis>=4.32,<5')
+	$(BIN)/python -m tests.fuzz.fuzz_api --schemathesis $(FUZZ_VENV)/bin/schemathesis $(ARGS)
 
 # Templates into cdk.out/ for STAGE (dev or prod): no Docker, no AWS credentials, no git; the first run
 # downloads the arm64 wheels into build/layer/ (cached). `npx cdk synth -c stage=prod` does the same.

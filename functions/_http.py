@@ -14,10 +14,10 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.logging.lambda_context import build_lambda_context_model
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions import _validation
+from functions._logging import LogContext
 from shared.auth.principal import Principal
 from shared.errors import (
     AppError,
@@ -136,24 +136,18 @@ def _body_is_text(event: dict[str, Any]) -> bool:
 
 
 def lambda_entry(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
-    """The Lambda entry point for a resolver, with logging context, tracing and metrics.
+    """The Lambda entry point for a resolver, with logging context (LogContext), tracing and metrics.
 
-    The logging context is what `logger.inject_lambda_context(correlation_id_path=API_GATEWAY_REST,
-    clear_state=True)` sets (the Lambda context keys, cold_start, the API Gateway request id as
-    correlation_id, earlier requests' keys cleared) without its JMESPath lookup, which cost more than the rest
-    of it together; the event is never logged. The tracer wraps the handler only when tracing is on: a
-    disabled tracer's wrapper still costs tens of microseconds a request and records nothing.
+    The tracer wraps the handler only when tracing is on: a disabled tracer's wrapper still costs tens of
+    microseconds a request and records nothing.
     """
     inner = metrics.log_metrics(lambda event, context: app.resolve(event, context))
     tracer = get_tracer()
     traced = inner if tracer.disabled else tracer.capture_lambda_handler(capture_response=False)(inner)
-    cold = [True]
+    log_context = LogContext()
 
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        logger.structure_logs(cold_start=cold[0], **build_lambda_context_model(context).__dict__)
-        cold[0] = False
-        request_context = event.get("requestContext")
-        logger.set_correlation_id(request_context.get("requestId") if isinstance(request_context, dict) else None)
+        log_context(event, context)
         # Every route takes JSON: other bodies are refused here, before Powertools tries to parse them
         # (a multipart body without a boundary, or bytes that are not UTF-8, would fail deep inside it).
         if not _body_is_json_typed(event):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from functions._logging import LogContext
 from shared import routes
 from shared.auth.principal import Principal
 from shared.bootstrap import container
@@ -46,7 +47,11 @@ def policy_for(principal: Principal, method_arn: str) -> dict[str, Any]:
     }
 
 
+_log_context = LogContext()
+
+
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    _log_context(event, context)  # a refused credential's log line names the request it came with
     built = container()
     credential = credential_from_headers(event.get("headers"))
     try:

@@ -214,12 +214,11 @@ class CompletionService:
         )
         # Thread history and user properties are private: such a context is cached per user.
         scope = user_id if private or len(turns) > 1 else None
-        plan = Plan(
-            user_id=user_id,
-            model=model,
-            request=request,
-            cache_key=self._key(model, request, scope),
-            month=month_of(self._clock()),
+        plan = self._plan(
+            user_id,
+            model,
+            request,
+            scope,
             conversation_id=thread.conversation_id,
             thread_id=thread.id,
             content=turn_content,
@@ -312,14 +311,7 @@ class CompletionService:
         if sum(estimate_tokens(m.content) for m in request.messages) + out_tokens > model.context_window_tokens:
             raise UnprocessableError("The messages do not fit the model's context window.")
         # The client sent the whole context itself, so an identical context may be answered for anyone.
-        plan = Plan(
-            user_id=user_id,
-            model=model,
-            request=request,
-            cache_key=self._key(model, request, None),
-            month=month_of(self._clock()),
-            query_size=sum(len(m.content) for m in messages),
-        )
+        plan = self._plan(user_id, model, request, None, query_size=sum(len(m.content) for m in messages))
         hit = self._cached(plan)
         if hit is not None:
             text, usage = hit
@@ -349,6 +341,17 @@ class CompletionService:
 
     def _temperature(self, requested: float | None) -> float:
         return 0.0 if requested is None else requested
+
+    def _plan(self, user_id: UUID, model: ModelRow, request: ProviderRequest, scope: UUID | None, **turn: Any) -> Plan:
+        """The plan of one call; `scope` is the user whose private context the answer may only be reused for."""
+        return Plan(
+            user_id=user_id,
+            model=model,
+            request=request,
+            cache_key=self._key(model, request, scope),
+            month=month_of(self._clock()),
+            **turn,
+        )
 
     def _key(self, model: ModelRow, request: ProviderRequest, scope: UUID | None) -> str | None:
         cacheable = request.temperature == 0 or self._settings.ai_cache_nondeterministic

@@ -10,6 +10,7 @@ from shared.auth.anonymous import issue_anonymous_token
 from shared.auth.api_keys import issue_key
 from shared.auth.principal import Principal
 from shared.auth.tokens import issue_access_token
+from tests.helpers import FakeLambdaContext
 from tests.identity_helpers import authorizer_request, forged_tokens
 
 
@@ -24,7 +25,7 @@ def _user(db, role="user", active=True) -> uuid.UUID:
 def _authorize(event):
     from functions.authorizer import lambda_handler
 
-    return lambda_handler(event, None)
+    return lambda_handler(event, FakeLambdaContext())
 
 
 def _refused(event) -> bool:
@@ -145,3 +146,27 @@ def test_anonymous_token_gives_a_conversation_scoped_principal_on_any_routes(app
     assert _refused(
         authorizer_request(f"anon_{uuid.uuid4()}.{token.split('.')[1]}", resource="/v1/x/{id}", method="POST")
     )
+
+
+def test_a_refused_credential_is_logged_with_the_request_it_came_with(app_container, settings, db):
+    import io
+    import json
+    import logging
+
+    from shared.observability import logger
+
+    event = authorizer_request("not-a-credential")
+    event["requestContext"]["requestId"] = "req-refused-1"
+    sink = io.StringIO()
+    capture = logging.StreamHandler(sink)
+    capture.setFormatter(logger.registered_formatter)
+    logger.addHandler(capture)
+    try:
+        assert _refused(event)
+    finally:
+        logger.removeHandler(capture)
+    lines = [json.loads(line) for line in sink.getvalue().splitlines()]
+    refused = [line for line in lines if line["message"] == "credential refused"]
+    assert refused and refused[0]["correlation_id"] == "req-refused-1"
+    assert refused[0]["function_request_id"] == FakeLambdaContext.aws_request_id
+    assert "not-a-credential" not in sink.getvalue()
