@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
-from functions._replies import body_limited, created_or_ok, json_body, no_content
+from functions._replies import body_limited, created_or_ok, no_content
 from shared.bootstrap import container
 from shared.models.conversations import (
     Feedback,
@@ -58,8 +58,8 @@ def list_messages(
 )
 def send_message(id: PathId, body: MessageCreate) -> Response[str]:
     built = container()
-    message, is_new = service.send_message(built.db, built.settings, principal_of(app), id, body)
-    return json_body(message, 201 if is_new else 200)
+    message_json, is_new = service.send_message(built.db, built.settings, principal_of(app), id, body)
+    return Response(status_code=201 if is_new else 200, content_type="application/json", body=message_json)
 
 
 @app.patch("/v1/messages/<id>", tags=TAGS, summary="Edit your message (earlier versions are kept)")

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
-from psycopg.rows import BaseRowFactory, RowMaker, class_row, dict_row
+from psycopg.rows import BaseRowFactory, RowMaker, class_row
 from pydantic import BaseModel
 
 from shared.models.conversations import Feedback, Message, Reaction, ReactionCount, ReadCursor
@@ -21,12 +21,15 @@ _MESSAGE_FIELDS = (
 )  # fmt: skip
 
 
-def _columns(alias: str = "") -> str:
-    return ", ".join(alias + name for name in _MESSAGE_FIELDS)
+def _json_of(alias: str = "") -> str:
+    """A message as the API shows it, rendered by PostgreSQL: sends and pages answer with this text as it comes,
+    so their rows never become Python objects (and both render timestamps alike). Fixed names only."""
+    return "json_build_object(" + ", ".join(f"'{name}', {alias}{name}" for name in _MESSAGE_FIELDS) + ")"
 
 
-MESSAGE_COLUMNS = _columns()
-M_COLUMNS = _columns("m.")
+MESSAGE_JSON = _json_of()
+M_MESSAGE_JSON = _json_of("m.")
+
 
 # Whether the caller may see conversation `c`: an anonymous token reaches its own anonymous conversation
 # (the service has already checked that the token names it); anyone else must be a participant.
@@ -39,7 +42,7 @@ CASE WHEN %(anonymous)s THEN c.kind = 'anonymous'
 # ids within a conversation are handed out in commit order (pages never skip a late commit), resolve the
 # attachments (files the sender owns), insert, link attachments and move last_message_at. A retried send
 # with the same idempotency key inserts nothing and the second arm returns the original message.
-SEND = """
+SEND = f"""
 WITH conv AS (
     SELECT c.id FROM conversations c
     WHERE c.id = %(conversation_id)s AND
@@ -75,22 +78,19 @@ linked AS (
 touched AS (
     UPDATE conversations c SET last_message_at = ins.created_at FROM ins WHERE c.id = ins.conversation_id
 )
-SELECT true AS created, id, conversation_id, thread_id, sender_id, sender_kind, content, attachments, status,
-    status_timestamps, model_id, idempotency_key, created_at, edited_at FROM ins
+SELECT true AS created, {MESSAGE_JSON}::text AS message FROM ins
 UNION ALL
-SELECT false AS created, m.id, m.conversation_id, m.thread_id, m.sender_id, m.sender_kind, m.content,
-    m.attachments, m.status, m.status_timestamps, m.model_id, m.idempotency_key, m.created_at, m.edited_at
+SELECT false AS created, {M_MESSAGE_JSON}::text
 FROM messages m JOIN conv ON m.conversation_id = conv.id
 WHERE %(idempotency_key)s::text IS NOT NULL
   AND m.sender_id IS NOT DISTINCT FROM %(user_id)s::uuid AND m.idempotency_key = %(idempotency_key)s
-"""
+"""  # noqa: S608 (fixed column list)
 
-FIND_BY_KEY = """
-SELECT false AS created, id, conversation_id, thread_id, sender_id, sender_kind, content, attachments,
-    status, status_timestamps, model_id, idempotency_key, created_at, edited_at FROM messages
+FIND_BY_KEY = f"""
+SELECT false AS created, {MESSAGE_JSON}::text AS message FROM messages
 WHERE conversation_id = %(conversation_id)s AND sender_id IS NOT DISTINCT FROM %(user_id)s::uuid
   AND idempotency_key = %(idempotency_key)s
-"""
+"""  # noqa: S608 (fixed column list)
 
 THREAD_OF_CONVERSATION = "SELECT 1 FROM conversation_threads WHERE id = %(thread_id)s AND conversation_id = %(id)s"
 
@@ -117,17 +117,12 @@ WITH page AS (
         ORDER BY id {order} LIMIT %(limit)s
     ) m
 )
-SELECT coalesce(json_agg(json_build_object(
-           'id', id, 'conversation_id', conversation_id, 'thread_id', thread_id, 'sender_id', sender_id,
-           'sender_kind', sender_kind, 'content', content, 'attachments', attachments, 'status', status,
-           'status_timestamps', status_timestamps, 'model_id', model_id, 'idempotency_key', idempotency_key,
-           'created_at', created_at, 'edited_at', edited_at) ORDER BY n) FILTER (WHERE n < %(limit)s),
-       '[]'::json)::text AS items,
+SELECT coalesce(json_agg({message} ORDER BY n) FILTER (WHERE n < %(limit)s), '[]'::json)::text AS items,
        max(id) FILTER (WHERE n = %(limit)s - 1 AND EXISTS (SELECT 1 FROM page WHERE n = %(limit)s)) AS after
 FROM page
 """
-PAGE_BACKWARD = _PAGE.format(order="DESC", beyond="<", visible=_VISIBLE)
-PAGE_FORWARD = _PAGE.format(order="ASC", beyond=">", visible=_VISIBLE)
+PAGE_BACKWARD = _PAGE.format(order="DESC", beyond="<", visible=_VISIBLE, message=MESSAGE_JSON)
+PAGE_FORWARD = _PAGE.format(order="ASC", beyond=">", visible=_VISIBLE, message=MESSAGE_JSON)
 
 THREAD_PAGE_BACKWARD = """
 SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, attachments, status,
@@ -290,7 +285,7 @@ def trusted_row(model: type[M]) -> BaseRowFactory[M]:
 @dataclass(frozen=True)
 class SentRow:
     created: bool
-    message: Message
+    message_json: str  # the message as the API shows it (see _json_of)
 
 
 class MessagesRepository:
@@ -305,15 +300,8 @@ class MessagesRepository:
         return self._sent(FIND_BY_KEY, params)
 
     def _sent(self, statement: str, params: dict[str, Any]) -> SentRow | None:
-        with self.conn.cursor(row_factory=dict_row) as cur:
-            return self._to_sent(cur.execute(statement, params).fetchone())
-
-    @staticmethod
-    def _to_sent(row: dict[str, Any] | None) -> SentRow | None:
-        if row is None:
-            return None
-        created = bool(row.pop("created"))
-        return SentRow(created=created, message=Message.model_validate(row))
+        row = self.conn.execute(statement, params).fetchone()
+        return None if row is None else SentRow(created=bool(row[0]), message_json=str(row[1]))
 
     def thread_in_conversation(self, thread_id: UUID, conversation_id: UUID) -> bool:
         return (

@@ -65,8 +65,9 @@ def _scope(principal: Principal, conversation_id: UUID) -> dict[str, Any]:
 
 def send_message(
     db: Database, settings: Settings, principal: Principal, conversation_id: UUID, body: MessageCreate
-) -> tuple[Message, bool]:
-    """The new message (True), or the original one when the idempotency key was used before (False)."""
+) -> tuple[str, bool]:
+    """The new message (True), or the original one when the idempotency key was used before (False), as the
+    JSON of a Message that PostgreSQL rendered (as a page's items are)."""
     scope = _scope(principal, conversation_id)
     _check_content(settings, body.content)
     file_ids = list(dict.fromkeys(body.attachments))
@@ -83,12 +84,12 @@ def send_message(
         "idempotency_key": body.idempotency_key,
     }
 
-    def work(uow: UnitOfWork) -> tuple[Message, bool]:
+    def work(uow: UnitOfWork) -> tuple[str, bool]:
         repo = MessagesRepository(uow.conn)
         sent = repo.send(params)
         if sent is None:
             sent = _explain_unsent(uow, repo, principal, params)
-        return sent.message, sent.created
+        return sent.message_json, sent.created
 
     # The send is one statement, so it is its own transaction: one round trip, one commit, and nothing left
     # behind if any part of it fails. The failure path after it only reads.
