@@ -13,17 +13,20 @@ import json
 import uuid
 from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel
 
+from functions._http import lambda_entry, make_resolver
 from functions._validation import RequestValidation
 from shared import routes
-from shared.errors import AppError
+from shared.errors import AppError, NotFoundError
 
 PATH_VALUES = [str(uuid.UUID(int=7)), "42", "not-an-id", "%F0%9F%91%8D", "0"]
 QUERY_VALUES: list[list[str]] = [["5"], ["0"], ["-3"], ["abc"], [""], ["a,b"], ["1", "2"], ["x" * 1100], ["true"]]
@@ -139,3 +142,71 @@ def test_a_string_body_passes_the_response_side_unchanged_and_models_are_still_s
     feedback = ROUTES["GET /v1/messages/<id>/feedback"]
     with pytest.raises(RequestValidationError):  # a body that is not the declared model is still refused
         middleware._handle_response(route=feedback, response=Response(200, "application/json", {"rating": "x"}))
+
+
+class Item(BaseModel):
+    name: str
+    size: int
+
+
+def _small_api() -> Any:
+    """A resolver of five routes that cover every kind of answer: a JSON string, a model the response side
+    serializes, a dict, a domain error, and a body that is not the declared model."""
+    app = make_resolver()
+
+    @app.get("/v1/raw")
+    def raw(n: Annotated[int, Query()] = 1) -> Response[str]:
+        return Response(200, "application/json", json.dumps({"n": n}))
+
+    @app.get("/v1/item")
+    def item() -> Item:
+        return Item(name="x", size=3)
+
+    @app.post("/v1/items")
+    def create(body: Item) -> dict[str, Any]:
+        return {"made": body.name}
+
+    @app.get("/v1/missing")
+    def missing() -> Item:
+        raise NotFoundError()
+
+    @app.get("/v1/wrong")
+    def wrong() -> Item:
+        return {"name": "x", "size": "not a size"}  # type: ignore[return-value]
+
+    return lambda_entry(app)
+
+
+def test_routes_answer_the_same_when_called_directly_as_through_powertools_frames(monkeypatch) -> None:
+    """RequestValidation calls a plain route and the response side itself; Powertools' frames must give the
+    same responses, and a request that fails validation the same 422."""
+    import functions._validation as validation
+    from tests.helpers import FakeLambdaContext, load_event
+
+    requests = [
+        ("GET", "/v1/raw", {"n": "5"}, None),
+        ("GET", "/v1/raw", {"n": "five"}, None),
+        ("GET", "/v1/item", None, None),
+        ("POST", "/v1/items", None, json.dumps({"name": "a", "size": 1})),
+        ("POST", "/v1/items", None, json.dumps({"name": "a"})),
+        ("GET", "/v1/missing", None, None),
+        ("GET", "/v1/wrong", None, None),
+    ]
+
+    def answers() -> list[tuple[int, str | None, str]]:
+        handler = _small_api()
+        out = []
+        for method, path, query, body in requests:
+            event = load_event(
+                "health_get", httpMethod=method, path=path, resource=path, body=body, queryStringParameters=query
+            )
+            event["multiValueQueryStringParameters"] = {k: [v] for k, v in (query or {}).items()} or None
+            response = handler(event, FakeLambdaContext())
+            out.append((response["statusCode"], (response.get("headers") or {}).get("Content-Type"), response["body"]))
+        return out
+
+    direct = answers()
+    monkeypatch.setattr(validation, "_plain", lambda app, route: False)
+    framed = answers()
+    assert direct == framed
+    assert [status for status, _, _ in direct] == [200, 422, 200, 200, 422, 404, 422]
