@@ -286,3 +286,27 @@ def test_racing_requests_with_one_idempotency_key_record_one_answer_when_both_re
     assert answers[0].user_message_id == answers[1].user_message_id
     assert len(registry.requests) == 2 and len(publisher.events) == 2
     assert sorted(e.message_id is None for e in publisher.events) == [False, True]
+
+
+@pytest.mark.parametrize(("temperature", "trips"), [(0.5, 2), (0.0, 3)])
+def test_a_turn_makes_one_commit_that_writes_and_few_round_trips_when_the_provider_answers(
+    db, make_service, database_url, temperature, trips
+):
+    # The design the completion benchmark depends on: the context in one read, the answer in one transaction.
+    # A cacheable request (temperature 0) adds its cache read.
+    import psycopg
+
+    from bench.harness import trace_counts
+
+    service, _, _ = make_service()
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    service.complete_in_thread(user, thread, content="warm the connection", temperature=temperature)
+    with service._db.provider.connection() as conn, psycopg.connect(database_url, autocommit=True) as observer:
+        counted = trace_counts(
+            conn,
+            lambda: service.complete_in_thread(user, thread, content="count me", temperature=temperature),
+            observer,
+        )
+    assert counted == (trips, 1)
