@@ -90,7 +90,7 @@ class ConnectionProvider:
         """The live connection for the duration of one unit of work."""
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         self._local.reused = True
-        if conn is None or conn.closed or conn.broken or conn.info.transaction_status == TransactionStatus.UNKNOWN:
+        if conn is None or conn.closed or conn.broken or conn.pgconn.transaction_status == TransactionStatus.UNKNOWN:
             self.discard()
             with translate_db_errors():
                 conn = self._local.conn = self._open()
@@ -181,7 +181,7 @@ class Database:
             finally:
                 if not conn.closed:
                     try:
-                        in_transaction = conn.info.transaction_status != TransactionStatus.IDLE
+                        in_transaction = conn.pgconn.transaction_status != TransactionStatus.IDLE
                         if pipelined and in_transaction:
                             conn.execute("ROLLBACK")
                         elif not autocommit and in_transaction:
