@@ -85,3 +85,30 @@ def call(method: str, path: str, principal: Principal | None = None, **kwargs: A
     headers.update({k: v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()})
     body = json.loads(result["body"]) if result.get("body") else None
     return Reply(result["statusCode"], body, headers)
+
+
+# A valid body for each id-bearing route that takes one, so a request with a random id is judged on the id
+# alone (tests/integration/test_path_ids.py checks that every such route has one).
+VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("PATCH", "/v1/conversations/{id}"): {"title": "renamed"},
+    ("POST", "/v1/conversations/{id}/participants"): {"user_id": str(uuid.uuid4())},
+    ("PATCH", "/v1/conversations/{id}/participants/{user_id}"): {"role": "member"},
+    ("POST", "/v1/conversations/{id}/read"): {"message_id": 1},
+    ("POST", "/v1/conversations/{id}/threads"): {"title": "t"},
+    ("POST", "/v1/conversations/{id}/panels"): {"name": "p"},
+    ("PATCH", "/v1/panels/{id}"): {"name": "q"},
+    ("POST", "/v1/conversations/{id}/data-refs"): {"file_id": str(uuid.uuid4())},
+    ("POST", "/v1/conversations/{id}/messages"): {"content": "hello"},
+    ("PATCH", "/v1/messages/{id}"): {"content": "edited"},
+    ("POST", "/v1/messages/{id}/reactions"): {"emoji": "🎉"},
+    ("PUT", "/v1/messages/{id}/feedback"): {"rating": 5},
+    ("PATCH", "/v1/admin/users/{id}"): {"is_active": True},
+    ("POST", "/v1/licenses/{id}/seats"): {"user_id": str(uuid.uuid4())},
+    ("PATCH", "/v1/model-configurations/{id}"): {"display_name": "m"},
+    ("PATCH", "/v1/deployed-resources/{id}"): {"status": "active"},
+    ("PATCH", "/v1/agent-templates/{id}"): {"display_name": "t"},
+    ("PUT", "/v1/users/me/agent-templates/{id}"): {"is_enabled": True},
+    ("PATCH", "/v1/code-executions/{id}"): {"output": "x"},
+    ("PATCH", "/v1/analysis-reports/{id}"): {"progress_percentage": 5},
+    ("POST", "/v1/threads/{id}/completions"): {"content": "hi"},
+}

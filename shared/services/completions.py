@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -113,7 +113,7 @@ class Plan:
     content: str = ""  # the user's message of a thread turn
     idempotency_key: str | None = None
     query_size: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    message_id: int | None = None  # the AI message this call's answer was stored as, once it is
 
 
 def cache_key(model: ModelRow, request: ProviderRequest, scope: UUID | None) -> str:
@@ -248,13 +248,13 @@ class CompletionService:
             )
             raise
 
-        def finish(uow: UnitOfWork) -> ThreadCompletion:
+        def finish(uow: UnitOfWork) -> tuple[ThreadCompletion, CompletionUsage]:
             usage = self._settle(uow, plan, result, latency_ms)
-            return self._finish_thread(uow, plan, result.text, usage, result.finish_reason)
+            return self._finish_thread(uow, plan, result.text, usage, result.finish_reason), usage
 
-        answer = self._db.pipelined(finish)
+        answer, usage = self._db.pipelined(finish)
         # Every provider call is reported, even one whose answer lost to a racing twin's: its tokens were spent.
-        self._publish(plan, plan.extra["usage"], len(result.text))
+        self._publish(plan, usage, len(result.text))
         return answer
 
     def _finish_thread(
@@ -276,10 +276,9 @@ class CompletionService:
         recorded = fetch()
         if recorded is None:
             raise NotFoundError("No such thread.")
-        plan.extra["usage"] = usage
         message = CompletionMessage.model_validate(recorded.answer)
         if recorded.created:
-            plan.extra["message_id"] = message.id
+            plan.message_id = message.id
         return ThreadCompletion(
             message=message,
             user_message_id=recorded.user_message_id,
@@ -458,7 +457,7 @@ class CompletionService:
             user_id=plan.user_id,
             conversation_id=plan.conversation_id,
             thread_id=plan.thread_id,
-            message_id=plan.extra.get("message_id"),
+            message_id=plan.message_id,
             model=plan.model.model_id,
             provider=plan.model.provider,
             tokens_input=0 if hit else usage.tokens_input,

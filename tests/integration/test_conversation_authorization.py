@@ -18,7 +18,14 @@ import pytest
 from shared import routes
 from shared.auth.principal import Principal
 from shared.storage import storage_key
-from tests.conversations_helpers import anonymous_principal, api_key_principal, call, jwt_principal, make_user
+from tests.conversations_helpers import (
+    VALID_BODIES,
+    anonymous_principal,
+    api_key_principal,
+    call,
+    jwt_principal,
+    make_user,
+)
 
 GROUPS = ("conversations", "messages", "anonymous", "files")
 CALLERS = ("none", "anonymous", "outsider", "member", "admin", "platform_admin", "member_api_key")
@@ -280,29 +287,11 @@ def test_one_thousand_random_ids_all_answer_404_with_one_body(app_container, db)
         else:
             random_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         path = route.path.replace("{id}", random_id).replace("{user_id}", str(uuid.uuid4())).replace("{emoji}", "x")
-        reply = call(route.method, path, me, body=_random_body(route))
+        reply = call(route.method, path, me, body=VALID_BODIES.get((route.method, route.path)))
         statuses.add(reply.status)
         bodies.add(repr(sorted(reply.body.items())) if isinstance(reply.body, dict) else repr(reply.body))
     assert statuses == {404}
     assert len(bodies) == 1
-
-
-def _random_body(route: routes.Route) -> dict[str, Any] | None:
-    valid = {
-        ("PATCH", "/v1/conversations/{id}"): {"title": "x"},
-        ("POST", "/v1/conversations/{id}/participants"): {"user_id": str(uuid.uuid4())},
-        ("PATCH", "/v1/conversations/{id}/participants/{user_id}"): {"role": "member"},
-        ("POST", "/v1/conversations/{id}/read"): {"message_id": 1},
-        ("POST", "/v1/conversations/{id}/threads"): {},
-        ("POST", "/v1/conversations/{id}/panels"): {"name": "p"},
-        ("PATCH", "/v1/panels/{id}"): {"name": "p"},
-        ("POST", "/v1/conversations/{id}/data-refs"): {"file_id": str(uuid.uuid4())},
-        ("POST", "/v1/conversations/{id}/messages"): {"content": "x"},
-        ("PATCH", "/v1/messages/{id}"): {"content": "x"},
-        ("POST", "/v1/messages/{id}/reactions"): {"emoji": "x"},
-        ("PUT", "/v1/messages/{id}/feedback"): {"rating": 1},
-    }
-    return valid.get((route.method, route.path))
 
 
 @pytest.mark.parametrize("bad", ["not-a-uuid", "0", "-1", "99999999999999999999999"])
