@@ -97,7 +97,7 @@ def main() -> None:
 
         def direct_sql(conn: psycopg.Connection[Any]) -> None:
             """The handler's statements for one completion, sent as the handler sends them: the context (one
-            statement, no transaction), the provider call, then the record (BEGIN, the call, COMMIT: pipelined)."""
+            statement, no transaction), the provider call, then the record (one statement, committed on its own)."""
             thread = next(sql_threads)
             conn.execute(
                 COMPLETION_CONTEXT,
@@ -111,22 +111,19 @@ def main() -> None:
                 },
             ).fetchone()
             provider.complete(request)
-            with conn.pipeline():
-                conn.execute("BEGIN")
-                recorded = conn.execute(
-                    RECORD_COMPLETION,
-                    {
-                        "thread_id": thread,
-                        "conversation_id": conversations[thread],
-                        "user_id": user,
-                        "content": "question",
-                        "idempotency_key": None,
-                        "answer": "answer",
-                        "model_id": "local-echo",
-                        "usage": Jsonb({}),
-                    },
-                )
-                conn.execute("COMMIT")
+            recorded = conn.execute(
+                RECORD_COMPLETION,
+                {
+                    "thread_id": thread,
+                    "conversation_id": conversations[thread],
+                    "user_id": user,
+                    "content": "question",
+                    "idempotency_key": None,
+                    "answer": "answer",
+                    "model_id": "local-echo",
+                    "usage": Jsonb({}),
+                },
+            )
             assert recorded.fetchone() is not None
 
         # Two runs: durable commits as deployed, then with synchronous_commit off so the disk's fsync

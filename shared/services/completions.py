@@ -248,11 +248,15 @@ class CompletionService:
             )
             raise
 
-        def finish(uow: UnitOfWork) -> tuple[ThreadCompletion, CompletionUsage]:
-            usage = self._settle(uow, plan, result, latency_ms)
-            return self._finish_thread(uow, plan, result.text, usage, result.finish_reason), usage
+        usage = self._usage(plan, result, latency_ms)
 
-        answer, usage = self._db.pipelined(finish)
+        def finish(uow: UnitOfWork) -> ThreadCompletion:
+            self._settle(uow, plan, result, usage)
+            return self._finish_thread(uow, plan, result.text, usage, result.finish_reason)
+
+        # The record is one statement, which PostgreSQL commits on its own; with a settlement or a cache entry
+        # to store beside it, they go out pipelined in one transaction. Either way: one round trip, one commit.
+        answer = (self._db.pipelined if self._settles(plan, usage) else self._db.statement)(finish)
         # Every provider call is reported, even one whose answer lost to a racing twin's: its tokens were spent.
         self._publish(plan, usage, len(result.text))
         return answer
@@ -260,7 +264,8 @@ class CompletionService:
     def _finish_thread(
         self, uow: UnitOfWork, plan: Plan, text: str, usage: CompletionUsage, finish: str
     ) -> ThreadCompletion:
-        """Queue the turn's record (after whatever the caller queued) and COMMIT: one round trip, one commit."""
+        """Send the turn's record (queued after whatever the caller queued, in a pipelined unit of work) and commit:
+        one round trip, one commit."""
         assert plan.conversation_id is not None and plan.thread_id is not None
         fetch = CompletionsRepository(uow.conn).record(
             thread_id=plan.thread_id,
@@ -319,7 +324,9 @@ class CompletionService:
             return ChatCompletion(text=text, usage=usage)
         self._reserve(plan)
         result, latency_ms = self._call(plan)
-        usage = self._db.transact(lambda uow: self._settle(uow, plan, result, latency_ms))
+        usage = self._usage(plan, result, latency_ms)
+        if self._settles(plan, usage):
+            self._db.transact(lambda uow: self._settle(uow, plan, result, usage))
         self._publish(plan, usage, len(result.text))
         return ChatCompletion(text=result.text, usage=usage, finish_reason=result.finish_reason)
 
@@ -422,22 +429,9 @@ class CompletionService:
             raise
         return result, int((time.perf_counter() - started) * 1000)
 
-    def _settle(self, uow: UnitOfWork, plan: Plan, result: ProviderResult, latency_ms: int) -> CompletionUsage:
-        repo = CompletionsRepository(uow.conn)
+    def _usage(self, plan: Plan, result: ProviderResult, latency_ms: int) -> CompletionUsage:
+        """A provider call's usage, priced from the catalog."""
         cost = Prices.of(plan.model).cost(result.usage.input, result.usage.output, result.usage.cached)
-        if plan.reserved or (self._settings.monthly_spend_limit_usd is not None and cost):
-            repo.settle_spend(plan.user_id, plan.month, reserved=plan.reserved, spent=cost)
-        if plan.cache_key is not None:
-            repo.put_cache_entry(
-                model=plan.model.model_id,
-                prompt_hash=plan.cache_key,
-                prompt_summary=f"{len(plan.request.messages)} messages, {plan.query_size} characters",
-                response_text=result.text,
-                tokens_input=result.usage.input,
-                tokens_output=result.usage.output,
-                cost_estimate=cost,
-                ttl_s=self._settings.ai_cache_ttl_s,
-            )
         return CompletionUsage(
             tokens_input=result.usage.input,
             tokens_output=result.usage.output,
@@ -449,6 +443,30 @@ class CompletionService:
             model=plan.model.model_id,
             provider=plan.model.provider,
         )
+
+    def _settles(self, plan: Plan, usage: CompletionUsage) -> bool:
+        """Whether _settle writes anything for this call."""
+        return self._settles_spend(plan, usage) or plan.cache_key is not None
+
+    def _settles_spend(self, plan: Plan, usage: CompletionUsage) -> bool:
+        return bool(plan.reserved) or (self._settings.monthly_spend_limit_usd is not None and bool(usage.cost_usd))
+
+    def _settle(self, uow: UnitOfWork, plan: Plan, result: ProviderResult, usage: CompletionUsage) -> None:
+        """Queue the call's spend settlement and its cache entry, where it has them."""
+        repo = CompletionsRepository(uow.conn)
+        if self._settles_spend(plan, usage):
+            repo.settle_spend(plan.user_id, plan.month, reserved=plan.reserved, spent=usage.cost_usd)
+        if plan.cache_key is not None:
+            repo.put_cache_entry(
+                model=plan.model.model_id,
+                prompt_hash=plan.cache_key,
+                prompt_summary=f"{len(plan.request.messages)} messages, {plan.query_size} characters",
+                response_text=result.text,
+                tokens_input=result.usage.input,
+                tokens_output=result.usage.output,
+                cost_estimate=usage.cost_usd,
+                ttl_s=self._settings.ai_cache_ttl_s,
+            )
 
     def _publish(self, plan: Plan, usage: CompletionUsage, response_size: int) -> None:
         # A cache hit consumed no provider tokens: it reports zero tokens, zero cost and the cost avoided.
