@@ -35,7 +35,7 @@ def conninfo_factory(settings: Settings) -> ConninfoFactory:
         return lambda: {**base, "password": _iam_token(settings)}
     if settings.db_secret_arn:
         arn = settings.db_secret_arn
-        return lambda: {**base, **_secret_credentials(arn)}
+        return lambda: {**base, **secret_credentials(arn)}
     raise ValueError("DB_HOST needs DB_IAM_AUTH=true or DB_SECRET_ARN")
 
 
@@ -51,7 +51,8 @@ def _iam_token(settings: Settings) -> str:
     )
 
 
-def _secret_credentials(arn: str) -> dict[str, Any]:
+def secret_credentials(arn: str) -> dict[str, Any]:
+    """libpq parameters (user, password, and host, port, dbname where given) from an RDS secret's JSON."""
     from aws_lambda_powertools.utilities import parameters
 
     secret: dict[str, Any] = parameters.get_secret(arn, transform="json", max_age=300)

@@ -52,6 +52,19 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     return 1 if any(row.state in ("changed", "missing") for row in rows) else 0
 
 
+def cmd_db_grant_app_role(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from shared.app_role import grant_app_role
+
+    password = _read_password(args)
+    settings = get_settings()
+    with psycopg.connect(resolve_database_url(settings), autocommit=True) as conn:
+        created = grant_app_role(conn, args.role, password)
+    print(f"{'created' if created else 'granted'} role {args.role}: rows only, no schema changes")
+    return 0
+
+
 def _exit_once(*_: object) -> None:
     # A second SIGTERM (a supervisor repeating itself) must not interrupt the orderly exit of the first.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -178,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("migrate", help="apply pending migrations").set_defaults(func=cmd_db_migrate)
     db_sub.add_parser("status", help="list migrations and whether each is applied").set_defaults(func=cmd_db_status)
+    grant = db_sub.add_parser(
+        "grant-app-role", help="create (if missing) and grant a role that may read and write rows only"
+    )
+    grant.add_argument("--role", default="confab_app", help="the role's name (default confab_app)")
+    grant.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    grant.set_defaults(func=cmd_db_grant_app_role)
 
     users = sub.add_parser("users", help="operator tasks on accounts")
     users_sub = users.add_subparsers(dest="users_command", required=True)

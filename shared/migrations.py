@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
+HISTORY_EXISTS = "SELECT to_regclass('schema_migrations')"
 SELECT_APPLIED = "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
 INSERT_APPLIED = "INSERT INTO schema_migrations (version, name, checksum) VALUES (%(version)s, %(name)s, %(checksum)s)"
 CURRENT_VERSION = "SELECT max(version) FROM schema_migrations"
@@ -120,7 +121,10 @@ def migrate(conninfo: str | dict[str, Any], folder: Path) -> list[Migration]:
     with psycopg.connect(autocommit=True, prepare_threshold=None, **params) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         try:
-            conn.execute(CREATE_TABLE)
+            # Only when missing: creating needs the CREATE privilege, which a role that only reads and writes
+            # rows (shared/app_role.py) lacks, and such a role may still check that nothing is pending.
+            if conn.execute(HISTORY_EXISTS).fetchone() == (None,):
+                conn.execute(CREATE_TABLE)
             return _apply_pending(conn, migrations)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     db_user: str = Field("confab", alias="DB_USER")
     db_secret_arn: str | None = Field(None, alias="DB_SECRET_ARN")
     db_iam_auth: bool = Field(False, alias="DB_IAM_AUTH")
+    # The migration trigger only: the secret of the role the functions connect as (shared/app_role.py).
+    app_db_secret_arn: str | None = Field(None, alias="APP_DB_SECRET_ARN")
     db_connect_timeout_s: int = Field(5, alias="DB_CONNECT_TIMEOUT", ge=1, le=60)
     db_sslmode: str = Field("prefer", alias="DB_SSLMODE")
     local_data_dir: Path = Field(PROJECT_ROOT / ".pgdata", alias="CONFAB_DATA_DIR")

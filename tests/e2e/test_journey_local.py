@@ -1,16 +1,24 @@
 """One user's journey over real HTTP against `confab serve`: account, assistant chat, a completion, its usage,
-an anonymous chat, and the end of the session."""
+an anonymous chat, and the end of the session. Run twice: connected as the schema owner (the local default) and
+as the application role the AWS functions use (shared/app_role.py), which may touch rows only."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
-from tests.e2e.test_local_server import _request
-from tests.e2e.test_local_server import server as server  # the fixture, re-exported
+from shared.app_role import grant_app_role
+from tests.conftest import LOCAL_ENV
+from tests.e2e.test_local_server import _free_port, _request, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -19,6 +27,26 @@ def _call(server: str, method: str, path: str, token: str | None = None, body: A
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     status, _, raw = _request(f"{server}{path}", method=method, body=body, headers=headers)
     return status, json.loads(raw) if raw else None
+
+
+@pytest.fixture(params=["schema owner", "application role"])
+def server(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -> Iterator[str]:
+    role = f"confab_app_{uuid.uuid4().hex[:8]}" if request.param == "application role" else None
+    url = database_url
+    if role is not None:
+        with psycopg.connect(database_url, autocommit=True) as owner:
+            grant_app_role(owner, role, "journey-password")
+        url = psycopg.conninfo.make_conninfo(database_url, user=role, password="journey-password")
+    port = _free_port()
+    env = {**os.environ, **LOCAL_ENV, "DATABASE_URL": url, "CONFAB_FILES_DIR": str(tmp_path / "files")}
+    proc = start_server(env, port, tmp_path / "server.log")
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+    if role is not None:
+        with psycopg.connect(database_url, autocommit=True) as owner:
+            owner.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            owner.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_signup_to_logout_through_a_completion_and_an_anonymous_chat_when_served_locally(server):
