@@ -19,7 +19,8 @@ ARCHITECTURE = lambda_.Architecture.ARM_64
 SERVICE_NAME = "confab"
 METRICS_NAMESPACE = "Confab"
 DB_NAME = "confab"
-DB_USER = "confab"  # the master user; RDS Proxy IAM auth connects as it too
+DB_USER = "confab"  # the master user: owns the schema; only the migration trigger connects as it
+APP_DB_USER = "confab_app"  # what every other function connects as: rows only (shared/app_role.py)
 
 # The aggregator's timeout sets the usage queue's visibility timeout (AWS asks for at least 6x).
 AGGREGATOR_TIMEOUT = Duration.seconds(30)

@@ -1,4 +1,9 @@
-"""PostgreSQL 16 on RDS, its secret, rotation, and RDS Proxy (IAM authentication, TLS required)."""
+"""PostgreSQL 16 on RDS, its two roles' secrets and their rotation, and RDS Proxy (IAM authentication, TLS).
+
+The master user owns the schema; only the migration trigger connects as it. Every other function connects as
+the application role (APP_DB_USER), which may read and write rows and nothing else: the migration trigger
+creates it from its secret (shared/app_role.py), and the proxy knows only that secret.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infra.config import DB_NAME, DB_USER, StageConfig
+from infra.config import APP_DB_USER, DB_NAME, DB_USER, StageConfig
 from infra.network import Network
 
 # A concrete minor (a bare "16" is refused for new instances); minor upgrades then apply automatically.
@@ -74,13 +79,33 @@ class Database(Construct):
             security_group=network.migrate_sg,
         )
 
+        # The application role's secret, with the instance's host and port (what rotation needs). Rotation is
+        # single-user (the role changes its own password) and waits for its schedule: the role exists only
+        # once the migration trigger has run, after this stack.
+        self.app_secret = rds.DatabaseSecret(self, "AppSecret", username=APP_DB_USER, dbname=DB_NAME).attach(
+            self.instance
+        )
+        self.app_secret_rotation = secretsmanager.SecretRotation(
+            self,
+            "AppSecretRotation",
+            application=secretsmanager.SecretRotationApplication.POSTGRES_ROTATION_SINGLE_USER,
+            secret=self.app_secret,
+            target=self.instance,
+            vpc=network.vpc,
+            vpc_subnets=network.app_subnets,
+            endpoint=network.endpoints["SecretsManager"],
+            security_group=network.migrate_sg,
+            automatically_after=Duration.days(30),
+            rotate_immediately_on_update=False,
+        )
+
         self.proxy: rds.DatabaseProxy | None = None
         if config.use_proxy:
             self.proxy = rds.DatabaseProxy(
                 self,
                 "Proxy",
                 proxy_target=rds.ProxyTarget.from_instance(self.instance),
-                secrets=[self.secret],
+                secrets=[self.app_secret],
                 vpc=network.vpc,
                 vpc_subnets=network.app_subnets,
                 security_groups=[network.proxy_sg],

@@ -12,7 +12,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.api import Api
-from infra.config import AGGREGATOR_TIMEOUT, DB_NAME, DB_USER, StageConfig
+from infra.config import AGGREGATOR_TIMEOUT, APP_DB_USER, DB_NAME, DB_USER, StageConfig
 from infra.database import PORT, Database
 from infra.functions import FunctionFactory
 from infra.migration import MIGRATE_TIMEOUT, MigrationTrigger
@@ -110,11 +110,15 @@ class StatelessStack(Stack):
             environment={
                 # Straight to the instance with the master secret: never through the proxy.
                 "DB_HOST": database.instance.db_instance_endpoint_address,
+                "DB_USER": DB_USER,
                 "DB_SECRET_ARN": database.secret.secret_arn,
                 "DB_IAM_AUTH": "false",
+                # The role every other function connects as: created and granted after the migrations.
+                "APP_DB_SECRET_ARN": database.app_secret.secret_arn,
             },
         )
         database.secret.grant_read(self.migrate)
+        database.app_secret.grant_read(self.migrate)
         self.migration = MigrationTrigger(
             self,
             "Migration",
@@ -147,21 +151,21 @@ class StatelessStack(Stack):
             "DB_HOST": database.endpoint_for_functions,
             "DB_PORT": str(PORT),
             "DB_NAME": DB_NAME,
-            "DB_USER": DB_USER,
+            "DB_USER": APP_DB_USER,
             "DB_SSLMODE": "require",
         }
         if database.proxy is not None:
             env["DB_IAM_AUTH"] = "true"
         else:
-            env["DB_SECRET_ARN"] = database.secret.secret_arn
+            env["DB_SECRET_ARN"] = database.app_secret.secret_arn
         return env
 
     def _grant_database(self, function: lambda_.Function, stateful: StatefulStack) -> None:
         database = stateful.database
         if database.proxy is not None:
-            database.proxy.grant_connect(function, DB_USER)
+            database.proxy.grant_connect(function, APP_DB_USER)
         else:
-            database.secret.grant_read(function)
+            database.app_secret.grant_read(function)
 
     def _grant_needs(self, function: lambda_.Function, needs: frozenset[str], stateful: StatefulStack) -> None:
         """The database, plus exactly what the route table says the group needs."""

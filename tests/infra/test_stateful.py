@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from infra.config import AGGREGATOR_TIMEOUT, MAX_RECEIVE_COUNT
 from tests.infra.conftest import Synth
 
@@ -88,14 +90,26 @@ def test_dev_has_no_proxy_when_the_stage_skips_it(dev: Synth):
     assert dev.resources("AWS::RDS::DBProxy") == {}
 
 
-def test_database_and_jwt_secrets_exist_and_the_database_secret_rotates_when_synthesized(dev: Synth):
+def test_master_app_and_jwt_secrets_exist_and_both_database_secrets_rotate_when_synthesized(dev: Synth):
     secrets = dev.resources("AWS::SecretsManager::Secret", dev.stateful)
-    assert len(secrets) == 2
+    assert len(secrets) == 3
     generated = [s["Properties"]["GenerateSecretString"] for s in secrets.values()]
-    assert any(g.get("SecretStringTemplate") == '{"username":"confab"}' for g in generated)
+    templates = [json.loads(g["SecretStringTemplate"]) for g in generated if "SecretStringTemplate" in g]
+    assert {"username": "confab"} in templates
+    assert {"username": "confab_app", "dbname": "confab"} in templates
     assert any(g.get("PasswordLength") == 64 for g in generated)
-    (rotation,) = dev.resources("AWS::SecretsManager::RotationSchedule").values()
-    assert rotation["Properties"]["RotationRules"]["ScheduleExpression"] == "rate(30 days)"
+    rotations = dev.resources("AWS::SecretsManager::RotationSchedule").values()
+    assert len(rotations) == 2
+    assert {r["Properties"]["RotationRules"]["ScheduleExpression"] for r in rotations} == {"rate(30 days)"}
+    # The application role exists only after the migration trigger (next stack): no rotation on creation.
+    assert any(r["Properties"].get("RotateImmediatelyOnUpdate") is False for r in rotations)
+
+
+def test_proxy_knows_only_the_application_role_secret_when_the_stage_uses_it(prod: Synth):
+    (proxy,) = prod.resources("AWS::RDS::DBProxy").values()
+    (auth,) = proxy["Properties"]["Auth"]
+    attachment = json.dumps(auth["SecretArn"])
+    assert "AppSecret" in attachment
 
 
 def test_files_bucket_is_private_encrypted_tls_only_with_upload_cors_when_synthesized(dev: Synth):

@@ -73,7 +73,33 @@ def test_route_functions_reach_the_proxy_with_iam_and_the_trigger_reaches_the_in
     assert "rds-db:connect" not in _actions(prod, routes.MIGRATE_MODULE)
 
 
-def test_route_functions_read_the_database_secret_when_dev_has_no_proxy(dev: Synth):
+def test_functions_connect_as_the_application_role_and_only_the_trigger_as_the_master_when_synthesized(
+    dev: Synth, prod: Synth
+):
+    for synth in (dev, prod):
+        functions = _functions(synth)
+        for module, function in functions.items():
+            env = function["Properties"]["Environment"]["Variables"]
+            if "DB_USER" not in env:
+                continue
+            secret = json.dumps(env.get("DB_SECRET_ARN", ""))
+            if module == routes.MIGRATE_MODULE:
+                assert env["DB_USER"] == "confab" and "AppSecret" not in secret, module
+                assert "AppSecret" in json.dumps(env["APP_DB_SECRET_ARN"])
+            else:
+                assert env["DB_USER"] == "confab_app" and "APP_DB_SECRET_ARN" not in env, module
+                assert "DB_SECRET_ARN" not in env or "AppSecret" in secret, module
+    # Through the proxy, IAM authentication as the application role's user only.
+    connect = [
+        statement
+        for policy in prod.resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Action"] == "rds-db:connect"
+    ]
+    assert connect and all("/confab_app" in json.dumps(s["Resource"]) for s in connect)
+
+
+def test_route_functions_read_the_app_role_secret_when_dev_has_no_proxy(dev: Synth):
     env = _functions(dev)["functions.health"]["Properties"]["Environment"]["Variables"]
     assert "DB_SECRET_ARN" in env and "DB_IAM_AUTH" not in env
     assert "secretsmanager:GetSecretValue" in _actions(dev, "functions.health")
