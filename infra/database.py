@@ -2,7 +2,7 @@
 
 The master user owns the schema; only the migration trigger connects as it. Every other function connects as
 the application role (APP_DB_USER), which may read and write rows and nothing else: the migration trigger
-creates it from its secret (shared/app_role.py), and the proxy knows only that secret.
+creates it from its secret (shared/app_role.py), and IAM lets functions reach the proxy as that user only.
 """
 
 from __future__ import annotations
@@ -105,7 +105,10 @@ class Database(Construct):
                 self,
                 "Proxy",
                 proxy_target=rds.ProxyTarget.from_instance(self.instance),
-                secrets=[self.app_secret],
+                # Functions may connect only as the application role (their IAM policies name that user). The
+                # master's secret stays too: a stack deployed before the application role existed keeps serving
+                # as the master until the migration trigger has made the role and the functions are updated.
+                secrets=[self.app_secret, self.secret],
                 vpc=network.vpc,
                 vpc_subnets=network.app_subnets,
                 security_groups=[network.proxy_sg],
