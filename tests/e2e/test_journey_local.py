@@ -5,7 +5,6 @@ as the application role the AWS functions use (shared/app_role.py), which may to
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,8 +16,7 @@ import pytest
 from psycopg import sql
 
 from shared.app_role import grant_app_role
-from tests.conftest import LOCAL_ENV
-from tests.e2e.test_local_server import _free_port, _request, start_server
+from tests.e2e.test_local_server import _request, served
 
 pytestmark = pytest.mark.e2e
 
@@ -37,12 +35,8 @@ def server(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) ->
         with psycopg.connect(database_url, autocommit=True) as owner:
             grant_app_role(owner, role, "journey-password")
         url = psycopg.conninfo.make_conninfo(database_url, user=role, password="journey-password")
-    port = _free_port()
-    env = {**os.environ, **LOCAL_ENV, "DATABASE_URL": url, "CONFAB_FILES_DIR": str(tmp_path / "files")}
-    proc = start_server(env, port, tmp_path / "server.log")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    with served(url, tmp_path) as base_url:
+        yield base_url
     if role is not None:
         with psycopg.connect(database_url, autocommit=True) as owner:
             owner.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))

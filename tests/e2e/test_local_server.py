@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +61,23 @@ def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[
     raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
 
 
-@pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def served(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """`confab serve` on `database_url` and a free loopback port; its base URL while the block runs."""
     port = _free_port()
     env = {**os.environ, **LOCAL_ENV, "DATABASE_URL": database_url, "CONFAB_FILES_DIR": str(tmp_path / "files")}
     proc = start_server(env, port, tmp_path / "server.log")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[str]:
+    with served(database_url, tmp_path) as url:
+        yield url
 
 
 def test_health_answers_200_json_with_database_ok_when_served_locally(server):
