@@ -117,6 +117,7 @@ def main() -> None:
                     "content": f"direct send {next(counter)}",
                     "file_ids": [],
                     "idempotency_key": uuid.uuid4().hex,
+                    "message_limit": 1000,
                 }
                 auto.execute(SEND, params).fetchone()
 

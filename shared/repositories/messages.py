@@ -68,6 +68,9 @@ ins AS (
            %(idempotency_key)s, jsonb_build_object('sent', now())
     FROM conv
     WHERE (SELECT count(*) FROM files) = cardinality(%(file_ids)s::uuid[])
+      -- An anonymous conversation holds a bounded number of messages (counting stops at the bound).
+      AND (NOT %(anonymous)s OR (SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.conversation_id = conv.id
+                                                       LIMIT %(message_limit)s) held) < %(message_limit)s)
     ON CONFLICT DO NOTHING
     RETURNING id, conversation_id, thread_id, sender_id, sender_kind, content, attachments, status,
     status_timestamps, model_id, idempotency_key, created_at, edited_at
@@ -91,6 +94,10 @@ SELECT false AS created, {MESSAGE_JSON}::text AS message FROM messages
 WHERE conversation_id = %(conversation_id)s AND sender_id IS NOT DISTINCT FROM %(user_id)s::uuid
   AND idempotency_key = %(idempotency_key)s
 """  # noqa: S608 (fixed column list)
+
+HOLDS_AT_LEAST = """
+SELECT count(*) >= %(n)s FROM (SELECT 1 FROM messages WHERE conversation_id = %(id)s LIMIT %(n)s) held
+"""
 
 THREAD_OF_CONVERSATION = "SELECT 1 FROM conversation_threads WHERE id = %(thread_id)s AND conversation_id = %(id)s"
 
@@ -302,6 +309,11 @@ class MessagesRepository:
     def _sent(self, statement: str, params: dict[str, Any]) -> SentRow | None:
         row = self.conn.execute(statement, params).fetchone()
         return None if row is None else SentRow(created=bool(row[0]), message_json=str(row[1]))
+
+    def holds_at_least(self, conversation_id: UUID, n: int) -> bool:
+        """Whether the conversation has n messages or more (reads at most n index entries)."""
+        row = self.conn.execute(HOLDS_AT_LEAST, {"id": conversation_id, "n": n}).fetchone()
+        return bool(row and row[0])
 
     def thread_in_conversation(self, thread_id: UUID, conversation_id: UUID) -> bool:
         return (

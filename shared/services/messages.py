@@ -82,6 +82,7 @@ def send_message(
         "content": body.content,
         "file_ids": file_ids,
         "idempotency_key": body.idempotency_key,
+        "message_limit": settings.anonymous_message_limit,
     }
 
     def work(uow: UnitOfWork) -> tuple[str, bool]:
@@ -109,6 +110,9 @@ def _explain_unsent(uow: UnitOfWork, repo: MessagesRepository, principal: Princi
             return found
     if params["file_ids"]:
         raise _invalid("attachments", "Attachments must be files you own.")
+    limit = params["message_limit"]
+    if params["anonymous"] and repo.holds_at_least(conversation_id, limit):
+        raise ConflictError(f"This anonymous conversation is full: it holds at most {limit} messages.", limit=limit)
     raise ConflictError("The message could not be stored; retry.")
 
 

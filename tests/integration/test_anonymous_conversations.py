@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from shared.auth.anonymous import parse_anonymous_token, verify_anonymous_token
 from tests.conversations_helpers import anonymous_principal, call, jwt_principal, make_user
 
@@ -61,3 +63,32 @@ def test_creation_is_429_with_retry_after_when_one_address_makes_too_many(app_co
 def test_creation_needs_no_body_when_posted_empty(app_container):
     reply = call("POST", "/v1/anonymous/conversations", None, raw_body=b"{}")
     assert reply.status == 201
+
+
+@pytest.fixture
+def three_messages_each(app_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anonymous conversations hold three messages (set before app_container reads the settings)."""
+    monkeypatch.setenv("ANONYMOUS_MESSAGE_LIMIT", "3")
+
+
+def test_anonymous_send_is_409_once_the_conversation_holds_its_limit_and_a_retry_still_answers(
+    three_messages_each, app_container, db
+):
+    room = _create().body["conversation"]["id"]
+    anon = anonymous_principal(uuid.UUID(room))
+    for n in range(3):
+        body = {"content": f"m{n}", "idempotency_key": f"k{n}"}
+        assert call("POST", f"/v1/conversations/{room}/messages", anon, body=body).status == 201
+
+    full = call("POST", f"/v1/conversations/{room}/messages", anon, body={"content": "one more"})
+
+    assert full.status == 409 and full.body["limit"] == 3 and "full" in full.body["detail"]
+    assert full.headers["Content-Type"] == "application/problem+json"
+    assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (room,)).fetchone() == (3,)
+    # A retried send of a stored message still finds it; other conversations and members are not limited.
+    retry = call("POST", f"/v1/conversations/{room}/messages", anon, body={"content": "m0", "idempotency_key": "k0"})
+    assert retry.status == 200 and retry.body["content"] == "m0"
+    alice = jwt_principal(make_user(db, "alice"))
+    group = call("POST", "/v1/conversations", alice, body={"kind": "group", "title": "g"}).body["id"]
+    for n in range(4):
+        assert call("POST", f"/v1/conversations/{group}/messages", alice, body={"content": f"g{n}"}).status == 201
