@@ -44,6 +44,8 @@ class StageConfig:
     aggregator_max_concurrency: int
     throttle_rate: int
     throttle_burst: int
+    waf: bool  # a web ACL in front of the API (infra/waf.py): about $10 a month, so prod only by default
+    waf_rate_limit: int  # requests per client address per five minutes before WAF answers 429
     authorizer_cache_ttl_s: int
     cors_origins: tuple[str, ...]
     alarm_email: str | None
@@ -74,6 +76,8 @@ DEFAULTS: dict[str, StageConfig] = {
         aggregator_max_concurrency=2,
         throttle_rate=50,
         throttle_burst=100,
+        waf=False,
+        waf_rate_limit=1000,
         authorizer_cache_ttl_s=60,
         cors_origins=("http://localhost:3000", "http://localhost:5173"),
         alarm_email=None,
@@ -94,6 +98,8 @@ DEFAULTS: dict[str, StageConfig] = {
         aggregator_max_concurrency=5,
         throttle_rate=500,
         throttle_burst=1000,
+        waf=True,
+        waf_rate_limit=3000,
         authorizer_cache_ttl_s=60,
         cors_origins=("*",),  # bearer tokens, no cookies; narrow it with -c cors_origins=https://app.example.com
         alarm_email=None,
@@ -115,13 +121,15 @@ def from_context(get: Any) -> StageConfig:
         raise ValueError(f"unknown stage {stage!r}: use one of {sorted(DEFAULTS)}")
     config = DEFAULTS[stage]
     overrides: dict[str, Any] = {}
-    for key in ("nat", "use_proxy", "bundle", "multi_az"):
+    for key in ("nat", "use_proxy", "bundle", "multi_az", "waf"):
         if get(key) is not None:
             overrides[key] = _flag(get(key))
     if get("instance_type"):
         overrides["instance_type"] = ec2.InstanceType(str(get("instance_type")))
     if get("authorizer_cache_ttl") is not None:
         overrides["authorizer_cache_ttl_s"] = int(get("authorizer_cache_ttl"))
+    if get("waf_rate_limit") is not None:
+        overrides["waf_rate_limit"] = int(get("waf_rate_limit"))
     if get("endpoint_azs") is not None:
         overrides["endpoint_azs"] = int(get("endpoint_azs"))
     if get("cors_origins"):

@@ -87,12 +87,13 @@ def suppress(stateful: StatefulStack, stateless: StatelessStack) -> None:
         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
         "The account-level API Gateway logging role needs exactly this AWS managed policy.",
     )
-    acknowledge(
-        http.api,
-        "AwsSolutions-APIG3",
-        "WAF costs at least $5 a month per web ACL plus rules; stage throttling and the authorizer guard the API. "
-        "Attach a web ACL in front of prod when abuse shows up.",
-    )
+    if not config.waf:
+        acknowledge(
+            http.api,
+            "AwsSolutions-APIG3",
+            "The stage runs without the web ACL (-c waf=false; dev by default) to save its ~$10 a month: stage "
+            "throttling and the authorizer guard it. Prod has one (infra/waf.py).",
+        )
     acknowledge(
         http.api,
         "AwsSolutions-COG4",

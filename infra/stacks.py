@@ -22,6 +22,7 @@ from infra.network import Network
 from infra.queue import UsageQueue
 from infra.schedules import Schedules
 from infra.storage import FilesBucket, files_bucket_name
+from infra.waf import ApiFirewall
 from shared import routes
 
 # Bedrock model and inference-profile invocations; the AI group picks the model at run time.
@@ -132,6 +133,12 @@ class StatelessStack(Stack):
             config=config,
             authorizer_function=self.authorizer,
             group_functions=self.group_functions,
+        )
+        # Per-address rate limit and managed rules in front of the stage (infra/waf.py), where the stage has it.
+        self.firewall = (
+            ApiFirewall(self, "Firewall", config=config, stage_arn=self.api.api.deployment_stage.stage_arn)
+            if config.waf
+            else None
         )
         self.monitoring = Monitoring(
             self,

@@ -44,3 +44,9 @@ def test_code_asset_holds_handlers_shared_code_and_migrations_without_caches_whe
 def test_layer_requirements_are_the_project_runtime_dependencies_when_bundling():
     reqs = bundling.requirements()
     assert any(r.startswith("psycopg") for r in reqs) and not any(r.startswith("aws-cdk") for r in reqs)
+
+
+def test_waf_follows_the_stage_and_its_flags_when_given():
+    assert from_context({"stage": "prod"}.get).waf and not from_context({"stage": "dev"}.get).waf
+    config = from_context({"stage": "dev", "waf": "true", "waf_rate_limit": "500"}.get)
+    assert config.waf and config.waf_rate_limit == 500

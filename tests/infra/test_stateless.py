@@ -263,3 +263,28 @@ def test_alarms_cover_dead_letters_5xx_errors_throttles_and_pinning_when_prod(de
 def test_a_dashboard_exists_when_synthesized(dev: Synth):
     (dashboard,) = dev.resources("AWS::CloudWatch::Dashboard").values()
     assert dashboard["Properties"]["DashboardName"] == "confab-dev"
+
+
+def test_prod_puts_a_web_acl_with_a_per_address_rate_limit_in_front_of_the_api_stage_when_synthesized(prod: Synth):
+    (acl,) = prod.resources("AWS::WAFv2::WebACL").values()
+    props = acl["Properties"]
+    assert props["Scope"] == "REGIONAL" and "Allow" in props["DefaultAction"]
+    rules = {rule["Name"]: rule for rule in props["Rules"]}
+    rate = rules["PerAddressRate"]
+    assert rate["Statement"]["RateBasedStatement"]["AggregateKeyType"] == "IP"
+    assert rate["Statement"]["RateBasedStatement"]["Limit"] == DEFAULTS["prod"].waf_rate_limit
+    # Over the rate: 429 with the handlers' problem document.
+    response = rate["Action"]["Block"]["CustomResponse"]
+    body = json.loads(props["CustomResponseBodies"][response["CustomResponseBodyKey"]]["Content"])
+    assert response["ResponseCode"] == 429 and body["status"] == 429 and body["type"].endswith("/rate-limited")
+    assert {"AWSManagedRulesAmazonIpReputationList", "AWSManagedRulesKnownBadInputsRuleSet"} <= set(rules)
+    # Chat messages are arbitrary text: rules that read the body only count.
+    bad_inputs = rules["AWSManagedRulesKnownBadInputsRuleSet"]["Statement"]["ManagedRuleGroupStatement"]
+    counted = {o["Name"] for o in bad_inputs["RuleActionOverrides"] if "Count" in o["ActionToUse"]}
+    assert counted == {"Log4JRCE_BODY", "JavaDeserializationRCE_BODY"}
+    (association,) = prod.resources("AWS::WAFv2::WebACLAssociation").values()
+    assert "Stage" in json.dumps(association["Properties"]["ResourceArn"])
+
+
+def test_dev_has_no_web_acl_when_the_stage_skips_it(dev: Synth):
+    assert dev.resources("AWS::WAFv2::WebACL") == {}
