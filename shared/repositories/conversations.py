@@ -42,7 +42,7 @@ CONVERSATION_VIEW = (
        coalesce(unread.n, 0) AS unread_count,
        CASE WHEN last.id IS NULL THEN NULL ELSE jsonb_build_object(
            'id', last.id, 'sender_id', last.sender_id, 'sender_kind', last.sender_kind,
-           'content', left(last.content, 200), 'created_at', last.created_at) END AS last_message
+           'content', left(last.content, 200), 'created_at', confab_json_time(last.created_at)) END AS last_message
 FROM conversations c
 LEFT JOIN participants p ON p.conversation_id = c.id AND p.user_id = %(user_id)s
 LEFT JOIN LATERAL (

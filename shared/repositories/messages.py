@@ -21,10 +21,18 @@ _MESSAGE_FIELDS = (
 )  # fmt: skip
 
 
+_TIME_FIELDS = ("created_at", "edited_at")
+
+
 def _json_of(alias: str = "") -> str:
     """A message as the API shows it, rendered by PostgreSQL: sends and pages answer with this text as it comes,
-    so their rows never become Python objects (and both render timestamps alike). Fixed names only."""
-    return "json_build_object(" + ", ".join(f"'{name}', {alias}{name}" for name in _MESSAGE_FIELDS) + ")"
+    so their rows never become Python objects. Timestamps as pydantic writes them everywhere else
+    (confab_json_time, migration 0304). Fixed names only."""
+
+    def value(name: str) -> str:
+        return f"confab_json_time({alias}{name})" if name in _TIME_FIELDS else f"{alias}{name}"
+
+    return "json_build_object(" + ", ".join(f"'{name}', {value(name)}" for name in _MESSAGE_FIELDS) + ")"
 
 
 MESSAGE_JSON = _json_of()
@@ -65,7 +73,7 @@ ins AS (
                                                          'content_type', f.content_type, 'size', f.size)
                                       ORDER BY array_position(%(file_ids)s::uuid[], f.id)), '[]'::jsonb)
             FROM files f),
-           %(idempotency_key)s, jsonb_build_object('sent', now())
+           %(idempotency_key)s, jsonb_build_object('sent', confab_json_time(now()))
     FROM conv
     WHERE (SELECT count(*) FROM files) = cardinality(%(file_ids)s::uuid[])
       -- An anonymous conversation holds a bounded number of messages (counting stops at the bound).
@@ -185,8 +193,8 @@ WITH target AS (SELECT id FROM messages WHERE id = %(message_id)s AND conversati
 moved AS (
     UPDATE messages m
     SET status = 'read',
-        status_timestamps = jsonb_build_object('delivered', now()) || m.status_timestamps
-                            || jsonb_build_object('read', now())
+        status_timestamps = jsonb_build_object('delivered', confab_json_time(now())) || m.status_timestamps
+                            || jsonb_build_object('read', confab_json_time(now()))
     FROM target
     WHERE m.conversation_id = %(conversation_id)s AND m.id <= target.id AND m.status <> 'read'
       AND m.sender_id IS DISTINCT FROM %(user_id)s
@@ -209,7 +217,8 @@ MARK_DELIVERED = """
 WITH target AS (SELECT id FROM messages WHERE id = %(message_id)s AND conversation_id = %(conversation_id)s),
 moved AS (
     UPDATE messages m
-    SET status = 'delivered', status_timestamps = m.status_timestamps || jsonb_build_object('delivered', now())
+    SET status = 'delivered',
+        status_timestamps = m.status_timestamps || jsonb_build_object('delivered', confab_json_time(now()))
     FROM target
     WHERE m.conversation_id = %(conversation_id)s AND m.id <= target.id AND m.status = 'sent'
       AND m.sender_id IS DISTINCT FROM %(user_id)s

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conversations_helpers import call, jwt_principal, make_user
@@ -192,3 +194,22 @@ def test_search_finds_only_the_callers_conversations(room):
     assert [m["content"] for m in found] == ["the quick brown fox"]
     assert len(call("GET", "/v1/search/messages", room["carol"], query={"q": "fox"}).body["items"]) == 1
     assert call("GET", "/v1/search/messages", room["bob"], query={"q": "  "}).status == 422
+
+
+def test_a_message_reads_the_same_timestamps_from_send_page_edit_and_the_conversation_preview(room, db):
+    sent = _send(room, "alice", "when?").body
+    # A whole second too: the fraction is left out then, as pydantic writes it.
+    db.execute("UPDATE messages SET created_at = '2026-05-01T10:00:00Z' WHERE id = %s", (sent["id"],))
+    other = _send(room, "alice", "and now?").body
+    forward = {"direction": "forward"}
+    page = call("GET", f"/v1/conversations/{room['id']}/messages", room["alice"], query=forward).body["items"]
+    edited = call("PATCH", f"/v1/messages/{other['id']}", room["alice"], body={"content": "edited"}).body
+    preview = call("GET", f"/v1/conversations/{room['id']}", room["alice"]).body["last_message"]
+
+    assert page[0]["created_at"] == "2026-05-01T10:00:00Z"
+    assert page[1]["created_at"] == other["created_at"] == edited["created_at"] == preview["created_at"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", other["created_at"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", other["status_timestamps"]["sent"])
+    assert edited["edited_at"].endswith("Z")
+    again = call("GET", f"/v1/conversations/{room['id']}/messages", room["alice"], query=forward).body["items"]
+    assert again[1]["edited_at"] == edited["edited_at"]
