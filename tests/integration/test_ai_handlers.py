@@ -56,6 +56,12 @@ def test_completion_answers_the_ai_message_with_usage_when_a_participant_asks(ai
     assert body["message"]["sender_kind"] == "ai" and "Hello there" in body["message"]["content"]
     assert body["usage"]["cache_hit"] is False and float(body["usage"]["cost_usd"]) > 0
     assert len(ai_app.events) == 1 and ai_app.events[0].message_id == body["message"]["id"]
+    # Both stored messages start with their "sent" time, as a sent message does.
+    times = db.execute(
+        "SELECT status_timestamps->>'sent' FROM messages WHERE id IN (%s, %s)",
+        (body["user_message_id"], body["message"]["id"]),
+    ).fetchall()
+    assert len(times) == 2 and all(t[0] and t[0].endswith("Z") for t in times)
 
 
 def test_completion_is_the_same_404_as_a_random_id_when_the_caller_is_not_a_participant(ai_app, db):
