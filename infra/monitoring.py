@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
@@ -16,6 +16,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.waf import RULE_NAMES as WAF_RULES
 
 PERIOD = Duration.minutes(5)
 
@@ -33,6 +34,7 @@ class Monitoring(Construct):
         dead_letters: sqs.IQueue,
         instance: rds.IDatabaseInstance,
         proxy: rds.DatabaseProxy | None,
+        web_acl_name: str | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.topic = sns.Topic(self, "Alarms", display_name=f"Confab {config.stage} alarms", enforce_ssl=True)
@@ -116,3 +118,22 @@ class Monitoring(Construct):
                 right=[instance.metric_database_connections(period=PERIOD)] + ([pinned] if pinned is not None else []),
             ),
         )
+        if web_acl_name is not None:
+            # What the web ACL refused, per rule (infra/waf.py): a rising per-address line is one client or
+            # attacker over the rate; no alarm, since bots make it routine.
+            def blocked(rule: str) -> cloudwatch.Metric:
+                return cloudwatch.Metric(
+                    namespace="AWS/WAFV2",
+                    metric_name="BlockedRequests",
+                    dimensions_map={"WebACL": web_acl_name, "Region": Stack.of(self).region, "Rule": rule},
+                    period=PERIOD,
+                    statistic="Sum",
+                    label=rule,
+                )
+
+            self.dashboard.add_widgets(
+                cloudwatch.GraphWidget(
+                    title="WAF blocked requests",
+                    left=[blocked(rule) for rule in ("ALL", *WAF_RULES)],
+                )
+            )

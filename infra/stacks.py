@@ -150,6 +150,7 @@ class StatelessStack(Stack):
             dead_letters=stateful.usage.dead_letters,
             instance=database.instance,
             proxy=database.proxy,
+            web_acl_name=self.firewall.web_acl.name if self.firewall is not None else None,
         )
 
     def _database_environment(self, stateful: StatefulStack) -> dict[str, str]:

@@ -24,6 +24,11 @@ from constructs import Construct
 from infra.config import StageConfig
 from shared.errors import RateLimitedError, problem_body, spec_for
 
+RATE_RULE = "PerAddressRate"
+REPUTATION_RULE = "AWSManagedRulesAmazonIpReputationList"
+BAD_INPUTS_RULE = "AWSManagedRulesKnownBadInputsRuleSet"
+RULE_NAMES = (RATE_RULE, REPUTATION_RULE, BAD_INPUTS_RULE)
+
 # Rules of the known-bad-inputs group that look at the body: counted, never blocking (see above).
 BODY_RULES = ("Log4JRCE_BODY", "JavaDeserializationRCE_BODY")
 
@@ -64,7 +69,7 @@ class ApiFirewall(Construct):
             spec.status, spec.slug, spec.title, "Too many requests from this address; retry in a few minutes."
         )
         per_address = wafv2.CfnWebACL.RuleProperty(
-            name="PerAddressRate",
+            name=RATE_RULE,
             priority=0,
             action=wafv2.CfnWebACL.RuleActionProperty(
                 block=wafv2.CfnWebACL.BlockActionProperty(
@@ -78,7 +83,7 @@ class ApiFirewall(Construct):
                     limit=config.waf_rate_limit, aggregate_key_type="IP", evaluation_window_sec=300
                 )
             ),
-            visibility_config=_visibility("PerAddressRate"),
+            visibility_config=_visibility(RATE_RULE),
         )
         self.web_acl = wafv2.CfnWebACL(
             self,
@@ -94,8 +99,8 @@ class ApiFirewall(Construct):
             visibility_config=_visibility(f"confab-{config.stage}-api"),
             rules=[
                 per_address,
-                _managed("AWSManagedRulesAmazonIpReputationList", 1),
-                _managed("AWSManagedRulesKnownBadInputsRuleSet", 2, counted=BODY_RULES),
+                _managed(REPUTATION_RULE, 1),
+                _managed(BAD_INPUTS_RULE, 2, counted=BODY_RULES),
             ],
         )
         self.association = wafv2.CfnWebACLAssociation(

@@ -288,3 +288,12 @@ def test_prod_puts_a_web_acl_with_a_per_address_rate_limit_in_front_of_the_api_s
 
 def test_dev_has_no_web_acl_when_the_stage_skips_it(dev: Synth):
     assert dev.resources("AWS::WAFv2::WebACL") == {}
+
+
+def test_the_dashboard_shows_what_the_web_acl_blocks_per_rule_when_the_stage_has_one(dev: Synth, prod: Synth):
+    (with_waf,) = prod.resources("AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(with_waf["Properties"]["DashboardBody"])
+    assert "WAF blocked requests" in body and "BlockedRequests" in body
+    assert all(rule in body for rule in ("PerAddressRate", "AWSManagedRulesAmazonIpReputationList"))
+    (without,) = dev.resources("AWS::CloudWatch::Dashboard").values()
+    assert "BlockedRequests" not in json.dumps(without["Properties"]["DashboardBody"])
