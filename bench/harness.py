@@ -88,7 +88,8 @@ def trace_counts(conn: psycopg.Connection[Any], action: Any, observer: psycopg.C
     (each switch from sending to receiving). Commits that wrote are counted on the server, from `observer` (an
     idle autocommit connection to the same database): each transaction that writes is assigned one transaction
     id, so the ids handed out while `action` runs are its writing transactions, each a durable commit. A
-    read-only statement also ends a transaction, but it writes nothing to the WAL and waits on no disk.
+    read-only statement also ends a transaction, but it writes nothing to the WAL and waits on no disk. Any
+    other transaction writing in that database meanwhile (an autovacuum ANALYZE) is counted too: an upper bound.
     """
 
     def next_xid() -> int:

@@ -304,9 +304,15 @@ def test_a_turn_makes_one_commit_that_writes_and_few_round_trips_when_the_provid
     _, thread = add_thread(db, user, model_id="local-echo")
     service.complete_in_thread(user, thread, content="warm the connection", temperature=temperature)
     with service._db.provider.connection() as conn, psycopg.connect(database_url, autocommit=True) as observer:
-        counted = trace_counts(
-            conn,
-            lambda: service.complete_in_thread(user, thread, content="count me", temperature=temperature),
-            observer,
-        )
+        # Commits are counted as transaction ids the server hands out meanwhile, in the whole database: an
+        # autovacuum ANALYZE of the rows just arranged takes one too. A turn gets three tries to be counted
+        # alone; one that really commits twice fails all three.
+        for _ in range(3):
+            counted = trace_counts(
+                conn,
+                lambda: service.complete_in_thread(user, thread, content="count me", temperature=temperature),
+                observer,
+            )
+            if counted == (trips, 1):
+                break
     assert counted == (trips, 1)
