@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from pydantic import BaseModel
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
-from functions._replies import json_body
 from shared.services.accounts import Client
 
 
@@ -14,11 +12,3 @@ def client_of(app: APIGatewayRestResolver) -> Client:
     event = app.current_event
     identity = event.request_context.identity
     return Client(address=identity.source_ip or None, user_agent=event.headers.get("user-agent") or identity.user_agent)
-
-
-def created(model: BaseModel) -> Response[str]:
-    return json_body(model, 201)
-
-
-def no_content() -> Response[str]:
-    return Response(status_code=204, content_type="application/json", body="")

@@ -22,6 +22,11 @@ def json_body(model: BaseModel, status: int) -> Response[str]:
     return Response(status_code=status, content_type="application/json", body=model.model_dump_json())
 
 
+def created_json(model: BaseModel) -> Response[str]:
+    """201 with the model serialized once (see json_body)."""
+    return json_body(model, 201)
+
+
 def created(model: M) -> Response[M]:
     return Response(status_code=201, content_type="application/json", body=model)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 
-from functions._client import client_of, created, no_content
+from functions._client import client_of
 from functions._http import lambda_entry, make_resolver
+from functions._replies import created_json, no_content
 from shared.bootstrap import container
 from shared.models.identity import LoginRequest, RefreshRequest, SignupRequest, TokenPair
 from shared.services import accounts
@@ -16,7 +17,7 @@ app = make_resolver()
 @app.post("/v1/auth/signup", summary="Create an account", tags=["auth"], responses={201: {"description": "Created"}})
 def signup(request: SignupRequest) -> Response[str]:
     built = container()
-    return created(accounts.signup(built.db, built.settings, request, client_of(app)))
+    return created_json(accounts.signup(built.db, built.settings, request, client_of(app)))
 
 
 @app.post("/v1/auth/login", summary="Sign in with email or username", tags=["auth"])
@@ -32,7 +33,7 @@ def refresh(request: RefreshRequest) -> TokenPair:
 
 
 @app.post("/v1/auth/logout", summary="Revoke a refresh token's family", tags=["auth"])
-def logout(request: RefreshRequest) -> Response[str]:
+def logout(request: RefreshRequest) -> Response[None]:
     accounts.logout(container().db, request.refresh_token, client_of(app))
     return no_content()
 

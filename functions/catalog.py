@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 
-from functions._client import created
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
+from functions._replies import created_json, no_content
 from shared.bootstrap import container
 from shared.models.ids import PathId
 from shared.pagination import Page
@@ -38,7 +38,7 @@ def get_models(cursor: Cursor = None, limit: Limit = None) -> Page[ModelOut]:
 @app.post("/v1/model-configurations", summary="Add a model configuration (admins)", tags=["catalog"])
 def post_model(body: ModelIn) -> Response[str]:
     c = container()
-    return created(catalog.create_model(c.db, principal_of(app), body, c.settings))
+    return created_json(catalog.create_model(c.db, principal_of(app), body, c.settings))
 
 
 @app.patch("/v1/model-configurations/<id>", summary="Change a model configuration (admins)", tags=["catalog"])
@@ -55,7 +55,7 @@ def get_resources(cursor: Cursor = None, limit: Limit = None) -> Page[ResourceOu
 @app.post("/v1/deployed-resources", summary="Record a deployed resource (admins)", tags=["catalog"])
 def post_resource(body: ResourceIn) -> Response[str]:
     c = container()
-    return created(catalog.create_resource(c.db, principal_of(app), body, c.settings))
+    return created_json(catalog.create_resource(c.db, principal_of(app), body, c.settings))
 
 
 @app.get("/v1/deployed-resources/<id>", summary="Get a deployed resource (admins)", tags=["catalog"])
@@ -70,9 +70,9 @@ def patch_resource(id: PathId, body: ResourcePatch) -> ResourceOut:
 
 
 @app.delete("/v1/deployed-resources/<id>", summary="Delete a deployed resource (admins)", tags=["catalog"])
-def delete_resource(id: PathId) -> Response[str]:
+def delete_resource(id: PathId) -> Response[None]:
     catalog.delete_resource(container().db, principal_of(app), id)
-    return Response(status_code=204, body="")
+    return no_content()
 
 
 @app.get("/v1/agent-templates", summary="List agent templates", tags=["templates"])
@@ -82,7 +82,7 @@ def get_templates(cursor: Cursor = None, limit: Limit = None) -> Page[TemplateOu
 
 @app.post("/v1/agent-templates", summary="Add an agent template (admins)", tags=["templates"])
 def post_template(body: TemplateIn) -> Response[str]:
-    return created(templates.create_template(container().db, principal_of(app), body))
+    return created_json(templates.create_template(container().db, principal_of(app), body))
 
 
 @app.patch("/v1/agent-templates/<id>", summary="Change an agent template (admins)", tags=["templates"])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 
-from functions._client import created, no_content
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
+from functions._replies import created_json, no_content
 from shared.bootstrap import container
 from shared.models.identity import License, LicenseCreate, SeatAssign
 from shared.models.ids import PathId
@@ -18,7 +18,7 @@ app = make_resolver()
 
 @app.post("/v1/licenses", summary="Create a licence (admins)", tags=["licenses"])
 def create_license(request: LicenseCreate) -> Response[str]:
-    return created(licenses.create_license(container().db, principal_of(app), request))
+    return created_json(licenses.create_license(container().db, principal_of(app), request))
 
 
 @app.get("/v1/licenses", summary="The caller's licences", tags=["licenses"])
@@ -28,11 +28,11 @@ def list_licenses(cursor: Cursor = None, limit: Limit = None) -> Page[License]:
 
 @app.post("/v1/licenses/<id>/seats", summary="Give a user a seat", tags=["licenses"])
 def assign_seat(id: PathId, request: SeatAssign) -> Response[str]:
-    return created(licenses.assign_seat(container().db, principal_of(app), id, request.user_id))
+    return created_json(licenses.assign_seat(container().db, principal_of(app), id, request.user_id))
 
 
 @app.delete("/v1/licenses/<id>/seats/<user_id>", summary="Take a user's seat back", tags=["licenses"])
-def remove_seat(id: PathId, user_id: PathId) -> Response[str]:
+def remove_seat(id: PathId, user_id: PathId) -> Response[None]:
     licenses.remove_seat(container().db, principal_of(app), id, user_id)
     return no_content()
 

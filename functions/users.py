@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 
-from functions._client import client_of, created, no_content
+from functions._client import client_of
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
+from functions._replies import created_json, no_content
 from shared.bootstrap import container
 from shared.models.identity import (
     ApiKey,
@@ -45,7 +46,7 @@ def change_password(request: PasswordChange) -> TokenPair:
 
 
 @app.post("/v1/users/me/logout-all", summary="End every session and token of the caller", tags=["users"])
-def logout_all() -> Response[str]:
+def logout_all() -> Response[None]:
     accounts.logout_everywhere(container().db, principal_of(app).require_user(), client_of(app))
     return no_content()
 
@@ -68,11 +69,11 @@ def list_api_keys(cursor: Cursor = None, limit: Limit = None) -> Page[ApiKey]:
 @app.post("/v1/users/me/api-keys", summary="Create an API key, shown once", tags=["users"])
 def create_api_key(request: ApiKeyCreate) -> Response[str]:
     user_id = principal_of(app).require_user()
-    return created(api_keys.create_api_key(container().db, user_id, request, client_of(app)))
+    return created_json(api_keys.create_api_key(container().db, user_id, request, client_of(app)))
 
 
 @app.delete("/v1/users/me/api-keys/<id>", summary="Revoke an API key", tags=["users"])
-def revoke_api_key(id: PathId) -> Response[str]:
+def revoke_api_key(id: PathId) -> Response[None]:
     api_keys.revoke_api_key(container().db, principal_of(app).require_user(), id, client_of(app))
     return no_content()
 
