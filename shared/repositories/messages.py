@@ -39,6 +39,12 @@ MESSAGE_JSON = _json_of()
 M_MESSAGE_JSON = _json_of("m.")
 
 
+# How many messages a conversation holds, counted up to %(message_limit)s at most (an index range that stops
+# there): the bound of an anonymous conversation, checked by the send and explained after a refused one.
+_HELD = """(SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.conversation_id = {conversation}
+                                LIMIT %(message_limit)s) held)"""
+
+
 # Whether the caller may see conversation `c`: an anonymous token reaches its own anonymous conversation
 # (the service has already checked that the token names it); anyone else must be a participant.
 CAN_SEE = """
@@ -76,9 +82,8 @@ ins AS (
            %(idempotency_key)s, jsonb_build_object('sent', confab_json_time(now()))
     FROM conv
     WHERE (SELECT count(*) FROM files) = cardinality(%(file_ids)s::uuid[])
-      -- An anonymous conversation holds a bounded number of messages (counting stops at the bound).
-      AND (NOT %(anonymous)s OR (SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.conversation_id = conv.id
-                                                       LIMIT %(message_limit)s) held) < %(message_limit)s)
+      -- An anonymous conversation holds a bounded number of messages.
+      AND (NOT %(anonymous)s OR {_HELD.format(conversation="conv.id")} < %(message_limit)s)
     ON CONFLICT DO NOTHING
     RETURNING id, conversation_id, thread_id, sender_id, sender_kind, content, attachments, status,
     status_timestamps, model_id, idempotency_key, created_at, edited_at
@@ -103,9 +108,7 @@ WHERE conversation_id = %(conversation_id)s AND sender_id IS NOT DISTINCT FROM %
   AND idempotency_key = %(idempotency_key)s
 """  # noqa: S608 (fixed column list)
 
-HOLDS_AT_LEAST = """
-SELECT count(*) >= %(n)s FROM (SELECT 1 FROM messages WHERE conversation_id = %(id)s LIMIT %(n)s) held
-"""
+IS_FULL = f"SELECT {_HELD.format(conversation='%(conversation_id)s')} >= %(message_limit)s"
 
 THREAD_OF_CONVERSATION = "SELECT 1 FROM conversation_threads WHERE id = %(thread_id)s AND conversation_id = %(id)s"
 
@@ -319,9 +322,10 @@ class MessagesRepository:
         row = self.conn.execute(statement, params).fetchone()
         return None if row is None else SentRow(created=bool(row[0]), message_json=str(row[1]))
 
-    def holds_at_least(self, conversation_id: UUID, n: int) -> bool:
-        """Whether the conversation has n messages or more (reads at most n index entries)."""
-        row = self.conn.execute(HOLDS_AT_LEAST, {"id": conversation_id, "n": n}).fetchone()
+    def is_full(self, conversation_id: UUID, message_limit: int) -> bool:
+        """Whether the conversation holds `message_limit` messages or more (the send's own bound)."""
+        params = {"conversation_id": conversation_id, "message_limit": message_limit}
+        row = self.conn.execute(IS_FULL, params).fetchone()
         return bool(row and row[0])
 
     def thread_in_conversation(self, thread_id: UUID, conversation_id: UUID) -> bool:

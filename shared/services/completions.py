@@ -264,8 +264,8 @@ class CompletionService:
     def _finish_thread(
         self, uow: UnitOfWork, plan: Plan, text: str, usage: CompletionUsage, finish: str
     ) -> ThreadCompletion:
-        """Send the turn's record (queued after whatever the caller queued, in a pipelined unit of work) and commit:
-        one round trip, one commit."""
+        """Send the turn's record (after whatever the caller queued, when the unit of work is pipelined) and
+        commit: one round trip, one commit."""
         assert plan.conversation_id is not None and plan.thread_id is not None
         fetch = CompletionsRepository(uow.conn).record(
             thread_id=plan.thread_id,

@@ -111,7 +111,7 @@ def _explain_unsent(uow: UnitOfWork, repo: MessagesRepository, principal: Princi
     if params["file_ids"]:
         raise _invalid("attachments", "Attachments must be files you own.")
     limit = params["message_limit"]
-    if params["anonymous"] and repo.holds_at_least(conversation_id, limit):
+    if params["anonymous"] and repo.is_full(conversation_id, limit):
         raise ConflictError(f"This anonymous conversation is full: it holds at most {limit} messages.", limit=limit)
     raise ConflictError("The message could not be stored; retry.")
 
