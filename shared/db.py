@@ -11,11 +11,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.pq import TransactionStatus
+from psycopg.abc import AdaptContext, Buffer
+from psycopg.adapt import Loader
+from psycopg.pq import Format, TransactionStatus
 
 from shared.errors import (
     ConflictError,
@@ -66,6 +69,29 @@ def _constraint(exc: psycopg.Error) -> str | None:
     return exc.diag.constraint_name if exc.diag else None
 
 
+class UtcTimestamptzLoader(Loader):
+    """timestamptz values in UTC whatever the session's TimeZone, so that every body writes them alike ("Z").
+
+    PostgreSQL sends them in the session's TimeZone: UTC on RDS, but an embedded server made on a laptop takes
+    the machine's zone (and a DATABASE_URL server may have any). SQL that depends on the zone names it
+    (`AT TIME ZONE 'UTC'`); this only makes the values Python sees uniform. It wraps psycopg's own loader (a C
+    type, which cannot be subclassed)."""
+
+    def __init__(self, oid: int, context: AdaptContext | None = None):
+        super().__init__(oid, context)
+        inner = psycopg.adapters.get_loader(oid, Format.TEXT)
+        assert inner is not None
+        self._inner = inner(oid, context)
+
+    def load(self, data: Buffer) -> datetime:
+        loaded: datetime = self._inner.load(data)
+        return loaded.astimezone(UTC)
+
+
+def use_utc_timestamps(conn: psycopg.Connection[Any]) -> None:
+    conn.adapters.register_loader("timestamptz", UtcTimestamptzLoader)
+
+
 class ConnectionProvider:
     """Hands out the container's one connection, opening or replacing it as needed."""
 
@@ -82,6 +108,7 @@ class ConnectionProvider:
         params.setdefault("application_name", self._application_name)
         started = time.perf_counter()
         conn = psycopg.connect(autocommit=False, prepare_threshold=None, **params)
+        use_utc_timestamps(conn)
         logger.debug("database connection opened", extra={"ms": round((time.perf_counter() - started) * 1000, 1)})
         return conn
 

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import psycopg
 import pytest
 
 from shared.bootstrap import build_container
+from shared.db import ConnectionProvider, Database
 from shared.errors import ConflictError, RetryableError, UnavailableError, UnprocessableError, problem_for
 from shared.settings import Settings
 
@@ -148,3 +151,21 @@ def test_text_with_a_nul_byte_is_a_422_when_stored(scratch, database):
         database.transact(lambda uow: uow.conn.execute("INSERT INTO scratch VALUES (1, %s)", ("a\x00b",)))
     assert problem_for(caught.value).status == 422
     assert "\x00" not in str(problem_for(caught.value).body)
+
+
+def test_timestamps_come_back_in_utc_when_the_session_time_zone_is_not_utc(database_url):
+    # An embedded server made on a laptop takes the machine's zone; bodies must still write "Z".
+    provider = ConnectionProvider(lambda: {"conninfo": database_url, "options": "-c TimeZone=Asia/Kolkata"})
+    database = Database(provider)
+    try:
+        zone, stamp, stamps = database.read(
+            lambda uow: uow.conn.execute(
+                "SELECT current_setting('TimeZone'), '2026-01-01 10:00:00.5+05:30'::timestamptz, "
+                "ARRAY['2026-06-01 00:00:00+00'::timestamptz]"
+            ).fetchone()
+        )
+    finally:
+        database.close()
+    assert zone == "Asia/Kolkata"
+    assert stamp == datetime(2026, 1, 1, 4, 30, 0, 500000, tzinfo=UTC) and stamp.utcoffset() == timedelta(0)
+    assert stamps[0].utcoffset() == timedelta(0)
