@@ -10,6 +10,7 @@ from shared.providers.base import (
     ProviderRequest,
     ProviderResult,
     TokenUsage,
+    alternating,
     estimate_tokens,
     provider_failed,
 )
@@ -59,7 +60,7 @@ class BedrockProvider:
 
         params: dict[str, Any] = {
             "modelId": request.model,
-            "messages": [{"role": m.role, "content": [{"text": m.content}]} for m in request.turns],
+            "messages": [{"role": m.role, "content": [{"text": m.content}]} for m in alternating(request.turns)],
             "inferenceConfig": {"maxTokens": request.max_tokens, "temperature": request.temperature},
         }
         if request.system:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -77,3 +78,30 @@ def provider_failed(provider: str, status: int, reason: str) -> ProviderError:
 def estimate_tokens(text: str) -> int:
     """A provider-free token estimate (about four characters a token) for budgets and fallbacks."""
     return (len(text) + 3) // 4
+
+
+# Tokens a chat format adds around each message (role markers, separators): a generous bound.
+MESSAGE_OVERHEAD_TOKENS = 8
+
+
+def most_tokens(messages: Sequence[ChatMessage]) -> int:
+    """An upper bound on the input tokens of `messages` for any tokenizer in use: byte-level BPE and
+    SentencePiece with byte fallback never make more tokens than the text has UTF-8 bytes (a CJK character is
+    three bytes, and about one token), plus each message's format tokens. What the spend limit reserves."""
+    return sum(len(m.content.encode()) + MESSAGE_OVERHEAD_TOKENS for m in messages)
+
+
+def alternating(turns: Sequence[ChatMessage]) -> tuple[ChatMessage, ...]:
+    """Turns as chat APIs accept them: from the first user turn on, consecutive turns of one role joined into
+    one. Bedrock's Converse refuses anything else, as do the chat templates of many open models (vLLM, TGI,
+    NIM): a thread can hold two user messages in a row (a turn whose provider call failed keeps its message)
+    and a history trimmed to the budget can start with an answer."""
+    merged: list[ChatMessage] = []
+    for turn in turns:
+        if not merged and turn.role != "user":
+            continue
+        if merged and merged[-1].role == turn.role:
+            merged[-1] = ChatMessage(turn.role, f"{merged[-1].content}\n\n{turn.content}")
+        else:
+            merged.append(turn)
+    return tuple(merged)

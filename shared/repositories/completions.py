@@ -31,14 +31,20 @@ SELECT * FROM confab_record_completion(%(thread_id)s, %(conversation_id)s, %(use
 """
 
 # The user's message alone, in a thread the sender takes part in (nothing when the key was used already):
-# what a turn keeps when the provider fails, so that nothing the user sent is lost.
+# what a turn keeps when the provider fails, so that nothing the user sent is lost. The conversation's row is
+# locked before the message gets its id, as a send does: ids in commit order within a conversation.
 INSERT_THREAD_MESSAGE = """
-WITH inserted AS (
-    INSERT INTO messages (conversation_id, thread_id, sender_id, sender_kind, content, idempotency_key)
-    SELECT t.conversation_id, t.id, %(sender_id)s, 'user', %(content)s, %(idempotency_key)s
+WITH locked AS (
+    SELECT c.id AS conversation_id, t.id AS thread_id
     FROM conversation_threads t
+    JOIN conversations c ON c.id = t.conversation_id
     JOIN participants p ON p.conversation_id = t.conversation_id AND p.user_id = %(sender_id)s
     WHERE t.id = %(thread_id)s
+    FOR NO KEY UPDATE OF c
+), inserted AS (
+    INSERT INTO messages (conversation_id, thread_id, sender_id, sender_kind, content, idempotency_key)
+    SELECT locked.conversation_id, locked.thread_id, %(sender_id)s, 'user', %(content)s, %(idempotency_key)s
+    FROM locked
     ON CONFLICT (conversation_id, sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING conversation_id
 )

@@ -69,13 +69,12 @@ ON CONFLICT (user_id, template_id) DO UPDATE SET is_enabled = EXCLUDED.is_enable
 RETURNING {PREFERENCE_COLUMNS}
 """  # noqa: S608
 
-COUNT_USE = f"""
+COUNT_USE = """
 INSERT INTO user_template_preferences (user_id, template_id, usage_count, last_used_at)
 VALUES (%(user_id)s, %(template_id)s, 1, now())
 ON CONFLICT (user_id, template_id) DO UPDATE
 SET usage_count = user_template_preferences.usage_count + 1, last_used_at = now()
-RETURNING {PREFERENCE_COLUMNS}
-"""  # noqa: S608
+"""
 
 
 class TemplateRow(BaseModel):
@@ -148,8 +147,6 @@ class TemplatesRepository:
         assert row is not None
         return row
 
-    def count_use(self, user_id: UUID, template_id: UUID) -> PreferenceRow:
-        with self.conn.cursor(row_factory=class_row(PreferenceRow)) as cur:
-            row = cur.execute(COUNT_USE, {"user_id": user_id, "template_id": template_id}).fetchone()
-        assert row is not None
-        return row
+    def count_use(self, user_id: UUID, template_id: UUID) -> None:
+        """Queued without waiting for a result: it may share a pipelined unit of work's one round trip."""
+        self.conn.execute(COUNT_USE, {"user_id": user_id, "template_id": template_id})

@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -27,11 +27,18 @@ from shared.errors import NotFoundError, RateLimitedError, UnprocessableError
 from shared.events.usage import UsageEvent, UsagePublisher
 from shared.models.money import Money
 from shared.observability import logger
-from shared.providers.base import ChatMessage, ProviderError, ProviderRequest, ProviderResult, estimate_tokens
+from shared.providers.base import (
+    ChatMessage,
+    ProviderRequest,
+    ProviderResult,
+    alternating,
+    estimate_tokens,
+    most_tokens,
+)
 from shared.providers.registry import ProviderRegistry
 from shared.repositories.catalog import CatalogRepository, ModelRow
 from shared.repositories.completions import CompletionsRepository
-from shared.services.templates import use_template
+from shared.services.templates import count_template_use, usable_template
 from shared.settings import Settings
 
 CENTS8 = Decimal("0.00000001")
@@ -114,6 +121,8 @@ class Plan:
     idempotency_key: str | None = None
     query_size: int = 0
     message_id: int | None = None  # the AI message this call's answer was stored as, once it is
+    recorded: bool = False  # the unit of work storing the call's outcome committed
+    template_id: UUID | None = None  # the agent template the turn used: counted with its record
 
 
 def cache_key(model: ModelRow, request: ProviderRequest, scope: UUID | None) -> str:
@@ -172,6 +181,12 @@ class CompletionService:
         idempotency_key: str | None = None,
     ) -> ThreadCompletion:
         """Answer the user's message from the cache or the model, store both messages, report usage."""
+        if "\x00" in content:
+            # Refused before anything is bought: after the provider call, the record could not store it.
+            raise UnprocessableError(
+                "A value cannot be stored (for example, text with a NUL byte).",
+                errors=[{"loc": ["body", "content"], "type": "nul_byte"}],
+            )
         context = self._db.statement(
             lambda uow: CompletionsRepository(uow.conn).context(
                 thread_id=thread_id,
@@ -196,7 +211,7 @@ class CompletionService:
         model = self._checked_model(model_id or thread.model_id or self._settings.default_model_id, context.model)
         system = [model.system_prompt] if model.system_prompt else []
         if template_id is not None:
-            system.append(self._db.transact(lambda uow: use_template(uow, user_id, template_id)).prompt_template)
+            system.append(self._db.statement(lambda uow: usable_template(uow, user_id, template_id)).prompt_template)
         tone, info = context.tone, context.additional_info
         private = bool(tone or info)
         if private:
@@ -205,15 +220,15 @@ class CompletionService:
         turn_content = prior.content if prior is not None else content
         history = context.history if prior is not None else [("user", turn_content), *context.history]
         out_tokens = min(max_tokens or model.max_output_tokens, model.max_output_tokens)
-        turns = _fit(system, history, model.context_window_tokens - out_tokens)
+        chosen = _fit(system, history, model.context_window_tokens - out_tokens)
         request = ProviderRequest(
             model=model.upstream_model,
-            messages=tuple(ChatMessage("system", s) for s in system) + turns,
+            messages=tuple(ChatMessage("system", s) for s in system) + alternating(chosen),
             temperature=self._temperature(temperature),
             max_tokens=out_tokens,
         )
         # Thread history and user properties are private: such a context is cached per user.
-        scope = user_id if private or len(turns) > 1 else None
+        scope = user_id if private or len(chosen) > 1 else None
         plan = self._plan(
             user_id,
             model,
@@ -224,6 +239,7 @@ class CompletionService:
             content=turn_content,
             idempotency_key=idempotency_key,
             query_size=len(turn_content),
+            template_id=template_id,
         )
         hit = self._cached(plan)
         if hit is not None:
@@ -239,7 +255,7 @@ class CompletionService:
         self._reserve(plan)
         try:
             result, latency_ms = self._call(plan)
-        except ProviderError:
+        except Exception:
             # Nothing the user sent is lost: the message is kept, and a retry with the same key finishes the turn.
             self._db.transact(
                 lambda uow: CompletionsRepository(uow.conn).store_user_message(
@@ -254,12 +270,19 @@ class CompletionService:
             self._settle(uow, plan, result, usage)
             return self._finish_thread(uow, plan, result.text, usage, result.finish_reason)
 
-        # The record is one statement, which PostgreSQL commits on its own; with a settlement or a cache entry
-        # to store beside it, they go out pipelined in one transaction. Either way: one round trip, one commit.
-        answer = (self._db.pipelined if self._settles(plan, usage) else self._db.statement)(finish)
-        # Every provider call is reported, even one whose answer lost to a racing twin's: its tokens were spent.
-        self._publish(plan, usage, len(result.text))
-        return answer
+        # The record is one statement, which PostgreSQL commits on its own; with a settlement, a cache entry or a
+        # template use to store beside it, they go out pipelined in one transaction. Either way: one round trip,
+        # one commit.
+        try:
+            pipelined = self._settles(plan, usage) or plan.template_id is not None
+            return (self._db.pipelined if pipelined else self._db.statement)(finish)
+        except Exception:
+            self._salvage(plan, usage)
+            raise
+        finally:
+            # Every provider call is reported, even one whose answer lost to a racing twin's or could not be
+            # stored: its tokens were spent.
+            self._publish(plan, usage, len(result.text))
 
     def _finish_thread(
         self, uow: UnitOfWork, plan: Plan, text: str, usage: CompletionUsage, finish: str
@@ -267,6 +290,8 @@ class CompletionService:
         """Send the turn's record (after whatever the caller queued, when the unit of work is pipelined) and
         commit: one round trip, one commit."""
         assert plan.conversation_id is not None and plan.thread_id is not None
+        if plan.template_id is not None:
+            count_template_use(uow, plan.user_id, plan.template_id)
         fetch = CompletionsRepository(uow.conn).record(
             thread_id=plan.thread_id,
             conversation_id=plan.conversation_id,
@@ -278,6 +303,7 @@ class CompletionService:
             usage=usage.model_dump(mode="json"),
         )
         uow.commit()
+        plan.recorded = True
         recorded = fetch()
         if recorded is None:
             raise NotFoundError("No such thread.")
@@ -325,9 +351,14 @@ class CompletionService:
         self._reserve(plan)
         result, latency_ms = self._call(plan)
         usage = self._usage(plan, result, latency_ms)
-        if self._settles(plan, usage):
-            self._db.transact(lambda uow: self._settle(uow, plan, result, usage))
-        self._publish(plan, usage, len(result.text))
+        try:
+            if self._settles(plan, usage):
+                self._db.transact(lambda uow: self._settle(uow, plan, result, usage))
+        except Exception:
+            self._salvage(plan, usage)
+            raise
+        finally:
+            self._publish(plan, usage, len(result.text))
         return ChatCompletion(text=result.text, usage=usage, finish_reason=result.finish_reason)
 
     # Shared steps ----------------------------------------------------------------------------------------
@@ -396,9 +427,8 @@ class CompletionService:
         limit = self._settings.monthly_spend_limit_usd
         if limit is None:
             return
-        prices = Prices.of(plan.model)
-        prompt = sum(estimate_tokens(m.content) for m in plan.request.messages)
-        worst = prices.cost(prompt, plan.request.max_tokens)
+        # The worst case for any tokenizer: settling then never takes the month past the limit.
+        worst = Prices.of(plan.model).cost(most_tokens(plan.request.messages), plan.request.max_tokens)
 
         def reserve(uow: UnitOfWork) -> None:
             repo = CompletionsRepository(uow.conn)
@@ -419,7 +449,7 @@ class CompletionService:
         started = time.perf_counter()
         try:
             result = provider.complete(plan.request)
-        except ProviderError:
+        except Exception:
             if plan.reserved:
                 self._db.transact(
                     lambda uow: CompletionsRepository(uow.conn).settle_spend(
@@ -427,6 +457,9 @@ class CompletionService:
                     )
                 )
             raise
+        if "\x00" in result.text:
+            # PostgreSQL text cannot hold NUL; an answer carrying one is stored with U+FFFD in its place.
+            result = replace(result, text=result.text.replace("\x00", "\ufffd"))
         return result, int((time.perf_counter() - started) * 1000)
 
     def _usage(self, plan: Plan, result: ProviderResult, latency_ms: int) -> CompletionUsage:
@@ -467,6 +500,31 @@ class CompletionService:
                 cost_estimate=usage.cost_usd,
                 ttl_s=self._settings.ai_cache_ttl_s,
             )
+
+    def _salvage(self, plan: Plan, usage: CompletionUsage) -> None:
+        """After a provider call whose outcome could not be stored (the database failed part-way, or refused a
+        value): settle its spend on its own, since the tokens were bought, and keep the user's message of a thread
+        turn, so that nothing the user sent is lost and a retry with the same key finishes the turn. Best effort:
+        when the database is down this fails too, and the caller's error stands."""
+        if plan.recorded:
+            return
+
+        def keep(uow: UnitOfWork) -> None:
+            repo = CompletionsRepository(uow.conn)
+            if self._settles_spend(plan, usage):
+                repo.settle_spend(plan.user_id, plan.month, reserved=plan.reserved, spent=usage.cost_usd)
+            if plan.thread_id is not None:
+                repo.store_user_message(
+                    thread_id=plan.thread_id,
+                    user_id=plan.user_id,
+                    content=plan.content,
+                    idempotency_key=plan.idempotency_key,
+                )
+
+        try:
+            self._db.transact(keep)
+        except Exception:
+            logger.exception("a completion's spend and message could not be kept after its record failed")
 
     def _publish(self, plan: Plan, usage: CompletionUsage, response_size: int) -> None:
         # A cache hit consumed no provider tokens: it reports zero tokens, zero cost and the cost avoided.

@@ -161,8 +161,9 @@ def put_preference(db: Database, principal: Principal, template_id: UUID, body: 
     return db.transact(work)
 
 
-def use_template(uow: UnitOfWork, user_id: UUID, template_id: UUID) -> TemplateRow:
-    """The template for a completion: active, enabled by the user, licensed if premium; counts the use."""
+def usable_template(uow: UnitOfWork, user_id: UUID, template_id: UUID) -> TemplateRow:
+    """The template for a completion: active, enabled by the user, licensed if premium. Its use is counted
+    (count_template_use) with the completion's record, so a refused or failed completion counts none."""
     repo = TemplatesRepository(uow.conn)
     row = repo.get(template_id)
     if row is None or not row.is_active:
@@ -172,5 +173,8 @@ def use_template(uow: UnitOfWork, user_id: UUID, template_id: UUID) -> TemplateR
     preference = repo.preference(user_id, template_id)
     if preference is not None and not preference.is_enabled:
         raise UnprocessableError("You have disabled this template.", errors=[{"loc": ["template_id"]}])
-    repo.count_use(user_id, template_id)
     return row
+
+
+def count_template_use(uow: UnitOfWork, user_id: UUID, template_id: UUID) -> None:
+    TemplatesRepository(uow.conn).count_use(user_id, template_id)

@@ -196,9 +196,10 @@ def test_spend_limit_answers_429_before_the_provider_when_the_month_is_spent(db,
 
 
 def test_concurrent_calls_cannot_overspend_the_limit_when_they_race(db, make_service):
-    # Worst case per call is about 0.04 USD and the real cost about 0.035: two real costs exceed the limit,
-    # so without reservations several racing calls would all pass the check and overspend.
-    limit = Decimal("0.06")
+    # Worst case per call is about 0.105 USD (a token per byte of the context, 20 out) and the real cost about
+    # 0.035: five real costs exceed the limit, so without reservations the racing calls would all pass the check
+    # and overspend.
+    limit = Decimal("0.15")
     service, registry, _ = make_service(delay=0.4, MONTHLY_SPEND_LIMIT_USD=str(limit))
     add_model(db, price_in="1", price_out="1")
     user = add_user(db)
@@ -316,3 +317,182 @@ def test_a_turn_makes_one_commit_that_writes_and_few_round_trips_when_the_provid
             if counted == (trips, 1):
                 break
     assert counted == (trips, 1)
+
+
+def _make_table_refuse_rows(db, table: str) -> None:
+    """Every later insert into `table` fails, as a database refusing a write part-way would."""
+    db.execute(f"ALTER TABLE {table} ADD CONSTRAINT refuses_rows CHECK (false) NOT VALID")
+
+
+def test_spend_is_settled_message_kept_and_usage_reported_when_the_record_fails_after_the_provider_call(
+    db, make_service
+):
+    from shared.errors import UnprocessableError
+
+    service, registry, publisher = make_service(MONTHLY_SPEND_LIMIT_USD="1")
+    add_model(db, price_in="1", price_out="1")
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    _make_table_refuse_rows(db, "ai_completions")
+    with pytest.raises(UnprocessableError):
+        service.complete_in_thread(user, thread, content="a bought answer", temperature=0.5, idempotency_key="k")
+    assert len(registry.requests) == 1
+    spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
+    (event,) = publisher.events
+    assert reserved == 0 and spent == event.cost_usd > 0
+    assert event.message_id is None
+    assert db.execute("SELECT sender_kind, content FROM messages").fetchall() == [("user", "a bought answer")]
+
+
+def test_chat_settles_its_spend_and_reports_usage_when_its_cache_entry_cannot_be_stored(db, make_service):
+    from shared.errors import UnprocessableError
+    from shared.providers.base import ChatMessage
+
+    service, registry, publisher = make_service(MONTHLY_SPEND_LIMIT_USD="1")
+    add_model(db, price_in="1", price_out="1")
+    user = add_user(db)
+    _make_table_refuse_rows(db, "ai_cache")
+    with pytest.raises(UnprocessableError):
+        service.chat(user, model_id="local-echo", messages=[ChatMessage("user", "cache me")], temperature=0)
+    spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
+    (event,) = publisher.events
+    assert reserved == 0 and spent == event.cost_usd > 0
+
+
+def test_content_with_a_nul_byte_is_refused_before_the_provider_is_called(db, make_service):
+    from shared.errors import UnprocessableError
+
+    service, registry, publisher = make_service()
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    with pytest.raises(UnprocessableError):
+        service.complete_in_thread(user, thread, content="hello\x00world", temperature=0.5)
+    assert registry.requests == [] and publisher.events == []
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+
+
+def test_an_answer_with_a_nul_byte_is_stored_with_a_replacement_character(db, make_service, monkeypatch):
+    service, registry, _ = make_service()
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+
+    class Nul:
+        name = "local"
+
+        def complete(self, request: ProviderRequest) -> ProviderResult:
+            return ProviderResult(text="a\x00b")
+
+    monkeypatch.setattr(registry, "for_model", lambda provider, **kwargs: Nul())
+    answer = service.complete_in_thread(user, thread, content="q", temperature=0.5)
+    assert answer.message.content == "a\ufffdb"
+    assert db.execute("SELECT content FROM messages WHERE sender_kind = 'ai'").fetchone()[0] == "a\ufffdb"
+
+
+def test_spent_stays_within_the_limit_when_racing_calls_count_a_token_per_character(db, make_service, monkeypatch):
+    from shared.providers.base import TokenUsage
+
+    class CharTokenizer:
+        """As a real tokenizer on CJK text: about a token per character, plus format tokens per message."""
+
+        name = "local"
+
+        def complete(self, request: ProviderRequest) -> ProviderResult:
+            time.sleep(0.3)
+            prompt = sum(len(m.content) + 4 for m in request.messages)
+            return ProviderResult(text="好", usage=TokenUsage(input=prompt, output=1))
+
+    # Each call really costs 0.037 (36 tokens in, 1 out): four of them pass the limit, one fits its worst case
+    # (a token per UTF-8 byte, 0.105); a reservation of four characters a token (0.010) would let all four in.
+    limit = Decimal("0.12")
+    service, registry, _ = make_service(MONTHLY_SPEND_LIMIT_USD=str(limit))
+    add_model(db, price_in="1", price_out="1", system_prompt=None)
+    user = add_user(db)
+    threads = [add_thread(db, user, model_id="local-echo")[1] for _ in range(4)]
+    monkeypatch.setattr(registry, "for_model", lambda provider, **kwargs: CharTokenizer())
+    content = "请帮我总结一下这篇文章的主要观点" * 2  # 32 characters: about 8 tokens at four characters a token
+    outcomes: list[str] = []
+
+    def call(thread_id):
+        try:
+            service.complete_in_thread(user, thread_id, content=content, temperature=0.9, max_tokens=1)
+            outcomes.append("ok")
+        except RateLimitedError:
+            outcomes.append("429")
+
+    workers = [threading.Thread(target=call, args=(t,)) for t in threads]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
+    assert "ok" in outcomes
+    assert reserved == 0 and spent <= limit
+
+
+def _template(db) -> object:
+    return db.execute(
+        "INSERT INTO agent_templates (template_name, description, prompt_template) VALUES ('t', 'd', 'Be brief.') "
+        "RETURNING id"
+    ).fetchone()[0]
+
+
+def _uses(db, template) -> int:
+    row = db.execute("SELECT usage_count FROM user_template_preferences WHERE template_id = %s", (template,)).fetchone()
+    return 0 if row is None else row[0]
+
+
+def test_a_template_use_is_counted_only_when_the_turn_is_answered(db, make_service, monkeypatch):
+    from shared.providers.base import ProviderError
+
+    service, registry, _ = make_service(MONTHLY_SPEND_LIMIT_USD="0.01")
+    add_model(db, price_in="10", price_out="10")
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    template = _template(db)
+    db.execute(
+        "INSERT INTO ai_spend_months (user_id, month, spent_usd) VALUES (%s, date_trunc('month', now())::date, 0.0099)",
+        (user,),
+    )
+    with pytest.raises(RateLimitedError):
+        service.complete_in_thread(user, thread, content="refused", template_id=template, temperature=0.7)
+    assert _uses(db, template) == 0
+
+    service, registry, _ = make_service(MONTHLY_SPEND_LIMIT_USD="1000")
+    original = registry.for_model
+
+    class Failing:
+        name = "local"
+
+        def complete(self, request: ProviderRequest) -> ProviderResult:
+            raise ProviderError("upstream is down")
+
+    monkeypatch.setattr(registry, "for_model", lambda provider, **kwargs: Failing())
+    with pytest.raises(ProviderError):
+        service.complete_in_thread(user, thread, content="failed", template_id=template, temperature=0.7)
+    assert _uses(db, template) == 0
+
+    monkeypatch.setattr(registry, "for_model", original)
+    service.complete_in_thread(user, thread, content="answered", template_id=template, temperature=0.7)
+    assert _uses(db, template) == 1
+    assert "Be brief." in registry.requests[-1].system
+
+
+def test_turns_alternate_from_a_user_turn_when_a_failed_turn_left_its_message_and_history_is_trimmed(
+    db, make_service
+):
+    service, registry, _ = make_service()
+    add_model(db, system_prompt=None, context_window=300, max_output=20)
+    user = add_user(db)
+    conversation, thread = add_thread(db, user, model_id="local-echo")
+    # An old question too long for the budget, its answer, then a question whose provider call failed.
+    for kind, text in [("user", "u" * 1500), ("ai", "an answer"), ("user", "kept after a failure")]:
+        db.execute(
+            "INSERT INTO messages (conversation_id, thread_id, sender_id, sender_kind, content) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (conversation, thread, user if kind == "user" else None, kind, text),
+        )
+    service.complete_in_thread(user, thread, content="and now?", temperature=0.5)
+    turns = registry.requests[-1].turns
+    assert [(m.role, m.content) for m in turns] == [("user", "kept after a failure\n\nand now?")]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+import psycopg
+
 from shared.models.conversations import MessageCreate
+from shared.pagination import encode_cursor
 from shared.services.messages import send_message
 from tests.conversations_helpers import call, jwt_principal, make_user
 
@@ -62,3 +65,57 @@ def test_pages_never_repeat_or_skip_when_messages_are_inserted_concurrently(app_
     assert backward[::-1] == [i for i in every if i <= max(backward)]
     assert forward == [i for i in every if i <= max(forward)]
     assert len(every) == 300 + WRITERS * PER_WRITER
+
+
+def _waits_on_a_lock(db, pid) -> bool:
+    row = db.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+    return row is not None and row[0] == "Lock"
+
+
+def test_paging_forward_never_skips_a_completion_message_when_a_send_commits_during_the_record(
+    app_container, db, database_url
+):
+    alice, bob = jwt_principal(make_user(db, "alice")), jwt_principal(make_user(db, "bob"))
+    body = {"kind": "group", "title": "g", "participant_ids": [str(bob.user_id)]}
+    conversation_id = call("POST", "/v1/conversations", alice, body=body).body["id"]
+    thread_id = call("POST", f"/v1/conversations/{conversation_id}/threads", alice, body={"title": "t"}).body["id"]
+    # Hold ai_completions, so the completion's record stops part-way, as a slow one would.
+    holder = psycopg.connect(database_url)
+    holder.execute("LOCK TABLE ai_completions IN SHARE ROW EXCLUSIVE MODE")
+    worker = psycopg.connect(database_url, autocommit=True)
+    recorded: list[int] = []
+
+    def record() -> None:
+        row = worker.execute(
+            "SELECT user_message_id FROM confab_record_completion(%s, %s, %s, 'q', NULL, 'a', 'm', '{}'::jsonb)",
+            (thread_id, conversation_id, alice.user_id),
+        ).fetchone()
+        recorded.append(row[0])
+
+    recording = threading.Thread(target=record)
+    recording.start()
+    for _ in range(250):
+        if _waits_on_a_lock(db, worker.info.backend_pid):
+            break
+        time.sleep(0.02)
+    sender = threading.Thread(
+        target=lambda: recorded.append(
+            call("POST", f"/v1/conversations/{conversation_id}/messages", bob, body={"content": "meanwhile"}).body["id"]
+        )
+    )
+    sender.start()
+    time.sleep(0.3)  # the send waits for the conversation's row, or (before 0503) commits with a larger id
+    seen = call("GET", f"/v1/conversations/{conversation_id}/messages", alice, query={"direction": "forward"})
+    seen_ids = [m["id"] for m in seen.body["items"]]
+    holder.rollback()
+    holder.close()
+    recording.join(10)
+    sender.join(10)
+    worker.close()
+    cursor = {"cursor": encode_cursor((seen_ids[-1],))} if seen_ids else {}
+    later = call(
+        "GET", f"/v1/conversations/{conversation_id}/messages", alice, query={"direction": "forward", **cursor}
+    )
+    everything = seen_ids + [m["id"] for m in later.body["items"]]
+    assert set(recorded) <= set(everything), (recorded, seen_ids, everything)
+    assert everything == sorted(everything)

@@ -11,7 +11,15 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from shared.providers.aws import BedrockProvider, SageMakerProvider
-from shared.providers.base import ChatMessage, ProviderError, ProviderRequest, TokenUsage
+from shared.providers.base import (
+    MESSAGE_OVERHEAD_TOKENS,
+    ChatMessage,
+    ProviderError,
+    ProviderRequest,
+    TokenUsage,
+    alternating,
+    most_tokens,
+)
 from shared.providers.local import LocalProvider
 
 CANARY = "sk-canary-4f1c9e0b7d"
@@ -60,6 +68,40 @@ def test_bedrock_sends_converse_shape_and_reads_usage_when_the_model_answers():
     assert result.text == "4"
     assert result.usage == TokenUsage(input=25, output=1, cached=5)
     assert result.finish_reason == "stop"
+
+
+def test_bedrock_gets_turns_alternating_from_a_user_turn_when_the_context_has_neither():
+    # Converse refuses a conversation that starts with an answer or has two turns of one role in a row.
+    client = _client("bedrock-runtime")
+    stubber = Stubber(client)
+    stubber.add_response(
+        "converse",
+        {
+            "output": {"message": {"role": "assistant", "content": [{"text": "ok"}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 9, "outputTokens": 1, "totalTokens": 10},
+            "metrics": {"latencyMs": 80},
+        },
+        expected_params={
+            "modelId": "m",
+            "messages": [
+                {"role": "user", "content": [{"text": "one\n\ntwo"}]},
+                {"role": "assistant", "content": [{"text": "three"}]},
+                {"role": "user", "content": [{"text": "four"}]},
+            ],
+            "inferenceConfig": {"maxTokens": 8, "temperature": 0.0},
+        },
+    )
+    turns = [("assistant", "zero"), ("user", "one"), ("user", "two"), ("assistant", "three"), ("user", "four")]
+    request = ProviderRequest(model="m", messages=tuple(ChatMessage(r, c) for r, c in turns), max_tokens=8)  # type: ignore[arg-type]
+    with stubber:
+        assert BedrockProvider(client).complete(request).text == "ok"
+
+
+def test_most_tokens_bounds_any_tokenizer_by_utf8_bytes_and_format_tokens_per_message():
+    messages = [ChatMessage("user", "好好"), ChatMessage("assistant", "ab")]
+    assert most_tokens(messages) == (6 + MESSAGE_OVERHEAD_TOKENS) + (2 + MESSAGE_OVERHEAD_TOKENS)
+    assert alternating([ChatMessage("assistant", "x")]) == ()
 
 
 @pytest.mark.parametrize(
