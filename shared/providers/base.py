@@ -44,6 +44,12 @@ class TokenUsage:
     output: int = 0
     cached: int = 0
 
+    def __post_init__(self) -> None:
+        # Counts come from the provider's body: a negative one would price a call below zero (providers turn
+        # this ValueError into a 502 for a malformed answer).
+        if min(self.input, self.output, self.cached) < 0:
+            raise ValueError("negative token count")
+
 
 @dataclass(frozen=True)
 class ProviderResult:

@@ -23,8 +23,13 @@ def resolve_host(host: str, port: int) -> list[str]:
 def is_public_address(address: str) -> bool:
     """Whether an IP is globally routable: not loopback, link-local, private, reserved, multicast or unspecified."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        # IPv6 forms that carry an IPv4 address (mapped, 6to4, Teredo's server and client) are judged by it.
+        embedded = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+        if any(v4 is not None and not is_public_address(str(v4)) for v4 in embedded):
+            return False
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
     return not (
         ip.is_loopback
         or ip.is_link_local

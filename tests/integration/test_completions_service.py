@@ -479,9 +479,7 @@ def test_a_template_use_is_counted_only_when_the_turn_is_answered(db, make_servi
     assert "Be brief." in registry.requests[-1].system
 
 
-def test_turns_alternate_from_a_user_turn_when_a_failed_turn_left_its_message_and_history_is_trimmed(
-    db, make_service
-):
+def test_turns_alternate_from_a_user_turn_when_a_failed_turn_left_its_message_and_history_is_trimmed(db, make_service):
     service, registry, _ = make_service()
     add_model(db, system_prompt=None, context_window=300, max_output=20)
     user = add_user(db)

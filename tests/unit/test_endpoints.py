@@ -33,6 +33,8 @@ PUBLIC = _resolver({"api.example.com": ["93.184.216.34"], "rebind.example.com": 
         "https://0.0.0.0/v1",
         "https://[::ffff:127.0.0.1]/v1",
         "https://[fe80::1]/v1",
+        "https://[2002:a9fe:a9fe::1]/v1",  # 6to4 around 169.254.169.254
+        "https://[2002:a00:1::1]/v1",  # 6to4 around 10.0.0.1
         "https://localhost/v1",
         "https://rebind.example.com/v1",
         "https://unknown.example.com/v1",
@@ -49,3 +51,4 @@ def test_endpoint_is_refused_when_not_https_on_a_public_address(url):
 def test_endpoint_is_allowed_with_its_addresses_when_https_on_a_public_address():
     assert check_endpoint_url("https://api.example.com/v1", resolver=PUBLIC) == ["93.184.216.34"]
     assert check_endpoint_url("https://8.8.8.8:8443/v1", resolver=PUBLIC) == ["8.8.8.8"]
+    assert check_endpoint_url("https://[2002:808:808::1]/v1", resolver=PUBLIC) == ["2002:808:808::1"]

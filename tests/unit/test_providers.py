@@ -165,6 +165,18 @@ def test_sagemaker_reads_text_generation_list_shape_when_the_container_is_tgi():
     assert result.text == "four" and result.usage.output > 0 and result.usage.input > 0
 
 
+def test_sagemaker_answer_with_a_negative_token_count_is_a_502_when_the_container_reports_one():
+    client = _client("sagemaker-runtime")
+    stubber = Stubber(client)
+    body = {"choices": [{"message": {"content": "4"}}], "usage": {"prompt_tokens": -30, "completion_tokens": 2}}
+    stubber.add_response(
+        "invoke_endpoint", {"Body": _streaming(json.dumps(body).encode()), "ContentType": "application/json"}
+    )
+    with stubber, pytest.raises(ProviderError) as caught:
+        SageMakerProvider(client).complete(REQUEST)
+    assert caught.value.status == 502
+
+
 def test_sagemaker_model_error_is_502_without_its_body_when_the_container_fails(capsys):
     client = _client("sagemaker-runtime")
     stubber = Stubber(client)
