@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from shared.pagination import encode_cursor
 from tests.conversations_helpers import call, jwt_principal, make_user
 
 
@@ -194,6 +195,15 @@ def test_search_finds_only_the_callers_conversations(room):
     assert [m["content"] for m in found] == ["the quick brown fox"]
     assert len(call("GET", "/v1/search/messages", room["carol"], query={"q": "fox"}).body["items"]) == 1
     assert call("GET", "/v1/search/messages", room["bob"], query={"q": "  "}).status == 422
+
+
+def test_cursor_is_400_when_its_message_id_is_beyond_bigint(room):
+    # The id would overflow the ::bigint cast in SQL (a 422) if it reached the database.
+    cursor = encode_cursor((10**30,))
+    page = call("GET", f"/v1/conversations/{room['id']}/messages", room["alice"], query={"cursor": cursor})
+    found = call("GET", "/v1/search/messages", room["alice"], query={"q": "x", "cursor": cursor})
+    assert page.status == found.status == 400
+    assert page.body["type"] == found.body["type"] == "https://confab.dev/problems/invalid-request"
 
 
 def test_a_message_reads_the_same_timestamps_from_send_page_edit_and_the_conversation_preview(room, db):
