@@ -169,6 +169,19 @@ def test_participants_cannot_be_added_to_a_direct_conversation(people):
     )
 
 
+def test_roles_are_409_when_changed_in_a_direct_conversation_so_neither_user_is_left_without_admin(people):
+    alice, bob = people["alice"], people["bob"]
+    direct = call("POST", "/v1/conversations", alice, body={"kind": "direct", "participant_ids": [str(bob.user_id)]})
+    base = f"/v1/conversations/{direct.body['id']}/participants"
+    demoted = call("PATCH", f"{base}/{bob.user_id}", alice, body={"role": "member"})
+    assert (demoted.status, demoted.body["type"]) == (409, "https://confab.dev/problems/conflict")
+    assert "direct conversation" in demoted.body["detail"]
+    assert call("PATCH", f"{base}/{alice.user_id}", alice, body={"role": "member"}).status == 409
+    assert {p["role"] for p in call("GET", base, bob).body["items"]} == {"admin"}
+    assert call("DELETE", f"{base}/{alice.user_id}", alice).status == 204  # the other stays its admin
+    assert call("DELETE", f"/v1/conversations/{direct.body['id']}", bob).status == 204
+
+
 def test_delete_removes_the_conversation_when_an_admin_asks(people, db):
     alice, bob = people["alice"], people["bob"]
     group = _group(alice, bob)
