@@ -248,8 +248,8 @@ def remove_participant(db: Database, principal: Principal, conversation_id: UUID
         if _would_orphan(repo, conversation_id, user_id):
             raise ConflictError("The last conversation admin cannot leave while others remain.")
         repo.remove_participant(conversation_id, user_id)
-        if repo.count_participants(conversation_id) == 0:
-            repo.delete(conversation_id)  # nobody left to reach it
+        if repo.count_humans(conversation_id) == 0:
+            repo.delete(conversation_id)  # nobody left to reach it (model accounts do not sign in)
 
     db.transact(work)
 

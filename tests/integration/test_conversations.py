@@ -148,6 +148,15 @@ def test_last_admin_cannot_leave_or_be_demoted_while_others_remain(people):
     assert call("DELETE", f"{base}/{alice.user_id}", alice).status == 204  # nobody else remains
 
 
+def test_conversation_is_deleted_when_the_last_person_leaves_and_only_a_model_remains(people, db):
+    alice, bob, model = people["alice"], people["bob"], people["model"]
+    group = _group(alice, bob, model)
+    base = f"/v1/conversations/{group['id']}/participants"
+    assert call("DELETE", f"{base}/{bob.user_id}", bob).status == 204
+    assert call("DELETE", f"{base}/{alice.user_id}", alice).status == 204  # the model is no one to administer
+    assert db.execute("SELECT count(*) FROM conversations WHERE id = %s", (group["id"],)).fetchone()[0] == 0
+
+
 def test_ai_role_is_only_for_model_accounts_when_adding(people):
     alice, bob, model = people["alice"], people["bob"], people["model"]
     group = _group(alice, bob)
