@@ -30,6 +30,7 @@ from shared.repositories.conversations import ConversationsRepository
 from shared.services.access import conversation_access, not_found, require_admin
 
 OWNED_KINDS = ("room", "assistant")  # deleted with their owner; direct and group chats survive their creator
+TITLED_KINDS = ("group", "room")  # created with a title and never without one
 
 
 def _invalid(field: str, message: str) -> UnprocessableError:
@@ -89,7 +90,7 @@ def create_conversation(db: Database, principal: Principal, body: ConversationCr
     others = list(dict.fromkeys(pid for pid in body.participant_ids if pid != user_id))
     if body.kind == "direct" and (len(others) != 1 or len(body.participant_ids) != 1):
         raise _invalid("participant_ids", "A direct conversation needs exactly one other user.")
-    if body.kind in ("group", "room") and not body.title:
+    if body.kind in TITLED_KINDS and not body.title:
         raise _invalid("title", f"A {body.kind} needs a title.")
 
     def work(uow: UnitOfWork) -> tuple[Conversation, bool]:
@@ -142,8 +143,12 @@ def update_conversation(
 ) -> Conversation:
     def work(uow: UnitOfWork) -> Conversation:
         repo = ConversationsRepository(uow.conn)
-        require_admin(conversation_access(repo, principal, conversation_id))
-        repo.update(conversation_id, body.model_dump(exclude_unset=True))
+        access = conversation_access(repo, principal, conversation_id)
+        require_admin(access)
+        changes = body.model_dump(exclude_unset=True)
+        if access.kind in TITLED_KINDS and "title" in changes and changes["title"] is None:
+            raise _invalid("title", f"A {access.kind} needs a title.")
+        repo.update(conversation_id, changes)
         return view(repo, conversation_id, principal.user_id)
 
     return db.transact(work)

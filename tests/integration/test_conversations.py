@@ -115,6 +115,20 @@ def test_member_may_not_rename_but_admin_may_when_patching(people):
     assert renamed.status == 200 and renamed.body["title"] == "ours"
 
 
+def test_title_is_422_when_patched_to_null_in_a_group_or_room(people):
+    alice = people["alice"]
+    group = _group(alice)
+    body = {"kind": "room", "title": "lab", "room_type": "viz", "room_token": "tok-title", "host": "h"}
+    room = call("POST", "/v1/conversations", alice, body=body).body
+    for conversation in (group, room):
+        cleared = call("PATCH", f"/v1/conversations/{conversation['id']}", alice, body={"title": None})
+        assert cleared.status == 422, cleared.body
+        assert call("GET", f"/v1/conversations/{conversation['id']}", alice).body["title"] == conversation["title"]
+    assistant = call("POST", "/v1/conversations", alice, body={"kind": "assistant", "title": "chat"}).body
+    untitled = call("PATCH", f"/v1/conversations/{assistant['id']}", alice, body={"title": None})
+    assert untitled.status == 200 and untitled.body["title"] is None  # an assistant chat needs none
+
+
 def test_admin_adds_changes_and_removes_participants_when_managing(people):
     alice, bob, carol = people["alice"], people["bob"], people["carol"]
     group = _group(alice, bob)
