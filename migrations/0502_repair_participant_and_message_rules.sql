@@ -7,3 +7,20 @@
 -- checks the message it moves the cursor to. The index only served the foreign key's SET NULL.
 ALTER TABLE participants DROP CONSTRAINT participants_last_read_message_fk;
 DROP INDEX participants_last_read_message_idx;
+
+-- messages.sender_id is ON DELETE SET NULL, and 0201 made (conversation_id, sender_id, idempotency_key) unique
+-- with NULLS NOT DISTINCT (for anonymous senders). Two users who sent with the same key in one conversation (a
+-- client counter "1") collided once both were deleted, and the second deletion failed. A retry window that
+-- outlived its sender means nothing: the key is cleared when the sender goes. The WHEN clause keeps ordinary
+-- updates (statuses, edits) from calling the function at all.
+CREATE FUNCTION confab_clear_idempotency_key() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.idempotency_key := NULL;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER messages_clear_idempotency_key_without_sender BEFORE UPDATE OF sender_id ON messages
+    FOR EACH ROW WHEN (OLD.sender_id IS NOT NULL AND NEW.sender_id IS NULL)
+    EXECUTE FUNCTION confab_clear_idempotency_key();
