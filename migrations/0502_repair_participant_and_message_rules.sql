@@ -24,3 +24,10 @@ $$;
 CREATE TRIGGER messages_clear_idempotency_key_without_sender BEFORE UPDATE OF sender_id ON messages
     FOR EACH ROW WHEN (OLD.sender_id IS NOT NULL AND NEW.sender_id IS NULL)
     EXECUTE FUNCTION confab_clear_idempotency_key();
+
+-- Both users of a direct conversation are its admins, and their roles no longer change. Before that rule one
+-- could demote the other and leave, and the one left could neither delete nor rename the conversation: such a
+-- user is its admin again.
+UPDATE participants p SET role = 'admin'
+FROM conversations c
+WHERE c.id = p.conversation_id AND c.kind = 'direct' AND p.role = 'member';
