@@ -137,7 +137,8 @@ FROM (SELECT role FROM participants
       WHERE conversation_id = %(conversation_id)s AND user_id <> %(user_id)s FOR UPDATE) others
 """
 
-COUNT_PARTICIPANTS = "SELECT count(*) FROM participants WHERE conversation_id = %(conversation_id)s"
+# Model accounts (role 'ai') answer people; they do not keep a conversation alive on their own.
+COUNT_HUMANS = "SELECT count(*) FROM participants WHERE conversation_id = %(conversation_id)s AND role <> 'ai'"
 
 LOCK_CONVERSATION = "SELECT id FROM conversations WHERE id = %(id)s FOR NO KEY UPDATE"
 
@@ -317,8 +318,9 @@ class ConversationsRepository:
         ).fetchone()
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
-    def count_participants(self, conversation_id: UUID) -> int:
-        row = self.conn.execute(COUNT_PARTICIPANTS, {"conversation_id": conversation_id}).fetchone()
+    def count_humans(self, conversation_id: UUID) -> int:
+        """Participants other than model accounts."""
+        row = self.conn.execute(COUNT_HUMANS, {"conversation_id": conversation_id}).fetchone()
         return int(row[0]) if row else 0
 
     # Threads

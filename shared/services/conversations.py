@@ -27,9 +27,10 @@ from shared.models.conversations import (
 )
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.conversations import ConversationsRepository
-from shared.services.access import Access, conversation_access, not_found, require_admin
+from shared.services.access import conversation_access, not_found, require_admin
 
 OWNED_KINDS = ("room", "assistant")  # deleted with their owner; direct and group chats survive their creator
+TITLED_KINDS = ("group", "room")  # created with a title and never without one
 
 
 def _invalid(field: str, message: str) -> UnprocessableError:
@@ -89,7 +90,7 @@ def create_conversation(db: Database, principal: Principal, body: ConversationCr
     others = list(dict.fromkeys(pid for pid in body.participant_ids if pid != user_id))
     if body.kind == "direct" and (len(others) != 1 or len(body.participant_ids) != 1):
         raise _invalid("participant_ids", "A direct conversation needs exactly one other user.")
-    if body.kind in ("group", "room") and not body.title:
+    if body.kind in TITLED_KINDS and not body.title:
         raise _invalid("title", f"A {body.kind} needs a title.")
 
     def work(uow: UnitOfWork) -> tuple[Conversation, bool]:
@@ -142,8 +143,12 @@ def update_conversation(
 ) -> Conversation:
     def work(uow: UnitOfWork) -> Conversation:
         repo = ConversationsRepository(uow.conn)
-        require_admin(conversation_access(repo, principal, conversation_id))
-        repo.update(conversation_id, body.model_dump(exclude_unset=True))
+        access = conversation_access(repo, principal, conversation_id)
+        require_admin(access)
+        changes = body.model_dump(exclude_unset=True)
+        if access.kind in TITLED_KINDS and "title" in changes and changes["title"] is None:
+            raise _invalid("title", f"A {access.kind} needs a title.")
+        repo.update(conversation_id, changes)
         return view(repo, conversation_id, principal.user_id)
 
     return db.transact(work)
@@ -196,10 +201,8 @@ def add_participant(db: Database, principal: Principal, conversation_id: UUID, b
     return db.transact(work)
 
 
-def _would_orphan(repo: ConversationsRepository, access: Access, conversation_id: UUID, user_id: UUID) -> bool:
+def _would_orphan(repo: ConversationsRepository, conversation_id: UUID, user_id: UUID) -> bool:
     """Whether `user_id` stepping down leaves other people without an admin."""
-    if access.kind == "direct":
-        return False
     target = repo.get_participant(conversation_id, user_id)
     if target is None or target.role != "admin":
         return False
@@ -216,13 +219,17 @@ def update_participant(
         repo = ConversationsRepository(uow.conn)
         access = conversation_access(repo, principal, conversation_id)
         require_admin(access)
+        if access.kind == "direct":
+            # Both users administer a 1:1 conversation; a demoted one could be left alone with it, unable to
+            # delete or rename it once the other leaves.
+            raise ConflictError("Both users of a direct conversation are its admins; their roles do not change.")
         repo.lock(conversation_id)
         target = repo.get_participant(conversation_id, user_id)
         if target is None:
             raise not_found()
         users = repo.active_users([user_id])
         _check_role_fits(users.get(user_id, False), body.role)
-        if body.role != "admin" and _would_orphan(repo, access, conversation_id, user_id):
+        if body.role != "admin" and _would_orphan(repo, conversation_id, user_id):
             raise ConflictError("The last conversation admin cannot be demoted while others remain.")
         repo.set_role(conversation_id, user_id, body.role)
         updated = repo.get_participant(conversation_id, user_id)
@@ -243,11 +250,11 @@ def remove_participant(db: Database, principal: Principal, conversation_id: UUID
         repo.lock(conversation_id)
         if repo.get_participant(conversation_id, user_id) is None:
             raise not_found()
-        if _would_orphan(repo, access, conversation_id, user_id):
+        if _would_orphan(repo, conversation_id, user_id):
             raise ConflictError("The last conversation admin cannot leave while others remain.")
         repo.remove_participant(conversation_id, user_id)
-        if repo.count_participants(conversation_id) == 0:
-            repo.delete(conversation_id)  # nobody left to reach it
+        if repo.count_humans(conversation_id) == 0:
+            repo.delete(conversation_id)  # nobody left to reach it (model accounts do not sign in)
 
     db.transact(work)
 

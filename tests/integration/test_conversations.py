@@ -115,6 +115,20 @@ def test_member_may_not_rename_but_admin_may_when_patching(people):
     assert renamed.status == 200 and renamed.body["title"] == "ours"
 
 
+def test_title_is_422_when_patched_to_null_in_a_group_or_room(people):
+    alice = people["alice"]
+    group = _group(alice)
+    body = {"kind": "room", "title": "lab", "room_type": "viz", "room_token": "tok-title", "host": "h"}
+    room = call("POST", "/v1/conversations", alice, body=body).body
+    for conversation in (group, room):
+        cleared = call("PATCH", f"/v1/conversations/{conversation['id']}", alice, body={"title": None})
+        assert cleared.status == 422, cleared.body
+        assert call("GET", f"/v1/conversations/{conversation['id']}", alice).body["title"] == conversation["title"]
+    assistant = call("POST", "/v1/conversations", alice, body={"kind": "assistant", "title": "chat"}).body
+    untitled = call("PATCH", f"/v1/conversations/{assistant['id']}", alice, body={"title": None})
+    assert untitled.status == 200 and untitled.body["title"] is None  # an assistant chat needs none
+
+
 def test_admin_adds_changes_and_removes_participants_when_managing(people):
     alice, bob, carol = people["alice"], people["bob"], people["carol"]
     group = _group(alice, bob)
@@ -148,6 +162,15 @@ def test_last_admin_cannot_leave_or_be_demoted_while_others_remain(people):
     assert call("DELETE", f"{base}/{alice.user_id}", alice).status == 204  # nobody else remains
 
 
+def test_conversation_is_deleted_when_the_last_person_leaves_and_only_a_model_remains(people, db):
+    alice, bob, model = people["alice"], people["bob"], people["model"]
+    group = _group(alice, bob, model)
+    base = f"/v1/conversations/{group['id']}/participants"
+    assert call("DELETE", f"{base}/{bob.user_id}", bob).status == 204
+    assert call("DELETE", f"{base}/{alice.user_id}", alice).status == 204  # the model is no one to administer
+    assert db.execute("SELECT count(*) FROM conversations WHERE id = %s", (group["id"],)).fetchone()[0] == 0
+
+
 def test_ai_role_is_only_for_model_accounts_when_adding(people):
     alice, bob, model = people["alice"], people["bob"], people["model"]
     group = _group(alice, bob)
@@ -167,6 +190,19 @@ def test_participants_cannot_be_added_to_a_direct_conversation(people):
         ).status
         == 409
     )
+
+
+def test_roles_are_409_when_changed_in_a_direct_conversation_so_neither_user_is_left_without_admin(people):
+    alice, bob = people["alice"], people["bob"]
+    direct = call("POST", "/v1/conversations", alice, body={"kind": "direct", "participant_ids": [str(bob.user_id)]})
+    base = f"/v1/conversations/{direct.body['id']}/participants"
+    demoted = call("PATCH", f"{base}/{bob.user_id}", alice, body={"role": "member"})
+    assert (demoted.status, demoted.body["type"]) == (409, "https://confab.dev/problems/conflict")
+    assert "direct conversation" in demoted.body["detail"]
+    assert call("PATCH", f"{base}/{alice.user_id}", alice, body={"role": "member"}).status == 409
+    assert {p["role"] for p in call("GET", base, bob).body["items"]} == {"admin"}
+    assert call("DELETE", f"{base}/{alice.user_id}", alice).status == 204  # the other stays its admin
+    assert call("DELETE", f"/v1/conversations/{direct.body['id']}", bob).status == 204
 
 
 def test_delete_removes_the_conversation_when_an_admin_asks(people, db):

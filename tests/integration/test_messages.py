@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from shared.pagination import encode_cursor
 from tests.conversations_helpers import call, jwt_principal, make_user
 
 
@@ -129,6 +130,28 @@ def test_status_moves_sent_delivered_read_and_never_backwards(room):
     assert all({"sent", "delivered", "read"} <= set(m["status_timestamps"]) for m in items)
 
 
+def test_read_cursor_and_unread_count_stay_when_the_last_read_message_is_deleted(room):
+    # The cursor is a high-water mark: it keeps naming a deleted message, and nothing before it is unread again.
+    sent = [_send(room, "alice", f"m{i}").body["id"] for i in range(3)]
+    path = f"/v1/conversations/{room['id']}"
+
+    def read(message_id):
+        return call("POST", f"{path}/read", room["bob"], body={"message_id": message_id}).body["last_read_message_id"]
+
+    def unread():
+        return call("GET", path, room["bob"]).body["unread_count"]
+
+    assert read(sent[-1]) == sent[-1]
+    assert call("DELETE", f"/v1/messages/{sent[-1]}", room["alice"]).status == 204
+    assert unread() == 0
+    listed = call("GET", f"{path}/participants", room["bob"]).body["items"]
+    assert {p["user_id"]: p["last_read_message_id"] for p in listed}[str(room["bob"].user_id)] == sent[-1]
+    newer = _send(room, "alice", "after").body["id"]
+    assert unread() == 1
+    assert read(sent[0]) == sent[-1]  # still never backwards
+    assert read(newer) == newer and unread() == 0
+
+
 def test_read_is_404_when_the_message_is_in_another_conversation(room):
     other = call("POST", "/v1/conversations", room["bob"], body={"kind": "group", "title": "x"}).body
     foreign = call("POST", f"/v1/conversations/{other['id']}/messages", room["bob"], body={"content": "x"}).body
@@ -194,6 +217,15 @@ def test_search_finds_only_the_callers_conversations(room):
     assert [m["content"] for m in found] == ["the quick brown fox"]
     assert len(call("GET", "/v1/search/messages", room["carol"], query={"q": "fox"}).body["items"]) == 1
     assert call("GET", "/v1/search/messages", room["bob"], query={"q": "  "}).status == 422
+
+
+def test_cursor_is_400_when_its_message_id_is_beyond_bigint(room):
+    # The id would overflow the ::bigint cast in SQL (a 422) if it reached the database.
+    cursor = encode_cursor((10**30,))
+    page = call("GET", f"/v1/conversations/{room['id']}/messages", room["alice"], query={"cursor": cursor})
+    found = call("GET", "/v1/search/messages", room["alice"], query={"q": "x", "cursor": cursor})
+    assert page.status == found.status == 400
+    assert page.body["type"] == found.body["type"] == "https://confab.dev/problems/invalid-request"
 
 
 def test_a_message_reads_the_same_timestamps_from_send_page_edit_and_the_conversation_preview(room, db):

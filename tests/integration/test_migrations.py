@@ -45,6 +45,23 @@ def test_real_migrations_apply_once_and_then_are_a_no_op(empty_database_url):
     assert migrate(empty_database_url, MIGRATIONS) == []
 
 
+def test_demoted_user_of_a_direct_conversation_is_its_admin_again_when_0502_applies(empty_database_url, tmp_path):
+    # Before 0502 either user could demote the other and leave; the one left could not administer the conversation.
+    folder = _folder(tmp_path, {})
+    for earlier in MIGRATIONS.glob("0[0-4]*.sql"):
+        shutil.copy(earlier, folder)
+    migrate(empty_database_url, folder)
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        user = conn.execute("INSERT INTO users (username, email) VALUES ('b', 'b@x.io') RETURNING id").fetchone()[0]
+        direct = conn.execute("INSERT INTO conversations (kind) VALUES ('direct') RETURNING id").fetchone()[0]
+        conn.execute(
+            "INSERT INTO participants (conversation_id, user_id, role) VALUES (%s, %s, 'member')", (direct, user)
+        )
+        shutil.copy(next(MIGRATIONS.glob("0502_*.sql")), folder)
+        migrate(empty_database_url, folder)
+        assert conn.execute("SELECT role FROM participants WHERE user_id = %s", (user,)).fetchone() == ("admin",)
+
+
 def test_five_concurrent_runners_apply_the_schema_once_when_the_database_is_empty(empty_database_url, tmp_path):
     folder = _folder(tmp_path, {**TWO, "0003_slow.sql": "SELECT pg_sleep(0.3); CREATE TABLE slow (id int);"})
     results: list[list[int]] = []

@@ -117,6 +117,23 @@ def test_deleting_a_user_keeps_shared_conversations_messages_and_usage_with_null
     assert count(db, "model_usage", "user_id IS NULL AND model_name = 'm'") == 1
 
 
+def test_deleting_users_who_reused_an_idempotency_key_in_one_conversation_keeps_their_messages(db):
+    # sender_id goes NULL, and the key (unique with NULLS NOT DISTINCT) would collide: it is cleared instead.
+    first, second = add_user(db), add_user(db)
+    group = add_conversation(db, kind="group")
+    for sender in (first, second):
+        db.execute(
+            "INSERT INTO messages (conversation_id, sender_id, content, idempotency_key) VALUES (%s, %s, 'hi', '1')",
+            (group, sender),
+        )
+    db.execute("UPDATE messages SET content = 'edited' WHERE sender_id = %s", (second,))
+    assert count(db, "messages", "idempotency_key = '1'") == 2  # ordinary updates keep the key
+    db.execute("DELETE FROM users WHERE id = %s", (first,))
+    db.execute("DELETE FROM users WHERE id = %s", (second,))
+    assert count(db, "messages", "conversation_id = %(c)s AND sender_id IS NULL", c=group) == 2
+    assert count(db, "messages", "conversation_id = %(c)s AND idempotency_key IS NOT NULL", c=group) == 0
+
+
 def test_deleting_a_conversation_cascades_messages_participants_reactions_and_threads(db, world):
     db.execute("DELETE FROM conversations WHERE id = %s", (world["shared"],))
     assert count(db, "messages", "conversation_id = %(c)s", c=world["shared"]) == 0

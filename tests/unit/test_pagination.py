@@ -45,6 +45,17 @@ def test_malformed_cursor_is_a_400_when_decoded(cursor):
         decode_cursor(cursor, KINDS)
 
 
+@pytest.mark.parametrize("key", [2**63, -(2**63) - 1, 10**30])
+def test_integer_cursor_is_a_400_when_beyond_bigint(key):
+    with pytest.raises(InvalidRequestError):
+        decode_cursor(encode_cursor((key,)), (int,))
+
+
+def test_integer_cursor_is_accepted_when_at_the_ends_of_bigint():
+    for key in (2**63 - 1, -(2**63)):
+        assert decode_cursor(encode_cursor((key,)), (int,)) == (key,)
+
+
 def test_limit_defaults_to_50_and_is_capped_at_200_when_given():
     assert page_limit(None) == DEFAULT_LIMIT == 50
     assert page_limit(10) == 10
