@@ -63,7 +63,7 @@ def _log(uow: UnitOfWork, action: str, user_id: UUID | None, client: Client, log
 def _new_refresh_token(
     uow: UnitOfWork,
     settings: Settings,
-    user_id: UUID,
+    user: UserRow,
     client: Client,
     family_id: UUID | None = None,
     parent_id: UUID | None = None,
@@ -71,10 +71,11 @@ def _new_refresh_token(
     token_id, secret = uuid.uuid4(), new_secret()
     RefreshTokensRepository(uow.conn).add(
         token_id=token_id,
-        user_id=user_id,
+        user_id=user.id,
         family_id=family_id or uuid.uuid4(),
         parent_id=parent_id,
         token_hash=hash_secret(secret),
+        token_version=user.token_version,
         ttl_s=settings.refresh_token_ttl_s,
         created_ip=client.address,
         user_agent=(client.user_agent or "")[:512] or None,
@@ -90,7 +91,7 @@ def _pair(
     family_id: UUID | None = None,
     parent_id: UUID | None = None,
 ) -> TokenPair:
-    refresh = _new_refresh_token(uow, settings, user.id, client, family_id, parent_id)
+    refresh = _new_refresh_token(uow, settings, user, client, family_id, parent_id)
     access, expires_in = issue_access_token(
         user.id, user.role, user.token_version, key=signing_key(settings), settings=settings
     )
@@ -224,6 +225,11 @@ def refresh(db: Database, settings: Settings, token: str, client: Client) -> Tok
             return _Outcome(reuse_detected=True)
         user = UsersRepository(uow.conn).get(state.user_id)
         if user is None or not user.is_active:
+            return _Outcome()
+        # A password change, logout-everywhere or deactivation bumps the version and revokes the user's rows;
+        # a child inserted by a refresh that committed while that revocation waited escapes the revocation,
+        # not this check (migration 0501). Not a replay: nothing is revoked.
+        if state.token_version != user.token_version:
             return _Outcome()
         tokens.mark_used(state.id)
         _log(uow, "refresh", user.id, client)
