@@ -174,14 +174,21 @@ def login(db: Database, settings: Settings, request: LoginRequest, client: Clien
         failed_user = user.id if user else None
         db.transact(lambda uow: _log(uow, "login_failed", failed_user, client, login_key=key))
         raise UnauthorizedError(LOGIN_FAILED)
-    signed_in = user
+    checked = user
 
-    def work(uow: UnitOfWork) -> TokenPair:
-        UsersRepository(uow.conn).touch_last_login(signed_in.id)
+    def work(uow: UnitOfWork) -> TokenPair | None:
+        # A password change or deactivation may have committed during bcrypt: re-checked in the same statement.
+        signed_in = UsersRepository(uow.conn).touch_last_login(checked.id, checked_hash=checked.password_hash)
+        if signed_in is None:
+            _log(uow, "login_failed", checked.id, client, login_key=key)
+            return None
         _log(uow, "login", signed_in.id, client)
         return _pair(uow, settings, signed_in, client)
 
-    return db.transact(work)
+    pair = db.transact(work)
+    if pair is None:
+        raise UnauthorizedError(LOGIN_FAILED)
+    return pair
 
 
 # Refresh and logout -----------------------------------------------------------------------------------------
@@ -290,11 +297,13 @@ def change_password(
     new_hash = hash_password(request.new_password, settings.bcrypt_rounds)
 
     def work(uow: UnitOfWork) -> TokenPair:
-        users = UsersRepository(uow.conn)
-        users.set_password(user_id, new_hash)  # bumps the token version: older access tokens stop at once
+        # Bumps the token version (older access tokens stop at once), unless the hash changed during bcrypt.
+        user = UsersRepository(uow.conn).set_password(user_id, new_hash, checked_hash=current.password_hash)
+        if user is None:
+            raise ForbiddenError("The current password is wrong.")
         RefreshTokensRepository(uow.conn).revoke_for_user(user_id)
         _log(uow, "password_changed", user_id, client)
-        return _pair(uow, settings, _require(users.get(user_id)), client)
+        return _pair(uow, settings, user, client)
 
     return db.transact(work)
 

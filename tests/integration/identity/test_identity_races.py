@@ -1,5 +1,5 @@
-"""Races between a refresh or a sign-in and what ends a user's sessions (password change, logout-all,
-deactivation): whichever commits first, no session issued before the end outlives it."""
+"""Races between a refresh, a sign-in or a password change and what ends a user's sessions (password change,
+logout-all, deactivation): whichever commits first, no session begun before the end outlives it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import uuid
 import pytest
 
 from shared.auth.principal import Principal
-from shared.models.identity import AdminUserPatch, PasswordChange
+from shared.errors import ForbiddenError, UnauthorizedError
+from shared.models.identity import AdminUserPatch, LoginRequest, PasswordChange
 from shared.services import accounts, admin
 from tests.integration.identity.conftest import PASSWORD
 
@@ -102,3 +103,51 @@ def test_refresh_token_is_refused_and_revokes_nothing_when_the_token_version_mov
     assert reply.status == 401 and reply.json["detail"] == accounts.REFRESH_FAILED
     assert db.execute("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL").fetchone() == (1,)
     assert [row[0] for row in db.execute("SELECT action FROM connection_logs")] == ["signup"]
+
+
+def _during_the_password_check(monkeypatch, act):
+    """Run `act` once, between the bcrypt check of a request and what that request then writes."""
+    real_verify = accounts.verify_password
+    pending = [act]
+
+    def verify_then_act(*args, **kwargs):
+        matched = real_verify(*args, **kwargs)
+        while pending:
+            pending.pop()()
+        return matched
+
+    monkeypatch.setattr(accounts, "verify_password", verify_then_act)
+
+
+@pytest.mark.parametrize("end_sessions", [_change_password, _deactivate], ids=["password_change", "deactivation"])
+def test_login_with_the_old_password_is_401_when_the_account_changes_during_its_check(
+    api, app_container, db, monkeypatch, end_sessions
+):
+    user_id = api.signup("victim")["user"]["id"]
+    _during_the_password_check(monkeypatch, lambda: end_sessions(app_container, user_id))
+    with pytest.raises(UnauthorizedError) as refused:
+        accounts.login(
+            app_container.db,
+            app_container.settings,
+            LoginRequest(login="victim", password=PASSWORD),
+            accounts.Client(),
+        )
+    assert refused.value.detail == accounts.LOGIN_FAILED
+    assert [row[0] for row in db.execute("SELECT action FROM connection_logs WHERE action LIKE 'login%'")] == [
+        "login_failed"
+    ]
+
+
+def test_password_change_is_403_when_another_change_commits_during_its_check(api, app_container, monkeypatch):
+    user_id = api.signup("victim")["user"]["id"]
+    _during_the_password_check(monkeypatch, lambda: _change_password(app_container, user_id))
+    with pytest.raises(ForbiddenError):
+        accounts.change_password(
+            app_container.db,
+            app_container.settings,
+            user_id,
+            PasswordChange(current_password=PASSWORD, new_password="the slower change"),
+            accounts.Client(),
+        )
+    assert api.call("POST", "/v1/auth/login", {"login": "victim", "password": NEW_PASSWORD}).status == 200
+    assert api.call("POST", "/v1/auth/login", {"login": "victim", "password": "the slower change"}).status == 401
