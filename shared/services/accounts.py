@@ -129,19 +129,16 @@ def _wait_seconds(times: list[datetime], limit: int, window: timedelta, now: dat
     return (times[-1] + window - now).total_seconds()
 
 
-def _throttle(uow: UnitOfWork, settings: Settings, user: UserRow | None, key: str, client: Client) -> None:
+def _throttle(uow: UnitOfWork, settings: Settings, key: str, client: Client) -> None:
     logs = ConnectionLogsRepository(uow.conn)
     now = logs.now()
     window = timedelta(seconds=settings.login_failure_window_s)
     since = now - window
-    per_account = settings.login_max_failures_per_account
-    if user is not None:
-        # A successful sign-in clears the slate for the account (not for the address).
-        account_since = max(since, user.last_login) if user.last_login else since
-        account = logs.recent_failures_for_user(user.id, account_since, per_account)
-    else:
-        account = logs.recent_failures_for_login(key, since, per_account)
-    waits = [_wait_seconds(account, per_account, window, now)]
+    # Per typed login whether or not an account matches, and cleared by a successful login with that same key
+    # (not for the address): counting an account across its username and e-mail would tell, by a 429 on one
+    # after failures on the other, that both are one account.
+    per_login = settings.login_max_failures_per_account
+    waits = [_wait_seconds(logs.recent_failures_for_login(key, since, per_login), per_login, window, now)]
     if client.address:
         per_address = settings.login_max_failures_per_address
         waits.append(
@@ -163,9 +160,8 @@ def login(db: Database, settings: Settings, request: LoginRequest, client: Clien
     key = login_key(request.login)
 
     def check(uow: UnitOfWork) -> UserRow | None:
-        user = UsersRepository(uow.conn).get_by_login(request.login)
-        _throttle(uow, settings, user, key, client)
-        return user
+        _throttle(uow, settings, key, client)
+        return UsersRepository(uow.conn).get_by_login(request.login)
 
     user = db.read(check)
     # Outside any transaction: bcrypt at cost 12 takes a quarter of a second, no connection is held meanwhile.
@@ -182,7 +178,7 @@ def login(db: Database, settings: Settings, request: LoginRequest, client: Clien
         if signed_in is None:
             _log(uow, "login_failed", checked.id, client, login_key=key)
             return None
-        _log(uow, "login", signed_in.id, client)
+        _log(uow, "login", signed_in.id, client, login_key=key)  # clears this login's failure count
         return _pair(uow, settings, signed_in, client)
 
     pair = db.transact(work)
