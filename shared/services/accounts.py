@@ -208,7 +208,8 @@ class _Outcome:
 
 def refresh(db: Database, settings: Settings, token: str, client: Client) -> TokenPair:
     """Spend a refresh token for a new pair. Replaying a spent one revokes its whole family (RFC 9700),
-    except within the grace window, where a concurrent refresh from the same client gets its own new pair."""
+    except within the grace window, where a concurrent refresh or the retry of a lost response gets its own
+    new pair whoever sends it (no client check: a phone may retry from another network)."""
     parsed = _parse_refresh(token)
     if parsed is None:
         raise UnauthorizedError(REFRESH_FAILED)

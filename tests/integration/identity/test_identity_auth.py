@@ -189,6 +189,17 @@ def test_concurrent_refreshes_inside_the_grace_window_all_get_pairs(api, app_con
     assert api.call("POST", "/v1/auth/refresh", {"refresh_token": results[0].refresh_token}).status == 200
 
 
+def test_spent_token_retried_from_another_address_within_the_grace_window_gets_its_own_pair(api):
+    first = api.signup("gus")["refresh_token"]
+    # The response to this refresh is lost; the phone switches from Wi-Fi to mobile data and retries.
+    assert api.call("POST", "/v1/auth/refresh", {"refresh_token": first}, ip="203.0.113.10").status == 200
+    retry = api.call(
+        "POST", "/v1/auth/refresh", {"refresh_token": first}, ip="198.51.100.66", headers={"User-Agent": "other/1.0"}
+    )
+    assert retry.status == 200
+    assert api.call("POST", "/v1/auth/refresh", {"refresh_token": retry.json["refresh_token"]}).status == 200
+
+
 def test_concurrent_refreshes_outside_the_grace_window_revoke_the_family(api, reconfigure, db):
     built = reconfigure(REFRESH_REUSE_GRACE_SECONDS="0")
     token = api.signup("jack")["refresh_token"]
