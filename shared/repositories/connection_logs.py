@@ -27,14 +27,13 @@ VALUES (%(user_id)s, %(action)s, %(ip_address)s, %(user_agent)s, %(login_key)s)
 """
 # Each returns at most `limit` failure times, newest first: enough to know whether the limit is reached and,
 # from the oldest of them, when the next attempt may be made. Served by the (key, action, created_at) indexes.
-RECENT_FAILURES_FOR_USER = """
-SELECT created_at FROM connection_logs
-WHERE user_id = %(key)s AND action = 'login_failed' AND created_at > %(since)s
-ORDER BY created_at DESC LIMIT %(limit)s
-"""
+# A login's failures count from its last successful login (GREATEST ignores the NULL when there is none).
 RECENT_FAILURES_FOR_LOGIN = """
 SELECT created_at FROM connection_logs
-WHERE login_key = %(key)s AND action = 'login_failed' AND created_at > %(since)s
+WHERE login_key = %(key)s AND action = 'login_failed'
+  AND created_at > GREATEST(%(since)s, (
+      SELECT max(created_at) FROM connection_logs
+      WHERE login_key = %(key)s AND action = 'login' AND created_at > %(since)s))
 ORDER BY created_at DESC LIMIT %(limit)s
 """
 RECENT_FAILURES_FOR_ADDRESS = """
@@ -83,9 +82,6 @@ class ConnectionLogsRepository:
 
     def _failures(self, query: str, key: Any, since: datetime, limit: int) -> list[datetime]:
         return [row[0] for row in self.conn.execute(query, {"key": key, "since": since, "limit": limit})]
-
-    def recent_failures_for_user(self, user_id: UUID, since: datetime, limit: int) -> list[datetime]:
-        return self._failures(RECENT_FAILURES_FOR_USER, user_id, since, limit)
 
     def recent_failures_for_login(self, login_key: str, since: datetime, limit: int) -> list[datetime]:
         return self._failures(RECENT_FAILURES_FOR_LOGIN, login_key, since, limit)

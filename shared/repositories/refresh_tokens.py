@@ -16,6 +16,7 @@ class RefreshTokenState:
     user_id: UUID
     family_id: UUID
     token_hash: str
+    token_version: int
     is_revoked: bool
     is_expired: bool
     is_used: bool
@@ -23,13 +24,14 @@ class RefreshTokenState:
 
 
 INSERT = """
-INSERT INTO refresh_tokens (id, user_id, family_id, parent_id, token_hash, expires_at, created_ip, user_agent)
-VALUES (%(id)s, %(user_id)s, %(family_id)s, %(parent_id)s, %(token_hash)s,
+INSERT INTO refresh_tokens (id, user_id, family_id, parent_id, token_hash, token_version, expires_at, created_ip,
+                            user_agent)
+VALUES (%(id)s, %(user_id)s, %(family_id)s, %(parent_id)s, %(token_hash)s, %(token_version)s,
         now() + make_interval(secs => %(ttl_s)s), %(created_ip)s, %(user_agent)s)
 """
 # FOR UPDATE: concurrent refreshes of one token take turns, so exactly one of them spends it first.
 GET_FOR_UPDATE = """
-SELECT id, user_id, family_id, token_hash,
+SELECT id, user_id, family_id, token_hash, token_version,
        revoked_at IS NOT NULL AS is_revoked,
        expires_at <= now() AS is_expired,
        used_at IS NOT NULL AS is_used,
@@ -40,6 +42,9 @@ FOR UPDATE
 MARK_USED = "UPDATE refresh_tokens SET used_at = clock_timestamp() WHERE id = %(id)s AND used_at IS NULL"
 REVOKE_FAMILY = "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = %(family_id)s AND revoked_at IS NULL"
 REVOKE_FOR_USER = "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %(user_id)s AND revoked_at IS NULL"
+REBIND_FOR_USER = """
+UPDATE refresh_tokens SET token_version = %(token_version)s WHERE user_id = %(user_id)s AND revoked_at IS NULL
+"""
 
 
 class RefreshTokensRepository:
@@ -54,6 +59,7 @@ class RefreshTokensRepository:
         family_id: UUID,
         parent_id: UUID | None,
         token_hash: str,
+        token_version: int,
         ttl_s: int,
         created_ip: str | None,
         user_agent: str | None,
@@ -66,6 +72,7 @@ class RefreshTokensRepository:
                 "family_id": family_id,
                 "parent_id": parent_id,
                 "token_hash": token_hash,
+                "token_version": token_version,
                 "ttl_s": ttl_s,
                 "created_ip": created_ip,
                 "user_agent": user_agent,
@@ -84,3 +91,7 @@ class RefreshTokensRepository:
 
     def revoke_for_user(self, user_id: UUID) -> int:
         return self.conn.execute(REVOKE_FOR_USER, {"user_id": user_id}).rowcount
+
+    def rebind_for_user(self, user_id: UUID, token_version: int) -> int:
+        """Move the user's live tokens to a new token version (a change that ends no session)."""
+        return self.conn.execute(REBIND_FOR_USER, {"user_id": user_id, "token_version": token_version}).rowcount

@@ -88,8 +88,13 @@ WHERE id = %(id)s
 RETURNING id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
           role, is_active, is_ai, token_version, last_login, created_at, updated_at
 """
+# Compare-and-set: only if the hash is still the one the caller checked, so of two changes that each checked
+# the current password, the slower one finds the hash moved and fails.
 SET_PASSWORD = """
-UPDATE users SET password_hash = %(password_hash)s, token_version = token_version + 1 WHERE id = %(id)s
+UPDATE users SET password_hash = %(password_hash)s, token_version = token_version + 1
+WHERE id = %(id)s AND password_hash = %(checked_hash)s
+RETURNING id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
+          role, is_active, is_ai, token_version, last_login, created_at, updated_at
 """
 BUMP_TOKEN_VERSION = "UPDATE users SET token_version = token_version + 1 WHERE id = %(id)s"
 SET_ROLE_AND_ACTIVE = """
@@ -98,7 +103,14 @@ WHERE id = %(id)s
 RETURNING id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
           role, is_active, is_ai, token_version, last_login, created_at, updated_at
 """
-TOUCH_LAST_LOGIN = "UPDATE users SET last_login = now() WHERE id = %(id)s"
+# The password was checked outside any transaction: the sign-in counts only if that hash is still the account's
+# and the account still active, and the pair is built from this row, not from the one read before the check.
+TOUCH_LAST_LOGIN = """
+UPDATE users SET last_login = now()
+WHERE id = %(id)s AND password_hash = %(checked_hash)s AND is_active
+RETURNING id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
+          role, is_active, is_ai, token_version, last_login, created_at, updated_at
+"""
 # Locks every active super_admin row: two concurrent demotions cannot both see "another one remains".
 LOCK_ACTIVE_SUPER_ADMINS = "SELECT id FROM users WHERE role = 'super_admin' AND is_active ORDER BY id FOR UPDATE"
 LIST_PAGE = """
@@ -152,8 +164,9 @@ class UsersRepository:
             params[field] = changes.get(field)
         return self._one(UPDATE_PROFILE, params)
 
-    def set_password(self, user_id: UUID, password_hash: str) -> None:
-        self.conn.execute(SET_PASSWORD, {"id": user_id, "password_hash": password_hash})
+    def set_password(self, user_id: UUID, password_hash: str, *, checked_hash: str | None) -> UserRow | None:
+        """Replace the hash and bump the token version; None when the hash is no longer `checked_hash`."""
+        return self._one(SET_PASSWORD, {"id": user_id, "password_hash": password_hash, "checked_hash": checked_hash})
 
     def bump_token_version(self, user_id: UUID) -> None:
         self.conn.execute(BUMP_TOKEN_VERSION, {"id": user_id})
@@ -161,8 +174,9 @@ class UsersRepository:
     def set_role_and_active(self, user_id: UUID, role: str, is_active: bool) -> UserRow | None:
         return self._one(SET_ROLE_AND_ACTIVE, {"id": user_id, "role": role, "is_active": is_active})
 
-    def touch_last_login(self, user_id: UUID) -> None:
-        self.conn.execute(TOUCH_LAST_LOGIN, {"id": user_id})
+    def touch_last_login(self, user_id: UUID, *, checked_hash: str | None) -> UserRow | None:
+        """Record a sign-in; None when the account is inactive or its hash is no longer `checked_hash`."""
+        return self._one(TOUCH_LAST_LOGIN, {"id": user_id, "checked_hash": checked_hash})
 
     def lock_active_super_admins(self) -> list[UUID]:
         return [row[0] for row in self.conn.execute(LOCK_ACTIVE_SUPER_ADMINS).fetchall()]

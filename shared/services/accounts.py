@@ -63,7 +63,7 @@ def _log(uow: UnitOfWork, action: str, user_id: UUID | None, client: Client, log
 def _new_refresh_token(
     uow: UnitOfWork,
     settings: Settings,
-    user_id: UUID,
+    user: UserRow,
     client: Client,
     family_id: UUID | None = None,
     parent_id: UUID | None = None,
@@ -71,10 +71,11 @@ def _new_refresh_token(
     token_id, secret = uuid.uuid4(), new_secret()
     RefreshTokensRepository(uow.conn).add(
         token_id=token_id,
-        user_id=user_id,
+        user_id=user.id,
         family_id=family_id or uuid.uuid4(),
         parent_id=parent_id,
         token_hash=hash_secret(secret),
+        token_version=user.token_version,
         ttl_s=settings.refresh_token_ttl_s,
         created_ip=client.address,
         user_agent=(client.user_agent or "")[:512] or None,
@@ -90,7 +91,7 @@ def _pair(
     family_id: UUID | None = None,
     parent_id: UUID | None = None,
 ) -> TokenPair:
-    refresh = _new_refresh_token(uow, settings, user.id, client, family_id, parent_id)
+    refresh = _new_refresh_token(uow, settings, user, client, family_id, parent_id)
     access, expires_in = issue_access_token(
         user.id, user.role, user.token_version, key=signing_key(settings), settings=settings
     )
@@ -128,19 +129,16 @@ def _wait_seconds(times: list[datetime], limit: int, window: timedelta, now: dat
     return (times[-1] + window - now).total_seconds()
 
 
-def _throttle(uow: UnitOfWork, settings: Settings, user: UserRow | None, key: str, client: Client) -> None:
+def _throttle(uow: UnitOfWork, settings: Settings, key: str, client: Client) -> None:
     logs = ConnectionLogsRepository(uow.conn)
     now = logs.now()
     window = timedelta(seconds=settings.login_failure_window_s)
     since = now - window
-    per_account = settings.login_max_failures_per_account
-    if user is not None:
-        # A successful sign-in clears the slate for the account (not for the address).
-        account_since = max(since, user.last_login) if user.last_login else since
-        account = logs.recent_failures_for_user(user.id, account_since, per_account)
-    else:
-        account = logs.recent_failures_for_login(key, since, per_account)
-    waits = [_wait_seconds(account, per_account, window, now)]
+    # Per typed login whether or not an account matches, and cleared by a successful login with that same key
+    # (not for the address): counting an account across its username and e-mail would tell, by a 429 on one
+    # after failures on the other, that both are one account.
+    per_login = settings.login_max_failures_per_account
+    waits = [_wait_seconds(logs.recent_failures_for_login(key, since, per_login), per_login, window, now)]
     if client.address:
         per_address = settings.login_max_failures_per_address
         waits.append(
@@ -162,9 +160,8 @@ def login(db: Database, settings: Settings, request: LoginRequest, client: Clien
     key = login_key(request.login)
 
     def check(uow: UnitOfWork) -> UserRow | None:
-        user = UsersRepository(uow.conn).get_by_login(request.login)
-        _throttle(uow, settings, user, key, client)
-        return user
+        _throttle(uow, settings, key, client)
+        return UsersRepository(uow.conn).get_by_login(request.login)
 
     user = db.read(check)
     # Outside any transaction: bcrypt at cost 12 takes a quarter of a second, no connection is held meanwhile.
@@ -173,14 +170,21 @@ def login(db: Database, settings: Settings, request: LoginRequest, client: Clien
         failed_user = user.id if user else None
         db.transact(lambda uow: _log(uow, "login_failed", failed_user, client, login_key=key))
         raise UnauthorizedError(LOGIN_FAILED)
-    signed_in = user
+    checked = user
 
-    def work(uow: UnitOfWork) -> TokenPair:
-        UsersRepository(uow.conn).touch_last_login(signed_in.id)
-        _log(uow, "login", signed_in.id, client)
+    def work(uow: UnitOfWork) -> TokenPair | None:
+        # A password change or deactivation may have committed during bcrypt: re-checked in the same statement.
+        signed_in = UsersRepository(uow.conn).touch_last_login(checked.id, checked_hash=checked.password_hash)
+        if signed_in is None:
+            _log(uow, "login_failed", checked.id, client, login_key=key)
+            return None
+        _log(uow, "login", signed_in.id, client, login_key=key)  # clears this login's failure count
         return _pair(uow, settings, signed_in, client)
 
-    return db.transact(work)
+    pair = db.transact(work)
+    if pair is None:
+        raise UnauthorizedError(LOGIN_FAILED)
+    return pair
 
 
 # Refresh and logout -----------------------------------------------------------------------------------------
@@ -204,7 +208,8 @@ class _Outcome:
 
 def refresh(db: Database, settings: Settings, token: str, client: Client) -> TokenPair:
     """Spend a refresh token for a new pair. Replaying a spent one revokes its whole family (RFC 9700),
-    except within the grace window, where a concurrent refresh from the same client gets its own new pair."""
+    except within the grace window, where a concurrent refresh or the retry of a lost response gets its own
+    new pair whoever sends it (no client check: a phone may retry from another network)."""
     parsed = _parse_refresh(token)
     if parsed is None:
         raise UnauthorizedError(REFRESH_FAILED)
@@ -224,6 +229,11 @@ def refresh(db: Database, settings: Settings, token: str, client: Client) -> Tok
             return _Outcome(reuse_detected=True)
         user = UsersRepository(uow.conn).get(state.user_id)
         if user is None or not user.is_active:
+            return _Outcome()
+        # A password change, logout-everywhere or deactivation bumps the version and revokes the user's rows;
+        # a child inserted by a refresh that committed while that revocation waited escapes the revocation,
+        # not this check (migration 0501). Not a replay: nothing is revoked.
+        if state.token_version != user.token_version:
             return _Outcome()
         tokens.mark_used(state.id)
         _log(uow, "refresh", user.id, client)
@@ -284,11 +294,13 @@ def change_password(
     new_hash = hash_password(request.new_password, settings.bcrypt_rounds)
 
     def work(uow: UnitOfWork) -> TokenPair:
-        users = UsersRepository(uow.conn)
-        users.set_password(user_id, new_hash)  # bumps the token version: older access tokens stop at once
+        # Bumps the token version (older access tokens stop at once), unless the hash changed during bcrypt.
+        user = UsersRepository(uow.conn).set_password(user_id, new_hash, checked_hash=current.password_hash)
+        if user is None:
+            raise ForbiddenError("The current password is wrong.")
         RefreshTokensRepository(uow.conn).revoke_for_user(user_id)
         _log(uow, "password_changed", user_id, client)
-        return _pair(uow, settings, _require(users.get(user_id)), client)
+        return _pair(uow, settings, user, client)
 
     return db.transact(work)
 

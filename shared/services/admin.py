@@ -57,8 +57,12 @@ def update_user(db: Database, principal: Principal, target_id: UUID, patch: Admi
             raise ConflictError("The last super_admin cannot be demoted or deactivated.")
         updated = users.set_role_and_active(target.id, role, active)  # bumps the token version
         assert updated is not None
+        tokens = RefreshTokensRepository(uow.conn)
         if not active:
-            RefreshTokensRepository(uow.conn).revoke_for_user(target.id)
+            tokens.revoke_for_user(target.id)
+        else:
+            # A role change ends no session: the next refresh issues an access token with the new role.
+            tokens.rebind_for_user(target.id, updated.token_version)
         if role != target.role:
             _log(uow, "role_changed", target.id, client)
         if active != target.is_active:

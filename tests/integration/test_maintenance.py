@@ -46,8 +46,8 @@ def _count(db, table: str, where: str = "TRUE") -> int:
 
 def _token(db, user, expires: datetime, revoked: datetime | None = None) -> None:
     db.execute(
-        "INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at, revoked_at)"
-        " VALUES (%s, gen_random_uuid(), md5(random()::text), %s, %s)",
+        "INSERT INTO refresh_tokens (user_id, family_id, token_hash, token_version, expires_at, revoked_at)"
+        " VALUES (%s, gen_random_uuid(), md5(random()::text), 0, %s, %s)",
         (user, expires, revoked),
     )
 

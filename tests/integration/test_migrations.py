@@ -158,3 +158,30 @@ def test_cli_migrate_and_status_work_on_a_database_url(empty_database_url, tmp_p
     assert "2 migration(s) applied" in out.out
     assert "0002  applied" in out.out
     assert "was changed after it was applied" in out.err
+
+
+def test_refresh_tokens_take_their_users_token_version_when_0501_binds_them(empty_database_url, tmp_path):
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    for migration in discover(MIGRATIONS):
+        if migration.version < 501:
+            shutil.copy(migration.path, folder)
+    migrate(empty_database_url, folder)
+    with psycopg.connect(empty_database_url) as conn:
+        user = conn.execute(
+            "INSERT INTO users (username, email, token_version) VALUES ('u', 'u@example.com', 3) RETURNING id"
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at)"
+            " VALUES (%s, gen_random_uuid(), 'th', now() + interval '1 day')",
+            (user,),
+        )
+    shutil.copy(MIGRATIONS / "0501_bind_refresh_tokens_to_token_version.sql", folder)
+    assert [m.version for m in migrate(empty_database_url, folder)] == [501]
+    with psycopg.connect(empty_database_url) as conn:
+        assert conn.execute("SELECT token_version FROM refresh_tokens").fetchall() == [(3,)]
+        nullable = conn.execute(
+            "SELECT is_nullable FROM information_schema.columns"
+            " WHERE table_name = 'refresh_tokens' AND column_name = 'token_version'"
+        ).fetchone()
+        assert nullable == ("NO",)

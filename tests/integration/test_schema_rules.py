@@ -250,8 +250,8 @@ UNIQUE_RULES = {
         lambda s, i: {"u": s["user"]},
     ),
     "refresh token hash": (
-        "INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at)"
-        " VALUES (%(u)s, gen_random_uuid(), 'th', now())",
+        "INSERT INTO refresh_tokens (user_id, family_id, token_hash, token_version, expires_at)"
+        " VALUES (%(u)s, gen_random_uuid(), 'th', 0, now())",
         lambda s, i: {"u": s["user"]},
     ),
     "api key hash": (

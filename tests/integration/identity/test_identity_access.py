@@ -130,6 +130,15 @@ def test_only_a_super_admin_grants_or_takes_admin(api, make_role):
     assert api.call("PATCH", f"/v1/admin/users/{uid}", {"role": "superuser"}, token=root).status == 422
 
 
+def test_refresh_after_a_role_change_keeps_the_session_with_the_new_role(api, make_role):
+    _, root = _with_role(api, make_role, "root2", "super_admin")
+    user = api.signup("bea")
+    assert api.call("PATCH", f"/v1/admin/users/{user['user']['id']}", {"role": "admin"}, token=root).status == 200
+    renewed = api.call("POST", "/v1/auth/refresh", {"refresh_token": user["refresh_token"]})
+    assert renewed.status == 200 and renewed.json["user"]["role"] == "admin"
+    assert api.call("GET", "/v1/admin/users", token=renewed.json["access_token"]).status == 200
+
+
 def test_the_last_super_admin_can_be_neither_demoted_nor_deactivated(api, make_role):
     root_id, root = _with_role(api, make_role, "boss", "super_admin")
     for change in ({"role": "admin"}, {"is_active": False}):

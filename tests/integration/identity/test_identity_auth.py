@@ -94,6 +94,36 @@ def test_ten_failures_give_429_with_retry_after_for_real_and_unknown_accounts_al
     assert 0 < int(answers["frank"].headers["retry-after"]) <= 900
 
 
+def _fail(api, login, times, ip):
+    for _ in range(times):
+        assert api.call("POST", "/v1/auth/login", {"login": login, "password": "bad password"}, ip=ip).status == 401
+
+
+def test_throttle_answers_another_alias_of_an_account_like_an_unknown_name_when_one_alias_is_throttled(api):
+    api.signup("bob")
+    _fail(api, "bob", 10, ip="198.51.100.1")
+    _fail(api, "nobody", 10, ip="198.51.100.2")
+    # Failures are counted per typed login either way: a 429 here would tell that "bob" is bob@example.com.
+    real = api.call("POST", "/v1/auth/login", {"login": "bob@example.com", "password": "bad password"}, ip="192.0.2.1")
+    unknown = api.call(
+        "POST", "/v1/auth/login", {"login": "nobody@example.com", "password": "bad password"}, ip="192.0.2.2"
+    )
+    assert real.status == unknown.status == 401 and real.raw == unknown.raw
+
+
+def test_successful_login_clears_the_failures_of_the_login_it_used_when_counting_again(api, reconfigure):
+    reconfigure(LOGIN_MAX_FAILURES_PER_ACCOUNT="3")
+    api.signup("cleo")
+    _fail(api, "cleo", 2, ip="198.51.100.3")
+    _fail(api, "cleo@example.com", 3, ip="198.51.100.3")
+    assert api.call("POST", "/v1/auth/login", {"login": "CLEO", "password": PASSWORD}).status == 200
+    _fail(api, "cleo", 3, ip="198.51.100.3")
+    again = {"password": "bad password"}
+    assert api.call("POST", "/v1/auth/login", {"login": "cleo", **again}, ip="198.51.100.3").status == 429
+    # Another login's count is its own: the sign-in as "CLEO" did not clear it.
+    assert api.call("POST", "/v1/auth/login", {"login": "cleo@example.com", **again}, ip="198.51.100.3").status == 429
+
+
 def test_per_address_limit_gives_429_across_accounts_when_reached(api, reconfigure):
     reconfigure(LOGIN_MAX_FAILURES_PER_ADDRESS="3")
     for name in ("a1", "a2", "a3"):
@@ -157,6 +187,17 @@ def test_concurrent_refreshes_inside_the_grace_window_all_get_pairs(api, app_con
     assert all(not isinstance(r, Exception) for r in results), results
     assert len({r.refresh_token for r in results}) == 4
     assert api.call("POST", "/v1/auth/refresh", {"refresh_token": results[0].refresh_token}).status == 200
+
+
+def test_spent_token_retried_from_another_address_within_the_grace_window_gets_its_own_pair(api):
+    first = api.signup("gus")["refresh_token"]
+    # The response to this refresh is lost; the phone switches from Wi-Fi to mobile data and retries.
+    assert api.call("POST", "/v1/auth/refresh", {"refresh_token": first}, ip="203.0.113.10").status == 200
+    retry = api.call(
+        "POST", "/v1/auth/refresh", {"refresh_token": first}, ip="198.51.100.66", headers={"User-Agent": "other/1.0"}
+    )
+    assert retry.status == 200
+    assert api.call("POST", "/v1/auth/refresh", {"refresh_token": retry.json["refresh_token"]}).status == 200
 
 
 def test_concurrent_refreshes_outside_the_grace_window_revoke_the_family(api, reconfigure, db):

@@ -1,0 +1,153 @@
+"""Races between a refresh, a sign-in or a password change and what ends a user's sessions (password change,
+logout-all, deactivation): whichever commits first, no session begun before the end outlives it."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from shared.auth.principal import Principal
+from shared.errors import ForbiddenError, UnauthorizedError
+from shared.models.identity import AdminUserPatch, LoginRequest, PasswordChange
+from shared.services import accounts, admin
+from tests.integration.identity.conftest import PASSWORD
+
+NEW_PASSWORD = "a brand new password"
+
+
+def _change_password(built, user_id):
+    accounts.change_password(
+        built.db,
+        built.settings,
+        user_id,
+        PasswordChange(current_password=PASSWORD, new_password=NEW_PASSWORD),
+        accounts.Client(),
+    )
+
+
+def _logout_everywhere(built, user_id):
+    accounts.logout_everywhere(built.db, user_id, accounts.Client())
+
+
+def _deactivate(built, user_id):
+    root = Principal(kind="jwt", user_id=uuid.uuid4(), role="super_admin")
+    admin.update_user(built.db, root, uuid.UUID(user_id), AdminUserPatch(is_active=False), accounts.Client())
+
+
+ENDINGS = pytest.mark.parametrize(
+    "end_sessions",
+    [_change_password, _logout_everywhere, _deactivate],
+    ids=["password_change", "logout_all", "deactivation"],
+)
+
+
+def _wait_for_a_lock_waiter(db, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    while time.monotonic() < deadline:
+        if db.execute(query).fetchone()[0]:
+            return
+        time.sleep(0.02)
+    raise AssertionError("nothing waited on a lock")
+
+
+@ENDINGS
+def test_refresh_in_flight_is_refused_afterwards_when_sessions_end_while_it_commits(
+    api, app_container, db, monkeypatch, end_sessions
+):
+    pair = api.signup("victim")
+    user_id = pair["user"]["id"]
+    # The refresh pauses inside its transaction, after it has spent its token and inserted the child.
+    paused, resume = threading.Event(), threading.Event()
+    real_pair = accounts._pair
+
+    def pausing_pair(*args, **kwargs):
+        issued = real_pair(*args, **kwargs)
+        if threading.current_thread().name == "refresher":
+            paused.set()
+            resume.wait(10)
+        return issued
+
+    monkeypatch.setattr(accounts, "_pair", pausing_pair)
+    out = {}
+
+    def refresher():
+        out["pair"] = accounts.refresh(
+            app_container.db, app_container.settings, pair["refresh_token"], accounts.Client()
+        )
+
+    refreshing = threading.Thread(target=refresher, name="refresher")
+    refreshing.start()
+    assert paused.wait(10)
+    ending = threading.Thread(target=end_sessions, args=(app_container, user_id))
+    ending.start()
+    _wait_for_a_lock_waiter(db)  # the revocation waits on the row lock of the token being spent
+    resume.set()
+    refreshing.join(10)
+    ending.join(10)
+    monkeypatch.setattr(accounts, "_pair", real_pair)
+
+    child = out["pair"]
+    assert api.call("GET", "/v1/users/me", token=child.access_token).status == 401
+    assert api.call("POST", "/v1/auth/refresh", {"refresh_token": child.refresh_token}).status == 401
+
+
+def test_refresh_token_is_refused_and_revokes_nothing_when_the_token_version_moved_on(api, db):
+    pair = api.signup("wanda")
+    # What a revocation that missed this token leaves behind: a live row, a newer version on the user.
+    db.execute("UPDATE users SET token_version = token_version + 1 WHERE id = %s", (pair["user"]["id"],))
+    reply = api.call("POST", "/v1/auth/refresh", {"refresh_token": pair["refresh_token"]})
+    assert reply.status == 401 and reply.json["detail"] == accounts.REFRESH_FAILED
+    assert db.execute("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL").fetchone() == (1,)
+    assert [row[0] for row in db.execute("SELECT action FROM connection_logs")] == ["signup"]
+
+
+def _during_the_password_check(monkeypatch, act):
+    """Run `act` once, between the bcrypt check of a request and what that request then writes."""
+    real_verify = accounts.verify_password
+    pending = [act]
+
+    def verify_then_act(*args, **kwargs):
+        matched = real_verify(*args, **kwargs)
+        while pending:
+            pending.pop()()
+        return matched
+
+    monkeypatch.setattr(accounts, "verify_password", verify_then_act)
+
+
+@pytest.mark.parametrize("end_sessions", [_change_password, _deactivate], ids=["password_change", "deactivation"])
+def test_login_with_the_old_password_is_401_when_the_account_changes_during_its_check(
+    api, app_container, db, monkeypatch, end_sessions
+):
+    user_id = api.signup("victim")["user"]["id"]
+    _during_the_password_check(monkeypatch, lambda: end_sessions(app_container, user_id))
+    with pytest.raises(UnauthorizedError) as refused:
+        accounts.login(
+            app_container.db,
+            app_container.settings,
+            LoginRequest(login="victim", password=PASSWORD),
+            accounts.Client(),
+        )
+    assert refused.value.detail == accounts.LOGIN_FAILED
+    assert [row[0] for row in db.execute("SELECT action FROM connection_logs WHERE action LIKE 'login%'")] == [
+        "login_failed"
+    ]
+
+
+def test_password_change_is_403_when_another_change_commits_during_its_check(api, app_container, monkeypatch):
+    user_id = api.signup("victim")["user"]["id"]
+    _during_the_password_check(monkeypatch, lambda: _change_password(app_container, user_id))
+    with pytest.raises(ForbiddenError):
+        accounts.change_password(
+            app_container.db,
+            app_container.settings,
+            user_id,
+            PasswordChange(current_password=PASSWORD, new_password="the slower change"),
+            accounts.Client(),
+        )
+    assert api.call("POST", "/v1/auth/login", {"login": "victim", "password": NEW_PASSWORD}).status == 200
+    assert api.call("POST", "/v1/auth/login", {"login": "victim", "password": "the slower change"}).status == 401
