@@ -7,6 +7,8 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
 from shared.events.usage import UsageEvent
 from shared.services.usage import record_usage
 from tests.helpers import FakeLambdaContext, load_event
@@ -109,6 +111,28 @@ def test_usage_is_kept_with_null_references_when_the_user_and_thread_were_delete
     row = db.execute("SELECT user_id, conversation_id, thread_id, message_id FROM model_usage").fetchone()
     assert row == (None, None, None, None)
     assert list(daily_rollups(db))[0][1] is None
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one-at-a-time", "in-one-statement"])
+def test_rollups_of_deleted_users_are_summed_exactly_when_two_had_usage_on_the_same_day_and_model(
+    app_container, db, together
+):
+    alice, bob, carol = make_user(db), make_user(db), make_user(db)
+    events = [
+        _event(alice, None, None, tokens_input=7, cost_usd=Decimal("0.00000013"), cost_avoided_usd=Decimal("0.5")),
+        _event(bob, None, None, tokens_output=3, cost_usd=Decimal("0.12345678"), cache_hit=True),
+        _event(bob, None, None, model="amazon.nova-micro", cost_usd=Decimal("0.00000001")),
+        _event(carol, None, None),
+    ]
+    record_usage(app_container.db, events)
+    # Bob had usage on the same day, model and provider as alice.
+    if together:
+        db.execute("DELETE FROM users WHERE id = ANY(%s)", ([alice, bob],))
+    else:
+        db.execute("DELETE FROM users WHERE id = %s", (alice,))
+        db.execute("DELETE FROM users WHERE id = %s", (bob,))
+    erased = [e.model_copy(update={"user_id": None}) if e.user_id in (alice, bob) else e for e in events]
+    assert daily_rollups(db) == expected_rollups(erased)
 
 
 def test_same_event_twice_in_one_batch_counts_once_when_delivered_together(app_container, db):
