@@ -60,6 +60,8 @@ ORDER BY t.id
 FOR NO KEY UPDATE OF t
 """
 
+# sum() over the per-request integer columns is bigint, like the totals, so totals grow past 2^31 - 1 while
+# each request stays within it (UsageEvent bounds every count to its column).
 ADD_THREAD_TOTALS = """
 UPDATE conversation_threads t
 SET tokens_input_total  = t.tokens_input_total + s.prompt_tokens,

@@ -92,6 +92,39 @@ def test_only_the_poison_record_is_reported_when_one_of_ten_is_malformed(app_con
     assert thread_totals(db, thread) == expected_thread_totals(events)[thread]
 
 
+@pytest.mark.parametrize(
+    "overflow",
+    [
+        {"tokens_input": 3_000_000_000},
+        {"tokens_input": 2**30, "tokens_output": 2**30},  # each fits, their total_tokens does not
+        {"latency_ms": 2**31},
+        {"message_id": 2**63},
+    ],
+    ids=["tokens", "total-tokens", "latency", "message-id"],
+)
+def test_only_the_record_is_reported_when_a_number_is_too_large_for_its_column(app_container, db, overflow):
+    from functions.usage_aggregator import lambda_handler
+
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    good = _event(user, conv, thread)
+    bad = good.model_dump(mode="json") | {"event_id": str(uuid.uuid4())} | overflow
+    sqs = sqs_event([good.model_dump_json(), json.dumps(bad)])
+    response = lambda_handler(sqs, FakeLambdaContext())
+    assert response == {"batchItemFailures": [{"itemIdentifier": sqs["Records"][1]["messageId"]}]}
+    assert thread_totals(db, thread) == expected_thread_totals([good])[thread]
+
+
+def test_totals_sum_past_the_integer_range_when_events_are_as_large_as_their_columns(app_container, db):
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    events = [_event(user, conv, thread, tokens_input=2**31 - 1, tokens_output=0, tokens_cached=2**31 - 1)] * 3
+    events = [e.model_copy(update={"event_id": uuid.uuid4()}) for e in events]
+    assert record_usage(app_container.db, events).inserted == 3
+    assert thread_totals(db, thread) == expected_thread_totals(events)[thread]
+    assert daily_rollups(db) == expected_rollups(events)
+
+
 def test_every_record_is_reported_when_the_whole_batch_is_malformed(app_container, db):
     from functions.usage_aggregator import lambda_handler
 
