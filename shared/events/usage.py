@@ -10,12 +10,14 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# The widths of model_usage's columns. A value beyond them would pass validation and then fail the batch's
+# What model_usage's columns can hold. A value beyond them would pass validation and then fail the batch's
 # one transaction, sending every record of the batch back to the queue; bounded here, it fails alone.
 INTEGER_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
 
 Count = Annotated[int, Field(ge=0, le=INTEGER_MAX)]
+# PostgreSQL text (and jsonb, which carries the batch) cannot hold a NUL character.
+Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 
 
 class UsageEvent(BaseModel):
@@ -30,8 +32,8 @@ class UsageEvent(BaseModel):
     thread_id: UUID | None = None
     message_id: int | None = Field(None, ge=1, le=BIGINT_MAX)
     turn_number: Count | None = None
-    model: str = Field(min_length=1, max_length=255)
-    provider: str = Field(min_length=1, max_length=50)
+    model: Text = Field(min_length=1, max_length=255)
+    provider: Text = Field(min_length=1, max_length=50)
     tokens_input: Count = 0
     tokens_output: Count = 0
     tokens_cached: Count = 0
@@ -42,7 +44,7 @@ class UsageEvent(BaseModel):
     latency_ms: Count = 0
     cache_hit: bool = False
     streaming: bool = False
-    classification: str | None = None
+    classification: Text | None = None
     occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @model_validator(mode="after")

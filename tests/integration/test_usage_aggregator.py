@@ -115,6 +115,20 @@ def test_only_the_record_is_reported_when_a_number_is_too_large_for_its_column(a
     assert thread_totals(db, thread) == expected_thread_totals([good])[thread]
 
 
+@pytest.mark.parametrize("field", ["model", "provider", "classification"])
+def test_only_the_record_is_reported_when_a_text_holds_a_nul_character(app_container, db, field):
+    from functions.usage_aggregator import lambda_handler
+
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    good = _event(user, conv, thread)
+    bad = good.model_dump(mode="json") | {"event_id": str(uuid.uuid4()), field: "x\u0000y"}
+    sqs = sqs_event([good.model_dump_json(), json.dumps(bad)])
+    response = lambda_handler(sqs, FakeLambdaContext())
+    assert response == {"batchItemFailures": [{"itemIdentifier": sqs["Records"][1]["messageId"]}]}
+    assert thread_totals(db, thread) == expected_thread_totals([good])[thread]
+
+
 def test_totals_sum_past_the_integer_range_when_events_are_as_large_as_their_columns(app_container, db):
     user = make_user(db)
     conv, thread = make_thread(db, user)
