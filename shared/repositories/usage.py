@@ -136,7 +136,7 @@ ORDER BY sum(cost_usd) DESC, model_name, provider
 )
 
 # Seed 000's "monthly usage by user", from the rollups. Rows whose user was deleted (or never existed)
-# rank as one anonymous row. Keyset pagination on (cost, user key).
+# rank as one anonymous row. Keyset pagination on (cost, user key). Days are inclusive, as in the other reports.
 MONTHLY_BY_USER = """
 SELECT s.*, u.username, u.email
 FROM (
@@ -144,7 +144,7 @@ FROM (
 MONTHLY_BY_USER += _TOTALS
 MONTHLY_BY_USER += """
     FROM usage_daily
-    WHERE day >= %(start)s AND day < %(end)s
+    WHERE day BETWEEN %(start)s AND %(end)s
     GROUP BY user_id
 ) s
 LEFT JOIN users u ON u.id = s.user_id
