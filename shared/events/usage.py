@@ -5,10 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Annotated, Literal, Protocol
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# What model_usage's columns can hold. A value beyond them would pass validation and then fail the batch's
+# one transaction, sending every record of the batch back to the queue; bounded here, it fails alone.
+INTEGER_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
+
+Count = Annotated[int, Field(ge=0, le=INTEGER_MAX)]
+# PostgreSQL text (and jsonb, which carries the batch) cannot hold a NUL character.
+Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 
 
 class UsageEvent(BaseModel):
@@ -21,22 +30,29 @@ class UsageEvent(BaseModel):
     user_id: UUID | None = None
     conversation_id: UUID | None = None
     thread_id: UUID | None = None
-    message_id: int | None = None
-    turn_number: int | None = Field(None, ge=0)
-    model: str = Field(min_length=1, max_length=255)
-    provider: str = Field(min_length=1, max_length=50)
-    tokens_input: int = Field(0, ge=0)
-    tokens_output: int = Field(0, ge=0)
-    tokens_cached: int = Field(0, ge=0)
-    query_size: int = Field(0, ge=0)
-    response_size: int = Field(0, ge=0)
+    message_id: int | None = Field(None, ge=1, le=BIGINT_MAX)
+    turn_number: Count | None = None
+    model: Text = Field(min_length=1, max_length=255)
+    provider: Text = Field(min_length=1, max_length=50)
+    tokens_input: Count = 0
+    tokens_output: Count = 0
+    tokens_cached: Count = 0
+    query_size: Count = 0
+    response_size: Count = 0
     cost_usd: Decimal = Field(Decimal(0), ge=0, max_digits=14, decimal_places=8)
     cost_avoided_usd: Decimal = Field(Decimal(0), ge=0, max_digits=14, decimal_places=8)
-    latency_ms: int = Field(0, ge=0)
+    latency_ms: Count = 0
     cache_hit: bool = False
     streaming: bool = False
-    classification: str | None = None
+    classification: Text | None = None
     occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @model_validator(mode="after")
+    def _total_fits(self) -> UsageEvent:
+        # model_usage.total_tokens (input + output) is an integer column too.
+        if self.tokens_total > INTEGER_MAX:
+            raise ValueError(f"tokens_input + tokens_output exceeds {INTEGER_MAX}")
+        return self
 
     @property
     def tokens_total(self) -> int:

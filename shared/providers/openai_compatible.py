@@ -1,12 +1,13 @@
 """Any OpenAI-compatible chat-completions server (NVIDIA NIM, OpenAI, vLLM...) over plain http.client.
 
-The base URL comes from the catalog only. No redirects are followed (http.client follows none), every
-socket operation has a timeout, the whole call has a deadline, and the body read is capped.
+The base URL comes from the catalog only. No redirects are followed (http.client follows none), the whole
+call has a deadline that bounds every socket operation, and the body read is capped.
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import socket
 import time
@@ -63,20 +64,20 @@ class OpenAICompatibleProvider:
             raise provider_failed(self.name, 502, "malformed_response") from None
 
     def _post(self, url: Any, payload: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        deadline = time.monotonic() + self._timeout_s
-        conn = self._connection(url)
+        deadline = _Deadline(self._timeout_s)
+        conn = self._connection(url, deadline)
         try:
+            conn.connect()
+            # http.client reads the status line, the headers and the body through this socket; a timeout set
+            # once would bound each receive but not their sum, and an upstream sending a byte at a time
+            # would keep the call alive for as long as it liked.
+            conn.sock = _DeadlineSocket(conn.sock, deadline)
             path = (url.path or "/") + (f"?{url.query}" if url.query else "")
             conn.request("POST", path, body=payload, headers=headers)
             response = conn.getresponse()
             chunks: list[bytes] = []
             size = 0
-            while True:
-                if time.monotonic() > deadline:
-                    raise provider_failed(self.name, 504, "deadline")
-                chunk = response.read(65536)
-                if not chunk:
-                    break
+            while chunk := response.read1(65536):
                 size += len(chunk)
                 if size > self._max_response_bytes:
                     raise provider_failed(self.name, 502, "response_too_large")
@@ -85,13 +86,13 @@ class OpenAICompatibleProvider:
         except ProviderError:
             raise
         except TimeoutError:
-            raise provider_failed(self.name, 504, "timeout") from None
+            raise provider_failed(self.name, 504, "deadline" if deadline.passed() else "timeout") from None
         except (ConnectionError, http.client.HTTPException, OSError):
             raise provider_failed(self.name, 503, "connection_failed") from None
         finally:
             conn.close()
 
-    def _connection(self, url: Any) -> http.client.HTTPConnection:
+    def _connection(self, url: Any, deadline: _Deadline) -> http.client.HTTPConnection:
         host = url.hostname or ""
         port = url.port or (443 if url.scheme == "https" else 80)
         if url.scheme not in ("https", "http"):
@@ -107,15 +108,73 @@ class OpenAICompatibleProvider:
             conn = http.client.HTTPSConnection(host, port, timeout=self._timeout_s)
         else:
             conn = http.client.HTTPConnection(host, port, timeout=self._timeout_s)
-        if pinned is not None:
-            # Connect to the address the guard checked (no second DNS answer), keeping Host and SNI as named.
-            address = pinned
+        # Connect to the address the guard checked, if any (no second DNS answer), keeping Host and SNI as named.
+        address = pinned or host
 
-            def create(_addr: Any, timeout: Any = None, source: Any = None) -> socket.socket:
-                return socket.create_connection((address, port), timeout, source)
+        def create(_addr: Any, timeout: Any = None, source: Any = None) -> socket.socket:
+            sock = socket.create_connection((address, port), deadline.left(), source)
+            sock.settimeout(deadline.left())  # the TLS handshake that follows gets only what is left
+            return sock
 
-            conn._create_connection = create  # type: ignore[attr-defined]
+        conn._create_connection = create  # type: ignore[attr-defined]
         return conn
+
+
+class _Deadline:
+    """The end of a call. PROVIDER_TIMEOUT_SECONDS is both the overall deadline and the longest single wait."""
+
+    def __init__(self, seconds: float):
+        self._end = time.monotonic() + seconds
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self._end
+
+    def left(self) -> float:
+        """Seconds until the deadline, to use as the next socket operation's timeout; TimeoutError once passed."""
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("provider deadline passed")
+        return left
+
+
+class _DeadlineSocket:
+    """A connected socket as http.client uses it, whose timeout becomes the time left before each send and receive."""
+
+    def __init__(self, sock: socket.socket, deadline: _Deadline):
+        self._sock = sock
+        self._deadline = deadline
+
+    def sendall(self, data: bytes) -> None:
+        self._sock.settimeout(self._deadline.left())
+        self._sock.sendall(data)
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+
+    def close(self) -> None:
+        # The socket really closes once the response's reader is closed too (makefile keeps a reference).
+        self._sock.close()
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket's raw reads (one receive each), each given only the time left."""
+
+    def __init__(self, sock: socket.socket, deadline: _Deadline):
+        super().__init__()
+        self._sock = sock
+        self._raw = sock.makefile("rb", buffering=0)
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._sock.settimeout(self._deadline.left())
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 def _status_error(provider: str, status: int) -> ProviderError:

@@ -44,9 +44,12 @@ JOIN participants p ON p.conversation_id = e.conversation_id AND p.user_id = %(u
 WHERE e.id = %(id)s
 """  # noqa: S608
 
+# The caller's own records, of conversations the caller is still in: a record stays visible to its
+# conversation's participants only, as GET_EXECUTION has it, even to its author after leaving.
 LIST_EXECUTIONS = f"""
 SELECT {EXECUTION_COLUMNS}
 FROM code_executions e
+JOIN participants p ON p.conversation_id = e.conversation_id AND p.user_id = %(user_id)s
 WHERE e.user_id = %(user_id)s
   AND (%(conversation_id)s::uuid IS NULL OR e.conversation_id = %(conversation_id)s)
   AND (%(after_created)s::timestamptz IS NULL OR (e.created_at, e.id) < (%(after_created)s, %(after_id)s))

@@ -60,6 +60,8 @@ ORDER BY t.id
 FOR NO KEY UPDATE OF t
 """
 
+# sum() over the per-request integer columns is bigint, like the totals, so totals grow past 2^31 - 1 while
+# each request stays within it (UsageEvent bounds every count to its column).
 ADD_THREAD_TOTALS = """
 UPDATE conversation_threads t
 SET tokens_input_total  = t.tokens_input_total + s.prompt_tokens,
@@ -134,7 +136,7 @@ ORDER BY sum(cost_usd) DESC, model_name, provider
 )
 
 # Seed 000's "monthly usage by user", from the rollups. Rows whose user was deleted (or never existed)
-# rank as one anonymous row. Keyset pagination on (cost, user key).
+# rank as one anonymous row. Keyset pagination on (cost, user key). Days are inclusive, as in the other reports.
 MONTHLY_BY_USER = """
 SELECT s.*, u.username, u.email
 FROM (
@@ -142,7 +144,7 @@ FROM (
 MONTHLY_BY_USER += _TOTALS
 MONTHLY_BY_USER += """
     FROM usage_daily
-    WHERE day >= %(start)s AND day < %(end)s
+    WHERE day BETWEEN %(start)s AND %(end)s
     GROUP BY user_id
 ) s
 LEFT JOIN users u ON u.id = s.user_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import calendar
 import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -82,7 +83,13 @@ class ModelsUsage(BaseModel):
 def _range(start: date | None, end: date | None) -> tuple[date, date]:
     """Inclusive UTC day range, last 30 days by default; at most a year."""
     end = end or datetime.now(UTC).date()
-    start = start or end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    if start is None:
+        if (end - date.min).days < DEFAULT_RANGE_DAYS - 1:
+            raise UnprocessableError(
+                f"'to' leaves no room for the default {DEFAULT_RANGE_DAYS} days before it; give 'from'.",
+                errors=[{"loc": ["query", "to"], "type": "range"}],
+            )
+        start = end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
     if start > end:
         raise UnprocessableError("'from' is after 'to'.", errors=[{"loc": ["query", "from"], "type": "date_order"}])
     if (end - start).days + 1 > MAX_RANGE_DAYS:
@@ -137,18 +144,20 @@ def _decode_cursor(cursor: str) -> tuple[Decimal, str, int]:
 
 
 def _month_bounds(month: str) -> tuple[date, date]:
+    """The first and last days of a YYYY-MM month (the last, not the next month's first: 9999-12 has none)."""
     try:
         first = datetime.strptime(month, "%Y-%m").date()
-    except ValueError as exc:
-        raise InvalidRequestError("month must be YYYY-MM.") from exc
-    following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
-    return first, following
+    except ValueError as exc:  # the route's pattern lets year 0000 through
+        raise UnprocessableError(
+            "month must be YYYY-MM.", errors=[{"loc": ["query", "month"], "type": "value_error"}]
+        ) from exc
+    return first, first.replace(day=calendar.monthrange(first.year, first.month)[1])
 
 
 def monthly_usage(db: Database, principal: Principal, month: str, *, limit: int, cursor: str | None) -> MonthlyUsage:
     """Users ranked by cost over one calendar month (UTC), with tokens and requests; admins only."""
     _require_admin(principal)
-    first, following = _month_bounds(month)
+    first, last_day = _month_bounds(month)
     after: tuple[Decimal, str] | None = None
     offset_rank = 0
     if cursor:
@@ -157,7 +166,7 @@ def monthly_usage(db: Database, principal: Principal, month: str, *, limit: int,
 
     def work(uow: UnitOfWork) -> MonthlyUsage:
         repo = UsageRepository(uow.conn)
-        rows = repo.monthly_by_user(first, following, limit=limit + 1, after=after)
+        rows = repo.monthly_by_user(first, last_day, limit=limit + 1, after=after)
         page = rows[:limit]
         users = [UserMonthlyUsage.model_validate({**row, "rank": offset_rank + i + 1}) for i, row in enumerate(page)]
         next_cursor = None

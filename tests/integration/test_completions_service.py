@@ -102,6 +102,19 @@ def test_second_identical_deterministic_question_is_a_free_hit_recording_cost_av
     assert db.execute("SELECT hit_count FROM ai_cache").fetchone()[0] == 1
 
 
+def test_cost_avoided_is_the_first_calls_exact_cost_when_that_cost_has_eight_decimals(db, make_service):
+    service, _, publisher = make_service()
+    add_model(db, price_in="0.123457", price_out="0.654321")
+    user = add_user(db)
+    _, thread_a = add_thread(db, user, model_id="local-echo")
+    _, thread_b = add_thread(db, user, model_id="local-echo")
+    first = service.complete_in_thread(user, thread_a, content="Define entropy.", temperature=0)
+    second = service.complete_in_thread(user, thread_b, content="Define entropy.", temperature=0)
+    assert first.usage.cost_usd != first.usage.cost_usd.quantize(Decimal("0.000001"))  # beyond 6 decimals
+    assert second.usage.cache_hit and second.usage.cost_avoided_usd == first.usage.cost_usd
+    assert publisher.events[1].cost_avoided_usd == first.usage.cost_usd
+
+
 def test_nondeterministic_requests_are_not_cached_when_temperature_is_above_zero(db, make_service):
     service, registry, _ = make_service()
     add_model(db)

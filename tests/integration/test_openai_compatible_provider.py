@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -115,6 +116,63 @@ def test_times_out_with_504_when_upstream_is_slow(upstream):
     with pytest.raises(ProviderError) as caught:
         OpenAICompatibleProvider(upstream.url, timeout_s=0.3).complete(REQUEST)
     assert caught.value.status == 504
+
+
+@contextlib.contextmanager
+def trickling_upstream(answer: bytes, *, sent_at_once: int, gap_s: float) -> Iterator[str]:
+    """A server that reads one request, sends the first `sent_at_once` bytes of `answer`, then one byte per `gap_s`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(answer[:sent_at_once])
+            for i in range(sent_at_once, len(answer)):
+                if done.wait(gap_s):
+                    return
+                conn.sendall(answer[i : i + 1])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    finally:
+        done.set()
+        thread.join(5)
+        listener.close()
+
+
+TRICKLED_BODY = json.dumps(OK_BODY).encode()
+TRICKLED_ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: "
+    + b"p" * 40
+    + f"\r\nContent-Length: {len(TRICKLED_BODY)}\r\n\r\n".encode()
+    + TRICKLED_BODY
+)
+
+
+@pytest.mark.parametrize(
+    "sent_at_once",
+    [len(TRICKLED_ANSWER) - len(TRICKLED_BODY), 20],
+    ids=["body-trickles", "headers-trickle"],
+)
+def test_times_out_with_504_near_the_deadline_when_upstream_sends_a_byte_at_a_time(sent_at_once):
+    # Each byte comes well inside the socket timeout; together they would take 10 s or more.
+    with trickling_upstream(TRICKLED_ANSWER, sent_at_once=sent_at_once, gap_s=0.1) as url:
+        started = time.monotonic()
+        with pytest.raises(ProviderError) as caught:
+            OpenAICompatibleProvider(url, timeout_s=0.5).complete(REQUEST)
+        elapsed = time.monotonic() - started
+    assert caught.value.status == 504
+    assert elapsed < 1.5, f"deadline 0.5 s, the call took {elapsed:.1f} s"
+
+
+def test_answer_is_read_when_upstream_trickles_it_within_the_deadline():
+    with trickling_upstream(TRICKLED_ANSWER, sent_at_once=len(TRICKLED_ANSWER) - 10, gap_s=0.01) as url:
+        result = OpenAICompatibleProvider(url, timeout_s=5).complete(REQUEST)
+    assert result.text == "A"
 
 
 def test_body_over_the_cap_is_502_when_upstream_answers_too_much(upstream):

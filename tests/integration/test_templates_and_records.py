@@ -181,3 +181,15 @@ def test_code_execution_is_tied_to_a_message_and_only_its_author_changes_it(ai_a
     assert execution_call(author, "POST", wrong)["statusCode"] == 404
     listed = body_of(execution_call(author, "GET"))
     assert [item["id"] for item in listed["items"]] == [eid]
+
+
+def test_execution_list_leaves_out_a_conversations_records_when_the_author_has_left_it(ai_app, db):
+    author, member = add_user(db), add_user(db)
+    kept, _ = add_thread(db, author)
+    left, _ = add_thread(db, member, author)
+    kept_id = body_of(execution_call(author, "POST", {"conversation_id": str(kept), "output": "mine"}))["id"]
+    left_id = body_of(execution_call(author, "POST", {"conversation_id": str(left), "output": "secret table"}))["id"]
+    db.execute("DELETE FROM participants WHERE conversation_id = %s AND user_id = %s", (left, author))
+    assert execution_call(author, "GET", execution_id=left_id)["statusCode"] == 404
+    listed = body_of(execution_call(author, "GET"))
+    assert [item["id"] for item in listed["items"]] == [kept_id]

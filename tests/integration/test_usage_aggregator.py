@@ -7,6 +7,8 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
 from shared.events.usage import UsageEvent
 from shared.services.usage import record_usage
 from tests.helpers import FakeLambdaContext, load_event
@@ -90,6 +92,53 @@ def test_only_the_poison_record_is_reported_when_one_of_ten_is_malformed(app_con
     assert thread_totals(db, thread) == expected_thread_totals(events)[thread]
 
 
+@pytest.mark.parametrize(
+    "overflow",
+    [
+        {"tokens_input": 3_000_000_000},
+        {"tokens_input": 2**30, "tokens_output": 2**30},  # each fits, their total_tokens does not
+        {"latency_ms": 2**31},
+        {"message_id": 2**63},
+    ],
+    ids=["tokens", "total-tokens", "latency", "message-id"],
+)
+def test_only_the_record_is_reported_when_a_number_is_too_large_for_its_column(app_container, db, overflow):
+    from functions.usage_aggregator import lambda_handler
+
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    good = _event(user, conv, thread)
+    bad = good.model_dump(mode="json") | {"event_id": str(uuid.uuid4())} | overflow
+    sqs = sqs_event([good.model_dump_json(), json.dumps(bad)])
+    response = lambda_handler(sqs, FakeLambdaContext())
+    assert response == {"batchItemFailures": [{"itemIdentifier": sqs["Records"][1]["messageId"]}]}
+    assert thread_totals(db, thread) == expected_thread_totals([good])[thread]
+
+
+@pytest.mark.parametrize("field", ["model", "provider", "classification"])
+def test_only_the_record_is_reported_when_a_text_holds_a_nul_character(app_container, db, field):
+    from functions.usage_aggregator import lambda_handler
+
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    good = _event(user, conv, thread)
+    bad = good.model_dump(mode="json") | {"event_id": str(uuid.uuid4()), field: "x\u0000y"}
+    sqs = sqs_event([good.model_dump_json(), json.dumps(bad)])
+    response = lambda_handler(sqs, FakeLambdaContext())
+    assert response == {"batchItemFailures": [{"itemIdentifier": sqs["Records"][1]["messageId"]}]}
+    assert thread_totals(db, thread) == expected_thread_totals([good])[thread]
+
+
+def test_totals_sum_past_the_integer_range_when_events_are_as_large_as_their_columns(app_container, db):
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    events = [_event(user, conv, thread, tokens_input=2**31 - 1, tokens_output=0, tokens_cached=2**31 - 1)] * 3
+    events = [e.model_copy(update={"event_id": uuid.uuid4()}) for e in events]
+    assert record_usage(app_container.db, events).inserted == 3
+    assert thread_totals(db, thread) == expected_thread_totals(events)[thread]
+    assert daily_rollups(db) == expected_rollups(events)
+
+
 def test_every_record_is_reported_when_the_whole_batch_is_malformed(app_container, db):
     from functions.usage_aggregator import lambda_handler
 
@@ -109,6 +158,28 @@ def test_usage_is_kept_with_null_references_when_the_user_and_thread_were_delete
     row = db.execute("SELECT user_id, conversation_id, thread_id, message_id FROM model_usage").fetchone()
     assert row == (None, None, None, None)
     assert list(daily_rollups(db))[0][1] is None
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one-at-a-time", "in-one-statement"])
+def test_rollups_of_deleted_users_are_summed_exactly_when_two_had_usage_on_the_same_day_and_model(
+    app_container, db, together
+):
+    alice, bob, carol = make_user(db), make_user(db), make_user(db)
+    events = [
+        _event(alice, None, None, tokens_input=7, cost_usd=Decimal("0.00000013"), cost_avoided_usd=Decimal("0.5")),
+        _event(bob, None, None, tokens_output=3, cost_usd=Decimal("0.12345678"), cache_hit=True),
+        _event(bob, None, None, model="amazon.nova-micro", cost_usd=Decimal("0.00000001")),
+        _event(carol, None, None),
+    ]
+    record_usage(app_container.db, events)
+    # Bob had usage on the same day, model and provider as alice.
+    if together:
+        db.execute("DELETE FROM users WHERE id = ANY(%s)", ([alice, bob],))
+    else:
+        db.execute("DELETE FROM users WHERE id = %s", (alice,))
+        db.execute("DELETE FROM users WHERE id = %s", (bob,))
+    erased = [e.model_copy(update={"user_id": None}) if e.user_id in (alice, bob) else e for e in events]
+    assert daily_rollups(db) == expected_rollups(erased)
 
 
 def test_same_event_twice_in_one_batch_counts_once_when_delivered_together(app_container, db):

@@ -86,6 +86,14 @@ def test_my_usage_is_422_when_from_is_after_to(usage):
     assert response["statusCode"] == 422
 
 
+def test_my_usage_is_422_naming_to_when_the_default_range_would_start_before_year_one(usage):
+    response = _request("/v1/usage/me", {"to": "0001-01-05"}, _user(usage["alice"]))
+    assert response["statusCode"] == 422
+    assert body_of(response)["errors"][0]["loc"] == ["query", "to"]
+    first_day = _request("/v1/usage/me", {"from": "0001-01-01", "to": "0001-01-05"}, _user(usage["alice"]))
+    assert first_day["statusCode"] == 200 and body_of(first_day)["items"] == []
+
+
 def test_my_usage_is_422_when_group_by_is_unknown(usage):
     response = _request("/v1/usage/me", {"group_by": "week"}, _user(usage["alice"]))
     assert response["statusCode"] == 422
@@ -119,6 +127,17 @@ def test_monthly_usage_pages_with_a_cursor_when_limit_is_smaller_than_the_rankin
     assert second["next_cursor"] is None
 
 
+def test_monthly_usage_counts_the_last_day_of_the_month_when_usage_is_on_it(usage):
+    response = _request("/v1/admin/usage/monthly", {"month": "2026-11"}, _user(usage["admin"], "admin"))
+    bob = body_of(response)["users"][0]
+    assert bob["user_id"] == str(usage["bob"]) and Decimal(bob["cost_usd"]) == Decimal("0.94")  # 0.90 on the 30th
+
+
+def test_monthly_usage_is_an_empty_ranking_when_the_month_is_the_last_a_date_can_have(usage):
+    response = _request("/v1/admin/usage/monthly", {"month": "9999-12"}, _user(usage["admin"], "admin"))
+    assert response["statusCode"] == 200 and body_of(response)["users"] == []
+
+
 def test_monthly_usage_is_403_when_the_caller_is_not_admin(usage):
     response = _request("/v1/admin/usage/monthly", {"month": "2026-11"}, _user(usage["alice"]))
     assert response["statusCode"] == 403
@@ -127,6 +146,8 @@ def test_monthly_usage_is_403_when_the_caller_is_not_admin(usage):
 def test_monthly_usage_is_400_or_422_when_the_month_or_cursor_is_malformed(usage):
     admin = _user(usage["admin"], "admin")
     assert _request("/v1/admin/usage/monthly", {"month": "2026-13"}, admin)["statusCode"] == 422
+    year_zero = _request("/v1/admin/usage/monthly", {"month": "0000-01"}, admin)
+    assert year_zero["statusCode"] == 422 and body_of(year_zero)["errors"][0]["loc"] == ["query", "month"]
     bad_cursor = {"month": "2026-11", "cursor": "not-a-cursor"}
     assert _request("/v1/admin/usage/monthly", bad_cursor, admin)["statusCode"] == 400
 
