@@ -36,6 +36,9 @@ class ProviderRequest:
         return tuple(m for m in self.messages if m.role != "system")
 
 
+MOST_TOKENS_A_CALL = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class TokenUsage:
     """Tokens in one shape whatever the provider: input includes cached input."""
@@ -45,10 +48,11 @@ class TokenUsage:
     cached: int = 0
 
     def __post_init__(self) -> None:
-        # Counts come from the provider's body: a negative one would price a call below zero (providers turn
-        # this ValueError into a 502 for a malformed answer).
-        if min(self.input, self.output, self.cached) < 0:
-            raise ValueError("negative token count")
+        # Counts come from the provider's body: a negative one would price a call below zero, and no model
+        # takes or writes two billion tokens (the usage columns are 32-bit). Providers turn this ValueError
+        # into a 502 for a malformed answer.
+        if min(self.input, self.output, self.cached) < 0 or self.input + self.output > MOST_TOKENS_A_CALL:
+            raise ValueError("token counts out of range")
 
 
 @dataclass(frozen=True)

@@ -165,10 +165,14 @@ def test_sagemaker_reads_text_generation_list_shape_when_the_container_is_tgi():
     assert result.text == "four" and result.usage.output > 0 and result.usage.input > 0
 
 
-def test_sagemaker_answer_with_a_negative_token_count_is_a_502_when_the_container_reports_one():
+@pytest.mark.parametrize("prompt_tokens", [-30, 2**31])
+def test_sagemaker_answer_is_a_502_when_the_container_reports_a_token_count_out_of_range(prompt_tokens):
     client = _client("sagemaker-runtime")
     stubber = Stubber(client)
-    body = {"choices": [{"message": {"content": "4"}}], "usage": {"prompt_tokens": -30, "completion_tokens": 2}}
+    body = {
+        "choices": [{"message": {"content": "4"}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 2},
+    }
     stubber.add_response(
         "invoke_endpoint", {"Body": _streaming(json.dumps(body).encode()), "ContentType": "application/json"}
     )
