@@ -36,6 +36,15 @@ WHERE login_key = %(key)s AND action = 'login_failed'
       WHERE login_key = %(key)s AND action = 'login' AND created_at > %(since)s))
 ORDER BY created_at DESC LIMIT %(limit)s
 """
+# Wrong current passwords given to a password change since the account's last change (connection_logs_user_idx).
+RECENT_FAILED_PASSWORD_CHANGES = """
+SELECT created_at FROM connection_logs
+WHERE user_id = %(key)s AND action = 'password_change_failed'
+  AND created_at > GREATEST(%(since)s, (
+      SELECT max(created_at) FROM connection_logs
+      WHERE user_id = %(key)s AND action = 'password_changed' AND created_at > %(since)s))
+ORDER BY created_at DESC LIMIT %(limit)s
+"""
 RECENT_FAILURES_FOR_ADDRESS = """
 SELECT created_at FROM connection_logs
 WHERE ip_address = %(key)s AND action = 'login_failed' AND created_at > %(since)s
@@ -85,6 +94,9 @@ class ConnectionLogsRepository:
 
     def recent_failures_for_login(self, login_key: str, since: datetime, limit: int) -> list[datetime]:
         return self._failures(RECENT_FAILURES_FOR_LOGIN, login_key, since, limit)
+
+    def recent_failed_password_changes(self, user_id: UUID, since: datetime, limit: int) -> list[datetime]:
+        return self._failures(RECENT_FAILED_PASSWORD_CHANGES, user_id, since, limit)
 
     def recent_failures_for_address(self, address: str, since: datetime, limit: int) -> list[datetime]:
         return self._failures(RECENT_FAILURES_FOR_ADDRESS, address, since, limit)

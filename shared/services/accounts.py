@@ -288,8 +288,23 @@ def change_password(
 ) -> TokenPair:
     """Check the current password, store the new one, end every other session, return a fresh pair."""
     check_password_rules(request.new_password, field="new_password")
-    current = _require(db.read(lambda uow: UsersRepository(uow.conn).get(user_id)))
+
+    def check(uow: UnitOfWork) -> UserRow:
+        # Whoever holds an access token or API key may try current passwords: as many as a login may.
+        logs = ConnectionLogsRepository(uow.conn)
+        now = logs.now()
+        window = timedelta(seconds=settings.login_failure_window_s)
+        limit = settings.login_max_failures_per_account
+        wait = _wait_seconds(logs.recent_failed_password_changes(user_id, now - window, limit), limit, window, now)
+        if wait is not None:
+            raise RateLimitedError(
+                "Too many wrong current passwords; try again later.", retry_after=max(1, math.ceil(wait))
+            )
+        return _require(UsersRepository(uow.conn).get(user_id))
+
+    current = db.read(check)
     if not verify_password(request.current_password, current.password_hash, settings.bcrypt_rounds):
+        db.transact(lambda uow: _log(uow, "password_change_failed", user_id, client))
         raise ForbiddenError("The current password is wrong.")
     new_hash = hash_password(request.new_password, settings.bcrypt_rounds)
 

@@ -254,3 +254,18 @@ def test_password_change_and_logout_all_end_old_tokens_at_once(api):
 def test_protected_route_without_credentials_is_a_401_problem(api):
     reply = api.call("GET", "/v1/users/me")
     assert reply.status == 401 and reply.headers["content-type"] == "application/problem+json"
+
+
+def test_wrong_current_passwords_are_limited_like_logins_when_a_token_keeps_guessing(api, reconfigure):
+    reconfigure(LOGIN_MAX_FAILURES_PER_ACCOUNT="3")
+    token = api.signup("mona")["access_token"]
+
+    def change(current: str):
+        body = {"current_password": current, "new_password": "new password 2"}
+        return api.call("POST", "/v1/users/me/password", body, token=token)
+
+    assert [change(f"guess {i}").status for i in range(3)] == [403, 403, 403]
+    blocked = change(PASSWORD)  # even the right one: the guesses are not told apart from the owner
+    assert blocked.status == 429 and int(blocked.headers["retry-after"]) > 0
+    actions = [row["action"] for row in api.call("GET", "/v1/users/me/connection-logs", token=token).json["items"]]
+    assert actions.count("password_change_failed") == 3
