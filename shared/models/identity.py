@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 Username = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -16,6 +16,19 @@ Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255, 
 # only keeps absurd bodies out before hashing.
 Password = Annotated[str, Field(min_length=1, max_length=1024)]
 ShortText = Annotated[str, StringConstraints(max_length=255)]
+
+
+def _future_instant(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone (use UTC, e.g. 2030-01-01T00:00:00Z)")
+    if value <= datetime.now(UTC):
+        raise ValueError("must be in the future")
+    return value
+
+
+# When a key or a licence stops working: an instant (a time without a zone would be read in the database's),
+# and a later one than now (an already expired credential is a mistake).
+Expiry = Annotated[datetime, AfterValidator(_future_instant)]
 
 
 class Strict(BaseModel):
@@ -96,7 +109,7 @@ class TokenPair(BaseModel):
 
 class ApiKeyCreate(Strict):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] = "default"
-    expires_at: datetime | None = None
+    expires_at: Expiry | None = None
 
 
 class ApiKey(BaseModel):
@@ -133,7 +146,7 @@ class LicenseCreate(Strict):
     owner_id: UUID | None = None  # defaults to the calling admin
     tier: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
     seats: Annotated[int, Field(ge=1, le=100_000)]
-    expires_at: datetime | None = None
+    expires_at: Expiry | None = None
 
 
 class License(BaseModel):

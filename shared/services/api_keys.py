@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from uuid import UUID
 
 from shared.auth.api_keys import issue_key
 from shared.db import Database, UnitOfWork
-from shared.errors import NotFoundError, UnprocessableError
+from shared.errors import NotFoundError
 from shared.models.identity import ApiKey, ApiKeyCreate, ApiKeyCreated
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.api_keys import ApiKeysRepository
@@ -16,11 +15,6 @@ from shared.services.accounts import CURSOR_KINDS, Client, _log
 
 def create_api_key(db: Database, user_id: UUID, request: ApiKeyCreate, client: Client) -> ApiKeyCreated:
     """A new key; the answer is the only place the key itself ever appears."""
-    if request.expires_at is not None:
-        if request.expires_at.tzinfo is None:
-            raise UnprocessableError("expires_at needs a time zone (use UTC, e.g. 2030-01-01T00:00:00Z).")
-        if request.expires_at <= datetime.now(UTC):
-            raise UnprocessableError("expires_at must be in the future.")
     issued = issue_key()
 
     def work(uow: UnitOfWork) -> ApiKeyCreated:

@@ -61,6 +61,8 @@ def test_api_key_with_past_expiry_is_refused_at_creation(api):
     token = api.signup("pia")["access_token"]
     reply = api.call("POST", "/v1/users/me/api-keys", {"expires_at": "2020-01-01T00:00:00Z"}, token=token)
     assert reply.status == 422
+    naive = api.call("POST", "/v1/users/me/api-keys", {"expires_at": "2099-01-01T00:00:00"}, token=token)
+    assert naive.status == 422 and "time zone" in naive.raw.decode()
 
 
 def test_another_users_api_key_is_a_404_identical_to_a_random_id(api):
@@ -160,6 +162,8 @@ def test_licence_is_created_by_admins_with_its_key_shown_once(api, make_role, db
     stored = db.execute("SELECT key_hash FROM licenses").fetchone()[0]
     assert stored not in created.raw.decode() and stored not in listed.raw.decode()
     assert api.call("POST", "/v1/licenses", {"tier": "pro", "seats": 0}, token=admin).status == 422
+    past = {"tier": "pro", "seats": 2, "expires_at": "2020-01-01T00:00:00Z"}
+    assert api.call("POST", "/v1/licenses", past, token=admin).status == 422
 
 
 def test_seats_stop_at_the_limit_and_an_expired_licence_assigns_nothing(api, make_role, db):
