@@ -7,6 +7,7 @@ statements and no session-level SET, both of which would pin a proxy connection.
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -92,6 +93,20 @@ def use_utc_timestamps(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_loader("timestamptz", UtcTimestamptzLoader)
 
 
+def _hung_up(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle connection has something to read. Nothing is owed to it between units of work, so that is
+    the server or RDS Proxy closing it (a closed socket reads as end of file) or saying why it will: RDS Proxy
+    closes a client connection left idle past its timeout, while a Lambda container sleeps. One poll, no round
+    trip; a dead connection is replaced before anything is sent on it."""
+    if conn.pgconn.transaction_status != TransactionStatus.IDLE:
+        return False
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
+
+
 class ConnectionProvider:
     """Hands out the container's one connection, opening or replacing it as needed."""
 
@@ -117,7 +132,13 @@ class ConnectionProvider:
         """The live connection for the duration of one unit of work."""
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         self._local.reused = True
-        if conn is None or conn.closed or conn.broken or conn.pgconn.transaction_status == TransactionStatus.UNKNOWN:
+        if (
+            conn is None
+            or conn.closed
+            or conn.broken
+            or conn.pgconn.transaction_status == TransactionStatus.UNKNOWN
+            or _hung_up(conn)
+        ):
             self.discard()
             with translate_db_errors():
                 conn = self._local.conn = self._open()
@@ -219,9 +240,10 @@ class Database:
     def transact(self, work: Callable[[UnitOfWork], T], *, attempts: int = 3) -> T:
         """Run `work` in a unit of work and commit it.
 
-        Retried as a whole on serialization failures and deadlocks, and once on a reused connection
-        that turned out dead (RDS Proxy or the server closed it while the container was idle): both
-        rolled back before anything was written, so running `work` again is safe.
+        Retried as a whole on serialization failures and deadlocks: both rolled back before anything was
+        written, so running `work` again is safe. A connection lost part-way is not retried (503): its COMMIT
+        may have been carried out, and running a write again could store it twice. A connection closed while
+        the container was idle is replaced before the work starts (ConnectionProvider), so this is rare.
         """
         return self._run(work, commit=True, attempts=attempts)
 
@@ -231,7 +253,8 @@ class Database:
         return self._run(work, commit=True, attempts=attempts, pipelined=True)
 
     def read(self, work: Callable[[UnitOfWork], T]) -> T:
-        """Run read-only `work` in a unit of work (rolled back at the end), with the same retries."""
+        """Run read-only `work` in a unit of work (rolled back at the end), with the same retries, and once more
+        on a reused connection found dead part-way (nothing it did was kept)."""
         return self._run(work, commit=False, attempts=3)
 
     def statement(self, work: Callable[[UnitOfWork], T]) -> T:
@@ -271,7 +294,9 @@ class Database:
                 lost = isinstance(exc.__cause__, psycopg.OperationalError) and not isinstance(
                     exc.__cause__, pg_errors.QueryCanceled
                 )
-                if not (stale_retry and lost and self.provider.last_was_reused):
+                # Only read-only work is run again: a write's statement or COMMIT may have been carried out.
+                read_only = not commit and not autocommit
+                if not (read_only and stale_retry and lost and self.provider.last_was_reused):
                     raise
                 stale_retry = False
                 logger.info("reopening a stale database connection")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -169,3 +170,24 @@ def test_timestamps_come_back_in_utc_when_the_session_time_zone_is_not_utc(datab
     assert zone == "Asia/Kolkata"
     assert stamp == datetime(2026, 1, 1, 4, 30, 0, 500000, tzinfo=UTC) and stamp.utcoffset() == timedelta(0)
     assert stamps[0].utcoffset() == timedelta(0)
+
+
+def test_a_write_is_not_run_twice_when_its_connection_is_lost_after_it_committed(scratch, database):
+    database.read(lambda uow: uow.conn.execute("SELECT 1"))  # the next unit of work reuses the connection
+
+    def write_then_lose_the_connection(uow):
+        uow.conn.execute("INSERT INTO scratch VALUES (1, 'once')")  # autocommit: committed here
+        uow.conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    with pytest.raises(UnavailableError):
+        database.statement(write_then_lose_the_connection)
+    assert scratch.execute("SELECT count(*) FROM scratch").fetchone()[0] == 1
+    assert database.read(lambda uow: uow.conn.execute("SELECT 1").fetchone()) == (1,)
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_before_a_write_is_sent(scratch, database, db):
+    pid = database.read(lambda uow: uow.conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+    db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    time.sleep(0.2)  # the server's goodbye reaches the idle socket
+    database.transact(lambda uow: uow.conn.execute("INSERT INTO scratch VALUES (2, 'sent once')"))
+    assert scratch.execute("SELECT name FROM scratch").fetchall() == [("sent once",)]
