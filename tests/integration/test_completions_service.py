@@ -208,20 +208,13 @@ def test_spend_limit_answers_429_before_the_provider_when_the_month_is_spent(db,
     assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
 
 
-def test_concurrent_calls_cannot_overspend_the_limit_when_they_race(db, make_service):
-    # Worst case per call is about 0.105 USD (a token per byte of the context, 20 out) and the real cost about
-    # 0.035: five real costs exceed the limit, so without reservations the racing calls would all pass the check
-    # and overspend.
-    limit = Decimal("0.15")
-    service, registry, _ = make_service(delay=0.4, MONTHLY_SPEND_LIMIT_USD=str(limit))
-    add_model(db, price_in="1", price_out="1")
-    user = add_user(db)
-    threads = [add_thread(db, user, model_id="local-echo")[1] for _ in range(6)]
+def _race(complete, threads) -> list[str]:
+    """`complete(thread_id)` for every thread at once; "ok" or "429" for each, in the order they finish."""
     outcomes: list[str] = []
 
     def call(thread_id):
         try:
-            service.complete_in_thread(user, thread_id, content=f"race {thread_id}", temperature=0.9, max_tokens=20)
+            complete(thread_id)
             outcomes.append("ok")
         except RateLimitedError:
             outcomes.append("429")
@@ -231,6 +224,24 @@ def test_concurrent_calls_cannot_overspend_the_limit_when_they_race(db, make_ser
         w.start()
     for w in workers:
         w.join()
+    return outcomes
+
+
+def test_concurrent_calls_cannot_overspend_the_limit_when_they_race(db, make_service):
+    # Worst case per call is about 0.105 USD (a token per byte of the context, 20 out) and the real cost about
+    # 0.035: five real costs exceed the limit, so without reservations the racing calls would all pass the check
+    # and overspend.
+    limit = Decimal("0.15")
+    service, registry, _ = make_service(delay=0.4, MONTHLY_SPEND_LIMIT_USD=str(limit))
+    add_model(db, price_in="1", price_out="1")
+    user = add_user(db)
+    threads = [add_thread(db, user, model_id="local-echo")[1] for _ in range(6)]
+    outcomes = _race(
+        lambda thread_id: service.complete_in_thread(
+            user, thread_id, content=f"race {thread_id}", temperature=0.9, max_tokens=20
+        ),
+        threads,
+    )
     spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
     assert sorted(outcomes) == ["429"] * 5 + ["ok"]
     assert reserved == 0 and 0 < spent <= limit
@@ -425,20 +436,10 @@ def test_spent_stays_within_the_limit_when_racing_calls_count_a_token_per_charac
     threads = [add_thread(db, user, model_id="local-echo")[1] for _ in range(4)]
     monkeypatch.setattr(registry, "for_model", lambda provider, **kwargs: CharTokenizer())
     content = "请帮我总结一下这篇文章的主要观点" * 2  # 32 characters: about 8 tokens at four characters a token
-    outcomes: list[str] = []
-
-    def call(thread_id):
-        try:
-            service.complete_in_thread(user, thread_id, content=content, temperature=0.9, max_tokens=1)
-            outcomes.append("ok")
-        except RateLimitedError:
-            outcomes.append("429")
-
-    workers = [threading.Thread(target=call, args=(t,)) for t in threads]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    outcomes = _race(
+        lambda thread_id: service.complete_in_thread(user, thread_id, content=content, temperature=0.9, max_tokens=1),
+        threads,
+    )
     spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
     assert "ok" in outcomes
     assert reserved == 0 and spent <= limit
