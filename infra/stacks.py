@@ -40,6 +40,14 @@ FILES_NAG_FINDINGS = (
     "Resource::arn:<AWS::Partition>:s3:::confab-{stage}-files-<AWS::AccountId>-<AWS::Region>/*",
 )
 SAGEMAKER_ACTIONS = ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"]
+# A model call's deadline in the functions that make them: API Gateway's 29 s less 5 s to connect and a few
+# seconds for the turn's database work, so the handler answers (a 504 problem, spend settled) before it is cut.
+PROVIDER_TIMEOUT_S = 20
+
+
+def provider_secret_name(stage: str) -> str:
+    """The name prefix under which a stage's model API-key secrets are kept (docs/deploy.md)."""
+    return f"confab/{stage}/providers/"
 
 
 class StatefulStack(Stack):
@@ -68,7 +76,12 @@ class StatelessStack(Stack):
             "Functions",
             config=config,
             network=stateful.network,
-            environment={**self._database_environment(stateful), "CORS_ORIGINS": ",".join(config.cors_origins)},
+            environment={
+                **self._database_environment(stateful),
+                "CORS_ORIGINS": ",".join(config.cors_origins),
+                # The catalog refuses a model's API-key secret the model-calling functions could not read.
+                "PROVIDER_SECRET_ARN_PREFIX": self._provider_secret_prefix(),
+            },
         )
         self.files_bucket = s3.Bucket.from_bucket_name(self, "FilesBucket", files_bucket_name(config.stage))
         self.group_functions: dict[str, lambda_.Function] = {}
@@ -212,6 +225,8 @@ class StatelessStack(Stack):
                     f"arn:{self.partition}:bedrock:{self.region}:{self.account}:inference-profile/*",
                 ],
             )
+        if needs & {routes.NEEDS_BEDROCK, routes.NEEDS_SAGEMAKER}:
+            self._grant_model_calls(function)
         if routes.NEEDS_SAGEMAKER in needs:
             acknowledge(
                 function,
@@ -223,6 +238,26 @@ class StatelessStack(Stack):
                 actions=SAGEMAKER_ACTIONS,
                 resource_arns=[f"arn:{self.partition}:sagemaker:{self.region}:{self.account}:endpoint/*"],
             )
+
+    def _provider_secret_prefix(self) -> str:
+        name = provider_secret_name(self.config.stage)
+        return f"arn:{self.partition}:secretsmanager:{self.region}:{self.account}:secret:{name}"
+
+    def _grant_model_calls(self, function: lambda_.Function) -> None:
+        """A function that calls models: a provider deadline that leaves the function time to answer, and the
+        API-key secrets of OpenAI-compatible models, read under one name prefix only (the catalog refuses others)."""
+        function.add_environment("PROVIDER_TIMEOUT_SECONDS", str(PROVIDER_TIMEOUT_S))
+        name = provider_secret_name(self.config.stage)
+        prefix = self._provider_secret_prefix()
+        acknowledge(
+            function,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{name}*]",
+            "A model's API-key secret is chosen per request from the catalog, which accepts names under this "
+            "prefix only; GetSecretValue only.",
+        )
+        iam.Grant.add_to_principal(
+            grantee=function, actions=["secretsmanager:GetSecretValue"], resource_arns=[f"{prefix}*"]
+        )
 
 
 KNOWN_NEEDS = frozenset(

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # Local testing against a fake server on loopback only; refused outside local/test stages.
     allow_private_model_endpoints: bool = Field(False, alias="ALLOW_PRIVATE_MODEL_ENDPOINTS")
     openai_compatible_api_key: str | None = Field(None, alias="OPENAI_COMPATIBLE_API_KEY")
+    # Where a model's API-key secrets must live (an ARN prefix, the deployed functions may read under it only).
+    provider_secret_arn_prefix: str | None = Field(None, alias="PROVIDER_SECRET_ARN_PREFIX")
     # Only deterministic (temperature 0) requests are cached unless this is on.
     ai_cache_nondeterministic: bool = Field(False, alias="AI_CACHE_NONDETERMINISTIC")
     # Per-user spend per calendar month (UTC) in USD; unset means no limit.

@@ -26,10 +26,12 @@ class ProviderRegistry:
                 import boto3
                 from botocore.config import Config
 
+                # One attempt: a retried read timeout would outlast the function (29 s behind API Gateway), and
+                # a throttled call answers 503 with Retry-After for the client to retry.
                 config = Config(
                     connect_timeout=5,
                     read_timeout=self._settings.provider_timeout_s,
-                    retries={"max_attempts": 2, "mode": "standard"},
+                    retries={"total_max_attempts": 1, "mode": "standard"},
                 )
                 self._clients[service] = boto3.client(
                     service,  # type: ignore[call-overload]

@@ -159,6 +159,17 @@ def _check_url(url: str | None, field: str, settings: Settings, resolver: Resolv
         raise UnprocessableError(str(exc), errors=[{"loc": ["body", field], "type": "endpoint_refused"}]) from None
 
 
+def _check_secret(arn: str | None, settings: Settings) -> None:
+    """A model's API-key secret must be one the deployed functions may read (their grant names this prefix)."""
+    prefix = settings.provider_secret_arn_prefix
+    if arn is None or not prefix or arn.startswith(prefix):
+        return
+    raise UnprocessableError(
+        f"The API key's secret must be named under {prefix.rsplit(':', 1)[-1]} (the functions may read no other).",
+        errors=[{"loc": ["body", "api_key_secret_arn"], "type": "secret_not_readable"}],
+    )
+
+
 def _no_nulls(changes: dict[str, Any], fields: tuple[str, ...]) -> None:
     bad = [k for k in fields if k in changes and changes[k] is None]
     if bad:
@@ -182,6 +193,7 @@ def create_model(
 ) -> ModelOut:
     user_id = require_admin(principal)
     _check_url(body.base_url, "base_url", settings, resolver)
+    _check_secret(body.api_key_secret_arn, settings)
 
     def work(uow: UnitOfWork) -> ModelOut:
         repo = CatalogRepository(uow.conn)
@@ -205,6 +217,7 @@ def update_model(
     changes = body.model_dump(exclude_unset=True)
     _no_nulls(changes, MODEL_NON_NULL)
     _check_url(changes.get("base_url"), "base_url", settings, resolver)
+    _check_secret(changes.get("api_key_secret_arn"), settings)
 
     def work(uow: UnitOfWork) -> ModelOut:
         repo = CatalogRepository(uow.conn)

@@ -115,6 +115,21 @@ def test_only_the_ai_group_may_call_bedrock_and_sagemaker_when_grants_follow_nee
         assert not any(a.startswith(("bedrock:", "sagemaker:")) for a in _actions(prod, module))
 
 
+def test_model_calling_functions_get_a_deadline_inside_theirs_and_read_provider_secrets_by_prefix_only(prod: Synth):
+    from infra.stacks import PROVIDER_TIMEOUT_S
+
+    callers = {g.module for g in prod.routes if routes.NEEDS_BEDROCK in g.needs}
+    assert "functions.completions" in callers
+    for module in callers:
+        function = _functions(prod)[module]["Properties"]
+        env = function["Environment"]["Variables"]
+        # Connecting (5 s) and the provider's deadline leave the function time to answer and settle the spend.
+        assert int(env["PROVIDER_TIMEOUT_SECONDS"]) == PROVIDER_TIMEOUT_S <= function["Timeout"] - 5 - 3
+        assert "secret:confab/prod/providers/" in json.dumps(env["PROVIDER_SECRET_ARN_PREFIX"])
+        reads = [s for s in _statements(prod, module) if s["Action"] == "secretsmanager:GetSecretValue"]
+        assert reads and all("secret:confab/prod/providers/*" in json.dumps(s["Resource"]) for s in reads)
+
+
 def test_only_the_files_group_touches_the_bucket_when_grants_follow_needs(prod: Synth):
     for module in _functions(prod):
         touches = any(a.startswith("s3:") for a in _actions(prod, module))

@@ -258,3 +258,30 @@ def test_chat_completion_is_422_when_the_model_is_unknown(ai_app, db):
     user = add_user(db)
     response = call("openai", chat_event(user, {"model": "nope", "messages": [{"role": "user", "content": "x"}]}))
     assert response["statusCode"] == 422
+
+
+def test_a_models_api_key_secret_outside_the_functions_readable_prefix_is_422(db, database_url, app_env, monkeypatch):
+    from shared.auth.principal import Principal
+    from shared.db import ConnectionProvider, Database
+    from shared.errors import UnprocessableError
+    from shared.services.catalog import ModelIn, create_model
+    from shared.settings import Settings
+
+    prefix = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:confab/prod/providers/"
+    monkeypatch.setenv("PROVIDER_SECRET_ARN_PREFIX", prefix)
+    settings = Settings()
+    database = Database(ConnectionProvider(lambda: {"conninfo": database_url}))
+    admin = Principal(kind="jwt", user_id=add_user(db, role="admin"), role="admin")
+
+    def model(arn: str) -> ModelIn:
+        return ModelIn(model_id=f"m{len(arn)}", provider="openai-compatible", api_key_secret_arn=arn)
+
+    try:
+        with pytest.raises(UnprocessableError):
+            create_model(
+                database, admin, model("arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds-master"), settings
+            )
+        created = create_model(database, admin, model(f"{prefix}nim-key-AbCdEf"), settings)
+    finally:
+        database.close()
+    assert created.api_key_secret_arn == f"{prefix}nim-key-AbCdEf"
