@@ -22,12 +22,14 @@ from shared.auth.principal import Principal
 from shared.errors import (
     AppError,
     InvalidRequestError,
+    PayloadTooLargeError,
     Problem,
     UnsupportedMediaTypeError,
     problem_body,
     problem_for,
 )
 from shared.observability import get_tracer, logger, metrics
+from shared.settings import Settings, get_settings
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -43,7 +45,10 @@ def problem_response(problem: Problem) -> Response[str]:
 
 def proxy_problem(error: AppError) -> dict[str, Any]:
     """The API Gateway proxy response for an error found before the resolver runs."""
-    problem = problem_for(error)
+    return proxy_problem_of(problem_for(error))
+
+
+def proxy_problem_of(problem: Problem) -> dict[str, Any]:
     return {
         "statusCode": problem.status,
         "headers": {"Content-Type": PROBLEM_JSON, **problem.headers},
@@ -135,19 +140,58 @@ def _body_is_text(event: dict[str, Any]) -> bool:
     return True
 
 
-def lambda_entry(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
-    """The Lambda entry point for a resolver, with logging context (LogContext), tracing and metrics.
+def _body_size(event: dict[str, Any]) -> int:
+    body = event.get("body") or ""
+    return len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
 
-    The tracer wraps the handler only when tracing is on: a disabled tracer's wrapper still costs tens of
-    microseconds a request and records nothing.
+
+# Response headers a browser script may read besides the CORS-safelisted ones.
+CORS_EXPOSED_HEADERS = "Location, Retry-After"
+
+
+def with_cors(event: dict[str, Any], response: dict[str, Any], allowed: list[str]) -> dict[str, Any]:
+    """The response with CORS headers when the request came from an allowed origin. API Gateway answers the
+    preflight (OPTIONS) itself, but with a proxy integration the actual response's headers are the function's:
+    without these, a browser reads none of the API's answers."""
+    headers = event.get("headers") or {}
+    origin = next((str(v) for k, v in headers.items() if k.lower() == "origin"), None)
+    if origin is None:
+        return response
+    if "*" in allowed:
+        added = {"Access-Control-Allow-Origin": "*"}
+    elif origin in allowed:
+        added = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    else:
+        return response
+    added["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
+    if "multiValueHeaders" in response:
+        multi = response["multiValueHeaders"]
+        for name, value in added.items():
+            multi[name] = [value]
+    else:
+        response["headers"] = {**(response.get("headers") or {}), **added}
+    return response
+
+
+def lambda_entry(
+    app: APIGatewayRestResolver, *, body_limited: bool = False
+) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The Lambda entry point for a resolver, with logging context (LogContext), tracing, metrics and CORS.
+
+    body_limited: a body over REQUEST_BODY_MAX_BYTES is a 413 before anything parses it (validation would
+    otherwise read it first). The tracer wraps the handler only when tracing is on: a disabled tracer's
+    wrapper still costs tens of microseconds a request and records nothing.
     """
     inner = metrics.log_metrics(lambda event, context: app.resolve(event, context))
     tracer = get_tracer()
     traced = inner if tracer.disabled else tracer.capture_lambda_handler(capture_response=False)(inner)
     log_context = LogContext()
 
-    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        log_context(event, context)
+    def answer(event: dict[str, Any], context: LambdaContext, settings: Settings) -> dict[str, Any]:
+        if body_limited and _body_size(event) > settings.request_body_max_bytes:
+            return proxy_problem(
+                PayloadTooLargeError(f"The request body is over {settings.request_body_max_bytes} bytes.")
+            )
         # Every route takes JSON: other bodies are refused here, before Powertools tries to parse them
         # (a multipart body without a boundary, or bytes that are not UTF-8, would fail deep inside it).
         if not _body_is_json_typed(event):
@@ -156,5 +200,15 @@ def lambda_entry(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Lambd
             return proxy_problem(InvalidRequestError("The request body is not UTF-8 text."))
         result: dict[str, Any] = traced(event, context)
         return result
+
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        log_context(event, context)
+        try:
+            settings = get_settings()
+        except Exception as exc:  # a misconfigured function: answered as problem+json, never a stack trace
+            logger.exception("the function's configuration is unusable")
+            problem = problem_for(exc)
+            return proxy_problem_of(problem)
+        return with_cors(event, answer(event, context, settings), settings.cors_origin_list)
 
     return handler

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler import Response
 
 from functions._http import lambda_entry, make_resolver
-from functions._replies import body_limited, created
+from functions._replies import created
 from shared.bootstrap import container
 from shared.models.conversations import AnonymousConversation, AnonymousConversationCreate
 from shared.services.anonymous import create_anonymous_conversation
@@ -20,4 +20,4 @@ def create(body: AnonymousConversationCreate) -> Response[AnonymousConversation]
     return created(create_anonymous_conversation(built.db, built.settings, address, body))
 
 
-lambda_handler = body_limited(lambda_entry(app), lambda: container().settings.request_body_max_bytes)
+lambda_handler = lambda_entry(app, body_limited=True)

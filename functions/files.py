@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
-from functions._replies import body_limited, created, no_content
+from functions._replies import created, no_content
 from shared.bootstrap import container
 from shared.models.conversations import FileCreate, FileDownload, FileUpload, UserFile
 from shared.models.ids import PathId
@@ -48,4 +48,4 @@ def delete_file(id: PathId) -> Response[None]:
     return no_content()
 
 
-lambda_handler = body_limited(lambda_entry(app), lambda: container().settings.request_body_max_bytes)
+lambda_handler = lambda_entry(app, body_limited=True)

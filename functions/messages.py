@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
-from functions._replies import body_limited, created_or_ok, no_content
+from functions._replies import created_or_ok, no_content
 from shared.bootstrap import container
 from shared.models.conversations import (
     Feedback,
@@ -115,4 +115,4 @@ def search_messages(
     return service.search_messages(container().db, principal_of(app), q, cursor, limit)
 
 
-lambda_handler = body_limited(lambda_entry(app), lambda: container().settings.request_body_max_bytes)
+lambda_handler = lambda_entry(app, body_limited=True)

@@ -161,3 +161,40 @@ def test_json_with_a_charset_reaches_the_route_when_posted():
             headers={"Content-Type": content_type},
         )
         assert handler(event, FakeLambdaContext())["statusCode"] == 200, content_type
+
+
+def _from_origin(origin: str | None, body: str = '{"name": "ok", "password": "p"}'):
+    headers = {"Content-Type": "application/json", **({"Origin": origin} if origin else {})}
+    event = load_event(
+        "health_get", httpMethod="POST", path="/v1/things", resource="/v1/things", body=body, headers=headers
+    )
+    return handler(event, FakeLambdaContext())
+
+
+def test_answers_and_problems_carry_cors_headers_when_the_origin_is_allowed(monkeypatch):
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("CORS_ORIGINS", "https://app.example.com,https://admin.example.com")
+    get_settings.cache_clear()
+    try:
+        ok, problem = _from_origin("https://admin.example.com"), _from_origin("https://app.example.com", body="{")
+        other, none = _from_origin("https://evil.example.net"), _from_origin(None)
+    finally:
+        get_settings.cache_clear()
+    assert ok["statusCode"] == 200 and problem["statusCode"] == 400
+    assert header(ok, "Access-Control-Allow-Origin") == "https://admin.example.com"
+    assert header(problem, "Access-Control-Allow-Origin") == "https://app.example.com"
+    assert header(ok, "Vary") == "Origin" and "Retry-After" in (header(ok, "Access-Control-Expose-Headers") or "")
+    assert header(other, "Access-Control-Allow-Origin") is None and header(none, "Access-Control-Allow-Origin") is None
+
+
+def test_any_origin_gets_the_wildcard_when_cors_origins_is_star(monkeypatch):
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("CORS_ORIGINS", "*")
+    get_settings.cache_clear()
+    try:
+        response = _from_origin("https://anywhere.example.org")
+    finally:
+        get_settings.cache_clear()
+    assert header(response, "Access-Control-Allow-Origin") == "*"
