@@ -100,7 +100,7 @@ class Api(Construct):
     ) -> None:
         super().__init__(scope, id)
         self.access_logs = logs.LogGroup(
-            self, "AccessLogs", retention=config.log_retention, removal_policy=config.removal_policy_for_logs
+            self, "AccessLogs", retention=config.log_retention, removal_policy=config.removal_policy_for_kept
         )
         self.api = apigw.RestApi(
             self,

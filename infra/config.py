@@ -25,7 +25,9 @@ APP_DB_USER = "confab_app"  # what every other function connects as: rows only (
 # The aggregator's timeout sets the usage queue's visibility timeout (AWS asks for at least 6x).
 AGGREGATOR_TIMEOUT = Duration.seconds(30)
 VISIBILITY_TIMEOUT_FACTOR = 6
-MAX_RECEIVE_COUNT = 5
+# Receives before a usage batch goes to the dead-letter queue: 20 x the visibility timeout (180 s) is an hour,
+# so a database outage shorter than that sends no valid event there.
+MAX_RECEIVE_COUNT = 20
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,9 @@ class StageConfig:
         return f"Confab-{self.stage}"
 
     @property
-    def removal_policy_for_logs(self) -> RemovalPolicy:
+    def removal_policy_for_kept(self) -> RemovalPolicy:
+        """Logs, the usage queues and the database secrets: kept when the stack goes, where data is protected
+        (undelivered usage events, and the password of a snapshot restored later)."""
         return RemovalPolicy.RETAIN if self.deletion_protection else RemovalPolicy.DESTROY
 
 

@@ -26,6 +26,7 @@ class Database(Construct):
     def __init__(self, scope: Construct, id: str, *, config: StageConfig, network: Network) -> None:
         super().__init__(scope, id)
         self.secret = rds.DatabaseSecret(self, "Secret", username=DB_USER)
+        self.secret.apply_removal_policy(config.removal_policy_for_kept)
         parameters = rds.ParameterGroup(
             self,
             "Parameters",
@@ -42,7 +43,7 @@ class Database(Construct):
             "PostgresLogs",
             log_group_name=f"/aws/rds/instance/{identifier}/postgresql",
             retention=config.log_retention,
-            removal_policy=config.removal_policy_for_logs,
+            removal_policy=config.removal_policy_for_kept,
         )
         self.instance = rds.DatabaseInstance(
             self,
@@ -82,9 +83,9 @@ class Database(Construct):
         # The application role's secret, with the instance's host and port (what rotation needs). Rotation is
         # single-user (the role changes its own password) and waits for its schedule: the role exists only
         # once the migration trigger has run, after this stack.
-        self.app_secret = rds.DatabaseSecret(self, "AppSecret", username=APP_DB_USER, dbname=DB_NAME).attach(
-            self.instance
-        )
+        app_secret = rds.DatabaseSecret(self, "AppSecret", username=APP_DB_USER, dbname=DB_NAME)
+        app_secret.apply_removal_policy(config.removal_policy_for_kept)
+        self.app_secret = app_secret.attach(self.instance)
         self.app_secret_rotation = secretsmanager.SecretRotation(
             self,
             "AppSecretRotation",
@@ -116,6 +117,9 @@ class Database(Construct):
                 require_tls=True,
                 # Leave headroom for the migration trigger and an operator's direct session.
                 max_connections_percent=90,
+                # A query waits this long for a database connection when the pool is used up, then fails
+                # (503 problem): AWS's default of 120 s would outlast every function (29 s).
+                borrow_timeout=Duration.seconds(10),
                 idle_client_timeout=Duration.minutes(30),
                 debug_logging=False,
             )
@@ -131,7 +135,7 @@ class Database(Construct):
             "JwtSecret",
             description="Confab JWT signing key (HS256)",
             generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64, exclude_punctuation=True),
-            removal_policy=config.removal_policy_for_logs,
+            removal_policy=config.removal_policy_for_kept,
         )
 
     @property

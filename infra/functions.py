@@ -61,7 +61,7 @@ class FunctionFactory(Construct):
             self,
             f"{name}Logs",
             retention=self.config.log_retention,
-            removal_policy=self.config.removal_policy_for_logs,
+            removal_policy=self.config.removal_policy_for_kept,
         )
         function = lambda_.Function(
             self,

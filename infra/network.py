@@ -47,7 +47,7 @@ class Network(Construct):
                             self,
                             "FlowLogs",
                             retention=config.log_retention,
-                            removal_policy=config.removal_policy_for_logs,
+                            removal_policy=config.removal_policy_for_kept,
                         )
                     ),
                     traffic_type=ec2.FlowLogTrafficType.REJECT,

@@ -6,11 +6,11 @@ from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.config import AGGREGATOR_TIMEOUT, MAX_RECEIVE_COUNT, VISIBILITY_TIMEOUT_FACTOR
+from infra.config import AGGREGATOR_TIMEOUT, MAX_RECEIVE_COUNT, VISIBILITY_TIMEOUT_FACTOR, StageConfig
 
 
 class UsageQueue(Construct):
-    def __init__(self, scope: Construct, id: str) -> None:
+    def __init__(self, scope: Construct, id: str, *, config: StageConfig) -> None:
         super().__init__(scope, id)
         # The DLQ keeps messages longer than the queue does, so a failed record outlives its original.
         self.dead_letters = sqs.Queue(
@@ -19,6 +19,7 @@ class UsageQueue(Construct):
             retention_period=Duration.days(14),
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
+            removal_policy=config.removal_policy_for_kept,
         )
         self.queue = sqs.Queue(
             self,
@@ -28,4 +29,5 @@ class UsageQueue(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=MAX_RECEIVE_COUNT),
+            removal_policy=config.removal_policy_for_kept,
         )

@@ -59,7 +59,7 @@ class StatefulStack(Stack):
         self.network = Network(self, "Network", config=config)
         self.database = Database(self, "Database", config=config, network=self.network)
         self.files = FilesBucket(self, "Files", config=config)
-        self.usage = UsageQueue(self, "Usage")
+        self.usage = UsageQueue(self, "Usage", config=config)
 
 
 class StatelessStack(Stack):

@@ -139,9 +139,11 @@ def _queues(synth: Synth) -> tuple[dict, dict]:
     return main["Properties"], dlq["Properties"]
 
 
-def test_usage_queue_dead_letters_after_five_receives_into_a_longer_lived_dlq_when_synthesized(dev: Synth):
+def test_usage_queue_dead_letters_after_an_hour_of_receives_into_a_longer_lived_dlq_when_synthesized(dev: Synth):
     main, dlq = _queues(dev)
-    assert main["RedrivePolicy"]["maxReceiveCount"] == MAX_RECEIVE_COUNT == 5
+    # A database outage shorter than an hour sends no valid event to the DLQ (each receive fails the batch).
+    assert main["RedrivePolicy"]["maxReceiveCount"] == MAX_RECEIVE_COUNT
+    assert MAX_RECEIVE_COUNT * main["VisibilityTimeout"] >= 3600
     assert dlq["MessageRetentionPeriod"] > main["MessageRetentionPeriod"]
     assert main["SqsManagedSseEnabled"] is True and dlq["SqsManagedSseEnabled"] is True
 
@@ -155,3 +157,15 @@ def test_queue_visibility_is_at_least_six_aggregator_timeouts_when_synthesized(d
     ]
     assert aggregator["Properties"]["Timeout"] == AGGREGATOR_TIMEOUT.to_seconds()
     assert main["VisibilityTimeout"] >= 6 * aggregator["Properties"]["Timeout"]
+
+
+def test_prod_keeps_the_usage_queues_and_database_secrets_when_the_stack_goes(prod: Synth, dev: Synth):
+    kept = ("AWS::SQS::Queue", "AWS::SecretsManager::Secret")
+    for kind in kept:
+        assert {r["DeletionPolicy"] for r in prod.resources(kind).values()} == {"Retain"}, kind
+        assert {r["DeletionPolicy"] for r in dev.resources(kind).values()} == {"Delete"}, kind
+
+
+def test_the_proxy_gives_up_on_a_used_up_pool_before_a_function_times_out(prod: Synth):
+    (group,) = prod.resources("AWS::RDS::DBProxyTargetGroup").values()
+    assert group["Properties"]["ConnectionPoolConfigurationInfo"]["ConnectionBorrowTimeout"] < 29
