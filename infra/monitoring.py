@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_events as events
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_sns as sns
@@ -34,6 +35,7 @@ class Monitoring(Construct):
         dead_letters: sqs.IQueue,
         instance: rds.IDatabaseInstance,
         proxy: rds.DatabaseProxy | None,
+        schedules: Sequence[events.IRule] = (),
         web_acl_name: str | None = None,
     ) -> None:
         super().__init__(scope, id)
@@ -70,6 +72,20 @@ class Monitoring(Construct):
                 function.metric_throttles(period=PERIOD, statistic="Sum"),
                 1,
                 f"{name} was throttled.",
+            )
+        for rule in schedules:
+            # A run EventBridge could not deliver (after its retries) leaves no error in the function's metrics.
+            alarm(
+                f"{rule.node.id}ScheduleFailed",
+                cloudwatch.Metric(
+                    namespace="AWS/Events",
+                    metric_name="FailedInvocations",
+                    dimensions_map={"RuleName": rule.rule_name},
+                    period=PERIOD,
+                    statistic="Sum",
+                ),
+                1,
+                f"The {rule.node.id} schedule could not invoke its function.",
             )
         pinned: cloudwatch.Metric | None = None
         if proxy is not None:

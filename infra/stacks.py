@@ -163,6 +163,7 @@ class StatelessStack(Stack):
             dead_letters=stateful.usage.dead_letters,
             instance=database.instance,
             proxy=database.proxy,
+            schedules=[self.schedules.maintenance_rule],
             web_acl_name=self.firewall.web_acl.name if self.firewall is not None else None,
         )
 

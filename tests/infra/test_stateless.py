@@ -267,6 +267,10 @@ def test_every_alarm_notifies_the_sns_topic_when_synthesized(dev: Synth):
 
 def test_alarms_cover_dead_letters_5xx_errors_throttles_and_pinning_when_prod(dev: Synth, prod: Synth):
     assert {"ApproximateNumberOfMessagesVisible", "5XXError", "Errors", "Throttles"} <= _alarm_metrics(dev)
+    (schedule,) = [
+        a for a in dev.resources("AWS::CloudWatch::Alarm").values() if a["Properties"]["Namespace"] == "AWS/Events"
+    ]
+    assert schedule["Properties"]["MetricName"] == "FailedInvocations"
     assert "DatabaseConnectionsCurrentlySessionPinned" in _alarm_metrics(prod)
     assert "DatabaseConnectionsCurrentlySessionPinned" not in _alarm_metrics(dev)
     per_function = [
