@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import threading
 from pathlib import Path
 
@@ -266,3 +267,23 @@ def test_refresh_tokens_take_their_users_token_version_when_0501_binds_them(empt
             " WHERE table_name = 'refresh_tokens' AND column_name = 'token_version'"
         ).fetchone()
         assert nullable == ("NO",)
+
+
+@pytest.mark.parametrize("command", [["db", "status"], ["db", "migrate"]])
+def test_cli_prints_one_line_without_the_password_when_the_database_is_unreachable(command, monkeypatch, capsys):
+    from shared import cli
+    from shared.settings import get_settings
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens once the probe is closed
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://confab:hunter2@127.0.0.1:{port}/confab?connect_timeout=5")
+    get_settings.cache_clear()
+    try:
+        assert cli.main(command) == 2
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr()
+    assert out.err.startswith("confab: cannot use the database: ") and out.err.count("\n") == 1
+    assert f"port {port} failed" in out.err
+    assert "hunter2" not in out.out + out.err
