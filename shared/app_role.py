@@ -50,8 +50,10 @@ def grant_app_role(conn: psycopg.Connection[Any], role: str, password: str) -> b
     names = {"role": sql.Identifier(role), "database": sql.Identifier(conn.info.dbname)}
     created = conn.execute(ROLE_EXISTS, (role,)).fetchone() is None
     if created:
-        # A utility statement takes no bind parameters: the password is quoted by psycopg as a literal.
-        conn.execute(sql.SQL(CREATE_ROLE).format(role=names["role"], password=sql.Literal(password)))
+        # A utility statement takes no bind parameters, and its text can reach the server's log (log_statement=ddl,
+        # or any error): it carries a SCRAM-SHA-256 verifier computed here, never the password itself.
+        verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
+        conn.execute(sql.SQL(CREATE_ROLE).format(role=names["role"], password=sql.Literal(verifier)))
     for grant in GRANTS:
         conn.execute(sql.SQL(grant).format(**names))
     logger.info("application role ready", extra={"role": role, "role_created": created})

@@ -217,10 +217,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except Exception as exc:
         # Operator-facing: one clear line, no stack trace.
+        import psycopg
+
         from shared.migrations import MigrationError
 
         if isinstance(exc, MigrationError | ValueError):
             print(f"confab: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, psycopg.OperationalError):
+            # psycopg names the host, port and user, never the password.
+            reason = " ".join(str(exc).split())
+            print(f"confab: cannot use the database: {reason}", file=sys.stderr)
             return 2
         raise
 

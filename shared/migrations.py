@@ -2,7 +2,13 @@
 
 A session-level advisory lock on a direct (not proxied) connection makes concurrent runners safe:
 the second runner waits, then finds everything applied. A file whose first line is
-`-- confab:no-transaction` runs outside a transaction (for CREATE INDEX CONCURRENTLY).
+`-- confab:no-transaction` runs outside a transaction (for CREATE INDEX CONCURRENTLY) and holds exactly one
+statement: PostgreSQL runs a multi-statement query as one implicit transaction, which CONCURRENTLY refuses.
+
+Nothing undoes a failed no-transaction file. A failed CREATE INDEX CONCURRENTLY leaves an INVALID index of
+that name behind (never used by queries, still updated by writes), so a rerun would fail with "already
+exists": before running such a file again, the runner drops an invalid index of the very name the file
+creates, unless a build of it is in progress. Any other invalid index is only named in the error.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from shared.observability import logger
 
@@ -34,10 +41,29 @@ HISTORY_EXISTS = "SELECT to_regclass('schema_migrations')"
 SELECT_APPLIED = "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
 INSERT_APPLIED = "INSERT INTO schema_migrations (version, name, checksum) VALUES (%(version)s, %(name)s, %(checksum)s)"
 CURRENT_VERSION = "SELECT max(version) FROM schema_migrations"
+INVALID_INDEXES = """
+SELECT n.nspname, c.relname FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE NOT i.indisvalid ORDER BY 1, 2
+"""
+# An invalid index of this name (resolved on the search_path, as the CREATE will be) that no session is building.
+ABANDONED_INDEX = """
+SELECT n.nspname, c.relname FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.indexrelid = to_regclass(%(name)s) AND NOT i.indisvalid
+  AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid)
+"""
+CREATE_INDEX_NAME = re.compile(
+    r"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+    r"((?:\"[^\"]+\"|[A-Za-z_][A-Za-z0-9_$]*)(?:\.(?:\"[^\"]+\"|[A-Za-z_][A-Za-z0-9_$]*))?)\s+ON\s",
+    re.IGNORECASE,
+)
 
 
 class MigrationError(Exception):
-    """The migrations folder and the database disagree; nothing was changed by the failing step."""
+    """A migration file is malformed or failed, or the folder and the database disagree.
+
+    The failing step of a transactional file was rolled back; the message says when it was not."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +80,13 @@ class Migration:
     @property
     def transactional(self) -> bool:
         return not self.sql.lstrip().startswith(NO_TRANSACTION_MARK)
+
+    @property
+    def created_index(self) -> str | None:
+        """The index name a no-transaction `CREATE INDEX CONCURRENTLY` file creates, as written."""
+        statements = split_statements(self.sql)
+        match = CREATE_INDEX_NAME.match(statements[0]) if len(statements) == 1 else None
+        return match.group(1) if match else None
 
 
 @dataclass(frozen=True)
@@ -74,8 +107,80 @@ def discover(folder: Path) -> list[Migration]:
         version = int(match.group(1))
         if version in found:
             raise MigrationError(f"{path.name}: version {version} is used by {found[version].path.name} too")
-        found[version] = Migration(version, match.group(2), path, path.read_text(encoding="utf-8"))
+        migration = Migration(version, match.group(2), path, path.read_text(encoding="utf-8"))
+        if not migration.transactional and len(split_statements(migration.sql)) != 1:
+            raise MigrationError(
+                f"{path.name}: a {NO_TRANSACTION_MARK} file holds exactly one statement (PostgreSQL runs "
+                f"several sent at once as one transaction); found {len(split_statements(migration.sql))}. "
+                "Put each statement in a file of its own."
+            )
+        found[version] = migration
     return [found[v] for v in sorted(found)]
+
+
+def split_statements(text: str) -> list[str]:
+    """The statements of a SQL script, split on semicolons outside quotes, dollar quotes and comments.
+
+    Comments are dropped; blank statements are not returned."""
+    statements: list[str] = []
+    current: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if text.startswith("--", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if text.startswith("/*", i):
+            i = _block_comment_end(text, i)
+            current.append(" ")
+            continue
+        if ch in "'\"":
+            end = i + 1
+            while True:
+                end = text.find(ch, end)
+                if end < 0:
+                    end = n
+                    break
+                if text.startswith(ch * 2, end):  # a doubled quote stays inside
+                    end += 2
+                    continue
+                end += 1
+                break
+            current.append(text[i:end])
+            i = end
+            continue
+        dollar = re.match(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$", text[i:]) if ch == "$" else None
+        if dollar and not (current and re.match(r"[A-Za-z0-9_]", current[-1][-1:])):
+            tag = dollar.group(0)
+            end = text.find(tag, i + len(tag))
+            end = n if end < 0 else end + len(tag)
+            current.append(text[i:end])
+            i = end
+            continue
+        if ch == ";":
+            statements.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    statements.append("".join(current))
+    return [s.strip() for s in statements if s.strip()]
+
+
+def _block_comment_end(text: str, start: int) -> int:
+    # PostgreSQL's block comments nest.
+    depth, i = 0, start
+    while i < len(text):
+        if text.startswith("/*", i):
+            depth, i = depth + 1, i + 2
+        elif text.startswith("*/", i):
+            depth, i = depth - 1, i + 2
+            if depth == 0:
+                return i
+        else:
+            i += 1
+    return len(text)
 
 
 def _applied(conn: psycopg.Connection[Any]) -> dict[int, tuple[str, str, datetime]]:
@@ -151,12 +256,54 @@ def _apply_pending(conn: psycopg.Connection[Any], migrations: list[Migration]) -
                     conn.execute(migration.sql.encode())
                     conn.execute(INSERT_APPLIED, _record(migration))
             else:
+                _drop_abandoned_index(conn, migration)
                 conn.execute(migration.sql.encode())
                 conn.execute(INSERT_APPLIED, _record(migration))
         except psycopg.Error as exc:
-            raise MigrationError(f"{migration.path.name} failed and was rolled back: {exc}") from exc
+            if migration.transactional:
+                raise MigrationError(f"{migration.path.name} failed and was rolled back: {exc}") from exc
+            raise MigrationError(_not_rolled_back(conn, migration, exc)) from exc
         done.append(migration)
     return done
+
+
+def _drop_abandoned_index(conn: psycopg.Connection[Any], migration: Migration) -> None:
+    # Only the index this pending file creates, only when invalid (no query uses it) and not being built:
+    # what a failed earlier run of this very file left behind. A valid index of that name is left alone.
+    name = migration.created_index
+    if name is None:
+        return
+    row = conn.execute(ABANDONED_INDEX, {"name": name}).fetchone()
+    if row is None:
+        return
+    logger.warning(
+        "dropping the invalid index a failed run of this migration left",
+        extra={"version": migration.version, "migration": migration.name, "index": f"{row[0]}.{row[1]}"},
+    )
+    conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(row[0], row[1])))
+
+
+def _not_rolled_back(conn: psycopg.Connection[Any], migration: Migration, exc: psycopg.Error) -> str:
+    message = (
+        f"{migration.path.name} failed and was NOT rolled back (it runs outside a transaction; "
+        f"what it did before failing stays): {exc}"
+    )
+    try:
+        invalid = conn.execute(INVALID_INDEXES).fetchall()
+    except psycopg.Error:
+        return f"{message}. Look for invalid indexes it may have left: pg_index rows WHERE NOT indisvalid."
+    if not invalid:
+        return message
+    drops = " ".join(
+        sql.SQL("DROP INDEX CONCURRENTLY {};").format(sql.Identifier(schema, name)).as_string(conn)
+        for schema, name in invalid
+    )
+    names = ", ".join(f"{schema}.{name}" for schema, name in invalid)
+    return (
+        f"{message}. Invalid indexes in the database (a failed CONCURRENTLY build leaves one; queries never use "
+        f"it, writes still pay for it): {names}. Fix the cause and migrate again (the runner drops an invalid "
+        f"index of the name this file creates), or drop them by hand: {drops}"
+    )
 
 
 def _record(migration: Migration) -> dict[str, Any]:

@@ -11,12 +11,17 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The shortest HS256 key accepted, from JWT_SECRET or a generated key file (RFC 7518: at least the hash's size).
+MIN_KEY_BYTES = 32
 
 
 class Settings(BaseSettings):
     """Every knob Confab has. Nothing else reads os.environ."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False, populate_by_name=True)
+    # Inputs hidden from validation errors: they hold the database URL, the JWT key and provider keys.
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", case_sensitive=False, populate_by_name=True, hide_input_in_errors=True
+    )
 
     stage: Literal["local", "test", "dev", "prod"] = Field("local", alias="CONFAB_STAGE")
     service_name: str = Field("confab", alias="POWERTOOLS_SERVICE_NAME")
@@ -131,6 +136,8 @@ class Settings(BaseSettings):
         # Fail at cold start, not on the first request, when AWS stages lack a secret source.
         if not self.is_local and self.jwt_secret and not self.jwt_secret_arn:
             raise ValueError("JWT_SECRET is for local mode only; set JWT_SECRET_ARN in AWS stages")
+        if self.jwt_secret and len(self.jwt_secret.encode()) < MIN_KEY_BYTES:
+            raise ValueError(f"JWT_SECRET must be at least {MIN_KEY_BYTES} bytes, as a generated key is")
         if not self.is_local and self.allow_private_model_endpoints:
             raise ValueError("ALLOW_PRIVATE_MODEL_ENDPOINTS is for local mode only")
         return self

@@ -6,10 +6,10 @@ import os
 import secrets
 from pathlib import Path
 
+from shared.settings import MIN_KEY_BYTES as MIN_KEY_BYTES
 from shared.settings import Settings
 
 KEY_FILE = "jwt_secret"
-MIN_KEY_BYTES = 32
 
 
 def signing_key(settings: Settings) -> str:

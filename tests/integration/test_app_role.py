@@ -3,6 +3,9 @@ trigger creating it from its secret (moto)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Iterator
@@ -104,6 +107,50 @@ def test_tables_a_later_migration_creates_are_granted_when_the_owner_creates_the
     with _as(database_url, role) as app:
         app.execute("INSERT INTO later_table (note) VALUES ('granted by default')")
         assert app.execute("SELECT note FROM later_table").fetchone() == ("granted by default",)
+
+
+class _RecordingConnection:
+    """The owner's connection, keeping the text of every statement sent (what log_statement would log)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+        self.statements: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def execute(self, query: Any, params: Any = None) -> Any:
+        self.statements.append(query if isinstance(query, str) else query.as_string(self._conn))
+        return self._conn.execute(query, params)
+
+
+def _scram_matches(verifier: str, password: str) -> bool:
+    # RFC 5802 / 7677: SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>
+    method, rest = verifier.split("$", 1)
+    counts, keys = rest.split("$")
+    iterations, salt = counts.split(":")
+    stored_key, server_key = keys.split(":")
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    return (
+        method == "SCRAM-SHA-256"
+        and hashlib.sha256(client_key).digest() == base64.b64decode(stored_key)
+        and hmac.digest(salted, b"Server Key", "sha256") == base64.b64decode(server_key)
+    )
+
+
+def test_role_is_created_with_a_scram_verifier_and_never_the_password_in_a_statement_when_missing(
+    database_url: str, db: psycopg.Connection[Any], role: str
+):
+    recording = _RecordingConnection(db)
+    assert grant_app_role(recording, role, PASSWORD) is True  # type: ignore[arg-type]
+
+    assert not [statement for statement in recording.statements if PASSWORD in statement]
+    assert any(statement.startswith("CREATE ROLE") for statement in recording.statements)
+    (stored,) = db.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
+    assert _scram_matches(stored, PASSWORD) and not _scram_matches(stored, PASSWORD + "x")
+    with _as(database_url, role) as app:
+        assert app.execute("SELECT current_user").fetchone() == (role,)
 
 
 def test_granting_again_keeps_the_role_and_its_password_when_it_exists(

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import threading
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from shared.migrations import MigrationError, discover, migrate, status
+from shared.migrations import MigrationError, discover, migrate, split_statements, status
 from tests.conftest import MIGRATIONS
 
 
@@ -132,6 +133,87 @@ def test_no_transaction_file_runs_outside_a_transaction_when_marked(empty_databa
     assert [m.version for m in migrate(empty_database_url, folder)] == [1, 2, 3]
 
 
+DUPLICATES = {
+    "0001_create_things.sql": "CREATE TABLE things (id bigint PRIMARY KEY, name text);\n"
+    "INSERT INTO things VALUES (1, 'a'), (2, 'a');",
+    "0002_index_things.sql": "-- confab:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY things_name ON things (name);",
+}
+
+
+def _invalid_indexes(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_failed_no_transaction_file_is_reported_not_rolled_back_with_its_invalid_index_when_it_fails(
+    empty_database_url, tmp_path
+):
+    folder = _folder(tmp_path, DUPLICATES)
+    with pytest.raises(MigrationError) as failed:
+        migrate(empty_database_url, folder)
+    message = str(failed.value)
+    assert "0002_index_things.sql failed and was NOT rolled back" in message
+    assert _invalid_indexes(empty_database_url) == ["things_name"]
+    assert 'DROP INDEX CONCURRENTLY "public"."things_name";' in message
+    with psycopg.connect(empty_database_url) as conn:
+        assert [r.state for r in status(conn, folder)] == ["applied", "pending"]
+
+
+def test_no_transaction_index_is_built_on_a_rerun_when_the_cause_of_its_failure_is_fixed(empty_database_url, tmp_path):
+    folder = _folder(tmp_path, DUPLICATES)
+    with pytest.raises(MigrationError):
+        migrate(empty_database_url, folder)
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM things WHERE id = 2")  # the operator fixes the data
+    # The invalid index the failed build left is dropped first; otherwise the rerun fails with "already exists".
+    assert [m.version for m in migrate(empty_database_url, folder)] == [2]
+    assert _invalid_indexes(empty_database_url) == []
+    with psycopg.connect(empty_database_url) as conn:
+        assert conn.execute("SELECT indisunique FROM pg_index WHERE indexrelid = 'things_name'::regclass").fetchone()
+        assert [r.state for r in status(conn, folder)] == ["applied", "applied"]
+
+
+def test_valid_index_of_the_same_name_is_kept_when_a_no_transaction_file_would_create_it(empty_database_url, tmp_path):
+    folder = _folder(tmp_path, {"0001_create_things.sql": DUPLICATES["0001_create_things.sql"]})
+    migrate(empty_database_url, folder)
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute("CREATE INDEX things_name ON things (id)")  # made by hand, valid: not the runner's to drop
+    (folder / "0002_index_things.sql").write_text(DUPLICATES["0002_index_things.sql"])
+    with pytest.raises(MigrationError, match="already exists"):
+        migrate(empty_database_url, folder)
+    with psycopg.connect(empty_database_url) as conn:
+        assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'things_name'::regclass").fetchone()
+
+
+def test_no_transaction_file_with_two_statements_is_an_error_when_discovered(tmp_path):
+    folder = _folder(
+        tmp_path,
+        {
+            "0001_index_things.sql": "-- confab:no-transaction\n"
+            "CREATE INDEX CONCURRENTLY things_x ON things (x);\nCREATE INDEX CONCURRENTLY things_y ON things (y);\n"
+        },
+    )
+    with pytest.raises(
+        MigrationError, match="0001_index_things.sql: a -- confab:no-transaction file holds exactly one"
+    ):
+        discover(folder)
+
+
+def test_statements_are_split_only_outside_quotes_and_comments_when_a_file_is_read():
+    text = (
+        "-- a comment; with a semicolon\n"
+        "SELECT 'it''s; one' AS \"a;b\" /* block; /* nested; */ still; */;\n"
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $body$ SELECT 1; $body$;;\n"
+    )
+    statements = split_statements(text)
+    assert len(statements) == 2
+    assert statements[0].startswith("SELECT 'it''s; one' AS \"a;b\"")
+    assert statements[1].endswith("$body$ SELECT 1; $body$")
+
+
 def test_badly_named_file_is_an_error_when_discovered(tmp_path):
     folder = _folder(tmp_path, {"add_things.sql": "SELECT 1;"})
     with pytest.raises(MigrationError, match="NNNN_verb_noun.sql"):
@@ -185,3 +267,23 @@ def test_refresh_tokens_take_their_users_token_version_when_0501_binds_them(empt
             " WHERE table_name = 'refresh_tokens' AND column_name = 'token_version'"
         ).fetchone()
         assert nullable == ("NO",)
+
+
+@pytest.mark.parametrize("command", [["db", "status"], ["db", "migrate"]])
+def test_cli_prints_one_line_without_the_password_when_the_database_is_unreachable(command, monkeypatch, capsys):
+    from shared import cli
+    from shared.settings import get_settings
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens once the probe is closed
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://confab:hunter2@127.0.0.1:{port}/confab?connect_timeout=5")
+    get_settings.cache_clear()
+    try:
+        assert cli.main(command) == 2
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr()
+    assert out.err.startswith("confab: cannot use the database: ") and out.err.count("\n") == 1
+    assert f"port {port} failed" in out.err
+    assert "hunter2" not in out.out + out.err

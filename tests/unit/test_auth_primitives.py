@@ -7,11 +7,12 @@ from unittest import mock
 
 import bcrypt
 import pytest
+from pydantic import ValidationError
 
 from shared.auth import passwords
 from shared.auth.anonymous import issue_anonymous_token, parse_anonymous_token, verify_anonymous_token
 from shared.auth.api_keys import PREFIX_CHARS, api_key_prefix, issue_key
-from shared.auth.keys import local_key, signing_key
+from shared.auth.keys import MIN_KEY_BYTES, local_key, signing_key
 from shared.auth.opaque import hash_secret, same_hash
 from shared.errors import UnprocessableError
 from shared.services.authentication import credential_from_headers
@@ -102,6 +103,17 @@ def test_local_signing_key_is_generated_once_and_kept_when_jwt_secret_is_unset(t
     settings = Settings(CONFAB_STAGE="local", CONFAB_STATE_DIR=str(tmp_path / "state"), JWT_SECRET=None)
     assert signing_key(settings) == first
     assert signing_key(Settings(CONFAB_STAGE="local", JWT_SECRET="k" * 40)) == "k" * 40
+
+
+@pytest.mark.parametrize("stage", ["local", "test"])
+def test_short_jwt_secret_is_refused_like_a_short_key_file_when_settings_are_read(stage, monkeypatch):
+    monkeypatch.setenv("CONFAB_STAGE", stage)
+    monkeypatch.setenv("JWT_SECRET", "s" * (MIN_KEY_BYTES - 1))
+    with pytest.raises(ValidationError, match=f"at least {MIN_KEY_BYTES} bytes") as refused:
+        Settings()
+    assert "s" * (MIN_KEY_BYTES - 1) not in str(refused.value)
+    monkeypatch.setenv("JWT_SECRET", "é" * (MIN_KEY_BYTES // 2))  # counted in bytes, as the key file is
+    assert signing_key(Settings()) == "é" * (MIN_KEY_BYTES // 2)
 
 
 def test_signing_key_is_refused_in_aws_stages_without_a_secret_arn():
