@@ -7,13 +7,17 @@ import base64
 import contextlib
 import importlib
 import json
+import re
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from email.message import Message
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from io import BufferedIOBase
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 from shared import routes
 from shared.errors import problem_body
@@ -23,6 +27,11 @@ from shared.observability import logger
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 LOCAL_FILES_PREFIX = "/local-files/"  # signed upload/download URLs of local file storage (shared/storage.py)
 PROBLEM_JSON = "application/problem+json"
+# A worker waits this long for the next request on a kept-alive connection, or for the next bytes of a
+# request, before dropping it: eight idle or stalled clients would otherwise hold every worker.
+IDLE_TIMEOUT_S = 2.0
+DIGITS = re.compile(r"[0-9]+")
+CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,16}")
 
 SWAGGER_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Confab API</title>
@@ -162,6 +171,9 @@ class PooledHTTPServer(HTTPServer):
     def _process(self, request: Any, client_address: Any) -> None:
         try:
             self.finish_request(request, client_address)
+        except (TimeoutError, ConnectionError):
+            # A client that stopped reading or hung up mid-answer: nothing to answer, nothing to report.
+            logger.debug("http client gone", extra={"client": client_address[0]})
         except Exception:
             self.handle_error(request, client_address)
         finally:
@@ -179,46 +191,141 @@ class PooledHTTPServer(HTTPServer):
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def make_server(api: LocalApi, host: str, port: int) -> PooledHTTPServer:
-    """An HTTP server on host:port serving `api`."""
+class BadFraming(Exception):
+    """The request body cannot be delimited; the answer closes the connection."""
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def __init__(self, response: LocalResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
 
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY_BYTES:
-                self._write(_problem(413, "payload-too-large", "Payload too large"))
-                self.close_connection = True
-                return
-            body = self.rfile.read(length) if length else b""
-            try:
-                response = api.handle(self.command, self.path, list(self.headers.items()), body, self.client_address[0])
-            except Exception:
-                logger.exception("local server failed")
-                response = _problem(500, "internal-error", "Internal server error")
-            self._write(response)
 
-        def _write(self, response: LocalResponse) -> None:
-            self.send_response(response.status)
-            for key, value in response.headers:
-                if key.lower() not in ("content-length", "connection"):
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(response.body)
+def _bad_request(detail: str) -> BadFraming:
+    return BadFraming(_problem(400, "bad-request", "Bad request", detail))
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 
-        def __getattr__(self, name: str) -> Any:
-            # Any other method (TRACE, QUERY, made-up ones) gets the route table's 404/405 problem, as API
-            # Gateway answers them, instead of http.server's HTML 501.
-            if name.startswith("do_"):
-                return self._serve
-            raise AttributeError(name)
+def _too_large() -> BadFraming:
+    return BadFraming(_problem(413, "payload-too-large", "Payload too large"))
 
-        def log_message(self, format: str, *args: Any) -> None:
-            logger.debug("http", extra={"request": self.requestline, "client": self.client_address[0]})
 
-    return PooledHTTPServer((host, port), Handler)
+def _body_limit(path: str) -> int:
+    # S3 takes a presigned upload up to the signed size (at most FILE_MAX_BYTES), not API Gateway's 10 MB;
+    # serve_file enforces the signed size.
+    if path.startswith(LOCAL_FILES_PREFIX):
+        from shared.settings import get_settings
+
+        return get_settings().file_max_bytes
+    return MAX_BODY_BYTES
+
+
+def read_body(rfile: BufferedIOBase, headers: Message, limit: int) -> bytes:
+    """The request body as API Gateway hands it on: by Content-Length, or de-chunked; BadFraming if neither."""
+    codings = [c.strip().lower() for c in ",".join(headers.get_all("Transfer-Encoding") or []).split(",")]
+    if codings != [""]:
+        if codings != ["chunked"]:
+            raise BadFraming(_problem(501, "not-implemented", "Transfer coding not supported"))
+        if headers.get("Content-Length") is not None:
+            # Both at once is how requests are smuggled past a proxy (RFC 9112 section 6.3).
+            raise _bad_request("Transfer-Encoding and Content-Length together.")
+        return _read_chunked(rfile, limit)
+    lengths = {v.strip() for v in headers.get_all("Content-Length") or []}
+    if not lengths:
+        return b""
+    if len(lengths) > 1 or not DIGITS.fullmatch(next(iter(lengths))):
+        raise _bad_request("Content-Length must be one non-negative integer.")
+    length = int(lengths.pop())
+    if length > limit:
+        raise _too_large()
+    body = rfile.read(length) if length else b""
+    if len(body) < length:
+        raise _bad_request("The body is shorter than its Content-Length.")
+    return body
+
+
+def _read_chunked(rfile: BufferedIOBase, limit: int) -> bytes:
+    body = bytearray()
+    while True:
+        size_field = rfile.readline(1024).split(b";", 1)[0].strip()
+        if not CHUNK_SIZE.fullmatch(size_field):
+            raise _bad_request("Malformed chunk size.")
+        size = int(size_field, 16)
+        if size == 0:
+            break
+        if len(body) + size > limit:
+            raise _too_large()
+        chunk = rfile.read(size)
+        if len(chunk) < size or rfile.read(2) != b"\r\n":
+            raise _bad_request("Malformed chunk.")
+        body += chunk
+    for _ in range(100):  # trailer fields, dropped as API Gateway drops them
+        line = rfile.readline(65537)
+        if not line.endswith(b"\n"):
+            raise _bad_request("Malformed trailer.")
+        if line in (b"\r\n", b"\n"):
+            return bytes(body)
+    raise _bad_request("Too many trailer fields.")
+
+
+class LocalRequestHandler(BaseHTTPRequestHandler):
+    """One connection: each request's body is read and framed here, then handed to `api`."""
+
+    protocol_version = "HTTP/1.1"
+    api: ClassVar[LocalApi]
+    timeout = IDLE_TIMEOUT_S  # set on the socket by StreamRequestHandler.setup
+
+    def _serve(self) -> None:
+        try:
+            body = read_body(self.rfile, self.headers, _body_limit(self.path.split("?", 1)[0]))
+        except BadFraming as bad:
+            self._write(bad.response, close=True)
+            return
+        except TimeoutError:
+            self._write(_problem(408, "request-timeout", "Request timeout"), close=True)
+            return
+        try:
+            response = self.api.handle(
+                self.command, self.path, list(self.headers.items()), body, self.client_address[0]
+            )
+        except Exception:
+            logger.exception("local server failed")
+            response = _problem(500, "internal-error", "Internal server error")
+        self._write(response)
+
+    def _write(self, response: LocalResponse, close: bool = False) -> None:
+        self.send_response(response.status)
+        for key, value in response.headers:
+            if key.lower() not in ("content-length", "connection"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        if close:
+            self.send_header("Connection", "close")  # also sets close_connection
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server's own answers (malformed request line, 414, 431) as problem+json, not its HTML page.
+        self.log_error("code %d, message %s", code, message)
+        if self.request_version == "HTTP/0.9":
+            # Left at the default when the request line is unreadable; an HTTP/0.9 answer has no status line.
+            self.request_version = self.protocol_version
+        status = HTTPStatus(code)
+        slug = status.phrase.lower().replace(" ", "-")
+        self._write(_problem(code, slug, status.phrase.capitalize(), message or ""), close=True)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, QUERY, made-up ones) gets the route table's 404/405 problem, as API
+        # Gateway answers them, instead of http.server's HTML 501.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("http", extra={"request": getattr(self, "requestline", ""), "client": self.client_address[0]})
+
+
+def make_server(api: LocalApi, host: str, port: int, idle_timeout_s: float = IDLE_TIMEOUT_S) -> PooledHTTPServer:
+    """An HTTP server on host:port serving `api`; a connection idle for `idle_timeout_s` is dropped."""
+    handler = type("Handler", (LocalRequestHandler,), {"api": api, "timeout": idle_timeout_s})
+    return PooledHTTPServer((host, port), handler)

@@ -1,0 +1,227 @@
+"""The local server's HTTP layer over a real socket: framing, slow or idle clients, its own errors, large uploads.
+
+Driven in process with a stand-in API (no database), so each case is about the HTTP layer alone.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.local.server import LocalApi, LocalResponse, PooledHTTPServer, make_server
+from shared.settings import Settings, get_settings
+from shared.storage import local_storage, storage_key
+
+pytestmark = pytest.mark.e2e
+
+IDLE_TIMEOUT_S = 1.0
+HEALTH = b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+class RecordingApi:
+    """Stands in for LocalApi: keeps each body it is handed and answers 200 JSON."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def handle(
+        self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
+    ) -> LocalResponse:
+        self.bodies.append(body)
+        return LocalResponse(200, [("Content-Type", "application/json")], json.dumps({"len": len(body)}).encode())
+
+
+def _serving(server: PooledHTTPServer) -> Iterator[int]:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def api() -> RecordingApi:
+    return RecordingApi()
+
+
+@pytest.fixture
+def port(api: RecordingApi) -> Iterator[int]:
+    yield from _serving(make_server(api, "127.0.0.1", 0, idle_timeout_s=IDLE_TIMEOUT_S))  # type: ignore[arg-type]
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response with a Content-Length body off `sock`."""
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    body = response.read()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+
+
+def _exchange(port: int, raw: bytes, timeout: float = 5) -> tuple[int, dict[str, str], bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(raw)
+        return _read_response(sock)
+
+
+def _assert_problem(answer: tuple[int, dict[str, str], bytes], status: int) -> None:
+    got_status, headers, body = answer
+    assert got_status == status, (got_status, body)
+    assert headers["content-type"] == "application/problem+json"
+    assert json.loads(body)["status"] == status
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "1e3", "+5", " 5 5"])
+def test_malformed_content_length_is_400_problem_when_posted(port, api, length):
+    raw = f"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n{{}}".encode()
+
+    _assert_problem(_exchange(port, raw), 400)
+    assert api.bodies == []
+
+
+def test_conflicting_content_lengths_are_400_problem_when_posted(port, api):
+    raw = b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"
+
+    _assert_problem(_exchange(port, raw), 400)
+    assert api.bodies == []
+
+
+def test_chunked_body_reaches_the_handler_and_the_connection_stays_usable_when_sent_chunked(port, api):
+    body = b'{"login":"a","password":"b"}'
+    raw = (
+        b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\n" + body[:5] + b"\r\n" + f"{len(body) - 5:x}".encode() + b"\r\n" + body[5:] + b"\r\n"
+        b"0\r\nX-Trailer: t\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(raw)
+        status, _, answer = _read_response(sock)
+        assert (status, json.loads(answer)) == (200, {"len": len(body)})
+        sock.sendall(HEALTH)
+        assert _read_response(sock)[0] == 200
+
+    assert api.bodies == [body, b""]
+
+
+def test_chunked_body_over_the_api_limit_is_413_problem_when_sent_chunked(port, api, monkeypatch):
+    monkeypatch.setattr("shared.local.server.MAX_BODY_BYTES", 10)
+    raw = (
+        b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"8\r\n12345678\r\n8\r\n12345678\r\n"
+    )
+
+    _assert_problem(_exchange(port, raw), 413)
+    assert api.bodies == []
+
+
+@pytest.mark.parametrize("chunk", [b"zz\r\n{}\r\n0\r\n\r\n", b"2\r\n{}XX0\r\n\r\n"])
+def test_malformed_chunked_body_is_400_problem_when_sent_chunked(port, api, chunk):
+    raw = b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk
+
+    _assert_problem(_exchange(port, raw), 400)
+    assert api.bodies == []
+
+
+def test_unknown_transfer_coding_is_501_problem_when_posted(port, api):
+    raw = b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
+
+    _assert_problem(_exchange(port, raw), 501)
+    assert api.bodies == []
+
+
+def test_oversized_header_is_431_problem_not_html_when_sent(port):
+    raw = b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+
+    _assert_problem(_exchange(port, raw), 431)
+
+
+def test_malformed_request_line_is_400_problem_not_html_when_sent(port):
+    _assert_problem(_exchange(port, b"GET /v1/health HTTP/9\r\n\r\n"), 400)
+
+
+def test_idle_keep_alive_clients_do_not_starve_a_new_client_when_every_worker_served_one(port):
+    # One more client than workers, each keeping its HTTP/1.1 connection open after a request (a browser, an
+    # SDK's pool): without a socket timeout each idle connection holds its worker for good.
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(9):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            idle[-1].sendall(HEALTH)
+            assert _read_response(idle[-1])[0] == 200
+        assert _exchange(port, HEALTH, timeout=5)[0] == 200
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_stalled_request_bodies_are_dropped_and_do_not_starve_a_new_client_when_every_worker_waits(port, api):
+    stalled: list[socket.socket] = []
+    try:
+        for _ in range(9):
+            stalled.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            stalled[-1].sendall(b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{}")
+        assert _exchange(port, HEALTH, timeout=5)[0] == 200
+        _assert_problem(_read_response(stalled[0]), 408)
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert api.bodies == [b""]
+
+
+@pytest.fixture
+def files_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    monkeypatch.setenv("CONFAB_STAGE", "test")
+    monkeypatch.setenv("CONFAB_FILES_DIR", str(tmp_path / "files"))
+    monkeypatch.setenv("CONFAB_FILES_SECRET", "s" * 40)
+    get_settings.cache_clear()
+    try:
+        yield from _serving(make_server(LocalApi(), "127.0.0.1", 0))
+    finally:
+        get_settings.cache_clear()
+
+
+def _put(port: int, path: str, size: int) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.putrequest("PUT", path)
+    conn.putheader("Content-Type", "application/pdf")
+    conn.putheader("Content-Length", str(size))
+    conn.endheaders()
+    try:
+        for _ in range(size // 65536):
+            conn.send(b"x" * 65536)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server answered and hung up before the whole body was sent
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return response.status
+
+
+def test_upload_over_the_api_limit_but_within_file_max_bytes_is_stored_when_put_to_the_signed_url(files_port):
+    settings = Settings()
+    size = 12 * 1024 * 1024  # over API Gateway's 10 MB, under FILE_MAX_BYTES (25 MiB); S3 takes it
+    key = storage_key(uuid.uuid4(), uuid.uuid4())
+    storage = local_storage(settings, f"http://127.0.0.1:{files_port}")
+    url = storage.upload_target(key, "application/pdf", size, 600).url
+
+    assert _put(files_port, url.split(str(files_port), 1)[1], size) == 200
+    assert storage.stored_size(key) == size
+
+
+def test_upload_over_file_max_bytes_is_413_without_reading_it_when_put_to_the_local_files_prefix(
+    files_port, monkeypatch
+):
+    monkeypatch.setenv("FILE_MAX_BYTES", "1024")
+    get_settings.cache_clear()
+
+    assert _put(files_port, "/local-files/users/a/b?op=put&expires=1&max=99999999&sig=x", 4 * 65536) == 413
