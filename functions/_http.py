@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions import _validation
 from functions._logging import LogContext
+from shared import cors
 from shared.auth.principal import Principal
 from shared.errors import (
     AppError,
@@ -145,25 +146,14 @@ def _body_size(event: dict[str, Any]) -> int:
     return len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
 
 
-# Response headers a browser script may read besides the CORS-safelisted ones.
-CORS_EXPOSED_HEADERS = "Location, Retry-After"
-
-
 def with_cors(event: dict[str, Any], response: dict[str, Any], allowed: list[str]) -> dict[str, Any]:
     """The response with CORS headers when the request came from an allowed origin. API Gateway answers the
     preflight (OPTIONS) itself, but with a proxy integration the actual response's headers are the function's:
     without these, a browser reads none of the API's answers."""
     headers = event.get("headers") or {}
-    origin = next((str(v) for k, v in headers.items() if k.lower() == "origin"), None)
-    if origin is None:
+    added = cors.origin_headers(next((str(v) for k, v in headers.items() if k.lower() == "origin"), None), allowed)
+    if not added:
         return response
-    if "*" in allowed:
-        added = {"Access-Control-Allow-Origin": "*"}
-    elif origin in allowed:
-        added = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-    else:
-        return response
-    added["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
     if "multiValueHeaders" in response:
         multi = response["multiValueHeaders"]
         for name, value in added.items():

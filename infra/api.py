@@ -13,7 +13,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import StageConfig
-from shared import routes
+from shared import cors, routes
 from shared.errors import (
     PROBLEM_BASE,
     AppError,
@@ -26,7 +26,7 @@ from shared.errors import (
     spec_for,
 )
 
-CORS_HEADERS = ["Authorization", "Content-Type", "X-Api-Key", "Idempotency-Key", "X-Request-Id"]
+CORS_HEADERS = list(cors.REQUEST_HEADERS)
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,11 @@ from io import BufferedIOBase
 from types import ModuleType
 from typing import Any, ClassVar
 
-from shared import routes
+from shared import cors, routes
 from shared.errors import problem_body
 from shared.local.events import LocalContext, authorizer_event, proxy_event
 from shared.observability import logger
+from shared.settings import get_settings
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 LOCAL_FILES_PREFIX = "/local-files/"  # signed upload/download URLs of local file storage (shared/storage.py)
@@ -98,6 +99,11 @@ class LocalApi:
             from shared.local.files import serve_file
 
             return LocalResponse(*serve_file(method, raw_path, body))
+        if method == "OPTIONS" and routes.path_exists(path):
+            # A browser's preflight, answered as API Gateway's default_cors_preflight_options answer it.
+            origin = next((value for name, value in headers if name.lower() == "origin"), None)
+            allowed = get_settings().cors_origin_list
+            return LocalResponse(204, list(cors.preflight_headers(origin, allowed).items()), b"")
         found = routes.match(method, path)
         if found is None:
             if routes.path_exists(path):

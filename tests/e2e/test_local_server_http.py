@@ -225,3 +225,23 @@ def test_upload_over_file_max_bytes_is_413_without_reading_it_when_put_to_the_lo
     get_settings.cache_clear()
 
     assert _put(files_port, "/local-files/users/a/b?op=put&expires=1&max=99999999&sig=x", 4 * 65536) == 413
+
+
+def test_a_preflight_is_answered_as_api_gateway_answers_it_when_the_origin_is_allowed(monkeypatch):
+    monkeypatch.setenv("CORS_ORIGINS", "https://app.example.com")
+    get_settings.cache_clear()
+    try:
+        local = LocalApi()
+        allowed = local.handle("OPTIONS", "/v1/users/me", [("Origin", "https://app.example.com")], b"", "127.0.0.1")
+        other = local.handle("OPTIONS", "/v1/users/me", [("Origin", "https://evil.example.net")], b"", "127.0.0.1")
+        unknown = local.handle("OPTIONS", "/v1/nowhere", [("Origin", "https://app.example.com")], b"", "127.0.0.1")
+    finally:
+        get_settings.cache_clear()
+    headers = dict(allowed.headers)
+    assert allowed.status == 204 and headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert (
+        "Authorization" in headers["Access-Control-Allow-Headers"]
+        and "PATCH" in headers["Access-Control-Allow-Methods"]
+    )
+    assert other.status == 204 and "Access-Control-Allow-Origin" not in dict(other.headers)
+    assert unknown.status == 404
