@@ -40,6 +40,17 @@ class RecordingRegistry(ProviderRegistry):
         return Recording()
 
 
+class FailingProvider:
+    """A provider that is down."""
+
+    name = "local"
+
+    def complete(self, request: ProviderRequest) -> ProviderResult:
+        from shared.providers.base import ProviderError
+
+        raise ProviderError("upstream is down")
+
+
 @pytest.fixture
 def make_service(database_url, app_env, monkeypatch):
     made = []
@@ -257,13 +268,7 @@ def test_user_message_survives_and_a_retry_finishes_the_turn_when_the_provider_f
     _, thread = add_thread(db, user, model_id="local-echo")
     original = registry.for_model
 
-    class Failing:
-        name = "local"
-
-        def complete(self, request: ProviderRequest) -> ProviderResult:
-            raise ProviderError("upstream is down")
-
-    monkeypatch.setattr(registry, "for_model", lambda provider, **kwargs: Failing())
+    monkeypatch.setattr(registry, "for_model", lambda provider, **kwargs: FailingProvider())
     with pytest.raises(ProviderError):
         service.complete_in_thread(user, thread, content="keep me", temperature=0.5, idempotency_key="k2")
     stored = db.execute("SELECT sender_kind, content FROM messages").fetchall()
@@ -476,13 +481,7 @@ def test_a_template_use_is_counted_only_when_the_turn_is_answered(db, make_servi
     service, registry, _ = make_service(MONTHLY_SPEND_LIMIT_USD="1000")
     original = registry.for_model
 
-    class Failing:
-        name = "local"
-
-        def complete(self, request: ProviderRequest) -> ProviderResult:
-            raise ProviderError("upstream is down")
-
-    monkeypatch.setattr(registry, "for_model", lambda provider, **kwargs: Failing())
+    monkeypatch.setattr(registry, "for_model", lambda provider, **kwargs: FailingProvider())
     with pytest.raises(ProviderError):
         service.complete_in_thread(user, thread, content="failed", template_id=template, temperature=0.7)
     assert _uses(db, template) == 0
@@ -524,13 +523,7 @@ def test_one_idempotency_key_in_two_threads_makes_two_turns_each_in_its_own_thre
     ).fetchone()[0]
     original = registry.for_model
 
-    class Failing:
-        name = "local"
-
-        def complete(self, request: ProviderRequest) -> ProviderResult:
-            raise ProviderError("upstream is down")
-
-    monkeypatch.setattr(registry, "for_model", lambda provider, **kwargs: Failing())
+    monkeypatch.setattr(registry, "for_model", lambda provider, **kwargs: FailingProvider())
     with pytest.raises(ProviderError):
         service.complete_in_thread(user, first, content="in the first", temperature=0.5, idempotency_key="1")
     monkeypatch.setattr(registry, "for_model", original)
