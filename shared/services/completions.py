@@ -187,10 +187,6 @@ class CompletionService:
                 "A value cannot be stored (for example, text with a NUL byte).",
                 errors=[{"loc": ["body", "content"], "type": "nul_byte"}],
             )
-        if idempotency_key is not None:
-            # Keys are unique per conversation and sender; a turn's is scoped to its thread, so that one key
-            # used in two threads makes two turns, never an answer stored in one thread for a message in another.
-            idempotency_key = f"thread:{thread_id}:{idempotency_key}"
         context = self._db.statement(
             lambda uow: CompletionsRepository(uow.conn).context(
                 thread_id=thread_id,

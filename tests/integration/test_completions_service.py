@@ -507,27 +507,3 @@ def test_turns_alternate_from_a_user_turn_when_a_failed_turn_left_its_message_an
     service.complete_in_thread(user, thread, content="and now?", temperature=0.5)
     turns = registry.requests[-1].turns
     assert [(m.role, m.content) for m in turns] == [("user", "kept after a failure\n\nand now?")]
-
-
-def test_one_idempotency_key_in_two_threads_makes_two_turns_each_in_its_own_thread(db, make_service, monkeypatch):
-    from shared.providers.base import ProviderError
-
-    service, registry, _ = make_service()
-    add_model(db)
-    user = add_user(db)
-    conversation, first = add_thread(db, user, model_id="local-echo")
-    second = db.execute(
-        "INSERT INTO conversation_threads (conversation_id, user_id, model_id) VALUES (%s, %s, 'local-echo') "
-        "RETURNING id",
-        (conversation, user),
-    ).fetchone()[0]
-    original = registry.for_model
-
-    monkeypatch.setattr(registry, "for_model", lambda provider, **kwargs: FailingProvider())
-    with pytest.raises(ProviderError):
-        service.complete_in_thread(user, first, content="in the first", temperature=0.5, idempotency_key="1")
-    monkeypatch.setattr(registry, "for_model", original)
-    answer = service.complete_in_thread(user, second, content="in the second", temperature=0.5, idempotency_key="1")
-    assert answer.message.thread_id == second
-    rows = db.execute("SELECT thread_id, sender_kind, content FROM messages ORDER BY id").fetchall()
-    assert [(t == first, kind) for t, kind, _ in rows] == [(True, "user"), (False, "user"), (False, "ai")]
