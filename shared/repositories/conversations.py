@@ -138,7 +138,12 @@ FROM (SELECT role FROM participants
 """
 
 # Model accounts (role 'ai') answer people; they do not keep a conversation alive on their own.
-COUNT_HUMANS = "SELECT count(*) FROM participants WHERE conversation_id = %(conversation_id)s AND role <> 'ai'"
+# A model account is a participant with role 'ai', or (in a direct conversation, where both sides are admins)
+# a user marked is_ai.
+COUNT_HUMANS = """
+SELECT count(*) FROM participants p JOIN users u ON u.id = p.user_id
+WHERE p.conversation_id = %(conversation_id)s AND p.role <> 'ai' AND NOT u.is_ai
+"""
 
 LOCK_CONVERSATION = "SELECT id FROM conversations WHERE id = %(id)s FOR NO KEY UPDATE"
 

@@ -23,7 +23,7 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from shared.db import Database, UnitOfWork
-from shared.errors import NotFoundError, RateLimitedError, UnprocessableError
+from shared.errors import NotFoundError, RateLimitedError, UnavailableError, UnprocessableError
 from shared.events.usage import UsageEvent, UsagePublisher
 from shared.models.money import Money
 from shared.observability import logger
@@ -276,6 +276,10 @@ class CompletionService:
         try:
             pipelined = self._settles(plan, usage) or plan.template_id is not None
             return (self._db.pipelined if pipelined else self._db.statement)(finish)
+        except UnavailableError:
+            # The database is unreachable or the connection was lost part-way: the COMMIT may have been carried
+            # out, so nothing is written again (the reservation stays until the month ends: the limit errs safe).
+            raise
         except Exception:
             self._salvage(plan, usage)
             raise
@@ -354,6 +358,8 @@ class CompletionService:
         try:
             if self._settles(plan, usage):
                 self._db.transact(lambda uow: self._settle(uow, plan, result, usage))
+        except UnavailableError:
+            raise  # the COMMIT may have been carried out: see complete_in_thread
         except Exception:
             self._salvage(plan, usage)
             raise
@@ -502,10 +508,10 @@ class CompletionService:
             )
 
     def _salvage(self, plan: Plan, usage: CompletionUsage) -> None:
-        """After a provider call whose outcome could not be stored (the database failed part-way, or refused a
-        value): settle its spend on its own, since the tokens were bought, and keep the user's message of a thread
-        turn, so that nothing the user sent is lost and a retry with the same key finishes the turn. Best effort:
-        when the database is down this fails too, and the caller's error stands."""
+        """After a provider call whose outcome the database refused and rolled back (never after a lost
+        connection, whose COMMIT may have been carried out): settle its spend on its own, since the tokens were
+        bought, and keep the user's message of a thread turn, so that nothing the user sent is lost and a retry
+        with the same key finishes the turn. Best effort: if this fails too, the caller's error stands."""
         if plan.recorded:
             return
 

@@ -507,3 +507,57 @@ def test_turns_alternate_from_a_user_turn_when_a_failed_turn_left_its_message_an
     service.complete_in_thread(user, thread, content="and now?", temperature=0.5)
     turns = registry.requests[-1].turns
     assert [(m.role, m.content) for m in turns] == [("user", "kept after a failure\n\nand now?")]
+
+
+def _lose_a_commits_answer(monkeypatch, which: int) -> None:
+    """The `which`-th commit is carried out by the server, then its connection drops before the answer is read."""
+    import psycopg
+
+    from shared import db as dbmod
+    from shared.errors import UnavailableError
+
+    original = dbmod.UnitOfWork.commit
+    seen = {"commits": 0}
+
+    def commit(self):
+        original(self)
+        seen["commits"] += 1
+        if seen["commits"] == which:
+            self.conn.close()
+            try:
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            except psycopg.OperationalError as exc:
+                raise UnavailableError("The database cannot be reached.") from exc
+
+    monkeypatch.setattr(dbmod.UnitOfWork, "commit", commit)
+
+
+def test_nothing_is_written_twice_when_a_turns_commit_is_carried_out_but_its_answer_lost(db, make_service, monkeypatch):
+    from shared.errors import UnavailableError
+
+    service, _, publisher = make_service(MONTHLY_SPEND_LIMIT_USD="1")
+    add_model(db, price_in="1", price_out="1")
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    _lose_a_commits_answer(monkeypatch, which=2)  # the reservation's, then the turn's
+    with pytest.raises(UnavailableError):
+        service.complete_in_thread(user, thread, content="a bought answer", temperature=0.5)
+    (event,) = publisher.events
+    spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
+    assert [r[0] for r in db.execute("SELECT sender_kind FROM messages ORDER BY id").fetchall()] == ["user", "ai"]
+    assert spent == event.cost_usd and reserved == 0
+
+
+def test_chat_spend_is_counted_once_when_its_settlements_commit_answer_is_lost(db, make_service, monkeypatch):
+    from shared.errors import UnavailableError
+    from shared.providers.base import ChatMessage
+
+    service, _, publisher = make_service(MONTHLY_SPEND_LIMIT_USD="1")
+    add_model(db, price_in="1", price_out="1")
+    user = add_user(db)
+    _lose_a_commits_answer(monkeypatch, which=2)
+    with pytest.raises(UnavailableError):
+        service.chat(user, model_id="local-echo", messages=[ChatMessage("user", "hi")], temperature=0.5)
+    (event,) = publisher.events
+    spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
+    assert spent == event.cost_usd and reserved == 0

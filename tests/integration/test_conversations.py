@@ -171,6 +171,16 @@ def test_conversation_is_deleted_when_the_last_person_leaves_and_only_a_model_re
     assert db.execute("SELECT count(*) FROM conversations WHERE id = %s", (group["id"],)).fetchone()[0] == 0
 
 
+def test_a_direct_conversation_with_a_model_account_is_deleted_when_its_person_leaves(people, db):
+    alice, model = people["alice"], people["model"]
+    direct = call(
+        "POST", "/v1/conversations", alice, body={"kind": "direct", "participant_ids": [str(model.user_id)]}
+    ).body
+    # Both sides of a direct conversation are admins: the model account counts by is_ai, not by its role.
+    assert call("DELETE", f"/v1/conversations/{direct['id']}/participants/{alice.user_id}", alice).status == 204
+    assert db.execute("SELECT count(*) FROM conversations WHERE id = %s", (direct["id"],)).fetchone()[0] == 0
+
+
 def test_ai_role_is_only_for_model_accounts_when_adding(people):
     alice, bob, model = people["alice"], people["bob"], people["model"]
     group = _group(alice, bob)
