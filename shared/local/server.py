@@ -31,6 +31,7 @@ PROBLEM_JSON = "application/problem+json"
 # A worker waits this long for the next request on a kept-alive connection, or for the next bytes of a
 # request, before dropping it: eight idle or stalled clients would otherwise hold every worker.
 IDLE_TIMEOUT_S = 2.0
+WRITE_SLICE_BYTES = 64 * 1024
 DIGITS = re.compile(r"[0-9]+")
 CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,16}")
 
@@ -306,7 +307,12 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")  # also sets close_connection
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(response.body)
+            # In slices: the socket's timeout bounds each send whole, so one large body sent at once would be
+            # cut off after IDLE_TIMEOUT_S however steadily the client reads. Per slice, only a client that
+            # stops reading is dropped.
+            body = memoryview(response.body)
+            for start in range(0, len(body), WRITE_SLICE_BYTES):
+                self.wfile.write(body[start : start + WRITE_SLICE_BYTES])
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # http.server's own answers (malformed request line, 414, 431) as problem+json, not its HTML page.

@@ -9,6 +9,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,3 +246,33 @@ def test_a_preflight_is_answered_as_api_gateway_answers_it_when_the_origin_is_al
     )
     assert other.status == 204 and "Access-Control-Allow-Origin" not in dict(other.headers)
     assert unknown.status == 404
+
+
+class LargeBodyApi:
+    """Answers every request with a large body, as a local file download does."""
+
+    body = b"x" * (16 * 1024 * 1024)
+
+    def handle(
+        self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
+    ) -> LocalResponse:
+        return LocalResponse(200, [("Content-Type", "application/octet-stream")], self.body)
+
+
+def test_a_large_answer_read_steadily_arrives_whole_when_it_takes_longer_than_the_idle_timeout():
+    server = make_server(LargeBodyApi(), "127.0.0.1", 0, idle_timeout_s=IDLE_TIMEOUT_S)  # type: ignore[arg-type]
+    for port in _serving(server):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            sock.sendall(HEALTH)
+            received = bytearray()
+            started = time.monotonic()
+            while (chunk := sock.recv(64 * 1024)) and len(received) < len(LargeBodyApi.body) + 200:
+                received += chunk
+                time.sleep(0.008)  # about 8 MiB/s: a throttled browser, never idle for long
+                if received.find(b"\r\n\r\n") > 0 and len(received) - received.find(b"\r\n\r\n") - 4 >= len(
+                    LargeBodyApi.body
+                ):
+                    break
+        assert time.monotonic() - started > IDLE_TIMEOUT_S
+        assert len(received) - received.find(b"\r\n\r\n") - 4 == len(LargeBodyApi.body)
