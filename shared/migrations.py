@@ -47,15 +47,18 @@ JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relname
 WHERE NOT i.indisvalid ORDER BY 1, 2
 """
 # An invalid index of this name (resolved on the search_path, as the CREATE will be) that no session is building.
+# The index of that name on that table (CREATE INDEX puts an index in its table's schema), when invalid and
+# not being built.
 ABANDONED_INDEX = """
 SELECT n.nspname, c.relname FROM pg_index i
 JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE i.indexrelid = to_regclass(%(name)s) AND NOT i.indisvalid
+WHERE i.indrelid = to_regclass(%(table)s) AND c.relname = %(name)s AND NOT i.indisvalid
   AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid)
 """
+_NAME = r"(?:\"(?:[^\"]|\"\")+\"|[A-Za-z_][A-Za-z0-9_$]*)"
 CREATE_INDEX_NAME = re.compile(
     r"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?"
-    r"((?:\"[^\"]+\"|[A-Za-z_][A-Za-z0-9_$]*)(?:\.(?:\"[^\"]+\"|[A-Za-z_][A-Za-z0-9_$]*))?)\s+ON\s",
+    rf"({_NAME})\s+ON\s+(?:ONLY\s+)?({_NAME}(?:\.{_NAME})?)",
     re.IGNORECASE,
 )
 
@@ -82,11 +85,16 @@ class Migration:
         return not self.sql.lstrip().startswith(NO_TRANSACTION_MARK)
 
     @property
-    def created_index(self) -> str | None:
-        """The index name a no-transaction `CREATE INDEX CONCURRENTLY` file creates, as written."""
+    def created_index(self) -> tuple[str, str] | None:
+        """(index name as PostgreSQL stores it, table as written) of a no-transaction `CREATE INDEX
+        CONCURRENTLY` file."""
         statements = split_statements(self.sql)
         match = CREATE_INDEX_NAME.match(statements[0]) if len(statements) == 1 else None
-        return match.group(1) if match else None
+        if match is None:
+            return None
+        name = match.group(1)
+        stored = name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()
+        return stored, match.group(2)
 
 
 @dataclass(frozen=True)
@@ -136,9 +144,16 @@ def split_statements(text: str) -> list[str]:
             current.append(" ")
             continue
         if ch in "'\"":
+            # E'...' (not the end of a longer word) takes backslash escapes: E'it\'s' is one string.
+            escapes = ch == "'" and i > 0 and text[i - 1] in "eE" and not re.match(r"[A-Za-z0-9_]", text[i - 2 : i - 1])
             end = i + 1
             while True:
-                end = text.find(ch, end)
+                found = text.find(ch, end)
+                slash = text.find("\\", end) if escapes else -1
+                if 0 <= slash < found:
+                    end = slash + 2
+                    continue
+                end = found
                 if end < 0:
                     end = n
                     break
@@ -270,10 +285,11 @@ def _apply_pending(conn: psycopg.Connection[Any], migrations: list[Migration]) -
 def _drop_abandoned_index(conn: psycopg.Connection[Any], migration: Migration) -> None:
     # Only the index this pending file creates, only when invalid (no query uses it) and not being built:
     # what a failed earlier run of this very file left behind. A valid index of that name is left alone.
-    name = migration.created_index
-    if name is None:
+    created = migration.created_index
+    if created is None:
         return
-    row = conn.execute(ABANDONED_INDEX, {"name": name}).fetchone()
+    name, table = created
+    row = conn.execute(ABANDONED_INDEX, {"name": name, "table": table}).fetchone()
     if row is None:
         return
     logger.warning(

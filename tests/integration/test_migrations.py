@@ -214,6 +214,33 @@ def test_statements_are_split_only_outside_quotes_and_comments_when_a_file_is_re
     assert statements[1].endswith("$body$ SELECT 1; $body$")
 
 
+def test_an_escape_string_with_an_escaped_quote_stays_one_statement_when_split():
+    text = "CREATE INDEX CONCURRENTLY t_x ON t (x) WHERE x <> E'it\\'s; odd' AND y <> 'plain\\'"
+    assert split_statements(text + ";") == [text]
+
+
+def test_an_invalid_index_of_the_same_name_on_another_table_is_left_alone_when_a_file_builds_its_own(
+    empty_database_url, tmp_path
+):
+    setup = (
+        "CREATE TABLE things (id bigint PRIMARY KEY, name text); INSERT INTO things VALUES (1, 'a'), (2, 'a');\n"
+        "CREATE SCHEMA audit; CREATE TABLE audit.events (name text);"
+    )
+    folder = _folder(tmp_path, {"0001_create_things.sql": setup})
+    migrate(empty_database_url, folder)
+    with psycopg.connect(empty_database_url, autocommit=True) as conn, pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("CREATE UNIQUE INDEX CONCURRENTLY name_idx ON things (name)")  # an operator's, kept invalid
+    index = "-- confab:no-transaction\nCREATE INDEX CONCURRENTLY name_idx ON audit.events (name);"
+    (folder / "0002_index_events.sql").write_text(index)
+    migrate(empty_database_url, folder)
+    with psycopg.connect(empty_database_url) as conn:
+        rows = conn.execute(
+            "SELECT n.nspname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'name_idx' ORDER BY 1"
+        ).fetchall()
+    assert rows == [("audit", True), ("public", False)]
+
+
 def test_badly_named_file_is_an_error_when_discovered(tmp_path):
     folder = _folder(tmp_path, {"add_things.sql": "SELECT 1;"})
     with pytest.raises(MigrationError, match="NNNN_verb_noun.sql"):
