@@ -197,8 +197,7 @@ def lambda_entry(
             settings = get_settings()
         except Exception as exc:  # a misconfigured function: answered as problem+json, never a stack trace
             logger.exception("the function's configuration is unusable")
-            problem = problem_for(exc)
-            return proxy_problem_of(problem)
+            return proxy_problem_of(problem_for(exc))
         return with_cors(event, answer(event, context, settings), settings.cors_origin_list)
 
     return handler

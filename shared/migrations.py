@@ -8,7 +8,7 @@ statement: PostgreSQL runs a multi-statement query as one implicit transaction, 
 Nothing undoes a failed no-transaction file. A failed CREATE INDEX CONCURRENTLY leaves an INVALID index of
 that name behind (never used by queries, still updated by writes), so a rerun would fail with "already
 exists": before running such a file again, the runner drops an invalid index of the very name the file
-creates, unless a build of it is in progress. Any other invalid index is only named in the error.
+creates on the table it names, unless a build of it is in progress. Any other invalid index is only named in the error.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ SELECT n.nspname, c.relname FROM pg_index i
 JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE NOT i.indisvalid ORDER BY 1, 2
 """
-# An invalid index of this name (resolved on the search_path, as the CREATE will be) that no session is building.
 # The index of that name on that table (CREATE INDEX puts an index in its table's schema), when invalid and
 # not being built.
 ABANDONED_INDEX = """
@@ -116,11 +115,11 @@ def discover(folder: Path) -> list[Migration]:
         if version in found:
             raise MigrationError(f"{path.name}: version {version} is used by {found[version].path.name} too")
         migration = Migration(version, match.group(2), path, path.read_text(encoding="utf-8"))
-        if not migration.transactional and len(split_statements(migration.sql)) != 1:
+        count = 1 if migration.transactional else len(split_statements(migration.sql))
+        if count != 1:
             raise MigrationError(
                 f"{path.name}: a {NO_TRANSACTION_MARK} file holds exactly one statement (PostgreSQL runs "
-                f"several sent at once as one transaction); found {len(split_statements(migration.sql))}. "
-                "Put each statement in a file of its own."
+                f"several sent at once as one transaction); found {count}. Put each statement in a file of its own."
             )
         found[version] = migration
     return [found[v] for v in sorted(found)]

@@ -218,8 +218,6 @@ def _body_limit(path: str) -> int:
     # S3 takes a presigned upload up to the signed size (at most FILE_MAX_BYTES), not API Gateway's 10 MB;
     # serve_file enforces the signed size.
     if path.startswith(LOCAL_FILES_PREFIX):
-        from shared.settings import get_settings
-
         return get_settings().file_max_bytes
     return MAX_BODY_BYTES
 

@@ -25,26 +25,28 @@ INSERT = """
 INSERT INTO connection_logs (user_id, action, ip_address, user_agent, login_key)
 VALUES (%(user_id)s, %(action)s, %(ip_address)s, %(user_agent)s, %(login_key)s)
 """
-# Each returns at most `limit` failure times, newest first: enough to know whether the limit is reached and,
-# from the oldest of them, when the next attempt may be made. Served by the (key, action, created_at) indexes.
-# A login's failures count from its last successful login (GREATEST ignores the NULL when there is none).
-RECENT_FAILURES_FOR_LOGIN = """
+
+
+# Each query below returns at most `limit` failure times, newest first: enough to know whether the limit is
+# reached and, from the oldest of them, when the next attempt may be made. Served by the (key, action,
+# created_at) indexes.
+def _failures_since_success(key: str, failed: str, succeeded: str) -> str:
+    """Failures of one key in the window since its last success (GREATEST ignores the NULL when there is none).
+    Fixed names only."""
+    return f"""
 SELECT created_at FROM connection_logs
-WHERE login_key = %(key)s AND action = 'login_failed'
+WHERE {key} = %(key)s AND action = '{failed}'
   AND created_at > GREATEST(%(since)s, (
       SELECT max(created_at) FROM connection_logs
-      WHERE login_key = %(key)s AND action = 'login' AND created_at > %(since)s))
+      WHERE {key} = %(key)s AND action = '{succeeded}' AND created_at > %(since)s))
 ORDER BY created_at DESC LIMIT %(limit)s
-"""
-# Wrong current passwords given to a password change since the account's last change (connection_logs_user_idx).
-RECENT_FAILED_PASSWORD_CHANGES = """
-SELECT created_at FROM connection_logs
-WHERE user_id = %(key)s AND action = 'password_change_failed'
-  AND created_at > GREATEST(%(since)s, (
-      SELECT max(created_at) FROM connection_logs
-      WHERE user_id = %(key)s AND action = 'password_changed' AND created_at > %(since)s))
-ORDER BY created_at DESC LIMIT %(limit)s
-"""
+"""  # noqa: S608
+
+
+# A login's failures count from its last successful login; wrong current passwords given to a password change
+# from the account's last change (connection_logs_user_idx).
+RECENT_FAILURES_FOR_LOGIN = _failures_since_success("login_key", "login_failed", "login")
+RECENT_FAILED_PASSWORD_CHANGES = _failures_since_success("user_id", "password_change_failed", "password_changed")
 RECENT_FAILURES_FOR_ADDRESS = """
 SELECT created_at FROM connection_logs
 WHERE ip_address = %(key)s AND action = 'login_failed' AND created_at > %(since)s

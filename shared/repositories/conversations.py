@@ -137,9 +137,8 @@ FROM (SELECT role FROM participants
       WHERE conversation_id = %(conversation_id)s AND user_id <> %(user_id)s FOR UPDATE) others
 """
 
-# Model accounts (role 'ai') answer people; they do not keep a conversation alive on their own.
-# A model account is a participant with role 'ai', or (in a direct conversation, where both sides are admins)
-# a user marked is_ai.
+# Model accounts answer people; they do not keep a conversation alive on their own. One is a user marked is_ai,
+# with role 'ai' in a group and 'admin' in a direct conversation (both sides of one are admins).
 COUNT_HUMANS = """
 SELECT count(*) FROM participants p JOIN users u ON u.id = p.user_id
 WHERE p.conversation_id = %(conversation_id)s AND p.role <> 'ai' AND NOT u.is_ai

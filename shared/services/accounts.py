@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -129,30 +130,36 @@ def _wait_seconds(times: list[datetime], limit: int, window: timedelta, now: dat
     return (times[-1] + window - now).total_seconds()
 
 
-def _throttle(uow: UnitOfWork, settings: Settings, key: str, client: Client) -> None:
+# Failure times of one key in the window, newest first, at most the limit: (logs, since, limit) -> times.
+FailureCount = Callable[[ConnectionLogsRepository, datetime, int], list[datetime]]
+
+
+def _refuse_over_limit(
+    uow: UnitOfWork, settings: Settings, counts: list[tuple[FailureCount, int]], detail: str
+) -> None:
+    """429, with Retry-After until the oldest counted failure leaves the window, once any count reaches its limit."""
     logs = ConnectionLogsRepository(uow.conn)
     now = logs.now()
     window = timedelta(seconds=settings.login_failure_window_s)
-    since = now - window
-    # Per typed login whether or not an account matches, and cleared by a successful login with that same key
-    # (not for the address): counting an account across its username and e-mail would tell, by a 429 on one
-    # after failures on the other, that both are one account.
-    per_login = settings.login_max_failures_per_account
-    waits = [_wait_seconds(logs.recent_failures_for_login(key, since, per_login), per_login, window, now)]
-    if client.address:
-        per_address = settings.login_max_failures_per_address
-        waits.append(
-            _wait_seconds(
-                logs.recent_failures_for_address(client.address, since, per_address), per_address, window, now
-            )
-        )
+    waits = [_wait_seconds(count(logs, now - window, limit), limit, window, now) for count, limit in counts]
     due = [wait for wait in waits if wait is not None]
     if due:
-        logger.info("login throttled")
-        # Same answer for an account that exists and one that does not.
-        raise RateLimitedError(
-            "Too many failed sign-in attempts; try again later.", retry_after=max(1, math.ceil(max(due)))
-        )
+        logger.info("throttled", extra={"detail": detail})
+        raise RateLimitedError(detail, retry_after=max(1, math.ceil(max(due))))
+
+
+def _throttle(uow: UnitOfWork, settings: Settings, key: str, client: Client) -> None:
+    # Per typed login whether or not an account matches, and cleared by a successful login with that same key
+    # (not for the address): counting an account across its username and e-mail would tell, by a 429 on one
+    # after failures on the other, that both are one account. Same answer whether the account exists.
+    counts: list[tuple[FailureCount, int]] = [
+        (lambda logs, since, n: logs.recent_failures_for_login(key, since, n), settings.login_max_failures_per_account)
+    ]
+    address = client.address
+    if address:
+        per_address = settings.login_max_failures_per_address
+        counts.append((lambda logs, since, n: logs.recent_failures_for_address(address, since, n), per_address))
+    _refuse_over_limit(uow, settings, counts, "Too many failed sign-in attempts; try again later.")
 
 
 def login(db: Database, settings: Settings, request: LoginRequest, client: Client) -> TokenPair:
@@ -291,15 +298,11 @@ def change_password(
 
     def check(uow: UnitOfWork) -> UserRow:
         # Whoever holds an access token or API key may try current passwords: as many as a login may.
-        logs = ConnectionLogsRepository(uow.conn)
-        now = logs.now()
-        window = timedelta(seconds=settings.login_failure_window_s)
+        def wrong(logs: ConnectionLogsRepository, since: datetime, n: int) -> list[datetime]:
+            return logs.recent_failed_password_changes(user_id, since, n)
+
         limit = settings.login_max_failures_per_account
-        wait = _wait_seconds(logs.recent_failed_password_changes(user_id, now - window, limit), limit, window, now)
-        if wait is not None:
-            raise RateLimitedError(
-                "Too many wrong current passwords; try again later.", retry_after=max(1, math.ceil(wait))
-            )
+        _refuse_over_limit(uow, settings, [(wrong, limit)], "Too many wrong current passwords; try again later.")
         return _require(UsersRepository(uow.conn).get(user_id))
 
     current = db.read(check)

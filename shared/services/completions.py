@@ -256,12 +256,9 @@ class CompletionService:
         try:
             result, latency_ms = self._call(plan)
         except Exception:
-            # Nothing the user sent is lost: the message is kept, and a retry with the same key finishes the turn.
-            self._db.transact(
-                lambda uow: CompletionsRepository(uow.conn).store_user_message(
-                    thread_id=thread.id, user_id=user_id, content=turn_content, idempotency_key=idempotency_key
-                )
-            )
+            # Nothing bought: the reservation is released. Nothing the user sent is lost: the message is kept,
+            # and a retry with the same key finishes the turn.
+            self._salvage(plan, spent=Decimal(0))
             raise
 
         usage = self._usage(plan, result, latency_ms)
@@ -281,7 +278,7 @@ class CompletionService:
             # out, so nothing is written again (the reservation stays until the month ends: the limit errs safe).
             raise
         except Exception:
-            self._salvage(plan, usage)
+            self._salvage(plan, spent=usage.cost_usd)
             raise
         finally:
             # Every provider call is reported, even one whose answer lost to a racing twin's or could not be
@@ -353,7 +350,11 @@ class CompletionService:
             self._publish(plan, usage, len(text))
             return ChatCompletion(text=text, usage=usage)
         self._reserve(plan)
-        result, latency_ms = self._call(plan)
+        try:
+            result, latency_ms = self._call(plan)
+        except Exception:
+            self._salvage(plan, spent=Decimal(0))  # nothing bought: the reservation is released
+            raise
         usage = self._usage(plan, result, latency_ms)
         try:
             if self._settles(plan, usage):
@@ -361,7 +362,7 @@ class CompletionService:
         except UnavailableError:
             raise  # the COMMIT may have been carried out: see complete_in_thread
         except Exception:
-            self._salvage(plan, usage)
+            self._salvage(plan, spent=usage.cost_usd)
             raise
         finally:
             self._publish(plan, usage, len(result.text))
@@ -453,16 +454,7 @@ class CompletionService:
             plan.model.provider, base_url=plan.model.endpoint, api_key_secret_arn=plan.model.api_key_secret_arn
         )
         started = time.perf_counter()
-        try:
-            result = provider.complete(plan.request)
-        except Exception:
-            if plan.reserved:
-                self._db.transact(
-                    lambda uow: CompletionsRepository(uow.conn).settle_spend(
-                        plan.user_id, plan.month, reserved=plan.reserved, spent=Decimal(0)
-                    )
-                )
-            raise
+        result = provider.complete(plan.request)
         if "\x00" in result.text:
             # PostgreSQL text cannot hold NUL; an answer carrying one is stored with U+FFFD in its place.
             result = replace(result, text=result.text.replace("\x00", "\ufffd"))
@@ -485,15 +477,15 @@ class CompletionService:
 
     def _settles(self, plan: Plan, usage: CompletionUsage) -> bool:
         """Whether _settle writes anything for this call."""
-        return self._settles_spend(plan, usage) or plan.cache_key is not None
+        return self._settles_spend(plan, usage.cost_usd) or plan.cache_key is not None
 
-    def _settles_spend(self, plan: Plan, usage: CompletionUsage) -> bool:
-        return bool(plan.reserved) or (self._settings.monthly_spend_limit_usd is not None and bool(usage.cost_usd))
+    def _settles_spend(self, plan: Plan, spent: Decimal) -> bool:
+        return bool(plan.reserved) or (self._settings.monthly_spend_limit_usd is not None and bool(spent))
 
     def _settle(self, uow: UnitOfWork, plan: Plan, result: ProviderResult, usage: CompletionUsage) -> None:
         """Queue the call's spend settlement and its cache entry, where it has them."""
         repo = CompletionsRepository(uow.conn)
-        if self._settles_spend(plan, usage):
+        if self._settles_spend(plan, usage.cost_usd):
             repo.settle_spend(plan.user_id, plan.month, reserved=plan.reserved, spent=usage.cost_usd)
         if plan.cache_key is not None:
             repo.put_cache_entry(
@@ -507,18 +499,19 @@ class CompletionService:
                 ttl_s=self._settings.ai_cache_ttl_s,
             )
 
-    def _salvage(self, plan: Plan, usage: CompletionUsage) -> None:
-        """After a provider call whose outcome the database refused and rolled back (never after a lost
-        connection, whose COMMIT may have been carried out): settle its spend on its own, since the tokens were
-        bought, and keep the user's message of a thread turn, so that nothing the user sent is lost and a retry
-        with the same key finishes the turn. Best effort: if this fails too, the caller's error stands."""
+    def _salvage(self, plan: Plan, *, spent: Decimal) -> None:
+        """After a call that failed, or whose outcome the database refused and rolled back (never after a lost
+        connection, whose COMMIT may have been carried out), in one transaction of its own: settle the spend at
+        what was bought (`spent`, 0 when the provider failed: the reservation is released), and keep the user's
+        message of a thread turn, so that nothing the user sent is lost and a retry with the same key finishes
+        the turn. Best effort: if this fails too, the caller's error stands."""
         if plan.recorded:
             return
 
         def keep(uow: UnitOfWork) -> None:
             repo = CompletionsRepository(uow.conn)
-            if self._settles_spend(plan, usage):
-                repo.settle_spend(plan.user_id, plan.month, reserved=plan.reserved, spent=usage.cost_usd)
+            if self._settles_spend(plan, spent):
+                repo.settle_spend(plan.user_id, plan.month, reserved=plan.reserved, spent=spent)
             if plan.thread_id is not None:
                 repo.store_user_message(
                     thread_id=plan.thread_id,
@@ -530,7 +523,7 @@ class CompletionService:
         try:
             self._db.transact(keep)
         except Exception:
-            logger.exception("a completion's spend and message could not be kept after its record failed")
+            logger.exception("a failed completion's spend and message could not be kept")
 
     def _publish(self, plan: Plan, usage: CompletionUsage, response_size: int) -> None:
         # A cache hit consumed no provider tokens: it reports zero tokens, zero cost and the cost avoided.

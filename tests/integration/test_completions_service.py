@@ -561,3 +561,18 @@ def test_chat_spend_is_counted_once_when_its_settlements_commit_answer_is_lost(d
     (event,) = publisher.events
     spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
     assert spent == event.cost_usd and reserved == 0
+
+
+def test_the_reservation_is_released_and_the_message_kept_when_the_provider_cannot_be_reached_at_all(db, make_service):
+    from shared.providers.base import ProviderError
+
+    service, registry, publisher = make_service(MONTHLY_SPEND_LIMIT_USD="1")
+    # An OpenAI-compatible model with no base URL: the provider fails before any request is sent.
+    add_model(db, "nim", provider="openai-compatible", base_url=None, price_in="1", price_out="1")
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="nim")
+    with pytest.raises(ProviderError):
+        service.complete_in_thread(user, thread, content="keep me", temperature=0.5)
+    spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
+    assert reserved == 0 and spent == 0 and publisher.events == []
+    assert db.execute("SELECT sender_kind, content FROM messages").fetchall() == [("user", "keep me")]
