@@ -112,6 +112,7 @@ class PriorTurn(BaseModel):
     """The user message an earlier request with the same idempotency key stored, and its answer if it got one."""
 
     id: int
+    thread_id: UUID | None  # a key is unique per conversation and sender: its message may be in another thread
     content: str
     answer: dict[str, Any] | None  # the AI message's fields (as in Recorded.answer) and its recorded usage
 

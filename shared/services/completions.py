@@ -23,7 +23,7 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from shared.db import Database, UnitOfWork
-from shared.errors import NotFoundError, RateLimitedError, UnavailableError, UnprocessableError
+from shared.errors import ConflictError, NotFoundError, RateLimitedError, UnavailableError, UnprocessableError
 from shared.events.usage import UsageEvent, UsagePublisher
 from shared.models.money import Money
 from shared.observability import logger
@@ -37,7 +37,7 @@ from shared.providers.base import (
 )
 from shared.providers.registry import ProviderRegistry
 from shared.repositories.catalog import CatalogRepository, ModelRow
-from shared.repositories.completions import CompletionsRepository
+from shared.repositories.completions import CompletionsRepository, PriorTurn
 from shared.services.templates import count_template_use, usable_template
 from shared.settings import Settings
 
@@ -150,6 +150,24 @@ def _seconds_to_next_month(now: datetime) -> int:
     return max(1, int((datetime(nxt.year, nxt.month, nxt.day, tzinfo=UTC) - now).total_seconds()))
 
 
+def _replay(prior: PriorTurn | None, thread_id: UUID) -> ThreadCompletion | None:
+    """The answer to return again when the idempotency key's turn was answered; None when there is none."""
+    if prior is None:
+        return None
+    if prior.thread_id != thread_id:
+        # Keys are unique per conversation and sender: this one stored a message in another thread (a turn or a
+        # send), so this request is not a retry of it.
+        raise ConflictError("The idempotency key was used for a message in another thread of this conversation.")
+    if prior.answer is None:
+        return None  # the first attempt failed at the provider: its stored message is asked about again
+    # A retry of a turn that was answered: the same answer, and no second call.
+    return ThreadCompletion(
+        message=CompletionMessage.model_validate(prior.answer),
+        user_message_id=prior.id,
+        usage=CompletionUsage.model_validate(prior.answer["usage"]),
+    )
+
+
 class CompletionService:
     def __init__(
         self,
@@ -200,14 +218,9 @@ class CompletionService:
         if context is None:
             raise NotFoundError("No such thread.")
         thread, prior = context.thread, context.prior
-        if prior is not None and prior.answer is not None:
-            # A retry of a turn that was answered: the same answer, and no second call.
-            replay = prior.answer
-            return ThreadCompletion(
-                message=CompletionMessage.model_validate(replay),
-                user_message_id=prior.id,
-                usage=CompletionUsage.model_validate(replay["usage"]),
-            )
+        replay = _replay(prior, thread.id)
+        if replay is not None:
+            return replay
         model = self._checked_model(model_id or thread.model_id or self._settings.default_model_id, context.model)
         system = [model.system_prompt] if model.system_prompt else []
         if template_id is not None:

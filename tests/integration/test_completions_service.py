@@ -318,6 +318,76 @@ def test_racing_requests_with_one_idempotency_key_record_one_answer_when_both_re
     assert sorted(e.message_id is None for e in publisher.events) == [False, True]
 
 
+def _second_thread(db, conversation, user):
+    return db.execute(
+        "INSERT INTO conversation_threads (conversation_id, user_id, model_id) VALUES (%s, %s, 'local-echo') "
+        "RETURNING id",
+        (conversation, user),
+    ).fetchone()[0]
+
+
+@pytest.mark.parametrize("first_answered", [True, False])
+def test_an_idempotency_key_used_in_another_thread_is_a_conflict_before_the_provider(
+    db, make_service, monkeypatch, first_answered
+):
+    # Keys are unique per conversation and sender. Reused in a second thread, the key once replayed the first
+    # thread's answer, or (when the first turn's provider call had failed) stored the answer in the second thread
+    # tied to the user message in the first.
+    from shared.errors import ConflictError
+    from shared.providers.base import ProviderError
+
+    service, registry, publisher = make_service()
+    add_model(db)
+    user = add_user(db)
+    conversation, first = add_thread(db, user, model_id="local-echo")
+    second = _second_thread(db, conversation, user)
+    if first_answered:
+        service.complete_in_thread(user, first, content="in the first", temperature=0.5, idempotency_key="k")
+    else:
+        original = registry.for_model
+        monkeypatch.setattr(registry, "for_model", lambda provider, **kwargs: FailingProvider())
+        with pytest.raises(ProviderError):
+            service.complete_in_thread(user, first, content="in the first", temperature=0.5, idempotency_key="k")
+        monkeypatch.setattr(registry, "for_model", original)
+    calls, events = len(registry.requests), len(publisher.events)
+    with pytest.raises(ConflictError):
+        service.complete_in_thread(user, second, content="in the second", temperature=0.5, idempotency_key="k")
+    assert db.execute("SELECT count(*) FROM messages WHERE thread_id = %s", (second,)).fetchone()[0] == 0
+    assert len(registry.requests) == calls and len(publisher.events) == events
+
+
+def test_racing_twins_with_one_key_in_two_threads_record_one_turn_and_the_other_is_a_conflict(db, make_service):
+    # Both read their contexts before either stored anything, so both reach the provider; the record of the
+    # second finds the key's message in the other thread and refuses (409), storing nothing. Both calls are
+    # reported (their tokens were spent).
+    from shared.errors import ConflictError
+
+    service, registry, publisher = make_service(delay=0.3)
+    add_model(db)
+    user = add_user(db)
+    conversation, first = add_thread(db, user, model_id="local-echo")
+    second = _second_thread(db, conversation, user)
+    outcomes: dict[object, str] = {}
+
+    def ask(thread_id):
+        try:
+            service.complete_in_thread(user, thread_id, content="twin", temperature=0.5, idempotency_key="t")
+            outcomes[thread_id] = "ok"
+        except ConflictError:
+            outcomes[thread_id] = "409"
+
+    workers = [threading.Thread(target=ask, args=(t,)) for t in (first, second)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert sorted(outcomes.values()) == ["409", "ok"]
+    winner = next(t for t, outcome in outcomes.items() if outcome == "ok")
+    rows = db.execute("SELECT thread_id, sender_kind FROM messages ORDER BY id").fetchall()
+    assert rows == [(winner, "user"), (winner, "ai")]
+    assert len(registry.requests) == 2 and len(publisher.events) == 2
+
+
 @pytest.mark.parametrize(("temperature", "trips"), [(0.5, 2), (0.0, 3)])
 def test_a_turn_makes_one_commit_that_writes_and_few_round_trips_when_the_provider_answers(
     db, make_service, database_url, temperature, trips
