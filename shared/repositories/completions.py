@@ -79,23 +79,28 @@ ON CONFLICT (user_id, month) DO NOTHING
 
 # The row lock serializes a user's concurrent reservations: the check and the reservation are one step.
 LOCK_SPEND_ROW = """
-SELECT spent_usd, reserved_usd FROM ai_spend_months
+SELECT spent_usd FROM ai_spend_months
 WHERE user_id = %(user_id)s AND month = %(month)s
 FOR UPDATE
 """
 
+# Read once the lock is held, in a statement of its own: it sees what the lock's previous holder committed.
+LIVE_RESERVATIONS = """
+SELECT coalesce(sum(amount_usd), 0) FROM ai_spend_reservations
+WHERE user_id = %(user_id)s AND month = %(month)s AND expires_at > now()
+"""
+
 RESERVE_SPEND = """
-UPDATE ai_spend_months SET reserved_usd = reserved_usd + %(amount)s, updated_at = now()
-WHERE user_id = %(user_id)s AND month = %(month)s
+INSERT INTO ai_spend_reservations (user_id, month, amount_usd, expires_at)
+VALUES (%(user_id)s, %(month)s, %(amount)s, now() + make_interval(secs => %(lease_s)s))
+RETURNING id
 """
 
+# The call's reservation ends (if it made one; one that expired may be purged already) as its spend is counted.
 SETTLE_SPEND = """
-UPDATE ai_spend_months
-SET reserved_usd = greatest(reserved_usd - %(reserved)s, 0), spent_usd = spent_usd + %(spent)s, updated_at = now()
-WHERE user_id = %(user_id)s AND month = %(month)s
-"""
-
-ADD_SPEND = """
+WITH released AS (
+    DELETE FROM ai_spend_reservations WHERE id = %(reservation_id)s
+)
 INSERT INTO ai_spend_months (user_id, month, spent_usd) VALUES (%(user_id)s, %(month)s, %(spent)s)
 ON CONFLICT (user_id, month) DO UPDATE
 SET spent_usd = ai_spend_months.spent_usd + EXCLUDED.spent_usd, updated_at = now()
@@ -234,19 +239,22 @@ class CompletionsRepository:
         self.conn.execute(PUT_CACHE_ENTRY, values)
 
     def lock_spend(self, user_id: UUID, month: Any) -> tuple[Decimal, Decimal]:
-        """(spent, reserved) for the month, with the row locked until the transaction ends."""
+        """(spent, reserved by calls in flight) for the month, with its row locked until the transaction ends."""
         params = {"user_id": user_id, "month": month}
         self.conn.execute(ENSURE_SPEND_ROW, params)
-        row = self.conn.execute(LOCK_SPEND_ROW, params).fetchone()
+        spent = self.conn.execute(LOCK_SPEND_ROW, params).fetchone()
+        reserved = self.conn.execute(LIVE_RESERVATIONS, params).fetchone()
+        assert spent is not None and reserved is not None
+        return Decimal(spent[0]), Decimal(reserved[0])
+
+    def reserve_spend(self, user_id: UUID, month: Any, amount: Decimal, *, lease_s: float) -> int:
+        """A reservation of `amount` that counts until it is settled or `lease_s` seconds have passed; its id."""
+        params = {"user_id": user_id, "month": month, "amount": amount, "lease_s": lease_s}
+        row = self.conn.execute(RESERVE_SPEND, params).fetchone()
         assert row is not None
-        return Decimal(row[0]), Decimal(row[1])
+        return int(row[0])
 
-    def reserve_spend(self, user_id: UUID, month: Any, amount: Decimal) -> None:
-        self.conn.execute(RESERVE_SPEND, {"user_id": user_id, "month": month, "amount": amount})
-
-    def settle_spend(self, user_id: UUID, month: Any, *, reserved: Decimal, spent: Decimal) -> None:
-        params = {"user_id": user_id, "month": month, "reserved": reserved, "spent": spent}
-        if reserved:
-            self.conn.execute(SETTLE_SPEND, params)
-        elif spent:
-            self.conn.execute(ADD_SPEND, params)
+    def settle_spend(self, user_id: UUID, month: Any, *, reservation_id: int | None, spent: Decimal) -> None:
+        """End the call's reservation (when it made one) and count what it spent."""
+        params = {"user_id": user_id, "month": month, "reservation_id": reservation_id, "spent": spent}
+        self.conn.execute(SETTLE_SPEND, params)

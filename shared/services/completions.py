@@ -114,7 +114,7 @@ class Plan:
     request: ProviderRequest
     cache_key: str | None
     month: date
-    reserved: Money = Decimal(0)
+    reservation_id: int | None = None  # the spend reservation made for the call, when there is a limit
     conversation_id: UUID | None = None
     thread_id: UUID | None = None
     content: str = ""  # the user's message of a thread turn
@@ -288,7 +288,7 @@ class CompletionService:
             return (self._db.pipelined if pipelined else self._db.statement)(finish)
         except UnavailableError:
             # The database is unreachable or the connection was lost part-way: the COMMIT may have been carried
-            # out, so nothing is written again (the reservation stays until the month ends: the limit errs safe).
+            # out, so nothing is written again (the reservation counts until it expires: the limit errs safe).
             raise
         except Exception:
             self._salvage(plan, spent=usage.cost_usd)
@@ -450,17 +450,21 @@ class CompletionService:
         # The worst case for any tokenizer: settling then never takes the month past the limit.
         worst = Prices.of(plan.model).cost(most_tokens(plan.request.messages), plan.request.max_tokens)
 
-        def reserve(uow: UnitOfWork) -> None:
+        def reserve(uow: UnitOfWork) -> int | None:
             repo = CompletionsRepository(uow.conn)
             spent, reserved = repo.lock_spend(plan.user_id, plan.month)
             if spent + reserved + worst > limit:
                 raise RateLimitedError(
                     "The monthly spend limit is reached.", retry_after=_seconds_to_next_month(self._clock())
                 )
-            repo.reserve_spend(plan.user_id, plan.month, worst)
+            if not worst:
+                return None  # a free model: nothing to reserve
+            # It counts until settled, or until no call could still be running (a call cut off never settles).
+            return repo.reserve_spend(
+                plan.user_id, plan.month, worst, lease_s=2 * self._settings.provider_timeout_s + 60
+            )
 
-        self._db.transact(reserve)
-        plan.reserved = worst
+        plan.reservation_id = self._db.transact(reserve)
 
     def _call(self, plan: Plan) -> tuple[ProviderResult, int]:
         provider = self._providers.for_model(
@@ -493,13 +497,13 @@ class CompletionService:
         return self._settles_spend(plan, usage.cost_usd) or plan.cache_key is not None
 
     def _settles_spend(self, plan: Plan, spent: Decimal) -> bool:
-        return bool(plan.reserved) or (self._settings.monthly_spend_limit_usd is not None and bool(spent))
+        return plan.reservation_id is not None or (self._settings.monthly_spend_limit_usd is not None and bool(spent))
 
     def _settle(self, uow: UnitOfWork, plan: Plan, result: ProviderResult, usage: CompletionUsage) -> None:
         """Queue the call's spend settlement and its cache entry, where it has them."""
         repo = CompletionsRepository(uow.conn)
         if self._settles_spend(plan, usage.cost_usd):
-            repo.settle_spend(plan.user_id, plan.month, reserved=plan.reserved, spent=usage.cost_usd)
+            repo.settle_spend(plan.user_id, plan.month, reservation_id=plan.reservation_id, spent=usage.cost_usd)
         if plan.cache_key is not None:
             repo.put_cache_entry(
                 model=plan.model.model_id,
@@ -524,7 +528,7 @@ class CompletionService:
         def keep(uow: UnitOfWork) -> None:
             repo = CompletionsRepository(uow.conn)
             if self._settles_spend(plan, spent):
-                repo.settle_spend(plan.user_id, plan.month, reserved=plan.reserved, spent=spent)
+                repo.settle_spend(plan.user_id, plan.month, reservation_id=plan.reservation_id, spent=spent)
             if plan.thread_id is not None:
                 repo.store_user_message(
                     thread_id=plan.thread_id,

@@ -41,6 +41,8 @@ class PurgeJob:
 # here, with an index on (timestamp column, id). Jobs run in this order.
 PURGE_JOBS: list[PurgeJob] = [
     PurgeJob("ai_cache", PurgeTarget("ai_cache", "ttl"), lambda s: timedelta(0)),
+    # A spend reservation stops counting when it expires (a call cut off never settles it); the row goes here.
+    PurgeJob("ai_spend_reservations", PurgeTarget("ai_spend_reservations", "expires_at"), lambda s: timedelta(0)),
     PurgeJob(
         "anonymous_conversations",
         # Deleting the conversation cascades to its threads, messages and everything under them. A chat

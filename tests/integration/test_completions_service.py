@@ -16,6 +16,9 @@ from shared.services.completions import CompletionService
 from shared.settings import Settings
 from tests.ai_helpers import FakePublisher, add_model, add_thread, add_user
 
+# The month's spend and what reservations still hold (every reservation row, expired or not).
+SPEND = "SELECT spent_usd, (SELECT coalesce(sum(amount_usd), 0) FROM ai_spend_reservations) FROM ai_spend_months"
+
 
 class RecordingRegistry(ProviderRegistry):
     """The real registry, remembering each request the provider was sent."""
@@ -253,10 +256,49 @@ def test_concurrent_calls_cannot_overspend_the_limit_when_they_race(db, make_ser
         ),
         threads,
     )
-    spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
+    spent, reserved = db.execute(SPEND).fetchone()
     assert sorted(outcomes) == ["429"] * 5 + ["ok"]
     assert reserved == 0 and 0 < spent <= limit
     assert len(registry.requests) == 1
+
+
+class CutOff(BaseException):
+    """What a Lambda's end does to a call in flight: nothing after it runs (no except clause, no finally's writes)."""
+
+
+def test_a_reservation_that_never_settles_stops_counting_when_it_expires(db, make_service, monkeypatch):
+    # Each call's worst case is about 0.105 USD against a limit of 0.15: a second reservation does not fit beside
+    # a first. The first call is cut off mid-call and never settles: its reservation refuses the next call only
+    # until it expires (twice the provider timeout and a minute), not until the month ends.
+    service, registry, _ = make_service(MONTHLY_SPEND_LIMIT_USD="0.15", PROVIDER_TIMEOUT_SECONDS="10")
+    add_model(db, price_in="1", price_out="1")
+    user = add_user(db)
+    threads = [add_thread(db, user, model_id="local-echo")[1] for _ in range(3)]
+    original = registry.for_model
+
+    class Hangs:
+        name = "local"
+
+        def complete(self, request):
+            raise CutOff
+
+    def ask(thread_id):
+        return service.complete_in_thread(user, thread_id, content="question " * 5, temperature=0.9, max_tokens=20)
+
+    monkeypatch.setattr(registry, "for_model", lambda provider, **kwargs: Hangs())
+    with pytest.raises(CutOff):
+        ask(threads[0])
+    monkeypatch.setattr(registry, "for_model", original)
+    lease = db.execute("SELECT expires_at - created_at FROM ai_spend_reservations").fetchone()[0]
+    assert lease.total_seconds() == 2 * 10 + 60
+    with pytest.raises(RateLimitedError):
+        ask(threads[1])
+    db.execute("UPDATE ai_spend_reservations SET expires_at = now() - interval '1 second'")
+    assert ask(threads[2]).message.sender_kind == "ai"
+    spent, _ = db.execute(SPEND).fetchone()
+    assert 0 < spent <= Decimal("0.15")
+    live = db.execute("SELECT count(*) FROM ai_spend_reservations WHERE expires_at > now()").fetchone()[0]
+    assert live == 0  # the call that went through settled its own
 
 
 def test_user_message_survives_and_a_retry_finishes_the_turn_when_the_provider_fails(db, make_service, monkeypatch):
@@ -436,7 +478,7 @@ def test_spend_is_settled_message_kept_and_usage_reported_when_the_record_fails_
     with pytest.raises(UnprocessableError):
         service.complete_in_thread(user, thread, content="a bought answer", temperature=0.5, idempotency_key="k")
     assert len(registry.requests) == 1
-    spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
+    spent, reserved = db.execute(SPEND).fetchone()
     (event,) = publisher.events
     assert reserved == 0 and spent == event.cost_usd > 0
     assert event.message_id is None
@@ -453,7 +495,7 @@ def test_chat_settles_its_spend_and_reports_usage_when_its_cache_entry_cannot_be
     _make_table_refuse_rows(db, "ai_cache")
     with pytest.raises(UnprocessableError):
         service.chat(user, model_id="local-echo", messages=[ChatMessage("user", "cache me")], temperature=0)
-    spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
+    spent, reserved = db.execute(SPEND).fetchone()
     (event,) = publisher.events
     assert reserved == 0 and spent == event.cost_usd > 0
 
@@ -515,7 +557,7 @@ def test_spent_stays_within_the_limit_when_racing_calls_count_a_token_per_charac
         lambda thread_id: service.complete_in_thread(user, thread_id, content=content, temperature=0.9, max_tokens=1),
         threads,
     )
-    spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
+    spent, reserved = db.execute(SPEND).fetchone()
     assert "ok" in outcomes
     assert reserved == 0 and spent <= limit
 
@@ -613,7 +655,7 @@ def test_nothing_is_written_twice_when_a_turns_commit_is_carried_out_but_its_ans
     with pytest.raises(UnavailableError):
         service.complete_in_thread(user, thread, content="a bought answer", temperature=0.5)
     (event,) = publisher.events
-    spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
+    spent, reserved = db.execute(SPEND).fetchone()
     assert [r[0] for r in db.execute("SELECT sender_kind FROM messages ORDER BY id").fetchall()] == ["user", "ai"]
     assert spent == event.cost_usd and reserved == 0
 
@@ -629,7 +671,7 @@ def test_chat_spend_is_counted_once_when_its_settlements_commit_answer_is_lost(d
     with pytest.raises(UnavailableError):
         service.chat(user, model_id="local-echo", messages=[ChatMessage("user", "hi")], temperature=0.5)
     (event,) = publisher.events
-    spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
+    spent, reserved = db.execute(SPEND).fetchone()
     assert spent == event.cost_usd and reserved == 0
 
 
@@ -643,6 +685,6 @@ def test_the_reservation_is_released_and_the_message_kept_when_the_provider_cann
     _, thread = add_thread(db, user, model_id="nim")
     with pytest.raises(ProviderError):
         service.complete_in_thread(user, thread, content="keep me", temperature=0.5)
-    spent, reserved = db.execute("SELECT spent_usd, reserved_usd FROM ai_spend_months").fetchone()
+    spent, reserved = db.execute(SPEND).fetchone()
     assert reserved == 0 and spent == 0 and publisher.events == []
     assert db.execute("SELECT sender_kind, content FROM messages").fetchall() == [("user", "keep me")]

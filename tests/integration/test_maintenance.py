@@ -76,6 +76,12 @@ def arranged(db):
         " ('192.0.2.2', %s, 1)",
         (NOW - timedelta(days=2), NOW - timedelta(seconds=10)),
     )
+    db.execute("INSERT INTO ai_spend_months (user_id, month) VALUES (%s, date_trunc('month', now())::date)", (owner,))
+    db.execute(
+        "INSERT INTO ai_spend_reservations (user_id, month, amount_usd, expires_at)"
+        " SELECT %s, date_trunc('month', now())::date, 0.5, e FROM unnest(%s::timestamptz[]) e",
+        (owner, [NOW - timedelta(minutes=1), NOW - timedelta(days=3), NOW + timedelta(minutes=2)]),
+    )  # two calls cut off long ago, one in flight
     return {"old": old, "recent": recent, "active": active, "owned": owned}
 
 
@@ -84,6 +90,7 @@ def test_expired_rows_are_deleted_and_everything_else_kept_when_maintenance_runs
     assert result.status == "complete"
     assert result.deleted == {
         "ai_cache": 30,
+        "ai_spend_reservations": 2,
         "anonymous_conversations": 4,
         "refresh_tokens_expired": 1,
         "refresh_tokens_revoked": 1,
@@ -97,10 +104,11 @@ def test_expired_rows_are_deleted_and_everything_else_kept_when_maintenance_runs
     assert _count(db, "messages") == 2 and _count(db, "conversation_threads") == 3
     assert _count(db, "refresh_tokens") == 2 and _count(db, "connection_logs") == 1
     assert [r[0] for r in db.execute("SELECT address FROM anonymous_rate_limits").fetchall()] == ["192.0.2.2"]
+    assert _count(db, "ai_spend_reservations") == 1 and _count(db, "ai_spend_reservations", "expires_at < now()") == 0
 
 
 def test_second_run_deletes_nothing_when_the_first_completed(app_container, db, arranged):
-    assert run_maintenance(app_container.db, app_container.settings).total_deleted == 38
+    assert run_maintenance(app_container.db, app_container.settings).total_deleted == 40
     again = run_maintenance(app_container.db, app_container.settings)
     assert again.status == "complete" and again.total_deleted == 0
     assert _count(db, "maintenance_leases") == 0
