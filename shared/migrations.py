@@ -260,9 +260,17 @@ def _apply_pending(conn: psycopg.Connection[Any], migrations: list[Migration]) -
                 "restore the file and add a new migration instead."
             )
     done: list[Migration] = []
+    newest = max(applied, default=None)
     for migration in migrations:
         if migration.version in applied:
             continue
+        if newest is not None and migration.version < newest:
+            # A file numbered below one already applied (branches merged in another order than numbered): it
+            # is applied, after the later ones, which it must not depend on being before.
+            logger.warning(
+                "applying a migration older than the newest applied one",
+                extra={"version": migration.version, "migration": migration.name, "newest_applied": newest},
+            )
         logger.info("applying migration", extra={"version": migration.version, "migration": migration.name})
         try:
             if migration.transactional:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import threading
@@ -38,6 +39,17 @@ def test_migrating_twice_is_a_no_op_when_nothing_changed(empty_database_url, tmp
     assert migrate(empty_database_url, folder) == []
     with psycopg.connect(empty_database_url) as conn:
         assert [row.state for row in status(conn, folder)] == ["applied", "applied"]
+
+
+def test_a_migration_numbered_below_an_applied_one_is_applied_with_a_warning(empty_database_url, tmp_path, caplog):
+    folder = _folder(tmp_path, {"0001_create_things.sql": TWO["0001_create_things.sql"]})
+    (folder / "0003_add_size.sql").write_text("ALTER TABLE things ADD COLUMN size int;")
+    migrate(empty_database_url, folder)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    (folder / "0002_add_colour.sql").write_text(TWO["0002_add_colour.sql"])  # merged late from another branch
+    assert [m.version for m in migrate(empty_database_url, folder)] == [2]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.version, r.newest_applied) for r in warnings] == [(2, 3)]  # type: ignore[attr-defined]
 
 
 def test_real_migrations_apply_once_and_then_are_a_no_op(empty_database_url):
