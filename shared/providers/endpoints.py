@@ -15,9 +15,10 @@ class EndpointRefused(ValueError):
 
 
 def resolve_host(host: str, port: int) -> list[str]:
-    """Every address the host resolves to (A and AAAA)."""
+    """Every address the host resolves to (A and AAAA), in the resolver's order of preference (which puts the
+    families this machine can reach first)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({str(info[4][0]) for info in infos})
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def is_public_address(address: str) -> bool:

@@ -1,7 +1,7 @@
 """Any OpenAI-compatible chat-completions server (NVIDIA NIM, OpenAI, vLLM...) over plain http.client.
 
 The base URL comes from the catalog only. No redirects are followed (http.client follows none), the whole
-call has a deadline that bounds every socket operation, and the body read is capped.
+call has a deadline that bounds the name lookup and every socket operation, and the body read is capped.
 """
 
 from __future__ import annotations
@@ -12,14 +12,21 @@ import json
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
 from shared.providers.aws import parse_chat_completion
 from shared.providers.base import ProviderError, ProviderRequest, ProviderResult, provider_failed
+from shared.providers.endpoints import resolve_host
 
 # Returns the addresses the connection may use for a URL (raises to refuse it); None: connect by name.
 AddressGuard = Callable[[str], list[str]]
+
+# Name lookups run here so that the call's deadline bounds them: getaddrinfo takes no timeout, and a resolver
+# that does not answer would hold the call for as long as the system's resolver retries. A lookup cut off
+# keeps its thread until the resolver gives up; a few threads cover one Lambda's (or the local server's) calls.
+_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="confab-dns")
 
 
 class OpenAICompatibleProvider:
@@ -65,7 +72,7 @@ class OpenAICompatibleProvider:
 
     def _post(self, url: Any, payload: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         deadline = _Deadline(self._timeout_s)
-        conn = self._connection(url, deadline)
+        conn = self._connection(url, self._addresses(url, deadline), deadline)
         try:
             conn.connect()
             # http.client reads the status line, the headers and the body through this socket; a timeout set
@@ -92,29 +99,52 @@ class OpenAICompatibleProvider:
         finally:
             conn.close()
 
-    def _connection(self, url: Any, deadline: _Deadline) -> http.client.HTTPConnection:
-        host = url.hostname or ""
-        port = url.port or (443 if url.scheme == "https" else 80)
+    def _addresses(self, url: Any, deadline: _Deadline) -> list[str]:
+        """The addresses to connect to, looked up within the deadline (those the guard checked, if any)."""
         if url.scheme not in ("https", "http"):
             raise provider_failed(self.name, 502, "bad_scheme")
-        pinned: str | None = None
-        if self._guard is not None:
-            try:
-                pinned = self._guard(self._base_url)[0]
-            except (ValueError, IndexError):
-                raise provider_failed(self.name, 502, "endpoint_refused") from None
+        guard = self._guard
+        host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+        lookup = _LOOKUPS.submit(lambda: guard(self._base_url) if guard is not None else resolve_host(host, port))
+        try:
+            addresses = lookup.result(timeout=deadline.left())
+        except TimeoutError:
+            lookup.cancel()
+            raise provider_failed(self.name, 504, "deadline") from None
+        except ValueError:
+            # The guard refused the URL.
+            raise provider_failed(self.name, 502, "endpoint_refused") from None
+        except OSError:
+            raise provider_failed(self.name, 503, "connection_failed") from None
+        if not addresses:
+            raise provider_failed(self.name, 502, "endpoint_refused")
+        return addresses
+
+    def _connection(self, url: Any, addresses: list[str], deadline: _Deadline) -> http.client.HTTPConnection:
+        host = url.hostname or ""
+        port = url.port or (443 if url.scheme == "https" else 80)
         conn: http.client.HTTPConnection
         if url.scheme == "https":
             conn = http.client.HTTPSConnection(host, port, timeout=self._timeout_s)
         else:
             conn = http.client.HTTPConnection(host, port, timeout=self._timeout_s)
-        # Connect to the address the guard checked, if any (no second DNS answer), keeping Host and SNI as named.
-        address = pinned or host
+        # Connect to an address looked up (those the guard checked: no second DNS answer), in the resolver's order,
+        # the next after a failure (an IPv6 address from a subnet without IPv6), keeping Host and SNI as named.
 
         def create(_addr: Any, timeout: Any = None, source: Any = None) -> socket.socket:
-            sock = socket.create_connection((address, port), deadline.left(), source)
-            sock.settimeout(deadline.left())  # the TLS handshake that follows gets only what is left
-            return sock
+            failure: OSError | None = None
+            for address in addresses:
+                try:
+                    sock = socket.create_connection((address, port), deadline.left(), source)
+                except TimeoutError:
+                    raise
+                except OSError as exc:
+                    failure = exc
+                    continue
+                sock.settimeout(deadline.left())  # the TLS handshake that follows gets only what is left
+                return sock
+            assert failure is not None
+            raise failure
 
         conn._create_connection = create  # type: ignore[attr-defined]
         return conn

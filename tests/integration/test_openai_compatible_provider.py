@@ -195,6 +195,28 @@ def test_guard_refuses_a_loopback_base_url_before_connecting_when_private_endpoi
     assert caught.value.status == 502 and upstream.requests == []
 
 
+def test_a_name_lookup_that_hangs_is_cut_off_at_the_deadline_with_504(upstream):
+    # getaddrinfo takes no timeout: a resolver that does not answer held the call for as long as it liked.
+    upstream.answer(200, OK_BODY)
+
+    def slow_lookup(url: str) -> list[str]:
+        time.sleep(2)
+        return ["127.0.0.1"]
+
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as caught:
+        OpenAICompatibleProvider(upstream.url, timeout_s=0.3, guard=slow_lookup).complete(REQUEST)
+    assert caught.value.status == 504 and time.monotonic() - started < 1.5
+    assert upstream.requests == []
+
+
+def test_the_next_address_is_tried_when_the_first_cannot_be_reached(upstream):
+    # A host with an AAAA and an A record, from a subnet without IPv6: the first address looked up fails at once.
+    upstream.answer(200, OK_BODY)
+    result = OpenAICompatibleProvider(upstream.url, guard=lambda url: ["::1", "127.0.0.1"]).complete(REQUEST)
+    assert result.text == "A" and len(upstream.requests) == 1
+
+
 def test_refused_connection_is_503_when_nothing_listens():
     with pytest.raises(ProviderError) as caught:
         OpenAICompatibleProvider("http://127.0.0.1:1/v1", timeout_s=2).complete(REQUEST)
