@@ -107,6 +107,25 @@ def test_template_list_is_400_when_the_cursor_holds_text_no_template_name_can_be
     assert response["statusCode"] == 400 and header(response, "Content-Type") == "application/problem+json"
 
 
+def test_template_patch_is_422_naming_only_the_null_fields_when_some_are_null(ai_app, db):
+    admin = add_user(db, role="admin")
+    template = add_template(db)
+    body = {"template_name": "renamed", "description": None, "is_active": None}
+    event = api_event(
+        "PATCH",
+        "/v1/agent-templates/{id}",
+        f"/v1/agent-templates/{template}",
+        principal=context_for(admin, role="admin"),
+        body=body,
+        path_parameters={"id": str(template)},
+    )
+    response = call("catalog", event)
+    assert response["statusCode"] == 422
+    # It named every field of the body that may not be null, template_name too, and without "body" in loc.
+    assert body_of(response)["errors"] == [{"loc": ["body", "description"]}, {"loc": ["body", "is_active"]}]
+    assert db.execute("SELECT template_name FROM agent_templates").fetchone()[0] == "planner"
+
+
 def report_call(user, method, body=None, report_id=None):
     if report_id is None:
         event = api_event(
