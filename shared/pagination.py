@@ -63,6 +63,18 @@ def encode_cursor(key: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+def text_key(value: Any) -> str:
+    """A text sort key read back from a cursor, if a text column could hold it; ValueError otherwise."""
+    # PostgreSQL text has no NUL and UTF-8 no lone surrogate (JSON's "\ud800" decodes to one): neither is a key
+    # Confab issued, and passed on it was a 422 from the database or a 500 from the driver, not the cursor's 400.
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    if "\x00" in value:
+        raise ValueError("NUL in text")
+    value.encode()  # UnicodeEncodeError, a ValueError, on a lone surrogate
+    return value
+
+
 def _typed(value: Any, kind: KeyPart) -> Any:
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -79,7 +91,7 @@ def _typed(value: Any, kind: KeyPart) -> Any:
         return parsed
     if kind is UUID:
         return UUID(value)
-    return value
+    return text_key(value)
 
 
 def decode_cursor(cursor: str | None, kinds: Sequence[KeyPart]) -> tuple[Any, ...] | None:

@@ -118,10 +118,9 @@ def create_template(db: Database, principal: Principal, body: TemplateIn) -> Tem
 def update_template(db: Database, principal: Principal, template_id: UUID, body: TemplatePatch) -> TemplateOut:
     _require_admin(principal)
     changes = body.model_dump(exclude_unset=True)
-    if any(changes.get(k, "") is None for k in NON_NULL):
-        raise UnprocessableError(
-            "These fields cannot be null.", errors=[{"loc": [k]} for k in NON_NULL if k in changes]
-        )
+    nulls = [k for k in NON_NULL if k in changes and changes[k] is None]
+    if nulls:
+        raise UnprocessableError("These fields cannot be null.", errors=[{"loc": ["body", k]} for k in nulls])
 
     def work(uow: UnitOfWork) -> TemplateOut:
         row = TemplatesRepository(uow.conn).update(template_id, changes)

@@ -17,11 +17,14 @@ from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ForbiddenError, InvalidRequestError, UnprocessableError
 from shared.models.money import Money
+from shared.pagination import text_key
 from shared.repositories.usage import UsageRepository
 
 GroupBy = Literal["day", "model"]
 MAX_RANGE_DAYS = 366
 DEFAULT_RANGE_DAYS = 30
+# A cursor's cost is a sum of usage_daily.cost_usd, numeric(18, 8): its exponent is far inside +-100.
+MAX_COST_EXPONENT = 100
 
 
 class UsageTotals(BaseModel):
@@ -136,9 +139,18 @@ def _encode_cursor(cost: Decimal, key: str, rank: int) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[Decimal, str, int]:
     """(cost, user key, rank) of the last row of the previous page; the rank carries on across pages."""
+    # Only what _encode_cursor writes: a cost as a finite decimal string PostgreSQL's numeric can take, a key of
+    # text, a rank from 0. Anything else is the cursor's 400: a rank of 1e400 was a 500 (int() of infinity), a
+    # lone surrogate in the key a 500 from the driver, and a NaN cost a 200 that listed everyone again.
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return Decimal(data["c"]), str(data["k"]), int(data["r"])
+        cost, key, rank = data["c"], text_key(data["k"]), data["r"]
+        if not isinstance(cost, str) or isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+            raise ValueError("not a cursor this route wrote")
+        amount = Decimal(cost)
+        if not amount.is_finite() or not -MAX_COST_EXPONENT <= amount.adjusted() <= MAX_COST_EXPONENT:
+            raise ValueError("no cost a page ends on")
+        return amount, key, rank
     except (ValueError, KeyError, TypeError, InvalidOperation, binascii.Error) as exc:
         raise InvalidRequestError("The cursor is malformed.") from exc
 

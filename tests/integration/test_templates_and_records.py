@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 
 import pytest
 
 from tests.ai_helpers import add_model, add_thread, add_user, api_event, context_for
-from tests.helpers import body_of
+from tests.helpers import body_of, header
 from tests.integration.test_ai_handlers import ai_app as ai_app  # the fixture, re-exported
 from tests.integration.test_ai_handlers import call, complete
 
@@ -85,6 +87,43 @@ def test_template_writes_are_admin_only_and_premium_prompts_hidden_from_users_wh
     ev = api_event("GET", "/v1/agent-templates", "/v1/agent-templates", principal=context_for(user))
     listed = body_of(call("catalog", ev))
     assert listed["items"][0]["template_name"] == "secret" and listed["items"][0]["prompt_template"] is None
+
+
+@pytest.mark.parametrize("name", ["planner\ud800", "planner\x00"])
+def test_template_list_is_400_when_the_cursor_holds_text_no_template_name_can_be(ai_app, db, name):
+    # A lone surrogate was a 500 (the driver cannot encode it) and a NUL a 422 from the database.
+    user = add_user(db)
+    add_template(db)
+    raw = json.dumps([name]).encode()  # ASCII JSON: "\ud800" and "\u0000" as escapes, as a client would send
+    cursor = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    event = api_event(
+        "GET",
+        "/v1/agent-templates",
+        "/v1/agent-templates",
+        principal=context_for(user),
+        query={"cursor": cursor},
+    )
+    response = call("catalog", event)
+    assert response["statusCode"] == 400 and header(response, "Content-Type") == "application/problem+json"
+
+
+def test_template_patch_is_422_naming_only_the_null_fields_when_some_are_null(ai_app, db):
+    admin = add_user(db, role="admin")
+    template = add_template(db)
+    body = {"template_name": "renamed", "description": None, "is_active": None}
+    event = api_event(
+        "PATCH",
+        "/v1/agent-templates/{id}",
+        f"/v1/agent-templates/{template}",
+        principal=context_for(admin, role="admin"),
+        body=body,
+        path_parameters={"id": str(template)},
+    )
+    response = call("catalog", event)
+    assert response["statusCode"] == 422
+    # It named every field of the body that may not be null, template_name too, and without "body" in loc.
+    assert body_of(response)["errors"] == [{"loc": ["body", "description"]}, {"loc": ["body", "is_active"]}]
+    assert db.execute("SELECT template_name FROM agent_templates").fetchone()[0] == "planner"
 
 
 def report_call(user, method, body=None, report_id=None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -11,7 +12,7 @@ import pytest
 from shared.auth.principal import Principal
 from shared.events.usage import UsageEvent
 from shared.services.usage import record_usage
-from tests.helpers import FakeLambdaContext, body_of, load_event
+from tests.helpers import FakeLambdaContext, body_of, header, load_event
 from tests.usage_support import make_user
 
 
@@ -150,6 +151,33 @@ def test_monthly_usage_is_400_or_422_when_the_month_or_cursor_is_malformed(usage
     assert year_zero["statusCode"] == 422 and body_of(year_zero)["errors"][0]["loc"] == ["query", "month"]
     bad_cursor = {"month": "2026-11", "cursor": "not-a-cursor"}
     assert _request("/v1/admin/usage/monthly", bad_cursor, admin)["statusCode"] == 400
+
+
+def _monthly_cursor(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"c": "0.5", "k": "x", "r": 1e400}',  # a rank that is no integer (float infinity: was a 500)
+        '{"c": "0.5", "k": "x", "r": Infinity}',
+        '{"c": "0.5", "k": "x", "r": 1.5}',
+        '{"c": "0.5", "k": "x", "r": -1}',
+        '{"c": "0.5", "k": "x\\ud800", "r": 1}',  # a lone surrogate: text PostgreSQL cannot take (was a 500)
+        '{"c": "0.5", "k": "x\\u0000", "r": 1}',  # NUL (was a 422 from the database)
+        '{"c": "NaN", "k": "x", "r": 1}',  # no cost a page ends on (was a 200 listing everyone from rank 2)
+        '{"c": "1e999999999", "k": "x", "r": 1}',  # beyond numeric (was a 422 from the database)
+        '{"c": 0.5, "k": "x", "r": 1}',
+        '{"c": "0.5", "k": 7, "r": 1}',
+        '["0.5", "x", 1]',
+    ],
+)
+def test_monthly_usage_is_400_when_the_cursor_holds_values_no_page_gave(usage, raw):
+    query = {"month": "2026-11", "cursor": _monthly_cursor(raw)}
+    response = _request("/v1/admin/usage/monthly", query, _user(usage["admin"], "admin"))
+    assert response["statusCode"] == 400, response["body"]
+    assert header(response, "Content-Type") == "application/problem+json"
 
 
 def test_models_usage_sums_every_user_per_model_when_the_caller_is_admin(usage):
