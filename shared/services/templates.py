@@ -48,7 +48,7 @@ class TemplateOut(BaseModel):
     template_name: str
     display_name: str | None
     description: str
-    prompt_template: str | None = None  # shown to admins and to users allowed to use the template
+    prompt_template: str | None = None  # hidden from non-admins when the template is premium-only
     icon_url: str | None
     category: str | None
     is_premium_only: bool
