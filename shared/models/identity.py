@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -139,6 +139,8 @@ class ConnectionLog(BaseModel):
     action: str
     ip_address: str | None = None
     user_agent: str | None = None
+    actor_id: UUID | None = None  # the administrator who acted, when it was not the user
+    detail: dict[str, Any] | None = None  # what changed, e.g. {"from": "user", "to": "admin"} for a role
     created_at: datetime
 
 

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import psycopg
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
 
 @dataclass(frozen=True)
@@ -18,12 +19,14 @@ class ConnectionLogRow:
     action: str
     ip_address: str | None
     user_agent: str | None
+    actor_id: UUID | None
+    detail: dict[str, Any] | None
     created_at: datetime
 
 
 INSERT = """
-INSERT INTO connection_logs (user_id, action, ip_address, user_agent, login_key)
-VALUES (%(user_id)s, %(action)s, %(ip_address)s, %(user_agent)s, %(login_key)s)
+INSERT INTO connection_logs (user_id, action, ip_address, user_agent, login_key, actor_id, detail)
+VALUES (%(user_id)s, %(action)s, %(ip_address)s, %(user_agent)s, %(login_key)s, %(actor_id)s, %(detail)s)
 """
 
 
@@ -53,7 +56,7 @@ WHERE ip_address = %(key)s AND action = 'login_failed' AND created_at > %(since)
 ORDER BY created_at DESC LIMIT %(limit)s
 """
 LIST_PAGE = """
-SELECT id, user_id, action, ip_address, user_agent, created_at FROM connection_logs
+SELECT id, user_id, action, ip_address, user_agent, actor_id, detail, created_at FROM connection_logs
 WHERE (%(user_id)s::uuid IS NULL OR user_id = %(user_id)s)
   AND (%(after_created)s::timestamptz IS NULL OR (created_at, id) < (%(after_created)s, %(after_id)s::uuid))
 ORDER BY created_at DESC, id DESC
@@ -74,6 +77,8 @@ class ConnectionLogsRepository:
         ip_address: str | None,
         user_agent: str | None,
         login_key: str | None = None,
+        actor_id: UUID | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> None:
         self.conn.execute(
             INSERT,
@@ -83,6 +88,8 @@ class ConnectionLogsRepository:
                 "ip_address": ip_address,
                 "user_agent": user_agent,
                 "login_key": login_key,
+                "actor_id": actor_id,
+                "detail": Jsonb(detail) if detail is not None else None,
             },
         )
 

@@ -51,13 +51,25 @@ def to_user(row: UserRow) -> User:
     return User.model_validate(row, from_attributes=True)
 
 
-def _log(uow: UnitOfWork, action: str, user_id: UUID | None, client: Client, login_key: str | None = None) -> None:
+def _log(
+    uow: UnitOfWork,
+    action: str,
+    user_id: UUID | None,
+    client: Client,
+    login_key: str | None = None,
+    *,
+    actor_id: UUID | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """One row of the security trail about `user_id`; `actor_id` when someone else (an administrator) acted."""
     ConnectionLogsRepository(uow.conn).add(
         action,
         user_id=user_id,
         ip_address=client.address,
         user_agent=(client.user_agent or "")[:512] or None,
         login_key=login_key,
+        actor_id=actor_id,
+        detail=detail,
     )
 
 

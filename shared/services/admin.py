@@ -36,7 +36,7 @@ def list_users(db: Database, principal: Principal, cursor: str | None, limit: in
 def update_user(db: Database, principal: Principal, target_id: UUID, patch: AdminUserPatch, client: Client) -> User:
     """Change a user's role or active flag. Only a super_admin touches admin rights or admin accounts,
     and the last active super_admin can be neither demoted nor deactivated."""
-    require_admin(principal)
+    actor = require_admin(principal)
 
     def work(uow: UnitOfWork) -> User:
         users = UsersRepository(uow.conn)
@@ -64,9 +64,9 @@ def update_user(db: Database, principal: Principal, target_id: UUID, patch: Admi
             # A role change ends no session: the next refresh issues an access token with the new role.
             tokens.rebind_for_user(target.id, updated.token_version)
         if role != target.role:
-            _log(uow, "role_changed", target.id, client)
+            _log(uow, "role_changed", target.id, client, actor_id=actor, detail={"from": target.role, "to": role})
         if active != target.is_active:
-            _log(uow, "reactivated" if active else "deactivated", target.id, client)
+            _log(uow, "reactivated" if active else "deactivated", target.id, client, actor_id=actor)
         return to_user(updated)
 
     return db.transact(work)

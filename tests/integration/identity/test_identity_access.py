@@ -132,6 +132,22 @@ def test_only_a_super_admin_grants_or_takes_admin(api, make_role):
     assert api.call("PATCH", f"/v1/admin/users/{uid}", {"role": "superuser"}, token=root).status == 422
 
 
+def test_an_administrators_change_to_an_account_names_the_administrator_and_what_changed(api, make_role, db):
+    root_id, root = _with_role(api, make_role, "root2", "super_admin")
+    uid = api.signup("bea")["user"]["id"]
+    assert api.call("PATCH", f"/v1/admin/users/{uid}", {"role": "admin"}, token=root).status == 200
+    assert api.call("PATCH", f"/v1/admin/users/{uid}", {"is_active": False}, token=root).status == 200
+    trail = api.call("GET", "/v1/admin/connection-logs", token=root).json["items"]
+    mine = {log["action"]: log for log in trail if log["user_id"] == uid}
+    assert mine["role_changed"]["actor_id"] == root_id
+    assert mine["role_changed"]["detail"] == {"from": "user", "to": "admin"}
+    assert mine["deactivated"]["actor_id"] == root_id and mine["signup"]["actor_id"] is None
+    # The trail outlives the administrator's account.
+    db.execute("DELETE FROM users WHERE id = %s", (root_id,))
+    left = db.execute("SELECT count(*) FROM connection_logs WHERE user_id = %s AND actor_id IS NULL", (uid,))
+    assert left.fetchone()[0] == 3
+
+
 def test_refresh_after_a_role_change_keeps_the_session_with_the_new_role(api, make_role):
     _, root = _with_role(api, make_role, "root2", "super_admin")
     user = api.signup("bea")

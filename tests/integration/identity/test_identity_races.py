@@ -33,7 +33,10 @@ def _logout_everywhere(built, user_id):
 
 
 def _deactivate(built, user_id):
-    root = Principal(kind="jwt", user_id=uuid.uuid4(), role="super_admin")
+    made = "INSERT INTO users (username, email, role) VALUES (%s, %s, 'super_admin') RETURNING id"
+    name = f"root-{uuid.uuid4().hex[:8]}"
+    root_id = built.db.transact(lambda uow: uow.conn.execute(made, (name, f"{name}@example.com")).fetchone()[0])
+    root = Principal(kind="jwt", user_id=root_id, role="super_admin")
     admin.update_user(built.db, root, uuid.UUID(user_id), AdminUserPatch(is_active=False), accounts.Client())
 
 
