@@ -71,7 +71,11 @@ def get_file(
             size = storage.stored_size(found.storage_key)
             if size is None:
                 return record, None
-            record = repo.mark_uploaded(file_id, size)
+            # Storage is asked outside any row lock, so the owner may have deleted the file meanwhile.
+            uploaded = repo.mark_uploaded(file_id, size)
+            if uploaded is None:
+                raise not_found()
+            record = uploaded
         return record, found.storage_key
 
     record, key = db.transact(work)

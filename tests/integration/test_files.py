@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 from urllib.parse import urlsplit
 
@@ -13,6 +14,7 @@ from moto import mock_aws
 from shared.bootstrap import container
 from shared.local.server import LocalApi
 from shared.settings import get_settings
+from shared.storage import LocalStorage
 from tests.conversations_helpers import call, jwt_principal, make_user
 
 
@@ -83,6 +85,28 @@ def test_delete_removes_the_record_and_the_bytes(owners, app_container):
     assert call("DELETE", f"/v1/files/{created['file']['id']}", bob).status == 404
     assert call("DELETE", f"/v1/files/{created['file']['id']}", alice).status == 204
     assert not stored.exists()
+
+
+def test_get_is_404_when_the_file_is_deleted_while_its_pending_upload_is_checked(owners, monkeypatch):
+    alice, _ = owners
+    file_id = call("POST", "/v1/files", alice, body={"name": "r.txt", "size": 1}).body["file"]["id"]
+    checking, deleted = threading.Event(), threading.Event()
+
+    def stored_size_during_a_delete(self, key):
+        checking.set()
+        assert deleted.wait(10)
+        return 1
+
+    monkeypatch.setattr(LocalStorage, "stored_size", stored_size_during_a_delete)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(call("GET", f"/v1/files/{file_id}", alice)))
+    reader.start()
+    assert checking.wait(10)
+    assert call("DELETE", f"/v1/files/{file_id}", alice).status == 204
+    deleted.set()
+    reader.join(10)
+
+    assert got[0].status == 404 and got[0].body == call("GET", f"/v1/files/{uuid.uuid4()}", alice).body
 
 
 def test_s3_presigned_post_and_download_when_a_bucket_is_configured(owners, monkeypatch):
