@@ -60,6 +60,23 @@ def test_creation_is_429_with_retry_after_when_one_address_makes_too_many(app_co
     assert _create(ip="192.0.2.51").status == 201  # another address is not affected
 
 
+def test_creation_is_429_when_one_ipv6_network_rotates_its_addresses(app_container):
+    # An IPv6 client holds a whole /64: each of its addresses must not get a limit of its own.
+    limit = app_container.settings.anonymous_create_limit
+    for n in range(1, limit + 1):
+        assert _create(ip=f"2001:db8:1:2::{n:x}").status == 201
+    refused = _create(ip="2001:db8:1:2:ffff:ffff:ffff:ffff")
+    assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert _create(ip="2001:db8:1:3::1").status == 201  # another network is not affected
+
+
+def test_creation_counts_an_ipv4_mapped_ipv6_address_as_its_ipv4_address(app_container):
+    limit = app_container.settings.anonymous_create_limit
+    for _ in range(limit):
+        assert _create(ip="192.0.2.60").status == 201
+    assert _create(ip="::ffff:192.0.2.60").status == 429
+
+
 def test_creation_needs_no_body_when_posted_empty(app_container):
     reply = call("POST", "/v1/anonymous/conversations", None, raw_body=b"{}")
     assert reply.status == 201
