@@ -109,3 +109,17 @@ def test_anonymous_send_is_409_once_the_conversation_holds_its_limit_and_a_retry
     group = call("POST", "/v1/conversations", alice, body={"kind": "group", "title": "g"}).body["id"]
     for n in range(4):
         assert call("POST", f"/v1/conversations/{group}/messages", alice, body={"content": f"g{n}"}).status == 201
+
+
+def test_thread_data_nested_past_the_depth_limit_is_422_and_the_threads_still_list_when_a_token_sends_it(
+    app_container, db
+):
+    room = _create().body["conversation"]["id"]
+    anon = anonymous_principal(uuid.UUID(room))
+    deep = b'{"title": "t", "thread_data": {"a": ' + b"[" * 300 + b"]" * 300 + b"}}"
+
+    refused = call("POST", f"/v1/conversations/{room}/threads", anon, raw_body=deep)
+
+    assert refused.status == 422 and refused.body["errors"][0]["loc"][:2] == ["body", "thread_data"]
+    listed = call("GET", f"/v1/conversations/{room}/threads", anon)
+    assert listed.status == 200 and listed.body["items"] == []
