@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import uuid
 from urllib.parse import urlsplit
@@ -64,6 +65,18 @@ def test_local_urls_refuse_tampering_expiry_and_oversize(owners, monkeypatch):
     assert api.handle("PUT", url, [], b"too long", "ip").status == 413
     monkeypatch.setattr("shared.storage.time.time", lambda: 4_000_000_000)
     assert api.handle("PUT", url, [], b"abcd", "ip").status == 403
+
+
+# "²" is a digit to str.isdigit() but not to int(); int() refuses a string of more than 4,300 digits.
+@pytest.mark.parametrize("field", ["expires", "max"])
+@pytest.mark.parametrize("value", ["%C2%B2", "9" * 5000])
+def test_local_url_is_403_when_a_signed_number_is_not_a_plain_number(owners, field, value):
+    alice, _ = owners
+    url = _local(call("POST", "/v1/files", alice, body={"name": "n.bin", "size": 4}).body["upload"]["url"])
+    tampered = re.sub(rf"([?&]{field}=)[^&]*", rf"\g<1>{value}", url)
+    assert tampered != url
+    answer = LocalApi().handle("PUT", tampered, [], b"abcd", "ip")
+    assert answer.status == 403 and ("Content-Type", "application/problem+json") in answer.headers
 
 
 def test_size_and_type_limits_answer_413_and_422(owners, app_container):
