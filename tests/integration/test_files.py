@@ -153,6 +153,38 @@ def test_s3_presigned_post_and_download_when_a_bucket_is_configured(owners, monk
         _s3_client.cache_clear()
 
 
+def test_delete_is_204_and_the_record_gone_when_s3_refuses_to_delete_the_bytes(owners, monkeypatch, caplog):
+    alice, _ = owners
+    monkeypatch.setenv("FILES_BUCKET", "confab-files-test")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    get_settings.cache_clear()
+    container.cache_clear()
+    with mock_aws():
+        from botocore.exceptions import ClientError
+
+        from shared.storage import _s3_client
+
+        _s3_client.cache_clear()
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="confab-files-test")
+        created = call("POST", "/v1/files", alice, body={"name": "e.txt", "content_type": "text/plain", "size": 1})
+        file_id, key = created.body["file"]["id"], created.body["upload"]["fields"]["key"]
+        s3.put_object(Bucket="confab-files-test", Key=key, Body=b"e")
+
+        def refused(**_):
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "Delete")
+
+        monkeypatch.setattr(_s3_client("us-east-1"), "delete_object", refused)
+        deleted = call("DELETE", f"/v1/files/{file_id}", alice)
+        _s3_client.cache_clear()
+
+    # The record is gone (committed first): the answer says so, and the bytes left behind are logged with their key.
+    assert deleted.status == 204
+    assert call("GET", f"/v1/files/{file_id}", alice).status == 404
+    assert [r.message for r in caplog.records if getattr(r, "storage_key", None) == key] == ["file bytes left behind"]
+
+
 @pytest.fixture
 def shared_file(app_container, db):
     """Alice attaches an uploaded file to a message in a group with Bob and Carol; Dave is an outsider."""
