@@ -26,6 +26,8 @@ from aws_lambda_powertools.event_handler.openapi.compat import _normalize_errors
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.data_classes.common import CaseInsensitiveDict
 
+from shared.errors import InvalidRequestError
+
 
 class RequestValidation(powertools.OpenAPIRequestValidationMiddleware):
     """OpenAPIRequestValidationMiddleware with each route's parameter analysis cached."""
@@ -71,6 +73,14 @@ class RequestValidation(powertools.OpenAPIRequestValidationMiddleware):
             response = app._to_response(route.func(**values))
             return app._response_validation_middleware._handle_response(route=route, response=response)
         return next_middleware(app)
+
+    def _parse_json_data(self, app: Any) -> dict[str, Any]:
+        try:
+            parsed: dict[str, Any] = super()._parse_json_data(app)
+        except RecursionError as exc:
+            # json.loads recurses per nesting level: a body of a few hundred KB of brackets exhausts the stack.
+            raise InvalidRequestError("The request body is nested too deeply.") from exc
+        return parsed
 
 
 def _plain(app: Any, route: Any) -> bool:

@@ -22,6 +22,7 @@ from shared.settings import Settings
 
 LOCAL_PREFIX = "/local-files/"
 KEY_PATTERN = re.compile(r"^users/[0-9a-f-]{36}/[0-9a-f-]{36}$")
+NUMBER = re.compile(r"[0-9]{1,20}")
 # A process without CONFAB_FILES_SECRET signs with a key of its own: the local server and its handlers
 # share the process, so URLs stay valid for as long as the server runs.
 _PROCESS_SECRET = secrets.token_urlsafe(32)
@@ -75,7 +76,8 @@ class LocalStorage:
 
     def verify(self, op: str, key: str, expires: str, max_size: str, signature: str) -> bool:
         """Whether a URL's signature holds and it has not expired (constant-time comparison)."""
-        if not KEY_PATTERN.match(key) or not expires.isdigit() or not max_size.isdigit():
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+        if not KEY_PATTERN.match(key) or not NUMBER.fullmatch(expires) or not NUMBER.fullmatch(max_size):
             return False
         expected = self.signature(op, key, int(expires), int(max_size))
         return hmac.compare_digest(expected, signature) and int(expires) >= time.time()

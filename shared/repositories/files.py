@@ -78,11 +78,10 @@ class FilesRepository:
         with self.conn.cursor(row_factory=class_row(UserFile)) as cur:
             return cur.execute(LIST_OWNED, params).fetchall()
 
-    def mark_uploaded(self, file_id: UUID, size: int) -> UserFile:
+    def mark_uploaded(self, file_id: UUID, size: int) -> UserFile | None:
+        """The file marked uploaded; None when it was deleted since it was read."""
         with self.conn.cursor(row_factory=class_row(UserFile)) as cur:
-            row = cur.execute(MARK_UPLOADED, {"id": file_id, "size": size}).fetchone()
-            assert row is not None
-            return row
+            return cur.execute(MARK_UPLOADED, {"id": file_id, "size": size}).fetchone()
 
     def delete(self, file_id: UUID) -> None:
         self.conn.execute(DELETE, {"id": file_id})

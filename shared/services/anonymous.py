@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from uuid import uuid4
 
 from shared.auth.anonymous import issue_anonymous_token
@@ -14,16 +15,31 @@ from shared.services.conversations import view
 from shared.settings import Settings
 
 
+def rate_limited_address(address: str) -> str:
+    """The key one client's creations are counted under: an IPv6 client holds a whole /64 and picks any address
+    in it, so it is counted by that network; an IPv4-mapped IPv6 address counts as its IPv4 address."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
+
+
 def create_anonymous_conversation(
     db: Database, settings: Settings, address: str, body: AnonymousConversationCreate
 ) -> AnonymousConversation:
     """A new anonymous conversation and its token; 429 when the address made too many in the window."""
     conversation_id = uuid4()
     token, token_hash = issue_anonymous_token(conversation_id)
+    counted_as = rate_limited_address(address)
 
     def work(uow: UnitOfWork) -> AnonymousConversation:
         # Counted in the same transaction: a refused request rolls its own hit back, an accepted one keeps it.
-        hits, retry_after = RateLimitsRepository(uow.conn).hit(address, settings.anonymous_create_window_s)
+        hits, retry_after = RateLimitsRepository(uow.conn).hit(counted_as, settings.anonymous_create_window_s)
         if hits > settings.anonymous_create_limit:
             raise RateLimitedError("Too many anonymous conversations from this address.", retry_after=retry_after)
         repo = ConversationsRepository(uow.conn)

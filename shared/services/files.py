@@ -13,6 +13,7 @@ from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ForbiddenError, PayloadTooLargeError, UnprocessableError
 from shared.models.conversations import FileCreate, FileDownload, FileUpload, UserFile
+from shared.observability import logger
 from shared.pagination import Page, decode_cursor, page_limit, page_of
 from shared.repositories.files import FilesRepository, StoredFile
 from shared.services.access import not_found
@@ -71,7 +72,11 @@ def get_file(
             size = storage.stored_size(found.storage_key)
             if size is None:
                 return record, None
-            record = repo.mark_uploaded(file_id, size)
+            # Storage is asked outside any row lock, so the owner may have deleted the file meanwhile.
+            uploaded = repo.mark_uploaded(file_id, size)
+            if uploaded is None:
+                raise not_found()
+            record = uploaded
         return record, found.storage_key
 
     record, key = db.transact(work)
@@ -94,5 +99,9 @@ def delete_file(db: Database, storage: FileStorage, principal: Principal, file_i
         return found
 
     removed = db.transact(work)
-    # After the commit: an object left behind by a failure here is harmless, a row without bytes is not.
-    storage.delete(removed.storage_key)
+    # After the commit: an object left behind by a failure here is harmless, a row without bytes is not. The file
+    # is deleted either way, so the caller hears so; the key is logged for whoever cleans up the bytes.
+    try:
+        storage.delete(removed.storage_key)
+    except Exception:
+        logger.exception("file bytes left behind", extra={"storage_key": removed.storage_key})

@@ -60,6 +60,23 @@ def test_creation_is_429_with_retry_after_when_one_address_makes_too_many(app_co
     assert _create(ip="192.0.2.51").status == 201  # another address is not affected
 
 
+def test_creation_is_429_when_one_ipv6_network_rotates_its_addresses(app_container):
+    # An IPv6 client holds a whole /64: each of its addresses must not get a limit of its own.
+    limit = app_container.settings.anonymous_create_limit
+    for n in range(1, limit + 1):
+        assert _create(ip=f"2001:db8:1:2::{n:x}").status == 201
+    refused = _create(ip="2001:db8:1:2:ffff:ffff:ffff:ffff")
+    assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert _create(ip="2001:db8:1:3::1").status == 201  # another network is not affected
+
+
+def test_creation_counts_an_ipv4_mapped_ipv6_address_as_its_ipv4_address(app_container):
+    limit = app_container.settings.anonymous_create_limit
+    for _ in range(limit):
+        assert _create(ip="192.0.2.60").status == 201
+    assert _create(ip="::ffff:192.0.2.60").status == 429
+
+
 def test_creation_needs_no_body_when_posted_empty(app_container):
     reply = call("POST", "/v1/anonymous/conversations", None, raw_body=b"{}")
     assert reply.status == 201
@@ -92,3 +109,17 @@ def test_anonymous_send_is_409_once_the_conversation_holds_its_limit_and_a_retry
     group = call("POST", "/v1/conversations", alice, body={"kind": "group", "title": "g"}).body["id"]
     for n in range(4):
         assert call("POST", f"/v1/conversations/{group}/messages", alice, body={"content": f"g{n}"}).status == 201
+
+
+def test_thread_data_nested_past_the_depth_limit_is_422_and_the_threads_still_list_when_a_token_sends_it(
+    app_container, db
+):
+    room = _create().body["conversation"]["id"]
+    anon = anonymous_principal(uuid.UUID(room))
+    deep = b'{"title": "t", "thread_data": {"a": ' + b"[" * 300 + b"]" * 300 + b"}}"
+
+    refused = call("POST", f"/v1/conversations/{room}/threads", anon, raw_body=deep)
+
+    assert refused.status == 422 and refused.body["errors"][0]["loc"][:2] == ["body", "thread_data"]
+    listed = call("GET", f"/v1/conversations/{room}/threads", anon)
+    assert listed.status == 200 and listed.body["items"] == []

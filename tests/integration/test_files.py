@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import threading
 import uuid
 from urllib.parse import urlsplit
 
@@ -13,6 +15,7 @@ from moto import mock_aws
 from shared.bootstrap import container
 from shared.local.server import LocalApi
 from shared.settings import get_settings
+from shared.storage import LocalStorage
 from tests.conversations_helpers import call, jwt_principal, make_user
 
 
@@ -64,6 +67,18 @@ def test_local_urls_refuse_tampering_expiry_and_oversize(owners, monkeypatch):
     assert api.handle("PUT", url, [], b"abcd", "ip").status == 403
 
 
+# "²" is a digit to str.isdigit() but not to int(); int() refuses a string of more than 4,300 digits.
+@pytest.mark.parametrize("field", ["expires", "max"])
+@pytest.mark.parametrize("value", ["%C2%B2", "9" * 5000])
+def test_local_url_is_403_when_a_signed_number_is_not_a_plain_number(owners, field, value):
+    alice, _ = owners
+    url = _local(call("POST", "/v1/files", alice, body={"name": "n.bin", "size": 4}).body["upload"]["url"])
+    tampered = re.sub(rf"([?&]{field}=)[^&]*", rf"\g<1>{value}", url)
+    assert tampered != url
+    answer = LocalApi().handle("PUT", tampered, [], b"abcd", "ip")
+    assert answer.status == 403 and ("Content-Type", "application/problem+json") in answer.headers
+
+
 def test_size_and_type_limits_answer_413_and_422(owners, app_container):
     alice, _ = owners
     too_big = call("POST", "/v1/files", alice, body={"name": "x", "size": app_container.settings.file_max_bytes + 1})
@@ -83,6 +98,28 @@ def test_delete_removes_the_record_and_the_bytes(owners, app_container):
     assert call("DELETE", f"/v1/files/{created['file']['id']}", bob).status == 404
     assert call("DELETE", f"/v1/files/{created['file']['id']}", alice).status == 204
     assert not stored.exists()
+
+
+def test_get_is_404_when_the_file_is_deleted_while_its_pending_upload_is_checked(owners, monkeypatch):
+    alice, _ = owners
+    file_id = call("POST", "/v1/files", alice, body={"name": "r.txt", "size": 1}).body["file"]["id"]
+    checking, deleted = threading.Event(), threading.Event()
+
+    def stored_size_during_a_delete(self, key):
+        checking.set()
+        assert deleted.wait(10)
+        return 1
+
+    monkeypatch.setattr(LocalStorage, "stored_size", stored_size_during_a_delete)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(call("GET", f"/v1/files/{file_id}", alice)))
+    reader.start()
+    assert checking.wait(10)
+    assert call("DELETE", f"/v1/files/{file_id}", alice).status == 204
+    deleted.set()
+    reader.join(10)
+
+    assert got[0].status == 404 and got[0].body == call("GET", f"/v1/files/{uuid.uuid4()}", alice).body
 
 
 def test_s3_presigned_post_and_download_when_a_bucket_is_configured(owners, monkeypatch):
@@ -114,6 +151,38 @@ def test_s3_presigned_post_and_download_when_a_bucket_is_configured(owners, monk
         assert call("DELETE", f"/v1/files/{file_id}", alice).status == 204
         assert s3.list_objects_v2(Bucket="confab-files-test").get("KeyCount") == 0
         _s3_client.cache_clear()
+
+
+def test_delete_is_204_and_the_record_gone_when_s3_refuses_to_delete_the_bytes(owners, monkeypatch, caplog):
+    alice, _ = owners
+    monkeypatch.setenv("FILES_BUCKET", "confab-files-test")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    get_settings.cache_clear()
+    container.cache_clear()
+    with mock_aws():
+        from botocore.exceptions import ClientError
+
+        from shared.storage import _s3_client
+
+        _s3_client.cache_clear()
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="confab-files-test")
+        created = call("POST", "/v1/files", alice, body={"name": "e.txt", "content_type": "text/plain", "size": 1})
+        file_id, key = created.body["file"]["id"], created.body["upload"]["fields"]["key"]
+        s3.put_object(Bucket="confab-files-test", Key=key, Body=b"e")
+
+        def refused(**_):
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "Delete")
+
+        monkeypatch.setattr(_s3_client("us-east-1"), "delete_object", refused)
+        deleted = call("DELETE", f"/v1/files/{file_id}", alice)
+        _s3_client.cache_clear()
+
+    # The record is gone (committed first): the answer says so, and the bytes left behind are logged with their key.
+    assert deleted.status == 204
+    assert call("GET", f"/v1/files/{file_id}", alice).status == 404
+    assert [r.message for r in caplog.records if getattr(r, "storage_key", None) == key] == ["file bytes left behind"]
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shared.models.conversations import JSON_MAX_DEPTH
 from tests.conversations_helpers import call, jwt_principal, make_user
 
 
@@ -41,3 +42,25 @@ def test_data_refs_need_an_owned_file_and_a_panel_of_the_same_room(app_container
         ref.body["id"]
     ]
     assert call("DELETE", f"/v1/data-refs/{ref.body['id']}", bob).status == 204
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def test_deeply_nested_layout_or_config_is_422_and_stores_nothing_when_over_the_depth_limit(app_container, db):
+    alice, bob, _, room = _setup(db)
+    kept = call("POST", f"/v1/conversations/{room}/panels", bob, body={"name": "kept", "layout": {"x": 1}}).body["id"]
+    deep = b'{"name": "p", "layout": {"a": ' + _nested(300) + b"}}"
+    created = call("POST", f"/v1/conversations/{room}/panels", bob, raw_body=deep)
+    changed = call("PATCH", f"/v1/panels/{kept}", bob, raw_body=b'{"config": {"a": ' + _nested(300) + b"}}")
+
+    assert created.status == changed.status == 422
+    assert created.headers["Content-Type"] == "application/problem+json"
+    assert created.body["errors"][0]["loc"][:2] == ["body", "layout"]
+    # Nothing was stored, so the room's panels still read for everyone.
+    listed = call("GET", f"/v1/conversations/{room}/panels", alice)
+    assert listed.status == 200 and [p["id"] for p in listed.body["items"]] == [kept]
+    assert listed.body["items"][0]["config"] == {}
+    at_limit = b'{"name": "p", "layout": {"a": ' + _nested(JSON_MAX_DEPTH - 1) + b"}}"
+    assert call("POST", f"/v1/conversations/{room}/panels", bob, raw_body=at_limit).status == 201

@@ -58,6 +58,13 @@ def test_malformed_json_is_400_when_body_cannot_be_parsed():
     assert body_of(response)["type"].endswith("/invalid-request")
 
 
+def test_json_nested_past_the_parsers_recursion_limit_is_400_when_posted():
+    response = _post('{"name": "ok", "password": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert response["statusCode"] == 400
+    assert header(response, "Content-Type") == "application/problem+json"
+    assert body_of(response)["type"].endswith("/invalid-request")
+
+
 def test_domain_error_maps_through_the_table_when_raised_in_a_route():
     response = _post(json.dumps({"name": "dup", "password": "p"}))
     assert response["statusCode"] == 409 and body_of(response)["detail"] == "Thing exists."
