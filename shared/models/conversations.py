@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from shared.models.json_values import JsonObject
 from shared.models.money import Money
 
 ConversationKind = Literal["direct", "group", "room", "assistant", "anonymous"]
@@ -20,26 +21,6 @@ Title = Field(None, min_length=1, max_length=500)
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-# Free-form JSON is stored as sent and answered to every participant: pydantic cannot write a response
-# nested past its serialization depth (about 250), so deeper JSON would be stored and then break every read.
-JSON_MAX_DEPTH = 64
-
-
-def _within_json_depth(value: dict[str, Any]) -> dict[str, Any]:
-    """The value, if no object or array in it lies deeper than JSON_MAX_DEPTH (walked without recursion)."""
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if depth > JSON_MAX_DEPTH:
-            raise ValueError(f"JSON may be nested at most {JSON_MAX_DEPTH} levels deep")
-        children = item.values() if isinstance(item, dict) else item
-        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return value
-
-
-JsonObject = Annotated[dict[str, Any], AfterValidator(_within_json_depth)]
 
 
 # Conversations --------------------------------------------------------------------------------------------

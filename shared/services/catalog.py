@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ForbiddenError, NotFoundError, UnprocessableError
+from shared.models.json_values import JsonObject
 from shared.models.money import Money
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.providers.endpoints import EndpointRefused, Resolver, check_endpoint_url, resolve_host
@@ -99,7 +100,7 @@ class ResourceIn(BaseModel):
     status: str = Field("pending", min_length=1, max_length=50)
     endpoint_url: str | None = Field(None, max_length=2000)
     estimated_hourly_cost: Money | None = Field(None, ge=0, max_digits=10, decimal_places=4)
-    deployment_config: dict[str, Any] = Field(default_factory=dict)
+    deployment_config: JsonObject = Field(default_factory=dict)
     is_active: bool = True
 
 
@@ -111,7 +112,7 @@ class ResourcePatch(BaseModel):
     status: str | None = Field(None, min_length=1, max_length=50)
     endpoint_url: str | None = Field(None, max_length=2000)
     estimated_hourly_cost: Money | None = Field(None, ge=0, max_digits=10, decimal_places=4)
-    deployment_config: dict[str, Any] | None = None
+    deployment_config: JsonObject | None = None
     is_active: bool | None = None
 
 

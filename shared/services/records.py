@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ConflictError, NotFoundError, UnprocessableError
+from shared.models.json_values import JsonArray, JsonObject, JsonValue
 from shared.models.money import Money
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.records import ExecutionRow, RecordsRepository, ReportRow
@@ -34,16 +35,16 @@ class ExecutionIn(BaseModel):
     output: str | None = Field(None, max_length=1_000_000)
     model_provider: str | None = Field(None, max_length=100)
     model_name: str | None = Field(None, max_length=255)
-    failed_agents: list[Any] = Field(default_factory=list)
-    error_messages: dict[str, Any] = Field(default_factory=dict)
+    failed_agents: JsonArray = Field(default_factory=list)
+    error_messages: JsonObject = Field(default_factory=dict)
 
 
 class ExecutionPatch(BaseModel):
     latest_code: str | None = Field(None, max_length=1_000_000)
     is_successful: bool | None = None
     output: str | None = Field(None, max_length=1_000_000)
-    failed_agents: list[Any] | None = None
-    error_messages: dict[str, Any] | None = None
+    failed_agents: JsonArray | None = None
+    error_messages: JsonObject | None = None
 
 
 class ExecutionOut(BaseModel):
@@ -75,10 +76,10 @@ class ReportPatch(BaseModel):
     progress_percentage: int | None = Field(None, ge=0, le=100)
     deep_questions: str | None = Field(None, max_length=100_000)
     deep_plan: str | None = Field(None, max_length=100_000)
-    summaries: Any = None
+    summaries: JsonValue = None
     analysis_code: str | None = Field(None, max_length=1_000_000)
-    plotly_figures: Any = None
-    synthesis: Any = None
+    plotly_figures: JsonValue = None
+    synthesis: JsonValue = None
     final_conclusion: str | None = Field(None, max_length=1_000_000)
     html_report: str | None = Field(None, max_length=5_000_000)
     total_tokens_used: int | None = Field(None, ge=0, le=2_000_000_000)

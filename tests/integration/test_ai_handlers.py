@@ -214,6 +214,18 @@ def test_admin_creates_and_patches_a_model_and_a_resource_when_endpoints_are_pub
     )
     assert resource["statusCode"] == 201 and body_of(resource)["estimated_hourly_cost"] == "1.2500"
     rid = body_of(resource)["id"]
+    deep: list = []
+    for _ in range(300):
+        deep = [deep]
+    too_deep = models_event(
+        "PATCH",
+        principal,
+        {"deployment_config": {"layers": deep}},
+        path=f"/v1/deployed-resources/{rid}",
+        resource="/v1/deployed-resources/{id}",
+        params={"id": rid},
+    )
+    assert call("catalog", too_deep)["statusCode"] == 422  # free JSON nested past what a response can carry
     one = f"/v1/deployed-resources/{rid}"
     ev = models_event("DELETE", principal, path=one, resource="/v1/deployed-resources/{id}", params={"id": rid})
     assert call("catalog", ev)["statusCode"] == 204

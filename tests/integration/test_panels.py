@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.models.conversations import JSON_MAX_DEPTH
+from shared.models.json_values import JSON_MAX_DEPTH
 from tests.conversations_helpers import call, jwt_principal, make_user
 
 

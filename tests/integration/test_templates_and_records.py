@@ -232,3 +232,31 @@ def test_execution_list_leaves_out_a_conversations_records_when_the_author_has_l
     assert execution_call(author, "GET", execution_id=left_id)["statusCode"] == 404
     listed = body_of(execution_call(author, "GET"))
     assert [item["id"] for item in listed["items"]] == [kept_id]
+
+
+def _nested(depth: int) -> list:
+    deep: list = []
+    for _ in range(depth - 1):
+        deep = [deep]
+    return deep
+
+
+def test_free_json_nested_past_the_depth_limit_is_422_and_the_records_still_read(ai_app, db):
+    # Stored as sent, free JSON nested past pydantic's serialization depth answered 500 for the write and for
+    # every later read or list of the record.
+    from shared.models.json_values import JSON_MAX_DEPTH
+
+    author = add_user(db)
+    conversation, _ = add_thread(db, author)
+    base = {"conversation_id": str(conversation)}
+    for field, value in (("error_messages", {"a": _nested(300)}), ("failed_agents", _nested(300))):
+        assert execution_call(author, "POST", {**base, field: value})["statusCode"] == 422
+    created = execution_call(author, "POST", {**base, "failed_agents": _nested(JSON_MAX_DEPTH)})
+    assert created["statusCode"] == 201
+    eid = body_of(created)["id"]
+    assert execution_call(author, "PATCH", {"error_messages": {"a": _nested(300)}}, eid)["statusCode"] == 422
+    rid = body_of(report_call(author, "POST", {"report_uuid": "deep", "goal": "g"}))["id"]
+    for field in ("summaries", "plotly_figures", "synthesis"):
+        assert report_call(author, "PATCH", {field: _nested(300)}, rid)["statusCode"] == 422
+    assert report_call(author, "GET", report_id=rid)["statusCode"] == 200
+    assert execution_call(author, "GET")["statusCode"] == 200
