@@ -132,7 +132,8 @@ class S3Storage:
             Params={
                 "Bucket": self.bucket,
                 "Key": key,
-                "ResponseContentDisposition": f"attachment; filename*=UTF-8''{quote(name)}",
+                # RFC 8187: every character outside attr-char percent-encoded, "/" included.
+                "ResponseContentDisposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
             },
             ExpiresIn=ttl_s,
         )

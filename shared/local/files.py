@@ -6,6 +6,8 @@ Not routes of the API (API Gateway never sees them); only the local server answe
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from shared.errors import problem_body
@@ -38,7 +40,14 @@ def serve_file(method: str, raw_path: str, body: bytes) -> Answer:
         if len(body) > int(query["max"]):
             return _problem(413, "payload-too-large", "Payload too large")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(body)
+        # Written beside it and renamed into place, as S3 stores an object whole or not at all: a read meanwhile,
+        # or a write that fails part-way (a full disk), never sees a partial file that would count as uploaded.
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+        try:
+            partial.write_bytes(body)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
         return 200, [], b""
     if not path.is_file():
         return _problem(404, "not-found", "Not found")

@@ -6,7 +6,7 @@ import hashlib
 import re
 import threading
 import uuid
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
@@ -53,6 +53,27 @@ def test_local_upload_and_download_round_trip_through_signed_urls(owners):
     assert call("GET", f"/v1/files/{file_id}", bob).status == 404
     assert [f["id"] for f in call("GET", "/v1/files", alice).body["items"]] == [file_id]
     assert call("GET", "/v1/files", bob).body["items"] == []
+
+
+def test_local_upload_that_fails_part_way_leaves_the_file_pending_and_no_bytes(owners, monkeypatch):
+    # A write that fails part-way (a full disk) left the bytes written so far, which the next GET counted as
+    # the upload, with the wrong size.
+    from pathlib import Path
+
+    alice, _ = owners
+    created = call("POST", "/v1/files", alice, body={"name": "c.bin", "size": 8}).body
+    real_write = Path.write_bytes
+
+    def disk_full(self, data):
+        real_write(self, data[:3])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    with pytest.raises(OSError):
+        LocalApi().handle("PUT", _local(created["upload"]["url"]), [], b"12345678", "127.0.0.1")
+    monkeypatch.setattr(Path, "write_bytes", real_write)
+    got = call("GET", f"/v1/files/{created['file']['id']}", alice).body
+    assert got["file"]["status"] == "pending" and got["download"] is None
 
 
 def test_local_urls_refuse_tampering_expiry_and_oversize(owners, monkeypatch):
@@ -135,7 +156,9 @@ def test_s3_presigned_post_and_download_when_a_bucket_is_configured(owners, monk
         _s3_client.cache_clear()
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="confab-files-test")
-        created = call("POST", "/v1/files", alice, body={"name": "d.pdf", "content_type": "application/pdf", "size": 5})
+        created = call(
+            "POST", "/v1/files", alice, body={"name": "q3/d é.pdf", "content_type": "application/pdf", "size": 5}
+        )
         assert created.status == 201
         upload = created.body["upload"]
         assert (
@@ -148,6 +171,8 @@ def test_s3_presigned_post_and_download_when_a_bucket_is_configured(owners, monk
         s3.put_object(Bucket="confab-files-test", Key=upload["fields"]["key"], Body=b"%PDF-")
         got = call("GET", f"/v1/files/{file_id}", alice).body
         assert got["file"]["status"] == "uploaded" and "X-Amz-Signature" in got["download"]["url"]
+        disposition = parse_qs(urlsplit(got["download"]["url"]).query)["response-content-disposition"]
+        assert disposition == ["attachment; filename*=UTF-8''q3%2Fd%20%C3%A9.pdf"]  # "/" is no attr-char
         assert call("DELETE", f"/v1/files/{file_id}", alice).status == 204
         assert s3.list_objects_v2(Bucket="confab-files-test").get("KeyCount") == 0
         _s3_client.cache_clear()
