@@ -80,7 +80,7 @@ def arranged(db):
     db.execute(
         "INSERT INTO ai_spend_reservations (user_id, month, amount_usd, expires_at)"
         " SELECT %s, date_trunc('month', now())::date, 0.5, e FROM unnest(%s::timestamptz[]) e",
-        (owner, [NOW - timedelta(minutes=1), NOW - timedelta(days=3), NOW + timedelta(minutes=2)]),
+        (owner, [NOW - timedelta(minutes=1), NOW - timedelta(days=3), NOW + timedelta(hours=1)]),
     )  # two calls cut off long ago, one in flight
     return {"old": old, "recent": recent, "active": active, "owned": owned}
 
