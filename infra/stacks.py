@@ -136,6 +136,7 @@ class StatelessStack(Stack):
         self.migration = MigrationTrigger(
             self,
             "Migration",
+            config=config,
             function=self.migrate,
             execute_before=[*self.group_functions.values(), self.authorizer, self.aggregator, self.maintenance],
         )
