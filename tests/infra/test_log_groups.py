@@ -55,6 +55,10 @@ def test_every_lambda_function_logs_to_a_group_with_the_stage_retention_when_syn
     missing = []
     checked = 0
     for template in _templates(synth):
+        # A SAM function would be expanded by CloudFormation, out of this test's sight: none is expected.
+        missing.extend(
+            f"{k}: a SAM function, not checked" for k in synth.resources("AWS::Serverless::Function", template)
+        )
         for logical_id, function in synth.resources("AWS::Lambda::Function", template).items():
             checked += 1
             props = function["Properties"]
