@@ -13,6 +13,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.log_groups import keep_service_logs
 from shared import cors, routes
 from shared.errors import (
     PROBLEM_BASE,
@@ -135,6 +136,13 @@ class Api(Construct):
                 allow_headers=CORS_HEADERS,
                 max_age=Duration.hours(1),
             ),
+        )
+        # Execution logs (ERROR level) go to a group API Gateway makes itself, without a retention.
+        self.execution_logs = keep_service_logs(
+            self,
+            "ExecutionLogsRetention",
+            f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{config.stage}",
+            config=config,
         )
         # Errors answered by API Gateway itself (authorizer denials, throttling, unknown paths) are
         # problem+json like the handlers' own, and carry CORS headers, or a browser could not read them.

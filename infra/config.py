@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -52,6 +54,9 @@ class StageConfig:
     cors_origins: tuple[str, ...]
     alarm_email: str | None
     bundle: bool
+    # Concurrent executions reserved per function (route group name, or authorizer, usage_aggregator,
+    # maintenance, migrate): none by default, since each one needs account headroom (docs/deploy.md).
+    reserved_concurrency: Mapping[str, int]
 
     @property
     def prefix(self) -> str:
@@ -86,6 +91,7 @@ DEFAULTS: dict[str, StageConfig] = {
         cors_origins=("http://localhost:3000", "http://localhost:5173"),
         alarm_email=None,
         bundle=True,
+        reserved_concurrency={},
     ),
     "prod": StageConfig(
         stage="prod",
@@ -108,6 +114,7 @@ DEFAULTS: dict[str, StageConfig] = {
         cors_origins=("*",),  # bearer tokens, no cookies; narrow it with -c cors_origins=https://app.example.com
         alarm_email=None,
         bundle=True,
+        reserved_concurrency={},
     ),
 }
 
@@ -116,6 +123,28 @@ def _flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+RESERVED_CONCURRENCY_EXAMPLE = '{"authorizer": 20, "completions": 50}'
+
+
+def _reserved_concurrency(value: Any) -> dict[str, int]:
+    """A JSON object of function name to count: a string from `-c`, or an object from cdk.json."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"reserved_concurrency must be a JSON object of function name to count, such as "
+            f"'{RESERVED_CONCURRENCY_EXAMPLE}'"
+        )
+    for name, count in value.items():
+        # bool is an int in Python; a float such as 2.0 is not a count either.
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"reserved_concurrency[{name!r}] must be a positive integer, got {count!r}")
+    return dict(value)
 
 
 def from_context(get: Any) -> StageConfig:
@@ -140,4 +169,6 @@ def from_context(get: Any) -> StageConfig:
         overrides["cors_origins"] = tuple(o.strip() for o in str(get("cors_origins")).split(",") if o.strip())
     if get("alarm_email"):
         overrides["alarm_email"] = str(get("alarm_email"))
+    if get("reserved_concurrency"):
+        overrides["reserved_concurrency"] = _reserved_concurrency(get("reserved_concurrency"))
     return replace(config, **overrides)

@@ -15,6 +15,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra.config import APP_DB_USER, DB_NAME, DB_USER, StageConfig
+from infra.log_groups import log_rotation_function
 from infra.network import Network
 
 # A concrete minor (a bare "16" is refused for new instances); minor upgrades then apply automatically.
@@ -98,6 +99,21 @@ class Database(Construct):
             security_group=network.migrate_sg,
             automatically_after=Duration.days(30),
             rotate_immediately_on_update=False,
+        )
+        # Both rotation functions under names of ours, each logging to a group with the stage's retention.
+        log_rotation_function(
+            self,
+            "MasterRotationLogs",
+            self.secret_rotation,
+            function_name=f"{identifier}-rotate-master-secret",
+            config=config,
+        )
+        log_rotation_function(
+            self,
+            "AppRotationLogs",
+            self.app_secret_rotation,
+            function_name=f"{identifier}-rotate-app-secret",
+            config=config,
         )
 
         self.proxy: rds.DatabaseProxy | None = None

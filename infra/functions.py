@@ -55,8 +55,9 @@ class FunctionFactory(Construct):
         environment: Mapping[str, str] | None = None,
         security_group: ec2.ISecurityGroup | None = None,
         description: str = "",
+        reserved_concurrency: int | None = None,
     ) -> lambda_.Function:
-        """A function whose handler is `<module>.lambda_handler`."""
+        """A function whose handler is `<module>.lambda_handler`; `reserved_concurrency` None reserves none."""
         log_group = logs.LogGroup(
             self,
             f"{name}Logs",
@@ -83,6 +84,7 @@ class FunctionFactory(Construct):
             security_groups=[security_group or self.network.functions_sg],
             environment={**self.environment, **(environment or {})},
             description=description or f"Confab {name}",
+            reserved_concurrent_executions=reserved_concurrency,
         )
         self.functions[name] = function
         return function

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, triggers
+from aws_cdk import Duration, Stack, triggers
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+
+from infra.config import StageConfig
+from infra.log_groups import TRIGGER_PROVIDER, log_provider_function
 
 MIGRATE_TIMEOUT = Duration.minutes(5)
 
@@ -22,6 +25,7 @@ class MigrationTrigger(Construct):
         scope: Construct,
         id: str,
         *,
+        config: StageConfig,
         function: lambda_.Function,
         execute_before: Sequence[Construct],
     ) -> None:
@@ -35,3 +39,5 @@ class MigrationTrigger(Construct):
             execute_before=list(execute_before),
             execute_on_handler_change=True,
         )
+        # The trigger's provider (CDK's, one per stack) invokes the function and logs each deploy's invocation.
+        self.provider_logs = log_provider_function(Stack.of(self), TRIGGER_PROVIDER, config=config)

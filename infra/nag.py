@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import aws_cdk as cdk
 from constructs import IConstruct
 
+from infra.log_groups import LOG_RETENTION_PROVIDER
 from shared import routes
 
 if TYPE_CHECKING:
@@ -100,6 +101,27 @@ def suppress(stateful: StatefulStack, stateless: StatelessStack) -> None:
         "Callers authenticate with Confab's own JWTs, API keys and anonymous-chat tokens, checked by the "
         "Lambda REQUEST authorizer; there is no Cognito user pool.",
     )
+    # CDK's log-retention function: it sets the retention of API Gateway's execution log group (infra/api.py).
+    retention = stateless.node.find_child(LOG_RETENTION_PROVIDER[0])
+    acknowledge(
+        retention,
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+        "The AWS managed basic execution policy only lets CDK's log-retention function write its own logs.",
+    )
+    acknowledge(
+        retention,
+        "AwsSolutions-IAM5[Resource::*]",
+        "CDK's log-retention function: PutRetentionPolicy and DeleteRetentionPolicy only, on the log groups it is "
+        "given (API Gateway's execution logs), at deploy time.",
+    )
+    if config.removal_policy_for_kept == cdk.RemovalPolicy.DESTROY:
+        api_id = stateless.resolve(stateless.get_logical_id(http.api.node.default_child))
+        acknowledge(
+            retention,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
+            f"API-Gateway-Execution-Logs_<{api_id}>/{config.stage}:*]",
+            "DeleteLogGroup on the execution log group alone, when the stack goes; ':*' is how IAM names a log group.",
+        )
     for _, route in routes.all_routes():
         if route.auth == "public":
             method = http.api.root.resource_for_path(route.path).node.find_child(route.method)

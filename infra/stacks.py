@@ -40,6 +40,8 @@ FILES_NAG_FINDINGS = (
     "Resource::arn:<AWS::Partition>:s3:::confab-{stage}-files-<AWS::AccountId>-<AWS::Region>/*",
 )
 SAGEMAKER_ACTIONS = ["sagemaker:InvokeEndpoint", "sagemaker:InvokeEndpointWithResponseStream"]
+# What `-c reserved_concurrency` may name besides the route groups (docs/deploy.md).
+BACKGROUND_FUNCTIONS = ("authorizer", "usage_aggregator", "maintenance", "migrate")
 # A model call's deadline in the functions that make them: API Gateway's 29 s less 5 s to connect and a few
 # seconds for the turn's database work, so the handler answers (a 504 problem, spend settled) before it is cut.
 PROVIDER_TIMEOUT_S = 20
@@ -70,6 +72,8 @@ class StatelessStack(Stack):
     ) -> None:
         super().__init__(scope, id, **kwargs)
         self.config = config
+        _check_reserved_concurrency(config)
+        reserved = config.reserved_concurrency
         database = stateful.database
         self.factory = FunctionFactory(
             self,
@@ -87,18 +91,28 @@ class StatelessStack(Stack):
         self.group_functions: dict[str, lambda_.Function] = {}
         for group in routes.ROUTE_GROUPS:
             function = self.factory.make(
-                _camel(group.name), group.module, description=f"Confab route group {group.name}"
+                _camel(group.name),
+                group.module,
+                description=f"Confab route group {group.name}",
+                reserved_concurrency=reserved.get(group.name),
             )
             self._grant_needs(function, group.needs, stateful)
             self.group_functions[group.name] = function
 
         self.authorizer = self.factory.make(
-            "Authorizer", routes.AUTHORIZER_MODULE, timeout=Duration.seconds(10), memory_mb=512
+            "Authorizer",
+            routes.AUTHORIZER_MODULE,
+            timeout=Duration.seconds(10),
+            memory_mb=512,
+            reserved_concurrency=reserved.get("authorizer"),
         )
         self._grant_needs(self.authorizer, frozenset({routes.NEEDS_SIGNING_KEY}), stateful)
 
         self.aggregator = self.factory.make(
-            "UsageAggregator", routes.USAGE_AGGREGATOR_MODULE, timeout=AGGREGATOR_TIMEOUT
+            "UsageAggregator",
+            routes.USAGE_AGGREGATOR_MODULE,
+            timeout=AGGREGATOR_TIMEOUT,
+            reserved_concurrency=reserved.get("usage_aggregator"),
         )
         self._grant_database(self.aggregator, stateful)
         self.aggregator.add_event_source(
@@ -112,7 +126,12 @@ class StatelessStack(Stack):
             )
         )
 
-        self.maintenance = self.factory.make("Maintenance", routes.MAINTENANCE_MODULE, timeout=Duration.minutes(5))
+        self.maintenance = self.factory.make(
+            "Maintenance",
+            routes.MAINTENANCE_MODULE,
+            timeout=Duration.minutes(5),
+            reserved_concurrency=reserved.get("maintenance"),
+        )
         self._grant_database(self.maintenance, stateful)
         self.schedules = Schedules(self, "Schedules", maintenance=self.maintenance)
 
@@ -121,6 +140,7 @@ class StatelessStack(Stack):
             routes.MIGRATE_MODULE,
             timeout=MIGRATE_TIMEOUT,
             security_group=stateful.network.migrate_sg,
+            reserved_concurrency=reserved.get("migrate"),
             environment={
                 # Straight to the instance with the master secret: never through the proxy.
                 "DB_HOST": database.instance.db_instance_endpoint_address,
@@ -136,6 +156,7 @@ class StatelessStack(Stack):
         self.migration = MigrationTrigger(
             self,
             "Migration",
+            config=config,
             function=self.migrate,
             execute_before=[*self.group_functions.values(), self.authorizer, self.aggregator, self.maintenance],
         )
@@ -270,6 +291,22 @@ KNOWN_NEEDS = frozenset(
         routes.NEEDS_SIGNING_KEY,
     }
 )
+
+
+def _check_reserved_concurrency(config: StageConfig) -> None:
+    """Refuse, before any function is built, a reservation for a function the stack does not have, and one that
+    would throttle the usage queue's own batches."""
+    known = sorted([group.name for group in routes.ROUTE_GROUPS] + list(BACKGROUND_FUNCTIONS))
+    unknown = sorted(set(config.reserved_concurrency) - set(known))
+    if unknown:
+        raise ValueError(f"reserved_concurrency names unknown function(s) {unknown}: the functions are {known}")
+    aggregator = config.reserved_concurrency.get("usage_aggregator")
+    if aggregator is not None and aggregator < config.aggregator_max_concurrency:
+        # SQS would keep invoking up to its maximum and have the extra batches throttled back to the queue.
+        raise ValueError(
+            f"reserved_concurrency['usage_aggregator'] is {aggregator}, under the usage queue's maximum concurrency "
+            f"{config.aggregator_max_concurrency}: reserve at least that many"
+        )
 
 
 def _camel(name: str) -> str:

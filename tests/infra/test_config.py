@@ -50,3 +50,31 @@ def test_waf_follows_the_stage_and_its_flags_when_given():
     assert from_context({"stage": "prod"}.get).waf and not from_context({"stage": "dev"}.get).waf
     config = from_context({"stage": "dev", "waf": "true", "waf_rate_limit": "500"}.get)
     assert config.waf and config.waf_rate_limit == 500
+
+
+def test_no_function_reserves_concurrency_when_the_setting_is_absent():
+    assert from_context({"stage": "dev"}.get).reserved_concurrency == {}
+    assert from_context({"stage": "prod"}.get).reserved_concurrency == {}
+
+
+def test_reserved_concurrency_is_read_from_a_json_object_when_given_with_c_or_in_cdk_json():
+    config = from_context({"reserved_concurrency": '{"authorizer": 20, "completions": 50}'}.get)
+    assert config.reserved_concurrency == {"authorizer": 20, "completions": 50}
+    assert from_context({"reserved_concurrency": {"openai": 5}}.get).reserved_concurrency == {"openai": 5}
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("authorizer=20", "must be a JSON object"),
+        ("[20]", "must be a JSON object"),
+        ('{"authorizer": 0}', r"reserved_concurrency\['authorizer'\] must be a positive integer, got 0"),
+        ('{"authorizer": -3}', "must be a positive integer, got -3"),
+        ('{"authorizer": 2.5}', "must be a positive integer, got 2.5"),
+        ('{"authorizer": "20"}', "must be a positive integer, got '20'"),
+        ('{"authorizer": true}', "must be a positive integer, got True"),
+    ],
+)
+def test_reserved_concurrency_is_refused_with_the_reason_when_not_names_to_positive_integers(given, message):
+    with pytest.raises(ValueError, match=message):
+        from_context({"stage": "dev", "reserved_concurrency": given}.get)
