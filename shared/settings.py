@@ -115,6 +115,7 @@ class Settings(BaseSettings):
         alias="FILE_CONTENT_TYPES",
     )
     file_url_ttl_s: int = Field(900, alias="FILE_URL_TTL_SECONDS", ge=1, le=7 * 86400)
+    file_uploads_in_progress_max: int = Field(20, alias="FILE_UPLOADS_IN_PROGRESS_MAX", ge=1, le=10_000)
     # Local mode signs its upload/download URLs with this key; unset, each process makes its own.
     local_files_secret: str | None = Field(None, alias="CONFAB_FILES_SECRET")
     # Maintenance: seconds between local runs (0: never), the time budget of one run, rows per transaction.

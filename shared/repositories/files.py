@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -45,6 +46,17 @@ UPDATE user_files SET status = 'uploaded', size = %(size)s WHERE id = %(id)s RET
 
 DELETE = "DELETE FROM user_files WHERE id = %(id)s"
 
+# The owner's row lock serializes their creates, so that the count below and the insert after it are one step.
+LOCK_OWNER = "SELECT 1 FROM users WHERE id = %(owner_id)s FOR NO KEY UPDATE"
+
+# When each of the owner's uploads still in progress (pending, its upload URL not yet expired) stops counting,
+# soonest first (user_files_owner_idx).
+UPLOADS_IN_PROGRESS = """
+SELECT created_at + make_interval(secs => %(ttl_s)s) FROM user_files
+WHERE owner_id = %(owner_id)s AND status = 'pending' AND created_at > now() - make_interval(secs => %(ttl_s)s)
+ORDER BY created_at
+"""
+
 
 class StoredFile(UserFile):
     storage_key: str
@@ -53,6 +65,12 @@ class StoredFile(UserFile):
 class FilesRepository:
     def __init__(self, conn: psycopg.Connection[Any]):
         self.conn = conn
+
+    def uploads_in_progress(self, owner_id: UUID, ttl_s: int) -> list[datetime]:
+        """When each of the owner's uploads in progress stops counting, soonest first; the owner is locked until
+        the transaction ends."""
+        self.conn.execute(LOCK_OWNER, {"owner_id": owner_id})
+        return [row[0] for row in self.conn.execute(UPLOADS_IN_PROGRESS, {"owner_id": owner_id, "ttl_s": ttl_s})]
 
     def insert(self, values: dict[str, Any]) -> UserFile:
         with self.conn.cursor(row_factory=class_row(UserFile)) as cur:

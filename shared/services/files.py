@@ -6,12 +6,13 @@ read it (and download it) but not delete it; anyone else gets the same 404 as fo
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ForbiddenError, PayloadTooLargeError, UnprocessableError
+from shared.errors import ForbiddenError, PayloadTooLargeError, RateLimitedError, UnprocessableError
 from shared.models.conversations import FileCreate, FileDownload, FileUpload, UserFile
 from shared.observability import logger
 from shared.pagination import Page, decode_cursor, page_limit, page_of
@@ -44,7 +45,21 @@ def create_file(
         "storage_key": key,
         "sha256": body.sha256,
     }
-    record = db.transact(lambda uow: FilesRepository(uow.conn).insert(values))
+
+    def create(uow: UnitOfWork) -> UserFile:
+        repo = FilesRepository(uow.conn)
+        in_progress = repo.uploads_in_progress(owner_id, settings.file_url_ttl_s)
+        if len(in_progress) >= settings.file_uploads_in_progress_max:
+            # Each upload URL lets its holder store up to FILE_MAX_BYTES: without a bound, one account could
+            # take as much storage as it liked. A slot frees when an upload is confirmed or its URL expires.
+            frees_at = in_progress[len(in_progress) - settings.file_uploads_in_progress_max]
+            raise RateLimitedError(
+                f"At most {settings.file_uploads_in_progress_max} uploads may be in progress at once.",
+                retry_after=max(1, math.ceil((frees_at - datetime.now(UTC)).total_seconds())),
+            )
+        return repo.insert(values)
+
+    record = db.transact(create)
     return FileUpload(file=record, upload=storage.upload_target(key, content_type, body.size, settings.file_url_ttl_s))
 
 

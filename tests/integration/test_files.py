@@ -258,3 +258,46 @@ def test_only_the_owner_deletes_when_a_participant_can_read_the_file(shared_file
     assert call("GET", f"/v1/files/{file_id}", people["bob"]).status == 200
     assert call("DELETE", f"/v1/files/{file_id}", people["alice"]).status == 204
     assert call("GET", f"/v1/files/{file_id}", people["bob"]).status == 404
+
+
+def test_uploads_in_progress_are_bounded_per_user_and_free_again_when_confirmed_or_expired(owners, monkeypatch, db):
+    # Each upload URL lets its holder store up to FILE_MAX_BYTES: without a bound one account took as much
+    # storage as it liked by creating files.
+    monkeypatch.setenv("FILE_UPLOADS_IN_PROGRESS_MAX", "3")
+    get_settings.cache_clear()
+    container.cache_clear()
+    alice, bob = owners
+    made = [call("POST", "/v1/files", alice, body={"name": f"{i}.bin", "size": 2}) for i in range(3)]
+    assert [m.status for m in made] == [201, 201, 201]
+    refused = call("POST", "/v1/files", alice, body={"name": "4.bin", "size": 2})
+    assert refused.status == 429 and 890 <= int(refused.headers["Retry-After"]) <= 900
+    assert call("POST", "/v1/files", bob, body={"name": "b.bin", "size": 2}).status == 201  # per user
+    # Confirmed: the first upload no longer counts.
+    assert LocalApi().handle("PUT", _local(made[0].body["upload"]["url"]), [], b"ok", "127.0.0.1").status == 200
+    assert call("GET", f"/v1/files/{made[0].body['file']['id']}", alice).body["file"]["status"] == "uploaded"
+    assert call("POST", "/v1/files", alice, body={"name": "5.bin", "size": 2}).status == 201
+    assert call("POST", "/v1/files", alice, body={"name": "6.bin", "size": 2}).status == 429
+    # Expired: its URL no longer stores anything.
+    db.execute(
+        "UPDATE user_files SET created_at = now() - interval '1 hour' WHERE id = %s", (made[1].body["file"]["id"],)
+    )
+    assert call("POST", "/v1/files", alice, body={"name": "7.bin", "size": 2}).status == 201
+
+
+def test_racing_creates_cannot_exceed_the_uploads_in_progress_bound(owners, monkeypatch, db):
+    monkeypatch.setenv("FILE_UPLOADS_IN_PROGRESS_MAX", "3")
+    get_settings.cache_clear()
+    container.cache_clear()
+    alice, _ = owners
+    statuses: list[int] = []
+
+    def create(i: int) -> None:
+        statuses.append(call("POST", "/v1/files", alice, body={"name": f"r{i}.bin", "size": 2}).status)
+
+    workers = [threading.Thread(target=create, args=(i,)) for i in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert sorted(statuses) == [201] * 3 + [429] * 5
+    assert db.execute("SELECT count(*) FROM user_files").fetchone() == (3,)
