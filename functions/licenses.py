@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+from uuid import UUID
+
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
 from functions._replies import created_json, no_content
 from shared.bootstrap import container
-from shared.models.identity import License, LicenseCreate, SeatAssign
+from shared.models.identity import License, LicenseCreate, Seat, SeatAssign
 from shared.models.ids import PathId
 from shared.pagination import Page
 from shared.services import licenses
@@ -21,9 +25,16 @@ def create_license(request: LicenseCreate) -> Response[str]:
     return created_json(licenses.create_license(container().db, principal_of(app), request))
 
 
-@app.get("/v1/licenses", summary="The caller's licences", tags=["licenses"])
-def list_licenses(cursor: Cursor = None, limit: Limit = None) -> Page[License]:
-    return licenses.list_licenses(container().db, principal_of(app), cursor, limit)
+@app.get("/v1/licenses", summary="The caller's licences (an admin's: any owner's, or all)", tags=["licenses"])
+def list_licenses(
+    cursor: Cursor = None, limit: Limit = None, owner_id: Annotated[UUID | None, Query()] = None
+) -> Page[License]:
+    return licenses.list_licenses(container().db, principal_of(app), cursor, limit, owner_id)
+
+
+@app.get("/v1/licenses/<id>/seats", summary="Who holds the licence's seats (its owner, admins)", tags=["licenses"])
+def list_seats(id: PathId, cursor: Cursor = None, limit: Limit = None) -> Page[Seat]:
+    return licenses.list_seats(container().db, principal_of(app), id, cursor, limit)
 
 
 @app.post("/v1/licenses/<id>/seats", summary="Give a user a seat", tags=["licenses"])

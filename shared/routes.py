@@ -141,6 +141,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
         (
             Route("POST", "/v1/licenses"),
             Route("GET", "/v1/licenses"),
+            Route("GET", "/v1/licenses/{id}/seats"),
             Route("POST", "/v1/licenses/{id}/seats"),
             Route("DELETE", "/v1/licenses/{id}/seats/{user_id}"),
         ),

@@ -48,7 +48,7 @@ SELECT l.id, l.owner_id, l.key_prefix, l.tier, l.seats,
        (SELECT count(*) FROM license_seats s WHERE s.license_id = l.id)::int AS seats_used,
        l.expires_at, l.created_at
 FROM licenses l
-WHERE l.owner_id = %(owner_id)s
+WHERE (%(owner_id)s::uuid IS NULL OR l.owner_id = %(owner_id)s)
   AND (%(after_created)s::timestamptz IS NULL OR (l.created_at, l.id) < (%(after_created)s, %(after_id)s::uuid))
 ORDER BY l.created_at DESC, l.id DESC
 LIMIT %(limit)s
@@ -60,6 +60,14 @@ FROM licenses WHERE id = %(id)s
 FOR UPDATE
 """
 COUNT_SEATS = "SELECT count(*) FROM license_seats WHERE license_id = %(license_id)s"
+OWNER = "SELECT owner_id FROM licenses WHERE id = %(id)s"
+SEATS_PAGE = """
+SELECT license_id, user_id, created_at FROM license_seats
+WHERE license_id = %(license_id)s
+  AND (%(after_created)s::timestamptz IS NULL OR (created_at, user_id) < (%(after_created)s, %(after_id)s::uuid))
+ORDER BY created_at DESC, user_id DESC
+LIMIT %(limit)s
+"""
 ADD_SEAT = """
 INSERT INTO license_seats (license_id, user_id) VALUES (%(license_id)s, %(user_id)s)
 ON CONFLICT (license_id, user_id) DO NOTHING
@@ -91,7 +99,8 @@ class LicensesRepository:
         assert row is not None
         return row
 
-    def list_page(self, owner_id: UUID, after: tuple[datetime, UUID] | None, limit: int) -> list[LicenseRow]:
+    def list_page(self, owner_id: UUID | None, after: tuple[datetime, UUID] | None, limit: int) -> list[LicenseRow]:
+        """A page of the owner's licences, newest first (every owner's when `owner_id` is None)."""
         params = {
             "owner_id": owner_id,
             "after_created": after[0] if after else None,
@@ -116,3 +125,17 @@ class LicensesRepository:
     def remove_seat(self, license_id: UUID, user_id: UUID) -> SeatRow | None:
         with self.conn.cursor(row_factory=class_row(SeatRow)) as cur:
             return cur.execute(REMOVE_SEAT, {"license_id": license_id, "user_id": user_id}).fetchone()
+
+    def owner_of(self, license_id: UUID) -> UUID | None:
+        row = self.conn.execute(OWNER, {"id": license_id}).fetchone()
+        return row[0] if row else None
+
+    def seats_page(self, license_id: UUID, after: tuple[datetime, UUID] | None, limit: int) -> list[SeatRow]:
+        params = {
+            "license_id": license_id,
+            "after_created": after[0] if after else None,
+            "after_id": after[1] if after else None,
+            "limit": limit,
+        }
+        with self.conn.cursor(row_factory=class_row(SeatRow)) as cur:
+            return cur.execute(SEATS_PAGE, params).fetchall()

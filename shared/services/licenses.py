@@ -8,10 +8,10 @@ from uuid import UUID
 from shared.auth.api_keys import LICENSE_KEY_MARK, issue_key
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ConflictError, NotFoundError
+from shared.errors import ConflictError, ForbiddenError, NotFoundError
 from shared.models.identity import License, LicenseCreate, LicenseCreated, Seat
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
-from shared.repositories.licenses import LicenseLock, LicensesRepository
+from shared.repositories.licenses import LicenseLock, LicensesRepository, SeatRow
 from shared.services.accounts import CURSOR_KINDS
 from shared.services.admin import require_admin
 
@@ -34,13 +34,41 @@ def create_license(db: Database, principal: Principal, request: LicenseCreate) -
     return db.transact(work)
 
 
-def list_licenses(db: Database, principal: Principal, cursor: str | None, limit: int | None) -> Page[License]:
-    owner = principal.require_user()
+def list_licenses(
+    db: Database, principal: Principal, cursor: str | None, limit: int | None, owner_id: UUID | None = None
+) -> Page[License]:
+    """The caller's licences; an admin's, those of `owner_id`, or every licence when it is not given."""
+    caller = principal.require_user()
+    if principal.is_admin:
+        owner: UUID | None = owner_id
+    elif owner_id is None or owner_id == caller:
+        owner = caller
+    else:
+        raise ForbiddenError("Only administrators list other users' licences.")
     size = page_limit(limit)
     after = decode_cursor(cursor, CURSOR_KINDS)
     rows = db.read(lambda uow: LicensesRepository(uow.conn).list_page(owner, after, size + 1))
     page = page_of(rows, size, key=lambda row: (row.created_at, row.id))
     return page_as(page, lambda row: License.model_validate(row, from_attributes=True))
+
+
+def list_seats(
+    db: Database, principal: Principal, license_id: UUID, cursor: str | None, limit: int | None
+) -> Page[Seat]:
+    """Who holds the licence's seats, newest first: for its owner and admins (404 for anyone else)."""
+    caller = principal.require_user()
+    size = page_limit(limit)
+    after = decode_cursor(cursor, CURSOR_KINDS)
+
+    def read(uow: UnitOfWork) -> list[SeatRow]:
+        repo = LicensesRepository(uow.conn)
+        owner = repo.owner_of(license_id)
+        if owner is None or (owner != caller and not principal.is_admin):
+            raise NotFoundError()
+        return repo.seats_page(license_id, after, size + 1)
+
+    page = page_of(db.read(read), size, key=lambda row: (row.created_at, row.user_id))
+    return page_as(page, lambda row: Seat.model_validate(row, from_attributes=True))
 
 
 def _managed(repo: LicensesRepository, principal: Principal, license_id: UUID) -> LicenseLock:

@@ -211,6 +211,34 @@ def test_another_users_licence_or_seat_is_a_404_identical_to_a_random_id(api, ma
     assert db.execute("SELECT count(*) FROM license_seats").fetchone()[0] == 1
 
 
+def test_owners_and_admins_list_a_licences_seat_holders_and_admins_find_any_owners_licences(api, make_role):
+    _, admin = _with_role(api, make_role, "lea", "admin")
+    owner = api.signup("max")
+    owner_id, owner_token = owner["user"]["id"], owner["access_token"]
+    lic = api.call("POST", "/v1/licenses", {"tier": "team", "seats": 5, "owner_id": owner_id}, token=admin).json
+    held = [api.signup(f"seat{i}")["user"]["id"] for i in range(3)]
+    for user_id in held:
+        assert (
+            api.call("POST", f"/v1/licenses/{lic['id']}/seats", {"user_id": user_id}, token=owner_token).status == 201
+        )
+    # The owner pages through the seats (newest first); an admin sees them too.
+    first = api.call("GET", f"/v1/licenses/{lic['id']}/seats?limit=2", token=owner_token).json
+    rest = api.call("GET", f"/v1/licenses/{lic['id']}/seats?cursor={first['next_cursor']}", token=owner_token).json
+    assert [s["user_id"] for s in first["items"] + rest["items"]] == held[::-1] and rest["next_cursor"] is None
+    assert len(api.call("GET", f"/v1/licenses/{lic['id']}/seats", token=admin).json["items"]) == 3
+    # A seat holder or a stranger: the random-id 404.
+    seat_token = api.call("POST", "/v1/auth/login", {"login": "seat0", "password": PASSWORD}).json["access_token"]
+    other = api.call("GET", f"/v1/licenses/{lic['id']}/seats", token=seat_token)
+    random = api.call("GET", f"/v1/licenses/{uuid.uuid4()}/seats", token=seat_token)
+    assert other.status == random.status == 404 and other.raw == random.raw
+    # The admin who made the licence for someone else finds it by its owner, or among all.
+    by_owner = api.call("GET", f"/v1/licenses?owner_id={owner_id}", token=admin).json["items"]
+    assert [item["id"] for item in by_owner] == [lic["id"]]
+    assert lic["id"] in [item["id"] for item in api.call("GET", "/v1/licenses", token=admin).json["items"]]
+    assert [i["id"] for i in api.call("GET", "/v1/licenses", token=owner_token).json["items"]] == [lic["id"]]
+    assert api.call("GET", f"/v1/licenses?owner_id={owner_id}", token=seat_token).status == 403
+
+
 def test_twenty_concurrent_seat_assignments_never_exceed_the_licence(api, make_role, app_container, db):
     owner_id, admin = _with_role(api, make_role, "kim", "admin")
     lic = api.call("POST", "/v1/licenses", {"tier": "team", "seats": 5}, token=admin).json
