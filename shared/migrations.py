@@ -15,18 +15,23 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import errors as pg_errors
 from psycopg import sql
 
 from shared.observability import logger
 
 LOCK_KEY = 0x636F6E666162  # "confab"
 NO_TRANSACTION_MARK = "-- confab:no-transaction"
+# A transactional file that deadlocks with live traffic is applied again, this many times in all.
+DEADLOCK_ATTEMPTS = 5
+DEADLOCK_BACKOFF_S = 0.5
 FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 CREATE_TABLE = """
@@ -274,9 +279,7 @@ def _apply_pending(conn: psycopg.Connection[Any], migrations: list[Migration]) -
         logger.info("applying migration", extra={"version": migration.version, "migration": migration.name})
         try:
             if migration.transactional:
-                with conn.transaction():
-                    conn.execute(migration.sql.encode())
-                    conn.execute(INSERT_APPLIED, _record(migration))
+                _apply_in_transaction(conn, migration)
             else:
                 _drop_abandoned_index(conn, migration)
                 conn.execute(migration.sql.encode())
@@ -287,6 +290,29 @@ def _apply_pending(conn: psycopg.Connection[Any], migrations: list[Migration]) -
             raise MigrationError(_not_rolled_back(conn, migration, exc)) from exc
         done.append(migration)
     return done
+
+
+def _apply_in_transaction(conn: psycopg.Connection[Any], migration: Migration) -> None:
+    """Apply a transactional file, again after a deadlock with live traffic (PostgreSQL rolled it back whole).
+
+    A file that locks two tables (an ALTER TABLE, then a foreign key to another table) takes them in an order a
+    request may take them in reverse (a login updates users, then writes connection_logs); when the two meet,
+    PostgreSQL aborts one, often the migration, and the deploy failed. The request side retries deadlocks too
+    (Database.transact)."""
+    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        try:
+            with conn.transaction():
+                conn.execute(migration.sql.encode())
+                conn.execute(INSERT_APPLIED, _record(migration))
+            return
+        except pg_errors.DeadlockDetected:
+            if attempt == DEADLOCK_ATTEMPTS:
+                raise
+            logger.warning(
+                "a migration deadlocked with live traffic and was rolled back; applying it again",
+                extra={"version": migration.version, "migration": migration.name, "attempt": attempt},
+            )
+            time.sleep(DEADLOCK_BACKOFF_S * attempt)
 
 
 def _drop_abandoned_index(conn: psycopg.Connection[Any], migration: Migration) -> None:

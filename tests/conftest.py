@@ -80,16 +80,21 @@ def drop_database(server_url: str, url: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name))))
 
 
-# Everything about a database's schema a test could change (tables, columns, defaults, constraints and whether
-# they are validated, indexes, triggers and whether enabled, functions, grants, database settings, extensions,
-# schemas, applied migrations), as one hash. Rows of the tables are not in it: those are what a reset deletes.
+# Everything about a database's schema a test could change (tables and their owners, row-level security and
+# its policies, columns with their type modifiers, collations and grants, defaults, constraints and whether they
+# are validated, indexes, rules and view definitions, triggers and whether enabled, sequences' settings, types,
+# functions, grants, database settings, extensions, schemas, applied migrations), as one hash. Rows of the tables
+# are not in it: those are what a reset deletes.
 SCHEMA_FINGERPRINT = """
 SELECT md5(string_agg(x, ',' ORDER BY x)) FROM (
-    SELECT 'c:' || c.relname || ':' || c.relkind::text || ':' || coalesce(c.relacl::text, '')
+    SELECT 'c:' || c.relname || ':' || c.relkind::text || ':' || coalesce(c.relacl::text, '') || ':'
+           || c.relowner::regrole::text || ':' || c.relrowsecurity || ':' || c.relforcerowsecurity || ':'
+           || coalesce(c.reloptions::text, '')
     FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace
     UNION ALL
     SELECT 'a:' || a.attrelid::regclass::text || '.' || a.attname || ':' || a.atttypid || ':' || a.attnotnull
-           || ':' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+           || ':' || coalesce(pg_get_expr(d.adbin, d.adrelid), '') || ':' || a.atttypmod || ':' || a.attcollation
+           || ':' || coalesce(a.attacl::text, '') || ':' || a.attidentity::text || ':' || a.attgenerated::text
     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid AND c.relnamespace = 'public'::regnamespace
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped
@@ -102,6 +107,26 @@ SELECT md5(string_agg(x, ',' ORDER BY x)) FROM (
     UNION ALL
     SELECT 't:' || tgrelid::regclass::text || '.' || tgname || ':' || tgenabled::text
     FROM pg_trigger WHERE NOT tgisinternal
+    UNION ALL
+    -- Rules, a view's definition among them (its _RETURN rule).
+    SELECT 'r:' || r.ev_class::regclass::text || '.' || r.rulename || ':' || r.ev_enabled::text || ':'
+           || md5(pg_get_ruledef(r.oid))
+    FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class WHERE c.relnamespace = 'public'::regnamespace
+    UNION ALL
+    SELECT 'y:' || polrelid::regclass::text || '.' || polname || ':' || polcmd::text || ':' || polpermissive || ':'
+           || polroles::text || ':' || coalesce(pg_get_expr(polqual, polrelid), '') || ':'
+           || coalesce(pg_get_expr(polwithcheck, polrelid), '')
+    FROM pg_policy
+    UNION ALL
+    SELECT 'q:' || s.seqrelid::regclass::text || ':' || s.seqtypid || ':' || s.seqstart || ':' || s.seqincrement
+           || ':' || s.seqmax || ':' || s.seqmin || ':' || s.seqcache || ':' || s.seqcycle
+    FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid WHERE c.relnamespace = 'public'::regnamespace
+    UNION ALL
+    -- Types of their own (enums with their labels, domains, composites): a table's row type is its pg_class entry.
+    SELECT 'd:' || t.typname || ':' || t.typtype::text || ':'
+           || coalesce((SELECT string_agg(e.enumlabel, '|' ORDER BY e.enumsortorder) FROM pg_enum e
+                        WHERE e.enumtypid = t.oid), '')
+    FROM pg_type t WHERE t.typnamespace = 'public'::regnamespace
     UNION ALL
     SELECT 'p:' || p.oid::regprocedure::text || ':' || md5(p.prosrc) || ':' || coalesce(p.proacl::text, '')
            || ':' || coalesce(array_to_string(p.proconfig, ';'), '')
@@ -123,6 +148,8 @@ RESTART_SEQUENCES = """
 SELECT setval(format('%I.%I', schemaname, sequencename), start_value, false)
 FROM pg_sequences WHERE schemaname = 'public'
 """
+# Large objects belong to the database, not to a table: a DELETE of every table leaves them.
+UNLINK_LARGE_OBJECTS = "SELECT lo_unlink(oid) FROM pg_largeobject_metadata"
 
 
 class ReusedDatabases:
@@ -141,7 +168,8 @@ class ReusedDatabases:
             tables = [row[0] for row in conn.execute(TABLES_TO_EMPTY)]
         # Triggers and foreign keys are off while the rows go (session_replication_role), so the order is free.
         self._empty = sql.SQL("; ").join(
-            [sql.SQL("DELETE FROM {}").format(sql.Identifier(table)) for table in tables] + [sql.SQL(RESTART_SEQUENCES)]
+            [sql.SQL("DELETE FROM {}").format(sql.Identifier(table)) for table in tables]
+            + [sql.SQL(RESTART_SEQUENCES), sql.SQL(UNLINK_LARGE_OBJECTS)]
         )
 
     def take(self) -> str:

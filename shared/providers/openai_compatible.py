@@ -10,9 +10,9 @@ import http.client
 import io
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,10 +23,13 @@ from shared.providers.endpoints import resolve_host
 # Returns the addresses the connection may use for a URL (raises to refuse it); None: connect by name.
 AddressGuard = Callable[[str], list[str]]
 
-# Name lookups run here so that the call's deadline bounds them: getaddrinfo takes no timeout, and a resolver
-# that does not answer would hold the call for as long as the system's resolver retries. A lookup cut off
-# keeps its thread until the resolver gives up; a few threads cover one Lambda's (or the local server's) calls.
-_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="confab-dns")
+# Name lookups run in a thread of their own so that the call's deadline bounds them: getaddrinfo takes no
+# timeout, and a resolver that does not answer would hold the call for as long as the system's resolver retries.
+# A lookup cut off keeps its thread until the resolver gives up, so each lookup has its own (daemon) thread: a
+# shared pool of a few let the lookups of one endpoint whose name server does not answer hold up every later
+# call, to any endpoint. The slots only bound how many such threads can pile up.
+MAX_PENDING_LOOKUPS = 64
+_LOOKUP_SLOTS = threading.BoundedSemaphore(MAX_PENDING_LOOKUPS)
 
 
 class OpenAICompatibleProvider:
@@ -105,11 +108,11 @@ class OpenAICompatibleProvider:
             raise provider_failed(self.name, 502, "bad_scheme")
         guard = self._guard
         host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
-        lookup = _LOOKUPS.submit(lambda: guard(self._base_url) if guard is not None else resolve_host(host, port))
         try:
-            addresses = lookup.result(timeout=deadline.left())
+            addresses = _lookup(
+                lambda: guard(self._base_url) if guard is not None else resolve_host(host, port), deadline
+            )
         except TimeoutError:
-            lookup.cancel()
             raise provider_failed(self.name, 504, "deadline") from None
         except ValueError:
             # The guard refused the URL.
@@ -148,6 +151,35 @@ class OpenAICompatibleProvider:
 
         conn._create_connection = create  # type: ignore[attr-defined]
         return conn
+
+
+def _lookup(resolve: Callable[[], list[str]], deadline: _Deadline) -> list[str]:
+    """What `resolve` returns (or raises), run in a daemon thread of its own; TimeoutError at the deadline."""
+    if not _LOOKUP_SLOTS.acquire(timeout=deadline.left()):
+        raise TimeoutError("no lookup slot before the deadline")
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["addresses"] = resolve()
+        except BaseException as exc:  # handed to the caller, if it still waits
+            outcome["error"] = exc
+        finally:
+            _LOOKUP_SLOTS.release()
+            done.set()
+
+    try:
+        threading.Thread(target=run, name="confab-dns", daemon=True).start()
+    except BaseException:
+        _LOOKUP_SLOTS.release()
+        raise
+    if not done.wait(deadline.left()):
+        raise TimeoutError("the name lookup did not finish before the deadline")
+    if "error" in outcome:
+        raise outcome["error"]
+    addresses: list[str] = outcome["addresses"]
+    return addresses
 
 
 class _Deadline:

@@ -4,6 +4,7 @@ import logging
 import shutil
 import socket
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -73,6 +74,43 @@ def test_demoted_user_of_a_direct_conversation_is_its_admin_again_when_0502_appl
         shutil.copy(next(MIGRATIONS.glob("0502_*.sql")), folder)
         migrate(empty_database_url, folder)
         assert conn.execute("SELECT role FROM participants WHERE user_id = %s", (user,)).fetchone() == ("admin",)
+
+
+def test_0530_is_applied_when_a_login_that_updated_its_user_writes_the_trail_meanwhile(empty_database_url, tmp_path):
+    # 0530 takes connection_logs (ADD COLUMN), then users (the foreign key). A login updates users, then writes
+    # connection_logs: the reverse order. Caught between its two statements, the pair deadlocked and the deploy's
+    # migration was the one PostgreSQL aborted.
+    folder = _folder(tmp_path, {})
+    for earlier in MIGRATIONS.glob("0[0-5][0-2]*.sql"):
+        shutil.copy(earlier, folder)
+    assert max(m.version for m in discover(folder)) < 530
+    migrate(empty_database_url, folder)
+    failures: list[BaseException] = []
+    with psycopg.connect(empty_database_url) as login, psycopg.connect(empty_database_url, autocommit=True) as watch:
+        user = login.execute("INSERT INTO users (username, email) VALUES ('u', 'u@x.io') RETURNING id").fetchone()[0]
+        login.commit()
+        login.execute("UPDATE users SET last_login = now() WHERE id = %s", (user,))
+
+        def run() -> None:
+            try:
+                migrate(empty_database_url, MIGRATIONS)
+            except BaseException as exc:  # collected and asserted below
+                failures.append(exc)
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        for _ in range(200):
+            if watch.execute(waiting).fetchone() != (0,):
+                break
+            time.sleep(0.05)
+        login.execute("INSERT INTO connection_logs (user_id, action) VALUES (%s, 'login')", (user,))
+        login.commit()
+        runner.join(timeout=60)
+        assert failures == []
+        assert watch.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] >= 531
 
 
 def test_five_concurrent_runners_apply_the_schema_once_when_the_database_is_empty(empty_database_url, tmp_path):

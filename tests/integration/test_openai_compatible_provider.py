@@ -195,6 +195,30 @@ def test_guard_refuses_a_loopback_base_url_before_connecting_when_private_endpoi
     assert caught.value.status == 502 and upstream.requests == []
 
 
+def test_a_lookup_that_hangs_for_one_endpoint_holds_up_no_other_endpoints_call(upstream):
+    # A lookup cut off at the deadline keeps running until the resolver gives up. They shared four threads: a few
+    # calls to an endpoint whose name server does not answer left every later call, to any endpoint, queued
+    # behind them until its own deadline (a 504 for a URL that needs no lookup at all).
+    upstream.answer(200, OK_BODY)
+    released = threading.Event()
+
+    def hanging_lookup(url: str) -> list[str]:
+        released.wait(10)
+        return ["127.0.0.1"]
+
+    try:
+        for _ in range(8):
+            with pytest.raises(ProviderError) as caught:
+                OpenAICompatibleProvider("http://hangs.example/v1", timeout_s=0.1, guard=hanging_lookup).complete(
+                    REQUEST
+                )
+            assert caught.value.status == 504
+        result = OpenAICompatibleProvider(upstream.url, timeout_s=1, guard=lambda url: ["127.0.0.1"]).complete(REQUEST)
+        assert result.text == "A"
+    finally:
+        released.set()
+
+
 def test_a_name_lookup_that_hangs_is_cut_off_at_the_deadline_with_504(upstream):
     # getaddrinfo takes no timeout: a resolver that does not answer held the call for as long as it liked.
     upstream.answer(200, OK_BODY)

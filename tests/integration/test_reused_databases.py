@@ -40,6 +40,18 @@ def test_a_database_whose_schema_a_test_changed_is_never_handed_out_again(reused
         "CREATE TABLE scratch (id int)",
         "DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)",
         "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET timezone = ''Asia/Tokyo''', current_database()); END $$",
+        # What the fingerprint did not see: each left the next test a database that behaves otherwise.
+        "CREATE RULE users_vanish AS ON INSERT TO users DO INSTEAD NOTHING",
+        "CREATE OR REPLACE VIEW chat_messages AS SELECT m.id, m.conversation_id, m.thread_id, m.sender_id AS user_id,"
+        " m.sender_kind AS role, m.content, m.created_at FROM messages m WHERE false",
+        "ALTER TABLE users ENABLE ROW LEVEL SECURITY",
+        "CREATE POLICY nobody ON users USING (false)",
+        "ALTER TABLE ai_spend_months ALTER COLUMN spent_usd TYPE numeric(10, 2)",
+        'ALTER TABLE users ALTER COLUMN username TYPE text COLLATE "C"',
+        "GRANT SELECT (email) ON users TO PUBLIC",
+        "DO $$ BEGIN EXECUTE format('ALTER SEQUENCE %s INCREMENT BY 10',"
+        " pg_get_serial_sequence('maintenance_runs', 'id')); END $$",
+        "CREATE TYPE leftover AS ENUM ('a')",
     ]
     for change in changes:
         used = _take_used(reused_databases, change)
@@ -62,3 +74,16 @@ def test_connections_a_test_left_open_are_closed_before_its_database_is_emptied(
     finally:
         reused_databases.give_back(again)
         left_open.close()
+
+
+def test_a_large_object_a_test_made_is_gone_when_its_database_is_handed_out_again(reused_databases):
+    url = reused_databases.take()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT lo_from_bytea(0, 'left behind')")
+    reused_databases.give_back(url)
+    again = reused_databases.take()
+    try:
+        with psycopg.connect(again, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone() == (0,)
+    finally:
+        reused_databases.give_back(again)
