@@ -11,6 +11,8 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from shared.auth.addresses import rate_limited_address
+
 
 @dataclass(frozen=True)
 class ConnectionLogRow:
@@ -25,8 +27,9 @@ class ConnectionLogRow:
 
 
 INSERT = """
-INSERT INTO connection_logs (user_id, action, ip_address, user_agent, login_key, actor_id, detail)
-VALUES (%(user_id)s, %(action)s, %(ip_address)s, %(user_agent)s, %(login_key)s, %(actor_id)s, %(detail)s)
+INSERT INTO connection_logs (user_id, action, ip_address, address_key, user_agent, login_key, actor_id, detail)
+VALUES (%(user_id)s, %(action)s, %(ip_address)s, %(address_key)s, %(user_agent)s, %(login_key)s, %(actor_id)s,
+        %(detail)s)
 """
 
 
@@ -50,9 +53,10 @@ ORDER BY created_at DESC LIMIT %(limit)s
 # from the account's last change (connection_logs_user_idx).
 RECENT_FAILURES_FOR_LOGIN = _failures_since_success("login_key", "login_failed", "login")
 RECENT_FAILED_PASSWORD_CHANGES = _failures_since_success("user_id", "password_change_failed", "password_changed")
+# Per client network (address_key: shared/auth/addresses.py), connection_logs_failed_network_idx.
 RECENT_FAILURES_FOR_ADDRESS = """
 SELECT created_at FROM connection_logs
-WHERE ip_address = %(key)s AND action = 'login_failed' AND created_at > %(since)s
+WHERE address_key = %(key)s AND action = 'login_failed' AND created_at > %(since)s
 ORDER BY created_at DESC LIMIT %(limit)s
 """
 LIST_PAGE = """
@@ -86,6 +90,7 @@ class ConnectionLogsRepository:
                 "user_id": user_id,
                 "action": action,
                 "ip_address": ip_address,
+                "address_key": rate_limited_address(ip_address) if ip_address else None,
                 "user_agent": user_agent,
                 "login_key": login_key,
                 "actor_id": actor_id,
@@ -108,7 +113,8 @@ class ConnectionLogsRepository:
         return self._failures(RECENT_FAILED_PASSWORD_CHANGES, user_id, since, limit)
 
     def recent_failures_for_address(self, address: str, since: datetime, limit: int) -> list[datetime]:
-        return self._failures(RECENT_FAILURES_FOR_ADDRESS, address, since, limit)
+        """Failed logins from the address's network (its /64 for IPv6)."""
+        return self._failures(RECENT_FAILURES_FOR_ADDRESS, rate_limited_address(address), since, limit)
 
     def list_page(
         self, user_id: UUID | None, after: tuple[datetime, UUID] | None, limit: int

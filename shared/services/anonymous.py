@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
 from uuid import uuid4
 
+from shared.auth.addresses import rate_limited_address
 from shared.auth.anonymous import issue_anonymous_token
 from shared.db import Database, UnitOfWork
 from shared.errors import RateLimitedError
@@ -13,20 +13,6 @@ from shared.repositories.conversations import ConversationsRepository
 from shared.repositories.rate_limits import RateLimitsRepository
 from shared.services.conversations import view
 from shared.settings import Settings
-
-
-def rate_limited_address(address: str) -> str:
-    """The key one client's creations are counted under: an IPv6 client holds a whole /64 and picks any address
-    in it, so it is counted by that network; an IPv4-mapped IPv6 address counts as its IPv4 address."""
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(parsed, ipaddress.IPv6Address):
-        if parsed.ipv4_mapped is not None:
-            return str(parsed.ipv4_mapped)
-        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
-    return str(parsed)
 
 
 def create_anonymous_conversation(

@@ -138,6 +138,21 @@ def test_per_address_limit_gives_429_across_accounts_when_reached(api, reconfigu
     )
 
 
+def test_per_address_limit_counts_an_ipv6_client_by_its_network_when_it_rotates_addresses(api, reconfigure, db):
+    # An IPv6 client holds a whole /64: each attempt from another address in it was counted apart, forever fresh.
+    reconfigure(LOGIN_MAX_FAILURES_PER_ADDRESS="3")
+    bad = {"password": "bad password"}
+    for i, name in enumerate(("b1", "b2", "b3")):
+        reply = api.call("POST", "/v1/auth/login", {"login": name, **bad}, ip=f"2001:db8:5:7::{i + 1:x}")
+        assert reply.status == 401
+    blocked = api.call("POST", "/v1/auth/login", {"login": "b4", **bad}, ip="2001:db8:5:7:ffff::9")
+    assert blocked.status == 429
+    # The next /64 is another client; the trail keeps each address as it was.
+    assert api.call("POST", "/v1/auth/login", {"login": "b4", **bad}, ip="2001:db8:5:8::1").status == 401
+    logged = db.execute("SELECT ip_address FROM connection_logs WHERE action = 'login_failed' ORDER BY created_at")
+    assert [row[0] for row in logged.fetchall()][:3] == ["2001:db8:5:7::1", "2001:db8:5:7::2", "2001:db8:5:7::3"]
+
+
 def test_refresh_rotates_and_replaying_the_spent_token_revokes_the_family(api, db):
     first = api.signup("gina")["refresh_token"]
     second = api.call("POST", "/v1/auth/refresh", {"refresh_token": first})
