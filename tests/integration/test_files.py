@@ -143,8 +143,9 @@ def test_get_is_404_when_the_file_is_deleted_while_its_pending_upload_is_checked
     assert got[0].status == 404 and got[0].body == call("GET", f"/v1/files/{uuid.uuid4()}", alice).body
 
 
-def test_s3_presigned_post_and_download_when_a_bucket_is_configured(owners, monkeypatch):
-    alice, _ = owners
+@pytest.fixture
+def s3_bucket(owners, monkeypatch):
+    """FILES_BUCKET set and the bucket made in moto; yields a boto3 S3 client."""
     monkeypatch.setenv("FILES_BUCKET", "confab-files-test")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -156,53 +157,48 @@ def test_s3_presigned_post_and_download_when_a_bucket_is_configured(owners, monk
         _s3_client.cache_clear()
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="confab-files-test")
-        created = call(
-            "POST", "/v1/files", alice, body={"name": "q3/d é.pdf", "content_type": "application/pdf", "size": 5}
-        )
-        assert created.status == 201
-        upload = created.body["upload"]
-        assert (
-            upload["method"] == "POST"
-            and "policy" in upload["fields"]
-            and upload["fields"]["key"].endswith(created.body["file"]["id"])
-        )
-        file_id = created.body["file"]["id"]
-        assert call("GET", f"/v1/files/{file_id}", alice).body["download"] is None
-        s3.put_object(Bucket="confab-files-test", Key=upload["fields"]["key"], Body=b"%PDF-")
-        got = call("GET", f"/v1/files/{file_id}", alice).body
-        assert got["file"]["status"] == "uploaded" and "X-Amz-Signature" in got["download"]["url"]
-        disposition = parse_qs(urlsplit(got["download"]["url"]).query)["response-content-disposition"]
-        assert disposition == ["attachment; filename*=UTF-8''q3%2Fd%20%C3%A9.pdf"]  # "/" is no attr-char
-        assert call("DELETE", f"/v1/files/{file_id}", alice).status == 204
-        assert s3.list_objects_v2(Bucket="confab-files-test").get("KeyCount") == 0
+        yield s3
         _s3_client.cache_clear()
 
 
-def test_delete_is_204_and_the_record_gone_when_s3_refuses_to_delete_the_bytes(owners, monkeypatch, caplog):
+def test_s3_presigned_post_and_download_when_a_bucket_is_configured(owners, s3_bucket):
     alice, _ = owners
-    monkeypatch.setenv("FILES_BUCKET", "confab-files-test")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    get_settings.cache_clear()
-    container.cache_clear()
-    with mock_aws():
-        from botocore.exceptions import ClientError
+    created = call(
+        "POST", "/v1/files", alice, body={"name": "q3/d é.pdf", "content_type": "application/pdf", "size": 5}
+    )
+    assert created.status == 201
+    upload = created.body["upload"]
+    assert (
+        upload["method"] == "POST"
+        and "policy" in upload["fields"]
+        and upload["fields"]["key"].endswith(created.body["file"]["id"])
+    )
+    file_id = created.body["file"]["id"]
+    assert call("GET", f"/v1/files/{file_id}", alice).body["download"] is None
+    s3_bucket.put_object(Bucket="confab-files-test", Key=upload["fields"]["key"], Body=b"%PDF-")
+    got = call("GET", f"/v1/files/{file_id}", alice).body
+    assert got["file"]["status"] == "uploaded" and "X-Amz-Signature" in got["download"]["url"]
+    disposition = parse_qs(urlsplit(got["download"]["url"]).query)["response-content-disposition"]
+    assert disposition == ["attachment; filename*=UTF-8''q3%2Fd%20%C3%A9.pdf"]  # "/" is no attr-char
+    assert call("DELETE", f"/v1/files/{file_id}", alice).status == 204
+    assert s3_bucket.list_objects_v2(Bucket="confab-files-test").get("KeyCount") == 0
 
-        from shared.storage import _s3_client
 
-        _s3_client.cache_clear()
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="confab-files-test")
-        created = call("POST", "/v1/files", alice, body={"name": "e.txt", "content_type": "text/plain", "size": 1})
-        file_id, key = created.body["file"]["id"], created.body["upload"]["fields"]["key"]
-        s3.put_object(Bucket="confab-files-test", Key=key, Body=b"e")
+def test_delete_is_204_and_the_record_gone_when_s3_refuses_to_delete_the_bytes(owners, s3_bucket, monkeypatch, caplog):
+    from botocore.exceptions import ClientError
 
-        def refused(**_):
-            raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "Delete")
+    from shared.storage import _s3_client
 
-        monkeypatch.setattr(_s3_client("us-east-1"), "delete_object", refused)
-        deleted = call("DELETE", f"/v1/files/{file_id}", alice)
-        _s3_client.cache_clear()
+    alice, _ = owners
+    created = call("POST", "/v1/files", alice, body={"name": "e.txt", "content_type": "text/plain", "size": 1})
+    file_id, key = created.body["file"]["id"], created.body["upload"]["fields"]["key"]
+    s3_bucket.put_object(Bucket="confab-files-test", Key=key, Body=b"e")
+
+    def refused(**_):
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "Delete")
+
+    monkeypatch.setattr(_s3_client("us-east-1"), "delete_object", refused)
+    deleted = call("DELETE", f"/v1/files/{file_id}", alice)
 
     # The record is gone (committed first): the answer says so, and the bytes left behind are logged with their key.
     assert deleted.status == 204
