@@ -98,6 +98,58 @@ def test_refresh_in_flight_is_refused_afterwards_when_sessions_end_while_it_comm
     assert api.call("POST", "/v1/auth/refresh", {"refresh_token": child.refresh_token}).status == 401
 
 
+def test_a_refresh_in_flight_keeps_its_session_when_an_admin_changes_the_role_meanwhile(
+    api, app_container, db, monkeypatch
+):
+    # A role change rebinds the user's live refresh tokens to the new token version. A refresh in flight has
+    # inserted its child with the old version; the role change's lock on the user waits for that refresh to
+    # commit (its inserts hold a key-share lock on the user), so the rebind sees the child.
+    pair = api.signup("rolf")
+    user_id = pair["user"]["id"]
+    paused, resume = threading.Event(), threading.Event()
+    real_pair = accounts._pair
+
+    def pausing_pair(*args, **kwargs):
+        issued = real_pair(*args, **kwargs)
+        if threading.current_thread().name == "refresher":
+            paused.set()
+            resume.wait(10)
+        return issued
+
+    monkeypatch.setattr(accounts, "_pair", pausing_pair)
+    out = {}
+
+    def refresher():
+        out["pair"] = accounts.refresh(
+            app_container.db, app_container.settings, pair["refresh_token"], accounts.Client()
+        )
+
+    def promote():
+        made = (
+            "INSERT INTO users (username, email, role) VALUES ('root-r', 'root-r@example.com', 'super_admin') "
+            "RETURNING id"
+        )
+        root_id = app_container.db.transact(lambda uow: uow.conn.execute(made).fetchone()[0])
+        root = Principal(kind="jwt", user_id=root_id, role="super_admin")
+        admin.update_user(app_container.db, root, uuid.UUID(user_id), AdminUserPatch(role="admin"), accounts.Client())
+
+    refreshing = threading.Thread(target=refresher, name="refresher")
+    refreshing.start()
+    assert paused.wait(10)
+    promoting = threading.Thread(target=promote)
+    promoting.start()
+    _wait_for_a_lock_waiter(db)
+    resume.set()
+    refreshing.join(10)
+    promoting.join(10)
+    monkeypatch.setattr(accounts, "_pair", real_pair)
+
+    assert db.execute("SELECT role FROM users WHERE id = %s", (user_id,)).fetchone() == ("admin",)
+    again = api.call("POST", "/v1/auth/refresh", {"refresh_token": out["pair"].refresh_token})
+    assert again.status == 200
+    assert api.call("GET", "/v1/users/me", token=again.json["access_token"]).json["role"] == "admin"
+
+
 def test_refresh_token_is_refused_and_revokes_nothing_when_the_token_version_moved_on(api, db):
     pair = api.signup("wanda")
     # What a revocation that missed this token leaves behind: a live row, a newer version on the user.
