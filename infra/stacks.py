@@ -133,6 +133,21 @@ class StatelessStack(Stack):
             reserved_concurrency=reserved.get("maintenance"),
         )
         self._grant_database(self.maintenance, stateful)
+        # Maintenance settles uploads nobody confirmed: it asks the bucket whether their bytes arrived (HeadObject
+        # needs s3:GetObject). Read only, and only the keys uploads are stored under.
+        iam.Grant.add_to_principal(
+            grantee=self.maintenance,
+            actions=["s3:GetObject"],
+            resource_arns=[self.files_bucket.arn_for_objects("users/*")],
+        )
+        self.maintenance.add_environment("FILES_BUCKET", self.files_bucket.bucket_name)
+        acknowledge(
+            self.maintenance,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::confab-{config.stage}-files-<AWS::AccountId>-"
+            "<AWS::Region>/users/*]",
+            "s3:GetObject on the files bucket's upload keys, to see whether an unconfirmed upload arrived; keys are "
+            "per-upload ids, so they cannot be listed in advance.",
+        )
         self.schedules = Schedules(self, "Schedules", maintenance=self.maintenance)
 
         self.migrate = self.factory.make(

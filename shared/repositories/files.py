@@ -46,6 +46,21 @@ UPDATE user_files SET status = 'uploaded', size = %(size)s WHERE id = %(id)s RET
 
 DELETE = "DELETE FROM user_files WHERE id = %(id)s"
 
+# Uploads whose URL expired before `cutoff` and that nobody confirmed, walked by (created_at, id)
+# (user_files_pending_idx, migration 0534).
+STALE_UPLOADS = """
+SELECT id, storage_key, created_at FROM user_files
+WHERE status = 'pending' AND created_at < %(cutoff)s
+  AND (%(after_ts)s::timestamptz IS NULL OR (created_at, id) > (%(after_ts)s, %(after_id)s::uuid))
+ORDER BY created_at, id
+LIMIT %(limit)s
+"""
+# Each only while the file is still pending: a GET that confirmed it, or a delete, meanwhile wins.
+CONFIRM_STALE_UPLOAD = """
+UPDATE user_files SET status = 'uploaded', size = %(size)s WHERE id = %(id)s AND status = 'pending'
+"""
+DROP_ABANDONED_UPLOAD = "DELETE FROM user_files WHERE id = %(id)s AND status = 'pending'"
+
 # The owner's row lock serializes their creates, so that the count below and the insert after it are one step.
 LOCK_OWNER = "SELECT 1 FROM users WHERE id = %(owner_id)s FOR NO KEY UPDATE"
 
@@ -65,6 +80,24 @@ class StoredFile(UserFile):
 class FilesRepository:
     def __init__(self, conn: psycopg.Connection[Any]):
         self.conn = conn
+
+    def stale_uploads(
+        self, cutoff: datetime, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[tuple[UUID, str, datetime]]:
+        """(id, storage key, created_at) of pending files created before `cutoff`, after `after`, oldest first."""
+        params = {
+            "cutoff": cutoff,
+            "after_ts": after[0] if after else None,
+            "after_id": after[1] if after else None,
+            "limit": limit,
+        }
+        return [(row[0], row[1], row[2]) for row in self.conn.execute(STALE_UPLOADS, params)]
+
+    def confirm_stale_upload(self, file_id: UUID, size: int) -> None:
+        self.conn.execute(CONFIRM_STALE_UPLOAD, {"id": file_id, "size": size})
+
+    def drop_abandoned_upload(self, file_id: UUID) -> int:
+        return self.conn.execute(DROP_ABANDONED_UPLOAD, {"id": file_id}).rowcount
 
     def uploads_in_progress(self, owner_id: UUID, ttl_s: int) -> list[datetime]:
         """When each of the owner's uploads in progress stops counting, soonest first; the owner is locked until

@@ -21,8 +21,10 @@ from uuid import UUID, uuid4
 
 from shared.db import Database, UnitOfWork
 from shared.observability import logger
+from shared.repositories.files import FilesRepository
 from shared.repositories.maintenance import MaintenanceRepository, PurgeTarget
 from shared.settings import Settings
+from shared.storage import storage_for
 
 LEASE_NAME = "maintenance"
 
@@ -126,6 +128,9 @@ def run_maintenance(
             if status != "complete":
                 result.status = status
                 break
+        if result.status == "complete" and jobs is None:
+            lease = _Lease(holder, lease_ttl_s)
+            result.status = _settle_stale_uploads(db, settings, lease, started_at, deadline, clock, result)
     finally:
 
         def finish(uow: UnitOfWork) -> None:
@@ -182,3 +187,66 @@ def _run_job(
         if finished:
             return "complete"
         after = last
+
+
+@dataclass(frozen=True)
+class _Lease:
+    holder: UUID
+    ttl_s: float
+
+
+STALE_UPLOAD_BATCH = 100  # a storage call each: smaller than the purges' batches
+STALE_UPLOAD_GRACE = timedelta(hours=1)  # an upload begun just before its URL expired may still be arriving
+
+
+def _settle_stale_uploads(
+    db: Database,
+    settings: Settings,
+    lease: _Lease,
+    started_at: datetime,
+    deadline: float,
+    clock: Callable[[], float],
+    result: MaintenanceResult,
+) -> Status:
+    """Uploads nobody confirmed (a GET does) once their URL has expired: storage is asked, outside any
+    transaction, whether the bytes came; if they did the record is marked uploaded, if not it is deleted. A file
+    storage cannot answer for is left for the next run."""
+    storage = storage_for(settings)
+    cutoff = started_at - timedelta(seconds=settings.file_url_ttl_s) - STALE_UPLOAD_GRACE
+    result.deleted.setdefault("user_files_abandoned", 0)
+    after: tuple[datetime, UUID] | None = None
+    while clock() < deadline:
+
+        def find(uow: UnitOfWork, after: tuple[datetime, UUID] | None = after) -> list[tuple[UUID, str, datetime]]:
+            return FilesRepository(uow.conn).stale_uploads(cutoff, after, STALE_UPLOAD_BATCH)
+
+        stale = db.read(find)
+        if not stale:
+            return "complete"
+        sizes: dict[UUID, int | None] = {}
+        for file_id, key, _ in stale:
+            try:
+                sizes[file_id] = storage.stored_size(key)
+            except Exception:
+                logger.exception("storage could not say whether an upload arrived", extra={"storage_key": key})
+
+        def settle(uow: UnitOfWork, sizes: dict[UUID, int | None] = sizes) -> int | None:
+            if not MaintenanceRepository(uow.conn).renew_lease(LEASE_NAME, lease.holder, lease.ttl_s):
+                return None
+            files = FilesRepository(uow.conn)
+            dropped = 0
+            for file_id, size in sizes.items():
+                if size is None:
+                    dropped += files.drop_abandoned_upload(file_id)
+                else:
+                    files.confirm_stale_upload(file_id, size)
+            return dropped
+
+        dropped = db.transact(settle)
+        if dropped is None:
+            logger.warning("maintenance lease lost; stopping", extra={"job": "user_files_abandoned"})
+            return "lease_lost"
+        result.batches += 1
+        result.deleted["user_files_abandoned"] += dropped
+        after = (stale[-1][2], stale[-1][0])
+    return "partial"

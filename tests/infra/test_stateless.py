@@ -131,11 +131,13 @@ def test_model_calling_functions_get_a_deadline_inside_theirs_and_read_provider_
 
 
 def test_only_the_files_group_touches_the_bucket_when_grants_follow_needs(prod: Synth):
+    # Maintenance too, to read only: it asks whether an upload nobody confirmed arrived.
     for module in _functions(prod):
         touches = any(a.startswith("s3:") for a in _actions(prod, module))
-        assert touches is (module == "functions.files"), module
-    env = _functions(prod)["functions.files"]["Properties"]["Environment"]["Variables"]
-    assert "FILES_BUCKET" in env
+        assert touches is (module in ("functions.files", routes.MAINTENANCE_MODULE)), module
+    assert {a for a in _actions(prod, routes.MAINTENANCE_MODULE) if a.startswith("s3:")} == {"s3:GetObject"}
+    for module in ("functions.files", routes.MAINTENANCE_MODULE):
+        assert "FILES_BUCKET" in _functions(prod)[module]["Properties"]["Environment"]["Variables"]
 
 
 def test_only_producer_groups_send_to_the_queue_and_only_the_aggregator_consumes_it_when_synthesized(prod: Synth):

@@ -11,6 +11,7 @@ import pytest
 from shared.repositories.maintenance import MaintenanceRepository
 from shared.services.maintenance import LEASE_NAME, PURGE_JOBS, run_maintenance
 from shared.settings import Settings
+from shared.storage import local_storage, storage_key
 from tests.helpers import FakeLambdaContext, load_event
 from tests.usage_support import make_thread, make_user
 
@@ -82,7 +83,26 @@ def arranged(db):
         " SELECT %s, date_trunc('month', now())::date, 0.5, e FROM unnest(%s::timestamptz[]) e",
         (owner, [NOW - timedelta(minutes=1), NOW - timedelta(days=3), NOW + timedelta(hours=1)]),
     )  # two calls cut off long ago, one in flight
-    return {"old": old, "recent": recent, "active": active, "owned": owned}
+    # Uploads: two nobody confirmed long after their URL expired (the bytes of one arrived), one in progress.
+    files = {}
+    for name, age, stored in (
+        ("arrived", timedelta(days=2), True),
+        ("never", timedelta(days=2), False),
+        ("in_progress", timedelta(minutes=1), False),
+    ):
+        file_id = uuid.uuid4()
+        key = storage_key(owner, file_id)
+        db.execute(
+            "INSERT INTO user_files (id, owner_id, original_name, size, storage_key, created_at)"
+            " VALUES (%s, %s, %s, 9, %s, %s)",
+            (file_id, owner, name, key, NOW - age),
+        )
+        if stored:
+            path = local_storage(Settings()).path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"12345")
+        files[name] = file_id
+    return {"old": old, "recent": recent, "active": active, "owned": owned, "files": files}
 
 
 def test_expired_rows_are_deleted_and_everything_else_kept_when_maintenance_runs(app_container, db, arranged):
@@ -96,6 +116,7 @@ def test_expired_rows_are_deleted_and_everything_else_kept_when_maintenance_runs
         "refresh_tokens_revoked": 1,
         "connection_logs": 1,
         "anonymous_rate_limits": 1,
+        "user_files_abandoned": 1,
     }
     assert _count(db, "ai_cache") == 7 and _count(db, "ai_cache", "ttl < now()") == 0
     kept = {r[0] for r in db.execute("SELECT id FROM conversations").fetchall()}
@@ -105,10 +126,13 @@ def test_expired_rows_are_deleted_and_everything_else_kept_when_maintenance_runs
     assert _count(db, "refresh_tokens") == 2 and _count(db, "connection_logs") == 1
     assert [r[0] for r in db.execute("SELECT address FROM anonymous_rate_limits").fetchall()] == ["192.0.2.2"]
     assert _count(db, "ai_spend_reservations") == 1 and _count(db, "ai_spend_reservations", "expires_at < now()") == 0
+    files = dict(db.execute("SELECT original_name, status FROM user_files").fetchall())
+    assert files == {"arrived": "uploaded", "in_progress": "pending"}  # "never" is gone
+    assert db.execute("SELECT size FROM user_files WHERE original_name = 'arrived'").fetchone() == (5,)
 
 
 def test_second_run_deletes_nothing_when_the_first_completed(app_container, db, arranged):
-    assert run_maintenance(app_container.db, app_container.settings).total_deleted == 40
+    assert run_maintenance(app_container.db, app_container.settings).total_deleted == 41
     again = run_maintenance(app_container.db, app_container.settings)
     assert again.status == "complete" and again.total_deleted == 0
     assert _count(db, "maintenance_leases") == 0
