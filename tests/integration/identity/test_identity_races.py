@@ -57,13 +57,9 @@ def _wait_for_a_lock_waiter(db, timeout=10.0):
     raise AssertionError("nothing waited on a lock")
 
 
-@ENDINGS
-def test_refresh_in_flight_is_refused_afterwards_when_sessions_end_while_it_commits(
-    api, app_container, db, monkeypatch, end_sessions
-):
-    pair = api.signup("victim")
-    user_id = pair["user"]["id"]
-    # The refresh pauses inside its transaction, after it has spent its token and inserted the child.
+def _refresh_while(built, db, monkeypatch, refresh_token, act):
+    """Refresh `refresh_token`, pausing inside its transaction after it has spent the token and inserted the
+    child; meanwhile run `act` until it waits on a lock; then let both finish. The refresh's new pair."""
     paused, resume = threading.Event(), threading.Event()
     real_pair = accounts._pair
 
@@ -78,22 +74,31 @@ def test_refresh_in_flight_is_refused_afterwards_when_sessions_end_while_it_comm
     out = {}
 
     def refresher():
-        out["pair"] = accounts.refresh(
-            app_container.db, app_container.settings, pair["refresh_token"], accounts.Client()
-        )
+        out["pair"] = accounts.refresh(built.db, built.settings, refresh_token, accounts.Client())
 
     refreshing = threading.Thread(target=refresher, name="refresher")
     refreshing.start()
     assert paused.wait(10)
-    ending = threading.Thread(target=end_sessions, args=(app_container, user_id))
-    ending.start()
-    _wait_for_a_lock_waiter(db)  # the revocation waits on the row lock of the token being spent
+    acting = threading.Thread(target=act)
+    acting.start()
+    _wait_for_a_lock_waiter(db)
     resume.set()
     refreshing.join(10)
-    ending.join(10)
+    acting.join(10)
     monkeypatch.setattr(accounts, "_pair", real_pair)
+    return out["pair"]
 
-    child = out["pair"]
+
+@ENDINGS
+def test_refresh_in_flight_is_refused_afterwards_when_sessions_end_while_it_commits(
+    api, app_container, db, monkeypatch, end_sessions
+):
+    pair = api.signup("victim")
+    user_id = pair["user"]["id"]
+    # The revocation waits on the row lock of the token being spent.
+    child = _refresh_while(
+        app_container, db, monkeypatch, pair["refresh_token"], lambda: end_sessions(app_container, user_id)
+    )
     assert api.call("GET", "/v1/users/me", token=child.access_token).status == 401
     assert api.call("POST", "/v1/auth/refresh", {"refresh_token": child.refresh_token}).status == 401
 
@@ -106,23 +111,6 @@ def test_a_refresh_in_flight_keeps_its_session_when_an_admin_changes_the_role_me
     # commit (its inserts hold a key-share lock on the user), so the rebind sees the child.
     pair = api.signup("rolf")
     user_id = pair["user"]["id"]
-    paused, resume = threading.Event(), threading.Event()
-    real_pair = accounts._pair
-
-    def pausing_pair(*args, **kwargs):
-        issued = real_pair(*args, **kwargs)
-        if threading.current_thread().name == "refresher":
-            paused.set()
-            resume.wait(10)
-        return issued
-
-    monkeypatch.setattr(accounts, "_pair", pausing_pair)
-    out = {}
-
-    def refresher():
-        out["pair"] = accounts.refresh(
-            app_container.db, app_container.settings, pair["refresh_token"], accounts.Client()
-        )
 
     def promote():
         made = (
@@ -133,19 +121,9 @@ def test_a_refresh_in_flight_keeps_its_session_when_an_admin_changes_the_role_me
         root = Principal(kind="jwt", user_id=root_id, role="super_admin")
         admin.update_user(app_container.db, root, uuid.UUID(user_id), AdminUserPatch(role="admin"), accounts.Client())
 
-    refreshing = threading.Thread(target=refresher, name="refresher")
-    refreshing.start()
-    assert paused.wait(10)
-    promoting = threading.Thread(target=promote)
-    promoting.start()
-    _wait_for_a_lock_waiter(db)
-    resume.set()
-    refreshing.join(10)
-    promoting.join(10)
-    monkeypatch.setattr(accounts, "_pair", real_pair)
-
+    child = _refresh_while(app_container, db, monkeypatch, pair["refresh_token"], promote)
     assert db.execute("SELECT role FROM users WHERE id = %s", (user_id,)).fetchone() == ("admin",)
-    again = api.call("POST", "/v1/auth/refresh", {"refresh_token": out["pair"].refresh_token})
+    again = api.call("POST", "/v1/auth/refresh", {"refresh_token": child.refresh_token})
     assert again.status == 200
     assert api.call("GET", "/v1/users/me", token=again.json["access_token"]).json["role"] == "admin"
 
