@@ -17,6 +17,7 @@ from shared.models.conversations import (
     FeedbackPut,
     Message,
     MessageCreate,
+    MessageEdit,
     MessageUpdate,
     Reaction,
     ReactionCreate,
@@ -72,6 +73,11 @@ def edit_message(id: MessageId, body: MessageUpdate) -> Message:
 def delete_message(id: MessageId) -> Response[None]:
     service.delete_message(container().db, principal_of(app), id)
     return no_content()
+
+
+@app.get("/v1/messages/<id>/edits", tags=TAGS, summary="Earlier versions of an edited message, latest first")
+def list_edits(id: MessageId, cursor: Cursor = None, limit: Limit = None) -> Page[MessageEdit]:
+    return service.list_edits(container().db, principal_of(app), id, cursor, limit)
 
 
 @app.get("/v1/messages/<id>/reactions", tags=TAGS, summary="Reaction counts by emoji")

@@ -81,6 +81,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
             Route("POST", "/v1/conversations/{id}/messages", auth="any"),
             Route("PATCH", "/v1/messages/{id}", auth="any"),
             Route("DELETE", "/v1/messages/{id}", auth="any"),
+            Route("GET", "/v1/messages/{id}/edits", auth="any"),
             Route("GET", "/v1/messages/{id}/reactions"),
             Route("POST", "/v1/messages/{id}/reactions"),
             Route("DELETE", "/v1/messages/{id}/reactions/{emoji}"),

@@ -187,6 +187,16 @@ class FeedbackPut(Strict):
     max_tokens: int | None = Field(None, ge=1)
 
 
+class MessageEdit(BaseModel):
+    """An earlier version of an edited message: its text before the edit, who edited it and when."""
+
+    id: UUID
+    message_id: int
+    previous_content: str
+    edited_by: UUID | None  # null for an anonymous sender, or once the editor's account is deleted
+    edited_at: datetime
+
+
 class Feedback(BaseModel):
     id: UUID
     message_id: int

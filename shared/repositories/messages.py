@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -11,7 +12,7 @@ import psycopg
 from psycopg.rows import BaseRowFactory, RowMaker, class_row
 from pydantic import BaseModel
 
-from shared.models.conversations import Feedback, Message, Reaction, ReactionCount, ReadCursor
+from shared.models.conversations import Feedback, Message, MessageEdit, Reaction, ReactionCount, ReadCursor
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -249,6 +250,14 @@ FROM message_reactions WHERE message_id = %(message_id)s
 GROUP BY emoji ORDER BY count(*) DESC, emoji
 """
 
+EDITS_PAGE = """
+SELECT id, message_id, previous_content, edited_by, edited_at FROM message_edits
+WHERE message_id = %(message_id)s
+  AND (%(after_at)s::timestamptz IS NULL OR (edited_at, id) < (%(after_at)s, %(after_id)s::uuid))
+ORDER BY edited_at DESC, id DESC
+LIMIT %(limit)s
+"""
+
 REMOVE_REACTION = """
 DELETE FROM message_reactions WHERE message_id = %(message_id)s AND user_id = %(user_id)s AND emoji = %(emoji)s
 RETURNING id
@@ -373,6 +382,17 @@ class MessagesRepository:
     def reaction_counts(self, message_id: int, user_id: UUID | None) -> list[ReactionCount]:
         with self.conn.cursor(row_factory=class_row(ReactionCount)) as cur:
             return cur.execute(REACTION_COUNTS, {"message_id": message_id, "user_id": user_id}).fetchall()
+
+    def edits_page(self, message_id: int, after: tuple[datetime, UUID] | None, limit: int) -> list[MessageEdit]:
+        """Earlier versions of the message, the latest edit first."""
+        params = {
+            "message_id": message_id,
+            "after_at": after[0] if after else None,
+            "after_id": after[1] if after else None,
+            "limit": limit,
+        }
+        with self.conn.cursor(row_factory=class_row(MessageEdit)) as cur:
+            return cur.execute(EDITS_PAGE, params).fetchall()
 
     def remove_reaction(self, message_id: int, user_id: UUID, emoji: str) -> bool:
         params = {"message_id": message_id, "user_id": user_id, "emoji": emoji}

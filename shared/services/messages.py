@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -15,6 +16,7 @@ from shared.models.conversations import (
     FeedbackPut,
     Message,
     MessageCreate,
+    MessageEdit,
     MessageUpdate,
     Reaction,
     ReactionSummary,
@@ -245,6 +247,21 @@ def reaction_summary(db: Database, principal: Principal, message_id: int) -> Rea
         return ReactionSummary(message_id=message_id, reactions=repo.reaction_counts(message_id, principal.user_id))
 
     return db.read(work)
+
+
+def list_edits(
+    db: Database, principal: Principal, message_id: int, cursor: str | None, limit: int | None
+) -> Page[MessageEdit]:
+    """The message's earlier versions, the latest edit first: for whoever may read the message."""
+    size = page_limit(limit)
+    after = decode_cursor(cursor, (datetime, UUID))
+
+    def work(uow: UnitOfWork) -> list[MessageEdit]:
+        repo = MessagesRepository(uow.conn)
+        _message_access(repo, principal, message_id)
+        return repo.edits_page(message_id, after, size + 1)
+
+    return page_of(db.read(work), size, lambda edit: (edit.edited_at, edit.id))
 
 
 def remove_reaction(db: Database, principal: Principal, message_id: int, emoji: str) -> None:

@@ -61,6 +61,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("POST", "/v1/conversations/{id}/messages"): "participant",
     ("PATCH", "/v1/messages/{id}"): "participant",  # on the caller's own message
     ("DELETE", "/v1/messages/{id}"): "participant",  # on the caller's own message
+    ("GET", "/v1/messages/{id}/edits"): "participant",
     ("GET", "/v1/messages/{id}/reactions"): "participant",
     ("POST", "/v1/messages/{id}/reactions"): "participant",
     ("DELETE", "/v1/messages/{id}/reactions/{emoji}"): "participant",

@@ -102,6 +102,23 @@ def test_edit_keeps_the_earlier_version_and_only_the_sender_may_edit(room, db):
     assert kept == [("first",)]
 
 
+def test_participants_read_a_messages_earlier_versions_latest_first_and_others_get_404(room):
+    message = _send(room, "alice", "v1").body
+    for text in ("v2", "v3", "v4"):
+        assert call("PATCH", f"/v1/messages/{message['id']}", room["alice"], body={"content": text}).status == 200
+    edits = f"/v1/messages/{message['id']}/edits"
+    first = call("GET", edits, room["bob"], query={"limit": 2}).body
+    rest = call("GET", edits, room["bob"], query={"cursor": first["next_cursor"]}).body
+    history = first["items"] + rest["items"]
+    assert [e["previous_content"] for e in history] == ["v3", "v2", "v1"] and rest["next_cursor"] is None
+    assert {e["edited_by"] for e in history} == {str(room["alice"].user_id)}
+    outsider = call("GET", f"/v1/messages/{message['id']}/edits", room["carol"])
+    unknown = call("GET", "/v1/messages/999999/edits", room["carol"])
+    assert outsider.status == unknown.status == 404 and outsider.body == unknown.body
+    never_edited = _send(room, "bob", "as sent").body
+    assert call("GET", f"/v1/messages/{never_edited['id']}/edits", room["alice"]).body["items"] == []
+
+
 def test_delete_is_for_the_sender_or_a_conversation_admin(room):
     by_alice = _send(room, "alice", "a").body
     by_bob = _send(room, "bob", "b").body
