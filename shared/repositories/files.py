@@ -55,11 +55,18 @@ WHERE status = 'pending' AND created_at < %(cutoff)s
 ORDER BY created_at, id
 LIMIT %(limit)s
 """
-# Each only while the file is still pending: a GET that confirmed it, or a delete, meanwhile wins.
-CONFIRM_STALE_UPLOAD = """
-UPDATE user_files SET status = 'uploaded', size = %(size)s WHERE id = %(id)s AND status = 'pending'
+# What storage said of each stale upload, in one statement: the size stored (the bytes arrived: confirmed) or
+# NULL (they never did: deleted). Each only while the file is still pending: a GET that confirmed it, or a
+# delete, meanwhile wins. The count is the files deleted.
+SETTLE_STALE_UPLOADS = """
+WITH outcome AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(sizes)s::bigint[]) AS o (id, size)
+), confirmed AS (
+    UPDATE user_files f SET status = 'uploaded', size = o.size
+    FROM outcome o WHERE f.id = o.id AND o.size IS NOT NULL AND f.status = 'pending'
+)
+DELETE FROM user_files f USING outcome o WHERE f.id = o.id AND o.size IS NULL AND f.status = 'pending'
 """
-DROP_ABANDONED_UPLOAD = "DELETE FROM user_files WHERE id = %(id)s AND status = 'pending'"
 
 # The owner's row lock serializes their creates, so that the count below and the insert after it are one step.
 LOCK_OWNER = "SELECT 1 FROM users WHERE id = %(owner_id)s FOR NO KEY UPDATE"
@@ -93,11 +100,11 @@ class FilesRepository:
         }
         return [(row[0], row[1], row[2]) for row in self.conn.execute(STALE_UPLOADS, params)]
 
-    def confirm_stale_upload(self, file_id: UUID, size: int) -> None:
-        self.conn.execute(CONFIRM_STALE_UPLOAD, {"id": file_id, "size": size})
-
-    def drop_abandoned_upload(self, file_id: UUID) -> int:
-        return self.conn.execute(DROP_ABANDONED_UPLOAD, {"id": file_id}).rowcount
+    def settle_stale_uploads(self, stored: dict[UUID, int | None]) -> int:
+        """Confirm the stale uploads whose bytes are stored (their size) and delete those whose bytes are not
+        (None); the number deleted."""
+        params = {"ids": list(stored), "sizes": list(stored.values())}
+        return self.conn.execute(SETTLE_STALE_UPLOADS, params).rowcount
 
     def uploads_in_progress(self, owner_id: UUID, ttl_s: int) -> list[datetime]:
         """When each of the owner's uploads in progress stops counting, soonest first; the owner is locked until

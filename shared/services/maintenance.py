@@ -129,8 +129,9 @@ def run_maintenance(
                 result.status = status
                 break
         if result.status == "complete" and jobs is None:
-            lease = _Lease(holder, lease_ttl_s)
-            result.status = _settle_stale_uploads(db, settings, lease, started_at, deadline, clock, result)
+            result.status = _settle_stale_uploads(
+                db, settings, holder, lease_ttl_s, started_at, deadline, clock, result
+            )
     finally:
 
         def finish(uow: UnitOfWork) -> None:
@@ -189,12 +190,6 @@ def _run_job(
         after = last
 
 
-@dataclass(frozen=True)
-class _Lease:
-    holder: UUID
-    ttl_s: float
-
-
 STALE_UPLOAD_BATCH = 100  # a storage call each: smaller than the purges' batches
 STALE_UPLOAD_GRACE = timedelta(hours=1)  # an upload begun just before its URL expired may still be arriving
 
@@ -202,7 +197,8 @@ STALE_UPLOAD_GRACE = timedelta(hours=1)  # an upload begun just before its URL e
 def _settle_stale_uploads(
     db: Database,
     settings: Settings,
-    lease: _Lease,
+    holder: UUID,
+    lease_ttl_s: float,
     started_at: datetime,
     deadline: float,
     clock: Callable[[], float],
@@ -231,16 +227,9 @@ def _settle_stale_uploads(
                 logger.exception("storage could not say whether an upload arrived", extra={"storage_key": key})
 
         def settle(uow: UnitOfWork, sizes: dict[UUID, int | None] = sizes) -> int | None:
-            if not MaintenanceRepository(uow.conn).renew_lease(LEASE_NAME, lease.holder, lease.ttl_s):
+            if not MaintenanceRepository(uow.conn).renew_lease(LEASE_NAME, holder, lease_ttl_s):
                 return None
-            files = FilesRepository(uow.conn)
-            dropped = 0
-            for file_id, size in sizes.items():
-                if size is None:
-                    dropped += files.drop_abandoned_upload(file_id)
-                else:
-                    files.confirm_stale_upload(file_id, size)
-            return dropped
+            return FilesRepository(uow.conn).settle_stale_uploads(sizes)
 
         dropped = db.transact(settle)
         if dropped is None:
