@@ -4,17 +4,48 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.event_handler import Response
+
 from functions._http import lambda_entry, make_resolver, principal_of
+from functions._replies import json_body
 from shared.bootstrap import completion_service, container
-from shared.services.openai_api import ChatCompletionRequest, create_chat_completion, list_models
+from shared.services.openai_api import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    create_chat_completion,
+    event_stream,
+    list_models,
+)
 
 app = make_resolver()
 
 
-@app.post("/v1/chat/completions", summary="Create a chat completion (OpenAI-compatible)", tags=["openai"])
-def post_chat_completion(body: ChatCompletionRequest) -> dict[str, Any]:
+@app.post(
+    "/v1/chat/completions",
+    summary="Create a chat completion (OpenAI-compatible)",
+    tags=["openai"],
+    responses={
+        200: {
+            "description": "The answer; with `stream: true`, as server-sent events (chunks, then `data: [DONE]`)",
+            "content": {
+                "application/json": {"model": ChatCompletionResponse},
+                "text/event-stream": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+def post_chat_completion(body: ChatCompletionRequest) -> Response[str]:
     user_id = principal_of(app).require_user()
-    return create_chat_completion(completion_service(), user_id, body)
+    answer = create_chat_completion(completion_service(), user_id, body)
+    if not body.stream:
+        return json_body(answer, 200)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return Response(
+        status_code=200,
+        content_type="text/event-stream",
+        body=event_stream(answer, include_usage=include_usage),
+        headers={"Cache-Control": "no-cache"},
+    )
 
 
 @app.get("/v1/models", summary="List models (OpenAI-compatible)", tags=["openai"])

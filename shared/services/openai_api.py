@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any, Literal
@@ -28,6 +29,11 @@ class OpenAIMessage(BaseModel):
     content: str | list[ContentPart] | None = None
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool | None = False
+
+
 class ChatCompletionRequest(BaseModel):
     """The fields Confab honours; others OpenAI defines are accepted and ignored."""
 
@@ -38,6 +44,7 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
     max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
     stream: bool | None = False
+    stream_options: StreamOptions | None = None
     n: int | None = Field(1, ge=1, le=1)
 
 
@@ -97,10 +104,10 @@ def _text(message: OpenAIMessage) -> str:
     return "".join(part.text or "" for part in message.content)
 
 
-def create_chat_completion(service: CompletionService, user_id: UUID, body: ChatCompletionRequest) -> dict[str, Any]:
-    """POST /v1/chat/completions, non-streaming."""
-    if body.stream:
-        raise UnprocessableError("Streaming is not supported; send stream=false.", errors=[{"loc": ["stream"]}])
+def create_chat_completion(
+    service: CompletionService, user_id: UUID, body: ChatCompletionRequest
+) -> ChatCompletionResponse:
+    """POST /v1/chat/completions: the whole answer (sent as it is, or as an event stream by `event_stream`)."""
     messages = [
         ChatMessage("system" if m.role in ("system", "developer") else m.role, _text(m))  # type: ignore[arg-type]
         for m in body.messages
@@ -125,7 +132,42 @@ def create_chat_completion(service: CompletionService, user_id: UUID, body: Chat
             prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.tokens_cached),
         ),
     )
-    return response.model_dump(mode="json")
+    return response
+
+
+def event_stream(answer: ChatCompletionResponse, *, include_usage: bool) -> str:
+    """A finished answer as OpenAI's `stream: true` body: server-sent `chat.completion.chunk` events (the role,
+    the content, the finish reason, with `include_usage` a last chunk with no choices and the usage), then
+    `[DONE]`. The answer is complete before the first event is sent (API Gateway's Lambda proxy integration
+    hands a response over whole), so a streaming client reads every chunk at once rather than token by token.
+    """
+    choice = answer.choices[0]
+    usage = {"usage": None} if include_usage else {}
+
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
+        event = {
+            "id": answer.id,
+            "object": "chat.completion.chunk",
+            "created": answer.created,
+            "model": answer.model,
+            "system_fingerprint": answer.system_fingerprint,
+            "choices": choices,
+            **usage,
+            **extra,
+        }
+        return f"data: {json.dumps(event, separators=(',', ':'))}\n\n"
+
+    def delta(fields: dict[str, Any], finish_reason: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": fields, "logprobs": None, "finish_reason": finish_reason}]
+
+    events = [
+        chunk(delta({"role": "assistant", "content": "", "refusal": None})),
+        chunk(delta({"content": choice.message.content})),
+        chunk(delta({}, choice.finish_reason)),
+    ]
+    if include_usage:
+        events.append(chunk([], usage=answer.usage.model_dump(mode="json")))
+    return "".join(events) + "data: [DONE]\n\n"
 
 
 def list_models(db: Database) -> dict[str, Any]:

@@ -68,6 +68,21 @@ def test_openai_client_lists_the_seeded_model_and_completes_with_usage_when_serv
         time.sleep(0.3)
     assert totals["requests"] == 2 and totals["cache_hits"] == 1
 
+    # A streaming client works unchanged too (the chunks arrive together, once the answer is complete).
+    chunks = list(
+        client.chat.completions.create(
+            model="local-echo",
+            messages=[{"role": "user", "content": "Stream it"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).find("Stream it") >= 0
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    with pytest.raises(openai.UnprocessableEntityError):  # refused before anything is streamed
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}], stream=True)
+
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{server}/v1", api_key="cfb_not_a_key", max_retries=0).models.list()
     with pytest.raises(openai.UnprocessableEntityError):

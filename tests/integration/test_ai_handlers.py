@@ -255,6 +255,48 @@ def test_chat_completions_answer_in_openai_shape_with_usage_and_record_usage_whe
     assert ai_app.events[1].cost_avoided_usd == ai_app.events[0].cost_usd > 0
 
 
+def _events(response) -> list[str]:
+    """The `data:` payloads of a server-sent event stream, in order."""
+    assert response["body"].endswith("\n\n")
+    return [block.removeprefix("data: ") for block in response["body"].split("\n\n") if block]
+
+
+def test_chat_completion_with_stream_true_answers_openai_chunks_then_done_and_is_recorded_once(ai_app, db):
+    add_model(db)
+    user = add_user(db)
+    body = {"model": "local-echo", "messages": [{"role": "user", "content": "2+2?"}], "temperature": 0}
+    whole = body_of(call("openai", chat_event(user, body)))
+    streamed = call("openai", chat_event(user, {**body, "stream": True}))
+    assert streamed["statusCode"] == 200, streamed["body"]
+    assert header(streamed, "Content-Type") == "text/event-stream"
+    assert header(streamed, "Cache-Control") == "no-cache"
+    *payloads, done = _events(streamed)
+    assert done == "[DONE]"
+    chunks = [json.loads(p) for p in payloads]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"} and len({c["id"] for c in chunks}) == 1
+    assert all("usage" not in c for c in chunks)  # only asked for with stream_options.include_usage
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text == whole["choices"][0]["message"]["content"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == whole["choices"][0]["finish_reason"]
+    assert [c["choices"][0]["finish_reason"] for c in chunks[:-1]] == [None] * (len(chunks) - 1)
+    assert [e.cache_hit for e in ai_app.events] == [False, True]  # one call each, the stream like any other
+
+    with_usage = call("openai", chat_event(user, {**body, "stream": True, "stream_options": {"include_usage": True}}))
+    *payloads, done = _events(with_usage)
+    chunks = [json.loads(p) for p in payloads]
+    assert all(c["usage"] is None for c in chunks[:-1])
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == whole["usage"]
+
+
+def test_chat_completion_with_stream_true_is_a_problem_not_a_stream_when_refused(ai_app, db):
+    user = add_user(db)
+    body = {"model": "nope", "messages": [{"role": "user", "content": "x"}], "stream": True}
+    response = call("openai", chat_event(user, body))
+    assert response["statusCode"] == 422
+    assert header(response, "Content-Type") == "application/problem+json"
+
+
 def test_models_lists_active_models_in_openai_shape_when_signed_in(ai_app, db):
     add_model(db)
     add_model(db, "retired")
