@@ -6,6 +6,7 @@ record, move the bytes to `upload.url`, then read them back from `download.url`.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -23,6 +24,7 @@ from shared.settings import Settings
 LOCAL_PREFIX = "/local-files/"
 KEY_PATTERN = re.compile(r"^users/[0-9a-f-]{36}/[0-9a-f-]{36}$")
 NUMBER = re.compile(r"[0-9]{1,20}")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # A process without CONFAB_FILES_SECRET signs with a key of its own: the local server and its handlers
 # share the process, so URLs stay valid for as long as the server runs.
 _PROCESS_SECRET = secrets.token_urlsafe(32)
@@ -38,7 +40,9 @@ def _expiry(ttl_s: int) -> tuple[int, datetime]:
 
 
 class FileStorage(Protocol):
-    def upload_target(self, key: str, content_type: str, size: int, ttl_s: int) -> Transfer: ...
+    def upload_target(self, key: str, content_type: str, size: int, ttl_s: int, sha256: str | None) -> Transfer:
+        """Where the bytes go; with `sha256` (hex), storage refuses bytes of another digest."""
+        ...
 
     def download_target(self, key: str, name: str, ttl_s: int) -> Transfer: ...
 
@@ -55,31 +59,32 @@ class LocalStorage:
         self.secret = secret.encode()
         self.origin = origin.rstrip("/")
 
-    def signature(self, op: str, key: str, expires: int, max_size: int) -> str:
-        message = f"{op}\n{key}\n{expires}\n{max_size}".encode()
+    def signature(self, op: str, key: str, expires: int, max_size: int, sha256: str = "") -> str:
+        message = f"{op}\n{key}\n{expires}\n{max_size}\n{sha256}".encode()
         return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
 
-    def _url(self, op: str, key: str, ttl_s: int, max_size: int) -> tuple[str, datetime]:
+    def _url(self, op: str, key: str, ttl_s: int, max_size: int, sha256: str = "") -> tuple[str, datetime]:
         expires, at = _expiry(ttl_s)
-        query = urlencode(
-            {"op": op, "expires": expires, "max": max_size, "sig": self.signature(op, key, expires, max_size)}
-        )
-        return f"{self.origin}{LOCAL_PREFIX}{quote(key)}?{query}", at
+        query = {"op": op, "expires": expires, "max": max_size, **({"sha256": sha256} if sha256 else {})}
+        query["sig"] = self.signature(op, key, expires, max_size, sha256)
+        return f"{self.origin}{LOCAL_PREFIX}{quote(key)}?{urlencode(query)}", at
 
-    def upload_target(self, key: str, content_type: str, size: int, ttl_s: int) -> Transfer:
-        url, at = self._url("put", key, ttl_s, size)
+    def upload_target(self, key: str, content_type: str, size: int, ttl_s: int, sha256: str | None) -> Transfer:
+        url, at = self._url("put", key, ttl_s, size, sha256 or "")
         return Transfer(method="PUT", url=url, headers={"Content-Type": content_type}, expires_at=at)
 
     def download_target(self, key: str, name: str, ttl_s: int) -> Transfer:
         url, at = self._url("get", key, ttl_s, 0)
         return Transfer(method="GET", url=url, expires_at=at)
 
-    def verify(self, op: str, key: str, expires: str, max_size: str, signature: str) -> bool:
+    def verify(self, op: str, key: str, expires: str, max_size: str, signature: str, sha256: str = "") -> bool:
         """Whether a URL's signature holds and it has not expired (constant-time comparison)."""
         # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
         if not KEY_PATTERN.match(key) or not NUMBER.fullmatch(expires) or not NUMBER.fullmatch(max_size):
             return False
-        expected = self.signature(op, key, int(expires), int(max_size))
+        if sha256 and not SHA256_HEX.fullmatch(sha256):
+            return False
+        expected = self.signature(op, key, int(expires), int(max_size), sha256)
         return hmac.compare_digest(expected, signature) and int(expires) >= time.time()
 
     def path(self, key: str) -> Path:
@@ -104,7 +109,8 @@ def _s3_client(region: str) -> Any:
 
 
 class S3Storage:
-    """Presigned POST (size and type enforced by S3) for uploads, presigned GET for downloads."""
+    """Presigned POST (size and type enforced by S3, and the SHA-256 when the file has one) for uploads,
+    presigned GET for downloads."""
 
     def __init__(self, bucket: str, region: str):
         self.bucket = bucket
@@ -114,13 +120,21 @@ class S3Storage:
     def client(self) -> Any:
         return _s3_client(self.region)
 
-    def upload_target(self, key: str, content_type: str, size: int, ttl_s: int) -> Transfer:
+    def upload_target(self, key: str, content_type: str, size: int, ttl_s: int, sha256: str | None) -> Transfer:
         _, at = _expiry(ttl_s)
+        fields = {"Content-Type": content_type}
+        if sha256:
+            # S3 computes the checksum of what it receives and refuses the upload (400 BadDigest) when it differs.
+            fields |= {
+                "x-amz-checksum-algorithm": "SHA256",
+                "x-amz-checksum-sha256": base64.b64encode(bytes.fromhex(sha256)).decode(),
+            }
         post = self.client.generate_presigned_post(
             Bucket=self.bucket,
             Key=key,
-            Fields={"Content-Type": content_type},
-            Conditions=[{"Content-Type": content_type}, ["content-length-range", 0, size]],
+            Fields=fields,
+            # Every field is pinned by the signed policy, so the client can neither drop the checksum nor swap it.
+            Conditions=[*({name: value} for name, value in fields.items()), ["content-length-range", 0, size]],
             ExpiresIn=ttl_s,
         )
         return Transfer(method="POST", url=post["url"], fields=post["fields"], expires_at=at)

@@ -5,6 +5,7 @@ Not routes of the API (API Gateway never sees them); only the local server answe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -31,14 +32,18 @@ def serve_file(method: str, raw_path: str, body: bytes) -> Answer:
     storage = local_storage(get_settings())
     if op is None:
         return _problem(405, "method-not-allowed", "Method not allowed")
+    sha256 = query.get("sha256", "")
     if query.get("op") != op or not storage.verify(
-        op, key, query.get("expires", ""), query.get("max", ""), query.get("sig", "")
+        op, key, query.get("expires", ""), query.get("max", ""), query.get("sig", ""), sha256
     ):
         return _problem(403, "forbidden", "Forbidden")
     path = storage.path(key)
     if op == "put":
         if len(body) > int(query["max"]):
             return _problem(413, "payload-too-large", "Payload too large")
+        if sha256 and hashlib.sha256(body).hexdigest() != sha256:
+            # As S3 answers a checksum that does not match (BadDigest): nothing is stored.
+            return _problem(400, "bad-digest", "The bytes do not match the file's sha256")
         path.parent.mkdir(parents=True, exist_ok=True)
         # Written beside it and renamed into place, as S3 stores an object whole or not at all: a read meanwhile,
         # or a write that fails part-way (a full disk), never sees a partial file that would count as uploaded.

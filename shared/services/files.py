@@ -60,7 +60,9 @@ def create_file(
         return repo.insert(values)
 
     record = db.transact(create)
-    return FileUpload(file=record, upload=storage.upload_target(key, content_type, body.size, settings.file_url_ttl_s))
+    return FileUpload(
+        file=record, upload=storage.upload_target(key, content_type, body.size, settings.file_url_ttl_s, body.sha256)
+    )
 
 
 def list_files(db: Database, principal: Principal, cursor: str | None, limit: int | None) -> Page[UserFile]:

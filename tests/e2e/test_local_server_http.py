@@ -213,7 +213,7 @@ def test_upload_over_the_api_limit_but_within_file_max_bytes_is_stored_when_put_
     size = 12 * 1024 * 1024  # over API Gateway's 10 MB, under FILE_MAX_BYTES (25 MiB); S3 takes it
     key = storage_key(uuid.uuid4(), uuid.uuid4())
     storage = local_storage(settings, f"http://127.0.0.1:{files_port}")
-    url = storage.upload_target(key, "application/pdf", size, 600).url
+    url = storage.upload_target(key, "application/pdf", size, 600, None).url
 
     assert _put(files_port, url.split(str(files_port), 1)[1], size) == 200
     assert storage.stored_size(key) == size

@@ -55,6 +55,27 @@ def test_local_upload_and_download_round_trip_through_signed_urls(owners):
     assert call("GET", "/v1/files", bob).body["items"] == []
 
 
+def test_local_upload_of_other_bytes_than_the_sha256_given_is_400_and_stores_nothing(owners):
+    alice, _ = owners
+    data = b"the real bytes"
+    body = {"name": "s.bin", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    created = call("POST", "/v1/files", alice, body=body).body
+    url, api = _local(created["upload"]["url"]), LocalApi()
+    refused = api.handle("PUT", url, [], b"the fake bytes", "127.0.0.1")
+    assert refused.status == 400 and ("Content-Type", "application/problem+json") in refused.headers
+    got = call("GET", f"/v1/files/{created['file']['id']}", alice).body
+    assert got["file"]["status"] == "pending" and got["download"] is None
+    # The digest is part of what is signed: a URL without it (or with another) is not a URL we made.
+    assert api.handle("PUT", re.sub(r"&sha256=[0-9a-f]+", "", url), [], b"the fake bytes", "ip").status == 403
+    other = hashlib.sha256(b"the fake bytes").hexdigest()
+    assert (
+        api.handle("PUT", re.sub(r"sha256=[0-9a-f]+", f"sha256={other}", url), [], b"the fake bytes", "ip").status
+        == 403
+    )
+    assert api.handle("PUT", url, [], data, "127.0.0.1").status == 200
+    assert call("GET", f"/v1/files/{created['file']['id']}", alice).body["file"]["status"] == "uploaded"
+
+
 def test_local_upload_that_fails_part_way_leaves_the_file_pending_and_no_bytes(owners, monkeypatch):
     # A write that fails part-way (a full disk) left the bytes written so far, which the next GET counted as
     # the upload, with the wrong size.
@@ -182,6 +203,22 @@ def test_s3_presigned_post_and_download_when_a_bucket_is_configured(owners, s3_b
     assert disposition == ["attachment; filename*=UTF-8''q3%2Fd%20%C3%A9.pdf"]  # "/" is no attr-char
     assert call("DELETE", f"/v1/files/{file_id}", alice).status == 204
     assert s3_bucket.list_objects_v2(Bucket="confab-files-test").get("KeyCount") == 0
+
+
+def test_s3_presigned_post_pins_the_sha256_so_s3_refuses_other_bytes_when_the_file_has_one(owners, s3_bucket):
+    import base64
+    import json
+
+    alice, _ = owners
+    digest = hashlib.sha256(b"%PDF-").digest()
+    body = {"name": "d.pdf", "content_type": "application/pdf", "size": 5, "sha256": digest.hex()}
+    fields = call("POST", "/v1/files", alice, body=body).body["upload"]["fields"]
+    checksum = base64.b64encode(digest).decode()
+    assert fields["x-amz-checksum-algorithm"] == "SHA256" and fields["x-amz-checksum-sha256"] == checksum
+    conditions = json.loads(base64.b64decode(fields["policy"]))["conditions"]
+    assert {"x-amz-checksum-sha256": checksum} in conditions and {"x-amz-checksum-algorithm": "SHA256"} in conditions
+    without = call("POST", "/v1/files", alice, body={**body, "sha256": None}).body["upload"]["fields"]
+    assert not any(name.startswith("x-amz-checksum") for name in without)
 
 
 def test_delete_is_204_and_the_record_gone_when_s3_refuses_to_delete_the_bytes(owners, s3_bucket, monkeypatch, caplog):
