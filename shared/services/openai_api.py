@@ -45,6 +45,9 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
+    tools: list[Any] | None = None
+    functions: list[Any] | None = None  # the deprecated form of tools
+    tool_choice: Any = None
     n: int | None = Field(1, ge=1, le=1)
 
 
@@ -108,6 +111,12 @@ def create_chat_completion(
     service: CompletionService, user_id: UUID, body: ChatCompletionRequest
 ) -> ChatCompletionResponse:
     """POST /v1/chat/completions: the whole answer (sent as it is, or as an event stream by `event_stream`)."""
+    if (body.tools or body.functions) and body.tool_choice != "none":
+        # Answering without them would look like a model that chose not to call a tool: an agent would go on
+        # as if it had. Refused, as OpenAI-compatible servers refuse tools for a model that cannot call them.
+        raise UnprocessableError(
+            "Tool calling is not supported; send no tools (or tool_choice 'none').", errors=[{"loc": ["tools"]}]
+        )
     messages = [
         ChatMessage("system" if m.role in ("system", "developer") else m.role, _text(m))  # type: ignore[arg-type]
         for m in body.messages

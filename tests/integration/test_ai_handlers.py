@@ -297,6 +297,19 @@ def test_chat_completion_with_stream_true_is_a_problem_not_a_stream_when_refused
     assert header(response, "Content-Type") == "application/problem+json"
 
 
+def test_chat_completion_with_tools_is_422_unless_none_may_be_called(ai_app, db):
+    add_model(db)
+    user = add_user(db)
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    body = {"model": "local-echo", "messages": [{"role": "user", "content": "weather?"}]}
+    refused = call("openai", chat_event(user, {**body, "tools": [tool]}))
+    assert refused["statusCode"] == 422 and "Tool calling" in body_of(refused)["detail"]
+    assert call("openai", chat_event(user, {**body, "functions": [tool["function"]]}))["statusCode"] == 422
+    assert ai_app.events == []  # refused before the provider
+    assert call("openai", chat_event(user, {**body, "tools": [tool], "tool_choice": "none"}))["statusCode"] == 200
+    assert call("openai", chat_event(user, {**body, "tools": []}))["statusCode"] == 200
+
+
 def test_models_lists_active_models_in_openai_shape_when_signed_in(ai_app, db):
     add_model(db)
     add_model(db, "retired")
