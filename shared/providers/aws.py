@@ -61,7 +61,11 @@ class BedrockProvider:
         params: dict[str, Any] = {
             "modelId": request.model,
             "messages": [{"role": m.role, "content": [{"text": m.content}]} for m in alternating(request.turns)],
-            "inferenceConfig": {"maxTokens": request.max_tokens, "temperature": request.temperature},
+            "inferenceConfig": {
+                "maxTokens": request.max_tokens,
+                "temperature": request.temperature,
+                **({"stopSequences": list(request.stop)} if request.stop else {}),
+            },
         }
         if request.system:
             params["system"] = [{"text": request.system}]
@@ -103,6 +107,7 @@ class SageMakerProvider:
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
+            **({"stop": list(request.stop)} if request.stop else {}),
         }
         try:
             response = self._client.invoke_endpoint(

@@ -26,6 +26,7 @@ class ProviderRequest:
     messages: tuple[ChatMessage, ...]
     temperature: float = 0.0
     max_tokens: int = 1024
+    stop: tuple[str, ...] = ()  # sequences that end the answer where they appear (not included in it)
 
     @property
     def system(self) -> str:

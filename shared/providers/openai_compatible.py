@@ -58,6 +58,7 @@ class OpenAICompatibleProvider:
                 "messages": [{"role": m.role, "content": m.content} for m in request.messages],
                 "temperature": request.temperature,
                 "max_tokens": request.max_tokens,
+                **({"stop": list(request.stop)} if request.stop else {}),
                 "stream": False,
             }
         ).encode()

@@ -136,6 +136,8 @@ def cache_key(model: ModelRow, request: ProviderRequest, scope: UUID | None) -> 
         "temperature": request.temperature,
         "max_tokens": request.max_tokens,
         "scope": str(scope) if scope else None,
+        # Only when given, so that the keys of entries stored before stop sequences existed still match.
+        **({"stop": list(request.stop)} if request.stop else {}),
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -341,6 +343,7 @@ class CompletionService:
         messages: Sequence[ChatMessage],
         temperature: float | None = None,
         max_tokens: int | None = None,
+        stop: Sequence[str] = (),
     ) -> ChatCompletion:
         """A stateless chat completion (the OpenAI-compatible API); cached, limited and recorded like any other."""
         model = self._db.statement(lambda uow: self._model(uow, model_id))
@@ -351,6 +354,7 @@ class CompletionService:
             messages=system + tuple(messages),
             temperature=self._temperature(temperature),
             max_tokens=out_tokens,
+            stop=tuple(stop),
         )
         if sum(estimate_tokens(m.content) for m in request.messages) + out_tokens > model.context_window_tokens:
             raise UnprocessableError("The messages do not fit the model's context window.")

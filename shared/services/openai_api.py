@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +34,9 @@ class StreamOptions(BaseModel):
     include_usage: bool | None = False
 
 
+StopSequence = Annotated[str, Field(min_length=1, max_length=1000)]
+
+
 class ChatCompletionRequest(BaseModel):
     """The fields Confab honours; others OpenAI defines are accepted and ignored."""
 
@@ -45,6 +48,8 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
+    # At most four, as OpenAI takes (Bedrock's models take four to a few thousand); none may be empty.
+    stop: StopSequence | Annotated[list[StopSequence], Field(max_length=4)] | None = None
     tools: list[Any] | None = None
     functions: list[Any] | None = None  # the deprecated form of tools
     tool_choice: Any = None
@@ -127,6 +132,7 @@ def create_chat_completion(
         messages=messages,
         temperature=body.temperature,
         max_tokens=body.max_completion_tokens or body.max_tokens,
+        stop=[body.stop] if isinstance(body.stop, str) else body.stop or (),
     )
     usage = answer.usage
     response = ChatCompletionResponse(

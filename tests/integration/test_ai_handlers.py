@@ -310,6 +310,21 @@ def test_chat_completion_with_tools_is_422_unless_none_may_be_called(ai_app, db)
     assert call("openai", chat_event(user, {**body, "tools": []}))["statusCode"] == 200
 
 
+def test_chat_completion_stops_at_a_stop_sequence_and_caches_it_apart(ai_app, db):
+    add_model(db)
+    user = add_user(db)
+    body = {"model": "local-echo", "messages": [{"role": "user", "content": "2+2?"}], "temperature": 0}
+    whole = body_of(call("openai", chat_event(user, body)))["choices"][0]["message"]["content"]
+    cut = body_of(call("openai", chat_event(user, {**body, "stop": "said"})))["choices"][0]
+    assert whole.startswith("[local-echo] You said: 2+2?") and cut["message"]["content"] == "[local-echo] You "
+    assert cut["finish_reason"] == "stop"
+    again = body_of(call("openai", chat_event(user, {**body, "stop": ["said"]})))["choices"][0]["message"]
+    assert again["content"] == cut["message"]["content"]
+    assert [e.cache_hit for e in ai_app.events] == [False, False, True]  # its own entry, not the whole answer's
+    for bad in ([""], ["a", "b", "c", "d", "e"], 7):
+        assert call("openai", chat_event(user, {**body, "stop": bad}))["statusCode"] == 422
+
+
 def test_models_lists_active_models_in_openai_shape_when_signed_in(ai_app, db):
     add_model(db)
     add_model(db, "retired")

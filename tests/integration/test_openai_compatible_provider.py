@@ -94,6 +94,17 @@ def test_posts_chat_completion_with_bearer_key_and_reads_usage_when_upstream_ans
     assert sent["body"]["messages"] == [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}]
 
 
+def test_posts_stop_sequences_only_when_given(upstream):
+    from dataclasses import replace
+
+    upstream.answer(200, OK_BODY)
+    upstream.answer(200, OK_BODY)
+    provider = OpenAICompatibleProvider(upstream.url)
+    provider.complete(REQUEST)
+    provider.complete(replace(REQUEST, stop=("###",)))
+    assert "stop" not in upstream.requests[0]["body"] and upstream.requests[1]["body"]["stop"] == ["###"]
+
+
 @pytest.mark.parametrize(("upstream_status", "status"), [(500, 502), (401, 502), (429, 503), (503, 503), (504, 504)])
 def test_error_status_maps_without_the_upstream_body_when_upstream_fails(upstream, upstream_status, status, capsys):
     upstream.answer(upstream_status, {"error": {"message": f"invalid key {CANARY}"}})

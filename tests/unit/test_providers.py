@@ -98,6 +98,61 @@ def test_bedrock_gets_turns_alternating_from_a_user_turn_when_the_context_has_ne
         assert BedrockProvider(client).complete(request).text == "ok"
 
 
+def test_stop_sequences_go_to_bedrock_and_sagemaker_when_given():
+    from dataclasses import replace
+
+    request = replace(REQUEST, stop=("\n\n", "END"))
+    bedrock = _client("bedrock-runtime")
+    stubber = Stubber(bedrock)
+    stubber.add_response(
+        "converse",
+        {
+            "output": {"message": {"role": "assistant", "content": [{"text": "4"}]}},
+            "stopReason": "stop_sequence",
+            "usage": {"inputTokens": 20, "outputTokens": 1, "totalTokens": 21},
+            "metrics": {"latencyMs": 120},
+        },
+        expected_params={
+            "modelId": "anthropic.claude-3-haiku",
+            "system": [{"text": "Be brief."}],
+            "messages": [{"role": m.role, "content": [{"text": m.content}]} for m in REQUEST.turns],
+            "inferenceConfig": {"maxTokens": 64, "temperature": 0.0, "stopSequences": ["\n\n", "END"]},
+        },
+    )
+    with stubber:
+        assert BedrockProvider(bedrock).complete(request).finish_reason == "stop"
+    sagemaker = _client("sagemaker-runtime")
+    stubber = Stubber(sagemaker)
+    expected_body = {
+        "messages": [{"role": m.role, "content": m.content} for m in REQUEST.messages],
+        "max_tokens": 64,
+        "temperature": 0.0,
+        "stop": ["\n\n", "END"],
+    }
+    stubber.add_response(
+        "invoke_endpoint",
+        {"Body": _streaming(b'[{"generated_text": "four"}]'), "ContentType": "application/json"},
+        expected_params={
+            "EndpointName": "anthropic.claude-3-haiku",
+            "ContentType": "application/json",
+            "Accept": "application/json",
+            "Body": json.dumps(expected_body).encode(),
+        },
+    )
+    with stubber:
+        assert SageMakerProvider(sagemaker).complete(request).text == "four"
+
+
+def test_local_provider_ends_its_answer_before_the_first_stop_sequence():
+    from dataclasses import replace
+
+    whole = LocalProvider().complete(REQUEST).text
+    assert whole.startswith("[anthropic.claude-3-haiku] You said: What is 2+2?")
+    cut = LocalProvider().complete(replace(REQUEST, stop=("2?", "said")))
+    assert cut.text == "[anthropic.claude-3-haiku] You " and cut.finish_reason == "stop"
+    assert LocalProvider().complete(replace(REQUEST, stop=("nowhere",))).text == whole
+
+
 def test_most_tokens_bounds_any_tokenizer_by_utf8_bytes_and_format_tokens_per_message():
     messages = [ChatMessage("user", "好好"), ChatMessage("assistant", "ab")]
     assert most_tokens(messages) == (6 + MESSAGE_OVERHEAD_TOKENS) + (2 + MESSAGE_OVERHEAD_TOKENS)
