@@ -1,10 +1,11 @@
-"""The OpenAI-compatible API: POST /v1/chat/completions and GET /v1/models (API key or JWT)."""
+"""The OpenAI-compatible API: POST /v1/chat/completions, GET /v1/models[/{id}] (API key or JWT)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._replies import json_body
@@ -15,6 +16,7 @@ from shared.services.openai_api import (
     create_chat_completion,
     event_stream,
     list_models,
+    retrieve_model,
 )
 
 app = make_resolver()
@@ -52,6 +54,12 @@ def post_chat_completion(body: ChatCompletionRequest) -> Response[str]:
 def get_models() -> dict[str, Any]:
     principal_of(app).require_user()
     return list_models(container().db)
+
+
+@app.get("/v1/models/<id>", summary="Retrieve a model (OpenAI-compatible)", tags=["openai"])
+def get_model(id: Annotated[str, Path(max_length=1000)]) -> Response[str]:
+    principal_of(app).require_user()
+    return json_body(retrieve_model(container().db, id), 200)
 
 
 lambda_handler = lambda_entry(app)

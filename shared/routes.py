@@ -197,7 +197,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     # ai: the OpenAI-compatible API.
     RouteGroup(
         "openai",
-        (Route("POST", "/v1/chat/completions"), Route("GET", "/v1/models")),
+        (Route("POST", "/v1/chat/completions"), Route("GET", "/v1/models"), Route("GET", "/v1/models/{id}")),
         needs=frozenset({NEEDS_BEDROCK, NEEDS_SAGEMAKER, NEEDS_USAGE_QUEUE}),
     ),
 )

@@ -6,14 +6,15 @@ import json
 import time
 import uuid
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.db import Database, UnitOfWork
-from shared.errors import UnprocessableError
+from shared.errors import NotFoundError, UnprocessableError
 from shared.providers.base import ChatMessage
-from shared.repositories.catalog import CatalogRepository
+from shared.repositories.catalog import CatalogRepository, ModelRow
 from shared.services.completions import CompletionService
 
 
@@ -185,12 +186,25 @@ def event_stream(answer: ChatCompletionResponse, *, include_usage: bool) -> str:
     return "".join(events) + "data: [DONE]\n\n"
 
 
+def _card(row: ModelRow) -> ModelCard:
+    return ModelCard(id=row.model_id, created=int(row.created_at.timestamp()), owned_by=row.provider)
+
+
+def retrieve_model(db: Database, model_id: str) -> ModelCard:
+    """GET /v1/models/{id}: an active model. The openai package percent-encodes the id as one path segment
+    (`meta%2Fllama-3.1-8b-instruct`); a catalog id holds no "%", so decoding an id that arrived decoded is harmless.
+    """
+    row = db.read(lambda uow: CatalogRepository(uow.conn).model_by_model_id(unquote(model_id)))
+    if row is None or not row.is_active:
+        raise NotFoundError("No such model.")
+    return _card(row)
+
+
 def list_models(db: Database) -> dict[str, Any]:
     """GET /v1/models: the active catalog entries."""
 
     def work(uow: UnitOfWork) -> ModelList:
         rows = CatalogRepository(uow.conn).list_models(active_only=True, after=None, limit=1000)
-        cards = [ModelCard(id=r.model_id, created=int(r.created_at.timestamp()), owned_by=r.provider) for r in rows]
-        return ModelList(data=cards)
+        return ModelList(data=[_card(r) for r in rows])
 
     return db.read(work).model_dump(mode="json")

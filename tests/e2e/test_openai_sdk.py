@@ -35,6 +35,9 @@ def test_openai_client_lists_the_seeded_model_and_completes_with_usage_when_serv
     client = openai.OpenAI(base_url=f"{server}/v1", api_key=api_key, max_retries=0, timeout=20)
     models = [m.id for m in client.models.list()]
     assert "local-echo" in models
+    assert client.models.retrieve("local-echo").id == "local-echo"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
 
     first = client.chat.completions.create(
         model="local-echo",

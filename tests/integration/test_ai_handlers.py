@@ -336,6 +336,29 @@ def test_models_lists_active_models_in_openai_shape_when_signed_in(ai_app, db):
     assert body["data"][0]["object"] == "model" and body["data"][0]["owned_by"] == "local"
 
 
+def test_a_model_is_retrieved_by_id_in_openai_shape_and_an_inactive_or_unknown_one_is_404(ai_app, db):
+    from shared import routes
+
+    add_model(db)
+    add_model(db, "meta/llama-3.1-8b-instruct")
+    add_model(db, "retired")
+    db.execute("UPDATE model_configurations SET is_active = false WHERE model_id = 'retired'")
+    principal = context_for(add_user(db), kind="api_key")
+
+    def retrieve(raw_id: str):
+        path = f"/v1/models/{raw_id}"
+        _, route, params = routes.match("GET", path)  # type: ignore[misc]
+        return call("openai", api_event("GET", route.path, path, principal=principal, path_parameters=params))
+
+    card = body_of(retrieve("local-echo"))
+    assert card == {"id": "local-echo", "object": "model", "created": card["created"], "owned_by": "local"}
+    # As the openai package sends an id with a "/": percent-encoded, one path segment.
+    assert body_of(retrieve("meta%2Fllama-3.1-8b-instruct"))["id"] == "meta/llama-3.1-8b-instruct"
+    for missing in ("retired", "nope"):
+        answer = retrieve(missing)
+        assert answer["statusCode"] == 404 and header(answer, "Content-Type") == "application/problem+json"
+
+
 def test_chat_completion_is_422_when_the_model_is_unknown(ai_app, db):
     user = add_user(db)
     response = call("openai", chat_event(user, {"model": "nope", "messages": [{"role": "user", "content": "x"}]}))
