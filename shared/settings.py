@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     refresh_reuse_grace_s: int = Field(10, alias="REFRESH_REUSE_GRACE_SECONDS", ge=0, le=10)
     login_max_failures_per_account: int = Field(10, alias="LOGIN_MAX_FAILURES_PER_ACCOUNT", ge=1)
     login_max_failures_per_address: int = Field(50, alias="LOGIN_MAX_FAILURES_PER_ADDRESS", ge=1)
+    # All the /64s of one IPv6 /48 together (a routed /56 or /48 could rotate them): ten /64s' worth.
+    login_max_failures_per_ipv6_48: int = Field(500, alias="LOGIN_MAX_FAILURES_PER_IPV6_48", ge=1)
     login_failure_window_s: int = Field(900, alias="LOGIN_FAILURE_WINDOW_SECONDS", ge=60)
     api_key_touch_interval_s: int = Field(60, alias="API_KEY_TOUCH_INTERVAL_SECONDS", ge=1)
 
