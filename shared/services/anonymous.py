@@ -26,9 +26,9 @@ def create_anonymous_conversation(
     network = rate_limited_network(address)
 
     def work(uow: UnitOfWork) -> AnonymousConversation:
-        # Counted in the same transaction: a refused request rolls its own hits back, an accepted one keeps them.
-        # The address first: a /64 over its own limit stops there and so spends no more of its /48's budget.
-        # Always in this order (the /64's row, then the /48's), so two creations never wait on each other's row.
+        # Counted in the same transaction: a refused request rolls its own hits back, an accepted one keeps them,
+        # so a /64 refused at its own limit spends no more of its /48's budget. Always the /64's row, then the
+        # /48's: two creations lock them in one order and never deadlock.
         limits = RateLimitsRepository(uow.conn)
         window_s = settings.anonymous_create_window_s
         hits, retry_after = limits.hit(counted_as, window_s)
