@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     refresh_reuse_grace_s: int = Field(10, alias="REFRESH_REUSE_GRACE_SECONDS", ge=0, le=10)
     login_max_failures_per_account: int = Field(10, alias="LOGIN_MAX_FAILURES_PER_ACCOUNT", ge=1)
     login_max_failures_per_address: int = Field(50, alias="LOGIN_MAX_FAILURES_PER_ADDRESS", ge=1)
+    # All the /64s of one IPv6 /48 together (a routed /56 or /48 could rotate them): ten /64s' worth.
+    login_max_failures_per_ipv6_48: int = Field(500, alias="LOGIN_MAX_FAILURES_PER_IPV6_48", ge=1)
     login_failure_window_s: int = Field(900, alias="LOGIN_FAILURE_WINDOW_SECONDS", ge=60)
     api_key_touch_interval_s: int = Field(60, alias="API_KEY_TOUCH_INTERVAL_SECONDS", ge=1)
 
@@ -95,6 +97,8 @@ class Settings(BaseSettings):
     message_max_attachments: int = Field(10, alias="MESSAGE_MAX_ATTACHMENTS", ge=0)
     request_body_max_bytes: int = Field(256 * 1024, alias="REQUEST_BODY_MAX_BYTES", ge=1024)
     anonymous_create_limit: int = Field(20, alias="ANONYMOUS_CREATE_LIMIT", ge=1)
+    # All the /64s of one IPv6 /48 together (a routed /56 or /48 could rotate them): ten /64s' worth.
+    anonymous_create_limit_per_ipv6_48: int = Field(200, alias="ANONYMOUS_CREATE_LIMIT_PER_IPV6_48", ge=1)
     anonymous_create_window_s: int = Field(3600, alias="ANONYMOUS_CREATE_WINDOW_SECONDS", ge=1)
     # Messages one anonymous conversation may hold: anyone with its token can write to it.
     anonymous_message_limit: int = Field(1000, alias="ANONYMOUS_MESSAGE_LIMIT", ge=1, le=1_000_000)

@@ -11,7 +11,7 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from shared.auth.addresses import rate_limited_address
+from shared.auth.addresses import rate_limited_address, rate_limited_network
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,10 @@ class ConnectionLogRow:
 
 
 INSERT = """
-INSERT INTO connection_logs (user_id, action, ip_address, address_key, user_agent, login_key, actor_id, detail)
-VALUES (%(user_id)s, %(action)s, %(ip_address)s, %(address_key)s, %(user_agent)s, %(login_key)s, %(actor_id)s,
-        %(detail)s)
+INSERT INTO connection_logs (user_id, action, ip_address, address_key, network_key, user_agent, login_key, actor_id,
+                             detail)
+VALUES (%(user_id)s, %(action)s, %(ip_address)s, %(address_key)s, %(network_key)s, %(user_agent)s, %(login_key)s,
+        %(actor_id)s, %(detail)s)
 """
 
 
@@ -57,6 +58,12 @@ RECENT_FAILED_PASSWORD_CHANGES = _failures_since_success("user_id", "password_ch
 RECENT_FAILURES_FOR_ADDRESS = """
 SELECT created_at FROM connection_logs
 WHERE address_key = %(key)s AND action = 'login_failed' AND created_at > %(since)s
+ORDER BY created_at DESC LIMIT %(limit)s
+"""
+# Per IPv6 /48 (network_key: shared/auth/addresses.py), connection_logs_failed_ipv6_48_idx.
+RECENT_FAILURES_FOR_NETWORK = """
+SELECT created_at FROM connection_logs
+WHERE network_key = %(key)s AND action = 'login_failed' AND created_at > %(since)s
 ORDER BY created_at DESC LIMIT %(limit)s
 """
 LIST_PAGE = """
@@ -91,6 +98,7 @@ class ConnectionLogsRepository:
                 "action": action,
                 "ip_address": ip_address,
                 "address_key": rate_limited_address(ip_address) if ip_address else None,
+                "network_key": rate_limited_network(ip_address) if ip_address else None,
                 "user_agent": user_agent,
                 "login_key": login_key,
                 "actor_id": actor_id,
@@ -115,6 +123,13 @@ class ConnectionLogsRepository:
     def recent_failures_for_address(self, address: str, since: datetime, limit: int) -> list[datetime]:
         """Failed logins from the address's network (its /64 for IPv6)."""
         return self._failures(RECENT_FAILURES_FOR_ADDRESS, rate_limited_address(address), since, limit)
+
+    def recent_failures_for_network(self, address: str, since: datetime, limit: int) -> list[datetime]:
+        """Failed logins from the address's IPv6 /48; none for an IPv4 address, which has no wider count."""
+        network = rate_limited_network(address)
+        if network is None:
+            return []
+        return self._failures(RECENT_FAILURES_FOR_NETWORK, network, since, limit)
 
     def list_page(
         self, user_id: UUID | None, after: tuple[datetime, UUID] | None, limit: int

@@ -1,4 +1,5 @@
-"""Fixed-window request counters kept in PostgreSQL (no cache service needed), one row per address."""
+"""Fixed-window request counters kept in PostgreSQL (no cache service needed), one row per counted key (an IPv4
+address, an IPv6 /64 or /48: shared/auth/addresses.py)."""
 
 from __future__ import annotations
 

@@ -171,6 +171,10 @@ def _throttle(uow: UnitOfWork, settings: Settings, key: str, client: Client) -> 
     if address:
         per_address = settings.login_max_failures_per_address
         counts.append((lambda logs, since, n: logs.recent_failures_for_address(address, since, n), per_address))
+        # And an IPv6 client's /48 as a whole, with a larger budget: it bounds a client rotating the /64s of a
+        # routed /56 or /48, while one /64 (which stops at its own limit) spends only a part of it.
+        per_network = settings.login_max_failures_per_ipv6_48
+        counts.append((lambda logs, since, n: logs.recent_failures_for_network(address, since, n), per_network))
     _refuse_over_limit(uow, settings, counts, "Too many failed sign-in attempts; try again later.")
 
 

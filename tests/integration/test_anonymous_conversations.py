@@ -77,6 +77,45 @@ def test_creation_counts_an_ipv4_mapped_ipv6_address_as_its_ipv4_address(app_con
     assert _create(ip="::ffff:192.0.2.60").status == 429
 
 
+@pytest.fixture
+def small_network_budget(app_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two creations per address, five per IPv6 /48 (set before app_container reads the settings)."""
+    monkeypatch.setenv("ANONYMOUS_CREATE_LIMIT", "2")
+    monkeypatch.setenv("ANONYMOUS_CREATE_LIMIT_PER_IPV6_48", "5")
+
+
+def test_creation_is_429_when_one_ipv6_client_rotates_its_64s_within_one_48(small_network_budget, app_container, db):
+    # A routed /56 or /48 holds 256 or 65536 /64s, each with a per-address budget of its own: the /48 bounds them.
+    # One /64 spends its own budget and keeps trying: its refused requests take no more of the /48's.
+    assert [_create(ip="2001:db8:7:1::1").status for _ in range(4)] == [201, 201, 429, 429]
+    assert [_create(ip=f"2001:db8:7:{n:x}00::1").status for n in range(2, 6)] == [201, 201, 201, 429]
+    refused = _create(ip="2001:db8:7:ffff:1:2:3:4")
+    assert refused.status == 429 and refused.headers["Content-Type"] == "application/problem+json"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 3600 and refused.body["type"].endswith("/rate-limited")
+    assert db.execute("SELECT count(*) FROM conversations WHERE kind = 'anonymous'").fetchone() == (5,)
+    # Another /48, even the next one, is another client.
+    assert _create(ip="2001:db8:8::1").status == 201
+    assert _create(ip="2001:db8:6:ffff::1").status == 201
+
+
+@pytest.fixture
+def network_budget_below_the_address_one(app_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANONYMOUS_CREATE_LIMIT", "3")
+    monkeypatch.setenv("ANONYMOUS_CREATE_LIMIT_PER_IPV6_48", "2")
+
+
+def test_creation_counts_ipv4_and_ipv4_mapped_clients_per_address_when_ipv6_is_counted_per_48(
+    network_budget_below_the_address_one, app_container
+):
+    # Below the per-address limit on purpose: were IPv4 counted by any wider network, the third would stop.
+    assert [_create(ip="192.0.2.70").status for _ in range(4)] == [201, 201, 201, 429]
+    # IPv4-mapped IPv6 addresses all sit in ::ffff:0:0/96: they are IPv4 clients, not one /48.
+    assert [_create(ip=f"::ffff:192.0.2.{n}").status for n in range(80, 84)] == [201, 201, 201, 201]
+    assert _create(ip="::ffff:192.0.2.70").status == 429  # its IPv4 address's count
+    # While two /64s of one /48 reach the (low) per-network limit.
+    assert [_create(ip=f"2001:db8:9:{n}::1").status for n in range(1, 4)] == [201, 201, 429]
+
+
 def test_creation_needs_no_body_when_posted_empty(app_container):
     reply = call("POST", "/v1/anonymous/conversations", None, raw_body=b"{}")
     assert reply.status == 201

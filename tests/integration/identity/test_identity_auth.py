@@ -153,6 +153,46 @@ def test_per_address_limit_counts_an_ipv6_client_by_its_network_when_it_rotates_
     assert [row[0] for row in logged.fetchall()][:3] == ["2001:db8:5:7::1", "2001:db8:5:7::2", "2001:db8:5:7::3"]
 
 
+def _login_failed(api, name, ip):
+    return api.call("POST", "/v1/auth/login", {"login": name, "password": "bad password"}, ip=ip)
+
+
+def test_per_network_limit_gives_429_when_an_ipv6_client_rotates_its_64s_within_one_48(api, reconfigure):
+    # A routed /56 or /48 holds 256 or 65536 /64s, each with a per-address budget of its own: the /48 bounds them.
+    reconfigure(LOGIN_MAX_FAILURES_PER_ADDRESS="2", LOGIN_MAX_FAILURES_PER_IPV6_48="5")
+    # One /64 spends its own budget and keeps trying: its refused attempts take no more of the /48's.
+    assert [_login_failed(api, f"c{i}", "2001:db8:5:1::1").status for i in range(4)] == [401, 401, 429, 429]
+    rotated = [_login_failed(api, f"d{n}", f"2001:db8:5:{n:x}00::1").status for n in range(2, 6)]
+    assert rotated == [401, 401, 401, 429]
+    blocked = _login_failed(api, "e1", "2001:db8:5:ffff:1:2:3:4")
+    assert blocked.status == 429 and blocked.headers["content-type"] == "application/problem+json"
+    assert 0 < int(blocked.headers["retry-after"]) <= 900 and blocked.json["type"].endswith("rate-limited")
+    # Another /48, even the next one, is another client.
+    assert _login_failed(api, "e1", "2001:db8:6::1").status == 401
+    assert _login_failed(api, "e1", "2001:db8:4:ffff::1").status == 401
+
+
+def test_per_network_limit_leaves_ipv4_and_ipv4_mapped_clients_counted_per_address_when_ipv6_is_grouped(
+    api, reconfigure, db
+):
+    # Below the per-address limit on purpose: were IPv4 counted by any wider network, the third attempt would stop.
+    reconfigure(LOGIN_MAX_FAILURES_PER_ADDRESS="3", LOGIN_MAX_FAILURES_PER_IPV6_48="2")
+    assert [_login_failed(api, f"f{i}", "198.51.100.20").status for i in range(4)] == [401, 401, 401, 429]
+    # IPv4-mapped IPv6 addresses all sit in ::ffff:0:0/96: they are IPv4 clients, not one /48.
+    mapped = [_login_failed(api, f"g{n}", f"::ffff:198.51.100.{n}").status for n in range(30, 34)]
+    assert mapped == [401, 401, 401, 401]
+    assert _login_failed(api, "g9", "::ffff:198.51.100.20").status == 429  # its IPv4 address's count
+    # While two /64s of one /48 reach the (low) per-network limit.
+    assert _login_failed(api, "h1", "2001:db8:9:1::1").status == 401
+    assert _login_failed(api, "h2", "2001:db8:9:2::1").status == 401
+    assert _login_failed(api, "h3", "2001:db8:9:3::1").status == 429
+    keys = db.execute(
+        "SELECT ip_address, network_key FROM connection_logs WHERE action = 'login_failed' ORDER BY created_at"
+    ).fetchall()
+    assert {network for address, network in keys if "." in address} == {None}
+    assert {network for address, network in keys if "." not in address} == {"2001:db8:9::/48"}
+
+
 def test_refresh_rotates_and_replaying_the_spent_token_revokes_the_family(api, db):
     first = api.signup("gina")["refresh_token"]
     second = api.call("POST", "/v1/auth/refresh", {"refresh_token": first})
