@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -188,3 +188,58 @@ def test_same_event_twice_in_one_batch_counts_once_when_delivered_together(app_c
     event = _event(user, conv, thread)
     assert record_usage(app_container.db, [event, event]).inserted == 1
     assert thread_totals(db, thread)["requests"] == 1
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-15:00"],
+    ids=["before-year-1-in-utc", "after-year-9999-in-utc"],
+)
+def test_only_the_record_is_reported_when_its_time_is_outside_the_years_a_date_holds_in_utc(
+    app_container, db, occurred_at
+):
+    # Stored, such a time made the thread's last_usage_at (and the day's rollup) a value the driver cannot
+    # read back: every later read of the thread failed.
+    from functions.usage_aggregator import lambda_handler
+
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    good = _event(user, conv, thread)
+    bad = good.model_dump(mode="json") | {"event_id": str(uuid.uuid4()), "occurred_at": occurred_at}
+    sqs = sqs_event([good.model_dump_json(), json.dumps(bad)])
+    response = lambda_handler(sqs, FakeLambdaContext())
+    assert response == {"batchItemFailures": [{"itemIdentifier": sqs["Records"][1]["messageId"]}]}
+    assert thread_totals(db, thread) == expected_thread_totals([good])[thread]
+
+
+def test_record_counts_on_its_utc_day_when_its_offset_is_beyond_what_postgresql_parses(app_container, db):
+    # +23:59 is a valid ISO offset; PostgreSQL takes at most +-15:59, so the batch's one transaction failed and
+    # every record of the batch went back to the queue, again and again.
+    from functions.usage_aggregator import lambda_handler
+
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    good = _event(user, conv, thread)
+    far = good.model_dump(mode="json") | {"event_id": str(uuid.uuid4()), "occurred_at": "2026-11-23T10:00:00+23:59"}
+    response = lambda_handler(sqs_event([good.model_dump_json(), json.dumps(far)]), FakeLambdaContext())
+    assert response == {"batchItemFailures": []}
+    days = db.execute("SELECT day, requests_count FROM usage_daily ORDER BY day").fetchall()
+    assert days == [(date(2026, 11, 22), 2)]
+
+
+def test_time_without_an_offset_is_read_as_utc_when_the_session_time_zone_is_not_utc(app_env, monkeypatch, db):
+    # libpq's PGTZ sets the session TimeZone, as a laptop's embedded server or a non-default parameter group does.
+    monkeypatch.setenv("PGTZ", "Pacific/Kiritimati")  # UTC+14
+    from functions.usage_aggregator import lambda_handler
+    from shared.bootstrap import container, get_settings
+
+    get_settings.cache_clear()
+    container.cache_clear()
+    try:
+        body = {"model": "m", "provider": "p", "occurred_at": "2026-11-22T10:00:00"}
+        assert lambda_handler(sqs_event([json.dumps(body)]), FakeLambdaContext()) == {"batchItemFailures": []}
+    finally:
+        container().db.close()
+        container.cache_clear()
+        get_settings.cache_clear()
+    assert db.execute("SELECT day FROM usage_daily").fetchall() == [(date(2026, 11, 22),)]
