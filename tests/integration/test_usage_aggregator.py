@@ -243,3 +243,28 @@ def test_time_without_an_offset_is_read_as_utc_when_the_session_time_zone_is_not
         container.cache_clear()
         get_settings.cache_clear()
     assert db.execute("SELECT day FROM usage_daily").fetchall() == [(date(2026, 11, 22),)]
+
+
+def test_only_the_record_is_reported_when_the_database_refuses_an_event_that_passed_validation(app_container, db):
+    # A rule of the data model the event's validation does not know (here one added for the test; in production
+    # a value PostgreSQL refuses that the event model let through): the batch's one transaction failed on every
+    # delivery, holding back every other event of the batch until all of them reached the dead-letter queue.
+    from functions.usage_aggregator import lambda_handler
+
+    db.execute("ALTER TABLE model_usage ADD CONSTRAINT test_refuses_poison CHECK (model_name <> 'poison')")
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    events = [_event(user, conv, thread, tokens_input=i + 1) for i in range(4)]
+    poison = _event(user, conv, thread, model="poison")
+    bodies = [e.model_dump_json() for e in events]
+    bodies.insert(2, poison.model_dump_json())
+    bodies.append("not json")
+    sqs = sqs_event(bodies)
+    response = lambda_handler(sqs, FakeLambdaContext())
+    failed = sorted(f["itemIdentifier"] for f in response["batchItemFailures"])
+    assert failed == sorted([sqs["Records"][2]["messageId"], sqs["Records"][5]["messageId"]])
+    assert thread_totals(db, thread) == expected_thread_totals(events)[thread]
+    assert daily_rollups(db) == expected_rollups(events)
+    # Delivered again (the poison record alone, or the whole batch), nothing is counted twice.
+    assert lambda_handler(sqs, FakeLambdaContext())["batchItemFailures"] == response["batchItemFailures"]
+    assert thread_totals(db, thread) == expected_thread_totals(events)[thread]
