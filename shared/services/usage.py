@@ -46,7 +46,7 @@ def record_usage(db: Database, events: Sequence[UsageEvent]) -> RecordOutcome:
         try:
             inserted += _apply(db, [event])
         except UnprocessableError:
-            logger.error("usage event refused by the database", extra={"event_id": str(event.event_id)})
+            logger.error("usage event refused by the database", extra={"event": event.model_dump(mode="json")})
             refused.add(event.event_id)
     return RecordOutcome(
         received=len(events),

@@ -268,3 +268,14 @@ def test_only_the_record_is_reported_when_the_database_refuses_an_event_that_pas
     # Delivered again (the poison record alone, or the whole batch), nothing is counted twice.
     assert lambda_handler(sqs, FakeLambdaContext())["batchItemFailures"] == response["batchItemFailures"]
     assert thread_totals(db, thread) == expected_thread_totals(events)[thread]
+
+
+def test_refused_event_is_logged_whole_when_it_was_recorded_without_a_queue(app_container, db, caplog):
+    # Recorded synchronously (no queue, or SQS unreachable), a refused event has no dead-letter queue to wait in:
+    # its log line is all that is left of it, and an id alone cannot be sent again once the cause is fixed.
+    db.execute("ALTER TABLE model_usage ADD CONSTRAINT test_refuses_poison CHECK (model_name <> 'poison')")
+    poison = _event(None, None, None, model="poison")
+    outcome = record_usage(app_container.db, [_event(None, None, None), poison])
+    assert (outcome.inserted, outcome.refused) == (1, frozenset({poison.event_id}))
+    (entry,) = [r for r in caplog.records if r.getMessage() == "usage event refused by the database"]
+    assert UsageEvent.model_validate(json.loads(json.dumps(getattr(entry, "event", None)))) == poison
