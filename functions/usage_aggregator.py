@@ -2,7 +2,8 @@
 
 Exactly-once totals come from the database (event_id is unique), not from SQS: a redelivered or
 redriven message, whatever its message id, finds its event already recorded and changes nothing.
-If the transaction fails the whole invocation fails and SQS redelivers the batch, which is safe.
+If the transaction fails the whole invocation fails and SQS redelivers the batch, which is safe; if the
+database refuses a value, the events are applied one at a time and only the refused records are reported.
 """
 
 from __future__ import annotations
@@ -35,9 +36,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     records = event.get("Records") or []
     with processor(records=records, handler=parse_record, lambda_context=context):
         processed = processor.process()
-    events = [result for status, result, _ in processed if status == "success"]
-    outcome = record_usage(container().db, events)
-    failed = len(records) - len(events)
+    parsed = [(result, record) for status, result, record in processed if status == "success"]
+    outcome = record_usage(container().db, [event for event, _ in parsed])
+    # Records the database refused are reported like malformed ones: SQS retries them alone, then the DLQ.
+    failures = [
+        *processor.response()["batchItemFailures"],
+        *({"itemIdentifier": record["messageId"]} for event, record in parsed if event.event_id in outcome.refused),
+    ]
+    failed = len(failures)
     metrics.add_metric(name="UsageEventsRecorded", unit=MetricUnit.Count, value=outcome.inserted)
     metrics.add_metric(name="UsageEventsDuplicate", unit=MetricUnit.Count, value=outcome.duplicates)
     metrics.add_metric(name="UsageEventsMalformed", unit=MetricUnit.Count, value=failed)
@@ -50,4 +56,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             "failed": failed,
         },
     )
-    return dict(processor.response())
+    return {"batchItemFailures": failures}

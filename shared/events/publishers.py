@@ -166,8 +166,10 @@ class QueueUsagePublisher:
                 return
             except Exception:
                 if attempt == self._retries:
-                    # Local mode only; the ids are logged so the events can be replayed by hand.
-                    logger.exception("usage batch not recorded", extra={"event_ids": [str(e.event_id) for e in batch]})
+                    # Local mode only; the events are logged whole so they can be replayed by hand.
+                    logger.exception(
+                        "usage batch not recorded", extra={"events": [e.model_dump(mode="json") for e in batch]}
+                    )
                     return
                 time.sleep(min(2.0, 0.1 * 2**attempt))
 

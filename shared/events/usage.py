@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Annotated, Literal, Protocol
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # What model_usage's columns can hold. A value beyond them would pass validation and then fail the batch's
 # one transaction, sending every record of the batch back to the queue; bounded here, it fails alone.
@@ -46,6 +46,19 @@ class UsageEvent(BaseModel):
     streaming: bool = False
     classification: Text | None = None
     occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        # Sent on as UTC: a time without an offset would be read in the session's TimeZone (the machine's, for an
+        # embedded server), an offset beyond +-15:59 is one PostgreSQL refuses (failing the batch), and a time whose
+        # UTC year is outside 1-9999 would be stored as one no later read can load.
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("occurred_at is outside the years 1-9999 in UTC") from exc
 
     @model_validator(mode="after")
     def _total_fits(self) -> UsageEvent:

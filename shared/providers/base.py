@@ -50,9 +50,11 @@ class TokenUsage:
 
     def __post_init__(self) -> None:
         # Counts come from the provider's body: a negative one would price a call below zero, and no model
-        # takes or writes two billion tokens (the usage columns are 32-bit). Providers turn this ValueError
-        # into a 502 for a malformed answer.
-        if min(self.input, self.output, self.cached) < 0 or self.input + self.output > MOST_TOKENS_A_CALL:
+        # takes or writes two billion tokens (the usage columns are 32-bit, cached included: a count beyond them
+        # failed the usage event after the answer was stored). Providers turn this ValueError into a 502 for a
+        # malformed answer.
+        too_many = self.input + self.output > MOST_TOKENS_A_CALL or self.cached > MOST_TOKENS_A_CALL
+        if min(self.input, self.output, self.cached) < 0 or too_many:
             raise ValueError("token counts out of range")
 
 

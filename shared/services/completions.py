@@ -569,8 +569,10 @@ class CompletionService:
         try:
             self._publisher.publish([event])
         except Exception:
-            # The answer is committed; the publisher's own fallback is responsible for not losing the event.
-            logger.exception("usage event could not be published", extra={"event_id": str(event.event_id)})
+            # The answer is committed and every path the publisher has failed (SQS and its synchronous fallback):
+            # the whole event is logged, so it can be sent again (recording is idempotent on its id). It holds
+            # ids, counts and costs, never the prompt or the answer.
+            logger.exception("usage event could not be published", extra={"event": event.model_dump(mode="json")})
 
 
 def _properties_prompt(tone: str | None, info: str | None) -> str:

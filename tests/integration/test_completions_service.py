@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from decimal import Decimal
@@ -688,3 +689,32 @@ def test_the_reservation_is_released_and_the_message_kept_when_the_provider_cann
     spent, reserved = db.execute(SPEND).fetchone()
     assert reserved == 0 and spent == 0 and publisher.events == []
     assert db.execute("SELECT sender_kind, content FROM messages").fetchall() == [("user", "keep me")]
+
+
+def test_usage_event_is_logged_whole_for_replay_when_no_publisher_path_takes_it(db, make_service, caplog):
+    # SQS unreachable and its synchronous fallback failing too: the log kept only the event id, from which the
+    # event cannot be rebuilt, so the call's usage was lost for good. Logged whole, it can be sent again.
+    from shared.errors import UnavailableError
+    from shared.events.usage import UsageEvent
+    from shared.services.usage import record_usage
+    from tests.usage_support import thread_totals
+
+    service, _, publisher = make_service()
+
+    def unavailable(events):
+        raise UnavailableError("The database cannot be reached.")
+
+    publisher.publish = unavailable
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    answer = service.complete_in_thread(user, thread, content="What is Confab?")
+    (entry,) = [r for r in caplog.records if r.getMessage() == "usage event could not be published"]
+    event = UsageEvent.model_validate(json.loads(json.dumps(getattr(entry, "event", None))))
+    assert (event.thread_id, event.tokens_input, event.cost_usd) == (
+        thread,
+        answer.usage.tokens_input,
+        answer.usage.cost_usd,
+    )
+    assert record_usage(service._db, [event]).inserted == 1
+    assert thread_totals(db, thread)["requests"] == 1

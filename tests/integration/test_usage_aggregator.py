@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -188,3 +188,94 @@ def test_same_event_twice_in_one_batch_counts_once_when_delivered_together(app_c
     event = _event(user, conv, thread)
     assert record_usage(app_container.db, [event, event]).inserted == 1
     assert thread_totals(db, thread)["requests"] == 1
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-15:00"],
+    ids=["before-year-1-in-utc", "after-year-9999-in-utc"],
+)
+def test_only_the_record_is_reported_when_its_time_is_outside_the_years_a_date_holds_in_utc(
+    app_container, db, occurred_at
+):
+    # Stored, such a time made the thread's last_usage_at (and the day's rollup) a value the driver cannot
+    # read back: every later read of the thread failed.
+    from functions.usage_aggregator import lambda_handler
+
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    good = _event(user, conv, thread)
+    bad = good.model_dump(mode="json") | {"event_id": str(uuid.uuid4()), "occurred_at": occurred_at}
+    sqs = sqs_event([good.model_dump_json(), json.dumps(bad)])
+    response = lambda_handler(sqs, FakeLambdaContext())
+    assert response == {"batchItemFailures": [{"itemIdentifier": sqs["Records"][1]["messageId"]}]}
+    assert thread_totals(db, thread) == expected_thread_totals([good])[thread]
+
+
+def test_record_counts_on_its_utc_day_when_its_offset_is_beyond_what_postgresql_parses(app_container, db):
+    # +23:59 is a valid ISO offset; PostgreSQL takes at most +-15:59, so the batch's one transaction failed and
+    # every record of the batch went back to the queue, again and again.
+    from functions.usage_aggregator import lambda_handler
+
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    good = _event(user, conv, thread)
+    far = good.model_dump(mode="json") | {"event_id": str(uuid.uuid4()), "occurred_at": "2026-11-23T10:00:00+23:59"}
+    response = lambda_handler(sqs_event([good.model_dump_json(), json.dumps(far)]), FakeLambdaContext())
+    assert response == {"batchItemFailures": []}
+    days = db.execute("SELECT day, requests_count FROM usage_daily ORDER BY day").fetchall()
+    assert days == [(date(2026, 11, 22), 2)]
+
+
+def test_time_without_an_offset_is_read_as_utc_when_the_session_time_zone_is_not_utc(app_env, monkeypatch, db):
+    # libpq's PGTZ sets the session TimeZone, as a laptop's embedded server or a non-default parameter group does.
+    monkeypatch.setenv("PGTZ", "Pacific/Kiritimati")  # UTC+14
+    from functions.usage_aggregator import lambda_handler
+    from shared.bootstrap import container, get_settings
+
+    get_settings.cache_clear()
+    container.cache_clear()
+    try:
+        body = {"model": "m", "provider": "p", "occurred_at": "2026-11-22T10:00:00"}
+        assert lambda_handler(sqs_event([json.dumps(body)]), FakeLambdaContext()) == {"batchItemFailures": []}
+    finally:
+        container().db.close()
+        container.cache_clear()
+        get_settings.cache_clear()
+    assert db.execute("SELECT day FROM usage_daily").fetchall() == [(date(2026, 11, 22),)]
+
+
+def test_only_the_record_is_reported_when_the_database_refuses_an_event_that_passed_validation(app_container, db):
+    # A rule of the data model the event's validation does not know (here one added for the test; in production
+    # a value PostgreSQL refuses that the event model let through): the batch's one transaction failed on every
+    # delivery, holding back every other event of the batch until all of them reached the dead-letter queue.
+    from functions.usage_aggregator import lambda_handler
+
+    db.execute("ALTER TABLE model_usage ADD CONSTRAINT test_refuses_poison CHECK (model_name <> 'poison')")
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    events = [_event(user, conv, thread, tokens_input=i + 1) for i in range(4)]
+    poison = _event(user, conv, thread, model="poison")
+    bodies = [e.model_dump_json() for e in events]
+    bodies.insert(2, poison.model_dump_json())
+    bodies.append("not json")
+    sqs = sqs_event(bodies)
+    response = lambda_handler(sqs, FakeLambdaContext())
+    failed = sorted(f["itemIdentifier"] for f in response["batchItemFailures"])
+    assert failed == sorted([sqs["Records"][2]["messageId"], sqs["Records"][5]["messageId"]])
+    assert thread_totals(db, thread) == expected_thread_totals(events)[thread]
+    assert daily_rollups(db) == expected_rollups(events)
+    # Delivered again (the poison record alone, or the whole batch), nothing is counted twice.
+    assert lambda_handler(sqs, FakeLambdaContext())["batchItemFailures"] == response["batchItemFailures"]
+    assert thread_totals(db, thread) == expected_thread_totals(events)[thread]
+
+
+def test_refused_event_is_logged_whole_when_it_was_recorded_without_a_queue(app_container, db, caplog):
+    # Recorded synchronously (no queue, or SQS unreachable), a refused event has no dead-letter queue to wait in:
+    # its log line is all that is left of it, and an id alone cannot be sent again once the cause is fixed.
+    db.execute("ALTER TABLE model_usage ADD CONSTRAINT test_refuses_poison CHECK (model_name <> 'poison')")
+    poison = _event(None, None, None, model="poison")
+    outcome = record_usage(app_container.db, [_event(None, None, None), poison])
+    assert (outcome.inserted, outcome.refused) == (1, frozenset({poison.event_id}))
+    (entry,) = [r for r in caplog.records if r.getMessage() == "usage event refused by the database"]
+    assert UsageEvent.model_validate(json.loads(json.dumps(getattr(entry, "event", None)))) == poison

@@ -177,5 +177,22 @@ def test_in_process_queue_retries_a_batch_when_the_sink_fails_once():
     assert attempts == [3, 3]
 
 
+def test_in_process_queue_logs_the_events_whole_when_it_gives_up_on_a_batch(caplog):
+    # The log kept only their ids, from which the events could not be replayed.
+    def sink(events):
+        raise RuntimeError("database gone")
+
+    publisher = QueueUsagePublisher(sink, batch_size=10, linger_s=0.05, retries=1)
+    events = _events(2)
+    try:
+        publisher.publish(events)
+        publisher.flush(timeout=10)
+    finally:
+        publisher.close()
+    (entry,) = [r for r in caplog.records if r.getMessage() == "usage batch not recorded"]
+    logged = json.loads(json.dumps(getattr(entry, "events", None)))
+    assert [UsageEvent.model_validate(e) for e in logged] == events
+
+
 def test_container_uses_the_in_process_queue_in_local_mode_without_a_queue_url(app_container):
     assert isinstance(app_container.usage_publisher, QueueUsagePublisher)

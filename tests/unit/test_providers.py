@@ -236,6 +236,23 @@ def test_sagemaker_answer_is_a_502_when_the_container_reports_a_token_count_out_
     assert caught.value.status == 502
 
 
+def test_sagemaker_answer_is_a_502_when_the_container_reports_more_cached_tokens_than_a_usage_event_holds():
+    # Accepted, the count reached the usage event only after the answer was stored: building the event failed in
+    # the completion's `finally`, so the caller got a 500 for a stored answer and its usage was never recorded.
+    client = _client("sagemaker-runtime")
+    stubber = Stubber(client)
+    body = {
+        "choices": [{"message": {"content": "4"}}],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 2**31}},
+    }
+    stubber.add_response(
+        "invoke_endpoint", {"Body": _streaming(json.dumps(body).encode()), "ContentType": "application/json"}
+    )
+    with stubber, pytest.raises(ProviderError) as caught:
+        SageMakerProvider(client).complete(REQUEST)
+    assert caught.value.status == 502
+
+
 def test_sagemaker_model_error_is_502_without_its_body_when_the_container_fails(capsys):
     client = _client("sagemaker-runtime")
     stubber = Stubber(client)
