@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from shared.bootstrap import container
+from shared.models.days import Day
 from shared.services.usage_reports import (
     GroupBy,
     ModelsUsage,
@@ -21,8 +21,8 @@ from shared.services.usage_reports import (
 
 app = make_resolver()
 
-FromDate = Annotated[date | None, Query(alias="from", description="first UTC day (default: 29 days before 'to')")]
-ToDate = Annotated[date | None, Query(alias="to", description="last UTC day, inclusive (default: today)")]
+FromDate = Annotated[Day | None, Query(alias="from", description="first UTC day (default: 29 days before 'to')")]
+ToDate = Annotated[Day | None, Query(alias="to", description="last UTC day, inclusive (default: today)")]
 
 
 @app.get("/v1/usage/me", summary="My usage by day or by model", tags=["usage"])
@@ -32,7 +32,7 @@ def get_my_usage(group_by: GroupBy = "day", start: FromDate = None, end: ToDate 
 
 @app.get("/v1/admin/usage/monthly", summary="Users ranked by cost over a month (admins)", tags=["usage"])
 def get_monthly_usage(
-    month: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM (UTC)")],
+    month: Annotated[str, Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM (UTC)")],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> MonthlyUsage:

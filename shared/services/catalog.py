@@ -96,7 +96,7 @@ class ResourceIn(BaseModel):
     conversation_id: UUID | None = None
     aws_resource_id: str | None = Field(None, max_length=2048)
     instance_type: str | None = Field(None, max_length=100)
-    region: str | None = Field(None, max_length=50, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    region: str | None = Field(None, max_length=50, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
     status: str = Field("pending", min_length=1, max_length=50)
     endpoint_url: str | None = Field(None, max_length=2000)
     estimated_hourly_cost: Money | None = Field(None, ge=0, max_digits=10, decimal_places=4)
@@ -108,7 +108,7 @@ class ResourcePatch(BaseModel):
     resource_name: str | None = Field(None, min_length=1, max_length=255)
     aws_resource_id: str | None = Field(None, max_length=2048)
     instance_type: str | None = Field(None, max_length=100)
-    region: str | None = Field(None, max_length=50, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    region: str | None = Field(None, max_length=50, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
     status: str | None = Field(None, min_length=1, max_length=50)
     endpoint_url: str | None = Field(None, max_length=2000)
     estimated_hourly_cost: Money | None = Field(None, ge=0, max_digits=10, decimal_places=4)

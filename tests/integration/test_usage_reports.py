@@ -95,6 +95,22 @@ def test_my_usage_is_422_naming_to_when_the_default_range_would_start_before_yea
     assert first_day["statusCode"] == 200 and body_of(first_day)["items"] == []
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"to": "0"},  # a Unix timestamp to a lax date: 1970-01-01, answered as if meant
+        {"from": "2026-11-01T00:00:00"},  # a midnight datetime
+        {"from": "٢٠٢٦-١١-٠١"},  # Arabic-Indic digits
+        {"from": "2026-11-31"},
+        {"from": "20261101"},
+    ],
+)
+def test_my_usage_is_422_unless_days_are_iso_dates(usage, query):
+    response = _request("/v1/usage/me", query, _user(usage["alice"]))
+    assert response["statusCode"] == 422, response["body"]
+    assert body_of(response)["errors"][0]["loc"] == ["query", next(iter(query))]
+
+
 def test_my_usage_is_422_when_group_by_is_unknown(usage):
     response = _request("/v1/usage/me", {"group_by": "week"}, _user(usage["alice"]))
     assert response["statusCode"] == 422
@@ -147,6 +163,7 @@ def test_monthly_usage_is_403_when_the_caller_is_not_admin(usage):
 def test_monthly_usage_is_400_or_422_when_the_month_or_cursor_is_malformed(usage):
     admin = _user(usage["admin"], "admin")
     assert _request("/v1/admin/usage/monthly", {"month": "2026-13"}, admin)["statusCode"] == 422
+    assert _request("/v1/admin/usage/monthly", {"month": "٢٠٢٦-11"}, admin)["statusCode"] == 422  # ASCII digits only
     year_zero = _request("/v1/admin/usage/monthly", {"month": "0000-01"}, admin)
     assert year_zero["statusCode"] == 422 and body_of(year_zero)["errors"][0]["loc"] == ["query", "month"]
     bad_cursor = {"month": "2026-11", "cursor": "not-a-cursor"}

@@ -52,3 +52,16 @@ def test_endpoint_is_allowed_with_its_addresses_when_https_on_a_public_address()
     assert check_endpoint_url("https://api.example.com/v1", resolver=PUBLIC) == ["93.184.216.34"]
     assert check_endpoint_url("https://8.8.8.8:8443/v1", resolver=PUBLIC) == ["8.8.8.8"]
     assert check_endpoint_url("https://[2002:808:808::1]/v1", resolver=PUBLIC) == ["2002:808:808::1"]
+
+
+@pytest.mark.parametrize("region", ["us-east-١", "eu-west-٣"])
+def test_a_resource_region_is_refused_unless_its_digit_is_ascii(region):
+    from pydantic import ValidationError
+
+    from shared.services.catalog import ResourceIn, ResourcePatch
+
+    assert ResourcePatch(region="us-east-1").region == "us-east-1"
+    with pytest.raises(ValidationError):
+        ResourceIn(resource_name="r", resource_type="bedrock", region=region)
+    with pytest.raises(ValidationError):
+        ResourcePatch(region=region)
