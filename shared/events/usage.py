@@ -16,6 +16,8 @@ INTEGER_MAX = 2**31 - 1
 BIGINT_MAX = 2**63 - 1
 
 Count = Annotated[int, Field(ge=0, le=INTEGER_MAX)]
+# numeric(14, 8), as model_usage and ai_cache hold a call's cost: the most one call may cost.
+MOST_COST_USD = Decimal("999999.99999999")
 # PostgreSQL text (and jsonb, which carries the batch) cannot hold a NUL character.
 Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
 

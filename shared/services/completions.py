@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from shared.db import Database, UnitOfWork
 from shared.errors import ConflictError, NotFoundError, RateLimitedError, UnavailableError, UnprocessableError
-from shared.events.usage import UsageEvent, UsagePublisher
+from shared.events.usage import MOST_COST_USD, UsageEvent, UsagePublisher
 from shared.models.money import Money
 from shared.observability import logger
 from shared.providers.base import (
@@ -34,6 +34,7 @@ from shared.providers.base import (
     alternating,
     estimate_tokens,
     most_tokens,
+    provider_failed,
 )
 from shared.providers.registry import ProviderRegistry
 from shared.repositories.catalog import CatalogRepository, ModelRow
@@ -445,14 +446,23 @@ class CompletionService:
         CompletionsRepository(uow.conn).count_cache_hit(plan.model.model_id, plan.cache_key)
 
     def _reserve(self, plan: Plan) -> None:
-        """With a monthly spend limit: reserve the call's worst-case cost, or answer 429 before the provider.
+        """Refuse a call whose worst-case cost could not be recorded (422); with a monthly spend limit, reserve
+        that cost, or answer 429 before the provider.
 
         The ledger row's lock serializes a user's concurrent reservations, so racing calls cannot overspend."""
+        # The worst case for any tokenizer: settling then never takes the month past the limit.
+        worst = Prices.of(plan.model).cost(most_tokens(plan.request.messages), plan.request.max_tokens)
+        if worst > MOST_COST_USD:
+            # Its cost could not be recorded (a mispriced catalog entry and a long context): refused before
+            # anything is bought, rather than answered and then failing to store its cache entry or usage.
+            raise UnprocessableError(
+                f"This request could cost more than ${MOST_COST_USD} in one call; send a shorter context or fewer "
+                "max_tokens.",
+                errors=[{"loc": ["body"], "type": "value_error", "msg": "worst-case cost out of range"}],
+            )
         limit = self._settings.monthly_spend_limit_usd
         if limit is None:
             return
-        # The worst case for any tokenizer: settling then never takes the month past the limit.
-        worst = Prices.of(plan.model).cost(most_tokens(plan.request.messages), plan.request.max_tokens)
 
         def reserve(uow: UnitOfWork) -> int | None:
             repo = CompletionsRepository(uow.conn)
@@ -479,6 +489,10 @@ class CompletionService:
         if "\x00" in result.text:
             # PostgreSQL text cannot hold NUL; an answer carrying one is stored with U+FFFD in its place.
             result = replace(result, text=result.text.replace("\x00", "\ufffd"))
+        if Prices.of(plan.model).cost(result.usage.input, result.usage.output, result.usage.cached) > MOST_COST_USD:
+            # Only token counts past the worst case checked before the call get here: a malformed answer, failed
+            # like any provider failure (the user's message kept, the reservation released).
+            raise provider_failed(plan.model.provider, 502, "usage_out_of_range")
         return result, int((time.perf_counter() - started) * 1000)
 
     def _usage(self, plan: Plan, result: ProviderResult, latency_ms: int) -> CompletionUsage:

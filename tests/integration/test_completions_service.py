@@ -718,3 +718,49 @@ def test_usage_event_is_logged_whole_for_replay_when_no_publisher_path_takes_it(
     )
     assert record_usage(service._db, [event]).inserted == 1
     assert thread_totals(db, thread)["requests"] == 1
+
+
+def test_a_call_whose_worst_case_cost_no_record_can_hold_is_422_before_the_provider(db, make_service):
+    # A mispriced catalog entry (per 1k input tokens at the most a price holds) and a long context: the answer was
+    # bought and stored, then its cost failed the cache entry's numeric(14, 8) (a 500 for a kept turn), or the
+    # usage event (a 500 after the commit).
+    from shared.errors import UnprocessableError
+    from shared.providers.base import ChatMessage
+
+    service, registry, publisher = make_service()
+    add_model(db, price_in="9999.999999", context_window=1_000_000)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    with pytest.raises(UnprocessableError):
+        service.chat(user, model_id="local-echo", messages=[ChatMessage("user", "x" * 450_000)])
+    with pytest.raises(UnprocessableError):
+        service.complete_in_thread(user, thread, content="x" * 450_000)
+    assert registry.requests == [] and publisher.events == []
+    assert db.execute("SELECT count(*) FROM messages").fetchone() == (0,)
+    answer = service.chat(user, model_id="local-echo", messages=[ChatMessage("user", "x" * 4_000)])
+    assert answer.usage.cost_usd > 9999  # a dear call that fits is answered
+
+
+def test_a_provider_reporting_tokens_past_the_worst_case_at_a_cost_no_record_holds_is_a_502(
+    db, make_service, monkeypatch
+):
+    from shared.providers.base import ProviderError, TokenUsage
+
+    service, registry, publisher = make_service(MONTHLY_SPEND_LIMIT_USD="1000000")
+    add_model(db, price_out="9999.999999")
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+
+    class OverReporting:
+        name = "local"
+
+        def complete(self, request: ProviderRequest) -> ProviderResult:
+            return ProviderResult(text="short", usage=TokenUsage(input=10, output=1_000_000))
+
+    monkeypatch.setattr(registry, "for_model", lambda provider, **kwargs: OverReporting())
+    with pytest.raises(ProviderError) as caught:
+        service.complete_in_thread(user, thread, content="keep me", temperature=0.5)
+    assert caught.value.status == 502
+    # Failed like any provider failure: the user's message kept, the reservation released, nothing counted.
+    assert db.execute("SELECT sender_kind, content FROM messages").fetchall() == [("user", "keep me")]
+    assert db.execute(SPEND).fetchone() == (0, 0)
