@@ -8,8 +8,9 @@ import uuid
 import pytest
 
 from shared.auth.principal import Principal
-from shared.errors import ConflictError
-from shared.services import licenses
+from shared.errors import ConflictError, ForbiddenError
+from shared.models.identity import AdminUserPatch
+from shared.services import accounts, admin, licenses
 from tests.integration.identity.conftest import PASSWORD
 
 
@@ -262,3 +263,28 @@ def test_twenty_concurrent_seat_assignments_never_exceed_the_licence(api, make_r
         t.join()
     assert outcomes.count("ok") == 5 and outcomes.count("full") == 15
     assert db.execute("SELECT count(*) FROM license_seats").fetchone()[0] == 5
+
+
+def test_an_administrator_demoted_or_deactivated_meanwhile_changes_nothing_with_a_stale_authorizer_answer(
+    api, make_role, app_container, db
+):
+    # API Gateway may answer from an Allow cached before the demotion (docs/deploy.md, "Authorizer caching"):
+    # the context still says super_admin or admin. The rights are what the account holds when it acts.
+    _, root = _with_role(api, make_role, "root3", "super_admin")
+    rogue_id, _ = _with_role(api, make_role, "rogue", "super_admin")
+    gone_id, _ = _with_role(api, make_role, "gone", "admin")
+    plain = api.signup("plain")["user"]["id"]
+    assert api.call("PATCH", f"/v1/admin/users/{rogue_id}", {"role": "user"}, token=root).status == 200
+    assert api.call("PATCH", f"/v1/admin/users/{gone_id}", {"is_active": False}, token=root).status == 200
+    stale_rogue = Principal(kind="jwt", user_id=uuid.UUID(rogue_id), role="super_admin")
+    stale_gone = Principal(kind="jwt", user_id=uuid.UUID(gone_id), role="admin")
+    attempts = [
+        (stale_rogue, rogue_id, AdminUserPatch(role="super_admin")),
+        (stale_gone, gone_id, AdminUserPatch(is_active=True)),
+        (stale_gone, plain, AdminUserPatch(is_active=False)),
+    ]
+    for stale, target, patch in attempts:
+        with pytest.raises(ForbiddenError):
+            admin.update_user(app_container.db, stale, uuid.UUID(target), patch, accounts.Client())
+    rows = dict(db.execute("SELECT username, (role, is_active)::text FROM users").fetchall())
+    assert rows["rogue"] == "(user,t)" and rows["gone"] == "(admin,f)" and rows["plain"] == "(user,t)"
