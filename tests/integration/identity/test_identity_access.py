@@ -58,6 +58,19 @@ def test_api_key_is_shown_once_works_and_stops_at_once_when_revoked(api, db, hea
     assert api.call("GET", "/v1/users/me", headers=use).status == 401
 
 
+def test_api_key_cannot_create_api_keys_when_it_is_the_credential(api, db):
+    # A key handed to CI with an expiry, or leaked, would otherwise mint keys that never expire and outlive
+    # its revocation. Keys are made from a signed-in session; a key may still list keys and revoke itself.
+    token = api.signup("oren")["access_token"]
+    ci = api.call("POST", "/v1/users/me/api-keys", {"name": "ci", "expires_at": "2099-01-01T00:00:00Z"}, token=token)
+    key = ci.json["key"]
+    minted = api.call("POST", "/v1/users/me/api-keys", {"name": "forever"}, token=key)
+    assert minted.status == 403 and minted.headers["content-type"] == "application/problem+json"
+    assert db.execute("SELECT count(*) FROM api_keys").fetchone()[0] == 1
+    assert api.call("GET", "/v1/users/me/api-keys", token=key).status == 200
+    assert api.call("DELETE", f"/v1/users/me/api-keys/{ci.json['id']}", token=key).status == 204
+
+
 def test_api_key_with_past_expiry_is_refused_at_creation(api):
     token = api.signup("pia")["access_token"]
     reply = api.call("POST", "/v1/users/me/api-keys", {"expires_at": "2020-01-01T00:00:00Z"}, token=token)
