@@ -68,7 +68,7 @@ def update_user(db: Database, principal: Principal, target_id: UUID, patch: Admi
             tokens.revoke_for_user(target.id)
         else:
             # A role change ends no session: the next refresh issues an access token with the new role.
-            tokens.rebind_for_user(target.id, updated.token_version)
+            tokens.rebind_for_user(target.id, target.token_version, updated.token_version)
         if role != target.role:
             _log(uow, "role_changed", target.id, client, actor_id=actor, detail={"from": target.role, "to": role})
         if active != target.is_active:
