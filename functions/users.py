@@ -68,8 +68,7 @@ def list_api_keys(cursor: Cursor = None, limit: Limit = None) -> Page[ApiKey]:
 
 @app.post("/v1/users/me/api-keys", summary="Create an API key, shown once", tags=["users"])
 def create_api_key(request: ApiKeyCreate) -> Response[str]:
-    user_id = principal_of(app).require_user()
-    return created_json(api_keys.create_api_key(container().db, user_id, request, client_of(app)))
+    return created_json(api_keys.create_api_key(container().db, principal_of(app), request, client_of(app)))
 
 
 @app.delete("/v1/users/me/api-keys/<id>", summary="Revoke an API key", tags=["users"])

@@ -66,6 +66,12 @@ SELECT created_at FROM connection_logs
 WHERE network_key = %(key)s AND action = 'login_failed' AND created_at > %(since)s
 ORDER BY created_at DESC LIMIT %(limit)s
 """
+# Signups refused as taken, per client network: connection_logs_failed_signup_network_idx.
+RECENT_SIGNUP_FAILURES_FOR_ADDRESS = """
+SELECT created_at FROM connection_logs
+WHERE address_key = %(key)s AND action = 'signup_failed' AND created_at > %(since)s
+ORDER BY created_at DESC LIMIT %(limit)s
+"""
 LIST_PAGE = """
 SELECT id, user_id, action, ip_address, user_agent, actor_id, detail, created_at FROM connection_logs
 WHERE (%(user_id)s::uuid IS NULL OR user_id = %(user_id)s)
@@ -130,6 +136,10 @@ class ConnectionLogsRepository:
         if network is None:
             return []
         return self._failures(RECENT_FAILURES_FOR_NETWORK, network, since, limit)
+
+    def recent_signup_failures_for_address(self, address: str, since: datetime, limit: int) -> list[datetime]:
+        """Signups refused as taken from the address's network (its /64 for IPv6)."""
+        return self._failures(RECENT_SIGNUP_FAILURES_FOR_ADDRESS, rate_limited_address(address), since, limit)
 
     def list_page(
         self, user_id: UUID | None, after: tuple[datetime, UUID] | None, limit: int

@@ -42,8 +42,11 @@ FOR UPDATE
 MARK_USED = "UPDATE refresh_tokens SET used_at = clock_timestamp() WHERE id = %(id)s AND used_at IS NULL"
 REVOKE_FAMILY = "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = %(family_id)s AND revoked_at IS NULL"
 REVOKE_FOR_USER = "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = %(user_id)s AND revoked_at IS NULL"
+# Only the tokens of the version being replaced: an older one is dead by its version alone (a child that escaped
+# a revocation, migration 0501) and must stay so.
 REBIND_FOR_USER = """
-UPDATE refresh_tokens SET token_version = %(token_version)s WHERE user_id = %(user_id)s AND revoked_at IS NULL
+UPDATE refresh_tokens SET token_version = %(token_version)s
+WHERE user_id = %(user_id)s AND revoked_at IS NULL AND token_version = %(from_version)s
 """
 
 
@@ -92,6 +95,7 @@ class RefreshTokensRepository:
     def revoke_for_user(self, user_id: UUID) -> int:
         return self.conn.execute(REVOKE_FOR_USER, {"user_id": user_id}).rowcount
 
-    def rebind_for_user(self, user_id: UUID, token_version: int) -> int:
-        """Move the user's live tokens to a new token version (a change that ends no session)."""
-        return self.conn.execute(REBIND_FOR_USER, {"user_id": user_id, "token_version": token_version}).rowcount
+    def rebind_for_user(self, user_id: UUID, from_version: int, token_version: int) -> int:
+        """Move the user's live tokens of `from_version` to a new token version (a change that ends no session)."""
+        params = {"user_id": user_id, "from_version": from_version, "token_version": token_version}
+        return self.conn.execute(REBIND_FOR_USER, params).rowcount

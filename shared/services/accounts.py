@@ -16,7 +16,7 @@ from shared.auth.opaque import hash_secret, new_secret, same_hash
 from shared.auth.passwords import check_password_rules, hash_password, verify_password
 from shared.auth.tokens import issue_access_token
 from shared.db import Database, UnitOfWork
-from shared.errors import ForbiddenError, NotFoundError, RateLimitedError, UnauthorizedError
+from shared.errors import ConflictError, ForbiddenError, NotFoundError, RateLimitedError, UnauthorizedError
 from shared.models.identity import (
     ConnectionLog,
     LoginRequest,
@@ -115,8 +115,10 @@ def _pair(
 
 
 def signup(db: Database, settings: Settings, request: SignupRequest, client: Client) -> TokenPair:
-    """A new `user` account and its first token pair; 422 on password rules, 409 when taken."""
+    """A new `user` account and its first token pair; 422 on password rules, 409 when taken, 429 when the
+    client's network has been refused as taken too often."""
     check_password_rules(request.password)
+    db.read(lambda uow: _throttle_signup(uow, settings, client))
     password_hash = hash_password(request.password, settings.bcrypt_rounds)
     profile = request.model_dump(exclude={"username", "email", "password"})
 
@@ -127,7 +129,12 @@ def signup(db: Database, settings: Settings, request: SignupRequest, client: Cli
         _log(uow, "signup", user.id, client)
         return _pair(uow, settings, user, client)
 
-    return db.transact(work)
+    try:
+        return db.transact(work)
+    except ConflictError:
+        # The only unique value this signup does not make at random is the username or e-mail address.
+        db.transact(lambda uow: _log(uow, "signup_failed", None, client))
+        raise
 
 
 def login_key(login: str) -> str:
@@ -176,6 +183,19 @@ def _throttle(uow: UnitOfWork, settings: Settings, key: str, client: Client) -> 
         per_network = settings.login_max_failures_per_ipv6_48
         counts.append((lambda logs, since, n: logs.recent_failures_for_network(address, since, n), per_network))
     _refuse_over_limit(uow, settings, counts, "Too many failed sign-in attempts; try again later.")
+
+
+def _throttle_signup(uow: UnitOfWork, settings: Settings, client: Client) -> None:
+    # A 409 tells that an e-mail address has an account, which login hides: refusals are limited per network
+    # as failed logins are, and past the limit every signup from there waits (a 201 would tell as much).
+    address = client.address
+    if not address:
+        return
+    limit = settings.login_max_failures_per_address
+    counts: list[tuple[FailureCount, int]] = [
+        (lambda logs, since, n: logs.recent_signup_failures_for_address(address, since, n), limit)
+    ]
+    _refuse_over_limit(uow, settings, counts, "Too many signups with taken names; try again later.")
 
 
 def login(db: Database, settings: Settings, request: LoginRequest, client: Client) -> TokenPair:

@@ -42,6 +42,12 @@ def update_user(db: Database, principal: Principal, target_id: UUID, patch: Admi
         users = UsersRepository(uow.conn)
         # Locked first, in one order, so two concurrent changes to super_admins serialize.
         super_admins = users.lock_active_super_admins()
+        # The principal may come from an authorizer answer API Gateway cached before this caller was demoted or
+        # deactivated (docs/deploy.md, "Authorizer caching"): rights are what the account holds now. Read after
+        # the lock above, which every change that could take them (a super_admin's) also holds.
+        acting = users.get(actor)
+        if acting is None or not acting.is_active or acting.role not in PRIVILEGED:
+            raise ForbiddenError("This route is for administrators.")
         target = users.get(target_id, for_update=True)
         if target is None:
             raise NotFoundError()
@@ -50,7 +56,7 @@ def update_user(db: Database, principal: Principal, target_id: UUID, patch: Admi
         if role == target.role and active == target.is_active:
             return to_user(target)
         touches_rights = role != target.role or target.role in PRIVILEGED
-        if touches_rights and not principal.is_super_admin:
+        if touches_rights and acting.role != "super_admin":
             raise ForbiddenError("Only a super_admin changes roles or administrator accounts.")
         losing_super = target.role == "super_admin" and target.is_active and (role != "super_admin" or not active)
         if losing_super and super_admins == [target.id]:
@@ -62,7 +68,7 @@ def update_user(db: Database, principal: Principal, target_id: UUID, patch: Admi
             tokens.revoke_for_user(target.id)
         else:
             # A role change ends no session: the next refresh issues an access token with the new role.
-            tokens.rebind_for_user(target.id, updated.token_version)
+            tokens.rebind_for_user(target.id, target.token_version, updated.token_version)
         if role != target.role:
             _log(uow, "role_changed", target.id, client, actor_id=actor, detail={"from": target.role, "to": role})
         if active != target.is_active:

@@ -5,16 +5,22 @@ from __future__ import annotations
 from uuid import UUID
 
 from shared.auth.api_keys import issue_key
+from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import NotFoundError
+from shared.errors import ForbiddenError, NotFoundError
 from shared.models.identity import ApiKey, ApiKeyCreate, ApiKeyCreated
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.api_keys import ApiKeysRepository
 from shared.services.accounts import CURSOR_KINDS, Client, _log
 
 
-def create_api_key(db: Database, user_id: UUID, request: ApiKeyCreate, client: Client) -> ApiKeyCreated:
-    """A new key; the answer is the only place the key itself ever appears."""
+def create_api_key(db: Database, principal: Principal, request: ApiKeyCreate, client: Client) -> ApiKeyCreated:
+    """A new key, made from a signed-in session; the answer is the only place the key itself ever appears."""
+    user_id = principal.require_user()
+    if principal.kind != "jwt":
+        # A key could otherwise mint keys: one given out with an expiry, or revoked after a leak, would leave
+        # behind keys that never expire and that its revocation does not reach.
+        raise ForbiddenError("API keys are created from a signed-in session, not with an API key.")
     issued = issue_key()
 
     def work(uow: UnitOfWork) -> ApiKeyCreated:

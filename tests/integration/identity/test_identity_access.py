@@ -8,8 +8,9 @@ import uuid
 import pytest
 
 from shared.auth.principal import Principal
-from shared.errors import ConflictError
-from shared.services import licenses
+from shared.errors import ConflictError, ForbiddenError
+from shared.models.identity import AdminUserPatch
+from shared.services import accounts, admin, licenses
 from tests.integration.identity.conftest import PASSWORD
 
 
@@ -55,6 +56,19 @@ def test_api_key_is_shown_once_works_and_stops_at_once_when_revoked(api, db, hea
     assert api.call("GET", "/v1/users/me", headers=use).status == 200
     assert api.call("DELETE", f"/v1/users/me/api-keys/{created.json['id']}", token=token).status == 204
     assert api.call("GET", "/v1/users/me", headers=use).status == 401
+
+
+def test_api_key_cannot_create_api_keys_when_it_is_the_credential(api, db):
+    # A key handed to CI with an expiry, or leaked, would otherwise mint keys that never expire and outlive
+    # its revocation. Keys are made from a signed-in session; a key may still list keys and revoke itself.
+    token = api.signup("oren")["access_token"]
+    ci = api.call("POST", "/v1/users/me/api-keys", {"name": "ci", "expires_at": "2099-01-01T00:00:00Z"}, token=token)
+    key = ci.json["key"]
+    minted = api.call("POST", "/v1/users/me/api-keys", {"name": "forever"}, token=key)
+    assert minted.status == 403 and minted.headers["content-type"] == "application/problem+json"
+    assert db.execute("SELECT count(*) FROM api_keys").fetchone()[0] == 1
+    assert api.call("GET", "/v1/users/me/api-keys", token=key).status == 200
+    assert api.call("DELETE", f"/v1/users/me/api-keys/{ci.json['id']}", token=key).status == 204
 
 
 def test_api_key_with_past_expiry_is_refused_at_creation(api):
@@ -262,3 +276,28 @@ def test_twenty_concurrent_seat_assignments_never_exceed_the_licence(api, make_r
         t.join()
     assert outcomes.count("ok") == 5 and outcomes.count("full") == 15
     assert db.execute("SELECT count(*) FROM license_seats").fetchone()[0] == 5
+
+
+def test_an_administrator_demoted_or_deactivated_meanwhile_changes_nothing_with_a_stale_authorizer_answer(
+    api, make_role, app_container, db
+):
+    # API Gateway may answer from an Allow cached before the demotion (docs/deploy.md, "Authorizer caching"):
+    # the context still says super_admin or admin. The rights are what the account holds when it acts.
+    _, root = _with_role(api, make_role, "root3", "super_admin")
+    rogue_id, _ = _with_role(api, make_role, "rogue", "super_admin")
+    gone_id, _ = _with_role(api, make_role, "gone", "admin")
+    plain = api.signup("plain")["user"]["id"]
+    assert api.call("PATCH", f"/v1/admin/users/{rogue_id}", {"role": "user"}, token=root).status == 200
+    assert api.call("PATCH", f"/v1/admin/users/{gone_id}", {"is_active": False}, token=root).status == 200
+    stale_rogue = Principal(kind="jwt", user_id=uuid.UUID(rogue_id), role="super_admin")
+    stale_gone = Principal(kind="jwt", user_id=uuid.UUID(gone_id), role="admin")
+    attempts = [
+        (stale_rogue, rogue_id, AdminUserPatch(role="super_admin")),
+        (stale_gone, gone_id, AdminUserPatch(is_active=True)),
+        (stale_gone, plain, AdminUserPatch(is_active=False)),
+    ]
+    for stale, target, patch in attempts:
+        with pytest.raises(ForbiddenError):
+            admin.update_user(app_container.db, stale, uuid.UUID(target), patch, accounts.Client())
+    rows = dict(db.execute("SELECT username, (role, is_active)::text FROM users").fetchall())
+    assert rows["rogue"] == "(user,t)" and rows["gone"] == "(admin,f)" and rows["plain"] == "(user,t)"

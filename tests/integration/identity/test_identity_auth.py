@@ -193,6 +193,25 @@ def test_per_network_limit_leaves_ipv4_and_ipv4_mapped_clients_counted_per_addre
     assert {network for address, network in keys if "." not in address} == {"2001:db8:9::/48"}
 
 
+def test_signups_refused_as_taken_are_limited_per_address_like_failed_logins(api, reconfigure, db):
+    # A 409 tells that an e-mail address has an account, which login's uniform 401 and its limits hide: without
+    # a limit of its own, signup was an unthrottled way to test addresses.
+    reconfigure(LOGIN_MAX_FAILURES_PER_ADDRESS="3")
+    api.signup("known")
+    for name in ("probe1", "probe2", "probe3"):
+        body = {"username": name, "email": "known@example.com", "password": PASSWORD}
+        assert api.call("POST", "/v1/auth/signup", body, ip="2001:db8:9:1::1").status == 409
+    # Then every signup from that network waits, whether or not the name is taken: 201 against 429 would tell too.
+    for email in ("known@example.com", "fresh@example.com"):
+        body = {"username": "probe4", "email": email, "password": PASSWORD}
+        blocked = api.call("POST", "/v1/auth/signup", body, ip="2001:db8:9:1::2")
+        assert blocked.status == 429 and "retry-after" in blocked.headers
+    fresh = {"username": "probe4", "email": "fresh@example.com", "password": PASSWORD}
+    assert api.call("POST", "/v1/auth/signup", fresh, ip="198.51.100.9").status == 201
+    trail = db.execute("SELECT user_id, ip_address FROM connection_logs WHERE action = 'signup_failed'").fetchall()
+    assert len(trail) == 3 and {row[0] for row in trail} == {None}
+
+
 def test_refresh_rotates_and_replaying_the_spent_token_revokes_the_family(api, db):
     first = api.signup("gina")["refresh_token"]
     second = api.call("POST", "/v1/auth/refresh", {"refresh_token": first})

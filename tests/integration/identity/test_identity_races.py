@@ -184,3 +184,21 @@ def test_password_change_is_403_when_another_change_commits_during_its_check(api
         )
     assert api.call("POST", "/v1/auth/login", {"login": "victim", "password": NEW_PASSWORD}).status == 200
     assert api.call("POST", "/v1/auth/login", {"login": "victim", "password": "the slower change"}).status == 401
+
+
+def test_a_refresh_token_that_escaped_a_logout_all_stays_dead_when_an_admin_later_changes_the_role(
+    api, app_container, db, monkeypatch
+):
+    # The child of a refresh that commits while logout-all waits escapes the revocation and is held off by its
+    # old token version alone (migration 0501). A later role change moves live tokens to the new version: it
+    # must move only those of the version it replaces, or it brings the escaped child back to life.
+    pair = api.signup("esca")
+    user_id = pair["user"]["id"]
+    child = _refresh_while(
+        app_container, db, monkeypatch, pair["refresh_token"], lambda: _logout_everywhere(app_container, user_id)
+    )
+    made = "INSERT INTO users (username, email, role) VALUES ('re', 're@example.com', 'super_admin') RETURNING id"
+    root_id = app_container.db.transact(lambda uow: uow.conn.execute(made).fetchone()[0])
+    root = Principal(kind="jwt", user_id=root_id, role="super_admin")
+    admin.update_user(app_container.db, root, uuid.UUID(user_id), AdminUserPatch(role="admin"), accounts.Client())
+    assert api.call("POST", "/v1/auth/refresh", {"refresh_token": child.refresh_token}).status == 401
