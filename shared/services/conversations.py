@@ -247,6 +247,9 @@ def remove_participant(db: Database, principal: Principal, conversation_id: UUID
         access = conversation_access(repo, principal, conversation_id)
         if user_id != caller:
             require_admin(access)
+            if access.kind == "direct":
+                # Either user may leave or delete a 1:1 conversation, but not shut the other one out of it.
+                raise ConflictError("A direct conversation keeps its two users; each may only leave it.")
         repo.lock(conversation_id)
         if repo.get_participant(conversation_id, user_id) is None:
             raise not_found()
