@@ -233,22 +233,27 @@ FROM participants p, target
 WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
 """
 
+# A reaction is keyed on its emoji without variation selectors (migration 0550): a heart sent with and without
+# U+FE0F is one reaction. Counts show the spelling with the most selectors (the emoji-styled one sorts last).
+_EMOJI_KEY = "translate({}, U&'\\FE0E\\FE0F', '')"
+
 ADD_REACTION = """
 INSERT INTO message_reactions (message_id, user_id, emoji) VALUES (%(message_id)s, %(user_id)s, %(emoji)s)
-ON CONFLICT (message_id, user_id, emoji) DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING message_id, user_id, emoji, created_at
 """
 
-GET_REACTION = """
+GET_REACTION = f"""
 SELECT message_id, user_id, emoji, created_at FROM message_reactions
-WHERE message_id = %(message_id)s AND user_id = %(user_id)s AND emoji = %(emoji)s
-"""
+WHERE message_id = %(message_id)s AND user_id = %(user_id)s
+  AND {_EMOJI_KEY.format("emoji")} = {_EMOJI_KEY.format("%(emoji)s")}
+"""  # noqa: S608 (fixed text)
 
-REACTION_COUNTS = """
-SELECT emoji, count(*)::int AS count, bool_or(user_id = %(user_id)s) AS reacted_by_me
+REACTION_COUNTS = f"""
+SELECT max(emoji COLLATE "C") AS emoji, count(*)::int AS count, bool_or(user_id = %(user_id)s) AS reacted_by_me
 FROM message_reactions WHERE message_id = %(message_id)s
-GROUP BY emoji ORDER BY count(*) DESC, emoji
-"""
+GROUP BY {_EMOJI_KEY.format("emoji")} ORDER BY count(*) DESC, 1
+"""  # noqa: S608 (fixed text)
 
 EDITS_PAGE = """
 SELECT id, message_id, previous_content, edited_by, edited_at FROM message_edits
@@ -258,10 +263,11 @@ ORDER BY edited_at DESC, id DESC
 LIMIT %(limit)s
 """
 
-REMOVE_REACTION = """
-DELETE FROM message_reactions WHERE message_id = %(message_id)s AND user_id = %(user_id)s AND emoji = %(emoji)s
+REMOVE_REACTION = f"""
+DELETE FROM message_reactions WHERE message_id = %(message_id)s AND user_id = %(user_id)s
+  AND {_EMOJI_KEY.format("emoji")} = {_EMOJI_KEY.format("%(emoji)s")}
 RETURNING id
-"""
+"""  # noqa: S608 (fixed text)
 
 FEEDBACK_COLUMNS = """
 id, message_id, user_id, rating, model_name, model_provider, temperature, max_tokens, created_at, updated_at

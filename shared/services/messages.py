@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -227,8 +228,15 @@ def mark_read(db: Database, principal: Principal, conversation_id: UUID, body: R
     return db.transact(work)
 
 
+def _canonical_emoji(emoji: str) -> str:
+    """The emoji in NFC, so canonically equivalent spellings compare equal (the database also ignores variation
+    selectors, migration 0550)."""
+    return unicodedata.normalize("NFC", emoji)
+
+
 def add_reaction(db: Database, principal: Principal, message_id: int, emoji: str) -> tuple[Reaction, bool]:
     user_id = principal.require_user()
+    emoji = _canonical_emoji(emoji)
 
     def work(uow: UnitOfWork) -> tuple[Reaction, bool]:
         repo = MessagesRepository(uow.conn)
@@ -266,6 +274,7 @@ def list_edits(
 
 def remove_reaction(db: Database, principal: Principal, message_id: int, emoji: str) -> None:
     user_id = principal.require_user()
+    emoji = _canonical_emoji(emoji)
 
     def work(uow: UnitOfWork) -> None:
         repo = MessagesRepository(uow.conn)

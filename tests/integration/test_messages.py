@@ -195,6 +195,29 @@ def test_reactions_are_unique_per_user_and_emoji_and_counted_by_emoji(room):
     assert call("POST", path, room["carol"], body={"emoji": "👍"}).status == 404
 
 
+def test_reactions_are_one_per_emoji_however_it_is_spelled_when_forms_are_unicode_equivalent(room, db):
+    message = _send(room, "alice", "react").body
+    path = f"/v1/messages/{message['id']}/reactions"
+    # A red heart with and without its emoji presentation selector (U+FE0F), and an accented letter composed
+    # and decomposed (NFC vs NFD): each pair is one emoji to the people reacting.
+    assert call("POST", path, room["alice"], body={"emoji": "\u2764\ufe0f"}).status == 201
+    again = call("POST", path, room["alice"], body={"emoji": "\u2764"})
+    assert (again.status, again.body["emoji"]) == (200, "\u2764\ufe0f")
+    assert call("POST", path, room["bob"], body={"emoji": "\u2764"}).status == 201
+    assert call("POST", path, room["alice"], body={"emoji": "e\u0301"}).status == 201
+    assert call("POST", path, room["alice"], body={"emoji": "\u00e9"}).status == 200
+    summary = call("GET", path, room["alice"]).body["reactions"]
+    assert summary == [
+        {"emoji": "\u2764\ufe0f", "count": 2, "reacted_by_me": True},
+        {"emoji": "\u00e9", "count": 1, "reacted_by_me": True},
+    ]
+    assert db.execute("SELECT count(*) FROM message_reactions").fetchone()[0] == 3
+    # Taken back by any spelling of it.
+    assert call("DELETE", f"{path}/%E2%9D%A4", room["alice"]).status == 204
+    assert call("DELETE", f"{path}/e%CC%81", room["alice"]).status == 204
+    assert call("GET", path, room["bob"]).body["reactions"] == [{"emoji": "\u2764", "count": 1, "reacted_by_me": True}]
+
+
 def test_feedback_is_one_per_message_and_user_and_rating_must_be_1_to_5(room):
     message = _send(room, "alice", "rate me").body
     path = f"/v1/messages/{message['id']}/feedback"
