@@ -237,11 +237,18 @@ WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
 # U+FE0F is one reaction. Counts show the spelling with the most selectors (the emoji-styled one sorts last).
 _EMOJI_KEY = "translate({}, U&'\\FE0E\\FE0F', '')"
 
-ADD_REACTION = """
-INSERT INTO message_reactions (message_id, user_id, emoji) VALUES (%(message_id)s, %(user_id)s, %(emoji)s)
+# A message holds at most %(max_emoji)s distinct emoji (its reaction summary is one unpaged list): an emoji it
+# already has may always be added, a new one only below that. Concurrent new emoji may pass it by their number.
+ADD_REACTION = f"""
+INSERT INTO message_reactions (message_id, user_id, emoji)
+SELECT %(message_id)s, %(user_id)s, %(emoji)s
+WHERE EXISTS (SELECT 1 FROM message_reactions WHERE message_id = %(message_id)s
+                AND {_EMOJI_KEY.format("emoji")} = {_EMOJI_KEY.format("%(emoji)s")})
+   OR (SELECT count(DISTINCT {_EMOJI_KEY.format("emoji")}) FROM message_reactions
+       WHERE message_id = %(message_id)s) < %(max_emoji)s
 ON CONFLICT DO NOTHING
 RETURNING message_id, user_id, emoji, created_at
-"""
+"""  # noqa: S608 (fixed text)
 
 GET_REACTION = f"""
 SELECT message_id, user_id, emoji, created_at FROM message_reactions
@@ -375,15 +382,16 @@ class MessagesRepository:
         with self.conn.cursor(row_factory=class_row(ReadCursor)) as cur:
             return cur.execute(MARK_READ if read else MARK_DELIVERED, params).fetchone()
 
-    def add_reaction(self, message_id: int, user_id: UUID, emoji: str) -> tuple[Reaction, bool]:
-        params = {"message_id": message_id, "user_id": user_id, "emoji": emoji}
+    def add_reaction(self, message_id: int, user_id: UUID, emoji: str, max_emoji: int) -> tuple[Reaction, bool] | None:
+        """The new reaction (True) or the caller's same one (False); None when the message holds `max_emoji`
+        distinct emoji and this one is not among them."""
+        params = {"message_id": message_id, "user_id": user_id, "emoji": emoji, "max_emoji": max_emoji}
         with self.conn.cursor(row_factory=class_row(Reaction)) as cur:
             added = cur.execute(ADD_REACTION, params).fetchone()
             if added is not None:
                 return added, True
             existing = cur.execute(GET_REACTION, params).fetchone()
-            assert existing is not None
-            return existing, False
+            return None if existing is None else (existing, False)
 
     def reaction_counts(self, message_id: int, user_id: UUID | None) -> list[ReactionCount]:
         with self.conn.cursor(row_factory=class_row(ReactionCount)) as cur:

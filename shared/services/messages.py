@@ -46,6 +46,8 @@ class JsonPage:
 
 
 SEARCH_MAX_CHARS = 200
+# Distinct emoji one message may hold: its reaction summary is a single unpaged list.
+REACTION_MAX_EMOJI = 50
 
 
 def _invalid(field: str, message: str) -> UnprocessableError:
@@ -241,7 +243,12 @@ def add_reaction(db: Database, principal: Principal, message_id: int, emoji: str
     def work(uow: UnitOfWork) -> tuple[Reaction, bool]:
         repo = MessagesRepository(uow.conn)
         _message_access(repo, principal, message_id)
-        return repo.add_reaction(message_id, user_id, emoji)
+        added = repo.add_reaction(message_id, user_id, emoji, REACTION_MAX_EMOJI)
+        if added is None:
+            raise ConflictError(
+                f"This message holds at most {REACTION_MAX_EMOJI} different reactions.", limit=REACTION_MAX_EMOJI
+            )
+        return added
 
     return db.transact(work)
 

@@ -218,6 +218,27 @@ def test_reactions_are_one_per_emoji_however_it_is_spelled_when_forms_are_unicod
     assert call("GET", path, room["bob"]).body["reactions"] == [{"emoji": "\u2764", "count": 1, "reacted_by_me": True}]
 
 
+def test_a_new_emoji_is_409_once_a_message_holds_the_most_distinct_emoji_and_the_summary_stays_bounded(room, db):
+    from shared.services.messages import REACTION_MAX_EMOJI
+
+    message = _send(room, "alice", "react").body
+    path = f"/v1/messages/{message['id']}/reactions"
+    db.execute(
+        "INSERT INTO message_reactions (message_id, user_id, emoji) "
+        "SELECT %s, %s, 'e' || n FROM generate_series(1, %s) n",
+        (message["id"], room["bob"].user_id, REACTION_MAX_EMOJI),
+    )
+    full = call("POST", path, room["alice"], body={"emoji": "🎉"})
+    assert (full.status, full.body["type"], full.body["limit"]) == (
+        409,
+        "https://confab.dev/problems/conflict",
+        REACTION_MAX_EMOJI,
+    )
+    assert call("POST", path, room["alice"], body={"emoji": "e1"}).status == 201  # joining one that is there
+    assert call("POST", path, room["alice"], body={"emoji": "e1"}).status == 200
+    assert len(call("GET", path, room["alice"]).body["reactions"]) == REACTION_MAX_EMOJI
+
+
 def test_feedback_is_one_per_message_and_user_and_rating_must_be_1_to_5(room):
     message = _send(room, "alice", "rate me").body
     path = f"/v1/messages/{message['id']}/feedback"
