@@ -53,6 +53,14 @@ CASE WHEN %(anonymous)s THEN c.kind = 'anonymous'
      ELSE EXISTS (SELECT 1 FROM participants p WHERE p.conversation_id = c.id AND p.user_id = %(user_id)s) END
 """
 
+# Whether the message of a repeated idempotency key is the one this send asks for (same thread, content and
+# attachments; its content as sent or as it reads now): only then is the send a retry. Fixed text only.
+_SAME_REQUEST = """coalesce({m}thread_id IS NOT DISTINCT FROM %(thread_id)s::uuid
+    AND (%(content)s = {m}content OR %(content)s = (
+         SELECT e.previous_content FROM message_edits e WHERE e.message_id = {m}id ORDER BY e.edited_at, e.id LIMIT 1))
+    AND (SELECT coalesce(array_agg((a.value ->> 'file_id')::uuid ORDER BY a.ordinality), '{{}}')
+         FROM jsonb_array_elements({m}attachments) WITH ORDINALITY a) = %(file_ids)s::uuid[], false)"""
+
 # A send in one statement (one round trip before the commit): check access, lock the conversation row so
 # ids within a conversation are handed out in commit order (pages never skip a late commit), resolve the
 # attachments (files the sender owns), insert, link attachments and move last_message_at. A retried send
@@ -95,16 +103,16 @@ linked AS (
 touched AS (
     UPDATE conversations c SET last_message_at = ins.created_at FROM ins WHERE c.id = ins.conversation_id
 )
-SELECT true AS created, {MESSAGE_JSON}::text AS message FROM ins
+SELECT true AS created, {MESSAGE_JSON}::text AS message, true AS same FROM ins
 UNION ALL
-SELECT false AS created, {M_MESSAGE_JSON}::text
+SELECT false AS created, {M_MESSAGE_JSON}::text, {_SAME_REQUEST.format(m="m.")}
 FROM messages m JOIN conv ON m.conversation_id = conv.id
 WHERE %(idempotency_key)s::text IS NOT NULL
   AND m.sender_id IS NOT DISTINCT FROM %(user_id)s::uuid AND m.idempotency_key = %(idempotency_key)s
 """  # noqa: S608 (fixed column list)
 
 FIND_BY_KEY = f"""
-SELECT false AS created, {MESSAGE_JSON}::text AS message FROM messages
+SELECT false AS created, {MESSAGE_JSON}::text AS message, {_SAME_REQUEST.format(m="")} AS same FROM messages
 WHERE conversation_id = %(conversation_id)s AND sender_id IS NOT DISTINCT FROM %(user_id)s::uuid
   AND idempotency_key = %(idempotency_key)s
 """  # noqa: S608 (fixed column list)
@@ -327,6 +335,7 @@ def trusted_row(model: type[M]) -> BaseRowFactory[M]:
 class SentRow:
     created: bool
     message_json: str  # the message as the API shows it (see _json_of)
+    same: bool  # False: the idempotency key's message is another one than this send asked for
 
 
 class MessagesRepository:
@@ -342,7 +351,7 @@ class MessagesRepository:
 
     def _sent(self, statement: str, params: dict[str, Any]) -> SentRow | None:
         row = self.conn.execute(statement, params).fetchone()
-        return None if row is None else SentRow(created=bool(row[0]), message_json=str(row[1]))
+        return None if row is None else SentRow(created=bool(row[0]), message_json=str(row[1]), same=bool(row[2]))
 
     def is_full(self, conversation_id: UUID, message_limit: int) -> bool:
         """Whether the conversation holds `message_limit` messages or more (the send's own bound)."""

@@ -95,6 +95,11 @@ def send_message(
         sent = repo.send(params)
         if sent is None:
             sent = _explain_unsent(uow, repo, principal, params)
+        if not sent.same:
+            # Keys are unique per conversation and sender: this one already names another message (a client whose
+            # key counter restarted, or a key reused in another thread). Answering that message would say this
+            # one was stored.
+            raise ConflictError("The idempotency key was used for another message in this conversation.")
         return sent.message_json, sent.created
 
     # The send is one statement, so it is its own transaction: one round trip, one commit, and nothing left

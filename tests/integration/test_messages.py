@@ -54,6 +54,23 @@ def test_retried_send_returns_the_original_with_200_when_the_idempotency_key_rep
     assert db.execute("SELECT count(*) FROM messages WHERE idempotency_key = 'k-1'").fetchone()[0] == 2
 
 
+def test_a_key_used_again_for_another_message_is_409_and_stores_nothing_while_a_true_retry_answers(room, db):
+    first = _send(room, "alice", "lunch at noon?", idempotency_key="k-1")
+    thread = call("POST", f"/v1/conversations/{room['id']}/threads", room["alice"], body={"title": "t"}).body
+    # A client whose key counter restarted, or that reused a key in another thread: not a retry of the first send,
+    # and answering the first message with 200 would tell it this one was delivered.
+    other_text = _send(room, "alice", "running late", idempotency_key="k-1")
+    assert (other_text.status, other_text.body["type"]) == (409, "https://confab.dev/problems/conflict")
+    other_thread = _send(room, "alice", "lunch at noon?", idempotency_key="k-1", thread_id=thread["id"])
+    assert other_thread.status == 409
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
+    retry = _send(room, "alice", "lunch at noon?", idempotency_key="k-1")
+    assert (retry.status, retry.body["id"]) == (200, first.body["id"])
+    # Still a retry after the first message was edited.
+    call("PATCH", f"/v1/messages/{first.body['id']}", room["alice"], body={"content": "lunch at one?"})
+    assert _send(room, "alice", "lunch at noon?", idempotency_key="k-1").status == 200
+
+
 def test_attachments_are_linked_when_the_sender_owns_the_files(room, db):
     mine = _file(db, room["alice"].user_id)
     sent = _send(room, "alice", "see file", attachments=[str(mine)])
