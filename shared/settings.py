@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     request_body_max_bytes: int = Field(256 * 1024, alias="REQUEST_BODY_MAX_BYTES", ge=1024)
     anonymous_create_limit: int = Field(20, alias="ANONYMOUS_CREATE_LIMIT", ge=1)
     anonymous_create_window_s: int = Field(3600, alias="ANONYMOUS_CREATE_WINDOW_SECONDS", ge=1)
-    # Messages one anonymous conversation may hold: anyone with its token can write to it.
+    # Messages one anonymous conversation may hold (and as many threads and earlier versions of edited messages):
+    # anyone with its token can write to it.
     anonymous_message_limit: int = Field(1000, alias="ANONYMOUS_MESSAGE_LIMIT", ge=1, le=1_000_000)
     file_max_bytes: int = Field(25 * 1024 * 1024, alias="FILE_MAX_BYTES", ge=1)
     file_content_types: tuple[str, ...] = Field(

@@ -184,9 +184,19 @@ LEFT JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id 
 WHERE m.id = %(id)s
 """
 
-# The earlier version is kept in message_edits; the row lock orders concurrent edits.
-EDIT = """
-WITH old AS (SELECT id, content FROM messages WHERE id = %(id)s FOR UPDATE),
+# The earlier version is kept in message_edits; the row lock orders concurrent edits. %(edit_limit)s bounds the
+# earlier versions kept in the message's conversation (NULL: none; an anonymous one has a bound), counted up to
+# the bound at most.
+_EDITS_HELD = """(SELECT count(*) FROM (SELECT 1 FROM message_edits e JOIN messages x ON x.id = e.message_id
+                                WHERE x.conversation_id = {conversation} LIMIT %(edit_limit)s) held)"""
+
+EDIT = f"""
+WITH old AS (
+    SELECT m.id, m.content FROM messages m
+    WHERE m.id = %(id)s
+      AND (%(edit_limit)s::integer IS NULL OR {_EDITS_HELD.format(conversation="m.conversation_id")} < %(edit_limit)s)
+    FOR UPDATE
+),
 saved AS (
     INSERT INTO message_edits (message_id, previous_content, edited_by)
     SELECT id, content, %(user_id)s FROM old
@@ -194,7 +204,9 @@ saved AS (
 UPDATE messages m SET content = %(content)s, edited_at = now() FROM old WHERE m.id = old.id
 RETURNING m.id, m.conversation_id, m.thread_id, m.sender_id, m.sender_kind, m.content, m.attachments,
     m.status, m.status_timestamps, m.model_id, m.idempotency_key, m.created_at, m.edited_at
-"""
+"""  # noqa: S608 (fixed text)
+
+EDITS_FULL = f"""SELECT {_EDITS_HELD.format(conversation="%(conversation_id)s")} >= %(edit_limit)s"""
 
 DELETE = "DELETE FROM messages WHERE id = %(id)s"
 
@@ -379,9 +391,16 @@ class MessagesRepository:
         with self.conn.cursor(row_factory=class_row(MessageAccess)) as cur:
             return cur.execute(MESSAGE_ACCESS, {"id": message_id, "user_id": user_id}).fetchone()
 
-    def edit(self, message_id: int, content: str, user_id: UUID | None) -> Message | None:
+    def edit(self, message_id: int, content: str, user_id: UUID | None, edit_limit: int | None) -> Message | None:
+        """The edited message; None when it is gone, or its conversation keeps `edit_limit` earlier versions."""
+        params = {"id": message_id, "content": content, "user_id": user_id, "edit_limit": edit_limit}
         with self.conn.cursor(row_factory=class_row(Message)) as cur:
-            return cur.execute(EDIT, {"id": message_id, "content": content, "user_id": user_id}).fetchone()
+            return cur.execute(EDIT, params).fetchone()
+
+    def edits_full(self, conversation_id: UUID, edit_limit: int) -> bool:
+        """Whether the conversation keeps `edit_limit` earlier versions of its messages or more."""
+        row = self.conn.execute(EDITS_FULL, {"conversation_id": conversation_id, "edit_limit": edit_limit}).fetchone()
+        return bool(row and row[0])
 
     def delete(self, message_id: int) -> None:
         self.conn.execute(DELETE, {"id": message_id})

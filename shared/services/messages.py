@@ -202,8 +202,15 @@ def edit_message(
         row, access = _message_access(repo, principal, message_id)
         if not _is_sender(principal, row, access):
             raise ForbiddenError("Only the sender may edit a message.")
-        edited = repo.edit(message_id, body.content, principal.user_id)
+        # Anyone holding an anonymous conversation's token may write to it: the earlier versions its edits keep
+        # are bounded like its messages.
+        limit = settings.anonymous_message_limit if access.kind == "anonymous" else None
+        edited = repo.edit(message_id, body.content, principal.user_id, limit)
         if edited is None:
+            if limit is not None and repo.edits_full(access.conversation_id, limit):
+                raise ConflictError(
+                    f"This anonymous conversation is full: it keeps at most {limit} earlier versions.", limit=limit
+                )
             raise not_found()
         return edited
 
