@@ -69,6 +69,11 @@ def test_a_key_used_again_for_another_message_is_409_and_stores_nothing_while_a_
     # Still a retry after the first message was edited.
     call("PATCH", f"/v1/messages/{first.body['id']}", room["alice"], body={"content": "lunch at one?"})
     assert _send(room, "alice", "lunch at noon?", idempotency_key="k-1").status == 200
+    # Attachments are part of the message too.
+    files = [str(_file(db, room["alice"].user_id, name)) for name in ("a.txt", "b.txt")]
+    assert _send(room, "alice", "see files", idempotency_key="k-2", attachments=files).status == 201
+    assert _send(room, "alice", "see files", idempotency_key="k-2", attachments=files).status == 200
+    assert _send(room, "alice", "see files", idempotency_key="k-2", attachments=files[:1]).status == 409
 
 
 def test_attachments_are_linked_when_the_sender_owns_the_files(room, db):
