@@ -95,7 +95,8 @@ def list_threads(id: PathId, cursor: Cursor = None, limit: Limit = None) -> Page
 
 @app.post("/v1/conversations/<id>/threads", tags=TAGS, summary="Start a thread")
 def create_thread(id: PathId, body: ThreadCreate) -> Response[Thread]:
-    return created(service.create_thread(container().db, principal_of(app), id, body))
+    built = container()
+    return created(service.create_thread(built.db, built.settings, principal_of(app), id, body))
 
 
 @app.get("/v1/threads/<id>", tags=TAGS, summary="A thread with its usage totals")

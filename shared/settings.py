@@ -100,7 +100,8 @@ class Settings(BaseSettings):
     # All the /64s of one IPv6 /48 together (a routed /56 or /48 could rotate them): ten /64s' worth.
     anonymous_create_limit_per_ipv6_48: int = Field(200, alias="ANONYMOUS_CREATE_LIMIT_PER_IPV6_48", ge=1)
     anonymous_create_window_s: int = Field(3600, alias="ANONYMOUS_CREATE_WINDOW_SECONDS", ge=1)
-    # Messages one anonymous conversation may hold: anyone with its token can write to it.
+    # Messages one anonymous conversation may hold (and as many threads and earlier versions of edited messages):
+    # anyone with its token can write to it.
     anonymous_message_limit: int = Field(1000, alias="ANONYMOUS_MESSAGE_LIMIT", ge=1, le=1_000_000)
     file_max_bytes: int = Field(25 * 1024 * 1024, alias="FILE_MAX_BYTES", ge=1)
     file_content_types: tuple[str, ...] = Field(

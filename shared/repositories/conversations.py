@@ -153,9 +153,14 @@ id, conversation_id, user_id, title, thread_data, model_id, tokens_input_total, 
 tokens_cached_total, tokens_total, requests_count, cost_total_usd, last_usage_at, created_at, updated_at
 """
 
+# %(thread_limit)s bounds the threads of a conversation (NULL: none; an anonymous one has a bound), counted up to
+# the bound at most. Concurrent creates can pass it by at most their number.
 INSERT_THREAD = """
 INSERT INTO conversation_threads (conversation_id, user_id, title, model_id, thread_data)
-VALUES (%(conversation_id)s, %(user_id)s, %(title)s, %(model_id)s, %(thread_data)s)
+SELECT %(conversation_id)s, %(user_id)s, %(title)s, %(model_id)s, %(thread_data)s
+WHERE %(thread_limit)s::integer IS NULL OR (
+    SELECT count(*) FROM (SELECT 1 FROM conversation_threads WHERE conversation_id = %(conversation_id)s
+                          LIMIT %(thread_limit)s) held) < %(thread_limit)s
 RETURNING
 id, conversation_id, user_id, title, thread_data, model_id, tokens_input_total, tokens_output_total,
 tokens_cached_total, tokens_total, requests_count, cost_total_usd, last_usage_at, created_at, updated_at
@@ -329,11 +334,11 @@ class ConversationsRepository:
 
     # Threads
 
-    def insert_thread(self, values: dict[str, Any]) -> Thread:
+    def insert_thread(self, values: dict[str, Any], thread_limit: int | None) -> Thread | None:
+        """The new thread; None when the conversation holds `thread_limit` threads already."""
+        params = {**values, "thread_data": Jsonb(values["thread_data"]), "thread_limit": thread_limit}
         with self.conn.cursor(row_factory=class_row(Thread)) as cur:
-            row = cur.execute(INSERT_THREAD, {**values, "thread_data": Jsonb(values["thread_data"])}).fetchone()
-            assert row is not None
-            return row
+            return cur.execute(INSERT_THREAD, params).fetchone()
 
     def list_threads(self, conversation_id: UUID, after: tuple[Any, ...] | None, limit: int) -> list[Thread]:
         with self.conn.cursor(row_factory=class_row(Thread)) as cur:

@@ -53,6 +53,14 @@ CASE WHEN %(anonymous)s THEN c.kind = 'anonymous'
      ELSE EXISTS (SELECT 1 FROM participants p WHERE p.conversation_id = c.id AND p.user_id = %(user_id)s) END
 """
 
+# Whether the message of a repeated idempotency key is the one this send asks for (same thread, content and
+# attachments; its content as sent or as it reads now): only then is the send a retry. Fixed text only.
+_SAME_REQUEST = """coalesce({m}thread_id IS NOT DISTINCT FROM %(thread_id)s::uuid
+    AND (%(content)s = {m}content OR %(content)s = (
+         SELECT e.previous_content FROM message_edits e WHERE e.message_id = {m}id ORDER BY e.edited_at, e.id LIMIT 1))
+    AND (SELECT coalesce(array_agg((a.value ->> 'file_id')::uuid ORDER BY a.ordinality), '{{}}')
+         FROM jsonb_array_elements({m}attachments) WITH ORDINALITY a) = %(file_ids)s::uuid[], false)"""
+
 # A send in one statement (one round trip before the commit): check access, lock the conversation row so
 # ids within a conversation are handed out in commit order (pages never skip a late commit), resolve the
 # attachments (files the sender owns), insert, link attachments and move last_message_at. A retried send
@@ -95,16 +103,16 @@ linked AS (
 touched AS (
     UPDATE conversations c SET last_message_at = ins.created_at FROM ins WHERE c.id = ins.conversation_id
 )
-SELECT true AS created, {MESSAGE_JSON}::text AS message FROM ins
+SELECT true AS created, {MESSAGE_JSON}::text AS message, true AS same FROM ins
 UNION ALL
-SELECT false AS created, {M_MESSAGE_JSON}::text
+SELECT false AS created, {M_MESSAGE_JSON}::text, {_SAME_REQUEST.format(m="m.")}
 FROM messages m JOIN conv ON m.conversation_id = conv.id
 WHERE %(idempotency_key)s::text IS NOT NULL
   AND m.sender_id IS NOT DISTINCT FROM %(user_id)s::uuid AND m.idempotency_key = %(idempotency_key)s
 """  # noqa: S608 (fixed column list)
 
 FIND_BY_KEY = f"""
-SELECT false AS created, {MESSAGE_JSON}::text AS message FROM messages
+SELECT false AS created, {MESSAGE_JSON}::text AS message, {_SAME_REQUEST.format(m="")} AS same FROM messages
 WHERE conversation_id = %(conversation_id)s AND sender_id IS NOT DISTINCT FROM %(user_id)s::uuid
   AND idempotency_key = %(idempotency_key)s
 """  # noqa: S608 (fixed column list)
@@ -176,9 +184,19 @@ LEFT JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id 
 WHERE m.id = %(id)s
 """
 
-# The earlier version is kept in message_edits; the row lock orders concurrent edits.
-EDIT = """
-WITH old AS (SELECT id, content FROM messages WHERE id = %(id)s FOR UPDATE),
+# The earlier version is kept in message_edits; the row lock orders concurrent edits. %(edit_limit)s bounds the
+# earlier versions kept in the message's conversation (NULL: none; an anonymous one has a bound), counted up to
+# the bound at most.
+_EDITS_HELD = """(SELECT count(*) FROM (SELECT 1 FROM message_edits e JOIN messages x ON x.id = e.message_id
+                                WHERE x.conversation_id = {conversation} LIMIT %(edit_limit)s) held)"""
+
+EDIT = f"""
+WITH old AS (
+    SELECT m.id, m.content FROM messages m
+    WHERE m.id = %(id)s
+      AND (%(edit_limit)s::integer IS NULL OR {_EDITS_HELD.format(conversation="m.conversation_id")} < %(edit_limit)s)
+    FOR UPDATE
+),
 saved AS (
     INSERT INTO message_edits (message_id, previous_content, edited_by)
     SELECT id, content, %(user_id)s FROM old
@@ -186,7 +204,9 @@ saved AS (
 UPDATE messages m SET content = %(content)s, edited_at = now() FROM old WHERE m.id = old.id
 RETURNING m.id, m.conversation_id, m.thread_id, m.sender_id, m.sender_kind, m.content, m.attachments,
     m.status, m.status_timestamps, m.model_id, m.idempotency_key, m.created_at, m.edited_at
-"""
+"""  # noqa: S608 (fixed text)
+
+EDITS_FULL = f"""SELECT {_EDITS_HELD.format(conversation="%(conversation_id)s")} >= %(edit_limit)s"""
 
 DELETE = "DELETE FROM messages WHERE id = %(id)s"
 
@@ -233,22 +253,34 @@ FROM participants p, target
 WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
 """
 
-ADD_REACTION = """
-INSERT INTO message_reactions (message_id, user_id, emoji) VALUES (%(message_id)s, %(user_id)s, %(emoji)s)
-ON CONFLICT (message_id, user_id, emoji) DO NOTHING
+# A reaction is keyed on its emoji without variation selectors (migration 0550): a heart sent with and without
+# U+FE0F is one reaction. Counts show the spelling with the most selectors (the emoji-styled one sorts last).
+_EMOJI_KEY = "translate({}, U&'\\FE0E\\FE0F', '')"
+
+# A message holds at most %(max_emoji)s distinct emoji (its reaction summary is one unpaged list): an emoji it
+# already has may always be added, a new one only below that. Concurrent new emoji may pass it by their number.
+ADD_REACTION = f"""
+INSERT INTO message_reactions (message_id, user_id, emoji)
+SELECT %(message_id)s, %(user_id)s, %(emoji)s
+WHERE EXISTS (SELECT 1 FROM message_reactions WHERE message_id = %(message_id)s
+                AND {_EMOJI_KEY.format("emoji")} = {_EMOJI_KEY.format("%(emoji)s")})
+   OR (SELECT count(DISTINCT {_EMOJI_KEY.format("emoji")}) FROM message_reactions
+       WHERE message_id = %(message_id)s) < %(max_emoji)s
+ON CONFLICT DO NOTHING
 RETURNING message_id, user_id, emoji, created_at
-"""
+"""  # noqa: S608 (fixed text)
 
-GET_REACTION = """
+GET_REACTION = f"""
 SELECT message_id, user_id, emoji, created_at FROM message_reactions
-WHERE message_id = %(message_id)s AND user_id = %(user_id)s AND emoji = %(emoji)s
-"""
+WHERE message_id = %(message_id)s AND user_id = %(user_id)s
+  AND {_EMOJI_KEY.format("emoji")} = {_EMOJI_KEY.format("%(emoji)s")}
+"""  # noqa: S608 (fixed text)
 
-REACTION_COUNTS = """
-SELECT emoji, count(*)::int AS count, bool_or(user_id = %(user_id)s) AS reacted_by_me
+REACTION_COUNTS = f"""
+SELECT max(emoji COLLATE "C") AS emoji, count(*)::int AS count, bool_or(user_id = %(user_id)s) AS reacted_by_me
 FROM message_reactions WHERE message_id = %(message_id)s
-GROUP BY emoji ORDER BY count(*) DESC, emoji
-"""
+GROUP BY {_EMOJI_KEY.format("emoji")} ORDER BY count(*) DESC, 1
+"""  # noqa: S608 (fixed text)
 
 EDITS_PAGE = """
 SELECT id, message_id, previous_content, edited_by, edited_at FROM message_edits
@@ -258,10 +290,11 @@ ORDER BY edited_at DESC, id DESC
 LIMIT %(limit)s
 """
 
-REMOVE_REACTION = """
-DELETE FROM message_reactions WHERE message_id = %(message_id)s AND user_id = %(user_id)s AND emoji = %(emoji)s
+REMOVE_REACTION = f"""
+DELETE FROM message_reactions WHERE message_id = %(message_id)s AND user_id = %(user_id)s
+  AND {_EMOJI_KEY.format("emoji")} = {_EMOJI_KEY.format("%(emoji)s")}
 RETURNING id
-"""
+"""  # noqa: S608 (fixed text)
 
 FEEDBACK_COLUMNS = """
 id, message_id, user_id, rating, model_name, model_provider, temperature, max_tokens, created_at, updated_at
@@ -314,6 +347,7 @@ def trusted_row(model: type[M]) -> BaseRowFactory[M]:
 class SentRow:
     created: bool
     message_json: str  # the message as the API shows it (see _json_of)
+    same: bool  # False: the idempotency key's message is another one than this send asked for
 
 
 class MessagesRepository:
@@ -329,7 +363,7 @@ class MessagesRepository:
 
     def _sent(self, statement: str, params: dict[str, Any]) -> SentRow | None:
         row = self.conn.execute(statement, params).fetchone()
-        return None if row is None else SentRow(created=bool(row[0]), message_json=str(row[1]))
+        return None if row is None else SentRow(created=bool(row[0]), message_json=str(row[1]), same=bool(row[2]))
 
     def is_full(self, conversation_id: UUID, message_limit: int) -> bool:
         """Whether the conversation holds `message_limit` messages or more (the send's own bound)."""
@@ -357,9 +391,16 @@ class MessagesRepository:
         with self.conn.cursor(row_factory=class_row(MessageAccess)) as cur:
             return cur.execute(MESSAGE_ACCESS, {"id": message_id, "user_id": user_id}).fetchone()
 
-    def edit(self, message_id: int, content: str, user_id: UUID | None) -> Message | None:
+    def edit(self, message_id: int, content: str, user_id: UUID | None, edit_limit: int | None) -> Message | None:
+        """The edited message; None when it is gone, or its conversation keeps `edit_limit` earlier versions."""
+        params = {"id": message_id, "content": content, "user_id": user_id, "edit_limit": edit_limit}
         with self.conn.cursor(row_factory=class_row(Message)) as cur:
-            return cur.execute(EDIT, {"id": message_id, "content": content, "user_id": user_id}).fetchone()
+            return cur.execute(EDIT, params).fetchone()
+
+    def edits_full(self, conversation_id: UUID, edit_limit: int) -> bool:
+        """Whether the conversation keeps `edit_limit` earlier versions of its messages or more."""
+        row = self.conn.execute(EDITS_FULL, {"conversation_id": conversation_id, "edit_limit": edit_limit}).fetchone()
+        return bool(row and row[0])
 
     def delete(self, message_id: int) -> None:
         self.conn.execute(DELETE, {"id": message_id})
@@ -369,15 +410,16 @@ class MessagesRepository:
         with self.conn.cursor(row_factory=class_row(ReadCursor)) as cur:
             return cur.execute(MARK_READ if read else MARK_DELIVERED, params).fetchone()
 
-    def add_reaction(self, message_id: int, user_id: UUID, emoji: str) -> tuple[Reaction, bool]:
-        params = {"message_id": message_id, "user_id": user_id, "emoji": emoji}
+    def add_reaction(self, message_id: int, user_id: UUID, emoji: str, max_emoji: int) -> tuple[Reaction, bool] | None:
+        """The new reaction (True) or the caller's same one (False); None when the message holds `max_emoji`
+        distinct emoji and this one is not among them."""
+        params = {"message_id": message_id, "user_id": user_id, "emoji": emoji, "max_emoji": max_emoji}
         with self.conn.cursor(row_factory=class_row(Reaction)) as cur:
             added = cur.execute(ADD_REACTION, params).fetchone()
             if added is not None:
                 return added, True
             existing = cur.execute(GET_REACTION, params).fetchone()
-            assert existing is not None
-            return existing, False
+            return None if existing is None else (existing, False)
 
     def reaction_counts(self, message_id: int, user_id: UUID | None) -> list[ReactionCount]:
         with self.conn.cursor(row_factory=class_row(ReactionCount)) as cur:

@@ -28,6 +28,7 @@ from shared.models.conversations import (
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.conversations import ConversationsRepository
 from shared.services.access import conversation_access, not_found, require_admin
+from shared.settings import Settings
 
 OWNED_KINDS = ("room", "assistant")  # deleted with their owner; direct and group chats survive their creator
 TITLED_KINDS = ("group", "room")  # created with a title and never without one
@@ -247,6 +248,9 @@ def remove_participant(db: Database, principal: Principal, conversation_id: UUID
         access = conversation_access(repo, principal, conversation_id)
         if user_id != caller:
             require_admin(access)
+            if access.kind == "direct":
+                # Either user may leave or delete a 1:1 conversation, but not shut the other one out of it.
+                raise ConflictError("A direct conversation keeps its two users; each may only leave it.")
         repo.lock(conversation_id)
         if repo.get_participant(conversation_id, user_id) is None:
             raise not_found()
@@ -262,13 +266,20 @@ def remove_participant(db: Database, principal: Principal, conversation_id: UUID
 # Threads -----------------------------------------------------------------------------------------------------
 
 
-def create_thread(db: Database, principal: Principal, conversation_id: UUID, body: ThreadCreate) -> Thread:
+def create_thread(
+    db: Database, settings: Settings, principal: Principal, conversation_id: UUID, body: ThreadCreate
+) -> Thread:
     def work(uow: UnitOfWork) -> Thread:
         repo = ConversationsRepository(uow.conn)
-        conversation_access(repo, principal, conversation_id)
-        return repo.insert_thread(
-            {"conversation_id": conversation_id, "user_id": principal.user_id, **body.model_dump()}
-        )
+        access = conversation_access(repo, principal, conversation_id)
+        # Anyone holding an anonymous conversation's token may write to it: its threads are bounded like its
+        # messages (each may carry a request body's worth of thread_data).
+        limit = settings.anonymous_message_limit if access.kind == "anonymous" else None
+        values = {"conversation_id": conversation_id, "user_id": principal.user_id, **body.model_dump()}
+        thread = repo.insert_thread(values, limit)
+        if thread is None:
+            raise ConflictError(f"This anonymous conversation is full: it holds at most {limit} threads.", limit=limit)
+        return thread
 
     return db.transact(work)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -45,6 +46,8 @@ class JsonPage:
 
 
 SEARCH_MAX_CHARS = 200
+# Distinct emoji one message may hold: its reaction summary is a single unpaged list.
+REACTION_MAX_EMOJI = 50
 
 
 def _invalid(field: str, message: str) -> UnprocessableError:
@@ -92,6 +95,11 @@ def send_message(
         sent = repo.send(params)
         if sent is None:
             sent = _explain_unsent(uow, repo, principal, params)
+        if not sent.same:
+            # Keys are unique per conversation and sender: this one already names another message (a client whose
+            # key counter restarted, or a key reused in another thread). Answering that message would say this
+            # one was stored.
+            raise ConflictError("The idempotency key was used for another message in this conversation.")
         return sent.message_json, sent.created
 
     # The send is one statement, so it is its own transaction: one round trip, one commit, and nothing left
@@ -194,8 +202,15 @@ def edit_message(
         row, access = _message_access(repo, principal, message_id)
         if not _is_sender(principal, row, access):
             raise ForbiddenError("Only the sender may edit a message.")
-        edited = repo.edit(message_id, body.content, principal.user_id)
+        # Anyone holding an anonymous conversation's token may write to it: the earlier versions its edits keep
+        # are bounded like its messages.
+        limit = settings.anonymous_message_limit if access.kind == "anonymous" else None
+        edited = repo.edit(message_id, body.content, principal.user_id, limit)
         if edited is None:
+            if limit is not None and repo.edits_full(access.conversation_id, limit):
+                raise ConflictError(
+                    f"This anonymous conversation is full: it keeps at most {limit} earlier versions.", limit=limit
+                )
             raise not_found()
         return edited
 
@@ -227,13 +242,25 @@ def mark_read(db: Database, principal: Principal, conversation_id: UUID, body: R
     return db.transact(work)
 
 
+def _canonical_emoji(emoji: str) -> str:
+    """The emoji in NFC, so canonically equivalent spellings compare equal (the database also ignores variation
+    selectors, migration 0550)."""
+    return unicodedata.normalize("NFC", emoji)
+
+
 def add_reaction(db: Database, principal: Principal, message_id: int, emoji: str) -> tuple[Reaction, bool]:
     user_id = principal.require_user()
+    emoji = _canonical_emoji(emoji)
 
     def work(uow: UnitOfWork) -> tuple[Reaction, bool]:
         repo = MessagesRepository(uow.conn)
         _message_access(repo, principal, message_id)
-        return repo.add_reaction(message_id, user_id, emoji)
+        added = repo.add_reaction(message_id, user_id, emoji, REACTION_MAX_EMOJI)
+        if added is None:
+            raise ConflictError(
+                f"This message holds at most {REACTION_MAX_EMOJI} different reactions.", limit=REACTION_MAX_EMOJI
+            )
+        return added
 
     return db.transact(work)
 
@@ -266,6 +293,7 @@ def list_edits(
 
 def remove_reaction(db: Database, principal: Principal, message_id: int, emoji: str) -> None:
     user_id = principal.require_user()
+    emoji = _canonical_emoji(emoji)
 
     def work(uow: UnitOfWork) -> None:
         repo = MessagesRepository(uow.conn)

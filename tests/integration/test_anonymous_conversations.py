@@ -162,3 +162,36 @@ def test_thread_data_nested_past_the_depth_limit_is_422_and_the_threads_still_li
     assert refused.status == 422 and refused.body["errors"][0]["loc"][:2] == ["body", "thread_data"]
     listed = call("GET", f"/v1/conversations/{room}/threads", anon)
     assert listed.status == 200 and listed.body["items"] == []
+
+
+def test_anonymous_threads_and_edits_are_409_once_the_conversation_holds_its_limit_of_each(
+    three_messages_each, app_container, db
+):
+    # Anyone holding the token may write: the message limit alone left threads (each up to a request body of
+    # thread_data) and earlier versions of edited messages without any bound.
+    room = _create().body["conversation"]["id"]
+    anon = anonymous_principal(uuid.UUID(room))
+    for n in range(3):
+        assert call("POST", f"/v1/conversations/{room}/threads", anon, body={"title": f"t{n}"}).status == 201
+    full = call("POST", f"/v1/conversations/{room}/threads", anon, body={"title": "one more"})
+    assert (full.status, full.body["limit"]) == (409, 3)
+    assert db.execute("SELECT count(*) FROM conversation_threads WHERE conversation_id = %s", (room,)).fetchone() == (
+        3,
+    )
+
+    message = call("POST", f"/v1/conversations/{room}/messages", anon, body={"content": "v0"}).body
+    for n in range(3):
+        assert call("PATCH", f"/v1/messages/{message['id']}", anon, body={"content": f"v{n + 1}"}).status == 200
+    refused = call("PATCH", f"/v1/messages/{message['id']}", anon, body={"content": "v4"})
+    assert (refused.status, refused.body["limit"]) == (409, 3)
+    assert db.execute("SELECT content FROM messages WHERE id = %s", (message["id"],)).fetchone() == ("v3",)
+    assert db.execute("SELECT count(*) FROM message_edits").fetchone() == (3,)
+
+    # Other conversations are not limited.
+    alice = jwt_principal(make_user(db, "alice"))
+    group = call("POST", "/v1/conversations", alice, body={"kind": "group", "title": "g"}).body["id"]
+    for n in range(4):
+        assert call("POST", f"/v1/conversations/{group}/threads", alice, body={"title": f"g{n}"}).status == 201
+    mine = call("POST", f"/v1/conversations/{group}/messages", alice, body={"content": "g"}).body
+    for n in range(4):
+        assert call("PATCH", f"/v1/messages/{mine['id']}", alice, body={"content": f"g{n}"}).status == 200

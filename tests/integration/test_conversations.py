@@ -215,6 +215,16 @@ def test_roles_are_409_when_changed_in_a_direct_conversation_so_neither_user_is_
     assert call("DELETE", f"/v1/conversations/{direct.body['id']}", bob).status == 204
 
 
+def test_removing_the_other_user_of_a_direct_conversation_is_409_and_leaving_still_works(people):
+    alice, bob = people["alice"], people["bob"]
+    direct = call("POST", "/v1/conversations", alice, body={"kind": "direct", "participant_ids": [str(bob.user_id)]})
+    base = f"/v1/conversations/{direct.body['id']}/participants"
+    removed = call("DELETE", f"{base}/{bob.user_id}", alice)
+    assert (removed.status, removed.body["type"]) == (409, "https://confab.dev/problems/conflict")
+    assert call("GET", f"/v1/conversations/{direct.body['id']}/messages", bob).status == 200  # bob is still in it
+    assert call("DELETE", f"{base}/{alice.user_id}", alice).status == 204  # leaving is still allowed
+
+
 def test_delete_removes_the_conversation_when_an_admin_asks(people, db):
     alice, bob = people["alice"], people["bob"]
     group = _group(alice, bob)

@@ -54,6 +54,28 @@ def test_retried_send_returns_the_original_with_200_when_the_idempotency_key_rep
     assert db.execute("SELECT count(*) FROM messages WHERE idempotency_key = 'k-1'").fetchone()[0] == 2
 
 
+def test_a_key_used_again_for_another_message_is_409_and_stores_nothing_while_a_true_retry_answers(room, db):
+    first = _send(room, "alice", "lunch at noon?", idempotency_key="k-1")
+    thread = call("POST", f"/v1/conversations/{room['id']}/threads", room["alice"], body={"title": "t"}).body
+    # A client whose key counter restarted, or that reused a key in another thread: not a retry of the first send,
+    # and answering the first message with 200 would tell it this one was delivered.
+    other_text = _send(room, "alice", "running late", idempotency_key="k-1")
+    assert (other_text.status, other_text.body["type"]) == (409, "https://confab.dev/problems/conflict")
+    other_thread = _send(room, "alice", "lunch at noon?", idempotency_key="k-1", thread_id=thread["id"])
+    assert other_thread.status == 409
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
+    retry = _send(room, "alice", "lunch at noon?", idempotency_key="k-1")
+    assert (retry.status, retry.body["id"]) == (200, first.body["id"])
+    # Still a retry after the first message was edited.
+    call("PATCH", f"/v1/messages/{first.body['id']}", room["alice"], body={"content": "lunch at one?"})
+    assert _send(room, "alice", "lunch at noon?", idempotency_key="k-1").status == 200
+    # Attachments are part of the message too.
+    files = [str(_file(db, room["alice"].user_id, name)) for name in ("a.txt", "b.txt")]
+    assert _send(room, "alice", "see files", idempotency_key="k-2", attachments=files).status == 201
+    assert _send(room, "alice", "see files", idempotency_key="k-2", attachments=files).status == 200
+    assert _send(room, "alice", "see files", idempotency_key="k-2", attachments=files[:1]).status == 409
+
+
 def test_attachments_are_linked_when_the_sender_owns_the_files(room, db):
     mine = _file(db, room["alice"].user_id)
     sent = _send(room, "alice", "see file", attachments=[str(mine)])
@@ -193,6 +215,50 @@ def test_reactions_are_unique_per_user_and_emoji_and_counted_by_emoji(room):
     assert call("DELETE", f"{path}/%F0%9F%8E%89", room["bob"]).status == 204
     assert call("DELETE", f"{path}/%F0%9F%8E%89", room["bob"]).status == 404
     assert call("POST", path, room["carol"], body={"emoji": "👍"}).status == 404
+
+
+def test_reactions_are_one_per_emoji_however_it_is_spelled_when_forms_are_unicode_equivalent(room, db):
+    message = _send(room, "alice", "react").body
+    path = f"/v1/messages/{message['id']}/reactions"
+    # A red heart with and without its emoji presentation selector (U+FE0F), and an accented letter composed
+    # and decomposed (NFC vs NFD): each pair is one emoji to the people reacting.
+    assert call("POST", path, room["alice"], body={"emoji": "\u2764\ufe0f"}).status == 201
+    again = call("POST", path, room["alice"], body={"emoji": "\u2764"})
+    assert (again.status, again.body["emoji"]) == (200, "\u2764\ufe0f")
+    assert call("POST", path, room["bob"], body={"emoji": "\u2764"}).status == 201
+    assert call("POST", path, room["alice"], body={"emoji": "e\u0301"}).status == 201
+    assert call("POST", path, room["alice"], body={"emoji": "\u00e9"}).status == 200
+    summary = call("GET", path, room["alice"]).body["reactions"]
+    assert summary == [
+        {"emoji": "\u2764\ufe0f", "count": 2, "reacted_by_me": True},
+        {"emoji": "\u00e9", "count": 1, "reacted_by_me": True},
+    ]
+    assert db.execute("SELECT count(*) FROM message_reactions").fetchone()[0] == 3
+    # Taken back by any spelling of it.
+    assert call("DELETE", f"{path}/%E2%9D%A4", room["alice"]).status == 204
+    assert call("DELETE", f"{path}/e%CC%81", room["alice"]).status == 204
+    assert call("GET", path, room["bob"]).body["reactions"] == [{"emoji": "\u2764", "count": 1, "reacted_by_me": True}]
+
+
+def test_a_new_emoji_is_409_once_a_message_holds_the_most_distinct_emoji_and_the_summary_stays_bounded(room, db):
+    from shared.services.messages import REACTION_MAX_EMOJI
+
+    message = _send(room, "alice", "react").body
+    path = f"/v1/messages/{message['id']}/reactions"
+    db.execute(
+        "INSERT INTO message_reactions (message_id, user_id, emoji) "
+        "SELECT %s, %s, 'e' || n FROM generate_series(1, %s) n",
+        (message["id"], room["bob"].user_id, REACTION_MAX_EMOJI),
+    )
+    full = call("POST", path, room["alice"], body={"emoji": "🎉"})
+    assert (full.status, full.body["type"], full.body["limit"]) == (
+        409,
+        "https://confab.dev/problems/conflict",
+        REACTION_MAX_EMOJI,
+    )
+    assert call("POST", path, room["alice"], body={"emoji": "e1"}).status == 201  # joining one that is there
+    assert call("POST", path, room["alice"], body={"emoji": "e1"}).status == 200
+    assert len(call("GET", path, room["alice"]).body["reactions"]) == REACTION_MAX_EMOJI
 
 
 def test_feedback_is_one_per_message_and_user_and_rating_must_be_1_to_5(room):

@@ -76,6 +76,35 @@ def test_demoted_user_of_a_direct_conversation_is_its_admin_again_when_0502_appl
         assert conn.execute("SELECT role FROM participants WHERE user_id = %s", (user,)).fetchone() == ("admin",)
 
 
+def test_two_spellings_of_one_reaction_are_folded_into_the_earliest_when_0550_applies(empty_database_url, tmp_path):
+    # Before 0550 a heart with and without U+FE0F, or an NFD and an NFC letter, were two reactions by one person.
+    folder = _folder(tmp_path, {})
+    for earlier in MIGRATIONS.glob("0[0-5][0-4]*.sql"):
+        shutil.copy(earlier, folder)
+    migrate(empty_database_url, folder)
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        user = conn.execute("INSERT INTO users (username, email) VALUES ('b', 'b@x.io') RETURNING id").fetchone()[0]
+        group = conn.execute("INSERT INTO conversations (kind) VALUES ('group') RETURNING id").fetchone()[0]
+        message = conn.execute(
+            "INSERT INTO messages (conversation_id, content) VALUES (%s, 'hi') RETURNING id", (group,)
+        ).fetchone()[0]
+        for emoji, age in (("\u2764", 3), ("\u2764\ufe0f", 2), ("e\u0301", 2), ("\u00e9", 1)):
+            conn.execute(
+                "INSERT INTO message_reactions (message_id, user_id, emoji, created_at) "
+                "VALUES (%s, %s, %s, now() - make_interval(mins => %s))",
+                (message, user, emoji, age),
+            )
+        shutil.copy(next(MIGRATIONS.glob("0550_*.sql")), folder)
+        migrate(empty_database_url, folder)
+        rows = conn.execute("SELECT emoji FROM message_reactions ORDER BY created_at").fetchall()
+        assert rows == [("\u2764",), ("\u00e9",)]  # the earliest of each, in NFC
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "INSERT INTO message_reactions (message_id, user_id, emoji) VALUES (%s, %s, %s)",
+                (message, user, "\u2764\ufe0f"),
+            )
+
+
 def test_0530_is_applied_when_a_login_that_updated_its_user_writes_the_trail_meanwhile(empty_database_url, tmp_path):
     # 0530 takes connection_logs (ADD COLUMN), then users (the foreign key). A login updates users, then writes
     # connection_logs: the reverse order. Caught between its two statements, the pair deadlocked and the deploy's
