@@ -43,7 +43,7 @@ class SqsUsagePublisher:
 
     The client is built by boto3 without an explicit endpoint, so AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_SQS
     point it at a local SQS-compatible server. Short timeouts: an unreachable queue costs the request
-    a few seconds at most before the synchronous fallback records the event.
+    about three seconds before the synchronous fallback records the event.
     """
 
     def __init__(self, queue_url: str, fallback: UsageSink, *, region: str | None = None, client: Any = None):
@@ -59,7 +59,10 @@ class SqsUsagePublisher:
                 import boto3
                 from botocore.config import Config
 
-                config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
+                # One attempt of at most 3 s: the publish follows the provider call (PROVIDER_TIMEOUT_SECONDS, 20 s
+                # in AWS) inside a 29 s function, and recording synchronously is the retry. Two attempts of a 5 s
+                # read could outlast the function, losing the event before the fallback ran.
+                config = Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1, "mode": "standard"})
                 self._client = boto3.client("sqs", region_name=self._region, config=config)
             return self._client
 

@@ -102,6 +102,30 @@ def test_event_is_recorded_once_synchronously_when_sqs_is_unreachable(app_contai
     assert db.execute("SELECT count(*) FROM model_usage").fetchone()[0] == 1
 
 
+def test_a_queue_that_never_answers_costs_a_few_seconds_before_the_event_is_recorded_synchronously(monkeypatch):
+    # The publish comes after the provider call (up to PROVIDER_TIMEOUT_SECONDS, 20 s in AWS) inside a 29 s Lambda:
+    # two attempts of a 5 s read timeout (10 s and more) let the function time out before the fallback ran, and the
+    # call's usage was lost.
+    import socket
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers
+    port = listener.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    recorded: list[UsageEvent] = []
+    publisher = SqsUsagePublisher(f"http://127.0.0.1:{port}/000000000000/q", recorded.extend, region="us-east-1")
+    try:
+        started = time.monotonic()
+        publisher.publish(_events(1))
+        elapsed = time.monotonic() - started
+    finally:
+        listener.close()
+    assert len(recorded) == 1
+    assert elapsed < 6, elapsed
+
+
 class _FlakySqs:
     """An SQS client that rejects chosen entry ids (a partial batch failure), always or only the first time."""
 
