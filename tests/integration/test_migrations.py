@@ -59,12 +59,18 @@ def test_real_migrations_apply_once_and_then_are_a_no_op(empty_database_url):
     assert migrate(empty_database_url, MIGRATIONS) == []
 
 
+def _migrated_with(url: str, tmp_path: Path, pattern: str) -> Path:
+    """A folder holding the real migrations matching `pattern`, applied to `url`: the schema before a later one."""
+    folder = _folder(tmp_path, {})
+    for earlier in MIGRATIONS.glob(pattern):
+        shutil.copy(earlier, folder)
+    migrate(url, folder)
+    return folder
+
+
 def test_demoted_user_of_a_direct_conversation_is_its_admin_again_when_0502_applies(empty_database_url, tmp_path):
     # Before 0502 either user could demote the other and leave; the one left could not administer the conversation.
-    folder = _folder(tmp_path, {})
-    for earlier in MIGRATIONS.glob("0[0-4]*.sql"):
-        shutil.copy(earlier, folder)
-    migrate(empty_database_url, folder)
+    folder = _migrated_with(empty_database_url, tmp_path, "0[0-4]*.sql")
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
         user = conn.execute("INSERT INTO users (username, email) VALUES ('b', 'b@x.io') RETURNING id").fetchone()[0]
         direct = conn.execute("INSERT INTO conversations (kind) VALUES ('direct') RETURNING id").fetchone()[0]
@@ -78,10 +84,7 @@ def test_demoted_user_of_a_direct_conversation_is_its_admin_again_when_0502_appl
 
 def test_two_spellings_of_one_reaction_are_folded_into_the_earliest_when_0550_applies(empty_database_url, tmp_path):
     # Before 0550 a heart with and without U+FE0F, or an NFD and an NFC letter, were two reactions by one person.
-    folder = _folder(tmp_path, {})
-    for earlier in MIGRATIONS.glob("0[0-5][0-4]*.sql"):
-        shutil.copy(earlier, folder)
-    migrate(empty_database_url, folder)
+    folder = _migrated_with(empty_database_url, tmp_path, "0[0-5][0-4]*.sql")
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
         user = conn.execute("INSERT INTO users (username, email) VALUES ('b', 'b@x.io') RETURNING id").fetchone()[0]
         group = conn.execute("INSERT INTO conversations (kind) VALUES ('group') RETURNING id").fetchone()[0]

@@ -41,17 +41,23 @@ def _client(service: str):
     return boto3.client(service, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
+def _converse_answer(text: str, *, stop_reason: str = "end_turn", **usage: int) -> dict:
+    """A Converse response as Bedrock sends it: one text block, the stop reason, usage, metrics."""
+    totals = {"totalTokens": usage.get("inputTokens", 0) + usage.get("outputTokens", 0)}
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+        "stopReason": stop_reason,
+        "usage": {**usage, **totals},
+        "metrics": {"latencyMs": 100},
+    }
+
+
 def test_bedrock_sends_converse_shape_and_reads_usage_when_the_model_answers():
     client = _client("bedrock-runtime")
     stubber = Stubber(client)
     stubber.add_response(
         "converse",
-        {
-            "output": {"message": {"role": "assistant", "content": [{"text": "4"}]}},
-            "stopReason": "end_turn",
-            "usage": {"inputTokens": 20, "outputTokens": 1, "totalTokens": 21, "cacheReadInputTokens": 5},
-            "metrics": {"latencyMs": 120},
-        },
+        _converse_answer("4", inputTokens=20, outputTokens=1, cacheReadInputTokens=5),
         expected_params={
             "modelId": "anthropic.claude-3-haiku",
             "system": [{"text": "Be brief."}],
@@ -76,12 +82,7 @@ def test_bedrock_gets_turns_alternating_from_a_user_turn_when_the_context_has_ne
     stubber = Stubber(client)
     stubber.add_response(
         "converse",
-        {
-            "output": {"message": {"role": "assistant", "content": [{"text": "ok"}]}},
-            "stopReason": "end_turn",
-            "usage": {"inputTokens": 9, "outputTokens": 1, "totalTokens": 10},
-            "metrics": {"latencyMs": 80},
-        },
+        _converse_answer("ok", inputTokens=9, outputTokens=1),
         expected_params={
             "modelId": "m",
             "messages": [
@@ -106,12 +107,7 @@ def test_stop_sequences_go_to_bedrock_and_sagemaker_when_given():
     stubber = Stubber(bedrock)
     stubber.add_response(
         "converse",
-        {
-            "output": {"message": {"role": "assistant", "content": [{"text": "4"}]}},
-            "stopReason": "stop_sequence",
-            "usage": {"inputTokens": 20, "outputTokens": 1, "totalTokens": 21},
-            "metrics": {"latencyMs": 120},
-        },
+        _converse_answer("4", stop_reason="stop_sequence", inputTokens=20, outputTokens=1),
         expected_params={
             "modelId": "anthropic.claude-3-haiku",
             "system": [{"text": "Be brief."}],
