@@ -124,6 +124,7 @@ class Plan:
     message_id: int | None = None  # the AI message this call's answer was stored as, once it is
     recorded: bool = False  # the unit of work storing the call's outcome committed
     template_id: UUID | None = None  # the agent template the turn used: counted with its record
+    streaming: bool = False  # the answer was asked for as an event stream (the usage event's flag)
 
 
 def cache_key(model: ModelRow, request: ProviderRequest, scope: UUID | None) -> str:
@@ -345,6 +346,7 @@ class CompletionService:
         temperature: float | None = None,
         max_tokens: int | None = None,
         stop: Sequence[str] = (),
+        streaming: bool = False,
     ) -> ChatCompletion:
         """A stateless chat completion (the OpenAI-compatible API); cached, limited and recorded like any other."""
         model = self._db.statement(lambda uow: self._model(uow, model_id))
@@ -360,7 +362,9 @@ class CompletionService:
         if sum(estimate_tokens(m.content) for m in request.messages) + out_tokens > model.context_window_tokens:
             raise UnprocessableError("The messages do not fit the model's context window.")
         # The client sent the whole context itself, so an identical context may be answered for anyone.
-        plan = self._plan(user_id, model, request, None, query_size=sum(len(m.content) for m in messages))
+        plan = self._plan(
+            user_id, model, request, None, query_size=sum(len(m.content) for m in messages), streaming=streaming
+        )
         hit = self._cached(plan)
         if hit is not None:
             text, usage = hit
@@ -579,6 +583,7 @@ class CompletionService:
             cost_avoided_usd=usage.cost_avoided_usd,
             latency_ms=usage.latency_ms,
             cache_hit=hit,
+            streaming=plan.streaming,
         )
         try:
             self._publisher.publish([event])

@@ -134,6 +134,7 @@ def create_chat_completion(
         temperature=body.temperature,
         max_tokens=body.max_completion_tokens or body.max_tokens,
         stop=[body.stop] if isinstance(body.stop, str) else body.stop or (),
+        streaming=bool(body.stream),
     )
     usage = answer.usage
     response = ChatCompletionResponse(

@@ -281,6 +281,7 @@ def test_chat_completion_with_stream_true_answers_openai_chunks_then_done_and_is
     assert chunks[-1]["choices"][0]["finish_reason"] == whole["choices"][0]["finish_reason"]
     assert [c["choices"][0]["finish_reason"] for c in chunks[:-1]] == [None] * (len(chunks) - 1)
     assert [e.cache_hit for e in ai_app.events] == [False, True]  # one call each, the stream like any other
+    assert [e.streaming for e in ai_app.events] == [False, True]  # the usage event's streaming flag
 
     with_usage = call("openai", chat_event(user, {**body, "stream": True, "stream_options": {"include_usage": True}}))
     *payloads, done = _events(with_usage)
