@@ -69,6 +69,9 @@ ORDER BY lower(email) = lower(%(login)s) DESC
 LIMIT 1
 """
 CREDENTIAL_STATE = "SELECT role, is_active, token_version FROM users WHERE id = %(id)s"
+# FOR SHARE: a role change or deactivation (an UPDATE of the row) waits for the admin write that read it, and
+# the admin write that comes after it reads its result.
+CREDENTIAL_STATE_FOR_SHARE = "SELECT role, is_active, token_version FROM users WHERE id = %(id)s FOR SHARE"
 INSERT = """
 INSERT INTO users (username, email, password_hash, name, organization, aws_region, country, profession, role)
 VALUES (%(username)s, %(email)s, %(password_hash)s, %(name)s, %(organization)s, %(aws_region)s, %(country)s,
@@ -144,9 +147,10 @@ class UsersRepository:
     def get_by_login(self, login: str) -> UserRow | None:
         return self._one(GET_BY_LOGIN, {"login": login})
 
-    def credential_state(self, user_id: UUID) -> CredentialState | None:
+    def credential_state(self, user_id: UUID, *, for_share: bool = False) -> CredentialState | None:
+        query = CREDENTIAL_STATE_FOR_SHARE if for_share else CREDENTIAL_STATE
         with self.conn.cursor(row_factory=class_row(CredentialState)) as cur:
-            return cur.execute(CREDENTIAL_STATE, {"id": user_id}).fetchone()
+            return cur.execute(query, {"id": user_id}).fetchone()
 
     def add(
         self, *, username: str, email: str, password_hash: str | None, role: str = "user", **profile: Any
