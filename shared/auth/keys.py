@@ -18,7 +18,15 @@ def signing_key(settings: Settings) -> str:
         # Imported here: boto3 is paid for only by containers that read the key from Secrets Manager.
         from aws_lambda_powertools.utilities import parameters
 
-        return str(parameters.get_secret(settings.jwt_secret_arn, max_age=300))
+        key = str(parameters.get_secret(settings.jwt_secret_arn, max_age=300))
+        # Held to JWT_SECRET's rule on every read, not only the first: a rotation may bring a short value. Raised,
+        # never signed or checked with: the first request of a cold start fails (500, logged) until it is fixed.
+        if len(key.encode()) < MIN_KEY_BYTES:
+            raise ValueError(
+                f"The JWT signing key in JWT_SECRET_ARN's secret must be at least {MIN_KEY_BYTES} bytes, as "
+                "JWT_SECRET must: store a longer random value (for example `openssl rand -base64 48`)"
+            )
+        return key
     if settings.jwt_secret:
         return settings.jwt_secret
     if settings.is_local:

@@ -28,9 +28,17 @@ def hash_password(password: str, rounds: int) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=rounds)).decode()
 
 
+def needs_rehash(password_hash: str, rounds: int) -> bool:
+    """Whether a bcrypt hash was made at another cost than `rounds` ("$2b$12$..." was made at 12)."""
+    parts = password_hash.split("$")
+    cost = parts[2] if len(parts) > 3 else ""
+    return not (cost.isascii() and cost.isdigit() and int(cost) == rounds)
+
+
 @cache
 def dummy_hash(rounds: int) -> str:
-    """A hash of nothing anyone knows, checked when the account does not exist so the work is the same."""
+    """A hash of nothing anyone knows, checked when the account does not exist so the work is the same: made at
+    the configured cost, as every hash is once its account has signed in (login rehashes)."""
     return hash_password("confab-dummy-password-never-matches", rounds)
 
 

@@ -69,6 +69,9 @@ ORDER BY lower(email) = lower(%(login)s) DESC
 LIMIT 1
 """
 CREDENTIAL_STATE = "SELECT role, is_active, token_version FROM users WHERE id = %(id)s"
+# FOR SHARE: a role change or deactivation (an UPDATE of the row) waits for the admin write that read it, and
+# the admin write that comes after it reads its result.
+CREDENTIAL_STATE_FOR_SHARE = "SELECT role, is_active, token_version FROM users WHERE id = %(id)s FOR SHARE"
 INSERT = """
 INSERT INTO users (username, email, password_hash, name, organization, aws_region, country, profession, role)
 VALUES (%(username)s, %(email)s, %(password_hash)s, %(name)s, %(organization)s, %(aws_region)s, %(country)s,
@@ -105,8 +108,10 @@ RETURNING id, username, email, password_hash, name, organization, aws_region, co
 """
 # The password was checked outside any transaction: the sign-in counts only if that hash is still the account's
 # and the account still active, and the pair is built from this row, not from the one read before the check.
+# A rehash of the same password at the current cost replaces the hash in the same statement (no version bump:
+# the password has not changed, so no session ends).
 TOUCH_LAST_LOGIN = """
-UPDATE users SET last_login = now()
+UPDATE users SET last_login = now(), password_hash = coalesce(%(rehashed)s, password_hash)
 WHERE id = %(id)s AND password_hash = %(checked_hash)s AND is_active
 RETURNING id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
           role, is_active, is_ai, token_version, last_login, created_at, updated_at
@@ -144,9 +149,10 @@ class UsersRepository:
     def get_by_login(self, login: str) -> UserRow | None:
         return self._one(GET_BY_LOGIN, {"login": login})
 
-    def credential_state(self, user_id: UUID) -> CredentialState | None:
+    def credential_state(self, user_id: UUID, *, for_share: bool = False) -> CredentialState | None:
+        query = CREDENTIAL_STATE_FOR_SHARE if for_share else CREDENTIAL_STATE
         with self.conn.cursor(row_factory=class_row(CredentialState)) as cur:
-            return cur.execute(CREDENTIAL_STATE, {"id": user_id}).fetchone()
+            return cur.execute(query, {"id": user_id}).fetchone()
 
     def add(
         self, *, username: str, email: str, password_hash: str | None, role: str = "user", **profile: Any
@@ -174,9 +180,12 @@ class UsersRepository:
     def set_role_and_active(self, user_id: UUID, role: str, is_active: bool) -> UserRow | None:
         return self._one(SET_ROLE_AND_ACTIVE, {"id": user_id, "role": role, "is_active": is_active})
 
-    def touch_last_login(self, user_id: UUID, *, checked_hash: str | None) -> UserRow | None:
-        """Record a sign-in; None when the account is inactive or its hash is no longer `checked_hash`."""
-        return self._one(TOUCH_LAST_LOGIN, {"id": user_id, "checked_hash": checked_hash})
+    def touch_last_login(
+        self, user_id: UUID, *, checked_hash: str | None, rehashed: str | None = None
+    ) -> UserRow | None:
+        """Record a sign-in (storing `rehashed` when given); None when the account is inactive or its hash is no
+        longer `checked_hash`."""
+        return self._one(TOUCH_LAST_LOGIN, {"id": user_id, "checked_hash": checked_hash, "rehashed": rehashed})
 
     def lock_active_super_admins(self) -> list[UUID]:
         return [row[0] for row in self.conn.execute(LOCK_ACTIVE_SUPER_ADMINS).fetchall()]

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from shared.auth.keys import signing_key
 from shared.auth.opaque import hash_secret, new_secret, same_hash
-from shared.auth.passwords import check_password_rules, hash_password, verify_password
+from shared.auth.passwords import check_password_rules, hash_password, needs_rehash, verify_password
 from shared.auth.tokens import issue_access_token
 from shared.db import Database, UnitOfWork
 from shared.errors import ConflictError, ForbiddenError, NotFoundError, RateLimitedError, UnauthorizedError
@@ -214,10 +214,18 @@ def login(db: Database, settings: Settings, request: LoginRequest, client: Clien
         db.transact(lambda uow: _log(uow, "login_failed", failed_user, client, login_key=key))
         raise UnauthorizedError(LOGIN_FAILED)
     checked = user
+    # A hash made at another cost (BCRYPT_ROUNDS changed since) is replaced while the password is at hand, so
+    # every account that signs in is checked at the cost the dummy hash of unknown accounts is made at. Hashed
+    # here, outside the transaction; stored only with the sign-in, so it can fail no login that would succeed.
+    rehashed = None
+    if checked.password_hash and needs_rehash(checked.password_hash, settings.bcrypt_rounds):
+        rehashed = hash_password(request.password, settings.bcrypt_rounds)
 
     def work(uow: UnitOfWork) -> TokenPair | None:
         # A password change or deactivation may have committed during bcrypt: re-checked in the same statement.
-        signed_in = UsersRepository(uow.conn).touch_last_login(checked.id, checked_hash=checked.password_hash)
+        signed_in = UsersRepository(uow.conn).touch_last_login(
+            checked.id, checked_hash=checked.password_hash, rehashed=rehashed
+        )
         if signed_in is None:
             _log(uow, "login_failed", checked.id, client, login_key=key)
             return None

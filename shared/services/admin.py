@@ -7,30 +7,42 @@ from uuid import UUID
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ConflictError, ForbiddenError, NotFoundError
-from shared.models.identity import AdminUserPatch, User
+from shared.models.identity import AdminUserPatch, ConnectionLog, User
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
+from shared.repositories.connection_logs import ConnectionLogRow, ConnectionLogsRepository
 from shared.repositories.refresh_tokens import RefreshTokensRepository
-from shared.repositories.users import UsersRepository
+from shared.repositories.users import UserRow, UsersRepository
 from shared.services.accounts import CURSOR_KINDS, Client, _log, to_user
-
-PRIVILEGED = frozenset({"admin", "super_admin"})
-
-
-def require_admin(principal: Principal) -> UUID:
-    """The caller's id when they are an admin; 403 otherwise (admin routes are no secret)."""
-    user_id = principal.require_user()
-    if not principal.is_admin:
-        raise ForbiddenError("This route is for administrators.")
-    return user_id
+from shared.services.admin_rights import PRIVILEGED, confirm_admin, require_admin
 
 
 def list_users(db: Database, principal: Principal, cursor: str | None, limit: int | None) -> Page[User]:
     require_admin(principal)
     size = page_limit(limit)
     after = decode_cursor(cursor, CURSOR_KINDS)
-    rows = db.read(lambda uow: UsersRepository(uow.conn).list_page(after, size + 1))
-    page = page_of(rows, size, key=lambda row: (row.created_at, row.id))
+
+    def read(uow: UnitOfWork) -> list[UserRow]:
+        confirm_admin(uow, principal, write=False)
+        return UsersRepository(uow.conn).list_page(after, size + 1)
+
+    page = page_of(db.read(read), size, key=lambda row: (row.created_at, row.id))
     return page_as(page, to_user)
+
+
+def list_connection_logs(
+    db: Database, principal: Principal, cursor: str | None, limit: int | None
+) -> Page[ConnectionLog]:
+    """Everyone's connection log, newest first."""
+    require_admin(principal)
+    size = page_limit(limit)
+    after = decode_cursor(cursor, CURSOR_KINDS)
+
+    def read(uow: UnitOfWork) -> list[ConnectionLogRow]:
+        confirm_admin(uow, principal, write=False)
+        return ConnectionLogsRepository(uow.conn).list_page(None, after, size + 1)
+
+    page = page_of(db.read(read), size, key=lambda row: (row.created_at, row.id))
+    return page_as(page, lambda row: ConnectionLog.model_validate(row, from_attributes=True))
 
 
 def update_user(db: Database, principal: Principal, target_id: UUID, patch: AdminUserPatch, client: Client) -> User:
@@ -42,12 +54,9 @@ def update_user(db: Database, principal: Principal, target_id: UUID, patch: Admi
         users = UsersRepository(uow.conn)
         # Locked first, in one order, so two concurrent changes to super_admins serialize.
         super_admins = users.lock_active_super_admins()
-        # The principal may come from an authorizer answer API Gateway cached before this caller was demoted or
-        # deactivated (docs/deploy.md, "Authorizer caching"): rights are what the account holds now. Read after
-        # the lock above, which every change that could take them (a super_admin's) also holds.
-        acting = users.get(actor)
-        if acting is None or not acting.is_active or acting.role not in PRIVILEGED:
-            raise ForbiddenError("This route is for administrators.")
+        # Rights are what the account holds now, not what a cached authorizer answer says (admin_rights). Read
+        # after the lock above, which every change that could take them (a super_admin's) also holds.
+        acting_role = confirm_admin(uow, principal, write=True)
         target = users.get(target_id, for_update=True)
         if target is None:
             raise NotFoundError()
@@ -56,7 +65,7 @@ def update_user(db: Database, principal: Principal, target_id: UUID, patch: Admi
         if role == target.role and active == target.is_active:
             return to_user(target)
         touches_rights = role != target.role or target.role in PRIVILEGED
-        if touches_rights and acting.role != "super_admin":
+        if touches_rights and acting_role != "super_admin":
             raise ForbiddenError("Only a super_admin changes roles or administrator accounts.")
         losing_super = target.role == "super_admin" and target.is_active and (role != "super_admin" or not active)
         if losing_super and super_admins == [target.id]:

@@ -11,12 +11,13 @@ from pydantic import BaseModel, Field
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ForbiddenError, NotFoundError, UnprocessableError
+from shared.errors import NotFoundError, UnprocessableError
 from shared.models.json_values import JsonObject
 from shared.models.money import Money
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.providers.endpoints import EndpointRefused, Resolver, check_endpoint_url, resolve_host
 from shared.repositories.catalog import CatalogRepository, ModelRow, ResourceRow
+from shared.services import admin_rights
 from shared.settings import Settings
 
 ProviderKind = Literal["bedrock", "sagemaker", "openai-compatible", "local"]
@@ -137,11 +138,15 @@ class ResourceOut(BaseModel):
     updated_at: datetime
 
 
+CATALOG_ADMINS = "Only admins may change the catalog."
+
+
 def require_admin(principal: Principal) -> UUID:
-    user_id = principal.require_user()
-    if not principal.is_admin:
-        raise ForbiddenError("Only admins may change the catalog.")
-    return user_id
+    return admin_rights.require_admin(principal, CATALOG_ADMINS)
+
+
+def confirm_admin(uow: UnitOfWork, principal: Principal, *, write: bool) -> None:
+    admin_rights.confirm_admin(uow, principal, write=write, detail=CATALOG_ADMINS)
 
 
 def _model_out(row: ModelRow, *, admin: bool) -> ModelOut:
@@ -181,12 +186,17 @@ def list_models(db: Database, principal: Principal, *, cursor: str | None, limit
     principal.require_user()
     size = page_limit(limit)
     after = decode_cursor(cursor, (str,))
-    rows = db.read(
-        lambda uow: CatalogRepository(uow.conn).list_models(
-            active_only=not principal.is_admin, after=after[0] if after else None, limit=size + 1
+
+    def read(uow: UnitOfWork) -> tuple[bool, list[ModelRow]]:
+        # Inactive models and where each is reached, for an account that is an admin now (admin_rights).
+        admin = admin_rights.admin_role_now(uow, principal, write=False) is not None
+        rows = CatalogRepository(uow.conn).list_models(
+            active_only=not admin, after=after[0] if after else None, limit=size + 1
         )
-    )
-    return page_as(page_of(rows, size, lambda r: (r.model_id,)), lambda r: _model_out(r, admin=principal.is_admin))
+        return admin, rows
+
+    admin, rows = db.read(read)
+    return page_as(page_of(rows, size, lambda r: (r.model_id,)), lambda r: _model_out(r, admin=admin))
 
 
 def create_model(
@@ -197,6 +207,7 @@ def create_model(
     _check_secret(body.api_key_secret_arn, settings)
 
     def work(uow: UnitOfWork) -> ModelOut:
+        confirm_admin(uow, principal, write=True)
         repo = CatalogRepository(uow.conn)
         new_id = repo.add_model({**body.model_dump(), "updated_by": user_id})
         row = repo.model(new_id)
@@ -221,6 +232,7 @@ def update_model(
     _check_secret(changes.get("api_key_secret_arn"), settings)
 
     def work(uow: UnitOfWork) -> ModelOut:
+        confirm_admin(uow, principal, write=True)
         repo = CatalogRepository(uow.conn)
         if not repo.update_model(id, changes):
             raise NotFoundError()
@@ -244,8 +256,12 @@ def list_resources(db: Database, principal: Principal, *, cursor: str | None, li
     require_admin(principal)
     size = page_limit(limit)
     after = decode_cursor(cursor, (datetime, UUID))
-    rows = db.read(lambda uow: CatalogRepository(uow.conn).list_resources(after=after, limit=size + 1))
-    return page_as(page_of(rows, size, lambda r: (r.created_at, r.id)), _resource_out)
+
+    def read(uow: UnitOfWork) -> list[ResourceRow]:
+        confirm_admin(uow, principal, write=False)
+        return CatalogRepository(uow.conn).list_resources(after=after, limit=size + 1)
+
+    return page_as(page_of(db.read(read), size, lambda r: (r.created_at, r.id)), _resource_out)
 
 
 def _resource_out(row: ResourceRow | None) -> ResourceOut:
@@ -256,7 +272,12 @@ def _resource_out(row: ResourceRow | None) -> ResourceOut:
 
 def get_resource(db: Database, principal: Principal, id: UUID) -> ResourceOut:
     require_admin(principal)
-    return db.read(lambda uow: _resource_out(CatalogRepository(uow.conn).resource(id)))
+
+    def read(uow: UnitOfWork) -> ResourceOut:
+        confirm_admin(uow, principal, write=False)
+        return _resource_out(CatalogRepository(uow.conn).resource(id))
+
+    return db.read(read)
 
 
 def create_resource(
@@ -265,7 +286,12 @@ def create_resource(
     user_id = require_admin(principal)
     _check_url(body.endpoint_url, "endpoint_url", settings, resolver)
     values = {**body.model_dump(), "user_id": user_id}
-    return db.transact(lambda uow: _resource_out(CatalogRepository(uow.conn).add_resource(values)))
+
+    def work(uow: UnitOfWork) -> ResourceOut:
+        confirm_admin(uow, principal, write=True)
+        return _resource_out(CatalogRepository(uow.conn).add_resource(values))
+
+    return db.transact(work)
 
 
 def update_resource(
@@ -280,13 +306,19 @@ def update_resource(
     changes = body.model_dump(exclude_unset=True)
     _no_nulls(changes, RESOURCE_NON_NULL)
     _check_url(changes.get("endpoint_url"), "endpoint_url", settings, resolver)
-    return db.transact(lambda uow: _resource_out(CatalogRepository(uow.conn).update_resource(id, changes)))
+
+    def work(uow: UnitOfWork) -> ResourceOut:
+        confirm_admin(uow, principal, write=True)
+        return _resource_out(CatalogRepository(uow.conn).update_resource(id, changes))
+
+    return db.transact(work)
 
 
 def delete_resource(db: Database, principal: Principal, id: UUID) -> None:
     require_admin(principal)
 
     def work(uow: UnitOfWork) -> None:
+        confirm_admin(uow, principal, write=True)
         if not CatalogRepository(uow.conn).delete_resource(id):
             raise NotFoundError()
 

@@ -8,12 +8,12 @@ from uuid import UUID
 from shared.auth.api_keys import LICENSE_KEY_MARK, issue_key
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ConflictError, ForbiddenError, NotFoundError
+from shared.errors import ConflictError, NotFoundError
 from shared.models.identity import License, LicenseCreate, LicenseCreated, Seat
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
-from shared.repositories.licenses import LicenseLock, LicensesRepository, SeatRow
+from shared.repositories.licenses import LicenseLock, LicenseRow, LicensesRepository, SeatRow
 from shared.services.accounts import CURSOR_KINDS
-from shared.services.admin import require_admin
+from shared.services.admin_rights import admin_role_now, confirm_admin, require_admin
 
 
 def create_license(db: Database, principal: Principal, request: LicenseCreate) -> LicenseCreated:
@@ -21,6 +21,7 @@ def create_license(db: Database, principal: Principal, request: LicenseCreate) -
     issued = issue_key(LICENSE_KEY_MARK)
 
     def work(uow: UnitOfWork) -> LicenseCreated:
+        confirm_admin(uow, principal, write=True)
         row = LicensesRepository(uow.conn).add(
             owner_id=request.owner_id or caller,
             key_prefix=issued.prefix,
@@ -39,16 +40,20 @@ def list_licenses(
 ) -> Page[License]:
     """The caller's licences; an admin's, those of `owner_id`, or every licence when it is not given."""
     caller = principal.require_user()
-    if principal.is_admin:
-        owner: UUID | None = owner_id
-    elif owner_id is None or owner_id == caller:
-        owner = caller
-    else:
-        raise ForbiddenError("Only administrators list other users' licences.")
     size = page_limit(limit)
     after = decode_cursor(cursor, CURSOR_KINDS)
-    rows = db.read(lambda uow: LicensesRepository(uow.conn).list_page(owner, after, size + 1))
-    page = page_of(rows, size, key=lambda row: (row.created_at, row.id))
+
+    def read(uow: UnitOfWork) -> list[LicenseRow]:
+        # Someone else's licences, or everyone's, only for an account that is an admin now (admin_rights).
+        owner: UUID | None = caller
+        if owner_id is not None and owner_id != caller:
+            confirm_admin(uow, principal, write=False, detail="Only administrators list other users' licences.")
+            owner = owner_id
+        elif owner_id is None and admin_role_now(uow, principal, write=False) is not None:
+            owner = None
+        return LicensesRepository(uow.conn).list_page(owner, after, size + 1)
+
+    page = page_of(db.read(read), size, key=lambda row: (row.created_at, row.id))
     return page_as(page, lambda row: License.model_validate(row, from_attributes=True))
 
 
@@ -63,7 +68,7 @@ def list_seats(
     def read(uow: UnitOfWork) -> list[SeatRow]:
         repo = LicensesRepository(uow.conn)
         owner = repo.owner_of(license_id)
-        if owner is None or (owner != caller and not principal.is_admin):
+        if owner is None or (owner != caller and admin_role_now(uow, principal, write=False) is None):
             raise NotFoundError()
         return repo.seats_page(license_id, after, size + 1)
 
@@ -71,11 +76,11 @@ def list_seats(
     return page_as(page, lambda row: Seat.model_validate(row, from_attributes=True))
 
 
-def _managed(repo: LicensesRepository, principal: Principal, license_id: UUID) -> LicenseLock:
+def _managed(uow: UnitOfWork, principal: Principal, license_id: UUID) -> LicenseLock:
     # Someone else's licence and a random id give the same 404.
     caller = principal.require_user()
-    found = repo.lock(license_id)
-    if found is None or (found.owner_id != caller and not principal.is_admin):
+    found = LicensesRepository(uow.conn).lock(license_id)
+    if found is None or (found.owner_id != caller and admin_role_now(uow, principal, write=True) is None):
         raise NotFoundError()
     return found
 
@@ -83,7 +88,7 @@ def _managed(repo: LicensesRepository, principal: Principal, license_id: UUID) -
 def assign_seat(db: Database, principal: Principal, license_id: UUID, user_id: UUID) -> Seat:
     def work(uow: UnitOfWork) -> Seat:
         repo = LicensesRepository(uow.conn)
-        found = _managed(repo, principal, license_id)
+        found = _managed(uow, principal, license_id)
         if found.is_expired:
             raise ConflictError("The licence has expired; no seats can be assigned.")
         if repo.count_seats(license_id) >= found.seats:
@@ -99,7 +104,7 @@ def assign_seat(db: Database, principal: Principal, license_id: UUID, user_id: U
 def remove_seat(db: Database, principal: Principal, license_id: UUID, user_id: UUID) -> None:
     def work(uow: UnitOfWork) -> None:
         repo = LicensesRepository(uow.conn)
-        _managed(repo, principal, license_id)
+        _managed(uow, principal, license_id)
         if repo.remove_seat(license_id, user_id) is None:
             raise NotFoundError()
 

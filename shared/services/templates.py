@@ -13,6 +13,7 @@ from shared.db import Database, UnitOfWork
 from shared.errors import ForbiddenError, NotFoundError, UnprocessableError
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.templates import PreferenceRow, TemplateRow, TemplatesRepository
+from shared.services import admin_rights
 
 PREMIUM_TIERS = ("premium", "enterprise")
 
@@ -85,10 +86,11 @@ def _pref_out(row: PreferenceRow | None, template_id: UUID) -> PreferenceOut:
     return PreferenceOut.model_validate(row.model_dump())
 
 
-def _require_admin(principal: Principal) -> None:
-    principal.require_user()
-    if not principal.is_admin:
-        raise ForbiddenError("Only admins manage templates.")
+TEMPLATE_ADMINS = "Only admins manage templates."
+
+
+def _is_admin_now(uow: UnitOfWork, principal: Principal) -> bool:
+    return admin_rights.admin_role_now(uow, principal, write=False) is not None
 
 
 def list_templates(db: Database, principal: Principal, *, cursor: str | None, limit: int | None) -> Page[TemplateOut]:
@@ -96,33 +98,38 @@ def list_templates(db: Database, principal: Principal, *, cursor: str | None, li
     size = page_limit(limit)
     after = decode_cursor(cursor, (str,))
 
-    def work(uow: UnitOfWork) -> list[TemplateRow]:
-        active_only = not principal.is_admin
-        return TemplatesRepository(uow.conn).list(
-            active_only=active_only, after=after[0] if after else None, limit=size + 1
+    def work(uow: UnitOfWork) -> tuple[bool, list[TemplateRow]]:
+        # Inactive templates and premium prompts, for an account that is an admin now (admin_rights).
+        admin = _is_admin_now(uow, principal)
+        rows = TemplatesRepository(uow.conn).list(
+            active_only=not admin, after=after[0] if after else None, limit=size + 1
         )
+        return admin, rows
 
-    page = page_of(db.read(work), size, lambda r: (r.template_name,))
-    return page_as(page, lambda r: _out(r, show_prompt=principal.is_admin or not r.is_premium_only))
+    admin, rows = db.read(work)
+    page = page_of(rows, size, lambda r: (r.template_name,))
+    return page_as(page, lambda r: _out(r, show_prompt=admin or not r.is_premium_only))
 
 
 def create_template(db: Database, principal: Principal, body: TemplateIn) -> TemplateOut:
-    _require_admin(principal)
+    admin_rights.require_admin(principal, TEMPLATE_ADMINS)
 
     def work(uow: UnitOfWork) -> TemplateOut:
+        admin_rights.confirm_admin(uow, principal, write=True, detail=TEMPLATE_ADMINS)
         return _out(TemplatesRepository(uow.conn).add(body.model_dump()), show_prompt=True)
 
     return db.transact(work)
 
 
 def update_template(db: Database, principal: Principal, template_id: UUID, body: TemplatePatch) -> TemplateOut:
-    _require_admin(principal)
+    admin_rights.require_admin(principal, TEMPLATE_ADMINS)
     changes = body.model_dump(exclude_unset=True)
     nulls = [k for k in NON_NULL if k in changes and changes[k] is None]
     if nulls:
         raise UnprocessableError("These fields cannot be null.", errors=[{"loc": ["body", k]} for k in nulls])
 
     def work(uow: UnitOfWork) -> TemplateOut:
+        admin_rights.confirm_admin(uow, principal, write=True, detail=TEMPLATE_ADMINS)
         row = TemplatesRepository(uow.conn).update(template_id, changes)
         if row is None:
             raise NotFoundError()
@@ -131,9 +138,9 @@ def update_template(db: Database, principal: Principal, template_id: UUID, body:
     return db.transact(work)
 
 
-def _visible_template(repo: TemplatesRepository, principal: Principal, template_id: UUID) -> TemplateRow:
-    row = repo.get(template_id)
-    if row is None or (not row.is_active and not principal.is_admin):
+def _visible_template(uow: UnitOfWork, principal: Principal, template_id: UUID) -> TemplateRow:
+    row = TemplatesRepository(uow.conn).get(template_id)
+    if row is None or (not row.is_active and not _is_admin_now(uow, principal)):
         raise NotFoundError()
     return row
 
@@ -143,7 +150,7 @@ def get_preference(db: Database, principal: Principal, template_id: UUID) -> Pre
 
     def work(uow: UnitOfWork) -> PreferenceOut:
         repo = TemplatesRepository(uow.conn)
-        _visible_template(repo, principal, template_id)
+        _visible_template(uow, principal, template_id)
         return _pref_out(repo.preference(user_id, template_id), template_id)
 
     return db.read(work)
@@ -154,7 +161,7 @@ def put_preference(db: Database, principal: Principal, template_id: UUID, body: 
 
     def work(uow: UnitOfWork) -> PreferenceOut:
         repo = TemplatesRepository(uow.conn)
-        _visible_template(repo, principal, template_id)
+        _visible_template(uow, principal, template_id)
         return _pref_out(repo.put_preference(user_id, template_id, body.is_enabled), template_id)
 
     return db.transact(work)

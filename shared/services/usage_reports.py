@@ -15,10 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ForbiddenError, InvalidRequestError, UnprocessableError
+from shared.errors import InvalidRequestError, UnprocessableError
 from shared.models.money import Money
 from shared.pagination import text_key
 from shared.repositories.usage import UsageRepository
+from shared.services import admin_rights
 
 GroupBy = Literal["day", "model"]
 MAX_RANGE_DAYS = 366
@@ -110,10 +111,7 @@ def _sum(items: list[DayUsage] | list[ModelUsage] | list[ModelUsageWithUsers]) -
     return totals
 
 
-def _require_admin(principal: Principal) -> None:
-    principal.require_user()
-    if not principal.is_admin:
-        raise ForbiddenError("Usage reports across users are for administrators.")
+REPORT_ADMINS = "Usage reports across users are for administrators."
 
 
 def my_usage(db: Database, principal: Principal, group_by: GroupBy, start: date | None, end: date | None) -> MyUsage:
@@ -168,7 +166,7 @@ def _month_bounds(month: str) -> tuple[date, date]:
 
 def monthly_usage(db: Database, principal: Principal, month: str, *, limit: int, cursor: str | None) -> MonthlyUsage:
     """Users ranked by cost over one calendar month (UTC), with tokens and requests; admins only."""
-    _require_admin(principal)
+    admin_rights.require_admin(principal, REPORT_ADMINS)
     first, last_day = _month_bounds(month)
     after: tuple[Decimal, str] | None = None
     offset_rank = 0
@@ -177,6 +175,7 @@ def monthly_usage(db: Database, principal: Principal, month: str, *, limit: int,
         after = (cost, key)
 
     def work(uow: UnitOfWork) -> MonthlyUsage:
+        admin_rights.confirm_admin(uow, principal, write=False, detail=REPORT_ADMINS)
         repo = UsageRepository(uow.conn)
         rows = repo.monthly_by_user(first, last_day, limit=limit + 1, after=after)
         page = rows[:limit]
@@ -192,10 +191,11 @@ def monthly_usage(db: Database, principal: Principal, month: str, *, limit: int,
 
 def models_usage(db: Database, principal: Principal, start: date | None, end: date | None) -> ModelsUsage:
     """Usage per model and provider over a date range; admins only."""
-    _require_admin(principal)
+    admin_rights.require_admin(principal, REPORT_ADMINS)
     first, last = _range(start, end)
 
     def work(uow: UnitOfWork) -> ModelsUsage:
+        admin_rights.confirm_admin(uow, principal, write=False, detail=REPORT_ADMINS)
         rows = UsageRepository(uow.conn).by_model(first, last)
         models = [ModelUsageWithUsers.model_validate(row) for row in rows]
         return ModelsUsage(start=first, end=last, models=models, totals=_sum(models))

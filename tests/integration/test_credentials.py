@@ -1,15 +1,20 @@
-"""Where database credentials come from in AWS: a Secrets Manager secret, or an IAM auth token (RDS Proxy)."""
+"""Where credentials come from in AWS: database credentials from a Secrets Manager secret or an IAM auth token
+(RDS Proxy), and the JWT signing key from a Secrets Manager secret."""
 
 from __future__ import annotations
 
 import json
+import uuid
 
 import boto3
 import psycopg
 import pytest
 from moto import mock_aws
 
+from shared.auth.keys import MIN_KEY_BYTES, signing_key
+from shared.auth.tokens import issue_access_token
 from shared.bootstrap import build_container, conninfo_factory
+from shared.services.authentication import authenticate, credential_from_headers
 from shared.settings import Settings
 
 
@@ -57,3 +62,24 @@ def test_missing_credentials_source_fails_fast_when_settings_are_built():
         conninfo_factory(Settings(CONFAB_STAGE="dev", DB_HOST="db.internal"))
     with pytest.raises(ValueError, match="DATABASE_URL"):
         conninfo_factory(Settings(CONFAB_STAGE="dev"))
+
+
+def test_signing_key_from_secrets_manager_is_used_when_long_enough(aws):
+    key = "k" * MIN_KEY_BYTES
+    arn = boto3.client("secretsmanager").create_secret(Name="confab/jwt-ok", SecretString=key)["ARN"]
+    assert signing_key(Settings(CONFAB_STAGE="dev", JWT_SECRET_ARN=arn)) == key
+
+
+def test_signing_key_from_secrets_manager_shorter_than_32_bytes_stops_every_token_when_read(aws):
+    # JWT_SECRET is refused under 32 bytes when settings are built; the secret's value is held to the same rule
+    # when it is read, so a short key neither signs tokens nor verifies them (anyone could brute-force it).
+    short = "k" * (MIN_KEY_BYTES - 1)
+    arn = boto3.client("secretsmanager").create_secret(Name="confab/jwt-short", SecretString=short)["ARN"]
+    settings = Settings(CONFAB_STAGE="dev", JWT_SECRET_ARN=arn)
+    with pytest.raises(ValueError, match=f"JWT_SECRET_ARN.*at least {MIN_KEY_BYTES} bytes"):
+        signing_key(settings)
+    with pytest.warns(UserWarning, match="HMAC key"):  # PyJWT's own warning about the key this test forges with
+        forged, _ = issue_access_token(uuid.uuid4(), "super_admin", 1, key=short, settings=settings)
+    credential = credential_from_headers({"Authorization": f"Bearer {forged}"})
+    with pytest.raises(ValueError, match="JWT_SECRET_ARN"):
+        authenticate(credential, db=None, settings=settings, allow_anonymous=False)  # type: ignore[arg-type]

@@ -40,6 +40,13 @@ def test_password_verifies_only_when_it_matches_the_hash():
     assert not passwords.verify_password("wrong horse!", stored, ROUNDS)
 
 
+def test_a_hash_needs_rehashing_only_when_made_at_another_cost():
+    assert not passwords.needs_rehash(passwords.hash_password("correct horse", ROUNDS), ROUNDS)
+    assert passwords.needs_rehash(passwords.hash_password("correct horse", ROUNDS + 1), ROUNDS)
+    assert passwords.needs_rehash("not-a-bcrypt-hash", ROUNDS)
+    assert passwords.dummy_hash(ROUNDS + 1).startswith(f"$2b$0{ROUNDS + 1}$")
+
+
 def test_verify_does_one_bcrypt_check_whatever_the_input_when_account_missing_or_password_too_long():
     stored = passwords.hash_password("x" * 72, ROUNDS)
     with mock.patch.object(passwords.bcrypt, "checkpw", wraps=bcrypt.checkpw) as checkpw:

@@ -301,3 +301,24 @@ def test_an_administrator_demoted_or_deactivated_meanwhile_changes_nothing_with_
             admin.update_user(app_container.db, stale, uuid.UUID(target), patch, accounts.Client())
     rows = dict(db.execute("SELECT username, (role, is_active)::text FROM users").fetchall())
     assert rows["rogue"] == "(user,t)" and rows["gone"] == "(admin,f)" and rows["plain"] == "(user,t)"
+
+
+def test_api_keys_outlive_password_change_and_logout_all_and_are_refused_only_while_the_owner_is_inactive(
+    api, make_role
+):
+    # What docs/auth.md ("API keys and licences") says of keys: they are credentials of their own, revoked one by
+    # one; a deactivated owner's keys are refused and work again on reactivation.
+    _, root = _with_role(api, make_role, "root4", "super_admin")
+    body = api.signup("kira")
+    token = body["access_token"]
+    key = api.call("POST", "/v1/users/me/api-keys", {"name": "ci"}, token=token).json["key"]
+    change = {"current_password": PASSWORD, "new_password": "new password 1"}
+    token = api.call("POST", "/v1/users/me/password", change, token=token).json["access_token"]
+    assert api.call("GET", "/v1/users/me", token=key).status == 200
+    assert api.call("POST", "/v1/users/me/logout-all", token=token).status == 204
+    assert api.call("GET", "/v1/users/me", token=key).status == 200
+    kira = body["user"]["id"]
+    assert api.call("PATCH", f"/v1/admin/users/{kira}", {"is_active": False}, token=root).status == 200
+    assert api.call("GET", "/v1/users/me", token=key).status == 401
+    assert api.call("PATCH", f"/v1/admin/users/{kira}", {"is_active": True}, token=root).status == 200
+    assert api.call("GET", "/v1/users/me", token=key).status == 200

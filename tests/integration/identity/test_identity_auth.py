@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 
+import bcrypt
 import pytest
 
 from shared.errors import UnauthorizedError
@@ -109,6 +110,34 @@ def test_throttle_answers_another_alias_of_an_account_like_an_unknown_name_when_
         "POST", "/v1/auth/login", {"login": "nobody@example.com", "password": "bad password"}, ip="192.0.2.2"
     )
     assert real.status == unknown.status == 401 and real.raw == unknown.raw
+
+
+def test_login_rehashes_a_password_stored_at_another_cost_and_keeps_the_sessions_when_it_succeeds(api, db):
+    signed_up = api.signup("rhea")
+    old = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
+    db.execute("UPDATE users SET password_hash = %s WHERE username = 'rhea'", (old,))
+    version = db.execute("SELECT token_version FROM users WHERE username = 'rhea'").fetchone()[0]
+    # A failed login changes nothing.
+    assert api.call("POST", "/v1/auth/login", {"login": "rhea", "password": "wrong password"}).status == 401
+    assert db.execute("SELECT password_hash FROM users WHERE username = 'rhea'").fetchone()[0] == old
+    assert api.call("POST", "/v1/auth/login", {"login": "rhea", "password": PASSWORD}).status == 200
+    stored, after = db.execute("SELECT password_hash, token_version FROM users WHERE username = 'rhea'").fetchone()
+    assert stored.startswith("$2b$04$") and bcrypt.checkpw(PASSWORD.encode(), stored.encode())  # BCRYPT_ROUNDS=4
+    # The same password: no session ends.
+    assert after == version and api.call("GET", "/v1/users/me", token=signed_up["access_token"]).status == 200
+    assert api.call("POST", "/v1/auth/login", {"login": "rhea", "password": PASSWORD}).status == 200
+    assert db.execute("SELECT password_hash FROM users WHERE username = 'rhea'").fetchone()[0] == stored
+
+
+def test_unknown_login_checks_a_dummy_hash_of_the_configured_cost(api, monkeypatch):
+    # A dummy of another cost would take another time than a real account's check, and tell them apart.
+    from shared.auth import passwords
+
+    targets = []
+    real = passwords.bcrypt.checkpw
+    monkeypatch.setattr(passwords.bcrypt, "checkpw", lambda pw, target: targets.append(target) or real(pw, target))
+    assert api.call("POST", "/v1/auth/login", {"login": "nobody", "password": "wrong password"}).status == 401
+    assert [target[:7] for target in targets] == [b"$2b$04$"]  # BCRYPT_ROUNDS=4
 
 
 def test_successful_login_clears_the_failures_of_the_login_it_used_when_counting_again(api, reconfigure):
