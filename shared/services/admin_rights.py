@@ -37,6 +37,10 @@ def admin_role_now(uow: UnitOfWork, principal: Principal, *, write: bool) -> str
     state = UsersRepository(uow.conn).credential_state(principal.user_id, for_share=write)
     if state is None or not state.is_active or state.role not in PRIVILEGED:
         return None
+    if principal.kind == "jwt" and principal.token_version not in (None, state.token_version):
+        # An access token from before a logout-all or a password change (read in the same row, at no cost): a
+        # stolen admin token keeps no admin rights for the minute the authorizer's answer is cached.
+        return None
     return state.role
 
 

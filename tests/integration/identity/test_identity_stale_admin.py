@@ -15,12 +15,14 @@ import pytest
 
 from shared.auth.principal import Principal
 from shared.services.admin_rights import confirm_admin
-from tests.ai_helpers import add_model, add_user, api_event, context_for
+from tests.ai_helpers import add_model, add_user, api_event
 from tests.helpers import FakeLambdaContext, body_of, header
 
 LOWERED = {
     "demoted": "UPDATE users SET role = 'user', token_version = token_version + 1 WHERE id = %s",
     "deactivated": "UPDATE users SET is_active = false, token_version = token_version + 1 WHERE id = %s",
+    # Still an admin, but every session ended (logout-all, a password change): the token's version is stale.
+    "signed out": "UPDATE users SET token_version = token_version + 1 WHERE id = %s",
 }
 
 
@@ -34,6 +36,11 @@ def _stale_admin(db: Any, lowered: str) -> uuid.UUID:
     admin = add_user(db, role="admin")
     db.execute(LOWERED[lowered], (admin,))
     return admin  # type: ignore[no-any-return]
+
+
+def _admin_context(caller: uuid.UUID) -> dict[str, str]:
+    """The authorizer's answer for the caller's access token, made before its account changed (version 0)."""
+    return Principal(kind="jwt", user_id=caller, role="admin", token_version=0).to_context()
 
 
 def _arrange(db: Any) -> dict[str, Any]:
@@ -122,7 +129,7 @@ def _event(route: tuple[Any, ...], ids: dict[str, Any], caller: uuid.UUID) -> di
         method,
         resource,
         path,
-        principal=context_for(caller, role="admin"),
+        principal=_admin_context(caller),
         body=body,
         path_parameters=params,
         query=query,
@@ -159,7 +166,7 @@ def test_catalog_and_template_lists_show_a_demoted_admin_what_a_user_sees(app_co
     add_model(db, "visible", base_url="https://93.184.216.34/v1")
     db.execute("UPDATE agent_templates SET is_active = false WHERE id = %s", (ids["template"],))
     caller = _stale_admin(db, lowered)
-    principal = context_for(caller, role="admin")
+    principal = _admin_context(caller)
     models = _call(
         "catalog", api_event("GET", "/v1/model-configurations", "/v1/model-configurations", principal=principal)
     )
