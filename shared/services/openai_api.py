@@ -30,6 +30,9 @@ class OpenAIMessage(BaseModel):
     content: str | list[ContentPart] | None = None
 
 
+OPENAI_DEFAULT_TEMPERATURE = 1.0
+
+
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
     include_usage: bool | None = False
@@ -131,7 +134,9 @@ def create_chat_completion(
         user_id,
         model_id=body.model,
         messages=messages,
-        temperature=body.temperature,
+        # OpenAI's default is 1: a client that leaves it out asks for sampling, and gets a fresh answer each time
+        # (a "regenerate"), not the cached greedy one. Thread completions default to 0 (docs/ai.md).
+        temperature=OPENAI_DEFAULT_TEMPERATURE if body.temperature is None else body.temperature,
         max_tokens=body.max_completion_tokens or body.max_tokens,
         stop=[body.stop] if isinstance(body.stop, str) else body.stop or (),
         streaming=bool(body.stream),

@@ -326,6 +326,24 @@ def test_chat_completion_stops_at_a_stop_sequence_and_caches_it_apart(ai_app, db
         assert call("openai", chat_event(user, {**body, "stop": bad}))["statusCode"] == 422
 
 
+def test_chat_completion_without_a_temperature_samples_at_openais_default_and_is_not_cached(ai_app, db, monkeypatch):
+    # It was sent at 0 and cached: a client relying on OpenAI's default of 1 got the same answer to every
+    # "regenerate", from the cache.
+    from shared.providers.local import LocalProvider
+
+    sent = []
+    complete = LocalProvider.complete
+    monkeypatch.setattr(
+        LocalProvider, "complete", lambda self, request: sent.append(request) or complete(self, request)
+    )
+    add_model(db)
+    user = add_user(db)
+    body = {"model": "local-echo", "messages": [{"role": "user", "content": "a poem"}]}
+    assert [call("openai", chat_event(user, body))["statusCode"] for _ in range(2)] == [200, 200]
+    assert [r.temperature for r in sent] == [1.0, 1.0]
+    assert [e.cache_hit for e in ai_app.events] == [False, False]
+
+
 def test_models_lists_active_models_in_openai_shape_when_signed_in(ai_app, db):
     add_model(db)
     add_model(db, "retired")
