@@ -240,6 +240,25 @@ def test_reactions_are_one_per_emoji_however_it_is_spelled_when_forms_are_unicod
     assert call("GET", path, room["bob"]).body["reactions"] == [{"emoji": "\u2764", "count": 1, "reacted_by_me": True}]
 
 
+@pytest.mark.parametrize(
+    "emoji",
+    [" ", "\ufe0f", "\ufe0e\ufe0f", "\u200d", "\u200b", "\t\n", "\u3000", "\u00a0", "\u2060", "\ufeff",
+     "\U000e0001", "\u3164", "\u200d\ufe0f "],
+    ids=["space", "vs16", "selectors", "zwj", "zwsp", "tab-newline", "ideographic-space", "nbsp", "word-joiner",
+         "bom", "tag", "hangul-filler", "mixed"],
+)  # fmt: skip
+def test_a_reaction_is_422_naming_emoji_when_the_emoji_is_blank_or_only_invisible_characters(room, db, emoji):
+    message = _send(room, "alice", "react").body
+    path = f"/v1/messages/{message['id']}/reactions"
+    refused = call("POST", path, room["alice"], body={"emoji": emoji})
+    assert refused.status == 422 and refused.headers["Content-Type"] == "application/problem+json"
+    assert ["body", "emoji"] in [error["loc"] for error in refused.body["errors"]]
+    assert db.execute("SELECT count(*) FROM message_reactions").fetchone()[0] == 0
+    # The same characters around a visible emoji are still that emoji (a keycap or a family joined by U+200D).
+    assert call("POST", path, room["alice"], body={"emoji": "1\ufe0f\u20e3"}).status == 201
+    assert call("POST", path, room["alice"], body={"emoji": "\U0001f468\u200d\U0001f469\u200d\U0001f467"}).status == 201
+
+
 def test_a_new_emoji_is_409_once_a_message_holds_the_most_distinct_emoji_and_the_summary_stays_bounded(room, db):
     from shared.services.messages import REACTION_MAX_EMOJI
 
