@@ -61,21 +61,31 @@ _SAME_REQUEST = """coalesce({m}thread_id IS NOT DISTINCT FROM %(thread_id)s::uui
     AND (SELECT coalesce(array_agg((a.value ->> 'file_id')::uuid ORDER BY a.ordinality), '{{}}')
          FROM jsonb_array_elements({m}attachments) WITH ORDINALITY a) = %(file_ids)s::uuid[], false)"""
 
+# Whether the send names a thread of conversation `c` (or none).
+_IN_THREAD = """(%(thread_id)s::uuid IS NULL OR EXISTS (
+           SELECT 1 FROM conversation_threads t WHERE t.id = %(thread_id)s AND t.conversation_id = c.id))"""
+
 # A send in one statement (one round trip before the commit): check access, lock the conversation row so
 # ids within a conversation are handed out in commit order (pages never skip a late commit), resolve the
 # attachments (files the sender owns), insert, link attachments and move last_message_at. A retried send
 # with the same idempotency key inserts nothing and the second arm returns the original message.
+# A user's send locks its participant row too, after the conversation's (the order of the locking clauses):
+# a removal locks the conversation before it deletes the participant, so a send that waited for that lock finds
+# the row deleted and stores nothing. Checked only against the statement's snapshot, the participant was still
+# there, and the removed sender's message was stored after the removal committed.
 SEND = f"""
-WITH conv AS (
+WITH member AS (
     SELECT c.id FROM conversations c
-    WHERE c.id = %(conversation_id)s AND
-CASE WHEN %(anonymous)s THEN c.kind = 'anonymous'
-     ELSE EXISTS (SELECT 1 FROM participants p WHERE p.conversation_id = c.id AND p.user_id = %(user_id)s) END
-
-      AND (%(thread_id)s::uuid IS NULL OR EXISTS (
-           SELECT 1 FROM conversation_threads t WHERE t.id = %(thread_id)s AND t.conversation_id = c.id))
+    JOIN participants p ON p.conversation_id = c.id AND p.user_id = %(user_id)s
+    WHERE c.id = %(conversation_id)s AND NOT %(anonymous)s AND {_IN_THREAD}
+    FOR NO KEY UPDATE OF c FOR KEY SHARE OF p
+),
+token AS (
+    SELECT c.id FROM conversations c
+    WHERE c.id = %(conversation_id)s AND %(anonymous)s AND c.kind = 'anonymous' AND {_IN_THREAD}
     FOR NO KEY UPDATE OF c
 ),
+conv AS (SELECT id FROM member UNION ALL SELECT id FROM token),
 files AS (
     SELECT f.id, f.original_name, f.content_type, f.size FROM user_files f
     WHERE f.id = ANY(%(file_ids)s::uuid[]) AND f.owner_id = %(user_id)s
