@@ -8,6 +8,7 @@ import time
 import psycopg
 import pytest
 
+from shared.repositories.completions import CompletionsRepository
 from shared.repositories.conversations import ConversationsRepository
 from shared.services import conversations
 from tests.conversations_helpers import call, jwt_principal, make_user
@@ -106,4 +107,22 @@ def test_a_completion_record_waiting_on_the_conversation_stores_nothing_when_its
 
     rows = _remove_while(app_container, db, monkeypatch, pause_after, alice, conversation_id, bob.user_id, record)
     assert rows == []  # the caller left: shared/repositories/completions.py reads no row as that
+    assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (conversation_id,)).fetchone()[0] == 0
+
+
+@PAUSES
+def test_a_failed_turns_user_message_is_not_kept_when_its_users_removal_commits_while_it_waits(
+    app_container, db, database_url, monkeypatch, group, pause_after
+):
+    # What a completion keeps when the provider fails (the user's message alone) takes the same locks as a send.
+    alice, bob, conversation_id = group
+    thread_id = call("POST", f"/v1/conversations/{conversation_id}/threads", bob, body={"title": "t"}).body["id"]
+
+    def keep():
+        with psycopg.connect(database_url, autocommit=True) as worker:
+            CompletionsRepository(worker).store_user_message(
+                thread_id=thread_id, user_id=bob.user_id, content="q", idempotency_key=None
+            )
+
+    _remove_while(app_container, db, monkeypatch, pause_after, alice, conversation_id, bob.user_id, keep)
     assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (conversation_id,)).fetchone()[0] == 0
