@@ -218,7 +218,20 @@ RETURNING m.id, m.conversation_id, m.thread_id, m.sender_id, m.sender_kind, m.co
 
 EDITS_FULL = f"""SELECT {_EDITS_HELD.format(conversation="%(conversation_id)s")} >= %(edit_limit)s"""
 
-DELETE = "DELETE FROM messages WHERE id = %(id)s"
+# The conversation's last_message_at is the time of its newest message, the one its preview shows: deleting the
+# newest moves it back to the one before (NULL when none is left: the list falls back to created_at). The caller
+# holds the conversation's row, so no send commits in between and this statement sees every committed message.
+DELETE = """
+WITH gone AS (DELETE FROM messages WHERE id = %(id)s RETURNING conversation_id),
+newest AS (
+    SELECT gone.conversation_id,
+           (SELECT m.created_at FROM messages m WHERE m.conversation_id = gone.conversation_id AND m.id <> %(id)s
+            ORDER BY m.id DESC LIMIT 1) AS created_at
+    FROM gone
+)
+UPDATE conversations c SET last_message_at = newest.created_at
+FROM newest WHERE c.id = newest.conversation_id AND c.last_message_at IS DISTINCT FROM newest.created_at
+"""
 
 # Read cursor: never moves backwards; statuses only move forward (sent -> delivered -> read), each step
 # stamped once in status_timestamps. The caller's own messages are not "read" by the caller.

@@ -169,6 +169,34 @@ def test_status_moves_sent_delivered_read_and_never_backwards(room):
     assert all({"sent", "delivered", "read"} <= set(m["status_timestamps"]) for m in items)
 
 
+def test_last_message_at_and_the_list_order_follow_the_newest_remaining_message_when_the_newest_is_deleted(room):
+    other = call("POST", "/v1/conversations", room["alice"], body={"kind": "group", "title": "other"}).body
+    first = _send(room, "alice", "first").body
+    call("POST", f"/v1/conversations/{other['id']}/messages", room["alice"], body={"content": "elsewhere"})
+    newest = _send(room, "bob", "newest").body
+
+    def listed():
+        return [c["id"] for c in call("GET", "/v1/conversations", room["alice"]).body["items"]]
+
+    def seen():
+        return call("GET", f"/v1/conversations/{room['id']}", room["alice"]).body
+
+    assert listed() == [room["id"], other["id"]] and seen()["last_message_at"] == newest["created_at"]
+    assert call("DELETE", f"/v1/messages/{newest['id']}", room["bob"]).status == 204
+    # The preview shows the message before it, and the conversation sorts by that message's time, as if the
+    # deleted one had never been sent.
+    assert (seen()["last_message"]["id"], seen()["last_message_at"]) == (first["id"], first["created_at"])
+    assert listed() == [other["id"], room["id"]]
+    assert call("DELETE", f"/v1/messages/{first['id']}", room["alice"]).status == 204
+    emptied = seen()
+    assert (emptied["last_message"], emptied["last_message_at"]) == (None, None)  # back to its created_at
+    assert listed() == [other["id"], room["id"]]
+    # Deleting an older message leaves the time of the newest alone.
+    older, latest = _send(room, "alice", "older").body, _send(room, "alice", "latest").body
+    assert call("DELETE", f"/v1/messages/{older['id']}", room["alice"]).status == 204
+    assert seen()["last_message_at"] == latest["created_at"] and listed()[0] == room["id"]
+
+
 def test_read_cursor_and_unread_count_stay_when_the_last_read_message_is_deleted(room):
     # The cursor is a high-water mark: it keeps naming a deleted message, and nothing before it is unread again.
     sent = [_send(room, "alice", f"m{i}").body["id"] for i in range(3)]

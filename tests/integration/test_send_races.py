@@ -126,3 +126,33 @@ def test_a_failed_turns_user_message_is_not_kept_when_its_users_removal_commits_
 
     _remove_while(app_container, db, monkeypatch, pause_after, alice, conversation_id, bob.user_id, keep)
     assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (conversation_id,)).fetchone()[0] == 0
+
+
+def test_deleting_the_newest_message_keeps_last_message_at_on_a_send_that_commits_while_the_delete_waits(
+    app_container, db, database_url, group
+):
+    alice, bob, conversation_id = group
+    path = f"/v1/conversations/{conversation_id}/messages"
+    call("POST", path, alice, body={"content": "first"})
+    newest = call("POST", path, alice, body={"content": "to delete"}).body
+    # A send in flight, as SEND does it: the conversation's row locked, its message in, last_message_at moved.
+    with psycopg.connect(database_url) as sender:
+        sender.execute("SELECT 1 FROM conversations WHERE id = %s FOR NO KEY UPDATE", (conversation_id,))
+        sent_at = sender.execute(
+            "WITH ins AS (INSERT INTO messages (conversation_id, sender_id, content) VALUES (%s, %s, 'late') "
+            "RETURNING conversation_id, created_at) "
+            "UPDATE conversations c SET last_message_at = ins.created_at FROM ins WHERE c.id = ins.conversation_id "
+            "RETURNING c.last_message_at",
+            (conversation_id, bob.user_id),
+        ).fetchone()[0]
+        out = {}
+        deleting = threading.Thread(
+            target=lambda: out.update(reply=call("DELETE", f"/v1/messages/{newest['id']}", alice))
+        )
+        deleting.start()
+        _wait_for_a_lock_waiter(db)
+        sender.commit()
+    deleting.join(10)
+    assert out["reply"].status == 204
+    stored = db.execute("SELECT last_message_at FROM conversations WHERE id = %s", (conversation_id,)).fetchone()[0]
+    assert stored == sent_at  # not the time of "first", which the delete's snapshot showed as the newest left
