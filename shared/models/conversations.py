@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from shared.models.json_values import JsonObject
 from shared.models.money import Money
@@ -157,8 +158,33 @@ class ReadCursor(BaseModel):
     updated: int  # messages whose status moved forward
 
 
+# Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt): characters a renderer draws as nothing,
+# among them the variation selectors, joiners, Hangul fillers and tag characters.
+_IGNORABLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F),
+    (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)  # fmt: skip
+
+
+def _invisible(char: str) -> bool:
+    code = ord(char)
+    return (
+        char.isspace()
+        or unicodedata.category(char) in ("Cc", "Cf", "Zs", "Zl", "Zp")
+        or any(low <= code <= high for low, high in _IGNORABLE)
+    )
+
+
+def _visible_emoji(value: str) -> str:
+    # A blank reaction (a space, a lone variation selector or joiner) shows as an empty chip nobody can read.
+    if all(_invisible(char) for char in value):
+        raise ValueError("must hold a visible character, not only whitespace or invisible characters")
+    return value
+
+
 class ReactionCreate(Strict):
-    emoji: str = Field(min_length=1, max_length=32)
+    emoji: Annotated[str, Field(min_length=1, max_length=32), AfterValidator(_visible_emoji)]
 
 
 class Reaction(BaseModel):

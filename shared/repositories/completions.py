@@ -32,7 +32,8 @@ SELECT * FROM confab_record_completion(%(thread_id)s, %(conversation_id)s, %(use
 
 # The user's message alone, in a thread the sender takes part in (nothing when the key was used already):
 # what a turn keeps when the provider fails, so that nothing the user sent is lost. The conversation's row is
-# locked before the message gets its id, as a send does: ids in commit order within a conversation.
+# locked before the message gets its id, as a send does: ids in commit order within a conversation. Then the
+# sender's participant row, as a send does: a removal that held the conversation's row has deleted it.
 INSERT_THREAD_MESSAGE = """
 WITH locked AS (
     SELECT c.id AS conversation_id, t.id AS thread_id
@@ -40,7 +41,7 @@ WITH locked AS (
     JOIN conversations c ON c.id = t.conversation_id
     JOIN participants p ON p.conversation_id = t.conversation_id AND p.user_id = %(sender_id)s
     WHERE t.id = %(thread_id)s
-    FOR NO KEY UPDATE OF c
+    FOR NO KEY UPDATE OF c FOR KEY SHARE OF p
 ), inserted AS (
     INSERT INTO messages (conversation_id, thread_id, sender_id, sender_kind, content, idempotency_key)
     SELECT locked.conversation_id, locked.thread_id, %(sender_id)s, 'user', %(content)s, %(idempotency_key)s

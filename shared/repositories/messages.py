@@ -61,21 +61,31 @@ _SAME_REQUEST = """coalesce({m}thread_id IS NOT DISTINCT FROM %(thread_id)s::uui
     AND (SELECT coalesce(array_agg((a.value ->> 'file_id')::uuid ORDER BY a.ordinality), '{{}}')
          FROM jsonb_array_elements({m}attachments) WITH ORDINALITY a) = %(file_ids)s::uuid[], false)"""
 
+# Whether the send names a thread of conversation `c` (or none).
+_IN_THREAD = """(%(thread_id)s::uuid IS NULL OR EXISTS (
+           SELECT 1 FROM conversation_threads t WHERE t.id = %(thread_id)s AND t.conversation_id = c.id))"""
+
 # A send in one statement (one round trip before the commit): check access, lock the conversation row so
 # ids within a conversation are handed out in commit order (pages never skip a late commit), resolve the
 # attachments (files the sender owns), insert, link attachments and move last_message_at. A retried send
 # with the same idempotency key inserts nothing and the second arm returns the original message.
+# A user's send locks its participant row too, after the conversation's (the order of the locking clauses):
+# a removal locks the conversation before it deletes the participant, so a send that waited for that lock finds
+# the row deleted and stores nothing. Checked only against the statement's snapshot, the participant was still
+# there, and the removed sender's message was stored after the removal committed.
 SEND = f"""
-WITH conv AS (
+WITH member AS (
     SELECT c.id FROM conversations c
-    WHERE c.id = %(conversation_id)s AND
-CASE WHEN %(anonymous)s THEN c.kind = 'anonymous'
-     ELSE EXISTS (SELECT 1 FROM participants p WHERE p.conversation_id = c.id AND p.user_id = %(user_id)s) END
-
-      AND (%(thread_id)s::uuid IS NULL OR EXISTS (
-           SELECT 1 FROM conversation_threads t WHERE t.id = %(thread_id)s AND t.conversation_id = c.id))
+    JOIN participants p ON p.conversation_id = c.id AND p.user_id = %(user_id)s
+    WHERE c.id = %(conversation_id)s AND NOT %(anonymous)s AND {_IN_THREAD}
+    FOR NO KEY UPDATE OF c FOR KEY SHARE OF p
+),
+token AS (
+    SELECT c.id FROM conversations c
+    WHERE c.id = %(conversation_id)s AND %(anonymous)s AND c.kind = 'anonymous' AND {_IN_THREAD}
     FOR NO KEY UPDATE OF c
 ),
+conv AS (SELECT id FROM member UNION ALL SELECT id FROM token),
 files AS (
     SELECT f.id, f.original_name, f.content_type, f.size FROM user_files f
     WHERE f.id = ANY(%(file_ids)s::uuid[]) AND f.owner_id = %(user_id)s
@@ -208,7 +218,20 @@ RETURNING m.id, m.conversation_id, m.thread_id, m.sender_id, m.sender_kind, m.co
 
 EDITS_FULL = f"""SELECT {_EDITS_HELD.format(conversation="%(conversation_id)s")} >= %(edit_limit)s"""
 
-DELETE = "DELETE FROM messages WHERE id = %(id)s"
+# The conversation's last_message_at is the time of its newest message, the one its preview shows: deleting the
+# newest moves it back to the one before (NULL when none is left: the list falls back to created_at). The caller
+# holds the conversation's row, so no send commits in between and this statement sees every committed message.
+DELETE = """
+WITH gone AS (DELETE FROM messages WHERE id = %(id)s RETURNING conversation_id),
+newest AS (
+    SELECT gone.conversation_id,
+           (SELECT m.created_at FROM messages m WHERE m.conversation_id = gone.conversation_id AND m.id <> %(id)s
+            ORDER BY m.id DESC LIMIT 1) AS created_at
+    FROM gone
+)
+UPDATE conversations c SET last_message_at = newest.created_at
+FROM newest WHERE c.id = newest.conversation_id AND c.last_message_at IS DISTINCT FROM newest.created_at
+"""
 
 # Read cursor: never moves backwards; statuses only move forward (sent -> delivered -> read), each step
 # stamped once in status_timestamps. The caller's own messages are not "read" by the caller.

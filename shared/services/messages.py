@@ -223,6 +223,8 @@ def delete_message(db: Database, principal: Principal, message_id: int) -> None:
         row, access = _message_access(repo, principal, message_id)
         if not (_is_sender(principal, row, access) or access.is_admin):
             raise ForbiddenError("Only the sender or a conversation admin may delete a message.")
+        # As a send does: no message commits in this conversation until the delete has moved last_message_at.
+        ConversationsRepository(uow.conn).lock(access.conversation_id)
         repo.delete(message_id)
 
     db.transact(work)

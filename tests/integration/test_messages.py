@@ -169,6 +169,34 @@ def test_status_moves_sent_delivered_read_and_never_backwards(room):
     assert all({"sent", "delivered", "read"} <= set(m["status_timestamps"]) for m in items)
 
 
+def test_last_message_at_and_the_list_order_follow_the_newest_remaining_message_when_the_newest_is_deleted(room):
+    other = call("POST", "/v1/conversations", room["alice"], body={"kind": "group", "title": "other"}).body
+    first = _send(room, "alice", "first").body
+    call("POST", f"/v1/conversations/{other['id']}/messages", room["alice"], body={"content": "elsewhere"})
+    newest = _send(room, "bob", "newest").body
+
+    def listed():
+        return [c["id"] for c in call("GET", "/v1/conversations", room["alice"]).body["items"]]
+
+    def seen():
+        return call("GET", f"/v1/conversations/{room['id']}", room["alice"]).body
+
+    assert listed() == [room["id"], other["id"]] and seen()["last_message_at"] == newest["created_at"]
+    assert call("DELETE", f"/v1/messages/{newest['id']}", room["bob"]).status == 204
+    # The preview shows the message before it, and the conversation sorts by that message's time, as if the
+    # deleted one had never been sent.
+    assert (seen()["last_message"]["id"], seen()["last_message_at"]) == (first["id"], first["created_at"])
+    assert listed() == [other["id"], room["id"]]
+    assert call("DELETE", f"/v1/messages/{first['id']}", room["alice"]).status == 204
+    emptied = seen()
+    assert (emptied["last_message"], emptied["last_message_at"]) == (None, None)  # back to its created_at
+    assert listed() == [other["id"], room["id"]]
+    # Deleting an older message leaves the time of the newest alone.
+    older, latest = _send(room, "alice", "older").body, _send(room, "alice", "latest").body
+    assert call("DELETE", f"/v1/messages/{older['id']}", room["alice"]).status == 204
+    assert seen()["last_message_at"] == latest["created_at"] and listed()[0] == room["id"]
+
+
 def test_read_cursor_and_unread_count_stay_when_the_last_read_message_is_deleted(room):
     # The cursor is a high-water mark: it keeps naming a deleted message, and nothing before it is unread again.
     sent = [_send(room, "alice", f"m{i}").body["id"] for i in range(3)]
@@ -238,6 +266,25 @@ def test_reactions_are_one_per_emoji_however_it_is_spelled_when_forms_are_unicod
     assert call("DELETE", f"{path}/%E2%9D%A4", room["alice"]).status == 204
     assert call("DELETE", f"{path}/e%CC%81", room["alice"]).status == 204
     assert call("GET", path, room["bob"]).body["reactions"] == [{"emoji": "\u2764", "count": 1, "reacted_by_me": True}]
+
+
+@pytest.mark.parametrize(
+    "emoji",
+    [" ", "\ufe0f", "\ufe0e\ufe0f", "\u200d", "\u200b", "\t\n", "\u3000", "\u00a0", "\u2060", "\ufeff",
+     "\U000e0001", "\u3164", "\u200d\ufe0f "],
+    ids=["space", "vs16", "selectors", "zwj", "zwsp", "tab-newline", "ideographic-space", "nbsp", "word-joiner",
+         "bom", "tag", "hangul-filler", "mixed"],
+)  # fmt: skip
+def test_a_reaction_is_422_naming_emoji_when_the_emoji_is_blank_or_only_invisible_characters(room, db, emoji):
+    message = _send(room, "alice", "react").body
+    path = f"/v1/messages/{message['id']}/reactions"
+    refused = call("POST", path, room["alice"], body={"emoji": emoji})
+    assert refused.status == 422 and refused.headers["Content-Type"] == "application/problem+json"
+    assert ["body", "emoji"] in [error["loc"] for error in refused.body["errors"]]
+    assert db.execute("SELECT count(*) FROM message_reactions").fetchone()[0] == 0
+    # The same characters around a visible emoji are still that emoji (a keycap or a family joined by U+200D).
+    assert call("POST", path, room["alice"], body={"emoji": "1\ufe0f\u20e3"}).status == 201
+    assert call("POST", path, room["alice"], body={"emoji": "\U0001f468\u200d\U0001f469\u200d\U0001f467"}).status == 201
 
 
 def test_a_new_emoji_is_409_once_a_message_holds_the_most_distinct_emoji_and_the_summary_stays_bounded(room, db):

@@ -108,6 +108,41 @@ def test_two_spellings_of_one_reaction_are_folded_into_the_earliest_when_0550_ap
             )
 
 
+def test_last_message_at_moves_to_the_newest_remaining_message_when_0591_applies(empty_database_url, tmp_path):
+    # Before 0591 deleting a conversation's newest message left last_message_at at the deleted message's time.
+    folder = _folder(tmp_path, {})
+    for earlier in MIGRATIONS.glob("*.sql"):
+        if earlier.name < "0591":
+            shutil.copy(earlier, folder)
+    migrate(empty_database_url, folder)
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+
+        def conversation(last_message_at):
+            query = "INSERT INTO conversations (kind, last_message_at) VALUES ('group', %s) RETURNING id"
+            return conn.execute(query, (last_message_at,)).fetchone()[0]
+
+        def message(conversation_id, minutes_ago):
+            return conn.execute(
+                "INSERT INTO messages (conversation_id, content, created_at) "
+                "VALUES (%s, 'hi', now() - make_interval(mins => %s)) RETURNING created_at",
+                (conversation_id, minutes_ago),
+            ).fetchone()[0]
+
+        stale = conversation(None)
+        message(stale, 30)
+        kept = message(stale, 20)  # the newest left; a newer one was deleted
+        conn.execute("UPDATE conversations SET last_message_at = now() WHERE id = %s", (stale,))
+        emptied = conversation(None)
+        conn.execute("UPDATE conversations SET last_message_at = now() WHERE id = %s", (emptied,))
+        right = conversation(None)
+        newest = message(right, 5)
+        conn.execute("UPDATE conversations SET last_message_at = %s WHERE id = %s", (newest, right))
+        shutil.copy(next(MIGRATIONS.glob("0591_*.sql")), folder)
+        migrate(empty_database_url, folder)
+        rows = dict(conn.execute("SELECT id, last_message_at FROM conversations").fetchall())
+        assert rows == {stale: kept, emptied: None, right: newest}
+
+
 def test_0530_is_applied_when_a_login_that_updated_its_user_writes_the_trail_meanwhile(empty_database_url, tmp_path):
     # 0530 takes connection_logs (ADD COLUMN), then users (the foreign key). A login updates users, then writes
     # connection_logs: the reverse order. Caught between its two statements, the pair deadlocked and the deploy's

@@ -1,0 +1,158 @@
+"""A send racing its sender's removal: once the removal commits, nothing from that sender is stored."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from shared.repositories.completions import CompletionsRepository
+from shared.repositories.conversations import ConversationsRepository
+from shared.services import conversations
+from tests.conversations_helpers import call, jwt_principal, make_user
+
+
+def _wait_for_a_lock_waiter(db, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    while time.monotonic() < deadline:
+        if db.execute(query).fetchone()[0]:
+            return
+        time.sleep(0.02)
+    raise AssertionError("nothing waited on a lock")
+
+
+def _remove_while(app_container, db, monkeypatch, pause_after, remover, conversation_id, user_id, act):
+    """Remove `user_id` from the conversation, pausing inside the removal's transaction (it holds the
+    conversation's row) after `pause_after`: before or after it deleted the participant, so that either way
+    `act`'s snapshot still shows them as one; run `act` until it waits on a lock; then let both finish."""
+    paused, resume = threading.Event(), threading.Event()
+    real = getattr(ConversationsRepository, pause_after)
+
+    def pausing(self, *args, **kwargs):
+        done = real(self, *args, **kwargs)
+        if threading.current_thread().name == "remover":
+            paused.set()
+            resume.wait(10)
+        return done
+
+    monkeypatch.setattr(ConversationsRepository, pause_after, pausing)
+    removing = threading.Thread(
+        target=lambda: conversations.remove_participant(app_container.db, remover, conversation_id, user_id),
+        name="remover",
+    )
+    removing.start()
+    assert paused.wait(10)
+    out = {}
+    acting = threading.Thread(target=lambda: out.update(result=act()))
+    acting.start()
+    _wait_for_a_lock_waiter(db)
+    resume.set()
+    removing.join(10)
+    acting.join(10)
+    assert not removing.is_alive() and not acting.is_alive()
+    assert db.execute(
+        "SELECT count(*) FROM participants WHERE conversation_id = %s AND user_id = %s", (conversation_id, user_id)
+    ).fetchone() == (0,)
+    return out["result"]
+
+
+@pytest.fixture
+def group(app_container, db):
+    alice, bob = jwt_principal(make_user(db, "alice")), jwt_principal(make_user(db, "bob"))
+    body = {"kind": "group", "title": "g", "participant_ids": [str(bob.user_id)]}
+    return alice, bob, call("POST", "/v1/conversations", alice, body=body).body["id"]
+
+
+PAUSES = pytest.mark.parametrize("pause_after", ["lock", "remove_participant"], ids=["locked", "deleted"])
+WHO_REMOVES = pytest.mark.parametrize("leaves", [False, True], ids=["removed_by_admin", "leaves"])
+
+
+@PAUSES
+@WHO_REMOVES
+def test_a_send_waiting_on_the_conversation_is_404_and_stores_nothing_when_its_senders_removal_commits(
+    app_container, db, monkeypatch, group, pause_after, leaves
+):
+    alice, bob, conversation_id = group
+    path = f"/v1/conversations/{conversation_id}/messages"
+    reply = _remove_while(
+        app_container,
+        db,
+        monkeypatch,
+        pause_after,
+        bob if leaves else alice,
+        conversation_id,
+        bob.user_id,
+        lambda: call("POST", path, bob, body={"content": "late"}),
+    )
+    assert reply.status == 404, reply.body
+    assert db.execute("SELECT count(*) FROM messages WHERE sender_id = %s", (bob.user_id,)).fetchone()[0] == 0
+
+
+@PAUSES
+def test_a_completion_record_waiting_on_the_conversation_stores_nothing_when_its_users_removal_commits(
+    app_container, db, database_url, monkeypatch, group, pause_after
+):
+    alice, bob, conversation_id = group
+    thread_id = call("POST", f"/v1/conversations/{conversation_id}/threads", bob, body={"title": "t"}).body["id"]
+
+    def record():
+        with psycopg.connect(database_url, autocommit=True) as worker:
+            return worker.execute(
+                "SELECT user_message_id FROM confab_record_completion(%s, %s, %s, 'q', NULL, 'a', 'm', '{}'::jsonb)",
+                (thread_id, conversation_id, bob.user_id),
+            ).fetchall()
+
+    rows = _remove_while(app_container, db, monkeypatch, pause_after, alice, conversation_id, bob.user_id, record)
+    assert rows == []  # the caller left: shared/repositories/completions.py reads no row as that
+    assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (conversation_id,)).fetchone()[0] == 0
+
+
+@PAUSES
+def test_a_failed_turns_user_message_is_not_kept_when_its_users_removal_commits_while_it_waits(
+    app_container, db, database_url, monkeypatch, group, pause_after
+):
+    # What a completion keeps when the provider fails (the user's message alone) takes the same locks as a send.
+    alice, bob, conversation_id = group
+    thread_id = call("POST", f"/v1/conversations/{conversation_id}/threads", bob, body={"title": "t"}).body["id"]
+
+    def keep():
+        with psycopg.connect(database_url, autocommit=True) as worker:
+            CompletionsRepository(worker).store_user_message(
+                thread_id=thread_id, user_id=bob.user_id, content="q", idempotency_key=None
+            )
+
+    _remove_while(app_container, db, monkeypatch, pause_after, alice, conversation_id, bob.user_id, keep)
+    assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (conversation_id,)).fetchone()[0] == 0
+
+
+def test_deleting_the_newest_message_keeps_last_message_at_on_a_send_that_commits_while_the_delete_waits(
+    app_container, db, database_url, group
+):
+    alice, bob, conversation_id = group
+    path = f"/v1/conversations/{conversation_id}/messages"
+    call("POST", path, alice, body={"content": "first"})
+    newest = call("POST", path, alice, body={"content": "to delete"}).body
+    # A send in flight, as SEND does it: the conversation's row locked, its message in, last_message_at moved.
+    with psycopg.connect(database_url) as sender:
+        sender.execute("SELECT 1 FROM conversations WHERE id = %s FOR NO KEY UPDATE", (conversation_id,))
+        sent_at = sender.execute(
+            "WITH ins AS (INSERT INTO messages (conversation_id, sender_id, content) VALUES (%s, %s, 'late') "
+            "RETURNING conversation_id, created_at) "
+            "UPDATE conversations c SET last_message_at = ins.created_at FROM ins WHERE c.id = ins.conversation_id "
+            "RETURNING c.last_message_at",
+            (conversation_id, bob.user_id),
+        ).fetchone()[0]
+        out = {}
+        deleting = threading.Thread(
+            target=lambda: out.update(reply=call("DELETE", f"/v1/messages/{newest['id']}", alice))
+        )
+        deleting.start()
+        _wait_for_a_lock_waiter(db)
+        sender.commit()
+    deleting.join(10)
+    assert out["reply"].status == 204
+    stored = db.execute("SELECT last_message_at FROM conversations WHERE id = %s", (conversation_id,)).fetchone()[0]
+    assert stored == sent_at  # not the time of "first", which the delete's snapshot showed as the newest left
