@@ -170,7 +170,12 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
         result = run_maintenance(deps.db, deps.settings, budget_s=args.budget)
     finally:
         deps.close()
-    print(json.dumps({"status": result.status, "deleted": result.deleted, "batches": result.batches}))
+    # The same answer as functions/maintenance.py; run_id names the maintenance_runs row (None when busy).
+    print(
+        json.dumps(
+            {"status": result.status, "deleted": result.deleted, "batches": result.batches, "run_id": result.run_id}
+        )
+    )
     return 3 if result.status == "lease_lost" else 0
 
 

@@ -121,10 +121,11 @@ WHERE %(idempotency_key)s::text IS NOT NULL
   AND m.sender_id IS NOT DISTINCT FROM %(user_id)s::uuid AND m.idempotency_key = %(idempotency_key)s
 """  # noqa: S608 (fixed column list)
 
+# Qualified with m.: unqualified, the edits subquery's "id" would be message_edits.id (a uuid), which fails to plan.
 FIND_BY_KEY = f"""
-SELECT false AS created, {MESSAGE_JSON}::text AS message, {_SAME_REQUEST.format(m="")} AS same FROM messages
-WHERE conversation_id = %(conversation_id)s AND sender_id IS NOT DISTINCT FROM %(user_id)s::uuid
-  AND idempotency_key = %(idempotency_key)s
+SELECT false AS created, {M_MESSAGE_JSON}::text AS message, {_SAME_REQUEST.format(m="m.")} AS same FROM messages m
+WHERE m.conversation_id = %(conversation_id)s AND m.sender_id IS NOT DISTINCT FROM %(user_id)s::uuid
+  AND m.idempotency_key = %(idempotency_key)s
 """  # noqa: S608 (fixed column list)
 
 IS_FULL = f"SELECT {_HELD.format(conversation='%(conversation_id)s')} >= %(message_limit)s"

@@ -137,9 +137,11 @@ def test_anonymous_send_is_409_once_the_conversation_holds_its_limit_and_a_retry
         assert call("POST", f"/v1/conversations/{room}/messages", anon, body=body).status == 201
 
     full = call("POST", f"/v1/conversations/{room}/messages", anon, body={"content": "one more"})
+    keyed = call("POST", f"/v1/conversations/{room}/messages", anon, body={"content": "more", "idempotency_key": "k9"})
 
-    assert full.status == 409 and full.body["limit"] == 3 and "full" in full.body["detail"]
-    assert full.headers["Content-Type"] == "application/problem+json"
+    for reply in (full, keyed):
+        assert reply.status == 409 and reply.body["limit"] == 3 and "full" in reply.body["detail"]
+        assert reply.headers["Content-Type"] == "application/problem+json"
     assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (room,)).fetchone() == (3,)
     # A retried send of a stored message still finds it; other conversations and members are not limited.
     retry = call("POST", f"/v1/conversations/{room}/messages", anon, body={"content": "m0", "idempotency_key": "k0"})

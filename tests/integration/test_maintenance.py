@@ -239,7 +239,8 @@ def test_maintenance_lease_is_single_holder_when_acquired_twice(app_container, d
     assert acquire(uuid.uuid4()) is None
 
 
-def test_confab_maintenance_prints_counts_when_run_from_the_command_line(app_env, db, capsys):
+def test_confab_maintenance_prints_what_the_function_returns_when_run_from_the_command_line(app_env, db, capsys):
+    # docs/operations.md: the command prints the function's answer, run_id included (the maintenance_runs row).
     import json
 
     from shared.cli import main
@@ -253,3 +254,5 @@ def test_confab_maintenance_prints_counts_when_run_from_the_command_line(app_env
         get_settings.cache_clear()
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["status"] == "complete" and out["deleted"]["ai_cache"] == 5
+    assert set(out) == {"status", "deleted", "batches", "run_id"}
+    assert db.execute("SELECT count(*) FROM maintenance_runs WHERE id = %s", (out["run_id"],)).fetchone()[0] == 1

@@ -93,6 +93,27 @@ def test_send_leaves_nothing_behind_when_an_attachment_is_not_the_senders(room, 
     assert db.execute("SELECT last_message_at FROM conversations WHERE id = %s", (room["id"],)).fetchone()[0] == before
 
 
+def test_send_with_an_idempotency_key_is_422_not_500_when_an_attachment_is_not_the_senders(room, db):
+    # The failure path looks the key up first (a concurrent retry may have stored it): that lookup must not fail.
+    theirs = _file(db, room["bob"].user_id)
+    reply = _send(room, "alice", "sneaky", attachments=[str(theirs)], idempotency_key="k-1")
+    assert reply.status == 422 and reply.body["errors"][0]["loc"] == ["body", "attachments"]
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
+
+
+def test_key_lookup_finds_a_concurrent_retrys_message_when_the_send_inserted_nothing(room, db):
+    # The path a retry takes when its twin committed after the send's snapshot: it answers the stored message.
+    from shared.repositories.messages import MessagesRepository
+
+    sent = _send(room, "alice", "once", idempotency_key="k-1").body
+    _send(room, "alice", "once", idempotency_key="k-1")  # the edit below keeps this first text in message_edits
+    call("PATCH", f"/v1/messages/{sent['id']}", room["alice"], body={"content": "edited"})
+    params = {"conversation_id": room["id"], "user_id": room["alice"].user_id, "idempotency_key": "k-1"}
+    params |= {"thread_id": None, "content": "once", "file_ids": []}
+    found = MessagesRepository(db).find_by_key(params)
+    assert found is not None and found.same and not found.created and f'"id" : {sent["id"]}' in found.message_json
+
+
 def test_limits_answer_422_or_413_never_500_when_exceeded(room, app_container):
     limit = app_container.settings.message_max_chars
     assert _send(room, "alice", "x" * (limit + 1)).status == 422
