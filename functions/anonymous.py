@@ -14,10 +14,12 @@ app = make_resolver()
 
 
 @app.post("/v1/anonymous/conversations", tags=["conversations"], summary="Start an anonymous conversation")
-def create(body: AnonymousConversationCreate) -> Response[AnonymousConversation]:
+def create(body: AnonymousConversationCreate | None = None) -> Response[AnonymousConversation]:
+    # No body at all is a conversation without a title, as `{}` is: a chat widget starts one with a bare POST.
     built = container()
     address = app.current_event.request_context.identity.source_ip or "unknown"
-    return created(create_anonymous_conversation(built.db, built.settings, address, body))
+    chosen = body or AnonymousConversationCreate()
+    return created(create_anonymous_conversation(built.db, built.settings, address, chosen))
 
 
 lambda_handler = lambda_entry(app, body_limited=True)

@@ -14,6 +14,15 @@ def _create(ip="198.51.100.1", body=None):
     return call("POST", "/v1/anonymous/conversations", None, body=body or {}, source_ip=ip)
 
 
+def test_a_bare_post_starts_an_untitled_anonymous_conversation_while_a_bad_body_is_still_422(app_container, db):
+    # A chat widget starts a conversation with a bare POST: it was a 422 asking for a JSON body of `{}`.
+    bare = call("POST", "/v1/anonymous/conversations", None, source_ip="198.51.100.2")
+    assert bare.status == 201 and bare.body["conversation"]["title"] is None and bare.body["token"]
+    for raw in (b"[]", b"not json", b'{"colour": "red"}'):
+        refused = call("POST", "/v1/anonymous/conversations", None, raw_body=raw, source_ip="198.51.100.2")
+        assert refused.status in (400, 422), (raw, refused)
+
+
 def test_anonymous_conversation_has_no_owner_and_a_token_that_opens_it(app_container, db):
     reply = _create(body={"title": "hi"})
     assert reply.status == 201
