@@ -7,18 +7,19 @@ from uuid import UUID
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Header
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._replies import json_body
 from shared.bootstrap import completion_service
 from shared.models.ids import PathId
+from shared.models.strict import Strict
 from shared.services.completions import ThreadCompletion
 
 app = make_resolver()
 
 
-class CompletionRequest(BaseModel):
+class CompletionRequest(Strict):
     content: str = Field(min_length=1, max_length=100_000)
     model_id: str | None = Field(None, min_length=1, max_length=255)
     template_id: UUID | None = None

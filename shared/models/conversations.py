@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from shared.models.json_values import JsonObject
 from shared.models.money import Money
+from shared.models.strict import Strict
 
 ConversationKind = Literal["direct", "group", "room", "assistant", "anonymous"]
 CreatableKind = Literal["direct", "group", "room", "assistant"]
@@ -18,10 +19,6 @@ ParticipantRole = Literal["admin", "member", "ai"]
 MessageStatus = Literal["sent", "delivered", "read"]
 
 Title = Field(None, min_length=1, max_length=500)
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 # Conversations --------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+
+from shared.models.strict import Strict
 
 Username = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -29,11 +31,6 @@ def _future_instant(value: datetime) -> datetime:
 # When a key or a licence stops working: an instant (a time without a zone would be read in the database's),
 # and a later one than now (an already expired credential is a mistake).
 Expiry = Annotated[datetime, AfterValidator(_future_instant)]
-
-
-class Strict(BaseModel):
-    # A body carrying role, is_active, id or a hash is a 422 and changes nothing.
-    model_config = ConfigDict(extra="forbid")
 
 
 class SignupRequest(Strict):

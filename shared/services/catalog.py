@@ -14,6 +14,7 @@ from shared.db import Database, UnitOfWork
 from shared.errors import NotFoundError, UnprocessableError
 from shared.models.json_values import JsonObject
 from shared.models.money import Money
+from shared.models.strict import Strict
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.providers.endpoints import EndpointRefused, Resolver, check_endpoint_url, resolve_host
 from shared.repositories.catalog import CatalogRepository, ModelRow, ResourceRow
@@ -27,7 +28,7 @@ Price = Decimal
 LOCAL_MODEL_ID = "local-echo"
 
 
-class ModelIn(BaseModel):
+class ModelIn(Strict):
     model_id: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._:/@-]+$")
     display_name: str | None = Field(None, max_length=255)
     provider: ProviderKind = "local"
@@ -44,7 +45,7 @@ class ModelIn(BaseModel):
     api_key_secret_arn: str | None = Field(None, max_length=2048, pattern=r"^arn:aws[a-z-]*:secretsmanager:")
 
 
-class ModelPatch(BaseModel):
+class ModelPatch(Strict):
     display_name: str | None = Field(None, max_length=255)
     provider: ProviderKind | None = None
     provider_model_id: str | None = Field(None, max_length=512)
@@ -91,7 +92,7 @@ class ModelOut(BaseModel):
     api_key_secret_arn: str | None = None
 
 
-class ResourceIn(BaseModel):
+class ResourceIn(Strict):
     resource_name: str = Field(min_length=1, max_length=255)
     resource_type: ResourceKind
     conversation_id: UUID | None = None
@@ -105,7 +106,7 @@ class ResourceIn(BaseModel):
     is_active: bool = True
 
 
-class ResourcePatch(BaseModel):
+class ResourcePatch(Strict):
     resource_name: str | None = Field(None, min_length=1, max_length=255)
     aws_resource_id: str | None = Field(None, max_length=2048)
     instance_type: str | None = Field(None, max_length=100)

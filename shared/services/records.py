@@ -13,6 +13,7 @@ from shared.db import Database, UnitOfWork
 from shared.errors import ConflictError, NotFoundError, UnprocessableError
 from shared.models.json_values import JsonArray, JsonObject, JsonValue
 from shared.models.money import Money
+from shared.models.strict import Strict
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.records import ExecutionRow, RecordsRepository, ReportRow
 
@@ -26,7 +27,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-class ExecutionIn(BaseModel):
+class ExecutionIn(Strict):
     conversation_id: UUID
     message_id: int | None = Field(None, ge=1)
     initial_code: str | None = Field(None, max_length=1_000_000)
@@ -39,7 +40,7 @@ class ExecutionIn(BaseModel):
     error_messages: JsonObject = Field(default_factory=dict)
 
 
-class ExecutionPatch(BaseModel):
+class ExecutionPatch(Strict):
     latest_code: str | None = Field(None, max_length=1_000_000)
     is_successful: bool | None = None
     output: str | None = Field(None, max_length=1_000_000)
@@ -64,14 +65,14 @@ class ExecutionOut(BaseModel):
     updated_at: datetime
 
 
-class ReportIn(BaseModel):
+class ReportIn(Strict):
     report_uuid: str = Field(min_length=1, max_length=100)
     goal: str = Field(min_length=1, max_length=20_000)
     deep_questions: str | None = Field(None, max_length=100_000)
     deep_plan: str | None = Field(None, max_length=100_000)
 
 
-class ReportPatch(BaseModel):
+class ReportPatch(Strict):
     status: Status | None = None
     progress_percentage: int | None = Field(None, ge=0, le=100)
     deep_questions: str | None = Field(None, max_length=100_000)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ForbiddenError, NotFoundError, UnprocessableError
+from shared.models.strict import Strict
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.templates import PreferenceRow, TemplateRow, TemplatesRepository
 from shared.services import admin_rights
@@ -20,7 +21,7 @@ PREMIUM_TIERS = ("premium", "enterprise")
 Variant = Literal["planner", "individual", "both"]
 
 
-class TemplateIn(BaseModel):
+class TemplateIn(Strict):
     template_name: str = Field(min_length=1, max_length=100)
     display_name: str | None = Field(None, max_length=200)
     description: str = Field(min_length=1, max_length=2000)
@@ -32,7 +33,7 @@ class TemplateIn(BaseModel):
     is_active: bool = True
 
 
-class TemplatePatch(BaseModel):
+class TemplatePatch(Strict):
     template_name: str | None = Field(None, min_length=1, max_length=100)
     display_name: str | None = Field(None, max_length=200)
     description: str | None = Field(None, min_length=1, max_length=2000)
@@ -59,7 +60,7 @@ class TemplateOut(BaseModel):
     updated_at: datetime
 
 
-class PreferenceIn(BaseModel):
+class PreferenceIn(Strict):
     is_enabled: bool
 
 

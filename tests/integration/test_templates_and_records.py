@@ -260,3 +260,23 @@ def test_free_json_nested_past_the_depth_limit_is_422_and_the_records_still_read
         assert report_call(author, "PATCH", {field: _nested(300)}, rid)["statusCode"] == 422
     assert report_call(author, "GET", report_id=rid)["statusCode"] == 200
     assert execution_call(author, "GET")["statusCode"] == 200
+
+
+def test_a_field_the_body_does_not_name_is_422_and_changes_nothing(ai_app, db):
+    # A misspelt field was dropped and the request answered 200 as if it had done what it asked: {"progress": 50}
+    # (the field is progress_percentage) left the report as it was.
+    user = add_user(db)
+    report = body_of(report_call(user, "POST", {"report_uuid": "r-x", "goal": "g"}))
+    typo = report_call(user, "PATCH", {"status": "running", "progress": 50}, report_id=report["id"])
+    assert typo["statusCode"] == 422 and header(typo, "Content-Type") == "application/problem+json"
+    assert body_of(report_call(user, "GET", report_id=report["id"]))["status"] == "pending"
+    assert report_call(user, "POST", {"report_uuid": "r-y", "goal": "g", "owner": "x"})["statusCode"] == 422
+    _, thread = add_thread(db, user, model_id="local-echo")
+    add_model(db)
+    assert complete(user, thread, {"content": "hi", "temprature": 0})["statusCode"] == 422
+    assert db.execute("SELECT count(*) FROM messages").fetchone() == (0,)
+    admin = context_for(add_user(db, role="admin"), role="admin")
+    made = api_event("POST", "/v1/model-configurations", "/v1/model-configurations", principal=admin,
+                     body={"model_id": "m-typo", "provider": "local", "per_1k_input_token_usd": "1"})  # fmt: skip
+    assert call("catalog", made)["statusCode"] == 422
+    assert db.execute("SELECT count(*) FROM model_configurations WHERE model_id = 'm-typo'").fetchone() == (0,)
