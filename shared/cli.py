@@ -136,7 +136,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             get_settings.cache_clear()
             container.cache_clear()
         seed_local_model(container().db)
-    server = make_server(LocalApi(), args.host, args.port)
+    try:
+        server = make_server(LocalApi(), args.host, args.port)
+    except OSError as exc:
+        where = f"{args.host}:{args.port}"
+        raise ValueError(f"cannot listen on {where}: {exc.strerror} (another server? try --port)") from None
     deps = container()
     # EventBridge's part locally: maintenance on a timer (MAINTENANCE_INTERVAL_SECONDS, 0 turns it off).
     timer = None

@@ -142,3 +142,21 @@ def test_local_server_runs_maintenance_on_its_timer_when_serving(database_url, t
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_serve_says_the_port_is_taken_in_one_line_when_another_process_listens_on_it(database_url, tmp_path):
+    env = {**os.environ, **LOCAL_ENV, "DATABASE_URL": database_url, "MAINTENANCE_INTERVAL_SECONDS": "0"}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "serve", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert f"confab: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
