@@ -111,6 +111,8 @@ def cmd_db_grant_app_role(args: argparse.Namespace) -> int:
 def _exit_once(*_: object) -> None:
     # A second SIGTERM (a supervisor repeating itself) must not interrupt the orderly exit of the first.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     sys.exit(0)
 
 
@@ -121,8 +123,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from shared.migrations import migrate
     from shared.services.maintenance import run_maintenance
 
-    # SIGTERM ends the server like Ctrl-C, so the embedded PostgreSQL is stopped on the way out.
+    # SIGTERM ends the server like Ctrl-C, so the embedded PostgreSQL is stopped on the way out; so does SIGHUP
+    # (the terminal window closed), which would otherwise end the process without its exit handlers.
     signal.signal(signal.SIGTERM, _exit_once)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _exit_once)
     settings = get_settings()
     url = resolve_database_url(settings)
     migrate(url, settings.migrations_dir)
