@@ -222,7 +222,10 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
         result = run_maintenance(deps.db, deps.settings, budget_s=args.budget)
     finally:
         deps.close()
-    print(json.dumps({"status": result.status, "deleted": result.deleted, "batches": result.batches}))
+    summary = {"status": result.status, "deleted": result.deleted, "batches": result.batches}
+    print(json.dumps({**summary, "failed": result.failed} if result.failed else summary))
+    if result.failed:
+        return 1
     return 3 if result.status == "lease_lost" else 0
 
 
