@@ -14,6 +14,7 @@ How a run works (docs/operations.md has the longer story):
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -143,7 +144,9 @@ def run_maintenance(
         for job in jobs if jobs is not None else PURGE_JOBS:
             status = attempt(
                 job.name,
-                lambda job=job: _run_job(db, settings, job, holder, lease_ttl_s, started_at, deadline, clock, result),
+                functools.partial(
+                    _run_job, db, settings, job, holder, lease_ttl_s, started_at, deadline, clock, result
+                ),
             )
             if status != "complete":
                 result.status = status
