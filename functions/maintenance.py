@@ -27,6 +27,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         metrics.add_metric(name=f"Purged_{job}", unit=MetricUnit.Count, value=count)
     metrics.add_metric(name="MaintenanceBusy", unit=MetricUnit.Count, value=int(result.status == "busy"))
     metrics.add_metric(name="MaintenancePartial", unit=MetricUnit.Count, value=int(result.status == "partial"))
+    metrics.add_metric(name="MaintenanceJobsFailed", unit=MetricUnit.Count, value=len(result.failed))
+    if result.failed:
+        # After the other jobs ran and the metrics above are flushed: a failed invocation is what the Errors
+        # alarm watches (infra/monitoring.py).
+        raise RuntimeError(f"maintenance jobs failed: {', '.join(result.failed)}")
     return {
         "status": result.status,
         "deleted": result.deleted,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -13,10 +14,52 @@ from shared.settings import Settings, get_settings
 LOCAL_DB_NAME = "confab"
 
 
+# Where a password sits in a URL (up to the last "@": an unencoded one belongs to it) or a keyword string.
+_URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:@/]*:(?P<pw>.*)@")
+_KEYWORD_PASSWORD = re.compile(r"(?:^|\s)password\s*=\s*(?:'(?P<quoted>(?:\\.|[^'\\])*)'|(?P<bare>\S+))")
+_QUOTED = re.compile(r'"([^"]+)"')
+
+
+def redact_password(message: str, database_url: str | None) -> str:
+    """`message` without the password of `database_url`, nor any quoted piece of it: libpq quotes what it could
+    not parse, and that is often the whole URL or a password that was not percent-encoded."""
+    if not database_url:
+        return message
+    found = _URL_PASSWORD.match(database_url) or _KEYWORD_PASSWORD.search(database_url)
+    if found is None:
+        return message
+    password = next((group for group in found.groups() if group), "")
+    if not password:
+        return message
+    from urllib.parse import unquote
+
+    for secret in sorted({password, unquote(password)}, key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return _QUOTED.sub(lambda m: '"***"' if m.group(1) in password else m.group(0), message)
+
+
+def _database_url(settings: Settings) -> str:
+    """DATABASE_URL, checked before use and given DB_CONNECT_TIMEOUT unless it sets connect_timeout itself."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    url = settings.database_url or ""
+    try:
+        parsed = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        reason = redact_password(" ".join(str(exc).split()), url)
+        raise ValueError(f"DATABASE_URL is not a PostgreSQL URL: {reason}") from None
+    if "connect_timeout" in parsed:
+        return url
+    # Without it, a port that accepts and never answers (a tunnel to a stopped server) holds every command
+    # for psycopg's default of 130 s.
+    return make_conninfo(url, connect_timeout=settings.db_connect_timeout_s)
+
+
 def resolve_database_url(settings: Settings) -> str:
     """DATABASE_URL when set; otherwise the embedded PostgreSQL in the project's data folder."""
     if settings.database_url:
-        return settings.database_url
+        return _database_url(settings)
     from shared.local.embedded import ensure_database, start_embedded
 
     server = start_embedded(settings.local_data_dir)
@@ -68,6 +111,8 @@ def cmd_db_grant_app_role(args: argparse.Namespace) -> int:
 def _exit_once(*_: object) -> None:
     # A second SIGTERM (a supervisor repeating itself) must not interrupt the orderly exit of the first.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     sys.exit(0)
 
 
@@ -78,8 +123,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from shared.migrations import migrate
     from shared.services.maintenance import run_maintenance
 
-    # SIGTERM ends the server like Ctrl-C, so the embedded PostgreSQL is stopped on the way out.
+    # SIGTERM ends the server like Ctrl-C, so the embedded PostgreSQL is stopped on the way out; so does SIGHUP
+    # (the terminal window closed), which would otherwise end the process without its exit handlers.
     signal.signal(signal.SIGTERM, _exit_once)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _exit_once)
     settings = get_settings()
     url = resolve_database_url(settings)
     migrate(url, settings.migrations_dir)
@@ -93,7 +141,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             get_settings.cache_clear()
             container.cache_clear()
         seed_local_model(container().db)
-    server = make_server(LocalApi(), args.host, args.port)
+    try:
+        server = make_server(LocalApi(), args.host, args.port)
+    except OSError as exc:
+        where = f"{args.host}:{args.port}"
+        raise ValueError(f"cannot listen on {where}: {exc.strerror} (another server? try --port)") from None
     deps = container()
     # EventBridge's part locally: maintenance on a timer (MAINTENANCE_INTERVAL_SECONDS, 0 turns it off).
     timer = None
@@ -171,11 +223,10 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
     finally:
         deps.close()
     # The same answer as functions/maintenance.py; run_id names the maintenance_runs row (None when busy).
-    print(
-        json.dumps(
-            {"status": result.status, "deleted": result.deleted, "batches": result.batches, "run_id": result.run_id}
-        )
-    )
+    summary = {"status": result.status, "deleted": result.deleted, "batches": result.batches, "run_id": result.run_id}
+    print(json.dumps({**summary, "failed": result.failed} if result.failed else summary))
+    if result.failed:
+        return 1
     return 3 if result.status == "lease_lost" else 0
 
 
@@ -230,8 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"confab: {exc}", file=sys.stderr)
             return 2
         if isinstance(exc, psycopg.OperationalError):
-            # psycopg names the host, port and user, never the password.
-            reason = " ".join(str(exc).split())
+            # psycopg names the host, port and user; a value it could not use may be (part of) the password.
+            reason = redact_password(" ".join(str(exc).split()), get_settings().database_url)
             print(f"confab: cannot use the database: {reason}", file=sys.stderr)
             return 2
         raise

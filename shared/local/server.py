@@ -165,10 +165,11 @@ class PooledHTTPServer(HTTPServer):
     """Requests on a small fixed pool of threads, so each thread keeps its one database connection."""
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], workers: int = 8):
-        super().__init__(address, handler)
+        # Before binding: a bind that fails (the port is taken) calls server_close(), which needs them.
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="confab-http")
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
+        super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:

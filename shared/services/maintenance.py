@@ -8,10 +8,13 @@ How a run works (docs/operations.md has the longer story):
   saves where it stopped in the same transaction, so a run that runs out of time stops cleanly and the
   next run continues there instead of scanning from the top again. A job that reaches its end clears
   its cursor: the next run starts a fresh pass.
+- a job that fails is logged and named in the result, and the others still run; only a lost database ends
+  the run at once (every job would fail the same way).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +23,7 @@ from typing import Literal
 from uuid import UUID, uuid4
 
 from shared.db import Database, UnitOfWork
+from shared.errors import UnavailableError
 from shared.observability import logger
 from shared.repositories.files import FilesRepository
 from shared.repositories.maintenance import MaintenanceRepository, PurgeTarget
@@ -90,6 +94,7 @@ class MaintenanceResult:
     batches: int = 0
     longest_transaction_ms: float = 0.0
     run_id: int | None = None
+    failed: list[str] = field(default_factory=list)  # jobs that raised; the others ran
 
     @property
     def total_deleted(self) -> int:
@@ -122,27 +127,53 @@ def run_maintenance(
         return MaintenanceResult(status="busy")
     started_at, run_id = taken
     result = MaintenanceResult(status="complete", run_id=run_id)
+
+    def attempt(name: str, step: Callable[[], Status]) -> Status:
+        # One job's failure (a row it cannot delete, storage refusing) must not starve the jobs after it, run
+        # after run.
+        try:
+            return step()
+        except UnavailableError:
+            raise
+        except Exception:
+            logger.exception("maintenance job failed; running the others", extra={"job": name})
+            result.failed.append(name)
+            return "complete"
+
     try:
         for job in jobs if jobs is not None else PURGE_JOBS:
-            status = _run_job(db, settings, job, holder, lease_ttl_s, started_at, deadline, clock, result)
+            status = attempt(
+                job.name,
+                functools.partial(
+                    _run_job, db, settings, job, holder, lease_ttl_s, started_at, deadline, clock, result
+                ),
+            )
             if status != "complete":
                 result.status = status
                 break
         if result.status == "complete" and jobs is None:
-            result.status = _settle_stale_uploads(
-                db, settings, holder, lease_ttl_s, started_at, deadline, clock, result
+            result.status = attempt(
+                "user_files_abandoned",
+                lambda: _settle_stale_uploads(db, settings, holder, lease_ttl_s, started_at, deadline, clock, result),
             )
     finally:
 
         def finish(uow: UnitOfWork) -> None:
             repo = MaintenanceRepository(uow.conn)
-            repo.finish_run(run_id, complete=result.status == "complete", deleted=result.deleted)
+            complete = result.status == "complete" and not result.failed
+            repo.finish_run(run_id, complete=complete, deleted=result.deleted)
             repo.release_lease(LEASE_NAME, holder)
 
         db.transact(finish)
     logger.info(
         "maintenance run finished",
-        extra={"status": result.status, "deleted": result.deleted, "batches": result.batches, "run_id": run_id},
+        extra={
+            "status": result.status,
+            "deleted": result.deleted,
+            "failed": result.failed,
+            "batches": result.batches,
+            "run_id": run_id,
+        },
     )
     return result
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -142,3 +144,69 @@ def test_local_server_runs_maintenance_on_its_timer_when_serving(database_url, t
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_serve_says_the_port_is_taken_in_one_line_when_another_process_listens_on_it(database_url, tmp_path):
+    env = {**os.environ, **LOCAL_ENV, "DATABASE_URL": database_url, "MAINTENANCE_INTERVAL_SECONDS": "0"}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "serve", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert f"confab: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _embedded_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEST_DATABASE_URL")}
+    return {**env, **LOCAL_ENV, "CONFAB_DATA_DIR": str(data_dir), "MAINTENANCE_INTERVAL_SECONDS": "0"}
+
+
+def _postgres_stopped(data_dir: Path, within_s: float = 20) -> bool:
+    # PostgreSQL removes postmaster.pid when it shuts down.
+    deadline = time.monotonic() + within_s
+    while (data_dir / "postmaster.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not (data_dir / "postmaster.pid").exists()
+
+
+@contextmanager
+def _no_orphan_left(data_dir: Path) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        # Whatever the test found, stop the server it started.
+        pid_file = data_dir / "postmaster.pid"
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+            _postgres_stopped(data_dir)
+
+
+def test_embedded_postgres_stops_when_serve_is_hung_up(tmp_path):
+    data_dir = tmp_path / "pgdata"
+    with _no_orphan_left(data_dir):
+        proc = start_server(_embedded_env(data_dir), _free_port(), tmp_path / "server.log")
+        proc.send_signal(signal.SIGHUP)  # the terminal window closed
+        proc.wait(timeout=20)
+        assert _postgres_stopped(data_dir)
+
+
+def test_embedded_postgres_stops_with_the_last_serve_when_an_earlier_one_was_killed(tmp_path):
+    data_dir = tmp_path / "pgdata"
+    with _no_orphan_left(data_dir):
+        killed = start_server(_embedded_env(data_dir), _free_port(), tmp_path / "killed.log")
+        killed.kill()  # no exit handlers: the server stays up, for the next serve to reuse
+        killed.wait(timeout=20)
+        assert (data_dir / "postmaster.pid").exists()
+        last = start_server(_embedded_env(data_dir), _free_port(), tmp_path / "last.log")
+        last.terminate()
+        last.wait(timeout=20)
+        assert _postgres_stopped(data_dir)

@@ -256,3 +256,28 @@ def test_confab_maintenance_prints_what_the_function_returns_when_run_from_the_c
     assert out["status"] == "complete" and out["deleted"]["ai_cache"] == 5
     assert set(out) == {"status", "deleted", "batches", "run_id"}
     assert db.execute("SELECT count(*) FROM maintenance_runs WHERE id = %s", (out["run_id"],)).fetchone()[0] == 1
+
+
+def test_the_other_jobs_still_run_when_one_job_fails(app_container, db, arranged, monkeypatch):
+    from functions.maintenance import lambda_handler
+
+    purge_batch = MaintenanceRepository.purge_batch
+
+    def cache_purge_fails(self, target, **kwargs):
+        if target.table == "ai_cache":
+            raise RuntimeError("injected")
+        return purge_batch(self, target, **kwargs)
+
+    monkeypatch.setattr(MaintenanceRepository, "purge_batch", cache_purge_fails)
+    result = run_maintenance(app_container.db, app_container.settings)
+    assert result.failed == ["ai_cache"] and result.status == "complete"
+    assert _count(db, "ai_cache") == 37  # nothing of the failed job
+    assert result.deleted["anonymous_conversations"] == 4 and result.deleted["user_files_abandoned"] == 1
+    assert result.deleted["refresh_tokens_revoked"] == 1 and result.deleted["anonymous_rate_limits"] == 1
+    assert db.execute("SELECT complete FROM maintenance_runs WHERE id = %s", (result.run_id,)).fetchone() == (False,)
+    assert _count(db, "maintenance_leases") == 0
+    # The scheduled function fails (its Errors alarm), after the other jobs ran.
+    old = _anonymous(db, NOW - timedelta(days=120))
+    with pytest.raises(RuntimeError, match="maintenance jobs failed: ai_cache"):
+        lambda_handler(load_event("eventbridge_maintenance"), FakeLambdaContext())
+    assert _count(db, "conversations", f"id = '{old}'") == 0

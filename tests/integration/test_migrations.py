@@ -431,3 +431,51 @@ def test_cli_prints_one_line_without_the_password_when_the_database_is_unreachab
     assert out.err.startswith("confab: cannot use the database: ") and out.err.count("\n") == 1
     assert f"port {port} failed" in out.err
     assert "hunter2" not in out.out + out.err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://confab:hunter2%zz@127.0.0.1/confab",  # a password with a % that was not encoded
+        "postgresql://confab:hunter2@[::1/confab",  # libpq quotes the whole URL
+        "postgresql://confab:hun/ter2@127.0.0.1/confab",  # a / that was not encoded: "hun" becomes the port
+    ],
+)
+def test_cli_prints_one_line_without_the_password_when_database_url_is_malformed(url, monkeypatch, capsys):
+    from shared import cli
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["db", "status"]) == 2
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr()
+    assert out.err.startswith("confab: ") and out.err.count("\n") == 1, out.err
+    for piece in ("hunter2", "hun", "ter2"):
+        assert piece not in out.out + out.err
+
+
+def test_cli_gives_up_after_db_connect_timeout_when_the_port_accepts_and_never_answers(monkeypatch, capsys):
+    from shared import cli
+    from shared.settings import get_settings
+
+    # What a tunnel (ssh -L, kubectl port-forward) to a stopped server looks like: the connection is accepted,
+    # then nothing. psycopg's own default waits 130 s.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        monkeypatch.setenv("DATABASE_URL", f"postgresql://confab:hunter2@127.0.0.1:{port}/confab")
+        monkeypatch.setenv("DB_CONNECT_TIMEOUT", "1")
+        get_settings.cache_clear()
+        started = time.monotonic()
+        try:
+            assert cli.main(["db", "status"]) == 2
+        finally:
+            get_settings.cache_clear()
+        assert time.monotonic() - started < 10
+    out = capsys.readouterr()
+    assert out.err.startswith("confab: cannot use the database: ")
+    assert "hunter2" not in out.out + out.err
