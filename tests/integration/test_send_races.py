@@ -227,6 +227,15 @@ def _data_ref(db, alice, bob, cid):
     return "POST", f"/v1/conversations/{cid}/data-refs", body, "SELECT * FROM room_data_refs", None
 
 
+def _execution(db, alice, bob, cid):
+    return "POST", "/v1/code-executions", {"conversation_id": cid}, "SELECT * FROM code_executions", None
+
+
+def _execution_change(db, alice, bob, cid):
+    record = call("POST", "/v1/code-executions", bob, body={"conversation_id": cid}).body["id"]
+    return "PATCH", f"/v1/code-executions/{record}", {"output": "late"}, "SELECT * FROM code_executions", None
+
+
 def _add(db, alice, bob, cid):
     _make_admin(alice, bob, cid)
     dave = make_user(db, "dave")
@@ -276,6 +285,8 @@ PARTICIPANT_LOCKED = {
     "panel": _panel,
     "panel_change": _panel_change,
     "data_ref": _data_ref,
+    "execution": _execution,
+    "execution_change": _execution_change,
     "add_participant": _add,
 }
 # These take the conversation's row as a removal does (or more): they wait behind it from its first lock on.
