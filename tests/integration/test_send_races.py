@@ -11,6 +11,7 @@ import pytest
 
 from shared.repositories.completions import CompletionsRepository
 from shared.repositories.conversations import ConversationsRepository
+from shared.repositories.messages import MessagesRepository
 from shared.services import conversations
 from tests.conversations_helpers import call, jwt_principal, make_user
 
@@ -334,3 +335,50 @@ def test_a_write_waiting_on_the_conversation_is_404_and_changes_nothing_when_its
     app_container, db, monkeypatch, group, write, pause_after, leaves
 ):
     _late_write(app_container, db, monkeypatch, group, pause_after, leaves, CONVERSATION_LOCKED[write])
+
+
+@pytest.mark.parametrize(
+    ("repository", "write"),
+    [(MessagesRepository, "react"), (ConversationsRepository, "panel")],
+    ids=["react", "panel"],
+)
+def test_a_removal_waits_for_a_write_that_passed_its_access_check_and_the_write_goes_in_first(
+    app_container, db, monkeypatch, group, repository, write
+):
+    # The race itself: the writer is paused between its check and its write while the removal runs. Unlocked, the
+    # removal committed in that gap and the write went in after it.
+    alice, bob, conversation_id = group
+    method, path, body, _, _ = PARTICIPANT_LOCKED[write](db, alice, bob, conversation_id)
+    checked, go = threading.Event(), threading.Event()
+    real = repository.access
+
+    def pausing(self, *args, **kwargs):
+        found = real(self, *args, **kwargs)
+        if threading.current_thread().name == "writer":
+            checked.set()
+            go.wait(10)
+        return found
+
+    monkeypatch.setattr(repository, "access", pausing)
+    out = {}
+    writing = threading.Thread(target=lambda: out.update(reply=call(method, path, bob, body=body)), name="writer")
+    writing.start()
+    assert checked.wait(10)
+    removing = threading.Thread(
+        target=lambda: conversations.remove_participant(app_container.db, alice, conversation_id, bob.user_id)
+    )
+    removing.start()
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    deadline = time.monotonic() + 10
+    while removing.is_alive() and not db.execute(waiting).fetchone()[0] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    removed_in_the_gap = not removing.is_alive()
+    go.set()
+    writing.join(10)
+    removing.join(10)
+    assert not writing.is_alive() and not removing.is_alive()
+    assert not removed_in_the_gap, "the removal committed between the write's access check and its write"
+    assert out["reply"].status == 201, out["reply"].body
+    assert db.execute(
+        "SELECT count(*) FROM participants WHERE conversation_id = %s AND user_id = %s", (conversation_id, bob.user_id)
+    ).fetchone() == (0,)
