@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import psycopg
@@ -27,6 +27,29 @@ FROM conversations c
 LEFT JOIN participants p ON p.conversation_id = c.id AND p.user_id = %(user_id)s
 WHERE c.id = %(id)s
 """
+
+# How a write holds the conversation's row until it commits: KEY SHARE when the write leaves the row alone (it
+# only keeps the conversation from being deleted under it), NO KEY UPDATE when the write changes the row or must
+# exclude sends (as they and removals take it), UPDATE when it deletes the row.
+RowLock = Literal["KEY SHARE", "NO KEY UPDATE", "UPDATE"]
+ROW_LOCKS: tuple[RowLock, ...] = ("KEY SHARE", "NO KEY UPDATE", "UPDATE")
+
+# A write's access check: the conversation's row, then the caller's participant row, locked until the write commits
+# (the order a removal takes them, so neither waits for the other while holding what the other needs). A removal
+# that held the conversation's row has deleted the participant by the time this one gets its lock: no row, a 404.
+# Checked against the snapshot only, a write waiting behind the removal saw the participant and went in after it.
+# An anonymous token has no participant row; its conversation's row is locked alone.
+LOCKED_ACCESS: dict[RowLock, str] = {
+    mode: f"""
+SELECT c.id, c.kind, p.role
+FROM conversations c
+JOIN participants p ON p.conversation_id = c.id AND p.user_id = %(user_id)s
+WHERE c.id = %(id)s
+FOR {mode} OF c FOR KEY SHARE OF p
+"""  # noqa: S608 (lock modes from the fixed ROW_LOCKS)
+    for mode in ROW_LOCKS
+}
+LOCKED_TOKEN_ACCESS: dict[RowLock, str] = {mode: f"{ACCESS}FOR {mode} OF c\n" for mode in ROW_LOCKS}
 
 CONVERSATION_COLUMNS = """
 c.id, c.kind, c.is_group, c.title, c.user_id, c.created_by, c.use_case, c.status, c.room_type, c.room_token,
@@ -251,9 +274,12 @@ class ConversationsRepository:
 
     # Conversations
 
-    def access(self, conversation_id: UUID, user_id: UUID | None) -> AccessRow | None:
+    def access(self, conversation_id: UUID, user_id: UUID | None, lock: RowLock | None = None) -> AccessRow | None:
+        """The caller's standing; with `lock`, a user's row is found only while they take part, and the
+        conversation's and their participant rows stay locked until commit (LOCKED_ACCESS)."""
+        query = ACCESS if lock is None else (LOCKED_ACCESS if user_id is not None else LOCKED_TOKEN_ACCESS)[lock]
         with self.conn.cursor(row_factory=class_row(AccessRow)) as cur:
-            return cur.execute(ACCESS, {"id": conversation_id, "user_id": user_id}).fetchone()
+            return cur.execute(query, {"id": conversation_id, "user_id": user_id}).fetchone()
 
     def get_view(self, conversation_id: UUID, user_id: UUID | None) -> dict[str, Any] | None:
         with self.conn.cursor(row_factory=dict_row) as cur:

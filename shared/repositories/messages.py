@@ -13,6 +13,7 @@ from psycopg.rows import BaseRowFactory, RowMaker, class_row
 from pydantic import BaseModel
 
 from shared.models.conversations import Feedback, Message, MessageEdit, Reaction, ReactionCount, ReadCursor
+from shared.repositories.conversations import ROW_LOCKS, RowLock
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -194,6 +195,22 @@ JOIN conversations c ON c.id = m.conversation_id
 LEFT JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = %(user_id)s
 WHERE m.id = %(id)s
 """
+
+# A write's access check, as the conversation's (shared/repositories/conversations.py, LOCKED_ACCESS): the message's
+# conversation row, then the caller's participant row, locked until the write commits. A token's conversation row is
+# locked alone.
+LOCKED_MESSAGE_ACCESS: dict[RowLock, str] = {
+    mode: f"""
+SELECT m.id, m.conversation_id, m.sender_id, m.sender_kind, c.kind, p.role
+FROM messages m
+JOIN conversations c ON c.id = m.conversation_id
+JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = %(user_id)s
+WHERE m.id = %(id)s
+FOR {mode} OF c FOR KEY SHARE OF p
+"""  # noqa: S608 (lock modes from the fixed ROW_LOCKS)
+    for mode in ROW_LOCKS
+}
+LOCKED_TOKEN_MESSAGE_ACCESS: dict[RowLock, str] = {mode: f"{MESSAGE_ACCESS}FOR {mode} OF c\n" for mode in ROW_LOCKS}
 
 # The earlier version is kept in message_edits; the row lock orders concurrent edits. %(edit_limit)s bounds the
 # earlier versions kept in the message's conversation (NULL: none; an anonymous one has a bound), counted up to
@@ -411,9 +428,13 @@ class MessagesRepository:
         with self.conn.cursor(row_factory=trusted_row(Message)) as cur:
             return cur.execute(THREAD_PAGE_FORWARD if forward else THREAD_PAGE_BACKWARD, params).fetchall()
 
-    def access(self, message_id: int, user_id: UUID | None) -> MessageAccess | None:
+    def access(self, message_id: int, user_id: UUID | None, lock: RowLock | None = None) -> MessageAccess | None:
+        """The message and the caller's standing in its conversation; with `lock`, as ConversationsRepository.access
+        has it (LOCKED_MESSAGE_ACCESS)."""
+        locked = LOCKED_MESSAGE_ACCESS if user_id is not None else LOCKED_TOKEN_MESSAGE_ACCESS
+        query = MESSAGE_ACCESS if lock is None else locked[lock]
         with self.conn.cursor(row_factory=class_row(MessageAccess)) as cur:
-            return cur.execute(MESSAGE_ACCESS, {"id": message_id, "user_id": user_id}).fetchone()
+            return cur.execute(query, {"id": message_id, "user_id": user_id}).fetchone()
 
     def edit(self, message_id: int, content: str, user_id: UUID | None, edit_limit: int | None) -> Message | None:
         """The edited message; None when it is gone, or its conversation keeps `edit_limit` earlier versions."""

@@ -18,8 +18,14 @@ EXECUTION_COLUMNS = """
     e.model_provider, e.model_name, e.failed_agents, e.error_messages, e.created_at, e.updated_at
 """
 
+# A record's writer takes part in its conversation, checked as conversation writes are (ConversationsRepository's
+# LOCKED_ACCESS): the conversation's row, then the writer's participant row, locked until the write commits, so a
+# removal cannot commit in between, and a check that waited for one finds no row.
 IS_PARTICIPANT = """
-SELECT EXISTS (SELECT 1 FROM participants WHERE conversation_id = %(conversation_id)s AND user_id = %(user_id)s)
+SELECT 1 FROM conversations c
+JOIN participants p ON p.conversation_id = c.id AND p.user_id = %(user_id)s
+WHERE c.id = %(conversation_id)s
+FOR KEY SHARE OF c, p
 """
 
 MESSAGE_IN_CONVERSATION = """
@@ -42,6 +48,16 @@ SELECT {EXECUTION_COLUMNS}
 FROM code_executions e
 JOIN participants p ON p.conversation_id = e.conversation_id AND p.user_id = %(user_id)s
 WHERE e.id = %(id)s
+"""  # noqa: S608
+
+# The record before its author changes it, locked as IS_PARTICIPANT locks (conversation, then participant).
+LOCK_EXECUTION = f"""
+SELECT {EXECUTION_COLUMNS}
+FROM code_executions e
+JOIN conversations c ON c.id = e.conversation_id
+JOIN participants p ON p.conversation_id = e.conversation_id AND p.user_id = %(user_id)s
+WHERE e.id = %(id)s
+FOR KEY SHARE OF c, p
 """  # noqa: S608
 
 # The caller's own records, of conversations the caller is still in: a record stays visible to its
@@ -161,8 +177,9 @@ class RecordsRepository:
         self.conn = conn
 
     def is_participant(self, conversation_id: UUID, user_id: UUID) -> bool:
+        """Whether the user takes part in the conversation; if so, held until commit (IS_PARTICIPANT)."""
         row = self.conn.execute(IS_PARTICIPANT, {"conversation_id": conversation_id, "user_id": user_id}).fetchone()
-        return bool(row and row[0])
+        return row is not None
 
     def message_in_conversation(self, message_id: int, conversation_id: UUID) -> bool:
         params = {"message_id": message_id, "conversation_id": conversation_id}
@@ -175,9 +192,9 @@ class RecordsRepository:
         assert row is not None
         return row
 
-    def execution(self, id: UUID, user_id: UUID) -> ExecutionRow | None:
+    def execution(self, id: UUID, user_id: UUID, *, lock: bool = False) -> ExecutionRow | None:
         with self.conn.cursor(row_factory=class_row(ExecutionRow)) as cur:
-            return cur.execute(GET_EXECUTION, {"id": id, "user_id": user_id}).fetchone()
+            return cur.execute(LOCK_EXECUTION if lock else GET_EXECUTION, {"id": id, "user_id": user_id}).fetchone()
 
     def list_executions(
         self, user_id: UUID, conversation_id: UUID | None, after: tuple[datetime, UUID] | None, limit: int

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from shared.auth.principal import Principal
 from shared.errors import ForbiddenError, NotFoundError
-from shared.repositories.conversations import ConversationsRepository
+from shared.repositories.conversations import ConversationsRepository, RowLock
 
 ANONYMOUS_ROLE = "anonymous"
 
@@ -40,11 +40,17 @@ def role_in(principal: Principal, conversation_id: UUID, kind: str, role: str | 
     return role
 
 
-def conversation_access(repo: ConversationsRepository, principal: Principal, conversation_id: UUID) -> Access:
-    """The caller's access to a conversation; 404 when the caller may not see it."""
+def conversation_access(
+    repo: ConversationsRepository, principal: Principal, conversation_id: UUID, lock: RowLock | None = None
+) -> Access:
+    """The caller's access to a conversation; 404 when the caller may not see it.
+
+    A write passes `lock` (how it holds the conversation's row): the caller's participant row is then locked too,
+    until the write commits, so a removal cannot commit between this check and the write, and a check that waited
+    for a removal to commit finds the caller gone (ConversationsRepository.access)."""
     if principal.is_anonymous and principal.conversation_id != conversation_id:
         raise not_found()
-    row = repo.access(conversation_id, principal.user_id)
+    row = repo.access(conversation_id, principal.user_id, lock)
     role = role_in(principal, conversation_id, row.kind, row.role) if row else None
     if row is None or role is None:
         raise not_found()

@@ -144,7 +144,9 @@ def update_conversation(
 ) -> Conversation:
     def work(uow: UnitOfWork) -> Conversation:
         repo = ConversationsRepository(uow.conn)
-        access = conversation_access(repo, principal, conversation_id)
+        # NO KEY UPDATE: the update takes the row that way anyway, and taking it after the participant's lock could
+        # deadlock with a removal holding the row.
+        access = conversation_access(repo, principal, conversation_id, "NO KEY UPDATE")
         require_admin(access)
         changes = body.model_dump(exclude_unset=True)
         if access.kind in TITLED_KINDS and "title" in changes and changes["title"] is None:
@@ -158,7 +160,7 @@ def update_conversation(
 def delete_conversation(db: Database, principal: Principal, conversation_id: UUID) -> None:
     def work(uow: UnitOfWork) -> None:
         repo = ConversationsRepository(uow.conn)
-        require_admin(conversation_access(repo, principal, conversation_id))
+        require_admin(conversation_access(repo, principal, conversation_id, "UPDATE"))
         repo.delete(conversation_id)
 
     db.transact(work)
@@ -186,7 +188,7 @@ def add_participant(db: Database, principal: Principal, conversation_id: UUID, b
 
     def work(uow: UnitOfWork) -> Participant:
         repo = ConversationsRepository(uow.conn)
-        access = conversation_access(repo, principal, conversation_id)
+        access = conversation_access(repo, principal, conversation_id, "KEY SHARE")
         require_admin(access)
         if access.kind == "direct":
             raise ConflictError("A direct conversation has exactly two participants.")
@@ -218,13 +220,15 @@ def update_participant(
 
     def work(uow: UnitOfWork) -> Participant:
         repo = ConversationsRepository(uow.conn)
+        # The conversation's row before the check: a check after waiting for a removal's lock reads the removal
+        # (a new snapshot), and no removal of the caller commits until this change does.
+        repo.lock(conversation_id)
         access = conversation_access(repo, principal, conversation_id)
         require_admin(access)
         if access.kind == "direct":
             # Both users administer a 1:1 conversation; a demoted one could be left alone with it, unable to
             # delete or rename it once the other leaves.
             raise ConflictError("Both users of a direct conversation are its admins; their roles do not change.")
-        repo.lock(conversation_id)
         target = repo.get_participant(conversation_id, user_id)
         if target is None:
             raise not_found()
@@ -245,13 +249,15 @@ def remove_participant(db: Database, principal: Principal, conversation_id: UUID
 
     def work(uow: UnitOfWork) -> None:
         repo = ConversationsRepository(uow.conn)
+        # The conversation's row before the check, as update_participant takes it: an admin removed while this
+        # waited removes nobody.
+        repo.lock(conversation_id)
         access = conversation_access(repo, principal, conversation_id)
         if user_id != caller:
             require_admin(access)
             if access.kind == "direct":
                 # Either user may leave or delete a 1:1 conversation, but not shut the other one out of it.
                 raise ConflictError("A direct conversation keeps its two users; each may only leave it.")
-        repo.lock(conversation_id)
         if repo.get_participant(conversation_id, user_id) is None:
             raise not_found()
         if _would_orphan(repo, conversation_id, user_id):
@@ -271,7 +277,7 @@ def create_thread(
 ) -> Thread:
     def work(uow: UnitOfWork) -> Thread:
         repo = ConversationsRepository(uow.conn)
-        access = conversation_access(repo, principal, conversation_id)
+        access = conversation_access(repo, principal, conversation_id, "KEY SHARE")
         # Anyone holding an anonymous conversation's token may write to it: its threads are bounded like its
         # messages (each may carry a request body's worth of thread_data).
         limit = settings.anonymous_message_limit if access.kind == "anonymous" else None
@@ -314,7 +320,7 @@ def create_panel(db: Database, principal: Principal, conversation_id: UUID, body
 
     def work(uow: UnitOfWork) -> Panel:
         repo = ConversationsRepository(uow.conn)
-        conversation_access(repo, principal, conversation_id)
+        conversation_access(repo, principal, conversation_id, "KEY SHARE")
         return repo.insert_panel({"conversation_id": conversation_id, "created_by": user_id, **body.model_dump()})
 
     return db.transact(work)
@@ -337,7 +343,7 @@ def _changeable(repo: ConversationsRepository, principal: Principal, user_id: UU
     not see its conversation, 403 for other participants."""
     if item is None:
         raise not_found()
-    access = conversation_access(repo, principal, item.conversation_id)
+    access = conversation_access(repo, principal, item.conversation_id, "KEY SHARE")
     if item.created_by != user_id and not access.is_admin:
         raise ForbiddenError("Only its creator or a conversation admin may change this.")
     return item
@@ -373,7 +379,7 @@ def create_data_ref(db: Database, principal: Principal, conversation_id: UUID, b
 
     def work(uow: UnitOfWork) -> DataRef:
         repo = ConversationsRepository(uow.conn)
-        conversation_access(repo, principal, conversation_id)
+        conversation_access(repo, principal, conversation_id, "KEY SHARE")
         values = {"conversation_id": conversation_id, "created_by": user_id, **body.model_dump()}
         ref = repo.insert_data_ref(values)
         if ref is None:

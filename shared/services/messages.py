@@ -25,7 +25,7 @@ from shared.models.conversations import (
     ReadMark,
 )
 from shared.pagination import Page, decode_cursor, encode_cursor, page_limit, page_of
-from shared.repositories.conversations import ConversationsRepository
+from shared.repositories.conversations import ConversationsRepository, RowLock
 from shared.repositories.messages import MessageAccess, MessagesRepository
 from shared.services.access import ANONYMOUS_ROLE, Access, conversation_access, not_found, role_in
 from shared.services.conversations import thread_access
@@ -178,8 +178,11 @@ def list_thread_messages(
     return page_of(db.read(work), size, lambda m: (m.id,))
 
 
-def _message_access(repo: MessagesRepository, principal: Principal, message_id: int) -> tuple[MessageAccess, Access]:
-    row = repo.access(message_id, principal.user_id)
+def _message_access(
+    repo: MessagesRepository, principal: Principal, message_id: int, lock: RowLock | None = None
+) -> tuple[MessageAccess, Access]:
+    """The message and the caller's access to it; a write passes `lock`, as to conversation_access."""
+    row = repo.access(message_id, principal.user_id, lock)
     role = role_in(principal, row.conversation_id, row.kind, row.role) if row else None
     if row is None or role is None:
         raise not_found()
@@ -199,7 +202,7 @@ def edit_message(
 
     def work(uow: UnitOfWork) -> Message:
         repo = MessagesRepository(uow.conn)
-        row, access = _message_access(repo, principal, message_id)
+        row, access = _message_access(repo, principal, message_id, "KEY SHARE")
         if not _is_sender(principal, row, access):
             raise ForbiddenError("Only the sender may edit a message.")
         # Anyone holding an anonymous conversation's token may write to it: the earlier versions its edits keep
@@ -220,11 +223,12 @@ def edit_message(
 def delete_message(db: Database, principal: Principal, message_id: int) -> None:
     def work(uow: UnitOfWork) -> None:
         repo = MessagesRepository(uow.conn)
-        row, access = _message_access(repo, principal, message_id)
+        # As a send does: no message commits in this conversation until the delete has moved last_message_at. The
+        # access check takes the conversation's row that way (before the caller's participant row, as a removal
+        # takes them: taken after it, the two could deadlock).
+        row, access = _message_access(repo, principal, message_id, "NO KEY UPDATE")
         if not (_is_sender(principal, row, access) or access.is_admin):
             raise ForbiddenError("Only the sender or a conversation admin may delete a message.")
-        # As a send does: no message commits in this conversation until the delete has moved last_message_at.
-        ConversationsRepository(uow.conn).lock(access.conversation_id)
         repo.delete(message_id)
 
     db.transact(work)
@@ -235,7 +239,7 @@ def mark_read(db: Database, principal: Principal, conversation_id: UUID, body: R
     user_id = principal.require_user()
 
     def work(uow: UnitOfWork) -> ReadCursor:
-        conversation_access(ConversationsRepository(uow.conn), principal, conversation_id)
+        conversation_access(ConversationsRepository(uow.conn), principal, conversation_id, "KEY SHARE")
         moved = MessagesRepository(uow.conn).mark(conversation_id, user_id, body.message_id, read=body.status == "read")
         if moved is None:
             raise not_found()
@@ -256,7 +260,7 @@ def add_reaction(db: Database, principal: Principal, message_id: int, emoji: str
 
     def work(uow: UnitOfWork) -> tuple[Reaction, bool]:
         repo = MessagesRepository(uow.conn)
-        _message_access(repo, principal, message_id)
+        _message_access(repo, principal, message_id, "KEY SHARE")
         added = repo.add_reaction(message_id, user_id, emoji, REACTION_MAX_EMOJI)
         if added is None:
             raise ConflictError(
@@ -299,7 +303,7 @@ def remove_reaction(db: Database, principal: Principal, message_id: int, emoji: 
 
     def work(uow: UnitOfWork) -> None:
         repo = MessagesRepository(uow.conn)
-        _message_access(repo, principal, message_id)
+        _message_access(repo, principal, message_id, "KEY SHARE")
         if not repo.remove_reaction(message_id, user_id, emoji):
             raise not_found()
 
@@ -311,7 +315,7 @@ def put_feedback(db: Database, principal: Principal, message_id: int, body: Feed
 
     def work(uow: UnitOfWork) -> Feedback:
         repo = MessagesRepository(uow.conn)
-        _message_access(repo, principal, message_id)
+        _message_access(repo, principal, message_id, "KEY SHARE")
         return repo.put_feedback({"message_id": message_id, "user_id": user_id, **body.model_dump()})
 
     return db.transact(work)

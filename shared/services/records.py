@@ -161,7 +161,7 @@ def update_execution(db: Database, principal: Principal, id: UUID, body: Executi
 
     def work(uow: UnitOfWork) -> ExecutionOut:
         repo = RecordsRepository(uow.conn)
-        row = repo.execution(id, user_id)
+        row = repo.execution(id, user_id, lock=True)
         # Only the author changes a record; other participants see it but get the same 404 as a stranger.
         if row is None or row.user_id != user_id:
             raise NotFoundError()

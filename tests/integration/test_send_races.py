@@ -1,4 +1,5 @@
-"""A send racing its sender's removal: once the removal commits, nothing from that sender is stored."""
+"""A write racing its writer's removal (a send, and every other write a participant makes in a conversation): once
+the removal commits, nothing from that writer is stored."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from shared.repositories.completions import CompletionsRepository
 from shared.repositories.conversations import ConversationsRepository
+from shared.repositories.messages import MessagesRepository
 from shared.services import conversations
 from tests.conversations_helpers import call, jwt_principal, make_user
 
@@ -156,3 +158,227 @@ def test_deleting_the_newest_message_keeps_last_message_at_on_a_send_that_commit
     assert out["reply"].status == 204
     stored = db.execute("SELECT last_message_at FROM conversations WHERE id = %s", (conversation_id,)).fetchone()[0]
     assert stored == sent_at  # not the time of "first", which the delete's snapshot showed as the newest left
+
+
+# Every other write a participant makes in a conversation, made by bob; each answers what it would change. Bob is
+# made an admin for the admin-only ones (alice, an admin too, can still remove him; he can still leave).
+def _message(who, conversation_id, content="m"):
+    return call("POST", f"/v1/conversations/{conversation_id}/messages", who, body={"content": content}).body["id"]
+
+
+def _make_admin(alice, bob, conversation_id):
+    path = f"/v1/conversations/{conversation_id}/participants/{bob.user_id}"
+    assert call("PATCH", path, alice, body={"role": "admin"}).status == 200
+
+
+def _with_carol(db, alice, conversation_id):
+    carol = make_user(db, "carol")
+    body = {"user_id": str(carol)}
+    assert call("POST", f"/v1/conversations/{conversation_id}/participants", alice, body=body).status == 201
+    return carol
+
+
+def _edit(db, alice, bob, cid):
+    m = _message(bob, cid)
+    return "PATCH", f"/v1/messages/{m}", {"content": "late"}, "SELECT content, edited_at FROM messages WHERE id = %s", m
+
+
+def _react(db, alice, bob, cid):
+    m = _message(alice, cid)
+    return "POST", f"/v1/messages/{m}/reactions", {"emoji": "👍"}, "SELECT * FROM message_reactions", None
+
+
+def _unreact(db, alice, bob, cid):
+    m = _message(alice, cid)
+    assert call("POST", f"/v1/messages/{m}/reactions", bob, body={"emoji": "👍"}).status == 201
+    return "DELETE", f"/v1/messages/{m}/reactions/%F0%9F%91%8D", None, "SELECT * FROM message_reactions", None
+
+
+def _feedback(db, alice, bob, cid):
+    m = _message(alice, cid)
+    return "PUT", f"/v1/messages/{m}/feedback", {"rating": 5}, "SELECT * FROM message_feedback", None
+
+
+def _thread(db, alice, bob, cid):
+    return "POST", f"/v1/conversations/{cid}/threads", {"title": "t"}, "SELECT * FROM conversation_threads", None
+
+
+def _delivered(db, alice, bob, cid):
+    m = _message(alice, cid)
+    body = {"message_id": m, "status": "delivered"}
+    return "POST", f"/v1/conversations/{cid}/read", body, "SELECT status, status_timestamps FROM messages", None
+
+
+def _panel(db, alice, bob, cid):
+    return "POST", f"/v1/conversations/{cid}/panels", {"name": "p"}, "SELECT * FROM dashboard_panels", None
+
+
+def _panel_change(db, alice, bob, cid):
+    panel = call("POST", f"/v1/conversations/{cid}/panels", bob, body={"name": "p"}).body["id"]
+    return "PATCH", f"/v1/panels/{panel}", {"name": "late"}, "SELECT * FROM dashboard_panels", None
+
+
+def _data_ref(db, alice, bob, cid):
+    file_id = db.execute(
+        "INSERT INTO user_files (owner_id, original_name, content_type, size, storage_key) "
+        "VALUES (%s, 'a.txt', 'text/plain', 3, gen_random_uuid()::text) RETURNING id",
+        (bob.user_id,),
+    ).fetchone()[0]
+    body = {"file_id": str(file_id)}
+    return "POST", f"/v1/conversations/{cid}/data-refs", body, "SELECT * FROM room_data_refs", None
+
+
+def _execution(db, alice, bob, cid):
+    return "POST", "/v1/code-executions", {"conversation_id": cid}, "SELECT * FROM code_executions", None
+
+
+def _execution_change(db, alice, bob, cid):
+    record = call("POST", "/v1/code-executions", bob, body={"conversation_id": cid}).body["id"]
+    return "PATCH", f"/v1/code-executions/{record}", {"output": "late"}, "SELECT * FROM code_executions", None
+
+
+def _add(db, alice, bob, cid):
+    _make_admin(alice, bob, cid)
+    dave = make_user(db, "dave")
+    body = {"user_id": str(dave)}
+    return "POST", f"/v1/conversations/{cid}/participants", body, "SELECT * FROM participants WHERE user_id = %s", dave
+
+
+def _delete_message(db, alice, bob, cid):
+    m = _message(bob, cid)
+    return "DELETE", f"/v1/messages/{m}", None, "SELECT id FROM messages", None
+
+
+def _rename(db, alice, bob, cid):
+    _make_admin(alice, bob, cid)
+    return "PATCH", f"/v1/conversations/{cid}", {"title": "late"}, "SELECT title FROM conversations", None
+
+
+def _delete_conversation(db, alice, bob, cid):
+    _make_admin(alice, bob, cid)
+    return "DELETE", f"/v1/conversations/{cid}", None, "SELECT id FROM conversations", None
+
+
+def _change_role(db, alice, bob, cid):
+    _make_admin(alice, bob, cid)
+    carol = _with_carol(db, alice, cid)
+    path = f"/v1/conversations/{cid}/participants/{carol}"
+    return "PATCH", path, {"role": "admin"}, "SELECT user_id, role FROM participants WHERE user_id = %s", carol
+
+
+def _remove_carol(db, alice, bob, cid):
+    _make_admin(alice, bob, cid)
+    carol = _with_carol(db, alice, cid)
+    path = f"/v1/conversations/{cid}/participants/{carol}"
+    return "DELETE", path, None, "SELECT user_id FROM participants WHERE user_id = %s", carol
+
+
+# These hold the conversation's row only as sends and removals do not exclude (KEY SHARE), then the writer's
+# participant row: a write that came while a removal held the conversation's row but had not yet deleted the
+# participant goes in before the removal, which then waits for it. So they wait only once the participant is deleted.
+PARTICIPANT_LOCKED = {
+    "edit": _edit,
+    "react": _react,
+    "unreact": _unreact,
+    "feedback": _feedback,
+    "thread": _thread,
+    "delivered": _delivered,
+    "panel": _panel,
+    "panel_change": _panel_change,
+    "data_ref": _data_ref,
+    "execution": _execution,
+    "execution_change": _execution_change,
+    "add_participant": _add,
+}
+# These take the conversation's row as a removal does (or more): they wait behind it from its first lock on.
+CONVERSATION_LOCKED = {
+    "delete_message": _delete_message,
+    "rename": _rename,
+    "delete_conversation": _delete_conversation,
+    "change_role": _change_role,
+    "remove_other": _remove_carol,
+}
+
+
+def _late_write(app_container, db, monkeypatch, group, pause_after, leaves, setup):
+    alice, bob, conversation_id = group
+    method, path, body, query, param = setup(db, alice, bob, conversation_id)
+    params = () if param is None else (param,)
+    before = db.execute(query, params).fetchall()
+    reply = _remove_while(
+        app_container,
+        db,
+        monkeypatch,
+        pause_after,
+        bob if leaves else alice,
+        conversation_id,
+        bob.user_id,
+        lambda: call(method, path, bob, body=body),
+    )
+    assert reply.status == 404, reply.body
+    assert db.execute(query, params).fetchall() == before
+
+
+@WHO_REMOVES
+@pytest.mark.parametrize("write", PARTICIPANT_LOCKED)
+def test_a_write_waiting_on_its_writers_deleted_participant_row_is_404_and_stores_nothing_once_the_removal_commits(
+    app_container, db, monkeypatch, group, write, leaves
+):
+    setup = PARTICIPANT_LOCKED[write]
+    _late_write(app_container, db, monkeypatch, group, "remove_participant", leaves, setup)
+
+
+@PAUSES
+@WHO_REMOVES
+@pytest.mark.parametrize("write", CONVERSATION_LOCKED)
+def test_a_write_waiting_on_the_conversation_is_404_and_changes_nothing_when_its_writers_removal_commits(
+    app_container, db, monkeypatch, group, write, pause_after, leaves
+):
+    _late_write(app_container, db, monkeypatch, group, pause_after, leaves, CONVERSATION_LOCKED[write])
+
+
+@pytest.mark.parametrize(
+    ("repository", "write"),
+    [(MessagesRepository, "react"), (ConversationsRepository, "panel")],
+    ids=["react", "panel"],
+)
+def test_a_removal_waits_for_a_write_that_passed_its_access_check_and_the_write_goes_in_first(
+    app_container, db, monkeypatch, group, repository, write
+):
+    # The race itself: the writer is paused between its check and its write while the removal runs. Unlocked, the
+    # removal committed in that gap and the write went in after it.
+    alice, bob, conversation_id = group
+    method, path, body, _, _ = PARTICIPANT_LOCKED[write](db, alice, bob, conversation_id)
+    checked, go = threading.Event(), threading.Event()
+    real = repository.access
+
+    def pausing(self, *args, **kwargs):
+        found = real(self, *args, **kwargs)
+        if threading.current_thread().name == "writer":
+            checked.set()
+            go.wait(10)
+        return found
+
+    monkeypatch.setattr(repository, "access", pausing)
+    out = {}
+    writing = threading.Thread(target=lambda: out.update(reply=call(method, path, bob, body=body)), name="writer")
+    writing.start()
+    assert checked.wait(10)
+    removing = threading.Thread(
+        target=lambda: conversations.remove_participant(app_container.db, alice, conversation_id, bob.user_id)
+    )
+    removing.start()
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    deadline = time.monotonic() + 10
+    while removing.is_alive() and not db.execute(waiting).fetchone()[0] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    removed_in_the_gap = not removing.is_alive()
+    go.set()
+    writing.join(10)
+    removing.join(10)
+    assert not writing.is_alive() and not removing.is_alive()
+    assert not removed_in_the_gap, "the removal committed between the write's access check and its write"
+    assert out["reply"].status == 201, out["reply"].body
+    assert db.execute(
+        "SELECT count(*) FROM participants WHERE conversation_id = %s AND user_id = %s", (conversation_id, bob.user_id)
+    ).fetchone() == (0,)
