@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,3 +47,14 @@ def header(response: dict[str, Any], name: str) -> str | None:
             if key.lower() == name.lower():
                 return str(value)
     return None
+
+
+def wait_for_a_lock_waiter(db: Any, timeout: float = 10.0) -> None:
+    """Return once some session of the test database waits on a lock (a racing act has reached its lock)."""
+    deadline = time.monotonic() + timeout
+    query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    while time.monotonic() < deadline:
+        if db.execute(query).fetchone()[0]:
+            return
+        time.sleep(0.02)
+    raise AssertionError("nothing waited on a lock")

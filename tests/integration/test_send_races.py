@@ -14,16 +14,7 @@ from shared.repositories.conversations import ConversationsRepository
 from shared.repositories.messages import MessagesRepository
 from shared.services import conversations
 from tests.conversations_helpers import call, jwt_principal, make_user
-
-
-def _wait_for_a_lock_waiter(db, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    while time.monotonic() < deadline:
-        if db.execute(query).fetchone()[0]:
-            return
-        time.sleep(0.02)
-    raise AssertionError("nothing waited on a lock")
+from tests.helpers import wait_for_a_lock_waiter
 
 
 def _remove_while(app_container, db, monkeypatch, pause_after, remover, conversation_id, user_id, act):
@@ -50,7 +41,7 @@ def _remove_while(app_container, db, monkeypatch, pause_after, remover, conversa
     out = {}
     acting = threading.Thread(target=lambda: out.update(result=act()))
     acting.start()
-    _wait_for_a_lock_waiter(db)
+    wait_for_a_lock_waiter(db)
     resume.set()
     removing.join(10)
     acting.join(10)
@@ -152,7 +143,7 @@ def test_deleting_the_newest_message_keeps_last_message_at_on_a_send_that_commit
             target=lambda: out.update(reply=call("DELETE", f"/v1/messages/{newest['id']}", alice))
         )
         deleting.start()
-        _wait_for_a_lock_waiter(db)
+        wait_for_a_lock_waiter(db)
         sender.commit()
     deleting.join(10)
     assert out["reply"].status == 204

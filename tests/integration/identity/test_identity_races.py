@@ -4,7 +4,6 @@ logout-all, deactivation): whichever commits first, no session begun before the 
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import pytest
@@ -13,6 +12,7 @@ from shared.auth.principal import Principal
 from shared.errors import ForbiddenError, UnauthorizedError
 from shared.models.identity import AdminUserPatch, LoginRequest, PasswordChange
 from shared.services import accounts, admin
+from tests.helpers import wait_for_a_lock_waiter
 from tests.integration.identity.conftest import PASSWORD
 
 NEW_PASSWORD = "a brand new password"
@@ -47,16 +47,6 @@ ENDINGS = pytest.mark.parametrize(
 )
 
 
-def _wait_for_a_lock_waiter(db, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    while time.monotonic() < deadline:
-        if db.execute(query).fetchone()[0]:
-            return
-        time.sleep(0.02)
-    raise AssertionError("nothing waited on a lock")
-
-
 def _refresh_while(built, db, monkeypatch, refresh_token, act):
     """Refresh `refresh_token`, pausing inside its transaction after it has spent the token and inserted the
     child; meanwhile run `act` until it waits on a lock; then let both finish. The refresh's new pair."""
@@ -81,7 +71,7 @@ def _refresh_while(built, db, monkeypatch, refresh_token, act):
     assert paused.wait(10)
     acting = threading.Thread(target=act)
     acting.start()
-    _wait_for_a_lock_waiter(db)
+    wait_for_a_lock_waiter(db)
     resume.set()
     refreshing.join(10)
     acting.join(10)
