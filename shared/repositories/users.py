@@ -91,11 +91,13 @@ WHERE id = %(id)s
 RETURNING id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
           role, is_active, is_ai, token_version, last_login, created_at, updated_at
 """
-# Compare-and-set: only if the hash is still the one the caller checked, so of two changes that each checked
-# the current password, the slower one finds the hash moved and fails.
+# Compare-and-set: only if the password is still the one the caller checked, so of two changes that each checked
+# the current password, the slower one finds it changed and fails. The password is unchanged while the hash is
+# the one checked, or while the token version is: this statement is the only one that changes the password, and
+# it bumps the version; a login's rehash of the same password (TOUCH_LAST_LOGIN) replaces the hash without one.
 SET_PASSWORD = """
 UPDATE users SET password_hash = %(password_hash)s, token_version = token_version + 1
-WHERE id = %(id)s AND password_hash = %(checked_hash)s
+WHERE id = %(id)s AND (password_hash = %(checked_hash)s OR token_version = %(checked_version)s)
 RETURNING id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
           role, is_active, is_ai, token_version, last_login, created_at, updated_at
 """
@@ -109,10 +111,14 @@ RETURNING id, username, email, password_hash, name, organization, aws_region, co
 # The password was checked outside any transaction: the sign-in counts only if that hash is still the account's
 # and the account still active, and the pair is built from this row, not from the one read before the check.
 # A rehash of the same password at the current cost replaces the hash in the same statement (no version bump:
-# the password has not changed, so no session ends).
+# the password has not changed, so no session ends). The password is still the one checked if the hash is, or if
+# the version is (see SET_PASSWORD): a concurrent login of the same account may have rehashed it first, and then
+# its hash is kept.
 TOUCH_LAST_LOGIN = """
-UPDATE users SET last_login = now(), password_hash = coalesce(%(rehashed)s, password_hash)
-WHERE id = %(id)s AND password_hash = %(checked_hash)s AND is_active
+UPDATE users SET last_login = now(),
+    password_hash = CASE WHEN password_hash = %(checked_hash)s THEN coalesce(%(rehashed)s, password_hash)
+                         ELSE password_hash END
+WHERE id = %(id)s AND (password_hash = %(checked_hash)s OR token_version = %(checked_version)s) AND is_active
 RETURNING id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
           role, is_active, is_ai, token_version, last_login, created_at, updated_at
 """
@@ -133,6 +139,10 @@ VALUES (%(user_id)s, %(tone)s, %(additional_info)s)
 ON CONFLICT (user_id) DO UPDATE SET tone = EXCLUDED.tone, additional_info = EXCLUDED.additional_info
 RETURNING tone, additional_info, updated_at
 """
+
+
+def _checked(row: UserRow) -> dict[str, Any]:
+    return {"checked_hash": row.password_hash, "checked_version": row.token_version}
 
 
 class UsersRepository:
@@ -170,9 +180,11 @@ class UsersRepository:
             params[field] = changes.get(field)
         return self._one(UPDATE_PROFILE, params)
 
-    def set_password(self, user_id: UUID, password_hash: str, *, checked_hash: str | None) -> UserRow | None:
-        """Replace the hash and bump the token version; None when the hash is no longer `checked_hash`."""
-        return self._one(SET_PASSWORD, {"id": user_id, "password_hash": password_hash, "checked_hash": checked_hash})
+    def set_password(self, user_id: UUID, password_hash: str, *, checked: UserRow) -> UserRow | None:
+        """Replace the hash and bump the token version; None when the password is no longer the one whose hash
+        `checked` (the row read before the check) holds."""
+        params = {"id": user_id, "password_hash": password_hash, **_checked(checked)}
+        return self._one(SET_PASSWORD, params)
 
     def bump_token_version(self, user_id: UUID) -> None:
         self.conn.execute(BUMP_TOKEN_VERSION, {"id": user_id})
@@ -180,12 +192,10 @@ class UsersRepository:
     def set_role_and_active(self, user_id: UUID, role: str, is_active: bool) -> UserRow | None:
         return self._one(SET_ROLE_AND_ACTIVE, {"id": user_id, "role": role, "is_active": is_active})
 
-    def touch_last_login(
-        self, user_id: UUID, *, checked_hash: str | None, rehashed: str | None = None
-    ) -> UserRow | None:
-        """Record a sign-in (storing `rehashed` when given); None when the account is inactive or its hash is no
-        longer `checked_hash`."""
-        return self._one(TOUCH_LAST_LOGIN, {"id": user_id, "checked_hash": checked_hash, "rehashed": rehashed})
+    def touch_last_login(self, checked: UserRow, *, rehashed: str | None = None) -> UserRow | None:
+        """Record a sign-in (storing `rehashed` when given); None when the account is inactive or its password is
+        no longer the one whose hash `checked` (the row read before the check) holds."""
+        return self._one(TOUCH_LAST_LOGIN, {"id": checked.id, "rehashed": rehashed, **_checked(checked)})
 
     def lock_active_super_admins(self) -> list[UUID]:
         return [row[0] for row in self.conn.execute(LOCK_ACTIVE_SUPER_ADMINS).fetchall()]

@@ -223,9 +223,7 @@ def login(db: Database, settings: Settings, request: LoginRequest, client: Clien
 
     def work(uow: UnitOfWork) -> TokenPair | None:
         # A password change or deactivation may have committed during bcrypt: re-checked in the same statement.
-        signed_in = UsersRepository(uow.conn).touch_last_login(
-            checked.id, checked_hash=checked.password_hash, rehashed=rehashed
-        )
+        signed_in = UsersRepository(uow.conn).touch_last_login(checked, rehashed=rehashed)
         if signed_in is None:
             _log(uow, "login_failed", checked.id, client, login_key=key)
             return None
@@ -356,8 +354,8 @@ def change_password(
     new_hash = hash_password(request.new_password, settings.bcrypt_rounds)
 
     def work(uow: UnitOfWork) -> TokenPair:
-        # Bumps the token version (older access tokens stop at once), unless the hash changed during bcrypt.
-        user = UsersRepository(uow.conn).set_password(user_id, new_hash, checked_hash=current.password_hash)
+        # Bumps the token version (older access tokens stop at once), unless the password changed during bcrypt.
+        user = UsersRepository(uow.conn).set_password(user_id, new_hash, checked=current)
         if user is None:
             raise ForbiddenError("The current password is wrong.")
         RefreshTokensRepository(uow.conn).revoke_for_user(user_id)

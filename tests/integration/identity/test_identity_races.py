@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 
+import bcrypt
 import pytest
 
 from shared.auth.principal import Principal
@@ -192,3 +193,40 @@ def test_a_refresh_token_that_escaped_a_logout_all_stays_dead_when_an_admin_late
     root = Principal(kind="jwt", user_id=root_id, role="super_admin")
     admin.update_user(app_container.db, root, uuid.UUID(user_id), AdminUserPatch(role="admin"), accounts.Client())
     assert api.call("POST", "/v1/auth/refresh", {"refresh_token": child.refresh_token}).status == 401
+
+
+def _store_at_another_cost(db, username):
+    # A hash from before BCRYPT_ROUNDS (4 in tests) changed: the next successful login replaces it.
+    old = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
+    db.execute("UPDATE users SET password_hash = %s WHERE username = %s", (old, username))
+
+
+def _login(built, login):
+    return accounts.login(built.db, built.settings, LoginRequest(login=login, password=PASSWORD), accounts.Client())
+
+
+def test_login_succeeds_when_a_concurrent_login_rehashes_the_password_during_its_check(
+    api, app_container, db, monkeypatch
+):
+    # Two sign-ins of one account at once (a phone and a browser) after a cost change: the first replaces the
+    # hash with one of the same password; the second, checked against the old hash, is still a correct login.
+    api.signup("twin")
+    _store_at_another_cost(db, "twin")
+    _during_the_password_check(monkeypatch, lambda: _login(app_container, "twin"))
+    assert _login(app_container, "twin").user.username == "twin"
+    actions = db.execute("SELECT action FROM connection_logs WHERE action LIKE 'login%' ORDER BY created_at")
+    assert [row[0] for row in actions] == ["login", "login"]
+    stored = db.execute("SELECT password_hash FROM users WHERE username = 'twin'").fetchone()[0]
+    assert stored.startswith("$2b$04$") and bcrypt.checkpw(PASSWORD.encode(), stored.encode())
+
+
+def test_password_change_succeeds_when_a_login_rehashes_the_password_during_its_check(
+    api, app_container, db, monkeypatch
+):
+    # The login stored the same password at the current cost: the current password checked is still the one.
+    user_id = api.signup("turn")["user"]["id"]
+    _store_at_another_cost(db, "turn")
+    _during_the_password_check(monkeypatch, lambda: _login(app_container, "turn"))
+    _change_password(app_container, user_id)
+    assert api.call("POST", "/v1/auth/login", {"login": "turn", "password": NEW_PASSWORD}).status == 200
+    assert api.call("POST", "/v1/auth/login", {"login": "turn", "password": PASSWORD}).status == 401
