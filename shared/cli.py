@@ -124,9 +124,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from shared.services.maintenance import run_maintenance
 
     # SIGTERM ends the server like Ctrl-C, so the embedded PostgreSQL is stopped on the way out; so does SIGHUP
-    # (the terminal window closed), which would otherwise end the process without its exit handlers.
+    # (the terminal window closed), which would otherwise end the process without its exit handlers. Unless it
+    # is ignored already: `nohup confab serve &` asked for a server that outlives the terminal.
     signal.signal(signal.SIGTERM, _exit_once)
-    if hasattr(signal, "SIGHUP"):
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
         signal.signal(signal.SIGHUP, _exit_once)
     settings = get_settings()
     url = resolve_database_url(settings)
