@@ -14,28 +14,44 @@ from shared.settings import Settings, get_settings
 LOCAL_DB_NAME = "confab"
 
 
-# Where a password sits in a URL (up to the last "@": an unencoded one belongs to it) or a keyword string.
+# Where a password sits in a URL (up to the last "@": an unencoded one belongs to it), among a URL's parameters, or
+# in a keyword string. sslpassword (the client key's passphrase) is as secret.
 _URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:@/]*:(?P<pw>.*)@")
-_KEYWORD_PASSWORD = re.compile(r"(?:^|\s)password\s*=\s*(?:'(?P<quoted>(?:\\.|[^'\\])*)'|(?P<bare>\S+))")
+_URL_PARAM_PASSWORD = re.compile(r"[?&](?:ssl)?password=(?P<pw>[^&]*)")
+_KEYWORD_PASSWORD = re.compile(r"(?:^|\s)(?:ssl)?password\s*=\s*(?:'(?P<quoted>(?:\\.|[^'\\])*)'|(?P<bare>\S+))")
 _QUOTED = re.compile(r'"([^"]+)"')
 
 
-def redact_password(message: str, database_url: str | None) -> str:
-    """`message` without the password of `database_url`, nor any quoted piece of it: libpq quotes what it could
-    not parse, and that is often the whole URL or a password that was not percent-encoded."""
-    if not database_url:
-        return message
-    found = _URL_PASSWORD.match(database_url) or _KEYWORD_PASSWORD.search(database_url)
-    if found is None:
-        return message
-    password = next((group for group in found.groups() if group), "")
-    if not password:
-        return message
+def _passwords(database_url: str) -> set[str]:
     from urllib.parse import unquote
 
-    for secret in sorted({password, unquote(password)}, key=len, reverse=True):
+    found = [m["pw"] for m in (_URL_PASSWORD.match(database_url),) if m]
+    found += [m["pw"] for m in _URL_PARAM_PASSWORD.finditer(database_url)]
+    found += [m["quoted"] or m["bare"] for m in _KEYWORD_PASSWORD.finditer(database_url)]
+    return {form for password in found if password for form in (password, unquote(password)) if form}
+
+
+def _overlaps(piece: str, secret: str) -> bool:
+    # Both are stretches of the one URL (libpq quotes a stretch it could not parse, which may run on past the
+    # password's end, or begin before it): they overlap if one holds the other or one begins where the other ends.
+    if piece in secret or secret in piece:
+        return True
+    return any(secret.endswith(piece[:n]) or secret.startswith(piece[-n:]) for n in range(1, len(piece)))
+
+
+def redact_password(message: str, database_url: str | None) -> str:
+    """`message` without the passwords of `database_url`, nor any quoted piece that overlaps one: libpq quotes what
+    it could not parse, and that is often the whole URL or a password that was not percent-encoded."""
+    if not database_url:
+        return message
+    secrets = _passwords(database_url)
+    if not secrets:
+        return message
+    for secret in sorted(secrets, key=len, reverse=True):
         message = message.replace(secret, "***")
-    return _QUOTED.sub(lambda m: '"***"' if m.group(1) in password else m.group(0), message)
+    return _QUOTED.sub(
+        lambda m: '"***"' if any(_overlaps(m.group(1), secret) for secret in secrets) else m.group(0), message
+    )
 
 
 def _database_url(settings: Settings) -> str:

@@ -439,6 +439,10 @@ def test_cli_prints_one_line_without_the_password_when_the_database_is_unreachab
         "postgresql://confab:hunter2%zz@127.0.0.1/confab",  # a password with a % that was not encoded
         "postgresql://confab:hunter2@[::1/confab",  # libpq quotes the whole URL
         "postgresql://confab:hun/ter2@127.0.0.1/confab",  # a / that was not encoded: "hun" becomes the port
+        # An @ not encoded: libpq ends the password at the first one and quotes the rest, its tail included.
+        "postgresql://confab:hun@t/er2%zz@127.0.0.1/confab",
+        "postgresql://confab@127.0.0.1/confab?password=hunter2%zz",  # the password as a URI parameter
+        "postgresql://confab@127.0.0.1/confab?password=hunter2&sslpassword=hun%ter2",
     ],
 )
 def test_cli_prints_one_line_without_the_password_when_database_url_is_malformed(url, monkeypatch, capsys):
@@ -453,8 +457,8 @@ def test_cli_prints_one_line_without_the_password_when_database_url_is_malformed
         get_settings.cache_clear()
     out = capsys.readouterr()
     assert out.err.startswith("confab: ") and out.err.count("\n") == 1, out.err
-    for piece in ("hunter2", "hun", "ter2"):
-        assert piece not in out.out + out.err
+    for piece in ("hunter2", "hun", "ter2", "er2%zz", "hun%ter2"):
+        assert piece not in out.out + out.err, out.err
 
 
 def test_cli_gives_up_after_db_connect_timeout_when_the_port_accepts_and_never_answers(monkeypatch, capsys):
