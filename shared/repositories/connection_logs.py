@@ -72,6 +72,12 @@ SELECT created_at FROM connection_logs
 WHERE address_key = %(key)s AND action = 'signup_failed' AND created_at > %(since)s
 ORDER BY created_at DESC LIMIT %(limit)s
 """
+# And per IPv6 /48: connection_logs_failed_signup_ipv6_48_idx.
+RECENT_SIGNUP_FAILURES_FOR_NETWORK = """
+SELECT created_at FROM connection_logs
+WHERE network_key = %(key)s AND action = 'signup_failed' AND created_at > %(since)s
+ORDER BY created_at DESC LIMIT %(limit)s
+"""
 LIST_PAGE = """
 SELECT id, user_id, action, ip_address, user_agent, actor_id, detail, created_at FROM connection_logs
 WHERE (%(user_id)s::uuid IS NULL OR user_id = %(user_id)s)
@@ -140,6 +146,13 @@ class ConnectionLogsRepository:
     def recent_signup_failures_for_address(self, address: str, since: datetime, limit: int) -> list[datetime]:
         """Signups refused as taken from the address's network (its /64 for IPv6)."""
         return self._failures(RECENT_SIGNUP_FAILURES_FOR_ADDRESS, rate_limited_address(address), since, limit)
+
+    def recent_signup_failures_for_network(self, address: str, since: datetime, limit: int) -> list[datetime]:
+        """Signups refused as taken from the address's IPv6 /48; none for an IPv4 address."""
+        network = rate_limited_network(address)
+        if network is None:
+            return []
+        return self._failures(RECENT_SIGNUP_FAILURES_FOR_NETWORK, network, since, limit)
 
     def list_page(
         self, user_id: UUID | None, after: tuple[datetime, UUID] | None, limit: int

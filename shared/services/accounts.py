@@ -191,9 +191,11 @@ def _throttle_signup(uow: UnitOfWork, settings: Settings, client: Client) -> Non
     address = client.address
     if not address:
         return
-    limit = settings.login_max_failures_per_address
+    per_address, per_network = settings.login_max_failures_per_address, settings.login_max_failures_per_ipv6_48
     counts: list[tuple[FailureCount, int]] = [
-        (lambda logs, since, n: logs.recent_signup_failures_for_address(address, since, n), limit)
+        (lambda logs, since, n: logs.recent_signup_failures_for_address(address, since, n), per_address),
+        # And an IPv6 client's /48, as for logins: otherwise each /64 of a routed /48 brings a budget of its own.
+        (lambda logs, since, n: logs.recent_signup_failures_for_network(address, since, n), per_network),
     ]
     _refuse_over_limit(uow, settings, counts, "Too many signups with taken names; try again later.")
 

@@ -241,6 +241,26 @@ def test_signups_refused_as_taken_are_limited_per_address_like_failed_logins(api
     assert len(trail) == 3 and {row[0] for row in trail} == {None}
 
 
+def test_signups_refused_as_taken_are_limited_per_ipv6_48_when_a_client_rotates_its_64s(api, reconfigure, db):
+    # As for failed logins: each /64 of a routed /48 has a per-address budget of its own, so the /48 bounds them,
+    # or signup stays a way to test 65536 times more addresses than login.
+    reconfigure(LOGIN_MAX_FAILURES_PER_ADDRESS="2", LOGIN_MAX_FAILURES_PER_IPV6_48="3")
+    api.signup("known")
+
+    def probe(n, ip, email="known@example.com"):
+        body = {"username": f"probe{n}", "email": email, "password": PASSWORD}
+        return api.call("POST", "/v1/auth/signup", body, ip=ip).status
+
+    assert [probe(n, f"2001:db8:7:{n:x}::1") for n in range(1, 4)] == [409, 409, 409]
+    assert probe(4, "2001:db8:7:ffff::1") == 429
+    assert probe(5, "2001:db8:7:ffff::1", email="fresh@example.com") == 429
+    # Another /48, and IPv4 clients, are other networks.
+    assert probe(6, "2001:db8:8::1") == 409
+    assert probe(7, "198.51.100.10", email="fresh@example.com") == 201
+    networks = db.execute("SELECT DISTINCT network_key FROM connection_logs WHERE action = 'signup_failed'")
+    assert {row[0] for row in networks} == {"2001:db8:7::/48", "2001:db8:8::/48"}
+
+
 def test_refresh_rotates_and_replaying_the_spent_token_revokes_the_family(api, db):
     first = api.signup("gina")["refresh_token"]
     second = api.call("POST", "/v1/auth/refresh", {"refresh_token": first})
