@@ -167,7 +167,10 @@ SELECT count(*) FROM participants p JOIN users u ON u.id = p.user_id
 WHERE p.conversation_id = %(conversation_id)s AND p.role <> 'ai' AND NOT u.is_ai
 """
 
-LOCK_CONVERSATION = "SELECT id FROM conversations WHERE id = %(id)s FOR NO KEY UPDATE"
+LOCK_CONVERSATION: dict[RowLock, str] = {
+    mode: f"SELECT id FROM conversations WHERE id = %(id)s FOR {mode}"  # noqa: S608 (lock modes from ROW_LOCKS)
+    for mode in ROW_LOCKS
+}
 
 # Threads
 
@@ -323,8 +326,8 @@ class ConversationsRepository:
     def delete(self, conversation_id: UUID) -> None:
         self.conn.execute(DELETE_CONVERSATION, {"id": conversation_id})
 
-    def lock(self, conversation_id: UUID) -> None:
-        self.conn.execute(LOCK_CONVERSATION, {"id": conversation_id})
+    def lock(self, conversation_id: UUID, mode: RowLock = "NO KEY UPDATE") -> None:
+        self.conn.execute(LOCK_CONVERSATION[mode], {"id": conversation_id})
 
     # Participants
 

@@ -262,6 +262,11 @@ def remove_participant(db: Database, principal: Principal, conversation_id: UUID
             raise not_found()
         if _would_orphan(repo, conversation_id, user_id):
             raise ConflictError("The last conversation admin cannot leave while others remain.")
+        if repo.count_humans(conversation_id) <= 1:
+            # This removal may leave nobody, and then deletes the conversation: its row is taken for that now,
+            # before the participant's is. Taken after, the delete waited for a write of the leaving user that
+            # holds the conversation's row (KEY SHARE) and waits for the participant row deleted here: a deadlock.
+            repo.lock(conversation_id, "UPDATE")
         repo.remove_participant(conversation_id, user_id)
         if repo.count_humans(conversation_id) == 0:
             repo.delete(conversation_id)  # nobody left to reach it (model accounts do not sign in)

@@ -373,3 +373,43 @@ def test_a_removal_waits_for_a_write_that_passed_its_access_check_and_the_write_
     assert db.execute(
         "SELECT count(*) FROM participants WHERE conversation_id = %s AND user_id = %s", (conversation_id, bob.user_id)
     ).fetchone() == (0,)
+
+
+def test_a_write_racing_its_writers_leave_of_a_conversation_they_were_last_in_does_not_deadlock(
+    app_container, db, monkeypatch
+):
+    # Bob is the last person in the conversation, so his leave deletes it. His reaction (the conversation's row held
+    # KEY SHARE) waits for his participant row, which the leave deleted: the leave must not then wait for the
+    # reaction's lock on the conversation's row to delete it, or each waits for the other until PostgreSQL aborts one.
+    bob = jwt_principal(make_user(db, "bob"))
+    conversation_id = call("POST", "/v1/conversations", bob, body={"kind": "group", "title": "g"}).body["id"]
+    message_id = _message(bob, conversation_id)
+    deadlocks = []
+
+    def spied(repository, name):
+        real = getattr(repository, name)
+
+        def spying(self, *args, **kwargs):
+            try:
+                return real(self, *args, **kwargs)
+            except psycopg.errors.DeadlockDetected:
+                deadlocks.append(name)
+                raise
+
+        monkeypatch.setattr(repository, name, spying)
+
+    spied(MessagesRepository, "access")
+    spied(ConversationsRepository, "delete")
+    reply = _remove_while(
+        app_container,
+        db,
+        monkeypatch,
+        "remove_participant",
+        bob,
+        conversation_id,
+        bob.user_id,
+        lambda: call("POST", f"/v1/messages/{message_id}/reactions", bob, body={"emoji": "👍"}),
+    )
+    assert deadlocks == []
+    assert reply.status == 404, reply.body
+    assert db.execute("SELECT count(*) FROM conversations WHERE id = %s", (conversation_id,)).fetchone() == (0,)
