@@ -7,6 +7,11 @@
 -- (U+FE0E/U+FE0F): the same text an add, a count and a removal compare. The old unique constraint stays (this
 -- index implies it).
 
+-- Reactions written meanwhile by code still running during the deploy would be neither folded nor normalized
+-- and could fail the unique index's build (rolling the migration back): they wait until this commits. The index
+-- build below blocks writes to the table anyway; reads go on.
+LOCK TABLE message_reactions IN SHARE ROW EXCLUSIVE MODE;
+
 -- Existing rows in NFC, as the API now writes them (normalize() needs a UTF8 database; Confab's are).
 DO $$
 BEGIN

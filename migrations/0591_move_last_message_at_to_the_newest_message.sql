@@ -7,11 +7,19 @@
 -- the newest message left (by id, as the preview picks it), or NULL when none is left (the list then uses
 -- created_at). One probe of messages (conversation_id, id) per conversation; only rows that differ are written.
 
+--
+-- A send that commits while this waits for its conversation's row has moved last_message_at on: the row is then
+-- written only if last_message_at is still what was read with the newest message (`seen`; an UPDATE that waited
+-- re-checks the row's latest version against it), so the send's time is never overwritten with an older one.
+
 UPDATE conversations c
 SET last_message_at = newest.created_at
 FROM (
     SELECT x.id,
+           x.last_message_at AS seen,
            (SELECT m.created_at FROM messages m WHERE m.conversation_id = x.id ORDER BY m.id DESC LIMIT 1) AS created_at
     FROM conversations x
 ) newest
-WHERE c.id = newest.id AND c.last_message_at IS DISTINCT FROM newest.created_at;
+WHERE c.id = newest.id
+  AND c.last_message_at IS DISTINCT FROM newest.created_at
+  AND c.last_message_at IS NOT DISTINCT FROM newest.seen;

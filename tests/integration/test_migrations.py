@@ -143,6 +143,39 @@ def test_last_message_at_moves_to_the_newest_remaining_message_when_0591_applies
         assert rows == {stale: kept, emptied: None, right: newest}
 
 
+def test_0591_leaves_the_time_of_a_send_that_commits_while_it_waits_for_the_conversation(empty_database_url, tmp_path):
+    # The repair read each conversation's newest message, then waited for a send holding the row: once the send
+    # committed, the UPDATE re-checked the row against what it had read before and wrote the older time over the
+    # send's, and the conversation sorted too low until its next message.
+    from tests.helpers import wait_for_a_lock_waiter
+
+    folder = _folder(tmp_path, {})
+    for earlier in MIGRATIONS.glob("*.sql"):
+        if earlier.name < "0591":
+            shutil.copy(earlier, folder)
+    migrate(empty_database_url, folder)
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        busy = conn.execute("INSERT INTO conversations (kind) VALUES ('group') RETURNING id").fetchone()[0]
+        conn.execute(
+            "INSERT INTO messages (conversation_id, content, created_at) VALUES (%s, 'old', now() - interval '1 hour')",
+            (busy,),
+        )
+        conn.execute("UPDATE conversations SET last_message_at = now() WHERE id = %s", (busy,))  # a deleted newer one
+        shutil.copy(next(MIGRATIONS.glob("0591_*.sql")), folder)
+        with psycopg.connect(empty_database_url) as sender:
+            sent = sender.execute(
+                "INSERT INTO messages (conversation_id, content) VALUES (%s, 'new') RETURNING created_at", (busy,)
+            ).fetchone()[0]
+            sender.execute("UPDATE conversations SET last_message_at = %s WHERE id = %s", (sent, busy))
+            migration = threading.Thread(target=migrate, args=(empty_database_url, folder))
+            migration.start()
+            wait_for_a_lock_waiter(conn)
+            sender.commit()
+        migration.join(20)
+        assert not migration.is_alive()
+        assert conn.execute("SELECT last_message_at FROM conversations WHERE id = %s", (busy,)).fetchone() == (sent,)
+
+
 def test_0530_is_applied_when_a_login_that_updated_its_user_writes_the_trail_meanwhile(empty_database_url, tmp_path):
     # 0530 takes connection_logs (ADD COLUMN), then users (the foreign key). A login updates users, then writes
     # connection_logs: the reverse order. Caught between its two statements, the pair deadlocked and the deploy's
