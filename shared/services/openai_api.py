@@ -57,6 +57,7 @@ class ChatCompletionRequest(BaseModel):
     tools: list[Any] | None = None
     functions: list[Any] | None = None  # the deprecated form of tools
     tool_choice: Any = None
+    function_call: Any = None  # the deprecated form of tool_choice
     n: int | None = Field(1, ge=1, le=1)
 
 
@@ -120,11 +121,12 @@ def create_chat_completion(
     service: CompletionService, user_id: UUID, body: ChatCompletionRequest
 ) -> ChatCompletionResponse:
     """POST /v1/chat/completions: the whole answer (sent as it is, or as an event stream by `event_stream`)."""
-    if (body.tools or body.functions) and body.tool_choice != "none":
+    if (body.tools and body.tool_choice != "none") or (body.functions and body.function_call != "none"):
         # Answering without them would look like a model that chose not to call a tool: an agent would go on
         # as if it had. Refused, as OpenAI-compatible servers refuse tools for a model that cannot call them.
         raise UnprocessableError(
-            "Tool calling is not supported; send no tools (or tool_choice 'none').", errors=[{"loc": ["tools"]}]
+            "Tool calling is not supported; send no tools (or tool_choice 'none').",
+            errors=[{"loc": ["tools" if body.tools else "functions"]}],
         )
     messages = [
         ChatMessage("system" if m.role in ("system", "developer") else m.role, _text(m))  # type: ignore[arg-type]

@@ -309,6 +309,8 @@ def test_chat_completion_with_tools_is_422_unless_none_may_be_called(ai_app, db)
     assert ai_app.events == []  # refused before the provider
     assert call("openai", chat_event(user, {**body, "tools": [tool], "tool_choice": "none"}))["statusCode"] == 200
     assert call("openai", chat_event(user, {**body, "tools": []}))["statusCode"] == 200
+    legacy = {**body, "functions": [tool["function"]], "function_call": "none"}
+    assert call("openai", chat_event(user, legacy))["statusCode"] == 200
 
 
 def test_chat_completion_stops_at_a_stop_sequence_and_caches_it_apart(ai_app, db):
