@@ -32,6 +32,10 @@ NO_TRANSACTION_MARK = "-- confab:no-transaction"
 # A transactional file that deadlocks with live traffic is applied again, this many times in all.
 DEADLOCK_ATTEMPTS = 5
 DEADLOCK_BACKOFF_S = 0.5
+# How long a transactional file waits for each lock it takes. PostgreSQL queues every later request for a table
+# behind a waiting ALTER TABLE: a migration waiting on a long transaction would stall all traffic to that table
+# for as long. Past this it gives up, rolls back and tries again (with the deadlock attempts above).
+LOCK_TIMEOUT_MS = 5000
 FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 CREATE_TABLE = """
@@ -302,9 +306,22 @@ def _apply_in_transaction(conn: psycopg.Connection[Any], migration: Migration) -
     for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
         try:
             with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{LOCK_TIMEOUT_MS}ms")))
                 conn.execute(migration.sql.encode())
                 conn.execute(INSERT_APPLIED, _record(migration))
             return
+        except pg_errors.LockNotAvailable as exc:
+            if attempt == DEADLOCK_ATTEMPTS:
+                raise MigrationError(
+                    f"{migration.path.name} could not take its locks within {LOCK_TIMEOUT_MS} ms in "
+                    f"{DEADLOCK_ATTEMPTS} attempts (a long transaction holds a table it changes) and was rolled back: "
+                    "nothing was changed. Deploy again once that transaction has ended (pg_stat_activity shows it)."
+                ) from exc
+            logger.warning(
+                "a migration waited too long for a lock held by live traffic and was rolled back; applying it again",
+                extra={"version": migration.version, "migration": migration.name, "attempt": attempt},
+            )
+            time.sleep(DEADLOCK_BACKOFF_S * attempt)
         except pg_errors.DeadlockDetected:
             if attempt == DEADLOCK_ATTEMPTS:
                 raise

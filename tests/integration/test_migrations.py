@@ -176,6 +176,32 @@ def test_0591_leaves_the_time_of_a_send_that_commits_while_it_waits_for_the_conv
         assert conn.execute("SELECT last_message_at FROM conversations WHERE id = %s", (busy,)).fetchone() == (sent,)
 
 
+def test_a_migration_waiting_on_a_long_transaction_gives_up_and_rolls_back_instead_of_stalling_the_table(
+    empty_database_url, tmp_path, monkeypatch
+):
+    # An ALTER TABLE waiting for a long transaction's lock queues every later request for that table behind it:
+    # without a lock timeout the deploy's migration held all traffic to the table for as long as it waited.
+    import shared.migrations as runner
+
+    monkeypatch.setattr(runner, "LOCK_TIMEOUT_MS", 200)
+    monkeypatch.setattr(runner, "DEADLOCK_ATTEMPTS", 2)
+    monkeypatch.setattr(runner, "DEADLOCK_BACKOFF_S", 0.05)
+    folder = _folder(tmp_path, {"0001_create_things.sql": TWO["0001_create_things.sql"]})
+    migrate(empty_database_url, folder)
+    (folder / "0002_add_colour.sql").write_text(TWO["0002_add_colour.sql"])
+    with psycopg.connect(empty_database_url) as long_reader:
+        long_reader.execute("SELECT count(*) FROM things").fetchone()  # its transaction stays open
+        started = time.monotonic()
+        with pytest.raises(MigrationError, match="could not take its locks within 200 ms"):
+            migrate(empty_database_url, folder)
+        assert time.monotonic() - started < 5
+        long_reader.rollback()
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (1,)
+    # Once that transaction has ended, the same deploy goes through.
+    assert [m.version for m in migrate(empty_database_url, folder)] == [2]
+
+
 def test_0530_is_applied_when_a_login_that_updated_its_user_writes_the_trail_meanwhile(empty_database_url, tmp_path):
     # 0530 takes connection_logs (ADD COLUMN), then users (the foreign key). A login updates users, then writes
     # connection_logs: the reverse order. Caught between its two statements, the pair deadlocked and the deploy's
