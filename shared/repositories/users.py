@@ -39,6 +39,8 @@ class CredentialState:
     role: str
     is_active: bool
     token_version: int
+    # With an API key's id: the key is still neither revoked nor expired (by the database clock).
+    key_usable: bool = True
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,19 @@ ORDER BY lower(email) = lower(%(login)s) DESC
 LIMIT 1
 """
 CREDENTIAL_STATE = "SELECT role, is_active, token_version FROM users WHERE id = %(id)s"
-# FOR SHARE: a role change or deactivation (an UPDATE of the row) waits for the admin write that read it, and
-# the admin write that comes after it reads its result.
-CREDENTIAL_STATE_FOR_SHARE = "SELECT role, is_active, token_version FROM users WHERE id = %(id)s FOR SHARE"
+# An admin acting: its user, and when it acts with an API key, whether that key still works. FOR SHARE (the
+# `_FOR_SHARE` form): a role change or deactivation (an UPDATE of the row) waits for the admin write that read
+# it, and the admin write that comes after it reads its result.
+ADMIN_STATE = """
+SELECT u.role, u.is_active, u.token_version,
+       %(key_id)s::uuid IS NULL OR EXISTS (
+           SELECT 1 FROM api_keys k
+           WHERE k.id = %(key_id)s AND k.user_id = u.id AND k.revoked_at IS NULL
+             AND (k.expires_at IS NULL OR k.expires_at > now())
+       ) AS key_usable
+FROM users u WHERE u.id = %(id)s
+"""
+ADMIN_STATE_FOR_SHARE = ADMIN_STATE + "FOR SHARE OF u"
 INSERT = """
 INSERT INTO users (username, email, password_hash, name, organization, aws_region, country, profession, role)
 VALUES (%(username)s, %(email)s, %(password_hash)s, %(name)s, %(organization)s, %(aws_region)s, %(country)s,
@@ -159,10 +171,15 @@ class UsersRepository:
     def get_by_login(self, login: str) -> UserRow | None:
         return self._one(GET_BY_LOGIN, {"login": login})
 
-    def credential_state(self, user_id: UUID, *, for_share: bool = False) -> CredentialState | None:
-        query = CREDENTIAL_STATE_FOR_SHARE if for_share else CREDENTIAL_STATE
+    def credential_state(self, user_id: UUID) -> CredentialState | None:
         with self.conn.cursor(row_factory=class_row(CredentialState)) as cur:
-            return cur.execute(query, {"id": user_id}).fetchone()
+            return cur.execute(CREDENTIAL_STATE, {"id": user_id}).fetchone()
+
+    def admin_state(self, user_id: UUID, api_key_id: UUID | None, *, for_share: bool) -> CredentialState | None:
+        """The acting account's state, and whether the API key it acts with (if any) still works."""
+        query = ADMIN_STATE_FOR_SHARE if for_share else ADMIN_STATE
+        with self.conn.cursor(row_factory=class_row(CredentialState)) as cur:
+            return cur.execute(query, {"id": user_id, "key_id": api_key_id}).fetchone()
 
     def add(
         self, *, username: str, email: str, password_hash: str | None, role: str = "user", **profile: Any

@@ -34,8 +34,11 @@ def admin_role_now(uow: UnitOfWork, principal: Principal, *, write: bool) -> str
     role change or deactivation waits for this transaction, and this write cannot land after it has answered."""
     if principal.user_id is None or not principal.is_admin:
         return None
-    state = UsersRepository(uow.conn).credential_state(principal.user_id, for_share=write)
+    state = UsersRepository(uow.conn).admin_state(principal.user_id, principal.api_key_id, for_share=write)
     if state is None or not state.is_active or state.role not in PRIVILEGED:
+        return None
+    if not state.key_usable:
+        # An API key revoked (or expired) since the authorizer's answer was cached keeps no admin rights.
         return None
     if principal.kind == "jwt" and principal.token_version not in (None, state.token_version):
         # An access token from before a logout-all or a password change (read in the same row, at no cost): a

@@ -197,3 +197,25 @@ def test_a_demotion_waits_for_an_admin_write_in_flight_so_none_lands_after_it_an
         with pytest.raises(psycopg.errors.LockNotAvailable):
             db.execute("UPDATE users SET role = 'user' WHERE id = %s", (admin,))
     db.execute("UPDATE users SET role = 'user' WHERE id = %s", (admin,))
+
+
+@pytest.mark.parametrize("ended", ["revoked_at = now()", "expires_at = now() - interval '1 second'"])
+def test_an_admin_acting_with_an_api_key_revoked_or_expired_since_the_answer_is_refused(app_container, db, ended):
+    # The authorizer's answer for the key is cached for up to a minute: a revoked admin key kept admin rights.
+    admin = add_user(db, role="admin")
+    key = db.execute(
+        "INSERT INTO api_keys (user_id, name, prefix, key_hash) VALUES (%s, 'ci', 'cfb_abcdefgh', 'x') RETURNING id",
+        (admin,),
+    ).fetchone()[0]
+    context = Principal(kind="api_key", user_id=admin, role="admin", api_key_id=key, token_version=0).to_context()
+
+    def create(model_id: str) -> dict[str, Any]:
+        body = {"model_id": model_id}
+        path = "/v1/model-configurations"
+        return _call("catalog", api_event("POST", path, path, principal=context, body=body))
+
+    assert create("while-the-key-works")["statusCode"] == 201
+    db.execute(f"UPDATE api_keys SET {ended} WHERE id = %s", (key,))
+    refused = create("after-it-ended")
+    assert refused["statusCode"] == 403 and header(refused, "Content-Type") == "application/problem+json"
+    assert db.execute("SELECT count(*) FROM model_configurations WHERE model_id = 'after-it-ended'").fetchone() == (0,)
