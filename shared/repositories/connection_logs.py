@@ -136,23 +136,22 @@ class ConnectionLogsRepository:
         """Failed logins from the address's network (its /64 for IPv6)."""
         return self._failures(RECENT_FAILURES_FOR_ADDRESS, rate_limited_address(address), since, limit)
 
-    def recent_failures_for_network(self, address: str, since: datetime, limit: int) -> list[datetime]:
-        """Failed logins from the address's IPv6 /48; none for an IPv4 address, which has no wider count."""
+    def _network_failures(self, query: str, address: str, since: datetime, limit: int) -> list[datetime]:
+        """Failures from the address's IPv6 /48; none for an IPv4 address, which has no wider count."""
         network = rate_limited_network(address)
-        if network is None:
-            return []
-        return self._failures(RECENT_FAILURES_FOR_NETWORK, network, since, limit)
+        return [] if network is None else self._failures(query, network, since, limit)
+
+    def recent_failures_for_network(self, address: str, since: datetime, limit: int) -> list[datetime]:
+        """Failed logins from the address's IPv6 /48."""
+        return self._network_failures(RECENT_FAILURES_FOR_NETWORK, address, since, limit)
 
     def recent_signup_failures_for_address(self, address: str, since: datetime, limit: int) -> list[datetime]:
         """Signups refused as taken from the address's network (its /64 for IPv6)."""
         return self._failures(RECENT_SIGNUP_FAILURES_FOR_ADDRESS, rate_limited_address(address), since, limit)
 
     def recent_signup_failures_for_network(self, address: str, since: datetime, limit: int) -> list[datetime]:
-        """Signups refused as taken from the address's IPv6 /48; none for an IPv4 address."""
-        network = rate_limited_network(address)
-        if network is None:
-            return []
-        return self._failures(RECENT_SIGNUP_FAILURES_FOR_NETWORK, network, since, limit)
+        """Signups refused as taken from the address's IPv6 /48."""
+        return self._network_failures(RECENT_SIGNUP_FAILURES_FOR_NETWORK, address, since, limit)
 
     def list_page(
         self, user_id: UUID | None, after: tuple[datetime, UUID] | None, limit: int

@@ -59,18 +59,20 @@ def test_real_migrations_apply_once_and_then_are_a_no_op(empty_database_url):
     assert migrate(empty_database_url, MIGRATIONS) == []
 
 
-def _migrated_with(url: str, tmp_path: Path, pattern: str) -> Path:
-    """A folder holding the real migrations matching `pattern`, applied to `url`: the schema before a later one."""
+def _migrated_before(url: str, tmp_path: Path, version: str) -> Path:
+    """A folder holding the real migrations numbered below `version`, applied to `url`: the schema a later one
+    meets in a deployed database."""
     folder = _folder(tmp_path, {})
-    for earlier in MIGRATIONS.glob(pattern):
-        shutil.copy(earlier, folder)
+    for earlier in MIGRATIONS.glob("*.sql"):
+        if earlier.name < version:
+            shutil.copy(earlier, folder)
     migrate(url, folder)
     return folder
 
 
 def test_demoted_user_of_a_direct_conversation_is_its_admin_again_when_0502_applies(empty_database_url, tmp_path):
     # Before 0502 either user could demote the other and leave; the one left could not administer the conversation.
-    folder = _migrated_with(empty_database_url, tmp_path, "0[0-4]*.sql")
+    folder = _migrated_before(empty_database_url, tmp_path, "0502")
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
         user = conn.execute("INSERT INTO users (username, email) VALUES ('b', 'b@x.io') RETURNING id").fetchone()[0]
         direct = conn.execute("INSERT INTO conversations (kind) VALUES ('direct') RETURNING id").fetchone()[0]
@@ -84,7 +86,7 @@ def test_demoted_user_of_a_direct_conversation_is_its_admin_again_when_0502_appl
 
 def test_two_spellings_of_one_reaction_are_folded_into_the_earliest_when_0550_applies(empty_database_url, tmp_path):
     # Before 0550 a heart with and without U+FE0F, or an NFD and an NFC letter, were two reactions by one person.
-    folder = _migrated_with(empty_database_url, tmp_path, "0[0-5][0-4]*.sql")
+    folder = _migrated_before(empty_database_url, tmp_path, "0550")
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
         user = conn.execute("INSERT INTO users (username, email) VALUES ('b', 'b@x.io') RETURNING id").fetchone()[0]
         group = conn.execute("INSERT INTO conversations (kind) VALUES ('group') RETURNING id").fetchone()[0]
@@ -110,11 +112,7 @@ def test_two_spellings_of_one_reaction_are_folded_into_the_earliest_when_0550_ap
 
 def test_last_message_at_moves_to_the_newest_remaining_message_when_0591_applies(empty_database_url, tmp_path):
     # Before 0591 deleting a conversation's newest message left last_message_at at the deleted message's time.
-    folder = _folder(tmp_path, {})
-    for earlier in MIGRATIONS.glob("*.sql"):
-        if earlier.name < "0591":
-            shutil.copy(earlier, folder)
-    migrate(empty_database_url, folder)
+    folder = _migrated_before(empty_database_url, tmp_path, "0591")
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
 
         def conversation(last_message_at):
@@ -149,11 +147,7 @@ def test_0591_leaves_the_time_of_a_send_that_commits_while_it_waits_for_the_conv
     # send's, and the conversation sorted too low until its next message.
     from tests.helpers import wait_for_a_lock_waiter
 
-    folder = _folder(tmp_path, {})
-    for earlier in MIGRATIONS.glob("*.sql"):
-        if earlier.name < "0591":
-            shutil.copy(earlier, folder)
-    migrate(empty_database_url, folder)
+    folder = _migrated_before(empty_database_url, tmp_path, "0591")
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
         busy = conn.execute("INSERT INTO conversations (kind) VALUES ('group') RETURNING id").fetchone()[0]
         conn.execute(
