@@ -54,30 +54,24 @@ ORDER BY created_at DESC LIMIT %(limit)s
 # from the account's last change (connection_logs_user_idx).
 RECENT_FAILURES_FOR_LOGIN = _failures_since_success("login_key", "login_failed", "login")
 RECENT_FAILED_PASSWORD_CHANGES = _failures_since_success("user_id", "password_change_failed", "password_changed")
-# Per client network (address_key: shared/auth/addresses.py), connection_logs_failed_network_idx.
-RECENT_FAILURES_FOR_ADDRESS = """
+
+
+def _failures_in_window(key: str, failed: str) -> str:
+    """Failures of one key in the window, whatever succeeded meanwhile (a network's). Fixed names only."""
+    return f"""
 SELECT created_at FROM connection_logs
-WHERE address_key = %(key)s AND action = 'login_failed' AND created_at > %(since)s
+WHERE {key} = %(key)s AND action = '{failed}' AND created_at > %(since)s
 ORDER BY created_at DESC LIMIT %(limit)s
-"""
-# Per IPv6 /48 (network_key: shared/auth/addresses.py), connection_logs_failed_ipv6_48_idx.
-RECENT_FAILURES_FOR_NETWORK = """
-SELECT created_at FROM connection_logs
-WHERE network_key = %(key)s AND action = 'login_failed' AND created_at > %(since)s
-ORDER BY created_at DESC LIMIT %(limit)s
-"""
-# Signups refused as taken, per client network: connection_logs_failed_signup_network_idx.
-RECENT_SIGNUP_FAILURES_FOR_ADDRESS = """
-SELECT created_at FROM connection_logs
-WHERE address_key = %(key)s AND action = 'signup_failed' AND created_at > %(since)s
-ORDER BY created_at DESC LIMIT %(limit)s
-"""
-# And per IPv6 /48: connection_logs_failed_signup_ipv6_48_idx.
-RECENT_SIGNUP_FAILURES_FOR_NETWORK = """
-SELECT created_at FROM connection_logs
-WHERE network_key = %(key)s AND action = 'signup_failed' AND created_at > %(since)s
-ORDER BY created_at DESC LIMIT %(limit)s
-"""
+"""  # noqa: S608
+
+
+# Per client network (address_key, network_key: shared/auth/addresses.py): connection_logs_failed_network_idx,
+# connection_logs_failed_ipv6_48_idx, connection_logs_failed_signup_network_idx and
+# connection_logs_failed_signup_ipv6_48_idx. Signups refused as taken are counted apart from failed logins.
+RECENT_FAILURES_FOR_ADDRESS = _failures_in_window("address_key", "login_failed")
+RECENT_FAILURES_FOR_NETWORK = _failures_in_window("network_key", "login_failed")
+RECENT_SIGNUP_FAILURES_FOR_ADDRESS = _failures_in_window("address_key", "signup_failed")
+RECENT_SIGNUP_FAILURES_FOR_NETWORK = _failures_in_window("network_key", "signup_failed")
 LIST_PAGE = """
 SELECT id, user_id, action, ip_address, user_agent, actor_id, detail, created_at FROM connection_logs
 WHERE (%(user_id)s::uuid IS NULL OR user_id = %(user_id)s)
