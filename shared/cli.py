@@ -288,6 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
+    except KeyboardInterrupt:
+        # Ctrl-C before the server is up (PostgreSQL starting, migrations): one line, not a stack trace. The exit
+        # handlers still stop an embedded PostgreSQL this process started.
+        print("confab: interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:
         # Operator-facing: one clear line, no stack trace.
         import psycopg

@@ -49,3 +49,13 @@ def test_serve_keeps_ignoring_a_hangup_when_started_under_nohup(serve_until_sett
     serve_until_settings()
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     assert signal.getsignal(signal.SIGTERM) is cli._exit_once
+
+
+def test_ctrl_c_before_the_server_is_up_is_one_line_and_exit_130(monkeypatch, capsys):
+    # Ctrl-C while the embedded PostgreSQL started or migrations ran printed a KeyboardInterrupt stack trace.
+    def interrupted(settings):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "resolve_database_url", interrupted)
+    assert cli.main(["db", "migrate"]) == 130
+    assert capsys.readouterr().err == "confab: interrupted\n"
