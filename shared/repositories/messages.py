@@ -47,13 +47,6 @@ _HELD = """(SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.conversation_
                                 LIMIT %(message_limit)s) held)"""
 
 
-# Whether the caller may see conversation `c`: an anonymous token reaches its own anonymous conversation
-# (the service has already checked that the token names it); anyone else must be a participant.
-CAN_SEE = """
-CASE WHEN %(anonymous)s THEN c.kind = 'anonymous'
-     ELSE EXISTS (SELECT 1 FROM participants p WHERE p.conversation_id = c.id AND p.user_id = %(user_id)s) END
-"""
-
 # Whether the message of a repeated idempotency key is the one this send asks for (same thread, content and
 # attachments; its content as sent or as it reads now): only then is the send a retry. Fixed text only.
 _SAME_REQUEST = """coalesce({m}thread_id IS NOT DISTINCT FROM %(thread_id)s::uuid
