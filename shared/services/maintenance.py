@@ -127,6 +127,7 @@ def run_maintenance(
         return MaintenanceResult(status="busy")
     started_at, run_id = taken
     result = MaintenanceResult(status="complete", run_id=run_id)
+    run = _Run(db, settings, holder, lease_ttl_s, started_at, deadline, clock, result)
 
     def attempt(name: str, step: Callable[[], Status]) -> Status:
         # One job's failure (a row it cannot delete, storage refusing) must not starve the jobs after it, run
@@ -142,20 +143,12 @@ def run_maintenance(
 
     try:
         for job in jobs if jobs is not None else PURGE_JOBS:
-            status = attempt(
-                job.name,
-                functools.partial(
-                    _run_job, db, settings, job, holder, lease_ttl_s, started_at, deadline, clock, result
-                ),
-            )
+            status = attempt(job.name, functools.partial(_run_job, run, job))
             if status != "complete":
                 result.status = status
                 break
         if result.status == "complete" and jobs is None:
-            result.status = attempt(
-                "user_files_abandoned",
-                lambda: _settle_stale_uploads(db, settings, holder, lease_ttl_s, started_at, deadline, clock, result),
-            )
+            result.status = attempt("user_files_abandoned", functools.partial(_settle_stale_uploads, run))
     finally:
 
         def finish(uow: UnitOfWork) -> None:
@@ -178,42 +171,57 @@ def run_maintenance(
     return result
 
 
-def _run_job(
-    db: Database,
-    settings: Settings,
-    job: PurgeJob,
-    holder: UUID,
-    lease_ttl_s: float,
-    started_at: datetime,
-    deadline: float,
-    clock: Callable[[], float],
-    result: MaintenanceResult,
-) -> Status:
-    cutoff = started_at - job.retention(settings)
+@dataclass(frozen=True)
+class _Run:
+    """What every job of one run shares: the database, the lease it holds, its time and what it has done."""
+
+    db: Database
+    settings: Settings
+    holder: UUID
+    lease_ttl_s: float
+    started_at: datetime
+    deadline: float
+    clock: Callable[[], float]
+    result: MaintenanceResult
+
+    def out_of_time(self) -> bool:
+        return self.clock() >= self.deadline
+
+    def renew_lease(self, uow: UnitOfWork) -> bool:
+        """Whether the lease is still ours (renewed in the batch's transaction, which writes nothing if not)."""
+        return MaintenanceRepository(uow.conn).renew_lease(LEASE_NAME, self.holder, self.lease_ttl_s)
+
+    def lease_lost(self, job: str) -> Status:
+        logger.warning("maintenance lease lost; stopping", extra={"job": job})
+        return "lease_lost"
+
+
+def _run_job(run: _Run, job: PurgeJob) -> Status:
+    settings, result = run.settings, run.result
+    cutoff = run.started_at - job.retention(settings)
     limit = job.batch_size(settings)
     result.deleted.setdefault(job.name, 0)
-    after = db.read(lambda uow: MaintenanceRepository(uow.conn).cursor(job.name))
+    after = run.db.read(lambda uow: MaintenanceRepository(uow.conn).cursor(job.name))
     while True:
-        if clock() >= deadline:
+        if run.out_of_time():
             return "partial"
 
         def batch(
             uow: UnitOfWork, after: tuple[datetime, str] | None = after
         ) -> tuple[bool, int, bool, tuple[datetime, str] | None]:
-            repo = MaintenanceRepository(uow.conn)
-            if not repo.renew_lease(LEASE_NAME, holder, lease_ttl_s):
+            if not run.renew_lease(uow):
                 return False, 0, False, None
+            repo = MaintenanceRepository(uow.conn)
             found = repo.purge_batch(job.target, cutoff=cutoff, limit=limit, after=after)
             finished = found.last is None
             repo.set_cursor(job.name, None if finished else found.last)
             return True, found.deleted, finished, found.last
 
         began = time.perf_counter()
-        held, deleted, finished, last = db.transact(batch)
+        held, deleted, finished, last = run.db.transact(batch)
         result.longest_transaction_ms = max(result.longest_transaction_ms, (time.perf_counter() - began) * 1000)
         if not held:
-            logger.warning("maintenance lease lost; stopping", extra={"job": job.name})
-            return "lease_lost"
+            return run.lease_lost(job.name)
         result.batches += 1
         result.deleted[job.name] += deleted
         if finished:
@@ -225,24 +233,16 @@ STALE_UPLOAD_BATCH = 100  # a storage call each: smaller than the purges' batche
 STALE_UPLOAD_GRACE = timedelta(hours=1)  # an upload begun just before its URL expired may still be arriving
 
 
-def _settle_stale_uploads(
-    db: Database,
-    settings: Settings,
-    holder: UUID,
-    lease_ttl_s: float,
-    started_at: datetime,
-    deadline: float,
-    clock: Callable[[], float],
-    result: MaintenanceResult,
-) -> Status:
+def _settle_stale_uploads(run: _Run) -> Status:
     """Uploads nobody confirmed (a GET does) once their URL has expired: storage is asked, outside any
     transaction, whether the bytes came; if they did the record is marked uploaded, if not it is deleted. A file
     storage cannot answer for is left for the next run."""
-    storage = storage_for(settings)
-    cutoff = started_at - timedelta(seconds=settings.file_url_ttl_s) - STALE_UPLOAD_GRACE
+    db, result = run.db, run.result
+    storage = storage_for(run.settings)
+    cutoff = run.started_at - timedelta(seconds=run.settings.file_url_ttl_s) - STALE_UPLOAD_GRACE
     result.deleted.setdefault("user_files_abandoned", 0)
     after: tuple[datetime, UUID] | None = None
-    while clock() < deadline:
+    while not run.out_of_time():
 
         def find(uow: UnitOfWork, after: tuple[datetime, UUID] | None = after) -> list[tuple[UUID, str, datetime]]:
             return FilesRepository(uow.conn).stale_uploads(cutoff, after, STALE_UPLOAD_BATCH)
@@ -258,14 +258,13 @@ def _settle_stale_uploads(
                 logger.exception("storage could not say whether an upload arrived", extra={"storage_key": key})
 
         def settle(uow: UnitOfWork, sizes: dict[UUID, int | None] = sizes) -> int | None:
-            if not MaintenanceRepository(uow.conn).renew_lease(LEASE_NAME, holder, lease_ttl_s):
+            if not run.renew_lease(uow):
                 return None
             return FilesRepository(uow.conn).settle_stale_uploads(sizes)
 
         dropped = db.transact(settle)
         if dropped is None:
-            logger.warning("maintenance lease lost; stopping", extra={"job": "user_files_abandoned"})
-            return "lease_lost"
+            return run.lease_lost("user_files_abandoned")
         result.batches += 1
         result.deleted["user_files_abandoned"] += dropped
         after = (stale[-1][2], stale[-1][0])
