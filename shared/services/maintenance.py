@@ -84,7 +84,9 @@ PURGE_JOBS: list[PurgeJob] = [
     ),
 ]
 
-Status = Literal["complete", "partial", "busy", "lease_lost"]
+# complete: every job ran to the end; failed: every job ran, and the ones in `failed` raised; partial: the time
+# budget ran out first; lease_lost: another run took over; busy: another run was active, nothing ran.
+Status = Literal["complete", "failed", "partial", "busy", "lease_lost"]
 
 
 @dataclass
@@ -141,6 +143,7 @@ def run_maintenance(
             result.failed.append(name)
             return "complete"
 
+    ended = False  # False when an error (a lost database) ends the run
     try:
         for job in jobs if jobs is not None else PURGE_JOBS:
             status = attempt(job.name, functools.partial(_run_job, run, job))
@@ -149,12 +152,14 @@ def run_maintenance(
                 break
         if result.status == "complete" and jobs is None:
             result.status = attempt("user_files_abandoned", functools.partial(_settle_stale_uploads, run))
+        if result.failed and result.status == "complete":
+            result.status = "failed"
+        ended = True
     finally:
 
         def finish(uow: UnitOfWork) -> None:
             repo = MaintenanceRepository(uow.conn)
-            complete = result.status == "complete" and not result.failed
-            repo.finish_run(run_id, complete=complete, deleted=result.deleted)
+            repo.finish_run(run_id, complete=ended and result.status == "complete", deleted=result.deleted)
             repo.release_lease(LEASE_NAME, holder)
 
         db.transact(finish)

@@ -270,7 +270,7 @@ def test_the_other_jobs_still_run_when_one_job_fails(app_container, db, arranged
 
     monkeypatch.setattr(MaintenanceRepository, "purge_batch", cache_purge_fails)
     result = run_maintenance(app_container.db, app_container.settings)
-    assert result.failed == ["ai_cache"] and result.status == "complete"
+    assert result.failed == ["ai_cache"] and result.status == "failed"
     assert _count(db, "ai_cache") == 37  # nothing of the failed job
     assert result.deleted["anonymous_conversations"] == 4 and result.deleted["user_files_abandoned"] == 1
     assert result.deleted["refresh_tokens_revoked"] == 1 and result.deleted["anonymous_rate_limits"] == 1
@@ -281,3 +281,36 @@ def test_the_other_jobs_still_run_when_one_job_fails(app_container, db, arranged
     with pytest.raises(RuntimeError, match="maintenance jobs failed: ai_cache"):
         lambda_handler(load_event("eventbridge_maintenance"), FakeLambdaContext())
     assert _count(db, "conversations", f"id = '{old}'") == 0
+
+
+def test_confab_maintenance_reports_failed_and_exits_1_when_a_job_fails(app_env, db, capsys, monkeypatch):
+    import json
+
+    from shared.cli import main
+    from shared.settings import get_settings
+
+    def purge_fails(self, target, **kwargs):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(MaintenanceRepository, "purge_batch", purge_fails)
+    get_settings.cache_clear()
+    try:
+        assert main(["maintenance"]) == 1
+    finally:
+        get_settings.cache_clear()
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # Not "complete" beside a list of failures.
+    assert out["status"] == "failed" and "ai_cache" in out["failed"]
+
+
+def test_a_run_ended_by_a_lost_database_is_not_recorded_as_complete(app_container, db, arranged, monkeypatch):
+    from shared.errors import UnavailableError
+
+    def database_lost(self, target, **kwargs):
+        raise UnavailableError("injected")
+
+    monkeypatch.setattr(MaintenanceRepository, "purge_batch", database_lost)
+    with pytest.raises(UnavailableError):
+        run_maintenance(app_container.db, app_container.settings)
+    assert db.execute("SELECT complete FROM maintenance_runs ORDER BY id DESC LIMIT 1").fetchone() == (False,)
+    assert _count(db, "maintenance_leases") == 0
