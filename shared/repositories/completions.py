@@ -120,7 +120,14 @@ class PriorTurn(BaseModel):
     id: int
     thread_id: UUID | None  # a key is unique per conversation and sender: its message may be in another thread
     content: str
+    sent_content: str | None  # the content before its first edit; None when it was never edited
+    has_attachments: bool  # its key was a send's (keys are shared), and that send carried files
     answer: dict[str, Any] | None  # the AI message's fields (as in Recorded.answer) and its recorded usage
+
+    def asks_for(self, content: str) -> bool:
+        """Whether a turn asking `content` asks for this message: the same content as sent or as it reads after an
+        edit, and no attachments (a turn carries none), as for a retried send (shared/repositories/messages.py)."""
+        return not self.has_attachments and content in (self.content, self.sent_content)
 
 
 @dataclass(frozen=True)

@@ -154,14 +154,19 @@ def _seconds_to_next_month(now: datetime) -> int:
     return max(1, int((datetime(nxt.year, nxt.month, nxt.day, tzinfo=UTC) - now).total_seconds()))
 
 
-def _replay(prior: PriorTurn | None, thread_id: UUID) -> ThreadCompletion | None:
-    """The answer to return again when the idempotency key's turn was answered; None when there is none."""
+def _replay(prior: PriorTurn | None, thread_id: UUID, content: str) -> ThreadCompletion | None:
+    """The answer to return again when the idempotency key's turn was answered; None when there is none; a
+    conflict when the key names another message (in another thread, or asking something else)."""
     if prior is None:
         return None
     if prior.thread_id != thread_id:
         # Keys are unique per conversation and sender: this one stored a message in another thread (a turn or a
         # send), so this request is not a retry of it.
         raise ConflictError("The idempotency key was used for a message in another thread of this conversation.")
+    if not prior.asks_for(content):
+        # A client whose key counter restarted: answering the key's turn again, or asking the model about its
+        # message, would tell it that this question was answered. Refused before anything is stored or bought.
+        raise ConflictError("The idempotency key was used for another message in this conversation.")
     if prior.answer is None:
         return None  # the first attempt failed at the provider: its stored message is asked about again
     # A retry of a turn that was answered: the same answer, and no second call.
@@ -222,7 +227,7 @@ class CompletionService:
         if context is None:
             raise NotFoundError("No such thread.")
         thread, prior = context.thread, context.prior
-        replay = _replay(prior, thread.id)
+        replay = _replay(prior, thread.id, content)
         if replay is not None:
             return replay
         model = self._checked_model(model_id or thread.model_id or self._settings.default_model_id, context.model)

@@ -64,6 +64,34 @@ def test_completion_answers_the_ai_message_with_usage_when_a_participant_asks(ai
     assert len(times) == 2 and all(t[0] and t[0].endswith("Z") for t in times)
 
 
+def test_completion_is_409_problem_storing_nothing_when_its_idempotency_key_was_used_for_other_content(ai_app, db):
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+
+    def ask(content):
+        event = api_event(
+            "POST",
+            "/v1/threads/{id}/completions",
+            f"/v1/threads/{thread}/completions",
+            principal=context_for(user),
+            path_parameters={"id": str(thread)},
+            body={"content": content, "temperature": 0.5},
+        )
+        event["headers"]["Idempotency-Key"] = "k-1"
+        event["multiValueHeaders"]["Idempotency-Key"] = ["k-1"]
+        return call("completions", event)
+
+    first = ask("lunch at noon?")
+    assert first["statusCode"] == 200, first["body"]
+    other = ask("dinner at eight?")
+    assert other["statusCode"] == 409 and header(other, "Content-Type") == "application/problem+json"
+    assert body_of(other)["type"] == "https://confab.dev/problems/conflict"
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 2 and len(ai_app.events) == 1
+    retry = ask("lunch at noon?")
+    assert retry["statusCode"] == 200 and body_of(retry)["message"]["id"] == body_of(first)["message"]["id"]
+
+
 def test_completion_is_the_same_404_as_a_random_id_when_the_caller_is_not_a_participant(ai_app, db):
     add_model(db)
     owner, stranger = add_user(db), add_user(db)

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from shared.auth.principal import Principal
 from shared.db import ConnectionProvider, Database
 from shared.errors import NotFoundError, RateLimitedError
 from shared.providers.base import ProviderRequest, ProviderResult
@@ -428,6 +429,136 @@ def test_racing_twins_with_one_key_in_two_threads_record_one_turn_and_the_other_
     winner = next(t for t, outcome in outcomes.items() if outcome == "ok")
     rows = db.execute("SELECT thread_id, sender_kind FROM messages ORDER BY id").fetchall()
     assert rows == [(winner, "user"), (winner, "ai")]
+    assert len(registry.requests) == 2 and len(publisher.events) == 2
+
+
+def _fail_once(registry, monkeypatch, ask):
+    """`ask()` while the provider is down (the turn's user message is kept), then the provider back up."""
+    from shared.providers.base import ProviderError
+
+    original = registry.for_model
+    monkeypatch.setattr(registry, "for_model", lambda provider, **kwargs: FailingProvider())
+    with pytest.raises(ProviderError):
+        ask()
+    monkeypatch.setattr(registry, "for_model", original)
+
+
+@pytest.mark.parametrize("first_answered", [True, False])
+@pytest.mark.parametrize("other", ["dinner at eight?", "lunch at noon? "])
+def test_an_idempotency_key_used_again_for_other_content_is_a_conflict_before_the_provider(
+    db, make_service, monkeypatch, first_answered, other
+):
+    # A client whose key counter restarted asks something else with a used key. Answering the first turn again,
+    # or (when its provider call had failed) asking the model about the first turn's message, would tell it this
+    # question was answered. As for a send: 409, and nothing stored, bought or reported. Content is compared as
+    # it is stored, which is as sent: a trailing space makes another message. A true retry still answers.
+    from shared.errors import ConflictError
+
+    service, registry, publisher = make_service()
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+
+    def ask(content):
+        return service.complete_in_thread(user, thread, content=content, temperature=0.5, idempotency_key="k")
+
+    first = None
+    if first_answered:
+        first = ask("lunch at noon?")
+    else:
+        _fail_once(registry, monkeypatch, lambda: ask("lunch at noon?"))
+    stored = db.execute("SELECT id, sender_kind, content FROM messages ORDER BY id").fetchall()
+    calls, events = len(registry.requests), len(publisher.events)
+    with pytest.raises(ConflictError):
+        ask(other)
+    assert db.execute("SELECT id, sender_kind, content FROM messages ORDER BY id").fetchall() == stored
+    assert len(registry.requests) == calls and len(publisher.events) == events
+    retry = ask("lunch at noon?")
+    if first is not None:
+        assert retry.message.id == first.message.id and len(registry.requests) == calls
+    else:
+        assert [m.content for m in registry.requests[-1].messages if m.role == "user"] == ["lunch at noon?"]
+        assert retry.user_message_id == stored[0][0]
+
+
+def test_a_retry_with_the_content_as_sent_or_as_edited_answers_and_other_content_is_a_conflict(db, make_service):
+    # As for a send: the key's message is the one asked for when its content is the same as sent, or as it reads
+    # after an edit.
+    from shared.errors import ConflictError
+    from shared.models.conversations import MessageUpdate
+    from shared.services.messages import edit_message
+
+    service, registry, _ = make_service()
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+
+    def ask(content):
+        return service.complete_in_thread(user, thread, content=content, temperature=0.5, idempotency_key="k")
+
+    first = ask("lunch at noon?")
+    principal = Principal(kind="jwt", user_id=user, role="user")
+    edit_message(service._db, Settings(), principal, first.user_message_id, MessageUpdate(content="lunch at one?"))
+    assert ask("lunch at noon?").message.id == first.message.id
+    assert ask("lunch at one?").message.id == first.message.id
+    with pytest.raises(ConflictError):
+        ask("dinner at eight?")
+    assert len(registry.requests) == 1
+
+
+def test_a_key_whose_message_carries_attachments_is_a_conflict_for_a_turn_which_carries_none(db, make_service):
+    # Keys are shared with sends, and a send's message is its content and its attachments: a turn, which carries
+    # none, with the key of a send that had some asks for another message.
+    from shared.errors import ConflictError
+    from shared.models.conversations import MessageCreate
+    from shared.services.messages import send_message
+
+    service, registry, publisher = make_service()
+    add_model(db)
+    user = add_user(db)
+    conversation, thread = add_thread(db, user, model_id="local-echo")
+    file = db.execute(
+        "INSERT INTO user_files (owner_id, original_name, content_type, size, storage_key) "
+        "VALUES (%s, 'a.txt', 'text/plain', 3, gen_random_uuid()::text) RETURNING id",
+        (user,),
+    ).fetchone()[0]
+    principal = Principal(kind="jwt", user_id=user, role="user")
+    sent = MessageCreate(content="see file", attachments=[file], thread_id=thread, idempotency_key="k")
+    send_message(service._db, Settings(), principal, conversation, sent)
+    with pytest.raises(ConflictError):
+        service.complete_in_thread(user, thread, content="see file", temperature=0.5, idempotency_key="k")
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
+    assert registry.requests == [] and publisher.events == []
+
+
+def test_racing_twins_with_one_key_and_other_content_record_one_turn_and_the_other_is_a_conflict(db, make_service):
+    # Both read the context before either stored anything, so both reach the provider; the record of the second
+    # finds the key's message (under its row lock) asking something else and refuses (409), storing nothing. Both
+    # calls are reported (their tokens were spent).
+    from shared.errors import ConflictError
+
+    service, registry, publisher = make_service(delay=0.3)
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    outcomes: dict[str, str] = {}
+
+    def ask(content):
+        try:
+            service.complete_in_thread(user, thread, content=content, temperature=0.5, idempotency_key="t")
+            outcomes[content] = "ok"
+        except ConflictError:
+            outcomes[content] = "409"
+
+    workers = [threading.Thread(target=ask, args=(c,)) for c in ("lunch at noon?", "dinner at eight?")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert sorted(outcomes.values()) == ["409", "ok"]
+    winner = next(c for c, outcome in outcomes.items() if outcome == "ok")
+    rows = db.execute("SELECT sender_kind, content FROM messages ORDER BY id").fetchall()
+    assert rows[0] == ("user", winner) and [r[0] for r in rows] == ["user", "ai"]
     assert len(registry.requests) == 2 and len(publisher.events) == 2
 
 
