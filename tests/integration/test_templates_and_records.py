@@ -361,3 +361,22 @@ def test_record_lists_stop_a_page_short_of_lambdas_limit_and_go_on_from_there_wh
 
     assert [r["id"] for r in _walk(page("/v1/analysis-reports"))] == reports[::-1]
     assert [e["id"] for e in _walk(page("/v1/code-executions"))] == executions[::-1]
+
+
+def test_template_list_stops_a_page_short_of_lambdas_limit_when_prompts_are_long(ai_app, db):
+    # Up to 200 templates a page, each prompt up to 20,000 characters: 45 long prompts in Japanese (a
+    # non-ASCII letter is seven bytes in Lambda's answer) made a page no answer could carry.
+    prompt = "あなたは分析の専門家です。" * 1538
+    for n in range(45):
+        db.execute(
+            "INSERT INTO agent_templates (template_name, description, prompt_template) VALUES (%s, 'd', %s)",
+            (f"ja-{n:02d}", prompt[:20_000]),
+        )
+    user = add_user(db)
+
+    def first_page(cursor):
+        query = {"limit": "200", **({"cursor": cursor} if cursor else {})}
+        path = "/v1/agent-templates"
+        return call("catalog", api_event("GET", path, path, principal=context_for(user), query=query))
+
+    assert [t["template_name"] for t in _walk(first_page)] == [f"ja-{n:02d}" for n in range(45)]
