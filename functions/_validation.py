@@ -80,6 +80,10 @@ class RequestValidation(powertools.OpenAPIRequestValidationMiddleware):
         except RecursionError as exc:
             # json.loads recurses per nesting level: a body of a few hundred KB of brackets exhausts the stack.
             raise InvalidRequestError("The request body is nested too deeply.") from exc
+        except ValueError as exc:
+            # Not a JSONDecodeError (Powertools' 400 for malformed JSON): json.loads' own refusal of an integer
+            # of more than 4300 digits (sys.get_int_max_str_digits), a plain ValueError that was a 500.
+            raise InvalidRequestError("The request body holds a number too long to read.") from exc
         return parsed
 
 

@@ -19,6 +19,10 @@ from pydantic import BaseModel
 
 from shared.errors import InvalidRequestError
 
+# Lambda hands API Gateway at most 6 MB of JSON, with the answer's body escaped inside it once more. A list of
+# large records (a report's HTML, an execution's code and output) stops its page short of that, and a record
+# that could not be answered at all is refused when written; the rest is room for the page and the headers.
+ANSWER_MAX_BYTES = 5 * 1024 * 1024
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_CURSOR_CHARS = 1024
@@ -28,6 +32,7 @@ BIGINT_RANGE = range(-(2**63), 2**63)
 
 T = TypeVar("T")
 U = TypeVar("U")
+M = TypeVar("M", bound=BaseModel)
 KeyPart = type[str] | type[int] | type[UUID] | type[datetime]
 
 
@@ -120,3 +125,22 @@ def page_of(rows: Sequence[T], limit: int, key: Callable[[T], Sequence[Any]]) ->
 def page_as(page: Page[T], convert: Callable[[T], U]) -> Page[U]:
     """The same page with each item converted (rows to response models), the cursor kept."""
     return Page[U](items=[convert(item) for item in page.items], next_cursor=page.next_cursor)
+
+
+def answer_bytes(model: BaseModel) -> int:
+    """The most bytes `model` takes in Lambda's answer to API Gateway: its JSON as Powertools writes a body
+    (non-ASCII as \\u escapes), escaped again as the answer's body string."""
+    body = json.dumps(model.model_dump(mode="json"), separators=(",", ":"))
+    return len(json.dumps(body))
+
+
+def page_within(page: Page[M], key: Callable[[M], Sequence[Any]], max_bytes: int = ANSWER_MAX_BYTES) -> Page[M]:
+    """The page cut after the items whose answer fits in `max_bytes` (one item at least), its cursor at the last
+    item kept, so that the next page starts with the first one left out."""
+    total = 0
+    for n, item in enumerate(page.items):
+        total += answer_bytes(item)
+        if total > max_bytes and n > 0:
+            kept = page.items[:n]
+            return Page[M](items=kept, next_cursor=encode_cursor(key(kept[-1])))
+    return page

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ConflictError, NotFoundError, UnprocessableError
+from shared.errors import ConflictError, NotFoundError, PayloadTooLargeError, UnprocessableError
 from shared.models.json_values import JsonArray, JsonObject, JsonValue
 from shared.models.money import Money
 from shared.models.strict import Strict
-from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
+from shared.pagination import (
+    ANSWER_MAX_BYTES,
+    Page,
+    answer_bytes,
+    decode_cursor,
+    page_as,
+    page_limit,
+    page_of,
+    page_within,
+)
 from shared.repositories.records import ExecutionRow, RecordsRepository, ReportRow
 
 Status = Literal["pending", "running", "completed", "failed"]
@@ -116,6 +125,23 @@ class ReportOut(BaseModel):
 # Both lists are newest first by (created_at, id).
 KEYSET = (datetime, UUID)
 
+Record = TypeVar("Record", ExecutionOut, ReportOut)
+
+
+def _keyset_of(record: ExecutionOut | ReportOut) -> tuple[datetime, UUID]:
+    return record.created_at, record.id
+
+
+def _answerable(record: Record) -> Record:
+    """The record as written, if one answer can still carry it (each field is bounded, the record was not: a
+    report's HTML, code and conclusion together made a report no GET or list page could answer again)."""
+    if answer_bytes(record) > ANSWER_MAX_BYTES:
+        raise PayloadTooLargeError(
+            f"With this change the record would be over {ANSWER_MAX_BYTES} bytes of JSON, more than one answer "
+            "can carry; nothing was changed."
+        )
+    return record
+
 
 def _execution_out(row: ExecutionRow | None) -> ExecutionOut:
     if row is None:
@@ -132,7 +158,7 @@ def create_execution(db: Database, principal: Principal, body: ExecutionIn) -> E
             raise NotFoundError()
         if body.message_id is not None and not repo.message_in_conversation(body.message_id, body.conversation_id):
             raise NotFoundError()
-        return _execution_out(repo.add_execution({**body.model_dump(), "user_id": user_id}))
+        return _answerable(_execution_out(repo.add_execution({**body.model_dump(), "user_id": user_id})))
 
     return db.transact(work)
 
@@ -149,7 +175,7 @@ def list_executions(
     size = page_limit(limit)
     after = decode_cursor(cursor, KEYSET)
     rows = db.read(lambda uow: RecordsRepository(uow.conn).list_executions(user_id, conversation_id, after, size + 1))
-    return page_as(page_of(rows, size, lambda r: (r.created_at, r.id)), _execution_out)
+    return page_within(page_as(page_of(rows, size, lambda r: (r.created_at, r.id)), _execution_out), _keyset_of)
 
 
 def update_execution(db: Database, principal: Principal, id: UUID, body: ExecutionPatch) -> ExecutionOut:
@@ -166,7 +192,7 @@ def update_execution(db: Database, principal: Principal, id: UUID, body: Executi
         if row is None or row.user_id != user_id:
             raise NotFoundError()
         repo.update_execution(id, changes)
-        return _execution_out(repo.execution(id, user_id))
+        return _answerable(_execution_out(repo.execution(id, user_id)))
 
     return db.transact(work)
 
@@ -204,7 +230,7 @@ def list_reports(db: Database, principal: Principal, *, cursor: str | None, limi
     size = page_limit(limit)
     after = decode_cursor(cursor, KEYSET)
     rows = db.read(lambda uow: RecordsRepository(uow.conn).list_reports(user_id, after, size + 1))
-    return page_as(page_of(rows, size, lambda r: (r.created_at, r.id)), _report_out)
+    return page_within(page_as(page_of(rows, size, lambda r: (r.created_at, r.id)), _report_out), _keyset_of)
 
 
 def update_report(db: Database, principal: Principal, id: UUID, body: ReportPatch) -> ReportOut:
@@ -230,6 +256,6 @@ def update_report(db: Database, principal: Principal, id: UUID, body: ReportPatc
         if target == "completed":
             changes["progress_percentage"] = 100
         repo.update_report(id, changes, finish=finish)
-        return _report_out(repo.report(id, user_id))
+        return _answerable(_report_out(repo.report(id, user_id)))
 
     return db.transact(work)

@@ -12,7 +12,7 @@ from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ForbiddenError, NotFoundError, UnprocessableError
 from shared.models.strict import Strict
-from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
+from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of, page_within
 from shared.repositories.templates import PreferenceRow, TemplateRow, TemplatesRepository
 from shared.services import admin_rights
 
@@ -109,7 +109,9 @@ def list_templates(db: Database, principal: Principal, *, cursor: str | None, li
 
     admin, rows = db.read(work)
     page = page_of(rows, size, lambda r: (r.template_name,))
-    return page_as(page, lambda r: _out(r, show_prompt=admin or not r.is_premium_only))
+    # A page of long prompts stops short of one Lambda answer (docs/ai.md, "Answer size").
+    shown = page_as(page, lambda r: _out(r, show_prompt=admin or not r.is_premium_only))
+    return page_within(shown, lambda t: (t.template_name,))
 
 
 def create_template(db: Database, principal: Principal, body: TemplateIn) -> TemplateOut:

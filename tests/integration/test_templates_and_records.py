@@ -280,3 +280,103 @@ def test_a_field_the_body_does_not_name_is_422_and_changes_nothing(ai_app, db):
                      body={"model_id": "m-typo", "provider": "local", "per_1k_input_token_usd": "1"})  # fmt: skip
     assert call("catalog", made)["statusCode"] == 422
     assert db.execute("SELECT count(*) FROM model_configurations WHERE model_id = 'm-typo'").fetchone() == (0,)
+
+
+# Lambda hands API Gateway at most 6 MB of JSON, the answer's body escaped inside it (the Python 3.12+ runtimes
+# keep non-ASCII as it is): an answer past that is a 502 from API Gateway, not the record.
+LAMBDA_ANSWER_MAX_BYTES = 6 * 1024 * 1024
+
+
+def lambda_bytes(response) -> int:
+    return len(json.dumps(response, ensure_ascii=False).encode())
+
+
+def _html(chars: int) -> str:
+    # Ordinary markup: each quote is escaped once in the body and again in Lambda's answer.
+    unit = '<div class="cell">x</div>\n'
+    return unit * (chars // len(unit))
+
+
+def test_a_report_patch_is_413_and_changes_nothing_when_the_report_would_not_fit_in_an_answer(ai_app, db):
+    # Each field was bounded alone, the record not at all: an HTML report and its code and conclusion, each
+    # within its bound, made a report whose every answer (the PATCH's, GET, any list page holding it) was over
+    # Lambda's limit, so the report could never be read again.
+    user = add_user(db)
+    rid = body_of(report_call(user, "POST", {"report_uuid": "big", "goal": "g"}))["id"]
+    html = report_call(user, "PATCH", {"status": "running", "html_report": _html(3_000_000)}, rid)
+    assert html["statusCode"] == 200 and lambda_bytes(html) <= LAMBDA_ANSWER_MAX_BYTES
+    more = {"analysis_code": _html(1_000_000), "final_conclusion": _html(1_000_000)}
+    too_big = report_call(user, "PATCH", more, rid)
+    assert too_big["statusCode"] == 413 and header(too_big, "Content-Type") == "application/problem+json"
+    got = report_call(user, "GET", report_id=rid)
+    assert got["statusCode"] == 200 and lambda_bytes(got) <= LAMBDA_ANSWER_MAX_BYTES
+    assert body_of(got)["analysis_code"] is None and body_of(got)["status"] == "running"
+
+
+def test_an_execution_write_is_413_and_changes_nothing_when_the_record_would_not_fit_in_an_answer(ai_app, db):
+    author = add_user(db)
+    conversation, _ = add_thread(db, author)
+    quotes = '"' * 900_000  # escaped twice on the way out: four bytes each in Lambda's answer
+    created = execution_call(author, "POST", {"conversation_id": str(conversation), "output": quotes})
+    assert created["statusCode"] == 201
+    eid = body_of(created)["id"]
+    too_big = execution_call(author, "PATCH", {"latest_code": quotes}, eid)
+    assert too_big["statusCode"] == 413
+    got = execution_call(author, "GET", execution_id=eid)
+    assert lambda_bytes(got) <= LAMBDA_ANSWER_MAX_BYTES and body_of(got)["latest_code"] is None
+
+
+def _walk(first_page):
+    """Every item of a list, page by page, each page's answer checked against Lambda's limit."""
+    items, cursor = [], None
+    while True:
+        response = first_page(cursor)
+        assert response["statusCode"] == 200 and lambda_bytes(response) <= LAMBDA_ANSWER_MAX_BYTES
+        page = body_of(response)
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+
+
+def test_record_lists_stop_a_page_short_of_lambdas_limit_and_go_on_from_there_when_records_are_large(ai_app, db):
+    # A page held up to 50 full records by default: three large reports made every page of the owner's list an
+    # answer over Lambda's limit, so the list failed for good.
+    user = add_user(db)
+    conversation, _ = add_thread(db, user)
+    reports, executions = [], []
+    for n in range(3):
+        rid = body_of(report_call(user, "POST", {"report_uuid": f"large-{n}", "goal": "g"}))["id"]
+        assert report_call(user, "PATCH", {"html_report": _html(2_500_000)}, rid)["statusCode"] == 200
+        reports.append(rid)
+        body = {"conversation_id": str(conversation), "output": _html(1_000_000), "initial_code": _html(1_000_000)}
+        executions.append(body_of(execution_call(user, "POST", body))["id"])
+
+    def page(path):
+        def first_page(cursor):
+            query = {"cursor": cursor} if cursor else None
+            return call("records", api_event("GET", path, path, principal=context_for(user), query=query))
+
+        return first_page
+
+    assert [r["id"] for r in _walk(page("/v1/analysis-reports"))] == reports[::-1]
+    assert [e["id"] for e in _walk(page("/v1/code-executions"))] == executions[::-1]
+
+
+def test_template_list_stops_a_page_short_of_lambdas_limit_when_prompts_are_long(ai_app, db):
+    # Up to 200 templates a page, each prompt up to 20,000 characters: 45 long prompts in Japanese (a
+    # non-ASCII letter is seven bytes in Lambda's answer) made a page no answer could carry.
+    prompt = "あなたは分析の専門家です。" * 1538
+    for n in range(45):
+        db.execute(
+            "INSERT INTO agent_templates (template_name, description, prompt_template) VALUES (%s, 'd', %s)",
+            (f"ja-{n:02d}", prompt[:20_000]),
+        )
+    user = add_user(db)
+
+    def first_page(cursor):
+        query = {"limit": "200", **({"cursor": cursor} if cursor else {})}
+        path = "/v1/agent-templates"
+        return call("catalog", api_event("GET", path, path, principal=context_for(user), query=query))
+
+    assert [t["template_name"] for t in _walk(first_page)] == [f"ja-{n:02d}" for n in range(45)]

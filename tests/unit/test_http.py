@@ -65,6 +65,15 @@ def test_json_nested_past_the_parsers_recursion_limit_is_400_when_posted():
     assert body_of(response)["type"].endswith("/invalid-request")
 
 
+def test_json_number_past_the_parsers_digit_limit_is_400_when_posted():
+    # json.loads refuses an integer of more than 4300 digits with a plain ValueError (CVE-2020-10735), not the
+    # JSONDecodeError Powertools turns into a 400: such a body was a 500 on every route that takes one.
+    response = _post('{"name": "ok", "password": ' + "9" * 5000 + "}")
+    assert response["statusCode"] == 400
+    assert header(response, "Content-Type") == "application/problem+json"
+    assert body_of(response)["type"].endswith("/invalid-request")
+
+
 def test_domain_error_maps_through_the_table_when_raised_in_a_route():
     response = _post(json.dumps({"name": "dup", "password": "p"}))
     assert response["statusCode"] == 409 and body_of(response)["detail"] == "Thing exists."

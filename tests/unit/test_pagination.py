@@ -5,9 +5,20 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import BaseModel
 
 from shared.errors import InvalidRequestError
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor, page_limit, page_of
+from shared.pagination import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    Page,
+    answer_bytes,
+    decode_cursor,
+    encode_cursor,
+    page_limit,
+    page_of,
+    page_within,
+)
 
 KINDS = (datetime, uuid.UUID)
 
@@ -71,3 +82,24 @@ def test_page_has_a_next_cursor_only_when_an_extra_row_was_fetched():
     last = page_of(rows[:3], 3, key=lambda r: (r[0],))
     assert last.items == rows[:3] and last.next_cursor is None
     assert page_of([], 3, key=lambda r: (r[0],)).next_cursor is None
+
+
+class Blob(BaseModel):
+    name: str
+    text: str
+
+
+def test_answer_bytes_counts_the_escapes_of_the_body_and_of_lambdas_answer_when_measuring():
+    # A quote is \" in the body and \\\" in Lambda's answer; a non-ASCII letter \u00e9, then \\u00e9.
+    plain, quoted, accented = (answer_bytes(Blob(name="n", text=t * 1000)) for t in ("a", '"', "\u00e9"))
+    assert quoted - plain == 3 * 1000 and accented - plain == 6 * 1000
+
+
+def test_page_within_keeps_one_item_at_least_and_points_its_cursor_at_the_last_kept_when_items_are_large():
+    items = [Blob(name=f"b{n}", text="x" * 400) for n in range(5)]
+    page = page_within(Page[Blob](items=items, next_cursor=None), lambda b: (b.name,), max_bytes=1000)
+    assert [b.name for b in page.items] == ["b0", "b1"] and decode_cursor(page.next_cursor, (str,)) == ("b1",)
+    alone = page_within(Page[Blob](items=items, next_cursor=None), lambda b: (b.name,), max_bytes=10)
+    assert [b.name for b in alone.items] == ["b0"]
+    small = Page[Blob](items=items[:2], next_cursor="kept")
+    assert page_within(small, lambda b: (b.name,), max_bytes=10_000) == small
