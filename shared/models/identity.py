@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from shared.models.strict import Strict
+from shared.models.web_url import WebUrl
 
 Username = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -59,7 +60,7 @@ class ProfilePatch(Strict):
     aws_region: ShortText | None = None
     country: ShortText | None = None
     profession: ShortText | None = None
-    avatar_url: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    avatar_url: WebUrl | None = None
 
 
 class PasswordChange(Strict):

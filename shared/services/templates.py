@@ -12,6 +12,7 @@ from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ForbiddenError, NotFoundError, UnprocessableError
 from shared.models.strict import Strict
+from shared.models.web_url import WebUrl
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of, page_within
 from shared.repositories.templates import PreferenceRow, TemplateRow, TemplatesRepository
 from shared.services import admin_rights
@@ -26,7 +27,7 @@ class TemplateIn(Strict):
     display_name: str | None = Field(None, max_length=200)
     description: str = Field(min_length=1, max_length=2000)
     prompt_template: str = Field(min_length=1, max_length=20000)
-    icon_url: str | None = Field(None, max_length=2000)
+    icon_url: WebUrl | None = None
     category: str | None = Field(None, max_length=100)
     is_premium_only: bool = False
     variant_type: Variant = "individual"
@@ -38,7 +39,7 @@ class TemplatePatch(Strict):
     display_name: str | None = Field(None, max_length=200)
     description: str | None = Field(None, min_length=1, max_length=2000)
     prompt_template: str | None = Field(None, min_length=1, max_length=20000)
-    icon_url: str | None = Field(None, max_length=2000)
+    icon_url: WebUrl | None = None
     category: str | None = Field(None, max_length=100)
     is_premium_only: bool | None = None
     variant_type: Variant | None = None

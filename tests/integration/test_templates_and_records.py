@@ -89,6 +89,29 @@ def test_template_writes_are_admin_only_and_premium_prompts_hidden_from_users_wh
     assert listed["items"][0]["template_name"] == "secret" and listed["items"][0]["prompt_template"] is None
 
 
+def test_template_icon_url_is_422_and_nothing_is_stored_when_it_is_not_an_http_link(ai_app, db):
+    admin = add_user(db, role="admin")
+    principal = context_for(admin, role="admin")
+    body = {"template_name": "iconic", "description": "d", "prompt_template": "p", "icon_url": "javascript:alert(1)"}
+    ev = api_event("POST", "/v1/agent-templates", "/v1/agent-templates", principal=principal, body=body)
+    assert call("catalog", ev)["statusCode"] == 422
+    assert db.execute("SELECT count(*) FROM agent_templates").fetchone()[0] == 0
+    body["icon_url"] = "/icons/iconic.svg"
+    ev = api_event("POST", "/v1/agent-templates", "/v1/agent-templates", principal=principal, body=body)
+    created = body_of(call("catalog", ev))
+    path = f"/v1/agent-templates/{created['id']}"
+    ev = api_event(
+        "PATCH",
+        "/v1/agent-templates/{id}",
+        path,
+        principal=principal,
+        body={"icon_url": "data:image/svg+xml,<svg onload=alert(1)>"},
+        path_parameters={"id": created["id"]},
+    )
+    assert call("catalog", ev)["statusCode"] == 422
+    assert db.execute("SELECT icon_url FROM agent_templates").fetchone()[0] == "/icons/iconic.svg"
+
+
 @pytest.mark.parametrize("name", ["planner\ud800", "planner\x00"])
 def test_template_list_is_400_when_the_cursor_holds_text_no_template_name_can_be(ai_app, db, name):
     # A lone surrogate was a 500 (the driver cannot encode it) and a NUL a 422 from the database.

@@ -35,6 +35,16 @@ def test_profile_patch_changes_only_given_fields_and_refuses_privileged_ones(api
     assert db.execute("SELECT role FROM users WHERE username = 'mia'").fetchone()[0] == "user"
 
 
+def test_avatar_url_is_422_and_nothing_changes_when_it_is_not_an_http_link(api, db):
+    # An admin console renders users' avatars: a stored script URL would run in the admin's session.
+    token = api.signup("ivy")["access_token"]
+    refused = api.call("PATCH", "/v1/users/me", {"avatar_url": "javascript:alert(1)"}, token=token)
+    assert refused.status == 422 and refused.headers["content-type"] == "application/problem+json"
+    assert db.execute("SELECT avatar_url FROM users WHERE username = 'ivy'").fetchone()[0] is None
+    kept = api.call("PATCH", "/v1/users/me", {"avatar_url": "https://cdn.example.com/ivy.png"}, token=token)
+    assert kept.status == 200 and kept.json["avatar_url"] == "https://cdn.example.com/ivy.png"
+
+
 def test_properties_are_empty_then_replaced(api):
     token = api.signup("nina")["access_token"]
     assert api.call("GET", "/v1/users/me/properties", token=token).json["tone"] is None
