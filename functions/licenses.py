@@ -12,7 +12,7 @@ from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
 from functions._replies import created_json, no_content
 from shared.bootstrap import container
-from shared.models.identity import License, LicenseCreate, Seat, SeatAssign
+from shared.models.identity import License, LicenseCreate, LicensePatch, Seat, SeatAssign
 from shared.models.ids import PathId
 from shared.pagination import Page
 from shared.services import licenses
@@ -30,6 +30,17 @@ def list_licenses(
     cursor: Cursor = None, limit: Limit = None, owner_id: Annotated[UUID | None, Query()] = None
 ) -> Page[License]:
     return licenses.list_licenses(container().db, principal_of(app), cursor, limit, owner_id)
+
+
+@app.patch("/v1/licenses/<id>", summary="Change a licence's seats, tier or expiry (admins)", tags=["licenses"])
+def update_license(id: PathId, request: LicensePatch) -> License:
+    return licenses.update_license(container().db, principal_of(app), id, request)
+
+
+@app.delete("/v1/licenses/<id>", summary="Delete a licence and its seats (admins)", tags=["licenses"])
+def delete_license(id: PathId) -> Response[None]:
+    licenses.delete_license(container().db, principal_of(app), id)
+    return no_content()
 
 
 @app.get("/v1/licenses/<id>/seats", summary="Who holds the licence's seats (its owner, admins)", tags=["licenses"])

@@ -142,6 +142,8 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
         (
             Route("POST", "/v1/licenses"),
             Route("GET", "/v1/licenses"),
+            Route("PATCH", "/v1/licenses/{id}"),
+            Route("DELETE", "/v1/licenses/{id}"),
             Route("GET", "/v1/licenses/{id}/seats"),
             Route("POST", "/v1/licenses/{id}/seats"),
             Route("DELETE", "/v1/licenses/{id}/seats/{user_id}"),

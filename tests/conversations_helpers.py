@@ -103,6 +103,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/messages/{id}/reactions"): {"emoji": "🎉"},
     ("PUT", "/v1/messages/{id}/feedback"): {"rating": 5},
     ("PATCH", "/v1/admin/users/{id}"): {"is_active": True},
+    ("PATCH", "/v1/licenses/{id}"): {"seats": 1},
     ("POST", "/v1/licenses/{id}/seats"): {"user_id": str(uuid.uuid4())},
     ("PATCH", "/v1/model-configurations/{id}"): {"display_name": "m"},
     ("PATCH", "/v1/deployed-resources/{id}"): {"status": "active"},

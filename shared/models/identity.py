@@ -149,6 +149,14 @@ class LicenseCreate(Strict):
     expires_at: Expiry | None = None
 
 
+class LicensePatch(Strict):
+    """What an admin may change: seats (never below those assigned), tier, expiry (null: never expires)."""
+
+    seats: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    tier: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
+    expires_at: Expiry | None = None
+
+
 class License(BaseModel):
     id: UUID
     owner_id: UUID

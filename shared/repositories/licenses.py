@@ -68,6 +68,18 @@ WHERE license_id = %(license_id)s
 ORDER BY created_at DESC, user_id DESC
 LIMIT %(limit)s
 """
+UPDATE = """
+UPDATE licenses l
+SET seats = coalesce(%(seats)s, l.seats),
+    tier = coalesce(%(tier)s, l.tier),
+    expires_at = CASE WHEN %(set_expiry)s THEN %(expires_at)s::timestamptz ELSE l.expires_at END
+WHERE l.id = %(id)s
+RETURNING l.id, l.owner_id, l.key_prefix, l.tier, l.seats,
+          (SELECT count(*) FROM license_seats s WHERE s.license_id = l.id)::int AS seats_used,
+          l.expires_at, l.created_at
+"""
+# Its seats go with it (ON DELETE CASCADE).
+DELETE = "DELETE FROM licenses WHERE id = %(id)s"
 ADD_SEAT = """
 INSERT INTO license_seats (license_id, user_id) VALUES (%(license_id)s, %(user_id)s)
 ON CONFLICT (license_id, user_id) DO NOTHING
@@ -113,6 +125,23 @@ class LicensesRepository:
     def lock(self, license_id: UUID) -> LicenseLock | None:
         with self.conn.cursor(row_factory=class_row(LicenseLock)) as cur:
             return cur.execute(LOCK, {"id": license_id}).fetchone()
+
+    def update(
+        self, license_id: UUID, *, seats: int | None, tier: str | None, expiry: tuple[datetime | None] | None
+    ) -> LicenseRow | None:
+        """Change what is given; `expiry` is None to keep the expiry, (None,) to clear it."""
+        params = {
+            "id": license_id,
+            "seats": seats,
+            "tier": tier,
+            "set_expiry": expiry is not None,
+            "expires_at": expiry[0] if expiry is not None else None,
+        }
+        with self.conn.cursor(row_factory=class_row(LicenseRow)) as cur:
+            return cur.execute(UPDATE, params).fetchone()
+
+    def delete(self, license_id: UUID) -> bool:
+        return self.conn.execute(DELETE, {"id": license_id}).rowcount > 0
 
     def count_seats(self, license_id: UUID) -> int:
         row = self.conn.execute(COUNT_SEATS, {"license_id": license_id}).fetchone()

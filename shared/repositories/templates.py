@@ -45,12 +45,17 @@ TEMPLATE_UPDATABLE = (
     "is_active",
 )
 
-# A licence the user owns or holds a seat of, of a premium tier, not expired.
+# A licence the user owns or holds a seat of, of a premium tier, not expired. Two EXISTS, one per index
+# (licenses_owner_idx, license_seats_user_idx): an OR across a join would read every licence.
 HAS_PREMIUM_LICENCE = """
 SELECT EXISTS (
     SELECT 1 FROM licenses l
-    LEFT JOIN license_seats s ON s.license_id = l.id AND s.user_id = %(user_id)s
-    WHERE (l.owner_id = %(user_id)s OR s.user_id IS NOT NULL)
+    WHERE l.owner_id = %(user_id)s
+      AND lower(l.tier) = ANY(%(tiers)s)
+      AND (l.expires_at IS NULL OR l.expires_at > now())
+) OR EXISTS (
+    SELECT 1 FROM license_seats s JOIN licenses l ON l.id = s.license_id
+    WHERE s.user_id = %(user_id)s
       AND lower(l.tier) = ANY(%(tiers)s)
       AND (l.expires_at IS NULL OR l.expires_at > now())
 )

@@ -1,5 +1,5 @@
-"""Licences: created by admins with a key shown once; seats assigned by the owner (or an admin), never more
-than the licence holds, and none on an expired licence."""
+"""Licences: created, changed and deleted by admins, with a key shown once; seats assigned by the owner (or an
+admin), never more than the licence holds, and none on an expired licence."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from uuid import UUID
 from shared.auth.api_keys import LICENSE_KEY_MARK, issue_key
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ConflictError, NotFoundError
-from shared.models.identity import License, LicenseCreate, LicenseCreated, Seat
+from shared.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
+from shared.models.identity import License, LicenseCreate, LicenseCreated, LicensePatch, Seat
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.licenses import LicenseLock, LicenseRow, LicensesRepository, SeatRow
 from shared.services.accounts import CURSOR_KINDS
@@ -83,6 +83,52 @@ def _managed(uow: UnitOfWork, principal: Principal, license_id: UUID) -> License
     if found is None or (found.owner_id != caller and admin_role_now(uow, principal, write=True) is None):
         raise NotFoundError()
     return found
+
+
+LICENCE_ADMINS = "Only administrators change or delete a licence."
+
+
+def _administered(uow: UnitOfWork, principal: Principal, license_id: UUID) -> LicenseLock:
+    # Its owner may see it (403); anyone else gets the random-id 404.
+    caller = principal.require_user()
+    found = LicensesRepository(uow.conn).lock(license_id)
+    is_admin = admin_role_now(uow, principal, write=True) is not None
+    if found is None or (not is_admin and found.owner_id != caller):
+        raise NotFoundError()
+    if not is_admin:
+        raise ForbiddenError(LICENCE_ADMINS)
+    return found
+
+
+def update_license(db: Database, principal: Principal, license_id: UUID, request: LicensePatch) -> License:
+    """Seats, tier or expiry, for admins. Seats never go below those assigned: the licence row is locked, as an
+    assignment locks it, so a racing assignment cannot slip in between the count and the change."""
+    changes = request.model_dump(exclude_unset=True)
+    nulls = [name for name in ("seats", "tier") if name in changes and changes[name] is None]
+    if nulls:
+        raise UnprocessableError("These fields cannot be null.", errors=[{"loc": ["body", n]} for n in nulls])
+
+    def work(uow: UnitOfWork) -> License:
+        repo = LicensesRepository(uow.conn)
+        _administered(uow, principal, license_id)
+        if request.seats is not None and repo.count_seats(license_id) > request.seats:
+            raise ConflictError("More seats are assigned than that; remove seats first.")
+        expiry = (request.expires_at,) if "expires_at" in changes else None
+        row = repo.update(license_id, seats=request.seats, tier=request.tier, expiry=expiry)
+        assert row is not None  # locked above
+        return License.model_validate(row, from_attributes=True)
+
+    return db.transact(work)
+
+
+def delete_license(db: Database, principal: Principal, license_id: UUID) -> None:
+    """For admins; its seats go with it, and with them the premium they gave."""
+
+    def work(uow: UnitOfWork) -> None:
+        _administered(uow, principal, license_id)
+        LicensesRepository(uow.conn).delete(license_id)
+
+    db.transact(work)
 
 
 def assign_seat(db: Database, principal: Principal, license_id: UUID, user_id: UUID) -> Seat:

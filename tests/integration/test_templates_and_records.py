@@ -8,6 +8,8 @@ import uuid
 
 import pytest
 
+from shared.repositories.templates import HAS_PREMIUM_LICENCE
+from shared.services.templates import PREMIUM_TIERS
 from tests.ai_helpers import add_model, add_thread, add_user, api_event, context_for
 from tests.helpers import body_of, header
 from tests.integration.test_ai_handlers import ai_app as ai_app  # the fixture, re-exported
@@ -73,6 +75,45 @@ def test_premium_template_needs_a_premium_licence_when_used(ai_app, db):
         (user, uuid.uuid4().hex),
     )
     assert complete(user, thread, {"content": "x", "template_id": str(template)})["statusCode"] == 200
+
+
+def test_premium_template_is_usable_by_a_seat_holder_until_the_licence_expires(ai_app, db):
+    add_model(db)
+    owner, holder = add_user(db), add_user(db)
+    template = add_template(db, "analyst", premium=True)
+    _, thread = add_thread(db, holder, model_id="local-echo")
+    licence = db.execute(
+        """INSERT INTO licenses (owner_id, key_prefix, key_hash, tier, seats, expires_at)
+           VALUES (%s, 'p', %s, 'Enterprise', 1, now() + interval '1 day') RETURNING id""",
+        (owner, uuid.uuid4().hex),
+    ).fetchone()[0]
+    db.execute("INSERT INTO license_seats (license_id, user_id) VALUES (%s, %s)", (licence, holder))
+    assert complete(holder, thread, {"content": "x", "template_id": str(template)})["statusCode"] == 200
+    db.execute("UPDATE licenses SET expires_at = now() - interval '1 second'")
+    assert complete(holder, thread, {"content": "y", "template_id": str(template)})["statusCode"] == 403
+
+
+def test_premium_check_reads_only_the_users_own_licences_and_seats_when_there_are_many_licences(ai_app, db):
+    # It runs before every completion that names a premium template: with one licence per customer, a scan of
+    # every licence (the old OR across a LEFT JOIN) cost the most to exactly the users it then refused.
+    db.execute(
+        "INSERT INTO users (username, email) SELECT 'm' || g, 'm' || g || '@ex.com' FROM generate_series(1, 5000) g"
+    )
+    db.execute(
+        """INSERT INTO licenses (owner_id, key_prefix, key_hash, tier, seats)
+           SELECT id, 'p', md5(id::text), 'premium', 5 FROM users"""
+    )
+    db.execute("ANALYZE users, licenses, license_seats")
+    plan = db.execute(
+        "EXPLAIN (FORMAT JSON) " + HAS_PREMIUM_LICENCE, {"user_id": uuid.uuid4(), "tiers": list(PREMIUM_TIERS)}
+    ).fetchone()[0]
+
+    def scans(node):
+        yield node["Node Type"], node.get("Relation Name")
+        for child in node.get("Plans", []):
+            yield from scans(child)
+
+    assert ("Seq Scan", "licenses") not in set(scans(plan[0]["Plan"]))
 
 
 def test_template_writes_are_admin_only_and_premium_prompts_hidden_from_users_when_listing(ai_app, db):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
 import uuid
 
@@ -9,7 +11,7 @@ import pytest
 
 from shared.auth.principal import Principal
 from shared.errors import ConflictError, ForbiddenError
-from shared.models.identity import AdminUserPatch
+from shared.models.identity import AdminUserPatch, LicensePatch
 from shared.services import accounts, admin, licenses
 from tests.integration.identity.conftest import PASSWORD
 
@@ -286,6 +288,104 @@ def test_twenty_concurrent_seat_assignments_never_exceed_the_licence(api, make_r
         t.join()
     assert outcomes.count("ok") == 5 and outcomes.count("full") == 15
     assert db.execute("SELECT count(*) FROM license_seats").fetchone()[0] == 5
+
+
+def test_admins_change_a_licences_seats_tier_and_expiry_and_its_owner_gets_403_and_a_stranger_404(api, make_role, db):
+    _, admin = _with_role(api, make_role, "ada", "admin")
+    owner = api.signup("bob")
+    lic = api.call("POST", "/v1/licenses", {"tier": "team", "seats": 2, "owner_id": owner["user"]["id"]}, token=admin)
+    path = f"/v1/licenses/{lic.json['id']}"
+    renewal = {"seats": 10, "tier": "premium", "expires_at": "2099-01-01T00:00:00Z"}
+    changed = api.call("PATCH", path, renewal, token=admin)
+    assert changed.status == 200, changed.json
+    assert (changed.json["seats"], changed.json["tier"], changed.json["expires_at"]) == (
+        10,
+        "premium",
+        "2099-01-01T00:00:00Z",
+    )
+    assert changed.json["id"] == lic.json["id"] and "key" not in changed.json
+    assert api.call("PATCH", path, {"expires_at": None}, token=admin).json["expires_at"] is None
+    for bad in ({"seats": 0}, {"seats": None}, {"tier": " "}, {"expires_at": "2020-01-01T00:00:00Z"}, {"key": "x"}):
+        reply = api.call("PATCH", path, bad, token=admin)
+        assert reply.status == 422 and reply.headers["content-type"] == "application/problem+json", bad
+    # The owner sees the licence but may not change it; anyone else gets the random-id 404.
+    mine = api.call("PATCH", path, {"seats": 100}, token=owner["access_token"])
+    assert mine.status == 403 and mine.headers["content-type"] == "application/problem+json"
+    stranger = api.signup("cid")["access_token"]
+    other = api.call("PATCH", path, {"seats": 100}, token=stranger)
+    random = api.call("PATCH", f"/v1/licenses/{uuid.uuid4()}", {"seats": 100}, token=stranger)
+    assert other.status == random.status == 404 and other.raw == random.raw
+    assert api.call("PATCH", f"/v1/licenses/{uuid.uuid4()}", {"seats": 100}, token=admin).status == 404
+    assert db.execute("SELECT seats, tier, expires_at FROM licenses").fetchone() == (10, "premium", None)
+
+
+def test_lowering_a_licence_below_its_assigned_seats_is_409_and_changes_nothing(api, make_role, db):
+    _, admin = _with_role(api, make_role, "dan", "admin")
+    lic = api.call("POST", "/v1/licenses", {"tier": "team", "seats": 3}, token=admin).json
+    for name in ("eve", "finn"):
+        user_id = api.signup(name)["user"]["id"]
+        assert api.call("POST", f"/v1/licenses/{lic['id']}/seats", {"user_id": user_id}, token=admin).status == 201
+    lowered = api.call("PATCH", f"/v1/licenses/{lic['id']}", {"seats": 1, "tier": "pro"}, token=admin)
+    assert lowered.status == 409 and lowered.headers["content-type"] == "application/problem+json"
+    assert db.execute("SELECT seats, tier FROM licenses").fetchone() == (3, "team")
+    assert api.call("PATCH", f"/v1/licenses/{lic['id']}", {"seats": 2}, token=admin).json["seats_used"] == 2
+
+
+def _race(calls):
+    """Run the calls at once (a barrier), each in its own thread and so on its own connection."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call):
+        barrier.wait()
+        with contextlib.suppress(ConflictError):
+            call()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_lowering_seats_while_seats_are_assigned_concurrently_never_leaves_more_seats_than_the_licence(
+    api, make_role, app_container, db
+):
+    admin_id, admin = _with_role(api, make_role, "gil", "admin")
+    principal = Principal(kind="jwt", user_id=uuid.UUID(admin_id), role="admin")
+    users = [uuid.UUID(api.signup(f"racer{i}")["user"]["id"]) for i in range(6)]
+    for _ in range(5):
+        db.execute("DELETE FROM licenses")
+        licence = uuid.UUID(api.call("POST", "/v1/licenses", {"tier": "team", "seats": 8}, token=admin).json["id"])
+        for user_id in users[:3]:
+            licenses.assign_seat(app_container.db, principal, licence, user_id)
+        lower = functools.partial(licenses.update_license, app_container.db, principal, licence, LicensePatch(seats=3))
+        assigns = [functools.partial(licenses.assign_seat, app_container.db, principal, licence, u) for u in users[3:]]
+        _race([lower, *assigns])
+        seats, used = db.execute(
+            "SELECT seats, (SELECT count(*) FROM license_seats WHERE license_id = l.id) FROM licenses l"
+        ).fetchone()
+        assert used <= seats
+
+
+def test_an_admin_deletes_a_licence_with_its_seats_and_its_owner_gets_403_and_a_stranger_404(api, make_role, db):
+    _, admin = _with_role(api, make_role, "hana", "admin")
+    owner = api.signup("ivo")
+    lic = api.call("POST", "/v1/licenses", {"tier": "team", "seats": 2, "owner_id": owner["user"]["id"]}, token=admin)
+    path = f"/v1/licenses/{lic.json['id']}"
+    seated = api.signup("jade")["user"]["id"]
+    api.call("POST", f"{path}/seats", {"user_id": seated}, token=owner["access_token"])
+    assert api.call("DELETE", path, token=owner["access_token"]).status == 403
+    stranger = api.signup("kai")["access_token"]
+    other = api.call("DELETE", path, token=stranger)
+    random = api.call("DELETE", f"/v1/licenses/{uuid.uuid4()}", token=stranger)
+    assert other.status == random.status == 404 and other.raw == random.raw
+    assert db.execute("SELECT count(*) FROM license_seats").fetchone()[0] == 1
+    assert api.call("DELETE", path, token=admin).status == 204
+    assert api.call("DELETE", path, token=admin).status == 404
+    assert (
+        db.execute("SELECT (SELECT count(*) FROM licenses) + (SELECT count(*) FROM license_seats)").fetchone()[0] == 0
+    )
+    assert api.call("GET", "/v1/licenses", token=owner["access_token"]).json["items"] == []
 
 
 def test_an_administrator_demoted_or_deactivated_meanwhile_changes_nothing_with_a_stale_authorizer_answer(

@@ -97,6 +97,8 @@ ROUTES = [
     ("resource get", "catalog", "GET", "/v1/deployed-resources/{id}", "resource", None, None, 403),
     ("licence create", "licenses", "POST", "/v1/licenses", "", {"tier": "enterprise", "seats": 9}, None, 403),
     ("licence list of another", "licenses", "GET", "/v1/licenses", "", None, "owner", 403),
+    ("licence patch of another", "licenses", "PATCH", "/v1/licenses/{id}", "licence", {"seats": 99}, None, 404),
+    ("licence delete of another", "licenses", "DELETE", "/v1/licenses/{id}", "licence", None, None, 404),
     ("seat list of another", "licenses", "GET", "/v1/licenses/{id}/seats", "licence", None, None, 404),
     ("seat assign on another's", "licenses", "POST", "/v1/licenses/{id}/seats", "licence", "self", None, 404),
     (
