@@ -134,11 +134,15 @@ class StatelessStack(Stack):
         )
         self._grant_database(self.maintenance, stateful)
         # Maintenance settles uploads nobody confirmed: it asks the bucket whether their bytes arrived (HeadObject
-        # needs s3:GetObject). Read only, and only the keys uploads are stored under.
+        # needs s3:GetObject). Read only, and only the keys uploads are stored under. s3:ListBucket too: without
+        # it S3 answers HeadObject on a missing key 403, not 404, and an upload that never came is never settled.
         iam.Grant.add_to_principal(
             grantee=self.maintenance,
             actions=["s3:GetObject"],
             resource_arns=[self.files_bucket.arn_for_objects("users/*")],
+        )
+        iam.Grant.add_to_principal(
+            grantee=self.maintenance, actions=["s3:ListBucket"], resource_arns=[self.files_bucket.bucket_arn]
         )
         self.maintenance.add_environment("FILES_BUCKET", self.files_bucket.bucket_name)
         acknowledge(
