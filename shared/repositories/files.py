@@ -68,6 +68,9 @@ WITH outcome AS (
 DELETE FROM user_files f USING outcome o WHERE f.id = o.id AND o.size IS NULL AND f.status = 'pending'
 """
 
+# The owner's file with these bytes: one per owner and digest (user_files_owner_sha256_key).
+GET_OWNED_BY_SHA256 = "SELECT id FROM user_files WHERE owner_id = %(owner_id)s AND sha256 = %(sha256)s"
+
 # The owner's row lock serializes their creates, so that the count below and the insert after it are one step.
 LOCK_OWNER = "SELECT 1 FROM users WHERE id = %(owner_id)s FOR NO KEY UPDATE"
 
@@ -111,6 +114,11 @@ class FilesRepository:
         the transaction ends."""
         self.conn.execute(LOCK_OWNER, {"owner_id": owner_id})
         return [row[0] for row in self.conn.execute(UPLOADS_IN_PROGRESS, {"owner_id": owner_id, "ttl_s": ttl_s})]
+
+    def owned_by_sha256(self, owner_id: UUID, sha256: str) -> UUID | None:
+        """The id of the owner's file with this digest, if they have one."""
+        row = self.conn.execute(GET_OWNED_BY_SHA256, {"owner_id": owner_id, "sha256": sha256}).fetchone()
+        return row[0] if row else None
 
     def insert(self, values: dict[str, Any]) -> UserFile:
         with self.conn.cursor(row_factory=class_row(UserFile)) as cur:

@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ForbiddenError, PayloadTooLargeError, RateLimitedError, UnprocessableError
+from shared.errors import ConflictError, ForbiddenError, PayloadTooLargeError, RateLimitedError, UnprocessableError
 from shared.models.conversations import FileCreate, FileDownload, FileUpload, UserFile
 from shared.observability import logger
 from shared.pagination import Page, decode_cursor, page_limit, page_of
@@ -56,6 +56,13 @@ def create_file(
             raise RateLimitedError(
                 f"At most {settings.file_uploads_in_progress_max} uploads may be in progress at once.",
                 retry_after=max(1, math.ceil((frees_at - datetime.now(UTC)).total_seconds())),
+            )
+        same = repo.owned_by_sha256(owner_id, body.sha256) if body.sha256 else None
+        if same is not None:
+            # Checked under the owner's lock, so racing creates see each other. Naming the file lets a client whose
+            # upload URL was lost find the pending record (to delete it and start again) or reuse an uploaded one.
+            raise ConflictError(
+                "You already have a file with this sha256: use it, or delete it first.", file_id=str(same)
             )
         return repo.insert(values)
 

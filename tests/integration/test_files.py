@@ -131,6 +131,21 @@ def test_size_and_type_limits_answer_413_and_422(owners, app_container):
     )
 
 
+def test_create_is_409_naming_the_existing_file_when_the_owner_has_one_with_the_same_sha256(owners):
+    # One file per owner and digest (user_files_owner_sha256_key). The bare constraint violation named no file, and
+    # an upload whose URL was lost (a crashed client) kept its digest pending, with no way to find which file held it.
+    alice, bob = owners
+    body = {"name": "a.txt", "content_type": "text/plain", "size": 3, "sha256": hashlib.sha256(b"abc").hexdigest()}
+    first = call("POST", "/v1/files", alice, body=body).body["file"]["id"]
+    again = call("POST", "/v1/files", alice, body={**body, "name": "again.txt"})
+    assert again.status == 409 and again.headers["Content-Type"] == "application/problem+json"
+    assert again.body["file_id"] == first and "constraint" not in again.body
+    assert [f["id"] for f in call("GET", "/v1/files", alice).body["items"]] == [first]
+    assert call("POST", "/v1/files", bob, body=body).status == 201  # per owner
+    assert call("DELETE", f"/v1/files/{first}", alice).status == 204
+    assert call("POST", "/v1/files", alice, body=body).status == 201
+
+
 def test_delete_removes_the_record_and_the_bytes(owners, app_container):
     alice, bob = owners
     created = call("POST", "/v1/files", alice, body={"name": "c.txt", "content_type": "text/plain", "size": 1}).body
