@@ -236,6 +236,37 @@ def test_s3_presigned_post_pins_the_sha256_so_s3_refuses_other_bytes_when_the_fi
     assert not any(name.startswith("x-amz-checksum") for name in without)
 
 
+@pytest.mark.parametrize("failure", ["SlowDown", "unreachable"])
+def test_get_is_503_with_retry_after_and_the_file_still_pending_when_s3_cannot_answer(
+    owners, s3_bucket, monkeypatch, failure
+):
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from shared.storage import _s3_client
+
+    alice, _ = owners
+    created = call("POST", "/v1/files", alice, body={"name": "t.txt", "content_type": "text/plain", "size": 1}).body
+    s3_bucket.put_object(Bucket="confab-files-test", Key=created["upload"]["fields"]["key"], Body=b"t")
+
+    def cannot_answer(**_):
+        if failure == "SlowDown":
+            error = {"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}
+            raise ClientError(error, "HeadObject")  # type: ignore[arg-type]
+        raise EndpointConnectionError(endpoint_url="https://s3.us-east-1.amazonaws.com")
+
+    client = _s3_client("us-east-1")
+    real_head = client.head_object
+    monkeypatch.setattr(client, "head_object", cannot_answer)
+    got = call("GET", f"/v1/files/{created['file']['id']}", alice)
+
+    # A dependency that is busy or out of reach: the client may retry (as for a lost database), not a bare 500.
+    assert (
+        got.status == 503 and got.headers["Content-Type"] == "application/problem+json" and "Retry-After" in got.headers
+    )
+    monkeypatch.setattr(client, "head_object", real_head)
+    assert call("GET", f"/v1/files/{created['file']['id']}", alice).body["file"]["status"] == "uploaded"
+
+
 def test_delete_is_204_and_the_record_gone_when_s3_refuses_to_delete_the_bytes(owners, s3_bucket, monkeypatch, caplog):
     from botocore.exceptions import ClientError
 
