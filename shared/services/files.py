@@ -108,7 +108,7 @@ def get_file(
     return FileDownload(file=UserFile.model_validate(record.model_dump()), download=download)
 
 
-def delete_file(db: Database, storage: FileStorage, principal: Principal, file_id: UUID) -> None:
+def delete_file(db: Database, settings: Settings, storage: FileStorage, principal: Principal, file_id: UUID) -> None:
     owner_id = principal.require_user()
 
     def work(uow: UnitOfWork) -> StoredFile:
@@ -119,12 +119,13 @@ def delete_file(db: Database, storage: FileStorage, principal: Principal, file_i
             if repo.get_readable(file_id, owner_id) is not None:
                 raise ForbiddenError("Only the owner may delete a file.")
             raise not_found()
-        repo.delete(file_id)
+        repo.delete(file_id, settings.file_url_ttl_s)
         return found
 
     removed = db.transact(work)
     # After the commit: an object left behind by a failure here is harmless, a row without bytes is not. The file
-    # is deleted either way, so the caller hears so; the key is logged for whoever cleans up the bytes.
+    # is deleted either way, so the caller hears so; maintenance deletes the key again once its upload URL has
+    # expired (bytes may still arrive through it until then).
     try:
         storage.delete(removed.storage_key)
     except Exception:

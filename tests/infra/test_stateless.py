@@ -131,12 +131,13 @@ def test_model_calling_functions_get_a_deadline_inside_theirs_and_read_provider_
 
 
 def test_only_the_files_group_touches_the_bucket_when_grants_follow_needs(prod: Synth):
-    # Maintenance too, to read only: it asks whether an upload nobody confirmed arrived.
+    # Maintenance too: it asks whether an upload nobody confirmed arrived, and deletes late bytes of deleted files.
     for module in _functions(prod):
         touches = any(a.startswith("s3:") for a in _actions(prod, module))
         assert touches is (module in ("functions.files", routes.MAINTENANCE_MODULE)), module
     assert {a for a in _actions(prod, routes.MAINTENANCE_MODULE) if a.startswith("s3:")} == {
         "s3:GetObject",
+        "s3:DeleteObject",
         "s3:ListBucket",
     }
     for module in ("functions.files", routes.MAINTENANCE_MODULE):

@@ -157,6 +157,33 @@ def test_delete_removes_the_record_and_the_bytes(owners, app_container):
     assert not stored.exists()
 
 
+def test_a_file_deleted_while_its_upload_url_is_live_holds_its_slot_and_maintenance_removes_late_bytes(
+    owners, monkeypatch, db
+):
+    # A deleted file's upload URL still stores bytes until it expires. Deleting freed the slot at once and nothing
+    # removed what came later: create, delete, upload, again and again stored as much as one liked, untracked.
+    from shared.services.maintenance import run_maintenance
+
+    monkeypatch.setenv("FILE_UPLOADS_IN_PROGRESS_MAX", "1")
+    get_settings.cache_clear()
+    container.cache_clear()
+    alice, _ = owners
+    created = call("POST", "/v1/files", alice, body={"name": "late.bin", "size": 4}).body
+    assert call("DELETE", f"/v1/files/{created['file']['id']}", alice).status == 204
+    refused = call("POST", "/v1/files", alice, body={"name": "next.bin", "size": 4})
+    assert refused.status == 429 and 890 <= int(refused.headers["Retry-After"]) <= 900
+    assert LocalApi().handle("PUT", _local(created["upload"]["url"]), [], b"late", "127.0.0.1").status == 200
+    stored = container().settings.files_dir / "users" / str(alice.user_id) / created["file"]["id"]
+    assert stored.is_file()
+    run_maintenance(container().db, container().settings)
+    assert stored.is_file()  # the URL is still live: bytes may yet arrive
+    db.execute("UPDATE user_file_deletions SET url_expires_at = now() - interval '2 hours'")
+    result = run_maintenance(container().db, container().settings)
+    assert result.status == "complete" and result.deleted["user_file_bytes"] == 1
+    assert not stored.exists() and db.execute("SELECT count(*) FROM user_file_deletions").fetchone() == (0,)
+    assert call("POST", "/v1/files", alice, body={"name": "next.bin", "size": 4}).status == 201
+
+
 def test_get_is_404_when_the_file_is_deleted_while_its_pending_upload_is_checked(owners, monkeypatch):
     alice, _ = owners
     file_id = call("POST", "/v1/files", alice, body={"name": "r.txt", "size": 1}).body["file"]["id"]
