@@ -44,7 +44,8 @@ def get_file(id: PathId) -> FileDownload:
 
 @app.delete("/v1/files/<id>", tags=TAGS, summary="Delete a file and its bytes")
 def delete_file(id: PathId) -> Response[None]:
-    service.delete_file(container().db, _storage(), principal_of(app), id)
+    built = container()
+    service.delete_file(built.db, built.settings, _storage(), principal_of(app), id)
     return no_content()
 
 

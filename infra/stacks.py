@@ -134,18 +134,24 @@ class StatelessStack(Stack):
         )
         self._grant_database(self.maintenance, stateful)
         # Maintenance settles uploads nobody confirmed: it asks the bucket whether their bytes arrived (HeadObject
-        # needs s3:GetObject). Read only, and only the keys uploads are stored under.
+        # needs s3:GetObject); and it deletes the bytes of deleted files once their upload URL has expired. Only the
+        # keys uploads are stored under. s3:ListBucket too: without it S3 answers HeadObject on a missing key 403,
+        # not 404, and an upload that never came is never settled.
         iam.Grant.add_to_principal(
             grantee=self.maintenance,
-            actions=["s3:GetObject"],
+            actions=["s3:GetObject", "s3:DeleteObject"],
             resource_arns=[self.files_bucket.arn_for_objects("users/*")],
+        )
+        iam.Grant.add_to_principal(
+            grantee=self.maintenance, actions=["s3:ListBucket"], resource_arns=[self.files_bucket.bucket_arn]
         )
         self.maintenance.add_environment("FILES_BUCKET", self.files_bucket.bucket_name)
         acknowledge(
             self.maintenance,
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::confab-{config.stage}-files-<AWS::AccountId>-"
             "<AWS::Region>/users/*]",
-            "s3:GetObject on the files bucket's upload keys, to see whether an unconfirmed upload arrived; keys are "
+            "s3:GetObject and s3:DeleteObject on the files bucket's upload keys, to see whether an unconfirmed upload "
+            "arrived and to delete what arrived for a deleted file; keys are "
             "per-upload ids, so they cannot be listed in advance.",
         )
         self.schedules = Schedules(self, "Schedules", maintenance=self.maintenance)

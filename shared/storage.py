@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
+from shared.errors import UnavailableError
 from shared.models.conversations import Transfer
 from shared.settings import Settings
 
@@ -154,14 +155,20 @@ class S3Storage:
         return Transfer(method="GET", url=url, expires_at=at)
 
     def stored_size(self, key: str) -> int | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
+            # S3 busy (503 SlowDown) or failing after botocore's retries: the caller may retry, as for a lost
+            # database. Anything else (403: a missing grant) is a fault to be logged with its stack.
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
+                raise UnavailableError("File storage is not answering; retry.") from exc
             raise
+        except (ConnectionError, HTTPClientError) as exc:
+            raise UnavailableError("File storage cannot be reached; retry.") from exc
         return int(head["ContentLength"])
 
     def delete(self, key: str) -> None:

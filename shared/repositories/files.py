@@ -44,7 +44,23 @@ UPDATE user_files SET status = 'uploaded', size = %(size)s WHERE id = %(id)s RET
     original_name, content_type, size, sha256, status, created_at, updated_at
 """
 
-DELETE = "DELETE FROM user_files WHERE id = %(id)s"
+# The file's upload URL stores bytes until it expires, deleted or not: its key is kept (migration 0600) for the
+# uploads-in-progress count until then and for maintenance to delete late bytes after.
+DELETE = """
+WITH gone AS (DELETE FROM user_files WHERE id = %(id)s RETURNING storage_key, owner_id, created_at)
+INSERT INTO user_file_deletions (storage_key, owner_id, url_expires_at)
+SELECT storage_key, owner_id, created_at + make_interval(secs => %(ttl_s)s) FROM gone
+"""
+
+# Keys of deleted files whose upload URL expired before `cutoff`, walked by (url_expires_at, storage_key).
+EXPIRED_DELETIONS = """
+SELECT storage_key, url_expires_at FROM user_file_deletions
+WHERE url_expires_at < %(cutoff)s
+  AND (%(after_ts)s::timestamptz IS NULL OR (url_expires_at, storage_key) > (%(after_ts)s, %(after_key)s::text))
+ORDER BY url_expires_at, storage_key
+LIMIT %(limit)s
+"""
+FORGET_DELETIONS = "DELETE FROM user_file_deletions WHERE storage_key = ANY(%(keys)s::text[])"
 
 # Uploads whose URL expired before `cutoff` and that nobody confirmed, walked by (created_at, id)
 # (user_files_pending_idx, migration 0534).
@@ -68,15 +84,21 @@ WITH outcome AS (
 DELETE FROM user_files f USING outcome o WHERE f.id = o.id AND o.size IS NULL AND f.status = 'pending'
 """
 
+# The owner's file with these bytes: one per owner and digest (user_files_owner_sha256_key).
+GET_OWNED_BY_SHA256 = "SELECT id FROM user_files WHERE owner_id = %(owner_id)s AND sha256 = %(sha256)s"
+
 # The owner's row lock serializes their creates, so that the count below and the insert after it are one step.
 LOCK_OWNER = "SELECT 1 FROM users WHERE id = %(owner_id)s FOR NO KEY UPDATE"
 
 # When each of the owner's uploads still in progress (pending, its upload URL not yet expired) stops counting,
 # soonest first (user_files_owner_idx).
+# A deleted file's URL counts until it expires (user_file_deletions_owner_idx).
 UPLOADS_IN_PROGRESS = """
-SELECT created_at + make_interval(secs => %(ttl_s)s) FROM user_files
+SELECT created_at + make_interval(secs => %(ttl_s)s) AS ends FROM user_files
 WHERE owner_id = %(owner_id)s AND status = 'pending' AND created_at > now() - make_interval(secs => %(ttl_s)s)
-ORDER BY created_at
+UNION ALL
+SELECT url_expires_at FROM user_file_deletions WHERE owner_id = %(owner_id)s AND url_expires_at > now()
+ORDER BY ends
 """
 
 
@@ -107,10 +129,15 @@ class FilesRepository:
         return self.conn.execute(SETTLE_STALE_UPLOADS, params).rowcount
 
     def uploads_in_progress(self, owner_id: UUID, ttl_s: int) -> list[datetime]:
-        """When each of the owner's uploads in progress stops counting, soonest first; the owner is locked until
-        the transaction ends."""
+        """When each of the owner's uploads in progress (deleted files' live URLs included) stops counting, soonest
+        first; the owner is locked until the transaction ends."""
         self.conn.execute(LOCK_OWNER, {"owner_id": owner_id})
         return [row[0] for row in self.conn.execute(UPLOADS_IN_PROGRESS, {"owner_id": owner_id, "ttl_s": ttl_s})]
+
+    def owned_by_sha256(self, owner_id: UUID, sha256: str) -> UUID | None:
+        """The id of the owner's file with this digest, if they have one."""
+        row = self.conn.execute(GET_OWNED_BY_SHA256, {"owner_id": owner_id, "sha256": sha256}).fetchone()
+        return row[0] if row else None
 
     def insert(self, values: dict[str, Any]) -> UserFile:
         with self.conn.cursor(row_factory=class_row(UserFile)) as cur:
@@ -141,5 +168,22 @@ class FilesRepository:
         with self.conn.cursor(row_factory=class_row(UserFile)) as cur:
             return cur.execute(MARK_UPLOADED, {"id": file_id, "size": size}).fetchone()
 
-    def delete(self, file_id: UUID) -> None:
-        self.conn.execute(DELETE, {"id": file_id})
+    def delete(self, file_id: UUID, ttl_s: int) -> None:
+        """Delete the record; its key is kept for maintenance until its upload URL (`ttl_s` long) has expired."""
+        self.conn.execute(DELETE, {"id": file_id, "ttl_s": ttl_s})
+
+    def expired_deletions(
+        self, cutoff: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[tuple[str, datetime]]:
+        """(storage key, URL expiry) of deleted files whose upload URL expired before `cutoff`, oldest first."""
+        params = {
+            "cutoff": cutoff,
+            "after_ts": after[0] if after else None,
+            "after_key": after[1] if after else None,
+            "limit": limit,
+        }
+        return [(row[0], row[1]) for row in self.conn.execute(EXPIRED_DELETIONS, params)]
+
+    def forget_deletions(self, keys: list[str]) -> int:
+        """Drop the kept keys whose bytes are gone; the number dropped."""
+        return self.conn.execute(FORGET_DELETIONS, {"keys": keys}).rowcount

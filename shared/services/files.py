@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ForbiddenError, PayloadTooLargeError, RateLimitedError, UnprocessableError
+from shared.errors import ConflictError, ForbiddenError, PayloadTooLargeError, RateLimitedError, UnprocessableError
 from shared.models.conversations import FileCreate, FileDownload, FileUpload, UserFile
 from shared.observability import logger
 from shared.pagination import Page, decode_cursor, page_limit, page_of
@@ -56,6 +56,13 @@ def create_file(
             raise RateLimitedError(
                 f"At most {settings.file_uploads_in_progress_max} uploads may be in progress at once.",
                 retry_after=max(1, math.ceil((frees_at - datetime.now(UTC)).total_seconds())),
+            )
+        same = repo.owned_by_sha256(owner_id, body.sha256) if body.sha256 else None
+        if same is not None:
+            # Checked under the owner's lock, so racing creates see each other. Naming the file lets a client whose
+            # upload URL was lost find the pending record (to delete it and start again) or reuse an uploaded one.
+            raise ConflictError(
+                "You already have a file with this sha256: use it, or delete it first.", file_id=str(same)
             )
         return repo.insert(values)
 
@@ -101,7 +108,7 @@ def get_file(
     return FileDownload(file=UserFile.model_validate(record.model_dump()), download=download)
 
 
-def delete_file(db: Database, storage: FileStorage, principal: Principal, file_id: UUID) -> None:
+def delete_file(db: Database, settings: Settings, storage: FileStorage, principal: Principal, file_id: UUID) -> None:
     owner_id = principal.require_user()
 
     def work(uow: UnitOfWork) -> StoredFile:
@@ -112,12 +119,13 @@ def delete_file(db: Database, storage: FileStorage, principal: Principal, file_i
             if repo.get_readable(file_id, owner_id) is not None:
                 raise ForbiddenError("Only the owner may delete a file.")
             raise not_found()
-        repo.delete(file_id)
+        repo.delete(file_id, settings.file_url_ttl_s)
         return found
 
     removed = db.transact(work)
     # After the commit: an object left behind by a failure here is harmless, a row without bytes is not. The file
-    # is deleted either way, so the caller hears so; the key is logged for whoever cleans up the bytes.
+    # is deleted either way, so the caller hears so; maintenance deletes the key again once its upload URL has
+    # expired (bytes may still arrive through it until then).
     try:
         storage.delete(removed.storage_key)
     except Exception:

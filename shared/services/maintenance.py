@@ -150,8 +150,10 @@ def run_maintenance(
             if status != "complete":
                 result.status = status
                 break
-        if result.status == "complete" and jobs is None:
-            result.status = attempt("user_files_abandoned", functools.partial(_settle_stale_uploads, run))
+        storage_jobs = (("user_files_abandoned", _settle_stale_uploads), ("user_file_bytes", _delete_late_bytes))
+        for name, storage_job in storage_jobs if jobs is None else ():
+            if result.status == "complete":
+                result.status = attempt(name, functools.partial(storage_job, run))
         if result.failed and result.status == "complete":
             result.status = "failed"
         ended = True
@@ -273,4 +275,43 @@ def _settle_stale_uploads(run: _Run) -> Status:
         result.batches += 1
         result.deleted["user_files_abandoned"] += dropped
         after = (stale[-1][2], stale[-1][0])
+    return "partial"
+
+
+def _delete_late_bytes(run: _Run) -> Status:
+    """Bytes of deleted files, once their upload URL has expired (whatever arrived through it meanwhile, or what a
+    failed delete left): deleted from storage outside any transaction, then their keys forgotten. A key storage
+    refuses is kept for the next run."""
+    db, result = run.db, run.result
+    storage = storage_for(run.settings)
+    cutoff = run.started_at - STALE_UPLOAD_GRACE
+    result.deleted.setdefault("user_file_bytes", 0)
+    after: tuple[datetime, str] | None = None
+    while not run.out_of_time():
+
+        def find(uow: UnitOfWork, after: tuple[datetime, str] | None = after) -> list[tuple[str, datetime]]:
+            return FilesRepository(uow.conn).expired_deletions(cutoff, after, STALE_UPLOAD_BATCH)
+
+        expired = db.read(find)
+        if not expired:
+            return "complete"
+        gone: list[str] = []
+        for key, _ in expired:
+            try:
+                storage.delete(key)
+                gone.append(key)
+            except Exception:
+                logger.exception("file bytes left behind", extra={"storage_key": key})
+
+        def forget(uow: UnitOfWork, gone: list[str] = gone) -> int | None:
+            if not run.renew_lease(uow):
+                return None
+            return FilesRepository(uow.conn).forget_deletions(gone)
+
+        forgotten = db.transact(forget)
+        if forgotten is None:
+            return run.lease_lost("user_file_bytes")
+        result.batches += 1
+        result.deleted["user_file_bytes"] += forgotten
+        after = (expired[-1][1], expired[-1][0])
     return "partial"

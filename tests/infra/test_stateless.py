@@ -131,13 +131,27 @@ def test_model_calling_functions_get_a_deadline_inside_theirs_and_read_provider_
 
 
 def test_only_the_files_group_touches_the_bucket_when_grants_follow_needs(prod: Synth):
-    # Maintenance too, to read only: it asks whether an upload nobody confirmed arrived.
+    # Maintenance too: it asks whether an upload nobody confirmed arrived, and deletes late bytes of deleted files.
     for module in _functions(prod):
         touches = any(a.startswith("s3:") for a in _actions(prod, module))
         assert touches is (module in ("functions.files", routes.MAINTENANCE_MODULE)), module
-    assert {a for a in _actions(prod, routes.MAINTENANCE_MODULE) if a.startswith("s3:")} == {"s3:GetObject"}
+    assert {a for a in _actions(prod, routes.MAINTENANCE_MODULE) if a.startswith("s3:")} == {
+        "s3:GetObject",
+        "s3:DeleteObject",
+        "s3:ListBucket",
+    }
     for module in ("functions.files", routes.MAINTENANCE_MODULE):
         assert "FILES_BUCKET" in _functions(prod)[module]["Properties"]["Environment"]["Variables"]
+
+
+def test_maintenance_may_list_the_files_bucket_when_it_asks_whether_an_upload_arrived(prod: Synth):
+    # Without s3:ListBucket, S3 answers HeadObject on a missing key with 403, not 404: maintenance could never
+    # tell an upload whose bytes never came, so it never deleted one (an ERROR for each, every run, for ever).
+    lists = [s for s in _statements(prod, routes.MAINTENANCE_MODULE) if "s3:ListBucket" in json.dumps(s["Action"])]
+    assert len(lists) == 1 and lists[0]["Effect"] == "Allow"
+    assert lists[0]["Action"] == "s3:ListBucket"
+    resource = json.dumps(lists[0]["Resource"])
+    assert "confab-prod-files-" in resource and "/users/" not in resource and "*" not in resource
 
 
 def test_only_producer_groups_send_to_the_queue_and_only_the_aggregator_consumes_it_when_synthesized(prod: Synth):

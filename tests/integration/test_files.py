@@ -131,6 +131,21 @@ def test_size_and_type_limits_answer_413_and_422(owners, app_container):
     )
 
 
+def test_create_is_409_naming_the_existing_file_when_the_owner_has_one_with_the_same_sha256(owners):
+    # One file per owner and digest (user_files_owner_sha256_key). The bare constraint violation named no file, and
+    # an upload whose URL was lost (a crashed client) kept its digest pending, with no way to find which file held it.
+    alice, bob = owners
+    body = {"name": "a.txt", "content_type": "text/plain", "size": 3, "sha256": hashlib.sha256(b"abc").hexdigest()}
+    first = call("POST", "/v1/files", alice, body=body).body["file"]["id"]
+    again = call("POST", "/v1/files", alice, body={**body, "name": "again.txt"})
+    assert again.status == 409 and again.headers["Content-Type"] == "application/problem+json"
+    assert again.body["file_id"] == first and "constraint" not in again.body
+    assert [f["id"] for f in call("GET", "/v1/files", alice).body["items"]] == [first]
+    assert call("POST", "/v1/files", bob, body=body).status == 201  # per owner
+    assert call("DELETE", f"/v1/files/{first}", alice).status == 204
+    assert call("POST", "/v1/files", alice, body=body).status == 201
+
+
 def test_delete_removes_the_record_and_the_bytes(owners, app_container):
     alice, bob = owners
     created = call("POST", "/v1/files", alice, body={"name": "c.txt", "content_type": "text/plain", "size": 1}).body
@@ -140,6 +155,33 @@ def test_delete_removes_the_record_and_the_bytes(owners, app_container):
     assert call("DELETE", f"/v1/files/{created['file']['id']}", bob).status == 404
     assert call("DELETE", f"/v1/files/{created['file']['id']}", alice).status == 204
     assert not stored.exists()
+
+
+def test_a_file_deleted_while_its_upload_url_is_live_holds_its_slot_and_maintenance_removes_late_bytes(
+    owners, monkeypatch, db
+):
+    # A deleted file's upload URL still stores bytes until it expires. Deleting freed the slot at once and nothing
+    # removed what came later: create, delete, upload, again and again stored as much as one liked, untracked.
+    from shared.services.maintenance import run_maintenance
+
+    monkeypatch.setenv("FILE_UPLOADS_IN_PROGRESS_MAX", "1")
+    get_settings.cache_clear()
+    container.cache_clear()
+    alice, _ = owners
+    created = call("POST", "/v1/files", alice, body={"name": "late.bin", "size": 4}).body
+    assert call("DELETE", f"/v1/files/{created['file']['id']}", alice).status == 204
+    refused = call("POST", "/v1/files", alice, body={"name": "next.bin", "size": 4})
+    assert refused.status == 429 and 890 <= int(refused.headers["Retry-After"]) <= 900
+    assert LocalApi().handle("PUT", _local(created["upload"]["url"]), [], b"late", "127.0.0.1").status == 200
+    stored = container().settings.files_dir / "users" / str(alice.user_id) / created["file"]["id"]
+    assert stored.is_file()
+    run_maintenance(container().db, container().settings)
+    assert stored.is_file()  # the URL is still live: bytes may yet arrive
+    db.execute("UPDATE user_file_deletions SET url_expires_at = now() - interval '2 hours'")
+    result = run_maintenance(container().db, container().settings)
+    assert result.status == "complete" and result.deleted["user_file_bytes"] == 1
+    assert not stored.exists() and db.execute("SELECT count(*) FROM user_file_deletions").fetchone() == (0,)
+    assert call("POST", "/v1/files", alice, body={"name": "next.bin", "size": 4}).status == 201
 
 
 def test_get_is_404_when_the_file_is_deleted_while_its_pending_upload_is_checked(owners, monkeypatch):
@@ -219,6 +261,37 @@ def test_s3_presigned_post_pins_the_sha256_so_s3_refuses_other_bytes_when_the_fi
     assert {"x-amz-checksum-sha256": checksum} in conditions and {"x-amz-checksum-algorithm": "SHA256"} in conditions
     without = call("POST", "/v1/files", alice, body={**body, "sha256": None}).body["upload"]["fields"]
     assert not any(name.startswith("x-amz-checksum") for name in without)
+
+
+@pytest.mark.parametrize("failure", ["SlowDown", "unreachable"])
+def test_get_is_503_with_retry_after_and_the_file_still_pending_when_s3_cannot_answer(
+    owners, s3_bucket, monkeypatch, failure
+):
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from shared.storage import _s3_client
+
+    alice, _ = owners
+    created = call("POST", "/v1/files", alice, body={"name": "t.txt", "content_type": "text/plain", "size": 1}).body
+    s3_bucket.put_object(Bucket="confab-files-test", Key=created["upload"]["fields"]["key"], Body=b"t")
+
+    def cannot_answer(**_):
+        if failure == "SlowDown":
+            error = {"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}
+            raise ClientError(error, "HeadObject")  # type: ignore[arg-type]
+        raise EndpointConnectionError(endpoint_url="https://s3.us-east-1.amazonaws.com")
+
+    client = _s3_client("us-east-1")
+    real_head = client.head_object
+    monkeypatch.setattr(client, "head_object", cannot_answer)
+    got = call("GET", f"/v1/files/{created['file']['id']}", alice)
+
+    # A dependency that is busy or out of reach: the client may retry (as for a lost database), not a bare 500.
+    assert (
+        got.status == 503 and got.headers["Content-Type"] == "application/problem+json" and "Retry-After" in got.headers
+    )
+    monkeypatch.setattr(client, "head_object", real_head)
+    assert call("GET", f"/v1/files/{created['file']['id']}", alice).body["file"]["status"] == "uploaded"
 
 
 def test_delete_is_204_and_the_record_gone_when_s3_refuses_to_delete_the_bytes(owners, s3_bucket, monkeypatch, caplog):

@@ -117,6 +117,7 @@ def test_expired_rows_are_deleted_and_everything_else_kept_when_maintenance_runs
         "connection_logs": 1,
         "anonymous_rate_limits": 1,
         "user_files_abandoned": 1,
+        "user_file_bytes": 0,
     }
     assert _count(db, "ai_cache") == 7 and _count(db, "ai_cache", "ttl < now()") == 0
     kept = {r[0] for r in db.execute("SELECT id FROM conversations").fetchall()}
