@@ -8,10 +8,15 @@ from typing import Any
 PROBLEM_BASE = "https://confab.dev/problems/"
 
 
+# A problem's extra members go into its JSON body as they are: a UUID or a datetime would make the error answer
+# itself fail, so the type admits only what JSON holds (pass str(id)).
+ProblemMember = str | int | float | bool | None
+
+
 class AppError(Exception):
     """Base of every error the API answers on purpose."""
 
-    def __init__(self, detail: str = "", **extra: Any) -> None:
+    def __init__(self, detail: str = "", **extra: ProblemMember) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
@@ -24,7 +29,7 @@ class InvalidRequestError(AppError):
 class UnprocessableError(AppError):
     """The request is well-formed but breaks a rule about its content."""
 
-    def __init__(self, detail: str = "", errors: list[dict[str, Any]] | None = None, **extra: Any) -> None:
+    def __init__(self, detail: str = "", errors: list[dict[str, Any]] | None = None, **extra: ProblemMember) -> None:
         super().__init__(detail, **extra)
         self.errors = errors or []
 
@@ -56,7 +61,7 @@ class UnsupportedMediaTypeError(AppError):
 class RateLimitedError(AppError):
     """Too many requests; `retry_after` says how many seconds to wait."""
 
-    def __init__(self, detail: str = "", retry_after: int = 60, **extra: Any) -> None:
+    def __init__(self, detail: str = "", retry_after: int = 60, **extra: ProblemMember) -> None:
         super().__init__(detail, **extra)
         self.retry_after = retry_after
 
@@ -64,7 +69,7 @@ class RateLimitedError(AppError):
 class UpstreamError(AppError):
     """A model provider failed; never carries the provider's body."""
 
-    def __init__(self, detail: str = "", status: int = 502, **extra: Any) -> None:
+    def __init__(self, detail: str = "", status: int = 502, **extra: ProblemMember) -> None:
         super().__init__(detail, **extra)
         self.status = status if status in (502, 503, 504) else 502
 
@@ -72,7 +77,7 @@ class UpstreamError(AppError):
 class UnavailableError(AppError):
     """A dependency (the database) cannot be reached; the client may retry."""
 
-    def __init__(self, detail: str = "", retry_after: int = 5, **extra: Any) -> None:
+    def __init__(self, detail: str = "", retry_after: int = 5, **extra: ProblemMember) -> None:
         super().__init__(detail, **extra)
         self.retry_after = retry_after
 
