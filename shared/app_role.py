@@ -8,8 +8,9 @@ function therefore cannot change the schema or delete a table.
 
 The migration trigger calls `grant_app_role` after the migrations, as the master user: it creates the role
 when it is missing (with the password of the role's own secret) and grants what it needs on everything that
-exists, plus default privileges for what later migrations create. It never changes an existing role's
-password: the role's secret rotates on its own schedule, and resetting it here could undo a rotation.
+exists, plus default privileges for what later migrations create, and sets its sessions' time limits (below).
+It never changes an existing role's password: the role's secret rotates on its own schedule, and resetting it
+here could undo a rotation.
 """
 
 from __future__ import annotations
@@ -40,6 +41,20 @@ GRANTS = (
     "REVOKE INSERT, UPDATE, DELETE ON schema_migrations FROM {role}",
 )
 
+# Limits on the role's sessions in this database, set on every deploy (the master, running migrations, has none).
+# A statement still running when API Gateway gives up (29 s) answers nobody but keeps the database busy; a search
+# for a common word or a report over a long month would go on after its caller left, and every retry would add
+# one more. Past STATEMENT_TIMEOUT PostgreSQL cancels it and the handler answers 503 with Retry-After. A session
+# left idle inside a transaction (a function frozen or killed mid-request) would hold its row locks until the
+# proxy noticed; past IDLE_IN_TRANSACTION_TIMEOUT PostgreSQL ends it.
+STATEMENT_TIMEOUT = "20s"
+IDLE_IN_TRANSACTION_TIMEOUT = "60s"
+SESSION_LIMITS = (
+    ("statement_timeout", STATEMENT_TIMEOUT),
+    ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT),
+)
+SET_LIMIT = "ALTER ROLE {role} IN DATABASE {database} SET {name} = {value}"
+
 
 def grant_app_role(conn: psycopg.Connection[Any], role: str, password: str) -> bool:
     """Create `role` (LOGIN, no other attribute) if missing and grant it row access; True if it was created.
@@ -56,6 +71,8 @@ def grant_app_role(conn: psycopg.Connection[Any], role: str, password: str) -> b
         conn.execute(sql.SQL(CREATE_ROLE).format(role=names["role"], password=sql.Literal(verifier)))
     for grant in GRANTS:
         conn.execute(sql.SQL(grant).format(**names))
+    for name, value in SESSION_LIMITS:
+        conn.execute(sql.SQL(SET_LIMIT).format(**names, name=sql.Identifier(name), value=sql.Literal(value)))
     logger.info("application role ready", extra={"role": role, "role_created": created})
     return created
 

@@ -19,7 +19,10 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from functions import migrate as migrate_function
+from shared import app_role
 from shared.app_role import grant_app_role
+from shared.db import translate_db_errors
+from shared.errors import UnavailableError, problem_for
 from shared.local.events import LocalContext
 from shared.settings import get_settings
 
@@ -74,6 +77,24 @@ def test_app_role_reads_and_writes_rows_and_calls_the_completion_functions_when_
         assert app.execute("SELECT count(*) FROM messages").fetchone() == (0,)
         # The migration history is readable (health reports the schema version).
         assert app.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] > 0
+
+
+def test_app_role_sessions_have_time_limits_and_a_statement_past_its_limit_is_a_503_when_granted(
+    database_url: str, db: psycopg.Connection[Any], role: str, monkeypatch: pytest.MonkeyPatch
+):
+    grant_app_role(db, role, PASSWORD)
+    with _as(database_url, role) as app:
+        assert app.execute("SHOW statement_timeout").fetchone() == ("20s",)
+        assert app.execute("SHOW idle_in_transaction_session_timeout").fetchone() == ("1min",)
+    with psycopg.connect(database_url, autocommit=True) as owner:  # the migrations' role has no such limit
+        assert owner.execute("SHOW statement_timeout").fetchone() == ("0",)
+
+    # A deploy sets them again; a statement past the limit is cancelled by the server and answered 503.
+    monkeypatch.setattr(app_role, "SESSION_LIMITS", (("statement_timeout", "200ms"),))
+    grant_app_role(db, role, PASSWORD)
+    with _as(database_url, role) as app, pytest.raises(UnavailableError) as caught, translate_db_errors():
+        app.execute("SELECT pg_sleep(5)")
+    assert problem_for(caught.value).status == 503
 
 
 @pytest.mark.parametrize(
