@@ -101,12 +101,23 @@ class LocalStorage:
         self.path(key).unlink(missing_ok=True)
 
 
+# botocore's defaults (60 s to connect, 60 s to read, several attempts) let one unanswered HeadObject outlast the
+# function's 29 s: API Gateway would answer a bare 504. Bounded, every attempt together stays well inside it, and
+# a storage that does not answer is the handlers' 503 with Retry-After (stored_size).
+S3_CLIENT_OPTIONS: dict[str, Any] = {
+    "signature_version": "s3v4",
+    "connect_timeout": 2,
+    "read_timeout": 5,
+    "retries": {"max_attempts": 3, "mode": "standard"},
+}
+
+
 @cache
 def _s3_client(region: str) -> Any:
     import boto3  # only the files routes pay for the import
     from botocore.config import Config
 
-    return boto3.client("s3", region_name=region, config=Config(signature_version="s3v4"))
+    return boto3.client("s3", region_name=region, config=Config(**S3_CLIENT_OPTIONS))
 
 
 class S3Storage:
