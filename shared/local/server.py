@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from shared import cors, routes
 from shared.local.events import proxy_event
 from shared.local.invocations import Invocation, LocalResponse, invoke, problem
+from shared.local.workers import WorkerPool
 from shared.observability import logger
 from shared.settings import get_settings
 
@@ -48,9 +49,11 @@ class LocalApi:
     """Routes requests by the route table; independent of the HTTP server so tests can drive it directly."""
 
     modules: dict[str, ModuleType] = field(default_factory=dict)
-    # Powertools keeps the current event on the resolver class (BaseRouter.current_event) and the Logger
-    # keeps per-invocation keys on a shared instance: two handler calls at once would read each other's
-    # event, principal included. One invocation at a time, as in a Lambda container.
+    # Worker processes (LOCAL_WORKERS), each running one invocation at a time. Without them, invocations run here,
+    # one at a time: Powertools keeps the current event on the resolver class (BaseRouter.current_event) and the
+    # Logger keeps per-invocation keys on a shared instance, so two handler calls at once in one process would read
+    # each other's event, principal included.
+    workers: WorkerPool | None = None
     invoke_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _module(self, name: str) -> ModuleType:
@@ -111,8 +114,15 @@ class LocalApi:
         invocation = Invocation(
             module=group.module, function_name=f"confab-{group.name}", event=event, authorize=route.auth != "public"
         )
+        if self.workers is not None:
+            return self.workers.invoke(invocation)
         with self.invoke_lock:
             return invoke(invocation, self._module)
+
+    def close(self) -> None:
+        """Stop the worker processes, once their invocations in flight are answered."""
+        if self.workers is not None:
+            self.workers.close()
 
 
 class PooledHTTPServer(HTTPServer):
