@@ -136,6 +136,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from shared.bootstrap import container
     from shared.local.scheduler import PeriodicTask
     from shared.local.server import LocalApi, make_server
+    from shared.local.workers import worker_pool
     from shared.migrations import migrate
     from shared.services.maintenance import run_maintenance
 
@@ -158,8 +159,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             get_settings.cache_clear()
             container.cache_clear()
         seed_local_model(container().db)
+    # Each invocation in flight in a worker process of its own (LOCAL_WORKERS), started on first need; they read
+    # the environment as it is now (DATABASE_URL and DEFAULT_MODEL_ID included).
+    api = LocalApi(workers=worker_pool(get_settings()))
     try:
-        server = make_server(LocalApi(), args.host, args.port)
+        server = make_server(api, args.host, args.port)
     except OSError as exc:
         where = f"{args.host}:{args.port}"
         raise ValueError(f"cannot listen on {where}: {exc.strerror} (another server? try --port)") from None
@@ -180,10 +184,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pass
     finally:
         server.server_close()
-        if timer is not None:
-            timer.stop()
-        # Queued usage events are recorded before the process exits.
-        deps.close()
+        try:
+            # Before the embedded PostgreSQL stops (exit handlers): workers record their usage events on the way out.
+            api.close()
+        finally:
+            if timer is not None:
+                timer.stop()
+            # Queued usage events are recorded before the process exits.
+            deps.close()
     return 0
 
 

@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     file_uploads_in_progress_max: int = Field(20, alias="FILE_UPLOADS_IN_PROGRESS_MAX", ge=1, le=10_000)
     # Local mode signs its upload/download URLs with this key; unset, each process makes its own.
     local_files_secret: str | None = Field(None, alias="CONFAB_FILES_SECRET")
+    # The local server's worker processes: invocations at once (1: one at a time, in the server's own process).
+    local_workers: int = Field(4, alias="LOCAL_WORKERS", ge=1, le=8)
     # Maintenance: seconds between local runs (0: never), the time budget of one run, rows per transaction.
     maintenance_interval_s: int = Field(3600, alias="MAINTENANCE_INTERVAL_SECONDS", ge=0)
     maintenance_time_budget_s: float = Field(120, alias="MAINTENANCE_TIME_BUDGET_SECONDS", gt=0, le=840)

@@ -26,8 +26,8 @@ LOCAL_PREFIX = "/local-files/"
 KEY_PATTERN = re.compile(r"^users/[0-9a-f-]{36}/[0-9a-f-]{36}$")
 NUMBER = re.compile(r"[0-9]{1,20}")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-# A process without CONFAB_FILES_SECRET signs with a key of its own: the local server and its handlers
-# share the process, so URLs stay valid for as long as the server runs.
+# A process without CONFAB_FILES_SECRET signs with a key of its own, which the local server hands to its
+# worker processes (shared/local/workers.py), so URLs stay valid for as long as the server runs.
 _PROCESS_SECRET = secrets.token_urlsafe(32)
 
 
@@ -186,8 +186,13 @@ class S3Storage:
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
 
+def local_files_secret(settings: Settings) -> str:
+    """The key local storage signs and verifies URLs with: CONFAB_FILES_SECRET, or this process's own."""
+    return settings.local_files_secret or _PROCESS_SECRET
+
+
 def local_storage(settings: Settings, origin: str = "http://127.0.0.1:8000") -> LocalStorage:
-    return LocalStorage(settings.files_dir, settings.local_files_secret or _PROCESS_SECRET, origin)
+    return LocalStorage(settings.files_dir, local_files_secret(settings), origin)
 
 
 def storage_for(settings: Settings, origin: str = "http://127.0.0.1:8000") -> FileStorage:

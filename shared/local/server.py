@@ -3,7 +3,6 @@ authorizer and the same handler module, and the handler's proxy response is writ
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import importlib
 import json
@@ -20,16 +19,16 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from shared import cors, routes
-from shared.errors import problem_body
-from shared.local.events import LocalContext, authorizer_event, proxy_event
+from shared.local.events import proxy_event
+from shared.local.invocations import Invocation, LocalResponse, invoke, problem
+from shared.local.workers import WorkerPool
 from shared.observability import logger
 from shared.settings import get_settings
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 LOCAL_FILES_PREFIX = "/local-files/"  # signed upload/download URLs of local file storage (shared/storage.py)
-PROBLEM_JSON = "application/problem+json"
-# A worker waits this long for the next request on a kept-alive connection, or for the next bytes of a
-# request, before dropping it: eight idle or stalled clients would otherwise hold every worker.
+# An HTTP thread waits this long for the next request on a kept-alive connection, or for the next bytes of a
+# request, before dropping it: eight idle or stalled clients would otherwise hold every thread.
 IDLE_TIMEOUT_S = 2.0
 WRITE_SLICE_BYTES = 64 * 1024
 DIGITS = re.compile(r"[0-9]+")
@@ -46,25 +45,15 @@ SWAGGER_PAGE = """<!doctype html>
 
 
 @dataclass
-class LocalResponse:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
-def _problem(status: int, slug: str, title: str, detail: str = "") -> LocalResponse:
-    body = json.dumps(problem_body(status, slug, title, detail)).encode()
-    return LocalResponse(status, [("Content-Type", PROBLEM_JSON)], body)
-
-
-@dataclass
 class LocalApi:
     """Routes requests by the route table; independent of the HTTP server so tests can drive it directly."""
 
     modules: dict[str, ModuleType] = field(default_factory=dict)
-    # Powertools keeps the current event on the resolver class (BaseRouter.current_event) and the Logger
-    # keeps per-invocation keys on a shared instance: two handler calls at once would read each other's
-    # event, principal included. One invocation at a time, as in a Lambda container.
+    # Worker processes (LOCAL_WORKERS), each running one invocation at a time. Without them, invocations run here,
+    # one at a time: Powertools keeps the current event on the resolver class (BaseRouter.current_event) and the
+    # Logger keeps per-invocation keys on a shared instance, so two handler calls at once in one process would read
+    # each other's event, principal included.
+    workers: WorkerPool | None = None
     invoke_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _module(self, name: str) -> ModuleType:
@@ -108,10 +97,10 @@ class LocalApi:
         found = routes.match(method, path)
         if found is None:
             if routes.path_exists(path):
-                return _problem(405, "method-not-allowed", "Method not allowed")
-            return _problem(404, "not-found", "Not found")
+                return problem(405, "method-not-allowed", "Method not allowed")
+            return problem(404, "not-found", "Not found")
         if len(body) > MAX_BODY_BYTES:
-            return _problem(413, "payload-too-large", "Payload too large")
+            return problem(413, "payload-too-large", "Payload too large")
         group, route, params = found
         event = proxy_event(
             method=method,
@@ -122,51 +111,26 @@ class LocalApi:
             body=body,
             source_ip=source_ip,
         )
-        context = LocalContext(
-            function_name=f"confab-{group.name}", aws_request_id=event["requestContext"]["requestId"]
+        invocation = Invocation(
+            module=group.module, function_name=f"confab-{group.name}", event=event, authorize=route.auth != "public"
         )
+        if self.workers is not None:
+            return self.workers.invoke(invocation)
         with self.invoke_lock:
-            if route.auth != "public":
-                denied = self._authorize(event)
-                if denied is not None:
-                    return denied
-            result = self._module(group.module).lambda_handler(event, context)
-        return _to_local(result)
+            return invoke(invocation, self._module)
 
-    def _authorize(self, event: dict[str, Any]) -> LocalResponse | None:
-        authorizer = self._module(routes.AUTHORIZER_MODULE)
-        request = authorizer_event(event)
-        context = LocalContext(function_name="confab-authorizer", aws_request_id=event["requestContext"]["requestId"])
-        try:
-            policy = authorizer.lambda_handler(request, context)
-        except Exception as exc:
-            # API Gateway answers 401 when the authorizer raises "Unauthorized"; anything else is a 500 there.
-            if str(exc) == "Unauthorized":
-                return _problem(401, "unauthorized", "Unauthorized")
-            logger.exception("authorizer failed")
-            return _problem(500, "internal-error", "Internal server error")
-        statements = policy.get("policyDocument", {}).get("Statement", [])
-        if not statements or any(s.get("Effect") != "Allow" for s in statements):
-            return _problem(403, "forbidden", "Forbidden")
-        event["requestContext"]["authorizer"] = {"principalId": policy.get("principalId"), **policy.get("context", {})}
-        return None
-
-
-def _to_local(result: dict[str, Any]) -> LocalResponse:
-    headers: list[tuple[str, str]] = list((result.get("headers") or {}).items())
-    for key, values in (result.get("multiValueHeaders") or {}).items():
-        headers.extend((key, v) for v in values if (key, v) not in headers)
-    raw = result.get("body") or ""
-    body = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
-    return LocalResponse(int(result.get("statusCode", 200)), headers, body)
+    def close(self) -> None:
+        """Stop the worker processes, once their invocations in flight are answered."""
+        if self.workers is not None:
+            self.workers.close()
 
 
 class PooledHTTPServer(HTTPServer):
     """Requests on a small fixed pool of threads, so each thread keeps its one database connection."""
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], workers: int = 8):
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], threads: int = 8):
         # Before binding: a bind that fails (the port is taken) calls server_close(), which needs them.
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="confab-http")
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="confab-http")
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__(address, handler)
@@ -191,7 +155,7 @@ class PooledHTTPServer(HTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
-        # Idle keep-alive connections would hold their worker (and the exit) until the client hangs up.
+        # Idle keep-alive connections would hold their thread (and the exit) until the client hangs up.
         with self._open_lock:
             for request in self._open:
                 with contextlib.suppress(OSError):
@@ -208,11 +172,11 @@ class BadFraming(Exception):
 
 
 def _bad_request(detail: str) -> BadFraming:
-    return BadFraming(_problem(400, "bad-request", "Bad request", detail))
+    return BadFraming(problem(400, "bad-request", "Bad request", detail))
 
 
 def _too_large() -> BadFraming:
-    return BadFraming(_problem(413, "payload-too-large", "Payload too large"))
+    return BadFraming(problem(413, "payload-too-large", "Payload too large"))
 
 
 def _body_limit(path: str) -> int:
@@ -228,7 +192,7 @@ def read_body(rfile: BufferedIOBase, headers: Message, limit: int) -> bytes:
     codings = [c.strip().lower() for c in ",".join(headers.get_all("Transfer-Encoding") or []).split(",")]
     if codings != [""]:
         if codings != ["chunked"]:
-            raise BadFraming(_problem(501, "not-implemented", "Transfer coding not supported"))
+            raise BadFraming(problem(501, "not-implemented", "Transfer coding not supported"))
         if headers.get("Content-Length") is not None:
             # Both at once is how requests are smuggled past a proxy (RFC 9112 section 6.3).
             raise _bad_request("Transfer-Encoding and Content-Length together.")
@@ -285,7 +249,7 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
             self._write(bad.response, close=True)
             return
         except TimeoutError:
-            self._write(_problem(408, "request-timeout", "Request timeout"), close=True)
+            self._write(problem(408, "request-timeout", "Request timeout"), close=True)
             return
         try:
             response = self.api.handle(
@@ -293,7 +257,7 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
             )
         except Exception:
             logger.exception("local server failed")
-            response = _problem(500, "internal-error", "Internal server error")
+            response = problem(500, "internal-error", "Internal server error")
         self._write(response)
 
     def _write(self, response: LocalResponse, close: bool = False) -> None:
@@ -321,7 +285,7 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
             self.request_version = self.protocol_version
         status = HTTPStatus(code)
         slug = status.phrase.lower().replace(" ", "-")
-        self._write(_problem(code, slug, status.phrase.capitalize(), message or ""), close=True)
+        self._write(problem(code, slug, status.phrase.capitalize(), message or ""), close=True)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 

@@ -1,0 +1,238 @@
+"""`confab serve` with LOCAL_WORKERS: invocations run at once, each in a worker process of its own.
+
+A slow model (an OpenAI-compatible server on loopback that answers only when told to) holds one invocation
+while the test makes others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psutil
+import pytest
+
+from tests.ai_helpers import add_model
+from tests.conftest import LOCAL_ENV
+from tests.e2e.test_local_server import _free_port, _request, start_server
+
+pytestmark = pytest.mark.e2e
+
+ANSWER = {
+    "id": "cmpl-1",
+    "object": "chat.completion",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "slow"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 7, "completion_tokens": 2},
+}
+
+
+@dataclass
+class HeldUpstream:
+    """An OpenAI-compatible chat-completions server that answers each request only once `release` is set."""
+
+    release: threading.Event = field(default_factory=threading.Event)
+    arrived: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                upstream.arrived.set()
+                upstream.release.wait(60)
+                body = json.dumps(ANSWER).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def upstream(db) -> Iterator[HeldUpstream]:
+    held = HeldUpstream()
+    add_model(db, "slow-model", provider="openai-compatible", base_url=held.url)
+    yield held
+    held.close()
+
+
+@dataclass
+class Served:
+    url: str
+    process: psutil.Process
+
+    def workers(self) -> list[psutil.Process]:
+        """The worker processes the server has started (not multiprocessing's resource tracker)."""
+        return [p for p in self.process.children() if any("spawn_main" in part for part in p.cmdline())]
+
+
+@contextmanager
+def serving(database_url: str, tmp_path: Path, workers: int) -> Iterator[Served]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        **LOCAL_ENV,
+        "DATABASE_URL": database_url,
+        "CONFAB_FILES_DIR": str(tmp_path / "files"),
+        "ALLOW_PRIVATE_MODEL_ENDPOINTS": "true",
+        "MAINTENANCE_INTERVAL_SECONDS": "0",
+        "LOCAL_WORKERS": str(workers),
+    }
+    proc = start_server(env, port, tmp_path / "server.log")
+    try:
+        yield Served(f"http://127.0.0.1:{port}", psutil.Process(proc.pid))
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _signup(base_url: str, name: str = "worker") -> str:
+    body = {"username": name, "email": f"{name}@example.com", "password": "a strong password"}
+    status, _, raw = _request(f"{base_url}/v1/auth/signup", method="POST", body=body)
+    assert status == 201, raw
+    return str(json.loads(raw)["access_token"])
+
+
+class InFlight(threading.Thread):
+    """A completion from the slow model, made in the background; its answer once it is done."""
+
+    def __init__(self, base_url: str, token: str):
+        super().__init__(daemon=True)
+        self.base_url, self.token = base_url, token
+        self.answer: tuple[int, dict[str, str], bytes] | None = None
+
+    def run(self) -> None:
+        body = {"model": "slow-model", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
+        headers = {"Authorization": f"Bearer {self.token}"}
+        self.answer = _request(f"{self.base_url}/v1/chat/completions", method="POST", body=body, headers=headers)
+
+
+def _start_slow_completion(base_url: str, token: str, upstream: HeldUpstream) -> InFlight:
+    call = InFlight(base_url, token)
+    call.start()
+    # A worker's cold start comes first (on a busy machine, seconds).
+    assert upstream.arrived.wait(30), "the completion never reached the model"
+    return call
+
+
+def test_health_and_a_login_answer_while_a_slow_completion_is_in_flight_when_served_with_two_workers(
+    database_url, db, tmp_path, upstream
+):
+    with serving(database_url, tmp_path, workers=2) as server:
+        token = _signup(server.url)
+        call = _start_slow_completion(server.url, token, upstream)
+        try:
+            # One worker waits on the model; the other answers (one invocation at a time would hold these until
+            # the model answers, past _request's 10 s timeout).
+            status, _, body = _request(f"{server.url}/v1/health")
+            assert status == 200 and json.loads(body)["database"] == "ok"
+            login = {"login": "worker", "password": "a strong password"}
+            assert _request(f"{server.url}/v1/auth/login", method="POST", body=login)[0] == 200
+            assert call.is_alive()
+        finally:
+            upstream.release.set()
+        call.join(20)
+        assert call.answer is not None and call.answer[0] == 200, call.answer
+        assert json.loads(call.answer[2])["choices"][0]["message"]["content"] == "slow"
+
+
+def test_usage_of_a_completion_made_in_a_worker_is_recorded_when_the_server_stops_right_after_it(
+    database_url, db, tmp_path, upstream
+):
+    upstream.release.set()
+    with serving(database_url, tmp_path, workers=2) as server:
+        token = _signup(server.url)
+        body = {"model": "slow-model", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
+        headers = {"Authorization": f"Bearer {token}"}
+        status, _, raw = _request(f"{server.url}/v1/chat/completions", method="POST", body=body, headers=headers)
+        assert status == 200, raw
+        assert server.workers(), "the completion ran in the server's own process"
+    # serving() has stopped the server (SIGTERM) and waited for it to exit.
+    rows = db.execute("SELECT model_name, prompt_tokens, completion_tokens FROM model_usage").fetchall()
+    assert rows == [("slow-model", 7, 2)]
+
+
+def test_a_request_whose_worker_dies_is_a_500_problem_and_the_next_is_served_when_served_with_workers(
+    database_url, db, tmp_path, upstream
+):
+    with serving(database_url, tmp_path, workers=2) as server:
+        token = _signup(server.url)
+        call = _start_slow_completion(server.url, token, upstream)
+        (busy,) = server.workers()  # started for the signup, reused for the completion
+        busy.kill()
+        call.join(20)
+        assert call.answer is not None
+        status, headers, body = call.answer
+        assert status == 500 and headers["Content-Type"] == "application/problem+json"
+        assert json.loads(body)["type"].endswith("internal-error")
+
+        assert _request(f"{server.url}/v1/health")[0] == 200
+        assert _request(f"{server.url}/v1/users/me", headers={"Authorization": f"Bearer {token}"})[0] == 200
+        assert server.process.is_running()
+
+
+def test_workers_exit_by_themselves_when_the_server_is_killed(database_url, tmp_path):
+    with serving(database_url, tmp_path, workers=2) as server:
+        assert _request(f"{server.url}/v1/health")[0] == 200
+        assert server.workers()
+        started = server.process.children()  # the workers and multiprocessing's resource tracker
+        server.process.kill()  # no exit handlers, no orderly stop of the workers
+        server.process.wait(10)
+        _, alive = psutil.wait_procs(started, timeout=15)
+        assert alive == []
+
+
+def test_a_file_uploaded_to_a_url_a_worker_signed_is_taken_by_the_server_when_served_with_workers(
+    database_url, tmp_path
+):
+    # The worker signs the upload and download URLs; the server process itself serves /local-files/.
+    with serving(database_url, tmp_path, workers=2) as server:
+        headers = {"Authorization": f"Bearer {_signup(server.url)}"}
+        data = b"bytes from a worker's URL"
+        body = {"name": "a.txt", "content_type": "text/plain", "size": len(data)}
+        body["sha256"] = hashlib.sha256(data).hexdigest()
+        status, _, raw = _request(f"{server.url}/v1/files", method="POST", body=body, headers=headers)
+        assert status == 201, raw
+        created = json.loads(raw)
+        upload = urlsplit(created["upload"]["url"])
+        put = _request_bytes(f"{server.url}{upload.path}?{upload.query}", data)
+        assert put == 200
+        status, _, raw = _request(f"{server.url}/v1/files/{created['file']['id']}", headers=headers)
+        download = urlsplit(json.loads(raw)["download"]["url"])
+        status, _, raw = _request(f"{server.url}{download.path}?{download.query}")
+        assert status == 200 and raw == data
+
+
+def _request_bytes(url: str, data: bytes) -> int:
+    import urllib.request
+
+    request = urllib.request.Request(url, data=data, method="PUT", headers={"Content-Type": "text/plain"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return int(response.status)
