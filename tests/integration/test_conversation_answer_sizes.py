@@ -1,0 +1,110 @@
+"""Every answer of the conversations area fits in one Lambda answer: pages of large items stop short of it and go on
+from where they stopped; a single item, made as large as the API allows, fits alone."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any
+
+import pytest
+
+from tests.conversations_helpers import event_for, jwt_principal, make_user
+from tests.helpers import FakeLambdaContext
+
+# Lambda hands API Gateway at most 6 MB of JSON (a 502 beyond), the answer's body escaped inside it once more.
+LAMBDA_ANSWER_MAX_BYTES = 6 * 1024 * 1024
+# Four bytes of UTF-8; 12 in an answer that escapes non-ASCII, 14 where the body was escaped so already (pydantic).
+EMOJI = "\U0001f600"
+MAX_CHARS = 32_000  # MESSAGE_MAX_CHARS
+
+
+def answer(method: str, path: str, principal: Any = None, **kwargs: Any) -> dict[str, Any]:
+    """The handler's result as Lambda receives it."""
+    event, module = event_for(method, path, principal, **kwargs)
+    result: dict[str, Any] = importlib.import_module(module).lambda_handler(event, FakeLambdaContext())
+    return result
+
+
+def lambda_bytes(result: dict[str, Any]) -> int:
+    """The size of Lambda's answer, whichever way the runtime writes non-ASCII (escaped, or as UTF-8)."""
+    return max(len(json.dumps(result).encode()), len(json.dumps(result, ensure_ascii=False).encode()))
+
+
+def fits(result: dict[str, Any]) -> Any:
+    assert result["statusCode"] == 200, result["body"][:500]
+    size = lambda_bytes(result)
+    assert size <= LAMBDA_ANSWER_MAX_BYTES, f"{size} bytes"
+    return json.loads(result["body"])
+
+
+def walk(method: str, path: str, principal: Any, query: dict[str, Any]) -> list[list[Any]]:
+    """Every page of a list until next_cursor is null, each answer checked against Lambda's limit."""
+    pages, cursor = [], None
+    while True:
+        page = fits(answer(method, path, principal, query={**query, **({"cursor": cursor} if cursor else {})}))
+        pages.append(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+@pytest.fixture
+def group(app_container, db):
+    alice, bob = make_user(db, "alice"), make_user(db, "bob")
+    row = db.execute("INSERT INTO conversations (kind, title) VALUES ('group', 'g') RETURNING id").fetchone()
+    db.execute(
+        "INSERT INTO participants (conversation_id, user_id, role) VALUES (%s, %s, 'admin'), (%s, %s, 'member')",
+        (row[0], alice, row[0], bob),
+    )
+    return {"id": row[0], "alice": jwt_principal(alice), "bob": jwt_principal(bob)}
+
+
+# The largest texts a message holds, by their cost in Lambda's answer: four-byte characters (12 bytes each there at
+# most), control characters (\u0001, 7) and quotes (\\\", 4); and short ones in between.
+CONTENTS = [EMOJI * MAX_CHARS, "short", "\x01" * MAX_CHARS, '"' * MAX_CHARS, "x" * MAX_CHARS, "\u65e5" * MAX_CHARS]
+
+
+def _insert_messages(db, conversation_id, sender, count, thread_id=None, prefix=""):
+    ids = []
+    for n in range(count):
+        content = prefix + CONTENTS[n % len(CONTENTS)][: MAX_CHARS - len(prefix)]
+        ids.append(
+            db.execute(
+                "INSERT INTO messages (conversation_id, thread_id, sender_id, content) VALUES (%s, %s, %s, %s) "
+                "RETURNING id",
+                (conversation_id, thread_id, sender, content),
+            ).fetchone()[0]
+        )
+    return ids
+
+
+def test_a_message_page_stops_short_of_lambdas_limit_and_goes_on_exactly_there_when_messages_are_large(group, db):
+    # 200 messages of 32,000 characters are up to 77 MB in Lambda's answer: every page of such a conversation was a
+    # 502 from API Gateway, whichever way it was read.
+    ids = _insert_messages(db, group["id"], group["alice"].user_id, 72)
+    path = f"/v1/conversations/{group['id']}/messages"
+    for direction, expected in (("backward", ids[::-1]), ("forward", ids)):
+        pages = walk("GET", path, group["bob"], {"limit": 200, "direction": direction})
+        assert [m["id"] for page in pages for m in page] == expected
+        assert len(pages) > 2 and all(len(page) > 1 for page in pages)
+    # A limit reached before the size is: the cursor still continues right after the page.
+    pages = walk("GET", path, group["bob"], {"limit": 7})
+    assert [m["id"] for page in pages for m in page] == ids[::-1] and len(pages[0]) == 7
+
+
+def test_a_thread_page_stops_short_of_lambdas_limit_and_goes_on_exactly_there_when_messages_are_large(group, db):
+    thread = db.execute(
+        "INSERT INTO conversation_threads (conversation_id, user_id) VALUES (%s, %s) RETURNING id",
+        (group["id"], group["alice"].user_id),
+    ).fetchone()[0]
+    ids = _insert_messages(db, group["id"], group["alice"].user_id, 42, thread_id=thread)
+    for direction, expected in (("backward", ids[::-1]), ("forward", ids)):
+        pages = walk("GET", f"/v1/threads/{thread}/messages", group["bob"], {"limit": 200, "direction": direction})
+        assert [m["id"] for page in pages for m in page] == expected and len(pages) > 1
+
+
+def test_search_pages_stop_short_of_lambdas_limit_and_go_on_exactly_there_when_messages_are_large(group, db):
+    ids = _insert_messages(db, group["id"], group["alice"].user_id, 42, prefix="needle ")
+    pages = walk("GET", "/v1/search/messages", group["bob"], {"q": "needle", "limit": 200})
+    assert [m["id"] for page in pages for m in page] == ids[::-1] and len(pages) > 1
