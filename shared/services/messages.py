@@ -24,7 +24,7 @@ from shared.models.conversations import (
     ReadCursor,
     ReadMark,
 )
-from shared.pagination import ANSWER_MAX_BYTES, Page, decode_cursor, encode_cursor, page_limit, page_of
+from shared.pagination import ANSWER_MAX_BYTES, Page, decode_cursor, encode_cursor, page_limit, page_of, page_within
 from shared.repositories.conversations import ConversationsRepository, RowLock
 from shared.repositories.messages import MessageAccess, MessagesRepository
 from shared.services.access import ANONYMOUS_ROLE, Access, conversation_access, not_found, role_in
@@ -298,7 +298,8 @@ def reaction_summary(db: Database, principal: Principal, message_id: int) -> Rea
 def list_edits(
     db: Database, principal: Principal, message_id: int, cursor: str | None, limit: int | None
 ) -> Page[MessageEdit]:
-    """The message's earlier versions, the latest edit first: for whoever may read the message."""
+    """The message's earlier versions, the latest edit first: for whoever may read the message. Their number is
+    not bounded, so a page stops short of one answer (page_within)."""
     size = page_limit(limit)
     after = decode_cursor(cursor, (datetime, UUID))
 
@@ -307,7 +308,10 @@ def list_edits(
         _message_access(repo, principal, message_id)
         return repo.edits_page(message_id, after, size + 1)
 
-    return page_of(db.read(work), size, lambda edit: (edit.edited_at, edit.id))
+    def key(edit: MessageEdit) -> tuple[datetime, UUID]:
+        return edit.edited_at, edit.id
+
+    return page_within(page_of(db.read(work), size, key), key)
 
 
 def remove_reaction(db: Database, principal: Principal, message_id: int, emoji: str) -> None:

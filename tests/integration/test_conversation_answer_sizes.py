@@ -108,3 +108,42 @@ def test_search_pages_stop_short_of_lambdas_limit_and_go_on_exactly_there_when_m
     ids = _insert_messages(db, group["id"], group["alice"].user_id, 42, prefix="needle ")
     pages = walk("GET", "/v1/search/messages", group["bob"], {"q": "needle", "limit": 200})
     assert [m["id"] for page in pages for m in page] == ids[::-1] and len(pages) > 1
+
+
+def test_an_edit_history_page_stops_short_of_lambdas_limit_when_earlier_versions_are_large(group, db):
+    # A message's earlier versions are not bounded in number (only an anonymous conversation's are).
+    message = _insert_messages(db, group["id"], group["alice"].user_id, 1)[0]
+    for n in range(16):
+        db.execute(
+            "INSERT INTO message_edits (message_id, previous_content, edited_by, edited_at) "
+            "VALUES (%s, %s, %s, now() - make_interval(secs => %s))",
+            (message, EMOJI * MAX_CHARS, group["alice"].user_id, n),
+        )
+    pages = walk("GET", f"/v1/messages/{message}/edits", group["bob"], {"limit": 200})
+    assert sum(len(page) for page in pages) == 16 and len(pages) > 1
+
+
+# A JSON object sent in one request body (256 KiB): 65,000 four-byte characters are 14 bytes each in the answer.
+LARGE_OBJECT = {"text": EMOJI * 65_000}
+
+
+def test_a_thread_list_page_stops_short_of_lambdas_limit_when_thread_data_is_large(group, db):
+    for _ in range(8):
+        db.execute(
+            "INSERT INTO conversation_threads (conversation_id, user_id, thread_data) VALUES (%s, %s, %s::jsonb)",
+            (group["id"], group["alice"].user_id, json.dumps(LARGE_OBJECT)),
+        )
+    pages = walk("GET", f"/v1/conversations/{group['id']}/threads", group["bob"], {"limit": 200})
+    assert sum(len(page) for page in pages) == 8 and len(pages) > 1
+
+
+def test_a_panel_list_page_stops_short_of_lambdas_limit_when_layouts_and_configs_are_large(group, db):
+    # A panel's layout and config each take a request body's worth (changed one at a time).
+    for n in range(4):
+        db.execute(
+            "INSERT INTO dashboard_panels (conversation_id, name, layout, config, created_by) "
+            "VALUES (%s, %s, %s::jsonb, %s::jsonb, %s)",
+            (group["id"], f"p{n}", json.dumps(LARGE_OBJECT), json.dumps(LARGE_OBJECT), group["alice"].user_id),
+        )
+    pages = walk("GET", f"/v1/conversations/{group['id']}/panels", group["bob"], {"limit": 200})
+    assert sum(len(page) for page in pages) == 4 and len(pages) > 1
