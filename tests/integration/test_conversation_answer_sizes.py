@@ -147,3 +147,75 @@ def test_a_panel_list_page_stops_short_of_lambdas_limit_when_layouts_and_configs
         )
     pages = walk("GET", f"/v1/conversations/{group['id']}/panels", group["bob"], {"limit": 200})
     assert sum(len(page) for page in pages) == 4 and len(pages) > 1
+
+
+# Answers that fit whatever the data, by arithmetic (the largest each field may be, at 14 bytes a character, the
+# most any character costs in an answer whose body pydantic wrote), checked here with that data built.
+
+
+def _astral(chars: int, tag: int = 0) -> str:
+    """`chars` four-byte characters, told apart by `tag` (for unique columns)."""
+    return chr(0x1F300 + tag % 700) + EMOJI * (chars - 1)
+
+
+def test_one_message_fits_alone_when_it_is_as_large_as_the_api_allows(group, db):
+    # 32,000 four-byte characters (12 bytes each in Lambda's answer, 14 where pydantic wrote the body), ten
+    # attachments whose names and types are as long as their columns let the API make them, a 200-character key:
+    # under 0.6 MB in every answer that carries it.
+    alice = group["alice"]
+    files = [
+        db.execute(
+            "INSERT INTO user_files (owner_id, original_name, content_type, size, storage_key) "
+            "VALUES (%s, %s, %s, 1, gen_random_uuid()::text) RETURNING id",
+            (alice.user_id, _astral(255, n), _astral(200, n)),
+        ).fetchone()[0]
+        for n in range(10)
+    ]
+    body = {"content": EMOJI * MAX_CHARS, "attachments": [str(f) for f in files], "idempotency_key": _astral(200)}
+    raw = json.dumps(body, ensure_ascii=False).encode()  # 128 KB of UTF-8: within the 256 KiB a request may carry
+    path = f"/v1/conversations/{group['id']}/messages"
+    sent = answer("POST", path, alice, raw_body=raw)
+    assert sent["statusCode"] == 201 and lambda_bytes(sent) <= 600_000
+    message_id = json.loads(sent["body"])["id"]
+    assert lambda_bytes(answer("POST", path, alice, raw_body=raw)) <= 600_000  # the retry's answer
+    page = fits(answer("GET", path, group["bob"], query={"limit": 1}))
+    assert [m["id"] for m in page["items"]] == [message_id]
+    assert len(fits(answer("GET", "/v1/search/messages", group["bob"], query={"q": "x", "limit": 1}))["items"]) == 0
+    edit = json.dumps({"content": '"' * MAX_CHARS}).encode()
+    assert answer("PATCH", f"/v1/messages/{message_id}", alice, raw_body=edit)["statusCode"] == 200
+    edits = fits(answer("GET", f"/v1/messages/{message_id}/edits", group["bob"]))
+    assert [e["previous_content"] for e in edits["items"]] == [EMOJI * MAX_CHARS]
+
+
+def test_conversation_lists_participants_and_reactions_fit_when_every_field_is_as_large_as_allowed(group, db):
+    # A conversation in a list: title 500, use_case 200, room_type 100, room_token 200, host 255 and status 50
+    # characters, a preview of 200, about 0.8 KB of ids, times and numbers: at most 22 KB, 4.4 MB for 200.
+    bob = group["bob"]
+    for n in range(200):
+        cid = db.execute(
+            "INSERT INTO conversations (kind, title, use_case, status, room_type, room_token, host, last_message_at) "
+            "VALUES ('room', %s, %s, %s, %s, %s, %s, now()) RETURNING id",
+            (_astral(500), _astral(200), _astral(50), _astral(100), _astral(200, n) + str(n), _astral(255)),
+        ).fetchone()[0]
+        db.execute("INSERT INTO participants (conversation_id, user_id) VALUES (%s, %s)", (cid, bob.user_id))
+        db.execute(
+            "INSERT INTO messages (conversation_id, sender_id, content) VALUES (%s, %s, %s)",
+            (cid, bob.user_id, EMOJI * 300),
+        )
+    listed = fits(answer("GET", "/v1/conversations", bob, query={"limit": 200}))
+    assert len(listed["items"]) == 200 and all(len(c["last_message"]["content"]) == 200 for c in listed["items"])
+    # A participant: a username of 255 characters (its column's bound) and about 0.3 KB more: 0.8 MB for 200.
+    for n in range(200):
+        user = db.execute(
+            "INSERT INTO users (username, email) VALUES (%s, %s) RETURNING id",
+            (_astral(250, n) + f"{n:05d}", f"{n}@x.test"),
+        ).fetchone()[0]
+        db.execute("INSERT INTO participants (conversation_id, user_id) VALUES (%s, %s)", (group["id"], user))
+    participants = fits(answer("GET", f"/v1/conversations/{group['id']}/participants", bob, query={"limit": 200}))
+    assert len(participants["items"]) == 200
+    # Reactions: at most 50 distinct emoji of at most 32 characters each, under 30 KB.
+    message = _insert_messages(db, group["id"], bob.user_id, 1)[0]
+    for n in range(50):
+        emoji = json.dumps({"emoji": _astral(32, n)}, ensure_ascii=False).encode()
+        assert answer("POST", f"/v1/messages/{message}/reactions", bob, raw_body=emoji)["statusCode"] == 201
+    assert len(fits(answer("GET", f"/v1/messages/{message}/reactions", bob))["reactions"]) == 50
