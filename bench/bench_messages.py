@@ -53,7 +53,7 @@ def main() -> None:
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
         from functions.messages import lambda_handler
         from shared.bootstrap import container
-        from shared.pagination import encode_cursor
+        from shared.pagination import ANSWER_MAX_BYTES, encode_cursor
         from shared.repositories.messages import PAGE_BACKWARD, SEND
         from tests.conversations_helpers import event_for, jwt_principal
         from tests.helpers import FakeLambdaContext
@@ -78,6 +78,7 @@ def main() -> None:
                 "conversation_id": cid,
                 "cursor": None,
                 "limit": 51,
+                "max_bytes": ANSWER_MAX_BYTES,
             }
 
             def handler_page() -> None:

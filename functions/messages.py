@@ -107,18 +107,30 @@ def get_feedback(id: MessageId) -> Feedback:
     return service.get_feedback(container().db, principal_of(app), id)
 
 
-@app.get("/v1/threads/<id>/messages", tags=TAGS, summary="A page of a thread's messages")
+@app.get(
+    "/v1/threads/<id>/messages",
+    tags=TAGS,
+    summary="A page of a thread's messages",
+    responses={200: {"description": "A page of messages", "content": {"application/json": {"model": Page[Message]}}}},
+)
 def list_thread_messages(
     id: PathId, cursor: Cursor = None, limit: Limit = None, direction: Direction = "backward"
-) -> Page[Message]:
-    return service.list_thread_messages(container().db, principal_of(app), id, cursor, limit, direction)
+) -> Response[str]:
+    page = service.list_thread_messages(container().db, principal_of(app), id, cursor, limit, direction)
+    return Response(status_code=200, content_type="application/json", body=page.to_json())
 
 
-@app.get("/v1/search/messages", tags=TAGS, summary="Full-text search over your conversations")
+@app.get(
+    "/v1/search/messages",
+    tags=TAGS,
+    summary="Full-text search over your conversations",
+    responses={200: {"description": "A page of messages", "content": {"application/json": {"model": Page[Message]}}}},
+)
 def search_messages(
     q: Annotated[str | None, Query()] = None, cursor: Cursor = None, limit: Limit = None
-) -> Page[Message]:
-    return service.search_messages(container().db, principal_of(app), q, cursor, limit)
+) -> Response[str]:
+    page = service.search_messages(container().db, principal_of(app), q, cursor, limit)
+    return Response(status_code=200, content_type="application/json", body=page.to_json())
 
 
 lambda_handler = lambda_entry(app, body_limited=True)

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg.rows import BaseRowFactory, RowMaker, class_row
-from pydantic import BaseModel
+from psycopg.rows import class_row
 
 from shared.models.conversations import Feedback, Message, MessageEdit, Reaction, ReactionCount, ReadCursor
 from shared.repositories.conversations import ROW_LOCKS, RowLock
-
-M = TypeVar("M", bound=BaseModel)
 
 _MESSAGE_FIELDS = (
     "id", "conversation_id", "thread_id", "sender_id", "sender_kind", "content", "attachments", "status",
@@ -133,42 +129,70 @@ CASE WHEN %(anonymous)s THEN c.kind = 'anonymous'
      ELSE EXISTS (SELECT 1 FROM participants p WHERE p.conversation_id = c.id AND p.user_id = %(user_id)s) END
 )"""
 
-# A page of a conversation's messages as JSON built by PostgreSQL: the rows never become Python objects,
-# which costs more than the query itself. It answers the items of the page (limit - 1 rows) and, when the
-# extra row exists, the id the next page starts after. Both directions share this text; only the order and
-# the cursor comparison differ, and those come from the two fixed pairs below, never from input.
-_PAGE = """
+_COLUMNS = ", ".join(_MESSAGE_FIELDS)
+_M_COLUMNS = ", ".join(f"m.{name}" for name in _MESSAGE_FIELDS)
+
+# The most bytes a rendered item (a JSON text from PostgreSQL: non-ASCII as UTF-8, no raw control characters)
+# takes in Lambda's answer, where it is escaped again inside the body string and where the runtime may write
+# non-ASCII as \u escapes: a character 1 byte, a quote or backslash 2, a non-ASCII character 6 (12 for the
+# surrogate pair of a four-byte one); and 1 for the comma after it. That is never more than 3 per UTF-8 byte, the
+# bound of a small item. A large one is counted closer, reading its text three times (length and two replaces,
+# each far cheaper than translate): its UTF-8 bytes, one more per quote or backslash, and at most 4 more per byte
+# a non-ASCII character has after its first (octet_length - length).
+_ANSWER_BYTES = """CASE WHEN octet_length({0}) <= 4096 THEN 3 * octet_length({0})
+     ELSE least(3 * octet_length({0}),
+                octet_length({0}) + (octet_length({0}) - octet_length(replace(replace({0}, '"', ''), '\\', '')))
+                + 4 * (octet_length({0}) - length({0}))) END + 1"""
+
+# A page of messages as JSON built by PostgreSQL: the rows never become Python objects, which costs more than the
+# query itself. `rows` reads up to %(limit)s messages after the cursor in page order (limit - 1 items and an extra
+# row that only says there is more). The page keeps them in order while their answer stays within %(max_bytes)s
+# (one at least), and answers the kept items and, when any row was left out, the id of the last one kept: the
+# next page starts right after it, in either direction. Fixed text only: the order and the comparisons come from
+# fixed pairs, never from input.
+_RENDERED_PAGE = """
 WITH page AS (
-    SELECT m.*, row_number() OVER (ORDER BY m.id {order}) AS n
-    FROM (
-        SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, attachments, status,
-               status_timestamps, model_id, idempotency_key, created_at, edited_at
-        FROM messages
-        WHERE conversation_id = %(conversation_id)s AND {visible}
-          AND (%(cursor)s::bigint IS NULL OR id {beyond} %(cursor)s)
-        ORDER BY id {order} LIMIT %(limit)s
-    ) m
+    SELECT id, item,
+           row_number() OVER w < %(limit)s
+           AND (row_number() OVER w = 1 OR sum({answer_bytes}) OVER w <= %(max_bytes)s) AS kept
+    -- OFFSET 0 keeps the subquery from being merged into this one (merged, each use of item rendered it again), and
+    -- its ORDER BY tells the window the rows come in its order already (no sort).
+    FROM (SELECT m.id, {message}::text AS item FROM ({rows}) m ORDER BY m.id {order} OFFSET 0) rendered
+    WINDOW w AS (ORDER BY id {order} ROWS UNBOUNDED PRECEDING)
 )
-SELECT coalesce(json_agg({message} ORDER BY n) FILTER (WHERE n < %(limit)s), '[]'::json)::text AS items,
-       max(id) FILTER (WHERE n = %(limit)s - 1 AND EXISTS (SELECT 1 FROM page WHERE n = %(limit)s)) AS after
+SELECT coalesce('[' || string_agg(item, ',' ORDER BY id {order}) FILTER (WHERE kept) || ']', '[]') AS items,
+       CASE WHEN bool_or(NOT kept) THEN {last}(id) FILTER (WHERE kept) END AS after
 FROM page
 """
-PAGE_BACKWARD = _PAGE.format(order="DESC", beyond="<", visible=_VISIBLE, message=MESSAGE_JSON)
-PAGE_FORWARD = _PAGE.format(order="ASC", beyond=">", visible=_VISIBLE, message=MESSAGE_JSON)
 
-THREAD_PAGE_BACKWARD = """
-SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, attachments, status,
-    status_timestamps, model_id, idempotency_key, created_at, edited_at FROM messages
-WHERE thread_id = %(thread_id)s AND (%(cursor)s::bigint IS NULL OR id < %(cursor)s)
-ORDER BY id DESC LIMIT %(limit)s
-"""
 
-THREAD_PAGE_FORWARD = """
-SELECT id, conversation_id, thread_id, sender_id, sender_kind, content, attachments, status,
-    status_timestamps, model_id, idempotency_key, created_at, edited_at FROM messages
-WHERE thread_id = %(thread_id)s AND (%(cursor)s::bigint IS NULL OR id > %(cursor)s)
-ORDER BY id ASC LIMIT %(limit)s
-"""
+def _rendered_page(rows: str, *, forward: bool) -> str:
+    """A page of the messages `rows` reads (fixed text with `{order}` and `{beyond}`), in one direction."""
+    order, beyond, last = ("ASC", ">", "max") if forward else ("DESC", "<", "min")
+    return _RENDERED_PAGE.format(
+        order=order,
+        last=last,
+        message=MESSAGE_JSON,
+        answer_bytes=_ANSWER_BYTES.format("item"),
+        rows=rows.format(order=order, beyond=beyond),
+    )
+
+
+_CONVERSATION_ROWS = f"""
+        SELECT {_COLUMNS}
+        FROM messages
+        WHERE conversation_id = %(conversation_id)s AND {_VISIBLE}
+          AND (%(cursor)s::bigint IS NULL OR id {{beyond}} %(cursor)s)
+        ORDER BY id {{order}} LIMIT %(limit)s"""  # noqa: S608 (fixed text)
+PAGE_BACKWARD = _rendered_page(_CONVERSATION_ROWS, forward=False)
+PAGE_FORWARD = _rendered_page(_CONVERSATION_ROWS, forward=True)
+
+_THREAD_ROWS = f"""
+        SELECT {_COLUMNS} FROM messages
+        WHERE thread_id = %(thread_id)s AND (%(cursor)s::bigint IS NULL OR id {{beyond}} %(cursor)s)
+        ORDER BY id {{order}} LIMIT %(limit)s"""  # noqa: S608 (fixed text)
+THREAD_PAGE_BACKWARD = _rendered_page(_THREAD_ROWS, forward=False)
+THREAD_PAGE_FORWARD = _rendered_page(_THREAD_ROWS, forward=True)
 
 
 @dataclass(frozen=True)
@@ -351,30 +375,16 @@ id, message_id, user_id, rating, model_name, model_provider, temperature, max_to
  FROM message_feedback WHERE message_id = %(message_id)s AND user_id = %(user_id)s"""
 
 # Full-text search over the caller's conversations only; newest first, keyset on id.
-SEARCH = """
-SELECT m.id, m.conversation_id, m.thread_id, m.sender_id, m.sender_kind, m.content, m.attachments, m.status,
-    m.status_timestamps, m.model_id, m.idempotency_key, m.created_at, m.edited_at
-FROM messages m
-JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = %(user_id)s
-WHERE m.search_vector @@ plainto_tsquery('simple', %(q)s)
-  AND (%(cursor)s::bigint IS NULL OR m.id < %(cursor)s)
-ORDER BY m.id DESC LIMIT %(limit)s
-"""
-
-
-def trusted_row(model: type[M]) -> BaseRowFactory[M]:
-    """Rows straight into response models without validation: the columns already have the declared types
-    (the database checked them), and validating 50 rows would cost more than the query that read them."""
-
-    def factory(cursor: Any) -> RowMaker[M]:
-        names = [column.name for column in cursor.description or []]
-
-        def make(values: Sequence[Any]) -> M:
-            return model.model_construct(**dict(zip(names, values, strict=True)))
-
-        return make
-
-    return factory
+SEARCH = _rendered_page(
+    f"""
+        SELECT {_M_COLUMNS}
+        FROM messages m
+        JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = %(user_id)s
+        WHERE m.search_vector @@ plainto_tsquery('simple', %(q)s)
+          AND (%(cursor)s::bigint IS NULL OR m.id {{beyond}} %(cursor)s)
+        ORDER BY m.id {{order}} LIMIT %(limit)s""",  # noqa: S608 (fixed text)
+    forward=False,
+)
 
 
 @dataclass(frozen=True)
@@ -413,13 +423,20 @@ class MessagesRepository:
 
     def page(self, params: dict[str, Any], *, forward: bool) -> tuple[str, int | None]:
         """(the page's items as a JSON array, the id the next page starts after or None)."""
-        row = self.conn.execute(PAGE_FORWARD if forward else PAGE_BACKWARD, params).fetchone()
+        return self._rendered(PAGE_FORWARD if forward else PAGE_BACKWARD, params)
+
+    def thread_page(self, params: dict[str, Any], *, forward: bool) -> tuple[str, int | None]:
+        """A page of a thread's messages, as `page` answers one."""
+        return self._rendered(THREAD_PAGE_FORWARD if forward else THREAD_PAGE_BACKWARD, params)
+
+    def search(self, params: dict[str, Any]) -> tuple[str, int | None]:
+        """A page of the caller's messages matching %(q)s, newest first, as `page` answers one."""
+        return self._rendered(SEARCH, params)
+
+    def _rendered(self, statement: str, params: dict[str, Any]) -> tuple[str, int | None]:
+        row = self.conn.execute(statement, params).fetchone()
         assert row is not None  # an aggregate always answers one row
         return str(row[0]), row[1]
-
-    def thread_page(self, params: dict[str, Any], *, forward: bool) -> list[Message]:
-        with self.conn.cursor(row_factory=trusted_row(Message)) as cur:
-            return cur.execute(THREAD_PAGE_FORWARD if forward else THREAD_PAGE_BACKWARD, params).fetchall()
 
     def access(self, message_id: int, user_id: UUID | None, lock: RowLock | None = None) -> MessageAccess | None:
         """The message and the caller's standing in its conversation; with `lock`, as ConversationsRepository.access
@@ -487,7 +504,3 @@ class MessagesRepository:
     def get_feedback(self, message_id: int, user_id: UUID) -> Feedback | None:
         with self.conn.cursor(row_factory=class_row(Feedback)) as cur:
             return cur.execute(GET_FEEDBACK, {"message_id": message_id, "user_id": user_id}).fetchone()
-
-    def search(self, params: dict[str, Any]) -> list[Message]:
-        with self.conn.cursor(row_factory=trusted_row(Message)) as cur:
-            return cur.execute(SEARCH, params).fetchall()

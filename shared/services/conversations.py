@@ -25,7 +25,7 @@ from shared.models.conversations import (
     Thread,
     ThreadCreate,
 )
-from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
+from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of, page_within
 from shared.repositories.conversations import ConversationsRepository
 from shared.services.access import conversation_access, not_found, require_admin
 from shared.settings import Settings
@@ -83,6 +83,10 @@ def _page_in_conversation(
         return fetch(repo, conversation_id, after, size + 1)
 
     return page_of(db.read(work), size, lambda item: (time_of(item), item.id))
+
+
+def _created_key(item: Thread | Panel) -> tuple[datetime, UUID]:
+    return item.created_at, item.id
 
 
 def create_conversation(db: Database, principal: Principal, body: ConversationCreate) -> tuple[Conversation, bool]:
@@ -299,9 +303,12 @@ def list_threads(
     db: Database, principal: Principal, conversation_id: UUID, cursor: str | None, limit: int | None
 ) -> Page[Thread]:
     # An anonymous-conversation token may list the threads of its conversation: no require_user here.
-    return _page_in_conversation(
+    page = _page_in_conversation(
         db, principal, conversation_id, cursor, limit, ConversationsRepository.list_threads, lambda t: t.created_at
     )
+    # Each thread_data takes up to a request body, which is up to 3.5 times as much in an answer: a page of them
+    # stops short of one answer.
+    return page_within(page, _created_key)
 
 
 def thread_access(repo: ConversationsRepository, principal: Principal, thread_id: UUID) -> Thread:
@@ -335,9 +342,11 @@ def list_panels(
     db: Database, principal: Principal, conversation_id: UUID, cursor: str | None, limit: int | None
 ) -> Page[Panel]:
     principal.require_user()
-    return _page_in_conversation(
+    page = _page_in_conversation(
         db, principal, conversation_id, cursor, limit, ConversationsRepository.list_panels, lambda p: p.created_at
     )
+    # A panel's layout and its config each take up to a request body: a page of them stops short of one answer.
+    return page_within(page, _created_key)
 
 
 _Created = TypeVar("_Created", Panel, DataRef)

@@ -24,7 +24,7 @@ from shared.models.conversations import (
     ReadCursor,
     ReadMark,
 )
-from shared.pagination import Page, decode_cursor, encode_cursor, page_limit, page_of
+from shared.pagination import ANSWER_MAX_BYTES, Page, decode_cursor, encode_cursor, page_limit, page_of, page_within
 from shared.repositories.conversations import ConversationsRepository, RowLock
 from shared.repositories.messages import MessageAccess, MessagesRepository
 from shared.services.access import ANONYMOUS_ROLE, Access, conversation_access, not_found, role_in
@@ -36,10 +36,17 @@ Direction = Literal["backward", "forward"]
 
 @dataclass(frozen=True)
 class JsonPage:
-    """A page whose items PostgreSQL already rendered as JSON (shaped like Page[Message])."""
+    """A page whose items PostgreSQL already rendered as JSON (shaped like Page[Message]): it stops short of one
+    Lambda answer (ANSWER_MAX_BYTES), so it may hold fewer items than asked for while next_cursor is set."""
 
     items_json: str
     next_cursor: str | None
+
+    @classmethod
+    def of(cls, rendered: tuple[str, int | None]) -> JsonPage:
+        """The page from the repository's (items, id the next page starts after)."""
+        items, after = rendered
+        return cls(items_json=items, next_cursor=encode_cursor((after,)) if after is not None else None)
 
     def to_json(self) -> str:
         return '{"items":' + self.items_json + ',"next_cursor":' + json.dumps(self.next_cursor) + "}"
@@ -133,6 +140,7 @@ def _page_params(principal: Principal, conversation_id: UUID, cursor: str | None
         "conversation_id": conversation_id,
         "cursor": key[0] if key else None,
         "limit": page_limit(limit) + 1,
+        "max_bytes": ANSWER_MAX_BYTES,
     }
 
 
@@ -149,10 +157,10 @@ def list_messages(
     forward = direction == "forward"
 
     def work(uow: UnitOfWork) -> JsonPage:
-        items, after = MessagesRepository(uow.conn).page(params, forward=forward)
-        if items == "[]":  # the access check rode along; tell "may not see" from "nothing more"
+        page = JsonPage.of(MessagesRepository(uow.conn).page(params, forward=forward))
+        if page.items_json == "[]":  # the access check rode along; tell "may not see" from "nothing more"
             conversation_access(ConversationsRepository(uow.conn), principal, conversation_id)
-        return JsonPage(items_json=items, next_cursor=encode_cursor((after,)) if after is not None else None)
+        return page
 
     # One statement answers the page (the access check rides along), so it runs in autocommit: no BEGIN and
     # ROLLBACK round trips. The fallback access check after an empty page needs no shared snapshot with it.
@@ -166,16 +174,21 @@ def list_thread_messages(
     cursor: str | None,
     limit: int | None,
     direction: Direction = "backward",
-) -> Page[Message]:
+) -> JsonPage:
+    """A page of a thread's messages, as list_messages answers one."""
     key = decode_cursor(cursor, (int,))
-    size = page_limit(limit)
-    params = {"thread_id": thread_id, "cursor": key[0] if key else None, "limit": size + 1}
+    params = {
+        "thread_id": thread_id,
+        "cursor": key[0] if key else None,
+        "limit": page_limit(limit) + 1,
+        "max_bytes": ANSWER_MAX_BYTES,
+    }
 
-    def work(uow: UnitOfWork) -> list[Message]:
+    def work(uow: UnitOfWork) -> JsonPage:
         thread_access(ConversationsRepository(uow.conn), principal, thread_id)
-        return MessagesRepository(uow.conn).thread_page(params, forward=direction == "forward")
+        return JsonPage.of(MessagesRepository(uow.conn).thread_page(params, forward=direction == "forward"))
 
-    return page_of(db.read(work), size, lambda m: (m.id,))
+    return db.read(work)
 
 
 def _message_access(
@@ -285,7 +298,8 @@ def reaction_summary(db: Database, principal: Principal, message_id: int) -> Rea
 def list_edits(
     db: Database, principal: Principal, message_id: int, cursor: str | None, limit: int | None
 ) -> Page[MessageEdit]:
-    """The message's earlier versions, the latest edit first: for whoever may read the message."""
+    """The message's earlier versions, the latest edit first: for whoever may read the message. Their number is
+    not bounded, so a page stops short of one answer (page_within)."""
     size = page_limit(limit)
     after = decode_cursor(cursor, (datetime, UUID))
 
@@ -294,7 +308,10 @@ def list_edits(
         _message_access(repo, principal, message_id)
         return repo.edits_page(message_id, after, size + 1)
 
-    return page_of(db.read(work), size, lambda edit: (edit.edited_at, edit.id))
+    def key(edit: MessageEdit) -> tuple[datetime, UUID]:
+        return edit.edited_at, edit.id
+
+    return page_within(page_of(db.read(work), size, key), key)
 
 
 def remove_reaction(db: Database, principal: Principal, message_id: int, emoji: str) -> None:
@@ -337,8 +354,8 @@ def get_feedback(db: Database, principal: Principal, message_id: int) -> Feedbac
 
 def search_messages(
     db: Database, principal: Principal, q: str | None, cursor: str | None, limit: int | None
-) -> Page[Message]:
-    """Full-text search over the caller's conversations only, newest first."""
+) -> JsonPage:
+    """Full-text search over the caller's conversations only, newest first, paged as list_messages pages."""
     user_id = principal.require_user()
     query = (q or "").strip()
     if not query or len(query) > SEARCH_MAX_CHARS:
@@ -347,7 +364,11 @@ def search_messages(
             errors=[{"loc": ["query", "q"], "type": "value_error", "msg": "q is empty or too long"}],
         )
     key = decode_cursor(cursor, (int,))
-    size = page_limit(limit)
-    params = {"user_id": user_id, "q": query, "cursor": key[0] if key else None, "limit": size + 1}
-    rows = db.read(lambda uow: MessagesRepository(uow.conn).search(params))
-    return page_of(rows, size, lambda m: (m.id,))
+    params = {
+        "user_id": user_id,
+        "q": query,
+        "cursor": key[0] if key else None,
+        "limit": page_limit(limit) + 1,
+        "max_bytes": ANSWER_MAX_BYTES,
+    }
+    return db.read(lambda uow: JsonPage.of(MessagesRepository(uow.conn).search(params)))
