@@ -108,7 +108,7 @@ S3_CLIENT_OPTIONS: dict[str, Any] = {
     "signature_version": "s3v4",
     "connect_timeout": 2,
     "read_timeout": 5,
-    "retries": {"max_attempts": 3, "mode": "standard"},
+    "retries": {"total_max_attempts": 3, "mode": "standard"},  # max_attempts would count retries: four
 }
 
 
@@ -117,7 +117,9 @@ def _s3_client(region: str) -> Any:
     import boto3  # only the files routes pay for the import
     from botocore.config import Config
 
-    return boto3.client("s3", region_name=region, config=Config(**S3_CLIENT_OPTIONS))
+    # A copy: botocore rewrites the retries it is given in place.
+    options = {**S3_CLIENT_OPTIONS, "retries": dict(S3_CLIENT_OPTIONS["retries"])}
+    return boto3.client("s3", region_name=region, config=Config(**options))
 
 
 class S3Storage:

@@ -62,7 +62,9 @@ class SqsUsagePublisher:
                 # One attempt of at most 3 s: the publish follows the provider call (PROVIDER_TIMEOUT_SECONDS, 20 s
                 # in AWS) inside a 29 s function, and recording synchronously is the retry. Two attempts of a 5 s
                 # read could outlast the function, losing the event before the fallback ran.
-                config = Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1, "mode": "standard"})
+                config = Config(
+                    connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 1, "mode": "standard"}
+                )
                 self._client = boto3.client("sqs", region_name=self._region, config=config)
             return self._client
 
