@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, TypeVar
 from uuid import UUID, uuid4
 
 from shared.db import Database, UnitOfWork
@@ -236,65 +236,85 @@ def _run_job(run: _Run, job: PurgeJob) -> Status:
         after = last
 
 
+Row = TypeVar("Row")
+Done = TypeVar("Done")
+
 STALE_UPLOAD_BATCH = 100  # a storage call each: smaller than the purges' batches
 STALE_UPLOAD_GRACE = timedelta(hours=1)  # an upload begun just before its URL expired may still be arriving
+
+
+def _storage_batches(
+    run: _Run,
+    name: str,
+    find: Callable[[UnitOfWork, Any], list[Row]],
+    ask_storage: Callable[[list[Row]], Done],
+    settle: Callable[[UnitOfWork, Done], int],
+    cursor_of: Callable[[Row], Any],
+) -> Status:
+    """A job that needs storage, batch by batch: rows found in one read, storage called for each outside any
+    transaction (a slow storage holds no lock), then what it answered settled in a transaction that renews the
+    lease. `find` takes the cursor after the previous batch (None at first)."""
+    result = run.result
+    result.deleted.setdefault(name, 0)
+    after: Any = None
+    while not run.out_of_time():
+
+        def read(uow: UnitOfWork, after: Any = after) -> list[Row]:
+            return find(uow, after)
+
+        batch = run.db.read(read)
+        if not batch:
+            return "complete"
+        done = ask_storage(batch)
+
+        def commit(uow: UnitOfWork, done: Done = done) -> int | None:
+            return settle(uow, done) if run.renew_lease(uow) else None
+
+        count = run.db.transact(commit)
+        if count is None:
+            return run.lease_lost(name)
+        result.batches += 1
+        result.deleted[name] += count
+        after = cursor_of(batch[-1])
+    return "partial"
 
 
 def _settle_stale_uploads(run: _Run) -> Status:
     """Uploads nobody confirmed (a GET does) once their URL has expired: storage is asked, outside any
     transaction, whether the bytes came; if they did the record is marked uploaded, if not it is deleted. A file
     storage cannot answer for is left for the next run."""
-    db, result = run.db, run.result
     storage = storage_for(run.settings)
     cutoff = run.started_at - timedelta(seconds=run.settings.file_url_ttl_s) - STALE_UPLOAD_GRACE
-    result.deleted.setdefault("user_files_abandoned", 0)
-    after: tuple[datetime, UUID] | None = None
-    while not run.out_of_time():
 
-        def find(uow: UnitOfWork, after: tuple[datetime, UUID] | None = after) -> list[tuple[UUID, str, datetime]]:
-            return FilesRepository(uow.conn).stale_uploads(cutoff, after, STALE_UPLOAD_BATCH)
+    def find(uow: UnitOfWork, after: tuple[datetime, UUID] | None) -> list[tuple[UUID, str, datetime]]:
+        return FilesRepository(uow.conn).stale_uploads(cutoff, after, STALE_UPLOAD_BATCH)
 
-        stale = db.read(find)
-        if not stale:
-            return "complete"
+    def sizes_of(stale: list[tuple[UUID, str, datetime]]) -> dict[UUID, int | None]:
         sizes: dict[UUID, int | None] = {}
         for file_id, key, _ in stale:
             try:
                 sizes[file_id] = storage.stored_size(key)
             except Exception:
                 logger.exception("storage could not say whether an upload arrived", extra={"storage_key": key})
+        return sizes
 
-        def settle(uow: UnitOfWork, sizes: dict[UUID, int | None] = sizes) -> int | None:
-            if not run.renew_lease(uow):
-                return None
-            return FilesRepository(uow.conn).settle_stale_uploads(sizes)
+    def settle(uow: UnitOfWork, sizes: dict[UUID, int | None]) -> int:
+        return FilesRepository(uow.conn).settle_stale_uploads(sizes)
 
-        dropped = db.transact(settle)
-        if dropped is None:
-            return run.lease_lost("user_files_abandoned")
-        result.batches += 1
-        result.deleted["user_files_abandoned"] += dropped
-        after = (stale[-1][2], stale[-1][0])
-    return "partial"
+    return _storage_batches(run, "user_files_abandoned", find, sizes_of, settle, lambda row: (row[2], row[0]))
 
 
 def _delete_late_bytes(run: _Run) -> Status:
     """Bytes of deleted files, once their upload URL has expired (whatever arrived through it meanwhile, or what a
     failed delete left): deleted from storage outside any transaction, then their keys forgotten. A key storage
     refuses is kept for the next run."""
-    db, result = run.db, run.result
     storage = storage_for(run.settings)
     cutoff = run.started_at - STALE_UPLOAD_GRACE
-    result.deleted.setdefault("user_file_bytes", 0)
-    after: tuple[datetime, str] | None = None
-    while not run.out_of_time():
 
-        def find(uow: UnitOfWork, after: tuple[datetime, str] | None = after) -> list[tuple[str, datetime]]:
-            return FilesRepository(uow.conn).expired_deletions(cutoff, after, STALE_UPLOAD_BATCH)
+    def find(uow: UnitOfWork, after: tuple[datetime, str] | None) -> list[tuple[str, datetime]]:
+        return FilesRepository(uow.conn).expired_deletions(cutoff, after, STALE_UPLOAD_BATCH)
 
-        expired = db.read(find)
-        if not expired:
-            return "complete"
+    def delete(expired: list[tuple[str, datetime]]) -> list[str]:
         gone: list[str] = []
         for key, _ in expired:
             try:
@@ -302,16 +322,9 @@ def _delete_late_bytes(run: _Run) -> Status:
                 gone.append(key)
             except Exception:
                 logger.exception("file bytes left behind", extra={"storage_key": key})
+        return gone
 
-        def forget(uow: UnitOfWork, gone: list[str] = gone) -> int | None:
-            if not run.renew_lease(uow):
-                return None
-            return FilesRepository(uow.conn).forget_deletions(gone)
+    def forget(uow: UnitOfWork, gone: list[str]) -> int:
+        return FilesRepository(uow.conn).forget_deletions(gone)
 
-        forgotten = db.transact(forget)
-        if forgotten is None:
-            return run.lease_lost("user_file_bytes")
-        result.batches += 1
-        result.deleted["user_file_bytes"] += forgotten
-        after = (expired[-1][1], expired[-1][0])
-    return "partial"
+    return _storage_batches(run, "user_file_bytes", find, delete, forget, lambda row: (row[1], row[0]))
