@@ -80,7 +80,27 @@ class LocalApi:
     def handle(
         self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
     ) -> LocalResponse:
+        origin = next((value for name, value in headers if name.lower() == "origin"), None)
+        allowed = get_settings().cors_origin_list
         path = raw_path.split("?", 1)[0]
+        if method == "OPTIONS" and path.startswith(LOCAL_FILES_PREFIX):
+            # A browser's preflight of an upload or download, answered as the files bucket's CORS rule answers it
+            # (infra/storage.py: PUT, POST, GET and HEAD, any request header).
+            requested = next(
+                (value for name, value in headers if name.lower() == "access-control-request-headers"), None
+            )
+            return LocalResponse(204, list(cors.file_preflight_headers(origin, allowed, requested).items()), b"")
+        answer = self._answer(method, raw_path, path, headers, body, source_ip)
+        # The handlers add CORS headers to their own answers (functions/_http.py); the rest (the authorizer's 401,
+        # an unknown path's 404, the file URLs' answers) get them here, as API Gateway's gateway responses and the
+        # files bucket's CORS rule give them in AWS: without them a browser could not read a 401 and refresh.
+        if not any(name.lower() == "access-control-allow-origin" for name, _ in answer.headers):
+            answer.headers.extend(cors.origin_headers(origin, allowed).items())
+        return answer
+
+    def _answer(
+        self, method: str, raw_path: str, path: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
+    ) -> LocalResponse:
         if method == "GET" and path == "/openapi.json":
             return LocalResponse(200, [("Content-Type", "application/json")], json.dumps(self.openapi()).encode())
         if method == "GET" and path in ("/docs", "/docs/"):
@@ -92,8 +112,9 @@ class LocalApi:
         if method == "OPTIONS" and routes.path_exists(path):
             # A browser's preflight, answered as API Gateway's default_cors_preflight_options answer it.
             origin = next((value for name, value in headers if name.lower() == "origin"), None)
-            allowed = get_settings().cors_origin_list
-            return LocalResponse(204, list(cors.preflight_headers(origin, allowed).items()), b"")
+            return LocalResponse(
+                204, list(cors.preflight_headers(origin, get_settings().cors_origin_list).items()), b""
+            )
         found = routes.match(method, path)
         if found is None:
             if routes.path_exists(path):
