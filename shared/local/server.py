@@ -75,7 +75,7 @@ class LocalApi:
             for path, operations in doc.get("paths", {}).items():
                 merged["paths"].setdefault(path, {}).update(operations)
             merged["components"]["schemas"].update(doc.get("components", {}).get("schemas", {}))
-        return merged
+        return _with_auth_and_problems(merged)
 
     def handle(
         self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
@@ -144,6 +144,70 @@ class LocalApi:
         """Stop the worker processes, once their invocations in flight are answered."""
         if self.workers is not None:
             self.workers.close()
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": (
+        "Every error (RFC 9457, application/problem+json); `type` is stable. A 422 names what failed in `errors`, "
+        "some problems carry more members (`file_id`, `limit`), and a 429 or 503 comes with a Retry-After header."
+    ),
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                    "type": {"type": "string"},
+                    "msg": {"type": "string"},
+                },
+            },
+        },
+    },
+    "required": ["type", "title", "status"],
+}
+BEARER_SCHEME: dict[str, Any] = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": (
+        "An access token (JWT) from /v1/auth/login, signup or refresh, or an API key (cfb_...); on the routes an "
+        "anonymous conversation may use, its token (anon_...) too (docs/auth.md)."
+    ),
+}
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def _with_auth_and_problems(document: dict[str, Any]) -> dict[str, Any]:
+    """The merged document as the API answers: bearer credentials on protected routes, errors as problem+json.
+
+    Powertools documents neither: without a security scheme Swagger UI has no Authorize button, and its 422 is
+    FastAPI's `HTTPValidationError` as application/json, which no route answers."""
+    auth = {(route.method.lower(), route.path): route.auth for _, route in routes.all_routes()}
+    schemas = document["components"]["schemas"]
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    schemas["Problem"] = PROBLEM_SCHEMA
+    document["components"]["securitySchemes"] = {"bearer": BEARER_SCHEME}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            responses["422"] = _problem_response("The request does not match the schema")
+            if auth.get((method, path), "user") != "public":
+                operation["security"] = [{"bearer": []}]
+                responses.setdefault("401", _problem_response("No credentials, or credentials no longer valid"))
+    return document
 
 
 class PooledHTTPServer(HTTPServer):

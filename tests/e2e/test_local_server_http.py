@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from shared import routes
 from shared.local.server import LocalApi, LocalResponse, PooledHTTPServer, make_server
 from shared.settings import Settings, get_settings
 from shared.storage import local_storage, storage_key
@@ -351,3 +352,23 @@ def test_a_browser_on_an_allowed_origin_uploads_and_downloads_through_local_file
 
     status, forged = _request(files_port, "PUT", upload_path + "x", {"Origin": APP_ORIGIN}, b"hello")
     assert status == 403 and forged.get("Access-Control-Allow-Origin") == APP_ORIGIN
+
+
+def test_the_openapi_document_says_how_to_authenticate_and_that_errors_are_problem_json():
+    # Swagger UI at /docs shows an Authorize button only for a declared security scheme, and offers "Try it out"
+    # with the credentials only on operations that name it; every error body is problem+json, 422 included.
+    document = LocalApi().openapi()
+    assert document["components"]["securitySchemes"]["bearer"]["type"] == "http"
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    problem = document["components"]["schemas"]["Problem"]
+    assert {"type", "title", "status"} <= set(problem["required"])
+    for _, route in routes.all_routes():
+        operation = document["paths"][route.path][route.method.lower()]
+        if route.auth == "public":
+            assert "security" not in operation, route
+        else:
+            assert operation["security"] == [{"bearer": []}], route
+            assert "401" in operation["responses"], route
+        invalid = operation["responses"]["422"]["content"]
+        assert list(invalid) == ["application/problem+json"], route
+    assert "HTTPValidationError" not in json.dumps(document)
