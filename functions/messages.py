@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
-from functions._replies import created_or_ok, no_content
+from functions._replies import created_or_ok, no_content, replies
 from shared.bootstrap import container
 from shared.models.conversations import (
     Feedback,
@@ -92,7 +92,9 @@ def list_reactions(id: MessageId) -> ReactionSummary:
     return service.reaction_summary(container().db, principal_of(app), id)
 
 
-@app.post("/v1/messages/<id>/reactions", tags=TAGS, summary="React (once per emoji)")
+@app.post(
+    "/v1/messages/<id>/reactions", tags=TAGS, summary="React (once per emoji)", responses=replies(Reaction, 201, 200)
+)
 def add_reaction(id: MessageId, body: ReactionCreate) -> Response[Reaction]:
     reaction, is_new = service.add_reaction(container().db, principal_of(app), id, body.emoji)
     return created_or_ok(reaction, is_new)

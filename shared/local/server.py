@@ -203,6 +203,12 @@ def _with_auth_and_problems(document: dict[str, Any]) -> dict[str, Any]:
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
+            # A route declared `-> Response[None]` answers 204 with no body (functions/_replies.no_content), which
+            # Powertools documents as a 200 whose JSON body is null.
+            schema = responses.get("200", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            if schema.get("type") == "null":
+                del responses["200"]
+                responses["204"] = {"description": "No content"}
             responses["422"] = _problem_response("The request does not match the schema")
             if auth.get((method, path), "user") != "public":
                 operation["security"] = [{"bearer": []}]

@@ -6,6 +6,8 @@ Driven in process with a stand-in API (no database), so each case is about the H
 from __future__ import annotations
 
 import http.client
+import importlib
+import inspect
 import json
 import socket
 import threading
@@ -372,3 +374,39 @@ def test_the_openapi_document_says_how_to_authenticate_and_that_errors_are_probl
         invalid = operation["responses"]["422"]["content"]
         assert list(invalid) == ["application/problem+json"], route
     assert "HTTPValidationError" not in json.dumps(document)
+
+
+def _answered_statuses(handler: object) -> set[int]:
+    """The success statuses a handler answers, read from the helpers it returns through (functions/_replies.py)."""
+    source = inspect.getsource(handler)  # type: ignore[arg-type]
+    if "created_or_ok(" in source or "201 if" in source:
+        return {200, 201}
+    if "created(" in source or "created_json(" in source or "status_code=201" in source:
+        return {201}
+    if "no_content()" in source:
+        return {204}
+    return {200}
+
+
+def test_the_openapi_document_names_the_success_status_and_body_each_route_answers():
+    # A client generated from /openapi.json (or read from /docs) expects the documented status and body: a create
+    # documented as 200, a 204 documented as a JSON body, or a body documented as a bare string breaks it.
+    document = LocalApi().openapi()
+    wrong = []
+    for group in routes.ROUTE_GROUPS:
+        app = importlib.import_module(group.module).app
+        for route in [*app._static_routes, *app._dynamic_routes]:
+            operation = document["paths"][route.openapi_path][route.method.lower()]
+            documented = {int(code) for code in operation["responses"] if code.startswith("2")}
+            if documented != _answered_statuses(route.func):
+                wrong.append((route.method, route.openapi_path, sorted(documented), route.func.__name__))
+            for code in documented:
+                content = operation["responses"][str(code)].get("content", {})
+                if code == 204:
+                    if content:
+                        wrong.append((route.method, route.openapi_path, "204 with a body"))
+                    continue
+                schema = content.get("application/json", {}).get("schema", {})
+                if schema.get("type") in ("string", "null"):
+                    wrong.append((route.method, route.openapi_path, code, f"JSON body documented as {schema}"))
+    assert wrong == []
