@@ -193,7 +193,7 @@ def _with_auth_and_problems(document: dict[str, Any]) -> dict[str, Any]:
     """The merged document as the API answers: bearer credentials on protected routes, errors as problem+json.
 
     Powertools documents neither: without a security scheme Swagger UI has no Authorize button, and its 422 is
-    FastAPI's `HTTPValidationError` as application/json, which no route answers."""
+    FastAPI's `HTTPValidationError` as application/json, which no route answers. A 204 is documented as such."""
     auth = {(route.method.lower(), route.path): route.auth for _, route in routes.all_routes()}
     schemas = document["components"]["schemas"]
     for name in ("HTTPValidationError", "ValidationError"):
