@@ -5,7 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler import Response
 
 from functions._http import lambda_entry, make_resolver
-from functions._replies import created
+from functions._replies import created, replies
 from shared.bootstrap import container
 from shared.models.conversations import AnonymousConversation, AnonymousConversationCreate
 from shared.services.anonymous import create_anonymous_conversation
@@ -13,7 +13,12 @@ from shared.services.anonymous import create_anonymous_conversation
 app = make_resolver()
 
 
-@app.post("/v1/anonymous/conversations", tags=["conversations"], summary="Start an anonymous conversation")
+@app.post(
+    "/v1/anonymous/conversations",
+    tags=["conversations"],
+    summary="Start an anonymous conversation",
+    responses=replies(AnonymousConversation, 201),
+)
 def create(body: AnonymousConversationCreate | None = None) -> Response[AnonymousConversation]:
     # No body at all is a conversation without a title, as `{}` is: a chat widget starts one with a bare POST.
     built = container()

@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from functions._client import client_of
 from functions._http import lambda_entry, make_resolver
-from functions._replies import created_json, no_content
+from functions._replies import created_json, no_content, replies
 from shared.bootstrap import container
 from shared.models.identity import LoginRequest, RefreshRequest, SignupRequest, TokenPair
 from shared.services import accounts
@@ -14,7 +14,7 @@ from shared.services import accounts
 app = make_resolver()
 
 
-@app.post("/v1/auth/signup", summary="Create an account", tags=["auth"], responses={201: {"description": "Created"}})
+@app.post("/v1/auth/signup", summary="Create an account", tags=["auth"], responses=replies(TokenPair, 201))
 def signup(request: SignupRequest) -> Response[str]:
     built = container()
     return created_json(accounts.signup(built.db, built.settings, request, client_of(app)))

@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
-from functions._replies import created_json, no_content
+from functions._replies import created_json, no_content, replies
 from shared.bootstrap import container
 from shared.models.ids import PathId
 from shared.pagination import Page
@@ -35,7 +35,12 @@ def get_models(cursor: Cursor = None, limit: Limit = None) -> Page[ModelOut]:
     return catalog.list_models(container().db, principal_of(app), cursor=cursor, limit=limit)
 
 
-@app.post("/v1/model-configurations", summary="Add a model configuration (admins)", tags=["catalog"])
+@app.post(
+    "/v1/model-configurations",
+    summary="Add a model configuration (admins)",
+    tags=["catalog"],
+    responses=replies(ModelOut, 201),
+)
 def post_model(body: ModelIn) -> Response[str]:
     c = container()
     return created_json(catalog.create_model(c.db, principal_of(app), body, c.settings))
@@ -52,7 +57,12 @@ def get_resources(cursor: Cursor = None, limit: Limit = None) -> Page[ResourceOu
     return catalog.list_resources(container().db, principal_of(app), cursor=cursor, limit=limit)
 
 
-@app.post("/v1/deployed-resources", summary="Record a deployed resource (admins)", tags=["catalog"])
+@app.post(
+    "/v1/deployed-resources",
+    summary="Record a deployed resource (admins)",
+    tags=["catalog"],
+    responses=replies(ResourceOut, 201),
+)
 def post_resource(body: ResourceIn) -> Response[str]:
     c = container()
     return created_json(catalog.create_resource(c.db, principal_of(app), body, c.settings))
@@ -80,7 +90,12 @@ def get_templates(cursor: Cursor = None, limit: Limit = None) -> Page[TemplateOu
     return templates.list_templates(container().db, principal_of(app), cursor=cursor, limit=limit)
 
 
-@app.post("/v1/agent-templates", summary="Add an agent template (admins)", tags=["templates"])
+@app.post(
+    "/v1/agent-templates",
+    summary="Add an agent template (admins)",
+    tags=["templates"],
+    responses=replies(TemplateOut, 201),
+)
 def post_template(body: TemplateIn) -> Response[str]:
     return created_json(templates.create_template(container().db, principal_of(app), body))
 

@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
-from functions._replies import created, created_or_ok, no_content
+from functions._replies import created, created_or_ok, no_content, replies
 from shared.bootstrap import container
 from shared.models.conversations import (
     Conversation,
@@ -39,7 +39,12 @@ def list_conversations(cursor: Cursor = None, limit: Limit = None) -> Page[Conve
     return service.list_conversations(container().db, principal_of(app), cursor, limit)
 
 
-@app.post("/v1/conversations", tags=TAGS, summary="Create a conversation (a direct one is found if it exists)")
+@app.post(
+    "/v1/conversations",
+    tags=TAGS,
+    summary="Create a conversation (a direct one is found if it exists)",
+    responses=replies(Conversation, 201, 200),
+)
 def create_conversation(body: ConversationCreate) -> Response[Conversation]:
     conversation, is_new = service.create_conversation(container().db, principal_of(app), body)
     return created_or_ok(conversation, is_new)
@@ -66,7 +71,12 @@ def list_participants(id: PathId, cursor: Cursor = None, limit: Limit = None) ->
     return service.list_participants(container().db, principal_of(app), id, cursor, limit)
 
 
-@app.post("/v1/conversations/<id>/participants", tags=TAGS, summary="Add a participant (admins)")
+@app.post(
+    "/v1/conversations/<id>/participants",
+    tags=TAGS,
+    summary="Add a participant (admins)",
+    responses=replies(Participant, 201),
+)
 def add_participant(id: PathId, body: ParticipantAdd) -> Response[Participant]:
     return created(service.add_participant(container().db, principal_of(app), id, body))
 
@@ -93,7 +103,7 @@ def list_threads(id: PathId, cursor: Cursor = None, limit: Limit = None) -> Page
     return service.list_threads(container().db, principal_of(app), id, cursor, limit)
 
 
-@app.post("/v1/conversations/<id>/threads", tags=TAGS, summary="Start a thread")
+@app.post("/v1/conversations/<id>/threads", tags=TAGS, summary="Start a thread", responses=replies(Thread, 201))
 def create_thread(id: PathId, body: ThreadCreate) -> Response[Thread]:
     built = container()
     return created(service.create_thread(built.db, built.settings, principal_of(app), id, body))
@@ -109,7 +119,7 @@ def list_panels(id: PathId, cursor: Cursor = None, limit: Limit = None) -> Page[
     return service.list_panels(container().db, principal_of(app), id, cursor, limit)
 
 
-@app.post("/v1/conversations/<id>/panels", tags=TAGS, summary="Add a dashboard panel")
+@app.post("/v1/conversations/<id>/panels", tags=TAGS, summary="Add a dashboard panel", responses=replies(Panel, 201))
 def create_panel(id: PathId, body: PanelCreate) -> Response[Panel]:
     return created(service.create_panel(container().db, principal_of(app), id, body))
 
@@ -130,7 +140,12 @@ def list_data_refs(id: PathId, cursor: Cursor = None, limit: Limit = None) -> Pa
     return service.list_data_refs(container().db, principal_of(app), id, cursor, limit)
 
 
-@app.post("/v1/conversations/<id>/data-refs", tags=TAGS, summary="Reference one of your files in a room")
+@app.post(
+    "/v1/conversations/<id>/data-refs",
+    tags=TAGS,
+    summary="Reference one of your files in a room",
+    responses=replies(DataRef, 201),
+)
 def create_data_ref(id: PathId, body: DataRefCreate) -> Response[DataRef]:
     return created(service.create_data_ref(container().db, principal_of(app), id, body))
 

@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
-from functions._replies import created, no_content
+from functions._replies import created, no_content, replies
 from shared.bootstrap import container
 from shared.models.conversations import FileCreate, FileDownload, FileUpload, UserFile
 from shared.models.ids import PathId
@@ -25,7 +25,9 @@ def _storage() -> FileStorage:
     return storage_for(container().settings, origin=f"http://{host}")
 
 
-@app.post("/v1/files", tags=TAGS, summary="Create a file record and a presigned upload")
+@app.post(
+    "/v1/files", tags=TAGS, summary="Create a file record and a presigned upload", responses=replies(FileUpload, 201)
+)
 def create_file(body: FileCreate) -> Response[FileUpload]:
     built = container()
     return created(service.create_file(built.db, built.settings, _storage(), principal_of(app), body))

@@ -10,9 +10,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
-from functions._replies import created_json, no_content
+from functions._replies import created_json, no_content, replies
 from shared.bootstrap import container
-from shared.models.identity import License, LicenseCreate, LicensePatch, Seat, SeatAssign
+from shared.models.identity import License, LicenseCreate, LicenseCreated, LicensePatch, Seat, SeatAssign
 from shared.models.ids import PathId
 from shared.pagination import Page
 from shared.services import licenses
@@ -20,7 +20,9 @@ from shared.services import licenses
 app = make_resolver()
 
 
-@app.post("/v1/licenses", summary="Create a licence (admins)", tags=["licenses"])
+@app.post(
+    "/v1/licenses", summary="Create a licence (admins)", tags=["licenses"], responses=replies(LicenseCreated, 201)
+)
 def create_license(request: LicenseCreate) -> Response[str]:
     return created_json(licenses.create_license(container().db, principal_of(app), request))
 
@@ -48,7 +50,7 @@ def list_seats(id: PathId, cursor: Cursor = None, limit: Limit = None) -> Page[S
     return licenses.list_seats(container().db, principal_of(app), id, cursor, limit)
 
 
-@app.post("/v1/licenses/<id>/seats", summary="Give a user a seat", tags=["licenses"])
+@app.post("/v1/licenses/<id>/seats", summary="Give a user a seat", tags=["licenses"], responses=replies(Seat, 201))
 def assign_seat(id: PathId, request: SeatAssign) -> Response[str]:
     return created_json(licenses.assign_seat(container().db, principal_of(app), id, request.user_id))
 

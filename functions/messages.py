@@ -6,11 +6,11 @@ from typing import Annotated, Literal
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Header, Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
-from functions._replies import created_or_ok, no_content
+from functions._replies import created_or_ok, no_content, replies
 from shared.bootstrap import container
 from shared.models.conversations import (
     Feedback,
@@ -57,7 +57,14 @@ def list_messages(
         },
     },
 )
-def send_message(id: PathId, body: MessageCreate) -> Response[str]:
+def send_message(
+    id: PathId,
+    body: MessageCreate,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
+) -> Response[str]:
+    # The header is read as a thread completion reads it (functions/completions.py); the body's key wins.
+    if body.idempotency_key is None and idempotency_key is not None:
+        body = body.model_copy(update={"idempotency_key": idempotency_key})
     built = container()
     message_json, is_new = service.send_message(built.db, built.settings, principal_of(app), id, body)
     return Response(status_code=201 if is_new else 200, content_type="application/json", body=message_json)
@@ -85,7 +92,9 @@ def list_reactions(id: MessageId) -> ReactionSummary:
     return service.reaction_summary(container().db, principal_of(app), id)
 
 
-@app.post("/v1/messages/<id>/reactions", tags=TAGS, summary="React (once per emoji)")
+@app.post(
+    "/v1/messages/<id>/reactions", tags=TAGS, summary="React (once per emoji)", responses=replies(Reaction, 201, 200)
+)
 def add_reaction(id: MessageId, body: ReactionCreate) -> Response[Reaction]:
     reaction, is_new = service.add_reaction(container().db, principal_of(app), id, body.emoji)
     return created_or_ok(reaction, is_new)

@@ -8,11 +8,12 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 
 from functions._http import lambda_entry, make_resolver, principal_of
-from functions._replies import json_body
+from functions._replies import json_body, replies
 from shared.bootstrap import completion_service, container
 from shared.services.openai_api import (
     ChatCompletionRequest,
     ChatCompletionResponse,
+    ModelCard,
     create_chat_completion,
     event_stream,
     list_models,
@@ -56,7 +57,12 @@ def get_models() -> dict[str, Any]:
     return list_models(container().db)
 
 
-@app.get("/v1/models/<id>", summary="Retrieve a model (OpenAI-compatible)", tags=["openai"])
+@app.get(
+    "/v1/models/<id>",
+    summary="Retrieve a model (OpenAI-compatible)",
+    tags=["openai"],
+    responses=replies(ModelCard, 200),
+)
 def get_model(id: Annotated[str, Path(max_length=1000)]) -> Response[str]:
     principal_of(app).require_user()
     return json_body(retrieve_model(container().db, id), 200)

@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
+from functions._replies import replies
 from shared.bootstrap import container
 from shared.models.ids import PathId
 from shared.pagination import Page
@@ -35,7 +36,9 @@ def get_executions(
     )
 
 
-@app.post("/v1/code-executions", summary="Record a code execution", tags=["records"])
+@app.post(
+    "/v1/code-executions", summary="Record a code execution", tags=["records"], responses=replies(ExecutionOut, 201)
+)
 def post_execution(body: ExecutionIn) -> Response[str]:
     out = records.create_execution(container().db, principal_of(app), body)
     return Response(status_code=201, content_type="application/json", body=out.model_dump_json())
@@ -56,7 +59,12 @@ def get_reports(cursor: Cursor = None, limit: Limit = None) -> Page[ReportOut]:
     return records.list_reports(container().db, principal_of(app), cursor=cursor, limit=limit)
 
 
-@app.post("/v1/analysis-reports", summary="Create an analysis report (idempotent on report_uuid)", tags=["records"])
+@app.post(
+    "/v1/analysis-reports",
+    summary="Create an analysis report (idempotent on report_uuid)",
+    tags=["records"],
+    responses=replies(ReportOut, 201, 200),
+)
 def post_report(body: ReportIn) -> Response[str]:
     out, created = records.create_report(container().db, principal_of(app), body)
     return Response(status_code=201 if created else 200, content_type="application/json", body=out.model_dump_json())

@@ -7,11 +7,12 @@ from aws_lambda_powertools.event_handler import Response
 from functions._client import client_of
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
-from functions._replies import created_json, no_content
+from functions._replies import created_json, no_content, replies
 from shared.bootstrap import container
 from shared.models.identity import (
     ApiKey,
     ApiKeyCreate,
+    ApiKeyCreated,
     ConnectionLog,
     PasswordChange,
     ProfilePatch,
@@ -66,7 +67,12 @@ def list_api_keys(cursor: Cursor = None, limit: Limit = None) -> Page[ApiKey]:
     return api_keys.list_api_keys(container().db, principal_of(app).require_user(), cursor, limit)
 
 
-@app.post("/v1/users/me/api-keys", summary="Create an API key, shown once", tags=["users"])
+@app.post(
+    "/v1/users/me/api-keys",
+    summary="Create an API key, shown once",
+    tags=["users"],
+    responses=replies(ApiKeyCreated, 201),
+)
 def create_api_key(request: ApiKeyCreate) -> Response[str]:
     return created_json(api_keys.create_api_key(container().db, principal_of(app), request, client_of(app)))
 

@@ -11,6 +11,9 @@ REQUEST_HEADERS = ("Authorization", "Content-Type", "X-Api-Key", "Idempotency-Ke
 # Response headers a browser script may read besides the CORS-safelisted ones.
 EXPOSED_HEADERS = "Location, Retry-After"
 METHODS = "DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT"
+# The files bucket's CORS rule (infra/storage.py), which the local server's file URLs follow.
+FILE_METHODS = "GET,HEAD,POST,PUT"
+FILE_PREFLIGHT_MAX_AGE_S = 3000
 PREFLIGHT_MAX_AGE_S = 3600
 
 
@@ -39,4 +42,15 @@ def preflight_headers(origin: str | None, allowed: list[str]) -> dict[str, str]:
                 "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_S),
             }
         )
+    return headers
+
+
+def file_preflight_headers(origin: str | None, allowed: list[str], requested_headers: str | None) -> dict[str, str]:
+    """A preflight's answer headers for a presigned upload or download URL (the bucket allows every header)."""
+    headers = origin_headers(origin, allowed)
+    if headers:
+        headers["Access-Control-Allow-Methods"] = FILE_METHODS
+        if requested_headers:
+            headers["Access-Control-Allow-Headers"] = requested_headers
+        headers["Access-Control-Max-Age"] = str(FILE_PREFLIGHT_MAX_AGE_S)
     return headers

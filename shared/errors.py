@@ -31,7 +31,11 @@ class UnprocessableError(AppError):
 
     def __init__(self, detail: str = "", errors: list[dict[str, Any]] | None = None, **extra: ProblemMember) -> None:
         super().__init__(detail, **extra)
-        self.errors = errors or []
+        # Each item reads as a schema error does ({loc, type, msg}), so a client shows every 422 one way.
+        self.errors = [
+            {**error, "type": error.get("type", "value_error"), "msg": error.get("msg", detail or "Invalid value")}
+            for error in errors or []
+        ]
 
 
 class UnauthorizedError(AppError):

@@ -56,6 +56,7 @@ def event_for(
     query: dict[str, Any] | None = None,
     source_ip: str = "203.0.113.7",
     raw_body: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """The proxy event API Gateway would send for this request (after the authorizer), and its module."""
     found = routes.match(method, path)
@@ -63,14 +64,14 @@ def event_for(
     group, route, params = found
     raw_path = path + ("?" + urlencode(query) if query else "")
     data = raw_body if raw_body is not None else (json.dumps(body).encode() if body is not None else b"")
-    headers = [("Content-Type", "application/json"), ("Host", "127.0.0.1:8000")]
+    request_headers = [("Content-Type", "application/json"), ("Host", "127.0.0.1:8000"), *(headers or {}).items()]
     authorizer = principal.to_context() if principal is not None else None
     event = proxy_event(
         method=method,
         raw_path=raw_path,
         resource=route.path,
         path_parameters=params,
-        headers=headers,
+        headers=request_headers,
         body=data,
         source_ip=source_ip,
         authorizer=authorizer,

@@ -75,12 +75,32 @@ class LocalApi:
             for path, operations in doc.get("paths", {}).items():
                 merged["paths"].setdefault(path, {}).update(operations)
             merged["components"]["schemas"].update(doc.get("components", {}).get("schemas", {}))
-        return merged
+        return _with_auth_and_problems(merged)
 
     def handle(
         self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
     ) -> LocalResponse:
+        origin = next((value for name, value in headers if name.lower() == "origin"), None)
+        allowed = get_settings().cors_origin_list
         path = raw_path.split("?", 1)[0]
+        if method == "OPTIONS" and path.startswith(LOCAL_FILES_PREFIX):
+            # A browser's preflight of an upload or download, answered as the files bucket's CORS rule answers it
+            # (infra/storage.py: PUT, POST, GET and HEAD, any request header).
+            requested = next(
+                (value for name, value in headers if name.lower() == "access-control-request-headers"), None
+            )
+            return LocalResponse(204, list(cors.file_preflight_headers(origin, allowed, requested).items()), b"")
+        answer = self._answer(method, raw_path, path, headers, body, source_ip)
+        # The handlers add CORS headers to their own answers (functions/_http.py); the rest (the authorizer's 401,
+        # an unknown path's 404, the file URLs' answers) get them here, as API Gateway's gateway responses and the
+        # files bucket's CORS rule give them in AWS: without them a browser could not read a 401 and refresh.
+        if not any(name.lower() == "access-control-allow-origin" for name, _ in answer.headers):
+            answer.headers.extend(cors.origin_headers(origin, allowed).items())
+        return answer
+
+    def _answer(
+        self, method: str, raw_path: str, path: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
+    ) -> LocalResponse:
         if method == "GET" and path == "/openapi.json":
             return LocalResponse(200, [("Content-Type", "application/json")], json.dumps(self.openapi()).encode())
         if method == "GET" and path in ("/docs", "/docs/"):
@@ -92,8 +112,9 @@ class LocalApi:
         if method == "OPTIONS" and routes.path_exists(path):
             # A browser's preflight, answered as API Gateway's default_cors_preflight_options answer it.
             origin = next((value for name, value in headers if name.lower() == "origin"), None)
-            allowed = get_settings().cors_origin_list
-            return LocalResponse(204, list(cors.preflight_headers(origin, allowed).items()), b"")
+            return LocalResponse(
+                204, list(cors.preflight_headers(origin, get_settings().cors_origin_list).items()), b""
+            )
         found = routes.match(method, path)
         if found is None:
             if routes.path_exists(path):
@@ -123,6 +144,76 @@ class LocalApi:
         """Stop the worker processes, once their invocations in flight are answered."""
         if self.workers is not None:
             self.workers.close()
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": (
+        "Every error (RFC 9457, application/problem+json); `type` is stable. A 422 names what failed in `errors`, "
+        "some problems carry more members (`file_id`, `limit`), and a 429 or 503 comes with a Retry-After header."
+    ),
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                    "type": {"type": "string"},
+                    "msg": {"type": "string"},
+                },
+            },
+        },
+    },
+    "required": ["type", "title", "status"],
+}
+BEARER_SCHEME: dict[str, Any] = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": (
+        "An access token (JWT) from /v1/auth/login, signup or refresh, or an API key (cfb_...); on the routes an "
+        "anonymous conversation may use, its token (anon_...) too (docs/auth.md)."
+    ),
+}
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def _with_auth_and_problems(document: dict[str, Any]) -> dict[str, Any]:
+    """The merged document as the API answers: bearer credentials on protected routes, errors as problem+json.
+
+    Powertools documents neither: without a security scheme Swagger UI has no Authorize button, and its 422 is
+    FastAPI's `HTTPValidationError` as application/json, which no route answers. A 204 is documented as such."""
+    auth = {(route.method.lower(), route.path): route.auth for _, route in routes.all_routes()}
+    schemas = document["components"]["schemas"]
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    schemas["Problem"] = PROBLEM_SCHEMA
+    document["components"]["securitySchemes"] = {"bearer": BEARER_SCHEME}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            # A route declared `-> Response[None]` answers 204 with no body (functions/_replies.no_content), which
+            # Powertools documents as a 200 whose JSON body is null.
+            schema = responses.get("200", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            if schema.get("type") == "null":
+                del responses["200"]
+                responses["204"] = {"description": "No content"}
+            responses["422"] = _problem_response("The request does not match the schema")
+            if auth.get((method, path), "user") != "public":
+                operation["security"] = [{"bearer": []}]
+                responses.setdefault("401", _problem_response("No credentials, or credentials no longer valid"))
+    return document
 
 
 class PooledHTTPServer(HTTPServer):

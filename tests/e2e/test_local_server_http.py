@@ -6,6 +6,8 @@ Driven in process with a stand-in API (no database), so each case is about the H
 from __future__ import annotations
 
 import http.client
+import importlib
+import inspect
 import json
 import socket
 import threading
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from shared import routes
 from shared.local.server import LocalApi, LocalResponse, PooledHTTPServer, make_server
 from shared.settings import Settings, get_settings
 from shared.storage import local_storage, storage_key
@@ -276,3 +279,134 @@ def test_a_large_answer_read_steadily_arrives_whole_when_it_takes_longer_than_th
                     break
         assert time.monotonic() - started > IDLE_TIMEOUT_S
         assert len(received) - received.find(b"\r\n\r\n") - 4 == len(LargeBodyApi.body)
+
+
+APP_ORIGIN = "https://app.example.com"
+
+
+def test_the_local_servers_own_answers_carry_cors_headers_as_api_gateways_gateway_responses_do(
+    app_container, monkeypatch
+):
+    # A browser app reads a 401 only if it carries CORS headers; without them fetch() fails as a network error and
+    # the app cannot tell that its access token expired (AWS: the gateway responses carry them, infra/api.py).
+    monkeypatch.setenv("CORS_ORIGINS", APP_ORIGIN)
+    get_settings.cache_clear()
+    try:
+        local = LocalApi()
+        answers = {
+            "the authorizer's 401": local.handle("GET", "/v1/users/me", [("Origin", APP_ORIGIN)], b"", "127.0.0.1"),
+            "an unknown path's 404": local.handle("GET", "/v1/nowhere", [("Origin", APP_ORIGIN)], b"", "127.0.0.1"),
+            "a 405": local.handle("PUT", "/v1/health", [("Origin", APP_ORIGIN)], b"", "127.0.0.1"),
+        }
+        foreign = local.handle("GET", "/v1/users/me", [("Origin", "https://evil.example.net")], b"", "127.0.0.1")
+    finally:
+        get_settings.cache_clear()
+    assert [answer.status for answer in answers.values()] == [401, 404, 405]
+    for name, answer in answers.items():
+        headers = dict(answer.headers)
+        assert headers.get("Access-Control-Allow-Origin") == APP_ORIGIN, name
+        assert "Retry-After" in headers.get("Access-Control-Expose-Headers", ""), name
+    assert foreign.status == 401 and "Access-Control-Allow-Origin" not in dict(foreign.headers)
+
+
+def _request(
+    port: int, method: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> tuple[int, dict[str, str]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return response.status, dict(response.getheaders())
+
+
+def test_a_browser_on_an_allowed_origin_uploads_and_downloads_through_local_file_urls(files_port, monkeypatch):
+    # As the files bucket's CORS rule lets it (infra/storage.py): a PUT with a Content-Type is preflighted.
+    monkeypatch.setenv("CORS_ORIGINS", APP_ORIGIN)
+    get_settings.cache_clear()
+    storage = local_storage(Settings(), f"http://127.0.0.1:{files_port}")
+    key = storage_key(uuid.uuid4(), uuid.uuid4())
+    upload = storage.upload_target(key, "text/plain", 5, 600, None)
+    upload_path = upload.url.split(str(files_port), 1)[1]
+
+    status, preflight = _request(
+        files_port,
+        "OPTIONS",
+        upload_path,
+        {
+            "Origin": APP_ORIGIN,
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert status == 204 and preflight.get("Access-Control-Allow-Origin") == APP_ORIGIN
+    assert "PUT" in preflight["Access-Control-Allow-Methods"]
+    assert "content-type" in preflight["Access-Control-Allow-Headers"].lower()
+
+    status, put = _request(
+        files_port, "PUT", upload_path, {"Origin": APP_ORIGIN, **upload.headers, "Content-Length": "5"}, b"hello"
+    )
+    assert status == 200 and put.get("Access-Control-Allow-Origin") == APP_ORIGIN
+
+    download_path = storage.download_target(key, "note.txt", 600).url.split(str(files_port), 1)[1]
+    status, got = _request(files_port, "GET", download_path, {"Origin": APP_ORIGIN})
+    assert status == 200 and got.get("Access-Control-Allow-Origin") == APP_ORIGIN
+
+    status, forged = _request(files_port, "PUT", upload_path + "x", {"Origin": APP_ORIGIN}, b"hello")
+    assert status == 403 and forged.get("Access-Control-Allow-Origin") == APP_ORIGIN
+
+
+def test_the_openapi_document_says_how_to_authenticate_and_that_errors_are_problem_json():
+    # Swagger UI at /docs shows an Authorize button only for a declared security scheme, and offers "Try it out"
+    # with the credentials only on operations that name it; every error body is problem+json, 422 included.
+    document = LocalApi().openapi()
+    assert document["components"]["securitySchemes"]["bearer"]["type"] == "http"
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    problem = document["components"]["schemas"]["Problem"]
+    assert {"type", "title", "status"} <= set(problem["required"])
+    for _, route in routes.all_routes():
+        operation = document["paths"][route.path][route.method.lower()]
+        if route.auth == "public":
+            assert "security" not in operation, route
+        else:
+            assert operation["security"] == [{"bearer": []}], route
+            assert "401" in operation["responses"], route
+        invalid = operation["responses"]["422"]["content"]
+        assert list(invalid) == ["application/problem+json"], route
+    assert "HTTPValidationError" not in json.dumps(document)
+
+
+def _answered_statuses(handler: object) -> set[int]:
+    """The success statuses a handler answers, read from the helpers it returns through (functions/_replies.py)."""
+    source = inspect.getsource(handler)  # type: ignore[arg-type]
+    if "created_or_ok(" in source or "201 if" in source:
+        return {200, 201}
+    if "created(" in source or "created_json(" in source or "status_code=201" in source:
+        return {201}
+    if "no_content()" in source:
+        return {204}
+    return {200}
+
+
+def test_the_openapi_document_names_the_success_status_and_body_each_route_answers():
+    # A client generated from /openapi.json (or read from /docs) expects the documented status and body: a create
+    # documented as 200, a 204 documented as a JSON body, or a body documented as a bare string breaks it.
+    document = LocalApi().openapi()
+    wrong = []
+    for group in routes.ROUTE_GROUPS:
+        app = importlib.import_module(group.module).app
+        for route in [*app._static_routes, *app._dynamic_routes]:
+            operation = document["paths"][route.openapi_path][route.method.lower()]
+            documented = {int(code) for code in operation["responses"] if code.startswith("2")}
+            if documented != _answered_statuses(route.func):
+                wrong.append((route.method, route.openapi_path, sorted(documented), route.func.__name__))
+            for code in documented:
+                content = operation["responses"][str(code)].get("content", {})
+                if code == 204:
+                    if content:
+                        wrong.append((route.method, route.openapi_path, "204 with a body"))
+                    continue
+                schema = content.get("application/json", {}).get("schema", {})
+                if schema.get("type") in ("string", "null"):
+                    wrong.append((route.method, route.openapi_path, code, f"JSON body documented as {schema}"))
+    assert wrong == []

@@ -439,3 +439,21 @@ def test_a_models_api_key_secret_outside_the_functions_readable_prefix_is_422(db
     finally:
         database.close()
     assert created.api_key_secret_arn == f"{prefix}nim-key-AbCdEf"
+
+
+def test_every_422_item_has_loc_type_and_msg_as_a_schema_error_has(ai_app, db):
+    # A client shows errors[].msg beside the field errors[].loc names, whatever refused the request: pydantic's
+    # schema errors carry all three, and so must the services' own 422s (an unknown model, a disabled template).
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    refusals = [
+        complete(user, thread, {"content": "hi", "model_id": "no-such-model"}),
+        complete(user, thread, {"content": "hi", "temperature": 9}),  # pydantic's, for comparison
+    ]
+    for response in refusals:
+        assert response["statusCode"] == 422, response["body"]
+        for item in body_of(response)["errors"]:
+            assert isinstance(item["loc"], list) and item["loc"], item
+            assert isinstance(item["type"], str) and item["type"], item
+            assert isinstance(item["msg"], str) and item["msg"], item

@@ -54,6 +54,20 @@ def test_retried_send_returns_the_original_with_200_when_the_idempotency_key_rep
     assert db.execute("SELECT count(*) FROM messages WHERE idempotency_key = 'k-1'").fetchone()[0] == 2
 
 
+def test_an_idempotency_key_header_makes_a_send_retryable_as_it_does_a_completion(room, db):
+    # CORS allows Idempotency-Key and a thread completion reads it (docs/ai.md); a send that ignored it stored a
+    # client's retry twice. The body's key wins when both are given, as for a completion.
+    path = f"/v1/conversations/{room['id']}/messages"
+    header = {"Idempotency-Key": "h-1"}
+    first = call("POST", path, room["alice"], body={"content": "once"}, headers=header)
+    again = call("POST", path, room["alice"], body={"content": "once"}, headers=header)
+    assert (first.status, again.status) == (201, 200) and again.body["id"] == first.body["id"]
+    assert first.body["idempotency_key"] == "h-1"
+    both = call("POST", path, room["alice"], body={"content": "twice", "idempotency_key": "b-1"}, headers=header)
+    assert both.status == 201 and both.body["idempotency_key"] == "b-1"
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 2
+
+
 def test_a_key_used_again_for_another_message_is_409_and_stores_nothing_while_a_true_retry_answers(room, db):
     first = _send(room, "alice", "lunch at noon?", idempotency_key="k-1")
     thread = call("POST", f"/v1/conversations/{room['id']}/threads", room["alice"], body={"title": "t"}).body

@@ -186,7 +186,9 @@ def test_template_patch_is_422_naming_only_the_null_fields_when_some_are_null(ai
     response = call("catalog", event)
     assert response["statusCode"] == 422
     # It named every field of the body that may not be null, template_name too, and without "body" in loc.
-    assert body_of(response)["errors"] == [{"loc": ["body", "description"]}, {"loc": ["body", "is_active"]}]
+    errors = body_of(response)["errors"]
+    assert [error["loc"] for error in errors] == [["body", "description"], ["body", "is_active"]]
+    assert all(error["type"] == "value_error" and error["msg"] for error in errors)
     assert db.execute("SELECT template_name FROM agent_templates").fetchone()[0] == "planner"
 
 
