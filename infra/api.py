@@ -30,6 +30,20 @@ from shared.errors import (
 CORS_HEADERS = list(cors.REQUEST_HEADERS)
 
 
+def gateway_cors_origin(origins: tuple[str, ...]) -> dict[str, str]:
+    """Access-Control-Allow-Origin of API Gateway's own answers (an expired token's 401, throttling's 429).
+
+    Their headers are fixed per stage, not chosen per request as the handlers' are: with one origin (or "*") it
+    is that origin; with several, the request's Origin is echoed (and Vary says so), or a browser app on any
+    origin but the first could not read why its call failed. These answers carry nothing but the error.
+    """
+    if "*" in origins:
+        return {"Access-Control-Allow-Origin": "'*'"}
+    if len(origins) == 1:
+        return {"Access-Control-Allow-Origin": f"'{origins[0]}'"}
+    return {"Access-Control-Allow-Origin": "method.request.header.Origin", "Vary": "'Origin'"}
+
+
 @dataclass(frozen=True)
 class GatewayProblem:
     """The problem+json answer to an error API Gateway gives without reaching a handler."""
@@ -146,10 +160,9 @@ class Api(Construct):
         )
         # Errors answered by API Gateway itself (authorizer denials, throttling, unknown paths) are
         # problem+json like the handlers' own, and carry CORS headers, or a browser could not read them.
-        origin = "'*'" if "*" in config.cors_origins else f"'{config.cors_origins[0]}'"
         for response_id, response_type, problem in GATEWAY_PROBLEMS:
             headers = {
-                "Access-Control-Allow-Origin": origin,
+                **gateway_cors_origin(config.cors_origins),
                 "Access-Control-Allow-Headers": "'" + ",".join(CORS_HEADERS) + "'",
                 "Content-Type": "'application/problem+json'",
             }

@@ -229,7 +229,9 @@ def test_api_gateway_own_errors_are_problem_json_with_the_handlers_statuses_when
     for kind, props in responses.items():
         headers = props["ResponseParameters"]
         assert headers["gatewayresponse.header.Content-Type"] == "'application/problem+json'", kind
-        assert "gatewayresponse.header.Access-Control-Allow-Origin" in headers, kind
+        # dev allows two origins (localhost:3000 and :5173): the request's own is echoed, not only the first.
+        assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == "method.request.header.Origin", kind
+        assert headers["gatewayresponse.header.Vary"] == "'Origin'", kind
         template = props["ResponseTemplates"]["application/json"]
         # What API Gateway renders: its message stands in for the variable.
         body = json.loads(template.replace("$context.error.messageString", '"message"'))
@@ -332,3 +334,16 @@ def test_the_dashboard_shows_what_the_web_acl_blocks_per_rule_when_the_stage_has
     assert all(rule in body for rule in ("PerAddressRate", "AWSManagedRulesAmazonIpReputationList"))
     (without,) = dev.resources("AWS::CloudWatch::Dashboard").values()
     assert "BlockedRequests" not in json.dumps(without["Properties"]["DashboardBody"])
+
+
+def test_gateway_errors_allow_the_one_origin_or_any_or_echo_the_callers_when_several_are_allowed():
+    from infra.api import gateway_cors_origin
+
+    assert gateway_cors_origin(("*",)) == {"Access-Control-Allow-Origin": "'*'"}
+    assert gateway_cors_origin(("https://app.example.com",)) == {
+        "Access-Control-Allow-Origin": "'https://app.example.com'"
+    }
+    assert gateway_cors_origin(("https://a.example.com", "https://b.example.com")) == {
+        "Access-Control-Allow-Origin": "method.request.header.Origin",
+        "Vary": "'Origin'",
+    }
