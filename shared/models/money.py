@@ -15,3 +15,7 @@ def plain_digits(value: Decimal) -> str:
 
 # JSON carries money as a string so no client parses it into a float on the way.
 Money = Annotated[Decimal, PlainSerializer(plain_digits, return_type=str, when_used="json")]
+
+# No cost, at the scale of every per-request and reported cost (numeric(14, 8), numeric(18, 8)): written out as
+# "0.00000000" beside the others, not "0".
+NO_COST = Decimal("0E-8")

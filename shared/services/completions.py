@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from shared.db import Database, UnitOfWork
 from shared.errors import ConflictError, NotFoundError, RateLimitedError, UnavailableError, UnprocessableError
 from shared.events.usage import MOST_COST_USD, UsageEvent, UsagePublisher
-from shared.models.money import Money
+from shared.models.money import NO_COST, Money
 from shared.observability import logger
 from shared.providers.base import (
     ChatMessage,
@@ -441,7 +441,7 @@ class CompletionService:
             tokens_input=entry.tokens_input,
             tokens_output=entry.tokens_output,
             tokens_cached=0,
-            cost_usd=Decimal(0),
+            cost_usd=NO_COST,
             cost_avoided_usd=entry.cost_estimate,
             cache_hit=True,
             latency_ms=int((time.perf_counter() - started) * 1000),
@@ -512,7 +512,7 @@ class CompletionService:
             tokens_output=result.usage.output,
             tokens_cached=result.usage.cached,
             cost_usd=cost,
-            cost_avoided_usd=Decimal(0),
+            cost_avoided_usd=NO_COST,
             cache_hit=False,
             latency_ms=latency_ms,
             model=plan.model.model_id,

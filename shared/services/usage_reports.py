@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import InvalidRequestError, UnprocessableError
-from shared.models.money import Money
+from shared.models.money import NO_COST, Money
 from shared.pagination import text_key
 from shared.repositories.usage import UsageRepository
 from shared.services import admin_rights
@@ -35,8 +35,8 @@ class UsageTotals(BaseModel):
     tokens_output: int = 0
     tokens_cached: int = 0
     tokens_total: int = 0
-    cost_usd: Money = Decimal(0)
-    cost_avoided_usd: Money = Decimal(0)
+    cost_usd: Money = NO_COST
+    cost_avoided_usd: Money = NO_COST
 
 
 class DayUsage(UsageTotals):

@@ -64,6 +64,17 @@ def test_completion_answers_the_ai_message_with_usage_when_a_participant_asks(ai
     assert len(times) == 2 and all(t[0] and t[0].endswith("Z") for t in times)
 
 
+def test_a_cache_hits_costs_read_with_the_scale_of_every_other_cost_when_answered(ai_app, db):
+    # "0" beside "0.00000000" read as two kinds of number to a client that compares or formats them.
+    add_model(db)
+    user = add_user(db)
+    for _ in range(2):
+        _, thread = add_thread(db, user, model_id="local-echo")
+        usage = body_of(complete(user, thread, {"content": "Same question", "temperature": 0}))["usage"]
+    assert usage["cache_hit"] is True
+    assert usage["cost_usd"] == "0.00000000" and len(usage["cost_avoided_usd"].split(".")[1]) == 8
+
+
 def test_completion_is_409_problem_storing_nothing_when_its_idempotency_key_was_used_for_other_content(ai_app, db):
     add_model(db)
     user = add_user(db)
