@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,3 +59,19 @@ def wait_for_a_lock_waiter(db: Any, timeout: float = 10.0) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("nothing waited on a lock")
+
+
+def upload_form(
+    fields: dict[str, str], data: bytes, file_content_type: str = "application/octet-stream"
+) -> tuple[str, bytes]:
+    """The Content-Type header and body a client POSTs to an upload target: every field, then the file last."""
+    boundary = f"confab-{uuid.uuid4().hex}"
+    body = bytearray()
+    for name, value in fields.items():
+        body += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+    body += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="upload"\r\n'
+        f"Content-Type: {file_content_type}\r\n\r\n"
+    ).encode()
+    body += data + f"\r\n--{boundary}--\r\n".encode()
+    return f"multipart/form-data; boundary={boundary}", bytes(body)

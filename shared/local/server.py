@@ -27,6 +27,8 @@ from shared.settings import get_settings
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 LOCAL_FILES_PREFIX = "/local-files/"  # signed upload/download URLs of local file storage (shared/storage.py)
+# Room for an upload form's other fields and boundaries beside a file of FILE_MAX_BYTES (the local form's: < 1 KiB).
+UPLOAD_FORM_FIELDS_MAX_BYTES = 64 * 1024
 # An HTTP thread waits this long for the next request on a kept-alive connection, or for the next bytes of a
 # request, before dropping it: eight idle or stalled clients would otherwise hold every thread.
 IDLE_TIMEOUT_S = 2.0
@@ -108,7 +110,7 @@ class LocalApi:
         if path.startswith(LOCAL_FILES_PREFIX):
             from shared.local.files import serve_file
 
-            return LocalResponse(*serve_file(method, raw_path, body))
+            return LocalResponse(*serve_file(method, raw_path, headers, body))
         if method == "OPTIONS" and routes.path_exists(path):
             # A browser's preflight, answered as API Gateway's default_cors_preflight_options answer it.
             origin = next((value for name, value in headers if name.lower() == "origin"), None)
@@ -266,15 +268,19 @@ def _bad_request(detail: str) -> BadFraming:
     return BadFraming(problem(400, "bad-request", "Bad request", detail))
 
 
-def _too_large() -> BadFraming:
-    return BadFraming(problem(413, "payload-too-large", "Payload too large"))
+class BodyTooLarge(BadFraming):
+    """The body is over the limit for its path; answered without reading it."""
+
+
+def _too_large() -> BodyTooLarge:
+    return BodyTooLarge(problem(413, "payload-too-large", "Payload too large"))
 
 
 def _body_limit(path: str) -> int:
-    # S3 takes a presigned upload up to the signed size (at most FILE_MAX_BYTES), not API Gateway's 10 MB;
-    # serve_file enforces the signed size.
+    # S3 takes a presigned upload up to the signed size (at most FILE_MAX_BYTES), not API Gateway's 10 MB, plus
+    # the form's other fields; serve_file enforces the signed size.
     if path.startswith(LOCAL_FILES_PREFIX):
-        return get_settings().file_max_bytes
+        return get_settings().file_max_bytes + UPLOAD_FORM_FIELDS_MAX_BYTES
     return MAX_BODY_BYTES
 
 
@@ -334,8 +340,14 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT_S  # set on the socket by StreamRequestHandler.setup
 
     def _serve(self) -> None:
+        path = self.path.split("?", 1)[0]
         try:
-            body = read_body(self.rfile, self.headers, _body_limit(self.path.split("?", 1)[0]))
+            body = read_body(self.rfile, self.headers, _body_limit(path))
+        except BodyTooLarge as bad:
+            # An upload over any file's size is what S3 answers a form over its policy's size: 400 EntityTooLarge.
+            too_large = problem(400, "entity-too-large", "Entity too large", "The upload is over FILE_MAX_BYTES.")
+            self._write(too_large if path.startswith(LOCAL_FILES_PREFIX) else bad.response, close=True)
+            return
         except BadFraming as bad:
             self._write(bad.response, close=True)
             return

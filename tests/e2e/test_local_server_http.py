@@ -22,6 +22,7 @@ from shared import routes
 from shared.local.server import LocalApi, LocalResponse, PooledHTTPServer, make_server
 from shared.settings import Settings, get_settings
 from shared.storage import local_storage, storage_key
+from tests.helpers import upload_form
 
 pytestmark = pytest.mark.e2e
 
@@ -194,41 +195,48 @@ def files_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]
         get_settings.cache_clear()
 
 
-def _put(port: int, path: str, size: int) -> int:
+def _post_form(port: int, path: str, fields: dict[str, str], size: int) -> tuple[int, bytes]:
+    """POSTs `fields` and then a file of `size` bytes as a form, the file sent in slices as a browser sends it."""
+    content_type, form = upload_form(fields, b"<the file>")
+    head, tail = form.split(b"<the file>")
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.putrequest("PUT", path)
-    conn.putheader("Content-Type", "application/pdf")
-    conn.putheader("Content-Length", str(size))
+    conn.putrequest("POST", path)
+    conn.putheader("Content-Type", content_type)
+    conn.putheader("Content-Length", str(len(head) + size + len(tail)))
     conn.endheaders()
     try:
+        conn.send(head)
         for _ in range(size // 65536):
             conn.send(b"x" * 65536)
+        conn.send(b"x" * (size % 65536) + tail)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the server answered and hung up before the whole body was sent
     response = conn.getresponse()
-    response.read()
+    body = response.read()
     conn.close()
-    return response.status
+    return response.status, body
 
 
-def test_upload_over_the_api_limit_but_within_file_max_bytes_is_stored_when_put_to_the_signed_url(files_port):
+def test_upload_over_the_api_limit_but_within_file_max_bytes_is_stored_when_posted_to_the_upload_form(files_port):
     settings = Settings()
-    size = 12 * 1024 * 1024  # over API Gateway's 10 MB, under FILE_MAX_BYTES (25 MiB); S3 takes it
+    size = settings.file_max_bytes  # over API Gateway's 10 MB, and the form's other fields beside it; S3 takes it
     key = storage_key(uuid.uuid4(), uuid.uuid4())
     storage = local_storage(settings, f"http://127.0.0.1:{files_port}")
-    url = storage.upload_target(key, "application/pdf", size, 600, None).url
+    upload = storage.upload_target(key, "application/pdf", size, 600, None)
 
-    assert _put(files_port, url.split(str(files_port), 1)[1], size) == 200
+    assert _post_form(files_port, upload.url.split(str(files_port), 1)[1], upload.fields, size)[0] == 204
     assert storage.stored_size(key) == size
 
 
-def test_upload_over_file_max_bytes_is_413_without_reading_it_when_put_to_the_local_files_prefix(
+def test_upload_over_file_max_bytes_is_400_entity_too_large_without_reading_it_when_posted_to_local_files(
     files_port, monkeypatch
 ):
+    # S3 answers a form over its policy's size 400 EntityTooLarge; the local server mirrors it.
     monkeypatch.setenv("FILE_MAX_BYTES", "1024")
     get_settings.cache_clear()
 
-    assert _put(files_port, "/local-files/users/a/b?op=put&expires=1&max=99999999&sig=x", 4 * 65536) == 413
+    status, body = _post_form(files_port, "/local-files/", {"key": "users/a/b"}, 4 * 65536 + 1024 * 1024)
+    assert status == 400 and json.loads(body)["type"].endswith("/entity-too-large")
 
 
 def test_a_preflight_is_answered_as_api_gateway_answers_it_when_the_origin_is_allowed(monkeypatch):
@@ -321,7 +329,8 @@ def _request(
 
 
 def test_a_browser_on_an_allowed_origin_uploads_and_downloads_through_local_file_urls(files_port, monkeypatch):
-    # As the files bucket's CORS rule lets it (infra/storage.py): a PUT with a Content-Type is preflighted.
+    # As the files bucket's CORS rule lets it (infra/storage.py). A form POST is a simple request, which a browser
+    # sends without a preflight; a client that adds a header of its own is preflighted.
     monkeypatch.setenv("CORS_ORIGINS", APP_ORIGIN)
     get_settings.cache_clear()
     storage = local_storage(Settings(), f"http://127.0.0.1:{files_port}")
@@ -335,25 +344,30 @@ def test_a_browser_on_an_allowed_origin_uploads_and_downloads_through_local_file
         upload_path,
         {
             "Origin": APP_ORIGIN,
-            "Access-Control-Request-Method": "PUT",
-            "Access-Control-Request-Headers": "content-type",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-request-id",
         },
     )
     assert status == 204 and preflight.get("Access-Control-Allow-Origin") == APP_ORIGIN
-    assert "PUT" in preflight["Access-Control-Allow-Methods"]
-    assert "content-type" in preflight["Access-Control-Allow-Headers"].lower()
+    assert "POST" in preflight["Access-Control-Allow-Methods"]
+    assert "x-request-id" in preflight["Access-Control-Allow-Headers"].lower()
 
-    status, put = _request(
-        files_port, "PUT", upload_path, {"Origin": APP_ORIGIN, **upload.headers, "Content-Length": "5"}, b"hello"
+    content_type, form = upload_form(upload.fields, b"hello", "text/plain")
+    status, posted = _request(
+        files_port, "POST", upload_path, {"Origin": APP_ORIGIN, "Content-Type": content_type}, form
     )
-    assert status == 200 and put.get("Access-Control-Allow-Origin") == APP_ORIGIN
+    assert status == 204 and posted.get("Access-Control-Allow-Origin") == APP_ORIGIN
 
     download_path = storage.download_target(key, "note.txt", 600).url.split(str(files_port), 1)[1]
     status, got = _request(files_port, "GET", download_path, {"Origin": APP_ORIGIN})
     assert status == 200 and got.get("Access-Control-Allow-Origin") == APP_ORIGIN
+    assert got.get("Content-Type") == "text/plain"
 
-    status, forged = _request(files_port, "PUT", upload_path + "x", {"Origin": APP_ORIGIN}, b"hello")
-    assert status == 403 and forged.get("Access-Control-Allow-Origin") == APP_ORIGIN
+    content_type, forged = upload_form({**upload.fields, "Content-Type": "text/html"}, b"hello", "text/html")
+    status, refused = _request(
+        files_port, "POST", upload_path, {"Origin": APP_ORIGIN, "Content-Type": content_type}, forged
+    )
+    assert status == 403 and refused.get("Access-Control-Allow-Origin") == APP_ORIGIN
 
 
 def test_the_openapi_document_says_how_to_authenticate_and_that_errors_are_problem_json():

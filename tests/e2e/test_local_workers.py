@@ -24,6 +24,7 @@ import pytest
 from tests.ai_helpers import add_model
 from tests.conftest import LOCAL_ENV
 from tests.e2e.test_local_server import _free_port, _request, start_server
+from tests.helpers import upload_form
 
 pytestmark = pytest.mark.e2e
 
@@ -222,17 +223,17 @@ def test_a_file_uploaded_to_a_url_a_worker_signed_is_taken_by_the_server_when_se
         assert status == 201, raw
         created = json.loads(raw)
         upload = urlsplit(created["upload"]["url"])
-        put = _request_bytes(f"{server.url}{upload.path}?{upload.query}", data)
-        assert put == 200
+        assert _post_form(f"{server.url}{upload.path}", created["upload"]["fields"], data) == 204
         status, _, raw = _request(f"{server.url}/v1/files/{created['file']['id']}", headers=headers)
         download = urlsplit(json.loads(raw)["download"]["url"])
         status, _, raw = _request(f"{server.url}{download.path}?{download.query}")
         assert status == 200 and raw == data
 
 
-def _request_bytes(url: str, data: bytes) -> int:
+def _post_form(url: str, fields: dict[str, str], data: bytes) -> int:
     import urllib.request
 
-    request = urllib.request.Request(url, data=data, method="PUT", headers={"Content-Type": "text/plain"})
+    content_type, form = upload_form(fields, data, "text/plain")
+    request = urllib.request.Request(url, data=form, method="POST", headers={"Content-Type": content_type})
     with urllib.request.urlopen(request, timeout=10) as response:
         return int(response.status)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import re
 import threading
 import uuid
@@ -17,6 +19,7 @@ from shared.local.server import LocalApi
 from shared.settings import get_settings
 from shared.storage import LocalStorage
 from tests.conversations_helpers import call, jwt_principal, make_user
+from tests.helpers import upload_form
 
 
 @pytest.fixture
@@ -24,9 +27,47 @@ def owners(app_container, db):
     return jwt_principal(make_user(db, "alice")), jwt_principal(make_user(db, "bob"))
 
 
-def _local(url: str):
+def _local(url: str) -> str:
     split = urlsplit(url)
-    return split.path + "?" + split.query
+    return split.path + (f"?{split.query}" if split.query else "")
+
+
+def _upload(upload: dict, data: bytes, fields: dict | None = None, file_content_type: str = "text/plain"):
+    """What a client does with any upload target, local or S3: POST its fields and then the file as a form."""
+    content_type, body = upload_form(upload["fields"] if fields is None else fields, data, file_content_type)
+    headers = [("Content-Type", content_type)]
+    return LocalApi().handle(upload["method"], _local(upload["url"]), headers, body, "127.0.0.1")
+
+
+def _is_problem(answer, status: int, slug: str) -> bool:
+    body = json.loads(answer.body)
+    return (
+        answer.status == status
+        and ("Content-Type", "application/problem+json") in answer.headers
+        and body["type"].endswith("/" + slug)
+    )
+
+
+def test_local_upload_target_is_a_post_form_shaped_like_s3s_presigned_post_when_no_bucket_is_configured(owners):
+    # It was a PUT with a Content-Type header, so a client written against `make dev` broke on AWS.
+    alice, _ = owners
+    digest = hashlib.sha256(b"%PDF-").digest()
+    body = {"name": "d.pdf", "content_type": "application/pdf", "size": 5, "sha256": digest.hex()}
+    created = call("POST", "/v1/files", alice, body=body).body
+    upload = created["upload"]
+    assert upload["method"] == "POST" and urlsplit(upload["url"]).path == "/local-files/"
+    assert upload["headers"] == {}
+    fields = upload["fields"]
+    # The fields S3's presigned POST has, with the same names and values (shared/storage.py S3Storage), and a
+    # signed policy over them, the size and the expiry.
+    assert fields["key"] == f"users/{alice.user_id}/{created['file']['id']}"
+    assert fields["Content-Type"] == "application/pdf"
+    assert fields["x-amz-checksum-algorithm"] == "SHA256"
+    assert fields["x-amz-checksum-sha256"] == base64.b64encode(digest).decode()
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    assert ["content-length-range", 0, 5] in policy["conditions"] and "signature" in fields
+    assert _upload(upload, b"%PDF-").status == 204  # as S3 answers a POST upload
+    assert call("GET", f"/v1/files/{created['file']['id']}", alice).body["file"]["status"] == "uploaded"
 
 
 def test_local_upload_and_download_round_trip_through_signed_urls(owners):
@@ -39,20 +80,90 @@ def test_local_upload_and_download_round_trip_through_signed_urls(owners):
         "sha256": hashlib.sha256(data).hexdigest(),
     }
     created = call("POST", "/v1/files", alice, body=body)
-    assert created.status == 201 and created.body["upload"]["method"] == "PUT"
+    assert created.status == 201
     file_id = created.body["file"]["id"]
     pending = call("GET", f"/v1/files/{file_id}", alice).body
     assert pending["file"]["status"] == "pending" and pending["download"] is None
-    api = LocalApi()
-    put = api.handle("PUT", _local(created.body["upload"]["url"]), [], data, "127.0.0.1")
-    assert put.status == 200
+    assert _upload(created.body["upload"], data).status == 204
     got = call("GET", f"/v1/files/{file_id}", alice).body
     assert got["file"]["status"] == "uploaded"
-    download = api.handle("GET", _local(got["download"]["url"]), [], b"", "127.0.0.1")
+    download = LocalApi().handle("GET", _local(got["download"]["url"]), [], b"", "127.0.0.1")
     assert download.status == 200 and download.body == data
     assert call("GET", f"/v1/files/{file_id}", bob).status == 404
     assert [f["id"] for f in call("GET", "/v1/files", alice).body["items"]] == [file_id]
     assert call("GET", "/v1/files", bob).body["items"] == []
+
+
+def test_local_download_answers_the_content_type_the_file_was_uploaded_with(owners):
+    # As S3 serves an object uploaded with a Content-Type field; it was application/octet-stream whatever the file.
+    alice, _ = owners
+    created = call("POST", "/v1/files", alice, body={"name": "p.pdf", "content_type": "application/pdf", "size": 5})
+    assert _upload(created.body["upload"], b"%PDF-", file_content_type="application/octet-stream").status == 204
+    got = call("GET", f"/v1/files/{created.body['file']['id']}", alice).body
+    download = LocalApi().handle("GET", _local(got["download"]["url"]), [], b"", "127.0.0.1")
+    assert download.status == 200 and ("Content-Type", "application/pdf") in download.headers
+
+
+def _changed(fields: dict, change: str, other_key: str) -> dict:
+    changed = dict(fields)
+    if change == "content type":
+        changed["Content-Type"] = "text/html"
+    elif change == "content type dropped":
+        del changed["Content-Type"]
+    elif change == "checksum dropped":
+        del changed["x-amz-checksum-sha256"]
+    elif change == "key":
+        changed["key"] = other_key
+    elif change == "extra field":
+        changed["success_action_status"] = "201"
+    elif change == "policy":
+        changed["policy"] = changed["policy"][:-4] + "AAA="
+    elif change == "signature":
+        changed["signature"] = "0" * 64
+    elif change == "signature dropped":
+        del changed["signature"]
+    return changed
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "content type",
+        "content type dropped",
+        "checksum dropped",
+        "key",
+        "extra field",
+        "policy",
+        "signature",
+        "signature dropped",
+    ],
+)
+def test_local_upload_is_403_and_stores_nothing_when_the_form_is_not_the_signed_one(owners, change):
+    # S3 refuses a form its policy does not allow (403 AccessDenied); the local PUT took any Content-Type.
+    alice, bob = owners
+    data = b"plain text"
+    body = {"name": "t.txt", "content_type": "text/plain", "size": 10, "sha256": hashlib.sha256(data).hexdigest()}
+    created = call("POST", "/v1/files", alice, body=body).body
+    other_key = f"users/{bob.user_id}/{uuid.uuid4()}"
+    refused = _upload(created["upload"], data, fields=_changed(created["upload"]["fields"], change, other_key))
+    assert _is_problem(refused, 403, "forbidden")
+    assert call("GET", f"/v1/files/{created['file']['id']}", alice).body["file"]["status"] == "pending"
+    assert not list(get_settings().files_dir.rglob("*"))  # nothing stored, under either key
+    assert _upload(created["upload"], data).status == 204
+
+
+def test_local_upload_is_403_when_the_form_has_expired(owners, monkeypatch):
+    alice, _ = owners
+    created = call("POST", "/v1/files", alice, body={"name": "b.bin", "size": 4}).body
+    monkeypatch.setattr("shared.storage.time.time", lambda: 4_000_000_000)
+    assert _is_problem(_upload(created["upload"], b"abcd"), 403, "forbidden")
+
+
+def test_local_upload_is_400_entity_too_large_as_on_s3_when_the_file_is_over_the_signed_size(owners):
+    alice, _ = owners
+    created = call("POST", "/v1/files", alice, body={"name": "b.bin", "size": 4}).body
+    assert _is_problem(_upload(created["upload"], b"too long"), 400, "entity-too-large")
+    assert _upload(created["upload"], b"abcd").status == 204
 
 
 def test_local_upload_of_other_bytes_than_the_sha256_given_is_400_and_stores_nothing(owners):
@@ -60,20 +171,43 @@ def test_local_upload_of_other_bytes_than_the_sha256_given_is_400_and_stores_not
     data = b"the real bytes"
     body = {"name": "s.bin", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     created = call("POST", "/v1/files", alice, body=body).body
-    url, api = _local(created["upload"]["url"]), LocalApi()
-    refused = api.handle("PUT", url, [], b"the fake bytes", "127.0.0.1")
-    assert refused.status == 400 and ("Content-Type", "application/problem+json") in refused.headers
+    assert _is_problem(_upload(created["upload"], b"the fake bytes"), 400, "bad-digest")
     got = call("GET", f"/v1/files/{created['file']['id']}", alice).body
     assert got["file"]["status"] == "pending" and got["download"] is None
-    # The digest is part of what is signed: a URL without it (or with another) is not a URL we made.
-    assert api.handle("PUT", re.sub(r"&sha256=[0-9a-f]+", "", url), [], b"the fake bytes", "ip").status == 403
-    other = hashlib.sha256(b"the fake bytes").hexdigest()
-    assert (
-        api.handle("PUT", re.sub(r"sha256=[0-9a-f]+", f"sha256={other}", url), [], b"the fake bytes", "ip").status
-        == 403
-    )
-    assert api.handle("PUT", url, [], data, "127.0.0.1").status == 200
+    # The digest is part of what is signed: a form with another one is not a form we made.
+    other = base64.b64encode(hashlib.sha256(b"the fake bytes").digest()).decode()
+    forged = {**created["upload"]["fields"], "x-amz-checksum-sha256": other}
+    assert _upload(created["upload"], b"the fake bytes", fields=forged).status == 403
+    assert _upload(created["upload"], data).status == 204
     assert call("GET", f"/v1/files/{created['file']['id']}", alice).body["file"]["status"] == "uploaded"
+
+
+def test_local_upload_is_400_when_the_body_is_not_a_form_with_a_key_and_a_file(owners):
+    alice, _ = owners
+    upload = call("POST", "/v1/files", alice, body={"name": "m.bin", "size": 4}).body["upload"]
+    api = LocalApi()
+    raw = api.handle("POST", "/local-files/", [("Content-Type", "text/plain")], b"abcd", "ip")
+    assert _is_problem(raw, 400, "malformed-post-request")
+    content_type, cut = upload_form(upload["fields"], b"abcd")
+    truncated = api.handle("POST", "/local-files/", [("Content-Type", content_type)], cut[:-8], "ip")
+    assert _is_problem(truncated, 400, "malformed-post-request")
+    without_key = {name: value for name, value in upload["fields"].items() if name != "key"}
+    assert _is_problem(_upload(upload, b"abcd", fields=without_key), 400, "invalid-argument")
+    boundary = "b0undary"
+    no_file = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in upload["fields"].items()
+    )
+    form = [("Content-Type", f"multipart/form-data; boundary={boundary}")]
+    answer = api.handle("POST", "/local-files/", form, no_file + f"--{boundary}--\r\n".encode(), "ip")
+    assert _is_problem(answer, 400, "invalid-argument")  # S3: "POST requires exactly one file upload"
+
+
+def test_local_files_refuse_a_put_now_that_uploads_are_post_forms(owners):
+    alice, _ = owners
+    upload = call("POST", "/v1/files", alice, body={"name": "o.bin", "size": 4}).body["upload"]
+    key = upload["fields"]["key"]
+    assert LocalApi().handle("PUT", f"/local-files/{key}?op=put", [], b"abcd", "ip").status == 405
 
 
 def test_local_upload_that_fails_part_way_leaves_the_file_pending_and_no_bytes(owners, monkeypatch):
@@ -86,27 +220,30 @@ def test_local_upload_that_fails_part_way_leaves_the_file_pending_and_no_bytes(o
     real_write = Path.write_bytes
 
     def disk_full(self, data):
+        if data != b"12345678":  # the file's Content-Type, written first
+            return real_write(self, data)
         real_write(self, data[:3])
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Path, "write_bytes", disk_full)
     with pytest.raises(OSError):
-        LocalApi().handle("PUT", _local(created["upload"]["url"]), [], b"12345678", "127.0.0.1")
+        _upload(created["upload"], b"12345678")
     monkeypatch.setattr(Path, "write_bytes", real_write)
     got = call("GET", f"/v1/files/{created['file']['id']}", alice).body
     assert got["file"]["status"] == "pending" and got["download"] is None
 
 
-def test_local_urls_refuse_tampering_expiry_and_oversize(owners, monkeypatch):
+def test_local_download_urls_refuse_tampering_expiry_and_the_upload_form(owners, monkeypatch):
     alice, _ = owners
     created = call("POST", "/v1/files", alice, body={"name": "b.bin", "size": 4}).body
-    url = _local(created["upload"]["url"])
+    assert _upload(created["upload"], b"abcd").status == 204
+    url = _local(call("GET", f"/v1/files/{created['file']['id']}", alice).body["download"]["url"])
     api = LocalApi()
-    assert api.handle("PUT", url.replace("sig=", "sig=0"), [], b"abcd", "ip").status == 403
-    assert api.handle("GET", url, [], b"", "ip").status == 403  # an upload URL is not a download URL
-    assert api.handle("PUT", url, [], b"too long", "ip").status == 413
+    assert api.handle("GET", url.replace("sig=", "sig=0"), [], b"", "ip").status == 403
+    assert api.handle("GET", url.replace("op=get", "op=put"), [], b"", "ip").status == 403
+    assert api.handle("GET", url, [], b"", "ip").status == 200
     monkeypatch.setattr("shared.storage.time.time", lambda: 4_000_000_000)
-    assert api.handle("PUT", url, [], b"abcd", "ip").status == 403
+    assert api.handle("GET", url, [], b"", "ip").status == 403
 
 
 # "²" is a digit to str.isdigit() but not to int(); int() refuses a string of more than 4,300 digits.
@@ -114,10 +251,12 @@ def test_local_urls_refuse_tampering_expiry_and_oversize(owners, monkeypatch):
 @pytest.mark.parametrize("value", ["%C2%B2", "9" * 5000])
 def test_local_url_is_403_when_a_signed_number_is_not_a_plain_number(owners, field, value):
     alice, _ = owners
-    url = _local(call("POST", "/v1/files", alice, body={"name": "n.bin", "size": 4}).body["upload"]["url"])
+    created = call("POST", "/v1/files", alice, body={"name": "n.bin", "size": 4}).body
+    assert _upload(created["upload"], b"abcd").status == 204
+    url = _local(call("GET", f"/v1/files/{created['file']['id']}", alice).body["download"]["url"])
     tampered = re.sub(rf"([?&]{field}=)[^&]*", rf"\g<1>{value}", url)
     assert tampered != url
-    answer = LocalApi().handle("PUT", tampered, [], b"abcd", "ip")
+    answer = LocalApi().handle("GET", tampered, [], b"", "ip")
     assert answer.status == 403 and ("Content-Type", "application/problem+json") in answer.headers
 
 
@@ -149,7 +288,7 @@ def test_create_is_409_naming_the_existing_file_when_the_owner_has_one_with_the_
 def test_delete_removes_the_record_and_the_bytes(owners, app_container):
     alice, bob = owners
     created = call("POST", "/v1/files", alice, body={"name": "c.txt", "content_type": "text/plain", "size": 1}).body
-    LocalApi().handle("PUT", _local(created["upload"]["url"]), [], b"c", "ip")
+    assert _upload(created["upload"], b"c").status == 204
     stored = app_container.settings.files_dir / "users" / str(alice.user_id) / created["file"]["id"]
     assert stored.is_file()
     assert call("DELETE", f"/v1/files/{created['file']['id']}", bob).status == 404
@@ -172,7 +311,7 @@ def test_a_file_deleted_while_its_upload_url_is_live_holds_its_slot_and_maintena
     assert call("DELETE", f"/v1/files/{created['file']['id']}", alice).status == 204
     refused = call("POST", "/v1/files", alice, body={"name": "next.bin", "size": 4})
     assert refused.status == 429 and 890 <= int(refused.headers["Retry-After"]) <= 900
-    assert LocalApi().handle("PUT", _local(created["upload"]["url"]), [], b"late", "127.0.0.1").status == 200
+    assert _upload(created["upload"], b"late").status == 204
     stored = container().settings.files_dir / "users" / str(alice.user_id) / created["file"]["id"]
     assert stored.is_file()
     run_maintenance(container().db, container().settings)
@@ -322,7 +461,7 @@ def shared_file(app_container, db):
     alice, bob, carol, dave = (jwt_principal(make_user(db, name)) for name in ("alice", "bob", "carol", "dave"))
     data = b"shared bytes"
     created = call("POST", "/v1/files", alice, body={"name": "s.txt", "content_type": "text/plain", "size": len(data)})
-    LocalApi().handle("PUT", _local(created.body["upload"]["url"]), [], data, "127.0.0.1")
+    assert _upload(created.body["upload"], data).status == 204
     members = [str(bob.user_id), str(carol.user_id)]
     group = call("POST", "/v1/conversations", alice, body={"kind": "group", "title": "g", "participant_ids": members})
     file_id = created.body["file"]["id"]
@@ -379,7 +518,7 @@ def test_uploads_in_progress_are_bounded_per_user_and_free_again_when_confirmed_
     assert refused.status == 429 and 890 <= int(refused.headers["Retry-After"]) <= 900
     assert call("POST", "/v1/files", bob, body={"name": "b.bin", "size": 2}).status == 201  # per user
     # Confirmed: the first upload no longer counts.
-    assert LocalApi().handle("PUT", _local(made[0].body["upload"]["url"]), [], b"ok", "127.0.0.1").status == 200
+    assert _upload(made[0].body["upload"], b"ok").status == 204
     assert call("GET", f"/v1/files/{made[0].body['file']['id']}", alice).body["file"]["status"] == "uploaded"
     assert call("POST", "/v1/files", alice, body={"name": "5.bin", "size": 2}).status == 201
     assert call("POST", "/v1/files", alice, body={"name": "6.bin", "size": 2}).status == 429
