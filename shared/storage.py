@@ -143,7 +143,8 @@ class LocalStorage:
         if not KEY_PATTERN.match(key) or not NUMBER.fullmatch(expires) or not NUMBER.fullmatch(max_size):
             return False
         expected = self.signature(op, key, int(expires), int(max_size))
-        return hmac.compare_digest(expected, signature) and int(expires) >= time.time()
+        # Compared as bytes: compare_digest raises TypeError for a str holding anything but ASCII.
+        return hmac.compare_digest(expected.encode(), signature.encode()) and int(expires) >= time.time()
 
     def path(self, key: str) -> Path:
         if not KEY_PATTERN.match(key):
