@@ -80,6 +80,13 @@ class FileStorage(Protocol):
     def delete(self, key: str) -> None: ...
 
 
+def attachment(name: str) -> str:
+    """The Content-Disposition a download is answered with: saved under the file's own name.
+
+    RFC 8187: every character outside attr-char percent-encoded, "/" included."""
+    return f"attachment; filename*=UTF-8''{quote(name, safe='')}"
+
+
 class LocalStorage:
     """Files in a folder; URLs point at the local server, signed with HMAC and expiring like presigned ones.
 
@@ -92,18 +99,21 @@ class LocalStorage:
         self.secret = secret.encode()
         self.origin = origin.rstrip("/")
 
-    def signature(self, op: str, key: str, expires: int, max_size: int) -> str:
-        message = f"{op}\n{key}\n{expires}\n{max_size}\n".encode()  # the empty last line held a PUT URL's sha256
+    def signature(self, op: str, key: str, expires: int, max_size: int, disposition: str = "") -> str:
+        message = f"{op}\n{key}\n{expires}\n{max_size}\n{disposition}".encode()
         return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
 
     def policy_signature(self, policy: str) -> str:
         # Its own first line, so no URL's signature is ever a policy's.
         return hmac.new(self.secret, f"post-policy\n{policy}".encode(), hashlib.sha256).hexdigest()
 
-    def _url(self, op: str, key: str, ttl_s: int, max_size: int) -> tuple[str, datetime]:
+    def _url(self, op: str, key: str, ttl_s: int, max_size: int, disposition: str = "") -> tuple[str, datetime]:
         expires, at = _expiry(ttl_s)
-        query = {"op": op, "expires": expires, "max": max_size}
-        query["sig"] = self.signature(op, key, expires, max_size)
+        query: dict[str, str | int] = {"op": op, "expires": expires, "max": max_size}
+        if disposition:
+            # S3's name for it: the Content-Disposition the download is answered with.
+            query["response-content-disposition"] = disposition
+        query["sig"] = self.signature(op, key, expires, max_size, disposition)
         return f"{self.origin}{LOCAL_PREFIX}{quote(key)}?{urlencode(query)}", at
 
     def upload_target(self, key: str, content_type: str, size: int, ttl_s: int, sha256: str | None) -> Transfer:
@@ -134,15 +144,15 @@ class LocalStorage:
         return UploadPolicy(expires=int(expires.timestamp()), fields=fields, max_size=max_size)
 
     def download_target(self, key: str, name: str, ttl_s: int) -> Transfer:
-        url, at = self._url("get", key, ttl_s, 0)
+        url, at = self._url("get", key, ttl_s, 0, attachment(name))
         return Transfer(method="GET", url=url, expires_at=at)
 
-    def verify(self, op: str, key: str, expires: str, max_size: str, signature: str) -> bool:
+    def verify(self, op: str, key: str, expires: str, max_size: str, signature: str, disposition: str = "") -> bool:
         """Whether a URL's signature holds and it has not expired (constant-time comparison)."""
         # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
         if not KEY_PATTERN.match(key) or not NUMBER.fullmatch(expires) or not NUMBER.fullmatch(max_size):
             return False
-        expected = self.signature(op, key, int(expires), int(max_size))
+        expected = self.signature(op, key, int(expires), int(max_size), disposition)
         # Compared as bytes: compare_digest raises TypeError for a str holding anything but ASCII.
         return hmac.compare_digest(expected.encode(), signature.encode()) and int(expires) >= time.time()
 
@@ -243,8 +253,7 @@ class S3Storage:
             Params={
                 "Bucket": self.bucket,
                 "Key": key,
-                # RFC 8187: every character outside attr-char percent-encoded, "/" included.
-                "ResponseContentDisposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
+                "ResponseContentDisposition": attachment(name),
             },
             ExpiresIn=ttl_s,
         )

@@ -53,14 +53,18 @@ def serve_file(method: str, raw_path: str, headers: list[tuple[str, str]], body:
         return _problem(405, "method-not-allowed", "Method not allowed")
     key = unquote(split.path[len(LOCAL_PREFIX) :])
     query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+    disposition = query.get("response-content-disposition", "")
     if query.get("op") != "get" or not storage.verify(
-        "get", key, query.get("expires", ""), query.get("max", ""), query.get("sig", "")
+        "get", key, query.get("expires", ""), query.get("max", ""), query.get("sig", ""), disposition
     ):
         return _problem(403, "forbidden", "Forbidden")
     path = storage.path(key)
     if not path.is_file():
         return _problem(404, "not-found", "Not found")
-    return 200, [("Content-Type", storage.content_type(key))], path.read_bytes()
+    headers = [("Content-Type", storage.content_type(key))]
+    if disposition:
+        headers.append(("Content-Disposition", disposition))  # as S3 answers a presigned GET that names one
+    return 200, headers, path.read_bytes()
 
 
 def _store_form(storage: LocalStorage, content_type: str, body: bytes) -> Answer:

@@ -104,6 +104,19 @@ def test_local_download_answers_the_content_type_the_file_was_uploaded_with(owne
     assert download.status == 200 and ("Content-Type", "application/pdf") in download.headers
 
 
+def test_local_download_is_an_attachment_under_the_files_name_as_s3s_presigned_get_is(owners):
+    alice, _ = owners
+    created = call("POST", "/v1/files", alice, body={"name": "résumé 2026.pdf", "size": 4}).body
+    assert _upload(created["upload"], b"abcd").status == 204
+    url = _local(call("GET", f"/v1/files/{created['file']['id']}", alice).body["download"]["url"])
+    download = LocalApi().handle("GET", url, [], b"", "127.0.0.1")
+    expected = "attachment; filename*=UTF-8''r%C3%A9sum%C3%A9%202026.pdf"
+    assert download.status == 200 and ("Content-Disposition", expected) in download.headers
+    # The disposition is signed: another name (say one ending in .html) is refused.
+    renamed = url.replace("2026.pdf", "2026.html")
+    assert renamed != url and LocalApi().handle("GET", renamed, [], b"", "127.0.0.1").status == 403
+
+
 def _changed(fields: dict, change: str, other_key: str) -> dict:
     changed = dict(fields)
     if change == "content type":
