@@ -29,7 +29,8 @@ class FilesBucket(Construct):
             versioned=False,
             cors=[
                 s3.CorsRule(
-                    allowed_methods=[s3.HttpMethods.PUT, s3.HttpMethods.POST, s3.HttpMethods.GET, s3.HttpMethods.HEAD],
+                    # Uploads are presigned POST forms, downloads presigned GETs: nothing signs a PUT.
+                    allowed_methods=[s3.HttpMethods.POST, s3.HttpMethods.GET, s3.HttpMethods.HEAD],
                     allowed_origins=list(config.cors_origins),
                     allowed_headers=["*"],
                     exposed_headers=["ETag"],

@@ -12,7 +12,7 @@ REQUEST_HEADERS = ("Authorization", "Content-Type", "X-Api-Key", "Idempotency-Ke
 EXPOSED_HEADERS = "Location, Retry-After"
 METHODS = "DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT"
 # The files bucket's CORS rule (infra/storage.py), which the local server's file URLs follow.
-FILE_METHODS = "GET,HEAD,POST,PUT"
+FILE_METHODS = "GET,HEAD,POST"
 FILE_PREFLIGHT_MAX_AGE_S = 3000
 PREFLIGHT_MAX_AGE_S = 3600
 

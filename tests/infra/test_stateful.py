@@ -123,7 +123,7 @@ def test_files_bucket_is_private_encrypted_tls_only_with_upload_cors_when_synthe
         "RestrictPublicBuckets": True,
     }
     (cors,) = props["CorsConfiguration"]["CorsRules"]
-    assert "PUT" in cors["AllowedMethods"] and cors["AllowedOrigins"]
+    assert "POST" in cors["AllowedMethods"] and "PUT" not in cors["AllowedMethods"] and cors["AllowedOrigins"]
     assert bucket["DeletionPolicy"] == "Retain"
     (policy,) = dev.resources("AWS::S3::BucketPolicy").values()
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
