@@ -18,6 +18,7 @@ import pytest
 from shared import routes
 from shared.auth.principal import Principal
 from shared.storage import storage_key
+from tests.authorization_matrix import CONVERSATION_GROUPS, mismatches, outcome, routes_in
 from tests.conversations_helpers import (
     VALID_BODIES,
     anonymous_principal,
@@ -27,7 +28,6 @@ from tests.conversations_helpers import (
     make_user,
 )
 
-GROUPS = ("conversations", "messages", "anonymous", "files")
 CALLERS = ("none", "anonymous", "outsider", "member", "admin", "platform_admin", "member_api_key")
 
 # Who may do what to an object in a conversation they belong to. Anything in a conversation the caller is
@@ -234,7 +234,7 @@ def _body(method: str, path: str, t: Target, world: World) -> dict[str, Any] | N
 
 
 def _our_routes() -> list[routes.Route]:
-    return [route for group, route in routes.all_routes() if group.name in GROUPS]
+    return routes_in(CONVERSATION_GROUPS)
 
 
 def test_policy_table_covers_every_route_of_these_groups():
@@ -249,33 +249,23 @@ def uploads_unbounded(monkeypatch):
 
 def test_authorization_matrix_has_zero_cells_that_differ_from_the_policy(uploads_unbounded, app_container, db):
     world = World(db)
-    mismatches = []
-    cells = 0
-    for route in _our_routes():
-        rule = POLICY[(route.method, route.path)]
-        for caller in CALLERS:
-            for own in (True, False):
-                target = world.target(caller, own)
-                path = _path(route, target) if "{" in route.path else route.path
-                query = {"q": "hi"} if route.path == "/v1/search/messages" else None
-                body = _body(route.method, route.path, target, world)
-                reply = call(
-                    route.method,
-                    path,
-                    target.principal,
-                    body=body,
-                    query=query,
-                    source_ip=f"10.0.{cells // 250}.{cells % 250}",
-                )
-                got = "ok" if 200 <= reply.status < 300 else str(reply.status)
-                want = expected(route, rule, caller, own)
-                cells += 1
-                if got != want:
-                    mismatches.append(
-                        f"{route.method} {route.path} {caller} {'own' if own else 'foreign'}: {got} != {want}"
-                    )
+    calls = 0
+
+    def cell(route: routes.Route, caller: str, own: bool) -> tuple[str, str]:
+        nonlocal calls
+        target = world.target(caller, own)
+        path = _path(route, target) if "{" in route.path else route.path
+        query = {"q": "hi"} if route.path == "/v1/search/messages" else None
+        body = _body(route.method, route.path, target, world)
+        reply = call(
+            route.method, path, target.principal, body=body, query=query, source_ip=f"10.0.{calls // 250}.{calls % 250}"
+        )
+        calls += 1
+        return outcome(reply), expected(route, POLICY[(route.method, route.path)], caller, own)
+
+    cells, wrong = mismatches(_our_routes(), CALLERS, cell)
     assert cells == len(POLICY) * len(CALLERS) * 2
-    assert mismatches == []
+    assert wrong == []
 
 
 ID_ROUTES_UUID = ("/v1/conversations/", "/v1/threads/", "/v1/panels/", "/v1/data-refs/", "/v1/files/")
