@@ -43,9 +43,10 @@ from tests.conversations_helpers import (
 )
 
 # owner: user A, whose object each cell names; owner_api_key: A through an API key; associate: user B, who shares
-# A's object without owning it (a participant of A's conversation, a seat holder of A's licence); stranger: a
-# plain user with nothing of A's; admin and super_admin: platform roles.
-CALLERS = ("none", "anonymous", "owner", "owner_api_key", "associate", "stranger", "admin", "super_admin")
+# A's object without owning it (a participant of A's conversation, a seat holder of A's licence); former: wrote in
+# A's conversation, then left it (leaving deletes the participant row); stranger: a plain user with nothing of A's;
+# admin and super_admin: platform roles.
+CALLERS = ("none", "anonymous", "owner", "owner_api_key", "associate", "former", "stranger", "admin", "super_admin")
 OWNERS = ("owner", "owner_api_key")
 ADMINS = ("admin", "super_admin")
 
@@ -176,10 +177,16 @@ class World:
         return user
 
     def target(self, caller: str) -> Target:
+        # One commit for the cell's rows rather than one for each (the connection is in autocommit).
+        with self.db.transaction():
+            return self._target(caller)
+
+    def _target(self, caller: str) -> Target:
         self.cells += 1
         tag = f"{self.cells}-{uuid.uuid4().hex[:8]}"
         a, b = self._user(), self._user()
-        users = {"owner": a, "owner_api_key": a, "associate": b, "stranger": self._user()}
+        former = self._user()
+        users = {"owner": a, "owner_api_key": a, "associate": b, "former": former, "stranger": self._user()}
         users |= {"admin": self._user("admin"), "super_admin": self._user("super_admin")}
         conversation = self._one(
             "INSERT INTO conversations (kind, title, created_by) VALUES ('group', 't', %s) RETURNING id", a
@@ -189,6 +196,9 @@ class World:
                 "INSERT INTO participants (conversation_id, user_id, role) VALUES (%s, %s, %s)",
                 (conversation, user, role),
             )
+        self.db.execute(
+            "INSERT INTO messages (conversation_id, sender_id, content) VALUES (%s, %s, 'bye')", (conversation, former)
+        )
         message = self._one(
             "INSERT INTO messages (conversation_id, sender_id, content) VALUES (%s, %s, 'hi') RETURNING id",
             conversation,
