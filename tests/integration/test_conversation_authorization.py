@@ -157,6 +157,11 @@ class World:
         return jwt_principal(users[caller], role="super_admin" if caller == "platform_admin" else "user")
 
     def target(self, caller: str, own: bool) -> Target:
+        # One commit for the cell's rows rather than one for each (the connection is in autocommit).
+        with self.db.transaction():
+            return self._target(caller, own)
+
+    def _target(self, caller: str, own: bool) -> Target:
         principal_user = {"member": self.member, "member_api_key": self.member, "admin": self.admin}.get(caller)
         if own and caller == "anonymous":
             cid = self.conversation("anonymous", {})
