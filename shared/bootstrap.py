@@ -53,9 +53,9 @@ def _iam_token(settings: Settings) -> str:
 
 def secret_credentials(arn: str) -> dict[str, Any]:
     """libpq parameters (user, password, and host, port, dbname where given) from an RDS secret's JSON."""
-    from aws_lambda_powertools.utilities import parameters
+    from shared.secrets import secret_json
 
-    secret: dict[str, Any] = parameters.get_secret(arn, transform="json", max_age=300)
+    secret = secret_json(arn)
     creds: dict[str, Any] = {"user": secret["username"], "password": secret["password"]}
     for key, target in (("host", "host"), ("port", "port"), ("dbname", "dbname")):
         if secret.get(key):

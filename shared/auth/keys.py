@@ -15,10 +15,9 @@ KEY_FILE = "jwt_secret"
 def signing_key(settings: Settings) -> str:
     """The HS256 key. Secrets Manager values are cached by Powertools (5 minutes), so rotation lands."""
     if settings.jwt_secret_arn:
-        # Imported here: boto3 is paid for only by containers that read the key from Secrets Manager.
-        from aws_lambda_powertools.utilities import parameters
+        from shared.secrets import secret_text
 
-        key = str(parameters.get_secret(settings.jwt_secret_arn, max_age=300))
+        key = secret_text(settings.jwt_secret_arn)
         # Held to JWT_SECRET's rule on every read, not only the first: a rotation may bring a short value. Raised,
         # never signed or checked with: the first request of a cold start fails (500, logged) until it is fixed.
         if len(key.encode()) < MIN_KEY_BYTES:

@@ -70,10 +70,10 @@ class ProviderRegistry:
     def _api_key(self, secret_arn: str | None) -> str | None:
         if not secret_arn:
             return self._settings.openai_compatible_api_key if self._settings.is_local else None
-        from aws_lambda_powertools.utilities import parameters
+        from shared.secrets import secret_text
 
         try:
-            return str(parameters.get_secret(secret_arn, max_age=300))
+            return secret_text(secret_arn)
         except Exception:
             # The secret's name is operator data, not a provider answer; still keep it out of the response.
             raise provider_failed("openai-compatible", 503, "api_key_unavailable") from None

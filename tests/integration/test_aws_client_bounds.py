@@ -87,3 +87,30 @@ def test_the_usage_publishers_sqs_client_makes_one_attempt_when_the_queue_never_
         )
     assert time.monotonic() - started < 4
     assert len(silent_endpoint.connections) == 1
+
+
+def test_secrets_manager_reads_give_up_after_three_attempts_well_inside_the_functions_timeout(
+    silent_endpoint, monkeypatch
+):
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    from shared import secrets
+
+    options = secrets.SECRETS_CLIENT_OPTIONS
+    attempts = options["retries"]["total_max_attempts"]
+    backoff = sum(2**i for i in range(attempts - 1))
+    assert attempts * (options["connect_timeout"] + options["read_timeout"]) + backoff <= FUNCTION_TIMEOUT_S - 5
+
+    # The deployed options, with a read timeout short enough for a test, against a Secrets Manager that never answers.
+    client = boto3.client(
+        "secretsmanager",
+        region_name="us-east-1",
+        endpoint_url=silent_endpoint.url,
+        config=Config(**{**options, "retries": dict(options["retries"]), "read_timeout": 0.2}),
+    )
+    monkeypatch.setattr(secrets, "_provider", lambda: SecretsProvider(boto3_client=client))
+    started = time.monotonic()
+    with pytest.raises(Exception, match="timeout"):
+        secrets.secret_text("arn:aws:secretsmanager:us-east-1:123456789012:secret:confab/jwt")
+    assert time.monotonic() - started < 6
+    assert len(silent_endpoint.connections) == 3
