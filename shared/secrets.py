@@ -12,22 +12,16 @@ from functools import cache
 from typing import Any
 
 CACHE_S = 300
-SECRETS_CLIENT_OPTIONS: dict[str, Any] = {
-    "connect_timeout": 2,
-    "read_timeout": 5,
-    "retries": {"total_max_attempts": 3, "mode": "standard"},
-}
 
 
 @cache
 def _provider() -> Any:
     # Imported here: boto3 is paid for only by containers that read a secret.
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
-    from botocore.config import Config
 
-    # A copy: botocore rewrites the retries it is given in place.
-    options = {**SECRETS_CLIENT_OPTIONS, "retries": dict(SECRETS_CLIENT_OPTIONS["retries"])}
-    return SecretsProvider(boto_config=Config(**options))
+    from shared.aws_calls import bounded_config
+
+    return SecretsProvider(boto_config=bounded_config())
 
 
 def secret_text(arn: str) -> str:

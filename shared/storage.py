@@ -200,25 +200,14 @@ def _replace_whole(path: Path, data: bytes) -> None:
         partial.unlink(missing_ok=True)
 
 
-# botocore's defaults (60 s to connect, 60 s to read, several attempts) let one unanswered HeadObject outlast the
-# function's 29 s: API Gateway would answer a bare 504. Bounded, every attempt together stays well inside it, and
-# a storage that does not answer is the handlers' 503 with Retry-After (stored_size).
-S3_CLIENT_OPTIONS: dict[str, Any] = {
-    "signature_version": "s3v4",
-    "connect_timeout": 2,
-    "read_timeout": 5,
-    "retries": {"total_max_attempts": 3, "mode": "standard"},  # max_attempts would count retries: four
-}
-
-
 @cache
 def _s3_client(region: str) -> Any:
     import boto3  # only the files routes pay for the import
-    from botocore.config import Config
 
-    # A copy: botocore rewrites the retries it is given in place.
-    options = {**S3_CLIENT_OPTIONS, "retries": dict(S3_CLIENT_OPTIONS["retries"])}
-    return boto3.client("s3", region_name=region, config=Config(**options))
+    from shared.aws_calls import bounded_config
+
+    # A storage that does not answer is stored_size's 503 with Retry-After, inside the function's time.
+    return boto3.client("s3", region_name=region, config=bounded_config(signature_version="s3v4"))
 
 
 class S3Storage:

@@ -13,9 +13,10 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from shared.aws_calls import REQUEST_CALL_OPTIONS
 from shared.errors import UnavailableError, problem_for
 from shared.events.publishers import SqsUsagePublisher
-from shared.storage import S3_CLIENT_OPTIONS, S3Storage
+from shared.storage import S3Storage
 
 FUNCTION_TIMEOUT_S = 29  # infra/functions.py API_TIMEOUT
 
@@ -51,15 +52,15 @@ def silent_endpoint(monkeypatch) -> Iterator[SilentEndpoint]:
 
 
 def test_s3_attempts_and_backoff_together_fit_well_inside_the_functions_timeout():
-    attempts = S3_CLIENT_OPTIONS["retries"]["total_max_attempts"]
-    per_attempt = S3_CLIENT_OPTIONS["connect_timeout"] + S3_CLIENT_OPTIONS["read_timeout"]
+    attempts = REQUEST_CALL_OPTIONS["retries"]["total_max_attempts"]
+    per_attempt = REQUEST_CALL_OPTIONS["connect_timeout"] + REQUEST_CALL_OPTIONS["read_timeout"]
     backoff = sum(2**i for i in range(attempts - 1))  # the standard mode's longest sleeps: 1 s, 2 s, ...
     assert attempts * per_attempt + backoff <= FUNCTION_TIMEOUT_S - 5
 
 
 def test_a_head_on_an_s3_that_never_answers_is_a_503_after_three_attempts(silent_endpoint, monkeypatch):
     # The deployed options, with a read timeout short enough for a test.
-    options = {**S3_CLIENT_OPTIONS, "read_timeout": 0.2}
+    options = {**REQUEST_CALL_OPTIONS, "read_timeout": 0.2}
     client = boto3.client("s3", region_name="us-east-1", endpoint_url=silent_endpoint.url, config=Config(**options))
     monkeypatch.setattr(S3Storage, "client", property(lambda self: client))
 
@@ -96,7 +97,7 @@ def test_secrets_manager_reads_give_up_after_three_attempts_well_inside_the_func
 
     from shared import secrets
 
-    options = secrets.SECRETS_CLIENT_OPTIONS
+    options = REQUEST_CALL_OPTIONS
     attempts = options["retries"]["total_max_attempts"]
     backoff = sum(2**i for i in range(attempts - 1))
     assert attempts * (options["connect_timeout"] + options["read_timeout"]) + backoff <= FUNCTION_TIMEOUT_S - 5
