@@ -114,7 +114,7 @@ def test_no_migration_or_query_uses_sql_that_postgresql_16_cannot_run():
         "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE RETURNING t.id;",
     ],
 )
-def test_the_guard_finds_sql_that_only_newer_releases_run_when_it_is_written(sql, tmp_path):
+def test_the_guard_finds_sql_that_only_newer_releases_run_when_it_is_written(sql):
     found = [feature for pattern, feature in NEWER_THAN_16.items() if re.search(pattern, sql, re.IGNORECASE)]
     assert found or _generated_without_stored(sql)
 
