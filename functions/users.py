@@ -14,12 +14,12 @@ from shared.models.identity import (
     ApiKeyCreate,
     ApiKeyCreated,
     ConnectionLog,
+    Me,
     PasswordChange,
     ProfilePatch,
     Properties,
     PropertiesPut,
     TokenPair,
-    User,
 )
 from shared.models.ids import PathId
 from shared.pagination import Page
@@ -29,12 +29,12 @@ app = make_resolver()
 
 
 @app.get("/v1/users/me", summary="The caller's account", tags=["users"])
-def get_me() -> User:
+def get_me() -> Me:
     return accounts.get_me(container().db, principal_of(app).require_user())
 
 
 @app.patch("/v1/users/me", summary="Change profile fields", tags=["users"])
-def patch_me(request: ProfilePatch) -> User:
+def patch_me(request: ProfilePatch) -> Me:
     changes = request.model_dump(exclude_unset=True)
     return accounts.update_me(container().db, principal_of(app).require_user(), changes)
 

@@ -97,6 +97,15 @@ class User(BaseModel):
     created_at: datetime
 
 
+class Me(User):
+    """The caller's own account (GET and PATCH /v1/users/me): a User and what only its holder is told."""
+
+    # The check a premium template's use makes (docs/ai.md), so a client knows whether to offer them.
+    has_premium: bool = Field(
+        description="Whether the caller owns or holds a seat of an unexpired licence of a premium tier now"
+    )
+
+
 class TokenPair(BaseModel):
     user: User
     access_token: str
@@ -140,6 +149,11 @@ class ConnectionLog(BaseModel):
     actor_id: UUID | None = None  # the administrator who acted, when it was not the user
     detail: dict[str, Any] | None = None  # what changed, e.g. {"from": "user", "to": "admin"} for a role
     created_at: datetime
+
+
+# The licence tiers that grant premium (premium-only agent templates): the premium check in
+# shared/repositories/licenses.py.
+PREMIUM_TIERS = ("premium", "enterprise")
 
 
 class LicenseCreate(Strict):

@@ -10,6 +10,8 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import class_row
 
+from shared.models.identity import PREMIUM_TIERS
+
 
 @dataclass(frozen=True)
 class LicenseRow:
@@ -77,6 +79,22 @@ WHERE l.id = %(id)s
 RETURNING l.id, l.owner_id, l.key_prefix, l.tier, l.seats,
           (SELECT count(*) FROM license_seats s WHERE s.license_id = l.id)::int AS seats_used,
           l.expires_at, l.created_at
+"""
+# A licence the user owns or holds a seat of, of a premium tier, not expired. Two EXISTS, one per index
+# (licenses_owner_idx, license_seats_user_idx): an OR across a join would read every licence. lower(): "Premium"
+# counts too.
+HAS_PREMIUM = """
+SELECT EXISTS (
+    SELECT 1 FROM licenses l
+    WHERE l.owner_id = %(user_id)s
+      AND lower(l.tier) = ANY(%(tiers)s)
+      AND (l.expires_at IS NULL OR l.expires_at > now())
+) OR EXISTS (
+    SELECT 1 FROM license_seats s JOIN licenses l ON l.id = s.license_id
+    WHERE s.user_id = %(user_id)s
+      AND lower(l.tier) = ANY(%(tiers)s)
+      AND (l.expires_at IS NULL OR l.expires_at > now())
+)
 """
 # Its seats go with it (ON DELETE CASCADE).
 DELETE = "DELETE FROM licenses WHERE id = %(id)s"
@@ -168,3 +186,8 @@ class LicensesRepository:
         }
         with self.conn.cursor(row_factory=class_row(SeatRow)) as cur:
             return cur.execute(SEATS_PAGE, params).fetchall()
+
+    def has_premium(self, user_id: UUID) -> bool:
+        """Whether the user owns or holds a seat of an unexpired licence of a premium tier (PREMIUM_TIERS)."""
+        row = self.conn.execute(HAS_PREMIUM, {"user_id": user_id, "tiers": list(PREMIUM_TIERS)}).fetchone()
+        return bool(row and row[0])

@@ -1,4 +1,4 @@
-"""Agent templates, each user's preferences for them, and the licence tier that unlocks premium ones."""
+"""Agent templates and each user's preferences for them (the premium check is in shared/repositories/licenses.py)."""
 
 from __future__ import annotations
 
@@ -45,21 +45,6 @@ TEMPLATE_UPDATABLE = (
     "is_active",
 )
 
-# A licence the user owns or holds a seat of, of a premium tier, not expired. Two EXISTS, one per index
-# (licenses_owner_idx, license_seats_user_idx): an OR across a join would read every licence.
-HAS_PREMIUM_LICENCE = """
-SELECT EXISTS (
-    SELECT 1 FROM licenses l
-    WHERE l.owner_id = %(user_id)s
-      AND lower(l.tier) = ANY(%(tiers)s)
-      AND (l.expires_at IS NULL OR l.expires_at > now())
-) OR EXISTS (
-    SELECT 1 FROM license_seats s JOIN licenses l ON l.id = s.license_id
-    WHERE s.user_id = %(user_id)s
-      AND lower(l.tier) = ANY(%(tiers)s)
-      AND (l.expires_at IS NULL OR l.expires_at > now())
-)
-"""
 
 PREFERENCE_COLUMNS = "template_id, is_enabled, usage_count, last_used_at, created_at, updated_at"
 
@@ -136,10 +121,6 @@ class TemplatesRepository:
         )
         with self.conn.cursor(row_factory=class_row(TemplateRow)) as cur:
             return cur.execute(statement, {**changes, "id": id}).fetchone()
-
-    def has_premium_licence(self, user_id: UUID, tiers: tuple[str, ...]) -> bool:
-        row = self.conn.execute(HAS_PREMIUM_LICENCE, {"user_id": user_id, "tiers": list(tiers)}).fetchone()
-        return bool(row and row[0])
 
     def preference(self, user_id: UUID, template_id: UUID) -> PreferenceRow | None:
         with self.conn.cursor(row_factory=class_row(PreferenceRow)) as cur:

@@ -20,6 +20,7 @@ from shared.errors import ConflictError, ForbiddenError, NotFoundError, RateLimi
 from shared.models.identity import (
     ConnectionLog,
     LoginRequest,
+    Me,
     PasswordChange,
     Properties,
     PropertiesPut,
@@ -30,6 +31,7 @@ from shared.models.identity import (
 from shared.observability import logger
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.connection_logs import ConnectionLogsRepository
+from shared.repositories.licenses import LicensesRepository
 from shared.repositories.refresh_tokens import RefreshTokensRepository
 from shared.repositories.users import UserRow, UsersRepository
 from shared.settings import Settings
@@ -325,13 +327,20 @@ def _require(user: UserRow | None) -> UserRow:
     return user
 
 
-def get_me(db: Database, user_id: UUID) -> User:
-    return to_user(_require(db.read(lambda uow: UsersRepository(uow.conn).get(user_id))))
+def _me(uow: UnitOfWork, user: UserRow | None) -> Me:
+    # One more index probe on the request that reads the account, in its transaction.
+    found = _require(user)
+    has_premium = LicensesRepository(uow.conn).has_premium(found.id)
+    return Me(**to_user(found).model_dump(), has_premium=has_premium)
 
 
-def update_me(db: Database, user_id: UUID, changes: dict[str, Any]) -> User:
+def get_me(db: Database, user_id: UUID) -> Me:
+    return db.read(lambda uow: _me(uow, UsersRepository(uow.conn).get(user_id)))
+
+
+def update_me(db: Database, user_id: UUID, changes: dict[str, Any]) -> Me:
     """Change profile fields; only those present in the request are touched."""
-    return to_user(_require(db.transact(lambda uow: UsersRepository(uow.conn).update_profile(user_id, changes))))
+    return db.transact(lambda uow: _me(uow, UsersRepository(uow.conn).update_profile(user_id, changes)))
 
 
 def change_password(

@@ -14,10 +14,9 @@ from shared.errors import ForbiddenError, NotFoundError, UnprocessableError
 from shared.models.strict import Strict
 from shared.models.web_url import WebUrl
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of, page_within
+from shared.repositories.licenses import LicensesRepository
 from shared.repositories.templates import PreferenceRow, TemplateRow, TemplatesRepository
 from shared.services import admin_rights
-
-PREMIUM_TIERS = ("premium", "enterprise")
 
 Variant = Literal["planner", "individual", "both"]
 
@@ -178,7 +177,7 @@ def usable_template(uow: UnitOfWork, user_id: UUID, template_id: UUID) -> Templa
     row = repo.get(template_id)
     if row is None or not row.is_active:
         raise NotFoundError()
-    if row.is_premium_only and not repo.has_premium_licence(user_id, PREMIUM_TIERS):
+    if row.is_premium_only and not LicensesRepository(uow.conn).has_premium(user_id):
         raise ForbiddenError("This template needs a premium licence.")
     preference = repo.preference(user_id, template_id)
     if preference is not None and not preference.is_enabled:

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from shared.repositories.templates import HAS_PREMIUM_LICENCE
-from shared.services.templates import PREMIUM_TIERS
+from shared.models.identity import PREMIUM_TIERS
+from shared.repositories.licenses import HAS_PREMIUM
 from tests.ai_helpers import add_model, add_thread, add_user, api_event, context_for
 from tests.helpers import body_of, header
 from tests.integration.test_ai_handlers import ai_app as ai_app  # the fixture, re-exported
@@ -105,7 +105,7 @@ def test_premium_check_reads_only_the_users_own_licences_and_seats_when_there_ar
     )
     db.execute("ANALYZE users, licenses, license_seats")
     plan = db.execute(
-        "EXPLAIN (FORMAT JSON) " + HAS_PREMIUM_LICENCE, {"user_id": uuid.uuid4(), "tiers": list(PREMIUM_TIERS)}
+        "EXPLAIN (FORMAT JSON) " + HAS_PREMIUM, {"user_id": uuid.uuid4(), "tiers": list(PREMIUM_TIERS)}
     ).fetchone()[0]
 
     def scans(node):
