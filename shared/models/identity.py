@@ -151,14 +151,16 @@ class ConnectionLog(BaseModel):
     created_at: datetime
 
 
-# The licence tiers that grant premium (premium-only agent templates): the premium check in
-# shared/repositories/licenses.py.
-PREMIUM_TIERS = ("premium", "enterprise")
+# The licence tiers, in one place: requests are validated against LicenseTier (a 422 naming the allowed values),
+# and the premium check (shared/repositories/licenses.py) grants premium to PREMIUM_TIERS. Rows written before
+# tiers were validated may hold other text: they are read as they are and grant no premium (docs/auth.md).
+LicenseTier = Literal["free", "basic", "pro", "premium", "enterprise"]
+PREMIUM_TIERS: tuple[LicenseTier, ...] = ("premium", "enterprise")
 
 
 class LicenseCreate(Strict):
     owner_id: UUID | None = None  # defaults to the calling admin
-    tier: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    tier: LicenseTier
     seats: Annotated[int, Field(ge=1, le=100_000)]
     expires_at: Expiry | None = None
 
@@ -167,7 +169,7 @@ class LicensePatch(Strict):
     """What an admin may change: seats (never below those assigned), tier, expiry (null: never expires)."""
 
     seats: Annotated[int, Field(ge=1, le=100_000)] | None = None
-    tier: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
+    tier: LicenseTier | None = None
     expires_at: Expiry | None = None
 
 
@@ -175,7 +177,8 @@ class License(BaseModel):
     id: UUID
     owner_id: UUID
     key_prefix: str
-    tier: str
+    # A str, not LicenseTier: a licence written before tiers were validated is read with the tier it holds.
+    tier: str = Field(description="One of the tiers a create accepts, or an older licence's own text")
     seats: int
     seats_used: int
     expires_at: datetime | None = None

@@ -81,8 +81,8 @@ RETURNING l.id, l.owner_id, l.key_prefix, l.tier, l.seats,
           l.expires_at, l.created_at
 """
 # A licence the user owns or holds a seat of, of a premium tier, not expired. Two EXISTS, one per index
-# (licenses_owner_idx, license_seats_user_idx): an OR across a join would read every licence. lower(): "Premium"
-# counts too.
+# (licenses_owner_idx, license_seats_user_idx): an OR across a join would read every licence. lower(): rows
+# written before tiers were validated may hold "Premium".
 HAS_PREMIUM = """
 SELECT EXISTS (
     SELECT 1 FROM licenses l

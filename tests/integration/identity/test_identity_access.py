@@ -210,7 +210,7 @@ def test_licence_is_created_by_admins_with_its_key_shown_once(api, make_role, db
 
 def test_seats_stop_at_the_limit_and_an_expired_licence_assigns_nothing(api, make_role, db):
     _, admin = _with_role(api, make_role, "eli", "admin")
-    lic = api.call("POST", "/v1/licenses", {"tier": "team", "seats": 1}, token=admin).json
+    lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 1}, token=admin).json
     a, b = api.signup("fay")["user"]["id"], api.signup("gus")["user"]["id"]
     assert api.call("POST", f"/v1/licenses/{lic['id']}/seats", {"user_id": a}, token=admin).status == 201
     assert api.call("POST", f"/v1/licenses/{lic['id']}/seats", {"user_id": b}, token=admin).status == 409
@@ -223,7 +223,7 @@ def test_seats_stop_at_the_limit_and_an_expired_licence_assigns_nothing(api, mak
 
 def test_another_users_licence_or_seat_is_a_404_identical_to_a_random_id(api, make_role, db):
     owner_id, admin = _with_role(api, make_role, "hal", "admin")
-    lic = api.call("POST", "/v1/licenses", {"tier": "team", "seats": 3}, token=admin).json
+    lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 3}, token=admin).json
     seated = api.signup("ian")["user"]["id"]
     api.call("POST", f"/v1/licenses/{lic['id']}/seats", {"user_id": seated}, token=admin)
     stranger = api.signup("jon")["access_token"]
@@ -241,7 +241,7 @@ def test_owners_and_admins_list_a_licences_seat_holders_and_admins_find_any_owne
     _, admin = _with_role(api, make_role, "lea", "admin")
     owner = api.signup("max")
     owner_id, owner_token = owner["user"]["id"], owner["access_token"]
-    lic = api.call("POST", "/v1/licenses", {"tier": "team", "seats": 5, "owner_id": owner_id}, token=admin).json
+    lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 5, "owner_id": owner_id}, token=admin).json
     held = [api.signup(f"seat{i}")["user"]["id"] for i in range(3)]
     for user_id in held:
         assert (
@@ -267,7 +267,7 @@ def test_owners_and_admins_list_a_licences_seat_holders_and_admins_find_any_owne
 
 def test_twenty_concurrent_seat_assignments_never_exceed_the_licence(api, make_role, app_container, db):
     owner_id, admin = _with_role(api, make_role, "kim", "admin")
-    lic = api.call("POST", "/v1/licenses", {"tier": "team", "seats": 5}, token=admin).json
+    lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 5}, token=admin).json
     users = [api.signup(f"seat{i}")["user"]["id"] for i in range(20)]
     principal = Principal(kind="jwt", user_id=uuid.UUID(owner_id), role="admin")
     barrier = threading.Barrier(20)
@@ -293,7 +293,7 @@ def test_twenty_concurrent_seat_assignments_never_exceed_the_licence(api, make_r
 def test_admins_change_a_licences_seats_tier_and_expiry_and_its_owner_gets_403_and_a_stranger_404(api, make_role, db):
     _, admin = _with_role(api, make_role, "ada", "admin")
     owner = api.signup("bob")
-    lic = api.call("POST", "/v1/licenses", {"tier": "team", "seats": 2, "owner_id": owner["user"]["id"]}, token=admin)
+    lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 2, "owner_id": owner["user"]["id"]}, token=admin)
     path = f"/v1/licenses/{lic.json['id']}"
     renewal = {"seats": 10, "tier": "premium", "expires_at": "2099-01-01T00:00:00Z"}
     changed = api.call("PATCH", path, renewal, token=admin)
@@ -321,13 +321,13 @@ def test_admins_change_a_licences_seats_tier_and_expiry_and_its_owner_gets_403_a
 
 def test_lowering_a_licence_below_its_assigned_seats_is_409_and_changes_nothing(api, make_role, db):
     _, admin = _with_role(api, make_role, "dan", "admin")
-    lic = api.call("POST", "/v1/licenses", {"tier": "team", "seats": 3}, token=admin).json
+    lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 3}, token=admin).json
     for name in ("eve", "finn"):
         user_id = api.signup(name)["user"]["id"]
         assert api.call("POST", f"/v1/licenses/{lic['id']}/seats", {"user_id": user_id}, token=admin).status == 201
     lowered = api.call("PATCH", f"/v1/licenses/{lic['id']}", {"seats": 1, "tier": "pro"}, token=admin)
     assert lowered.status == 409 and lowered.headers["content-type"] == "application/problem+json"
-    assert db.execute("SELECT seats, tier FROM licenses").fetchone() == (3, "team")
+    assert db.execute("SELECT seats, tier FROM licenses").fetchone() == (3, "basic")
     assert api.call("PATCH", f"/v1/licenses/{lic['id']}", {"seats": 2}, token=admin).json["seats_used"] == 2
 
 
@@ -355,7 +355,7 @@ def test_lowering_seats_while_seats_are_assigned_concurrently_never_leaves_more_
     users = [uuid.UUID(api.signup(f"racer{i}")["user"]["id"]) for i in range(6)]
     for _ in range(5):
         db.execute("DELETE FROM licenses")
-        licence = uuid.UUID(api.call("POST", "/v1/licenses", {"tier": "team", "seats": 8}, token=admin).json["id"])
+        licence = uuid.UUID(api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 8}, token=admin).json["id"])
         for user_id in users[:3]:
             licenses.assign_seat(app_container.db, principal, licence, user_id)
         lower = functools.partial(licenses.update_license, app_container.db, principal, licence, LicensePatch(seats=3))
@@ -370,7 +370,7 @@ def test_lowering_seats_while_seats_are_assigned_concurrently_never_leaves_more_
 def test_an_admin_deletes_a_licence_with_its_seats_and_its_owner_gets_403_and_a_stranger_404(api, make_role, db):
     _, admin = _with_role(api, make_role, "hana", "admin")
     owner = api.signup("ivo")
-    lic = api.call("POST", "/v1/licenses", {"tier": "team", "seats": 2, "owner_id": owner["user"]["id"]}, token=admin)
+    lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 2, "owner_id": owner["user"]["id"]}, token=admin)
     path = f"/v1/licenses/{lic.json['id']}"
     seated = api.signup("jade")["user"]["id"]
     api.call("POST", f"{path}/seats", {"user_id": seated}, token=owner["access_token"])

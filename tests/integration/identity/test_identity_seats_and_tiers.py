@@ -1,7 +1,10 @@
-"""The caller's premium on GET /v1/users/me."""
+"""The caller's premium on GET /v1/users/me, and licence tiers checked against the one tier list."""
 
 from __future__ import annotations
 
+from typing import get_args
+
+from shared.models.identity import PREMIUM_TIERS, LicenseTier
 from tests.integration.identity.conftest import PASSWORD
 
 
@@ -44,3 +47,52 @@ def test_me_says_whether_the_caller_has_premium_as_a_premium_templates_use_decid
     # Only the account's own reply says it: a login's `user` is the plain account.
     login = api.call("POST", "/v1/auth/login", {"login": "pia", "password": PASSWORD}).json
     assert "has_premium" not in login["user"]
+
+
+def test_every_known_tier_is_accepted_and_exactly_the_premium_tiers_grant_premium(api, make_role):
+    admin = _admin(api, make_role)
+    tiers = get_args(LicenseTier)
+    assert set(PREMIUM_TIERS) < set(tiers)
+    for tier in tiers:
+        owner = api.signup(f"own-{tier}")
+        assert _licence(api, admin, owner["user"]["id"], tier)["tier"] == tier
+        assert _premium(api, owner["access_token"]) is (tier in PREMIUM_TIERS), tier
+
+
+def test_an_unknown_tier_is_a_422_naming_the_allowed_tiers_on_create_and_change_and_writes_nothing(api, make_role, db):
+    admin = _admin(api, make_role)
+    for bad in ("premum", "Premium", " premium", "", 7):
+        reply = api.call("POST", "/v1/licenses", {"tier": bad, "seats": 1}, token=admin)
+        assert reply.status == 422 and reply.headers["content-type"] == "application/problem+json", bad
+        (error,) = reply.json["errors"]
+        assert error["loc"] == ["body", "tier"] and all(f"'{tier}'" in error["msg"] for tier in get_args(LicenseTier))
+    assert db.execute("SELECT count(*) FROM licenses").fetchone()[0] == 0
+    licence = _licence(api, admin, None, "pro")
+    reply = api.call("PATCH", f"/v1/licenses/{licence['id']}", {"tier": "premum", "seats": 3}, token=admin)
+    assert reply.status == 422 and reply.json["errors"][0]["loc"] == ["body", "tier"]
+    assert db.execute("SELECT tier, seats FROM licenses").fetchone() == ("pro", 5)
+
+
+def test_a_licence_with_a_tier_from_before_validation_is_read_renewed_and_moved_to_a_known_tier(api, make_role, db):
+    admin = _admin(api, make_role)
+    owner = api.signup("theo")
+    holder = api.signup("tina")
+    licence = db.execute(
+        "INSERT INTO licenses (owner_id, key_prefix, key_hash, tier, seats) VALUES (%s, 'cfl_old', 'old', 'team', 2)"
+        " RETURNING id",
+        (owner["user"]["id"],),
+    ).fetchone()[0]
+    _seat(api, owner["access_token"], licence, holder["user"]["id"])
+    assert [item["tier"] for item in api.call("GET", "/v1/licenses", token=owner["access_token"]).json["items"]] == [
+        "team"
+    ]
+    renewal = {"seats": 4, "expires_at": "2099-01-01T00:00:00Z"}
+    renewed = api.call("PATCH", f"/v1/licenses/{licence}", renewal, token=admin)
+    assert renewed.status == 200 and (renewed.json["tier"], renewed.json["seats"]) == ("team", 4)
+    assert _premium(api, holder["access_token"]) is False
+    moved = api.call("PATCH", f"/v1/licenses/{licence}", {"tier": "premium"}, token=admin)
+    assert moved.status == 200 and moved.json["tier"] == "premium"
+    assert _premium(api, holder["access_token"]) is True
+    # A row from before that spelled a premium tier in capitals kept its premium (the check ignores case).
+    db.execute("UPDATE licenses SET tier = 'Enterprise' WHERE id = %s", (licence,))
+    assert _premium(api, holder["access_token"]) is True
