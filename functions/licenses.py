@@ -1,4 +1,4 @@
-"""/v1/licenses: licences (created by admins, key shown once) and their seats."""
+"""/v1/licenses: licences (created by admins, key shown once) and their seats; /v1/users/me/seats: the caller's."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
 from functions._replies import created_json, no_content, replies
 from shared.bootstrap import container
-from shared.models.identity import License, LicenseCreate, LicenseCreated, LicensePatch, Seat, SeatAssign
+from shared.models.identity import (
+    HeldSeat,
+    License,
+    LicenseCreate,
+    LicenseCreated,
+    LicensePatch,
+    Seat,
+    SeatAssign,
+)
 from shared.models.ids import PathId
 from shared.pagination import Page
 from shared.services import licenses
@@ -59,6 +67,11 @@ def assign_seat(id: PathId, request: SeatAssign) -> Response[str]:
 def remove_seat(id: PathId, user_id: PathId) -> Response[None]:
     licenses.remove_seat(container().db, principal_of(app), id, user_id)
     return no_content()
+
+
+@app.get("/v1/users/me/seats", summary="The licences the caller holds a seat of (never their keys)", tags=["licenses"])
+def list_held_seats(cursor: Cursor = None, limit: Limit = None) -> Page[HeldSeat]:
+    return licenses.list_held_seats(container().db, principal_of(app), cursor, limit)
 
 
 lambda_handler = lambda_entry(app)

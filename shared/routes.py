@@ -147,6 +147,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
             Route("GET", "/v1/licenses/{id}/seats"),
             Route("POST", "/v1/licenses/{id}/seats"),
             Route("DELETE", "/v1/licenses/{id}/seats/{user_id}"),
+            Route("GET", "/v1/users/me/seats"),
         ),
     ),
     RouteGroup(

@@ -197,3 +197,13 @@ class Seat(BaseModel):
     license_id: UUID
     user_id: UUID
     created_at: datetime
+
+
+class HeldSeat(BaseModel):
+    """A seat the caller holds, as its holder sees it: the licence's id, tier and expiry. Never its key or key
+    prefix, nor its owner or seat counts: those are for the licence's owner and admins (GET /v1/licenses)."""
+
+    license_id: UUID
+    tier: str = Field(description="As License.tier")
+    expires_at: datetime | None = None  # the licence's: once past, the seat grants no premium until a renewal
+    created_at: datetime  # when the seat was given

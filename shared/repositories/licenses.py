@@ -40,6 +40,14 @@ class SeatRow:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class HeldSeatRow:
+    license_id: UUID
+    tier: str
+    expires_at: datetime | None
+    created_at: datetime
+
+
 INSERT = """
 INSERT INTO licenses (owner_id, key_prefix, key_hash, tier, seats, expires_at)
 VALUES (%(owner_id)s, %(key_prefix)s, %(key_hash)s, %(tier)s, %(seats)s, %(expires_at)s)
@@ -68,6 +76,17 @@ SELECT license_id, user_id, created_at FROM license_seats
 WHERE license_id = %(license_id)s
   AND (%(after_created)s::timestamptz IS NULL OR (created_at, user_id) < (%(after_created)s, %(after_id)s::uuid))
 ORDER BY created_at DESC, user_id DESC
+LIMIT %(limit)s
+"""
+# A user's seats, newest first: license_seats_user_idx finds them (a user holds a few), and (created_at,
+# license_id) is unique per user, as (license_id, user_id) is.
+HELD_SEATS_PAGE = """
+SELECT s.license_id, l.tier, l.expires_at, s.created_at
+FROM license_seats s JOIN licenses l ON l.id = s.license_id
+WHERE s.user_id = %(user_id)s
+  AND (%(after_created)s::timestamptz IS NULL
+       OR (s.created_at, s.license_id) < (%(after_created)s, %(after_id)s::uuid))
+ORDER BY s.created_at DESC, s.license_id DESC
 LIMIT %(limit)s
 """
 UPDATE = """
@@ -186,6 +205,17 @@ class LicensesRepository:
         }
         with self.conn.cursor(row_factory=class_row(SeatRow)) as cur:
             return cur.execute(SEATS_PAGE, params).fetchall()
+
+    def held_seats_page(self, user_id: UUID, after: tuple[datetime, UUID] | None, limit: int) -> list[HeldSeatRow]:
+        """A page of the licences the user holds a seat of, by the seat's creation, newest first."""
+        params = {
+            "user_id": user_id,
+            "after_created": after[0] if after else None,
+            "after_id": after[1] if after else None,
+            "limit": limit,
+        }
+        with self.conn.cursor(row_factory=class_row(HeldSeatRow)) as cur:
+            return cur.execute(HELD_SEATS_PAGE, params).fetchall()
 
     def has_premium(self, user_id: UUID) -> bool:
         """Whether the user owns or holds a seat of an unexpired licence of a premium tier (PREMIUM_TIERS)."""

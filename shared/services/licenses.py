@@ -9,9 +9,9 @@ from shared.auth.api_keys import LICENSE_KEY_MARK, issue_key
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
 from shared.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
-from shared.models.identity import License, LicenseCreate, LicenseCreated, LicensePatch, Seat
+from shared.models.identity import HeldSeat, License, LicenseCreate, LicenseCreated, LicensePatch, Seat
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
-from shared.repositories.licenses import LicenseLock, LicenseRow, LicensesRepository, SeatRow
+from shared.repositories.licenses import HeldSeatRow, LicenseLock, LicenseRow, LicensesRepository, SeatRow
 from shared.services.accounts import CURSOR_KINDS
 from shared.services.admin_rights import admin_role_now, confirm_admin, require_admin
 
@@ -74,6 +74,19 @@ def list_seats(
 
     page = page_of(db.read(read), size, key=lambda row: (row.created_at, row.user_id))
     return page_as(page, lambda row: Seat.model_validate(row, from_attributes=True))
+
+
+def list_held_seats(db: Database, principal: Principal, cursor: str | None, limit: int | None) -> Page[HeldSeat]:
+    """The licences the caller holds a seat of, newest seat first, as a seat holder sees them (HeldSeat)."""
+    caller = principal.require_user()
+    size = page_limit(limit)
+    after = decode_cursor(cursor, CURSOR_KINDS)
+
+    def read(uow: UnitOfWork) -> list[HeldSeatRow]:
+        return LicensesRepository(uow.conn).held_seats_page(caller, after, size + 1)
+
+    page = page_of(db.read(read), size, key=lambda row: (row.created_at, row.license_id))
+    return page_as(page, lambda row: HeldSeat.model_validate(row, from_attributes=True))
 
 
 def _managed(uow: UnitOfWork, principal: Principal, license_id: UUID) -> LicenseLock:

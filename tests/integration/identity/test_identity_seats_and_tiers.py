@@ -1,7 +1,10 @@
-"""The caller's premium on GET /v1/users/me, and licence tiers checked against the one tier list."""
+"""A seat holder's own seats (GET /v1/users/me/seats), the caller's premium on GET /v1/users/me, and licence tiers
+checked against the one tier list."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import get_args
 
 from shared.models.identity import PREMIUM_TIERS, LicenseTier
@@ -26,6 +29,100 @@ def _seat(api, token, licence_id, user_id):
 
 def _premium(api, token):
     return api.call("GET", "/v1/users/me", token=token).json["has_premium"]
+
+
+def test_a_seat_holder_pages_through_its_seats_newest_first_and_sees_no_key_owner_or_seat_count(api, make_role, db):
+    admin = _admin(api, make_role)
+    owner = api.signup("olive")
+    holder = api.signup("hugo")
+    other = api.signup("otto")["user"]["id"]
+    made = [
+        _licence(api, admin, owner["user"]["id"], "premium"),
+        _licence(api, admin, owner["user"]["id"], "pro", expires_at="2099-01-01T00:00:00Z"),
+        _licence(api, admin, owner["user"]["id"], "enterprise"),
+    ]
+    for licence in made:
+        _seat(api, owner["access_token"], licence["id"], holder["user"]["id"])
+    unseated = _licence(api, admin, owner["user"]["id"])
+    _seat(api, owner["access_token"], unseated["id"], other)
+
+    first = api.call("GET", "/v1/users/me/seats?limit=2", token=holder["access_token"])
+    assert first.status == 200 and first.json["next_cursor"]
+    rest = api.call("GET", f"/v1/users/me/seats?cursor={first.json['next_cursor']}", token=holder["access_token"])
+    items = first.json["items"] + rest.json["items"]
+    assert rest.json["next_cursor"] is None
+    assert [item["license_id"] for item in items] == [licence["id"] for licence in reversed(made)]
+    assert [(item["tier"], item["expires_at"]) for item in items] == [
+        ("enterprise", None),
+        ("pro", "2099-01-01T00:00:00Z"),
+        ("premium", None),
+    ]
+    assert all(set(item) == {"license_id", "tier", "expires_at", "created_at"} for item in items)
+    seated_at = db.execute(
+        "SELECT created_at FROM license_seats WHERE license_id = %s AND user_id = %s",
+        (made[0]["id"], holder["user"]["id"]),
+    ).fetchone()[0]
+    assert datetime.fromisoformat(items[-1]["created_at"]) == seated_at
+    # Nothing of the key (the key, its prefix, its hash) and nothing of the owner reaches the seat holder.
+    raw = first.raw.decode() + rest.raw.decode()
+    hashes = [row[0] for row in db.execute("SELECT key_hash FROM licenses").fetchall()]
+    secrets = [*(licence["key"] for licence in made), *(licence["key_prefix"] for licence in made), *hashes]
+    assert not [secret for secret in secrets if secret in raw]
+    assert owner["user"]["id"] not in raw
+
+    # Seats only: the owner holds none, and a stranger none either.
+    assert api.call("GET", "/v1/users/me/seats", token=owner["access_token"]).json == {"items": [], "next_cursor": None}
+    stranger = api.signup("sven")["access_token"]
+    assert api.call("GET", "/v1/users/me/seats", token=stranger).json["items"] == []
+    assert api.call("GET", "/v1/users/me/seats?cursor=nope", token=holder["access_token"]).status == 400
+
+
+def test_a_seat_holder_and_a_stranger_still_get_the_random_id_404_for_the_licence_itself(api, make_role):
+    admin = _admin(api, make_role)
+    owner = api.signup("olga")
+    holder = api.signup("hank")
+    licence = _licence(api, admin, owner["user"]["id"])
+    _seat(api, owner["access_token"], licence["id"], holder["user"]["id"])
+    stranger = api.signup("stan")["access_token"]
+    for token in (holder["access_token"], stranger):
+        for method, suffix, body in (
+            ("GET", "/seats", None),
+            ("POST", "/seats", {"user_id": holder["user"]["id"]}),
+            ("DELETE", f"/seats/{holder['user']['id']}", None),
+            ("PATCH", "", {"seats": 9}),
+            ("DELETE", "", None),
+        ):
+            mine = api.call(method, f"/v1/licenses/{licence['id']}{suffix}", body, token=token)
+            random = api.call(method, f"/v1/licenses/{uuid.uuid4()}{suffix}", body, token=token)
+            assert mine.status == random.status == 404 and mine.raw == random.raw, (method, suffix)
+        # Owned licences are listed to their owner only: the seat is not one of them.
+        assert api.call("GET", "/v1/licenses", token=token).json["items"] == []
+    held = api.call("GET", "/v1/users/me/seats", token=holder["access_token"]).json["items"]
+    assert [item["license_id"] for item in held] == [licence["id"]]
+
+
+def test_a_seat_leaves_the_holders_list_when_it_is_taken_back_or_the_licence_deleted_and_stays_when_it_expires(
+    api, make_role, db
+):
+    admin = _admin(api, make_role)
+    owner = api.signup("opal")
+    holder = api.signup("hera")
+    kept, taken = _licence(api, admin, owner["user"]["id"]), _licence(api, admin, owner["user"]["id"])
+    for licence in (kept, taken):
+        _seat(api, owner["access_token"], licence["id"], holder["user"]["id"])
+
+    def held():
+        reply = api.call("GET", "/v1/users/me/seats", token=holder["access_token"])
+        return [(item["license_id"], item["expires_at"]) for item in reply.json["items"]]
+
+    path = f"/v1/licenses/{taken['id']}/seats/{holder['user']['id']}"
+    assert api.call("DELETE", path, token=owner["access_token"]).status == 204
+    assert held() == [(kept["id"], None)]
+    # An expired licence keeps its seats (a renewal gives them back): the holder sees it with its expiry.
+    db.execute("UPDATE licenses SET expires_at = '2020-01-01T00:00:00Z' WHERE id = %s", (kept["id"],))
+    assert held() == [(kept["id"], "2020-01-01T00:00:00Z")] and not _premium(api, holder["access_token"])
+    assert api.call("DELETE", f"/v1/licenses/{kept['id']}", token=admin).status == 204
+    assert held() == []
 
 
 def test_me_says_whether_the_caller_has_premium_as_a_premium_templates_use_decides(api, make_role, db):
@@ -86,6 +183,9 @@ def test_a_licence_with_a_tier_from_before_validation_is_read_renewed_and_moved_
     assert [item["tier"] for item in api.call("GET", "/v1/licenses", token=owner["access_token"]).json["items"]] == [
         "team"
     ]
+    assert [
+        item["tier"] for item in api.call("GET", "/v1/users/me/seats", token=holder["access_token"]).json["items"]
+    ] == ["team"]
     renewal = {"seats": 4, "expires_at": "2099-01-01T00:00:00Z"}
     renewed = api.call("PATCH", f"/v1/licenses/{licence}", renewal, token=admin)
     assert renewed.status == 200 and (renewed.json["tier"], renewed.json["seats"]) == ("team", 4)
