@@ -29,7 +29,20 @@ from shared.services import messages as service
 
 app = make_resolver()
 TAGS = ["messages"]
-Direction = Annotated[Literal["backward", "forward"], Query()]
+Direction = Annotated[
+    Literal["backward", "forward"] | None,
+    Query(description="backward (the default): newest first; forward: oldest first"),
+]
+# A message id is a bigint: beyond it, a 422 from validation rather than an error from the database.
+After = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=2**63 - 1,
+        description="Start after this message (the newest one the client has), oldest first: the messages sent "
+        "since. Not with cursor, nor with direction=backward.",
+    ),
+]
 
 
 @app.get(
@@ -39,9 +52,10 @@ Direction = Annotated[Literal["backward", "forward"], Query()]
     responses={200: {"description": "A page of messages", "content": {"application/json": {"model": Page[Message]}}}},
 )
 def list_messages(
-    id: PathId, cursor: Cursor = None, limit: Limit = None, direction: Direction = "backward"
+    id: PathId, cursor: Cursor = None, limit: Limit = None, direction: Direction = None, after: After = None
 ) -> Response[str]:
-    page = service.list_messages(container().db, principal_of(app), id, cursor, limit, direction)
+    start = service.PageStart.of(cursor, direction, after)
+    page = service.list_messages(container().db, principal_of(app), id, start, limit)
     return Response(status_code=200, content_type="application/json", body=page.to_json())
 
 
@@ -123,9 +137,10 @@ def get_feedback(id: MessageId) -> Feedback:
     responses={200: {"description": "A page of messages", "content": {"application/json": {"model": Page[Message]}}}},
 )
 def list_thread_messages(
-    id: PathId, cursor: Cursor = None, limit: Limit = None, direction: Direction = "backward"
+    id: PathId, cursor: Cursor = None, limit: Limit = None, direction: Direction = None, after: After = None
 ) -> Response[str]:
-    page = service.list_thread_messages(container().db, principal_of(app), id, cursor, limit, direction)
+    start = service.PageStart.of(cursor, direction, after)
+    page = service.list_thread_messages(container().db, principal_of(app), id, start, limit)
     return Response(status_code=200, content_type="application/json", body=page.to_json())
 
 

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ConflictError, ForbiddenError, UnprocessableError
+from shared.errors import ConflictError, ForbiddenError, InvalidRequestError, UnprocessableError
 from shared.models.conversations import (
     Feedback,
     FeedbackPut,
@@ -133,12 +133,33 @@ def _explain_unsent(uow: UnitOfWork, repo: MessagesRepository, principal: Princi
     raise ConflictError("The message could not be stored; retry.")
 
 
-def _page_params(principal: Principal, conversation_id: UUID, cursor: str | None, limit: int | None) -> dict[str, Any]:
-    key = decode_cursor(cursor, (int,))
+@dataclass(frozen=True)
+class PageStart:
+    """Where a page of messages starts: the message id it goes on after (None: an end) and its direction."""
+
+    after: int | None
+    forward: bool
+
+    @classmethod
+    def of(cls, cursor: str | None, direction: Direction | None, after: int | None) -> PageStart:
+        """From a page's query: a cursor (a next_cursor handed out), or `after` (a message id the client has: what
+        came since, oldest first). Message ids are handed out in commit order within a conversation, so polling
+        with the newest id a client holds misses nothing."""
+        if after is None:
+            key = decode_cursor(cursor, (int,))
+            return cls(key[0] if key else None, direction == "forward")
+        if cursor:
+            raise InvalidRequestError("Pass either cursor or after, not both.")
+        if direction == "backward":
+            raise InvalidRequestError("after pages forward (oldest first): leave out direction or pass forward.")
+        return cls(after, True)
+
+
+def _page_params(principal: Principal, conversation_id: UUID, start: PageStart, limit: int | None) -> dict[str, Any]:
     return {
         **_scope(principal, conversation_id),
         "conversation_id": conversation_id,
-        "cursor": key[0] if key else None,
+        "cursor": start.after,
         "limit": page_limit(limit) + 1,
         "max_bytes": ANSWER_MAX_BYTES,
     }
@@ -148,13 +169,12 @@ def list_messages(
     db: Database,
     principal: Principal,
     conversation_id: UUID,
-    cursor: str | None,
+    start: PageStart,
     limit: int | None,
-    direction: Direction = "backward",
 ) -> JsonPage:
-    """A page of messages, newest first (backward) or oldest first (forward), after the cursor."""
-    params = _page_params(principal, conversation_id, cursor, limit)
-    forward = direction == "forward"
+    """A page of messages, newest first (backward) or oldest first (forward), after where it starts."""
+    params = _page_params(principal, conversation_id, start, limit)
+    forward = start.forward
 
     def work(uow: UnitOfWork) -> JsonPage:
         page = JsonPage.of(MessagesRepository(uow.conn).page(params, forward=forward))
@@ -171,22 +191,20 @@ def list_thread_messages(
     db: Database,
     principal: Principal,
     thread_id: UUID,
-    cursor: str | None,
+    start: PageStart,
     limit: int | None,
-    direction: Direction = "backward",
 ) -> JsonPage:
     """A page of a thread's messages, as list_messages answers one."""
-    key = decode_cursor(cursor, (int,))
     params = {
         "thread_id": thread_id,
-        "cursor": key[0] if key else None,
+        "cursor": start.after,
         "limit": page_limit(limit) + 1,
         "max_bytes": ANSWER_MAX_BYTES,
     }
 
     def work(uow: UnitOfWork) -> JsonPage:
         thread_access(ConversationsRepository(uow.conn), principal, thread_id)
-        return JsonPage.of(MessagesRepository(uow.conn).thread_page(params, forward=direction == "forward"))
+        return JsonPage.of(MessagesRepository(uow.conn).thread_page(params, forward=start.forward))
 
     return db.read(work)
 

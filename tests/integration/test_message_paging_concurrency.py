@@ -67,6 +67,47 @@ def test_pages_never_repeat_or_skip_when_messages_are_inserted_concurrently(app_
     assert len(every) == 300 + WRITERS * PER_WRITER
 
 
+def test_polling_after_the_newest_id_seen_misses_nothing_when_messages_are_sent_concurrently(app_container, db):
+    # A client without a push channel polls `after` the newest id it holds. Ids are handed out in commit order
+    # within a conversation, so a message that commits after a poll never carries an id below one that poll saw.
+    alice, bob = jwt_principal(make_user(db, "alice")), jwt_principal(make_user(db, "bob"))
+    body = {"kind": "group", "title": "busy", "participant_ids": [str(bob.user_id)]}
+    conversation_id = call("POST", "/v1/conversations", alice, body=body).body["id"]
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(PER_WRITER):
+                send_message(
+                    app_container.db, app_container.settings, alice, conversation_id, MessageCreate(content=f"w{n}-{i}")
+                )
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    def poll(newest: int) -> list[int]:
+        query = {"after": str(newest), "limit": 7}
+        page = call("GET", f"/v1/conversations/{conversation_id}/messages", bob, query=query).body
+        return [m["id"] for m in page["items"]]
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
+    for t in threads:
+        t.start()
+    seen: list[int] = []
+    for _ in range(10 * WRITERS * PER_WRITER):  # bounded: a poll that went back over old messages never ends
+        finished = not any(t.is_alive() for t in threads)  # read before the poll: its drain is the last one
+        while (batch := poll(seen[-1] if seen else 0)) and len(seen) <= WRITERS * PER_WRITER:
+            seen += batch
+        if finished:
+            break
+    for t in threads:
+        t.join()
+    assert errors == []
+    every = [
+        r[0] for r in db.execute("SELECT id FROM messages WHERE conversation_id = %s ORDER BY id", (conversation_id,))
+    ]
+    assert seen == every and len(every) == WRITERS * PER_WRITER
+
+
 def _waits_on_a_lock(db, pid) -> bool:
     row = db.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
     return row is not None and row[0] == "Lock"

@@ -45,6 +45,45 @@ def test_send_answers_201_and_pages_walk_backward_and_forward_without_gaps(room)
         assert seen == expected
 
 
+def test_polling_after_the_newest_message_a_client_has_answers_what_was_sent_since_oldest_first(room):
+    path = f"/v1/conversations/{room['id']}/messages"
+    first = [_send(room, "alice", f"m{i}").body["id"] for i in range(3)]
+    nothing = call("GET", path, room["bob"], query={"after": str(first[-1])})
+    assert nothing.status == 200 and nothing.body == {"items": [], "next_cursor": None}
+    since = [_send(room, "bob", f"n{i}").body["id"] for i in range(5)]
+    page = call("GET", path, room["alice"], query={"after": str(first[-1]), "limit": "3"}).body
+    assert [m["id"] for m in page["items"]] == since[:3]
+    rest = call("GET", path, room["alice"], query={"cursor": page["next_cursor"], "direction": "forward"}).body
+    assert [m["id"] for m in rest["items"]] == since[3:] and rest["next_cursor"] is None
+    everything = call("GET", path, room["alice"], query={"after": "0", "direction": "forward"}).body
+    assert [m["id"] for m in everything["items"]] == first + since
+    thread = call("POST", f"/v1/conversations/{room['id']}/threads", room["alice"], body={"title": "t"}).body
+    in_thread = [_send(room, "alice", f"t{i}", thread_id=thread["id"]).body["id"] for i in range(2)]
+    polled = call("GET", f"/v1/threads/{thread['id']}/messages", room["bob"], query={"after": str(in_thread[0])})
+    assert polled.status == 200 and [m["id"] for m in polled.body["items"]] == in_thread[1:]
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ({"after": "1", "cursor": encode_cursor([1])}, 400),
+        ({"after": "1", "direction": "backward"}, 400),
+        ({"after": "-1"}, 422),
+        ({"after": str(2**63)}, 422),
+        ({"after": "newest"}, 422),
+    ],
+)
+def test_after_with_a_cursor_backward_or_out_of_a_message_ids_range_is_a_problem_not_a_page(room, query, status):
+    answer = call("GET", f"/v1/conversations/{room['id']}/messages", room["alice"], query=query)
+    assert answer.status == status and answer.headers["Content-Type"] == "application/problem+json"
+
+
+def test_polling_a_conversation_the_caller_is_not_in_is_the_404_of_any_other(room):
+    _send(room, "alice", "private")
+    answer = call("GET", f"/v1/conversations/{room['id']}/messages", room["carol"], query={"after": "0"})
+    assert answer.status == 404
+
+
 def test_retried_send_returns_the_original_with_200_when_the_idempotency_key_repeats(room, db):
     first = _send(room, "alice", "once", idempotency_key="k-1")
     again = _send(room, "alice", "once", idempotency_key="k-1")
