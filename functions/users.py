@@ -10,6 +10,7 @@ from functions._params import Cursor, Limit
 from functions._replies import created_json, no_content, replies
 from shared.bootstrap import container
 from shared.models.identity import (
+    AccountDeletion,
     ApiKey,
     ApiKeyCreate,
     ApiKeyCreated,
@@ -23,7 +24,7 @@ from shared.models.identity import (
 )
 from shared.models.ids import PathId
 from shared.pagination import Page
-from shared.services import accounts, api_keys
+from shared.services import account_deletions, accounts, api_keys
 
 app = make_resolver()
 
@@ -37,6 +38,17 @@ def get_me() -> Me:
 def patch_me(request: ProfilePatch) -> Me:
     changes = request.model_dump(exclude_unset=True)
     return accounts.update_me(container().db, principal_of(app).require_user(), changes)
+
+
+@app.delete(
+    "/v1/users/me",
+    summary="Delete the caller's account, confirmed with its password; ends every session and key",
+    tags=["users"],
+)
+def delete_me(request: AccountDeletion) -> Response[None]:
+    built = container()
+    account_deletions.delete_own_account(built.db, built.settings, principal_of(app), request, client_of(app))
+    return no_content()
 
 
 @app.post("/v1/users/me/password", summary="Change the password; ends every other session", tags=["users"])

@@ -118,6 +118,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
         (
             Route("GET", "/v1/users/me"),
             Route("PATCH", "/v1/users/me"),
+            Route("DELETE", "/v1/users/me"),
             Route("POST", "/v1/users/me/password"),
             Route("POST", "/v1/users/me/logout-all"),
             Route("GET", "/v1/users/me/properties"),
@@ -134,6 +135,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
         (
             Route("GET", "/v1/admin/users"),
             Route("PATCH", "/v1/admin/users/{id}"),
+            Route("DELETE", "/v1/admin/users/{id}"),
             Route("GET", "/v1/admin/connection-logs"),
         ),
     ),

@@ -68,6 +68,10 @@ class PasswordChange(Strict):
     new_password: Password
 
 
+class AccountDeletion(Strict):
+    current_password: Password
+
+
 class PropertiesPut(Strict):
     tone: Annotated[str, StringConstraints(max_length=255)] | None = None
     additional_info: Annotated[str, StringConstraints(max_length=10_000)] | None = None

@@ -52,6 +52,15 @@ INSERT INTO user_file_deletions (storage_key, owner_id, url_expires_at)
 SELECT storage_key, owner_id, created_at + make_interval(secs => %(ttl_s)s) FROM gone
 """
 
+# Every file of an account being deleted, as DELETE deletes one: the keys stay for maintenance, which deletes the
+# bytes once each upload URL has expired (at its next run for a file older than FILE_URL_TTL_SECONDS), so bytes go
+# only after the rows, never before the deletion commits. No owner: the account goes in the same transaction.
+DELETE_ALL_OWNED = """
+WITH gone AS (DELETE FROM user_files WHERE owner_id = %(owner_id)s RETURNING storage_key, created_at)
+INSERT INTO user_file_deletions (storage_key, owner_id, url_expires_at)
+SELECT storage_key, NULL, created_at + make_interval(secs => %(ttl_s)s) FROM gone
+"""
+
 # Keys of deleted files whose upload URL expired before `cutoff`, walked by (url_expires_at, storage_key).
 EXPIRED_DELETIONS = """
 SELECT storage_key, url_expires_at FROM user_file_deletions
@@ -171,6 +180,10 @@ class FilesRepository:
     def delete(self, file_id: UUID, ttl_s: int) -> None:
         """Delete the record; its key is kept for maintenance until its upload URL (`ttl_s` long) has expired."""
         self.conn.execute(DELETE, {"id": file_id, "ttl_s": ttl_s})
+
+    def delete_all_owned(self, owner_id: UUID, ttl_s: int) -> int:
+        """Delete every record of the owner, keeping their keys for maintenance as `delete` does; how many."""
+        return self.conn.execute(DELETE_ALL_OWNED, {"owner_id": owner_id, "ttl_s": ttl_s}).rowcount
 
     def expired_deletions(
         self, cutoff: datetime, after: tuple[datetime, str] | None, limit: int

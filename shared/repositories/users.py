@@ -51,6 +51,9 @@ class PropertiesRow:
 
 
 PROFILE_FIELDS = frozenset({"name", "organization", "aws_region", "country", "profession", "avatar_url"})
+# A UserRow's columns, in its order.
+USER_COLUMNS = """id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
+       role, is_active, is_ai, token_version, last_login, created_at, updated_at"""
 
 GET = """
 SELECT id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,

@@ -38,6 +38,7 @@ from shared.settings import Settings
 
 LOGIN_FAILED = "Invalid login or password."
 REFRESH_FAILED = "Invalid or expired refresh token."
+WRONG_PASSWORD = "The current password is wrong."
 CURSOR_KINDS = (datetime, UUID)
 
 
@@ -343,11 +344,19 @@ def update_me(db: Database, user_id: UUID, changes: dict[str, Any]) -> Me:
     return db.transact(lambda uow: _me(uow, UsersRepository(uow.conn).update_profile(user_id, changes)))
 
 
-def change_password(
-    db: Database, settings: Settings, user_id: UUID, request: PasswordChange, client: Client
-) -> TokenPair:
-    """Check the current password, store the new one, end every other session, return a fresh pair."""
-    check_password_rules(request.new_password, field="new_password")
+def confirm_current_password(
+    db: Database,
+    settings: Settings,
+    user_id: UUID,
+    password: str,
+    client: Client,
+    *,
+    detail: dict[str, Any] | None = None,
+) -> UserRow:
+    """The account as it was read for the check, once `password` is its current password: 403 when it is not (logged
+    as password_change_failed, with `detail`), 429 once too many were wrong. Every route that asks for the current
+    password shares that one count, so none of them is a way around the others' limit. bcrypt runs outside any
+    transaction: the caller's write checks again that the password is still this one (still_checked)."""
 
     def check(uow: UnitOfWork) -> UserRow:
         # Whoever holds an access token or API key may try current passwords: as many as a login may.
@@ -359,16 +368,32 @@ def change_password(
         return _require(UsersRepository(uow.conn).get(user_id))
 
     current = db.read(check)
-    if not verify_password(request.current_password, current.password_hash, settings.bcrypt_rounds):
-        db.transact(lambda uow: _log(uow, "password_change_failed", user_id, client))
-        raise ForbiddenError("The current password is wrong.")
+    if not verify_password(password, current.password_hash, settings.bcrypt_rounds):
+        db.transact(lambda uow: _log(uow, "password_change_failed", user_id, client, detail=detail))
+        raise ForbiddenError(WRONG_PASSWORD)
+    return current
+
+
+def still_checked(now: UserRow, checked: UserRow) -> bool:
+    """Whether the password is still the one checked against `checked` (the row read before bcrypt): the hash is the
+    same, or the token version is (only a password change changes the password, and it bumps the version; a login's
+    rehash of the same password does not)."""
+    return now.password_hash == checked.password_hash or now.token_version == checked.token_version
+
+
+def change_password(
+    db: Database, settings: Settings, user_id: UUID, request: PasswordChange, client: Client
+) -> TokenPair:
+    """Check the current password, store the new one, end every other session, return a fresh pair."""
+    check_password_rules(request.new_password, field="new_password")
+    current = confirm_current_password(db, settings, user_id, request.current_password, client)
     new_hash = hash_password(request.new_password, settings.bcrypt_rounds)
 
     def work(uow: UnitOfWork) -> TokenPair:
         # Bumps the token version (older access tokens stop at once), unless the password changed during bcrypt.
         user = UsersRepository(uow.conn).set_password(user_id, new_hash, checked=current)
         if user is None:
-            raise ForbiddenError("The current password is wrong.")
+            raise ForbiddenError(WRONG_PASSWORD)
         RefreshTokensRepository(uow.conn).revoke_for_user(user_id)
         _log(uow, "password_changed", user_id, client)
         return _pair(uow, settings, user, client)

@@ -55,7 +55,9 @@ ADMINS = ("admin", "super_admin")
 #   admin: platform admins (403 for everyone else, whatever the id)   listed: anyone signed in, on an entry
 #   every user sees (an active model or template)   owner: A only   participant: A and the other participants of
 #   A's conversation   licence_manager: the licence's owner and admins   licence_admin: admins; the licence's
-#   owner gets 403 (it may see it); anyone else the 404
+#   owner gets 403 (it may see it); anyone else the 404   account: any signed-in user deletes their own account,
+#   but A's licence seats B, so A gets 409 (docs/auth.md, "Deleting an account")   admin_delete: as admin, but
+#   deleting A is 409 for the same reason
 # A random id is a 404 for whoever may use the route at all.
 POLICY: dict[tuple[str, str], str] = {
     ("POST", "/v1/threads/{id}/completions"): "participant",
@@ -90,6 +92,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/v1/users/me/seats"): "user",  # the caller's own seats: the associate's names A's licence
     ("GET", "/v1/users/me"): "user",
     ("PATCH", "/v1/users/me"): "user",
+    ("DELETE", "/v1/users/me"): "account",
     ("POST", "/v1/users/me/password"): "user",
     ("POST", "/v1/users/me/logout-all"): "user",
     ("GET", "/v1/users/me/properties"): "user",
@@ -100,6 +103,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/v1/users/me/connection-logs"): "user",
     ("GET", "/v1/admin/users"): "admin",
     ("PATCH", "/v1/admin/users/{id}"): "admin",  # on A, a plain user
+    ("DELETE", "/v1/admin/users/{id}"): "admin_delete",
     ("GET", "/v1/admin/connection-logs"): "admin",
     ("GET", "/v1/usage/me"): "user",
     ("GET", "/v1/admin/usage/monthly"): "admin",
@@ -125,9 +129,13 @@ def expected(route: routes.Route, rule: str, caller: str, own: bool) -> str:
         return "ok"
     if rule == "session":
         return "403" if caller == "owner_api_key" else "ok"
-    if rule == "admin":
+    if rule == "account":
+        return "409" if caller in OWNERS else "ok"
+    if rule in ("admin", "admin_delete"):
         if caller not in ADMINS:
             return "403"
+        if own and rule == "admin_delete":
+            return "409"
         return "ok" if own or not names_object(route) else "404"
     if not own:
         return "404"
@@ -308,6 +316,7 @@ def _body(route: routes.Route, t: Target, own: bool) -> dict[str, Any] | None:
         ("POST", "/v1/licenses"): {"tier": "premium", "seats": 1, "owner_id": t.ids["user"] if own else foreign},
         ("POST", "/v1/licenses/{id}/seats"): {"user_id": str(t.spare_user)},
         ("PATCH", "/v1/users/me"): {"name": "n"},
+        ("DELETE", "/v1/users/me"): {"current_password": PASSWORD},
         ("POST", "/v1/users/me/password"): {"current_password": PASSWORD, "new_password": PASSWORD + "!"},
         ("PUT", "/v1/users/me/properties"): {"tone": "dry"},
         ("POST", "/v1/users/me/api-keys"): {"name": "k"},
@@ -403,7 +412,7 @@ def test_random_ids_all_answer_404_with_one_body_for_whoever_may_use_the_route(
     for i in range(200):
         route = id_routes[i % len(id_routes)]
         rule = POLICY[(route.method, route.path)]
-        caller = admin if rule in ("admin", "licence_admin") or i % 2 else user
+        caller = admin if rule in ("admin", "admin_delete", "licence_admin") or i % 2 else user
         random_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         path = route.path.replace("{id}", random_id).replace("{user_id}", str(uuid.uuid4()))
         reply = call(route.method, path, caller, body=VALID_BODIES.get((route.method, route.path)))
