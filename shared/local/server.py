@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.message import Message
@@ -225,7 +226,10 @@ class PooledHTTPServer(HTTPServer):
         # Before binding: a bind that fails (the port is taken) calls server_close(), which needs them.
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="confab-http")
         self._open: set[socket.socket] = set()
+        # Connections whose request has been read and is being answered.
+        self._answering: set[socket.socket] = set()
         self._open_lock = threading.Lock()
+        self.stopping = False
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -246,11 +250,25 @@ class PooledHTTPServer(HTTPServer):
                 self._open.discard(request)
             self.shutdown_request(request)
 
+    @contextlib.contextmanager
+    def answering(self, request: socket.socket) -> Iterator[None]:
+        """While a read request is answered: server_close() lets its answer be written."""
+        with self._open_lock:
+            self._answering.add(request)
+        try:
+            yield
+        finally:
+            with self._open_lock:
+                self._answering.discard(request)
+
     def server_close(self) -> None:
         super().server_close()
-        # Idle keep-alive connections would hold their thread (and the exit) until the client hangs up.
+        # Idle keep-alive connections would hold their thread (and the exit) until the client hangs up. One whose
+        # request is being answered (an invocation in flight, which the worker pool lets finish) is left to send
+        # its answer, and is closed then (`stopping`).
         with self._open_lock:
-            for request in self._open:
+            self.stopping = True
+            for request in self._open - self._answering:
                 with contextlib.suppress(OSError):
                     request.shutdown(socket.SHUT_RDWR)
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -337,6 +355,7 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     api: ClassVar[LocalApi]
+    server: PooledHTTPServer
     timeout = IDLE_TIMEOUT_S  # set on the socket by StreamRequestHandler.setup
 
     def _serve(self) -> None:
@@ -354,14 +373,19 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
         except TimeoutError:
             self._write(problem(408, "request-timeout", "Request timeout"), close=True)
             return
-        try:
-            response = self.api.handle(
-                self.command, self.path, list(self.headers.items()), body, self.client_address[0]
-            )
-        except Exception:
-            logger.exception("local server failed")
-            response = problem(500, "internal-error", "Internal server error")
-        self._write(response)
+        with self.server.answering(self.connection):
+            try:
+                response = self.api.handle(
+                    self.command, self.path, list(self.headers.items()), body, self.client_address[0]
+                )
+            except Exception:
+                logger.exception("local server failed")
+                response = problem(500, "internal-error", "Internal server error")
+            self._write(response, close=self.server.stopping)
+        # Checked once the connection is no longer marked as answering: a server_close() that found it marked has
+        # set `stopping` by now; one that comes later finds it unmarked and shuts it down.
+        if self.server.stopping:
+            self.close_connection = True
 
     def _write(self, response: LocalResponse, close: bool = False) -> None:
         self.send_response(response.status)

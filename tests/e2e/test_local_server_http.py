@@ -183,6 +183,49 @@ def test_stalled_request_bodies_are_dropped_and_do_not_starve_a_new_client_when_
     assert api.bodies == [b""]
 
 
+class HeldApi:
+    """Answers /v1/slow only once `release` is set, anything else at once."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    def handle(
+        self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
+    ) -> LocalResponse:
+        if raw_path == "/v1/slow":
+            self.arrived.set()
+            self.release.wait(10)
+        return LocalResponse(200, [("Content-Type", "application/json")], b"{}")
+
+
+def test_a_request_being_answered_gets_its_answer_and_idle_connections_are_closed_when_the_server_closes():
+    # `confab serve` closes the server, then waits for the invocations in flight (shared/local/workers.py): their
+    # answers must still reach the client, while idle keep-alive connections must not hold the exit.
+    api = HeldApi()
+    server = make_server(api, "127.0.0.1", 0, idle_timeout_s=5)  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as idle,
+        socket.create_connection(("127.0.0.1", port), timeout=5) as busy,
+    ):
+        idle.sendall(HEALTH)
+        assert _read_response(idle)[0] == 200
+        busy.sendall(b"GET /v1/slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert api.arrived.wait(5)
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+        assert idle.recv(1) == b""
+        api.release.set()
+        status, headers, _ = _read_response(busy)
+        assert (status, headers["connection"]) == (200, "close")
+        assert busy.recv(1) == b""
+
+
 @pytest.fixture
 def files_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     monkeypatch.setenv("CONFAB_STAGE", "test")
