@@ -24,7 +24,14 @@ from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from shared.local.invocations import Invocation, LocalResponse, internal_error, invoke, problem
+from shared.local.invocations import (
+    Invocation,
+    LocalResponse,
+    internal_error,
+    invoke,
+    problem,
+    silence_empty_metrics_warning,
+)
 from shared.observability import logger
 from shared.settings import Settings
 from shared.storage import local_files_secret
@@ -187,6 +194,7 @@ def serve_invocations(connection: Connection, env: Mapping[str, str]) -> None:
     # Before anything reads settings: what the server's process has and its environment does not (a local files
     # signing key of its own, say).
     os.environ.update(env)
+    silence_empty_metrics_warning()
     from shared.bootstrap import container
 
     try:

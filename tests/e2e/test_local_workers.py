@@ -278,3 +278,16 @@ def test_a_completion_in_flight_is_answered_and_its_usage_recorded_when_the_serv
         server.process.wait(30)
     rows = db.execute("SELECT model_name, prompt_tokens, completion_tokens FROM model_usage").fetchall()
     assert rows == [("slow-model", 7, 2)]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_local_server_does_not_warn_that_a_request_published_no_metrics_when_served(
+    database_url, tmp_path, workers
+):
+    # Powertools warns when a handler records no metric (most routes record none): once in the server with one
+    # worker, once per worker process with more. It still warns in AWS.
+    with serving(database_url, tmp_path, workers=workers) as server:
+        assert _request(f"{server.url}/v1/health")[0] == 200
+        assert _signup(server.url)
+        assert bool(server.workers()) == (workers > 1)
+    assert "No application metrics to publish" not in server.log.read_text()
