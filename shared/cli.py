@@ -134,6 +134,7 @@ def _exit_once(*_: object) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from shared.bootstrap import container
+    from shared.local.invocations import silence_empty_metrics_warning
     from shared.local.scheduler import PeriodicTask
     from shared.local.server import LocalApi, make_server
     from shared.local.workers import worker_pool
@@ -146,6 +147,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_once)
     if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
         signal.signal(signal.SIGHUP, _exit_once)
+    # Invocations run here with LOCAL_WORKERS=1 (the workers silence it themselves).
+    silence_empty_metrics_warning()
     settings = get_settings()
     url = resolve_database_url(settings)
     migrate(url, settings.migrations_dir)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -46,6 +47,14 @@ class Invocation:
     function_name: str
     event: dict[str, Any]
     authorize: bool
+
+
+def silence_empty_metrics_warning() -> None:
+    """Powertools' warning that an invocation published no metric, in the process that runs invocations locally."""
+    # Most routes record no business metric, so each process that runs handlers warns once; in Lambda that is a
+    # line per cold start in CloudWatch, locally one per worker in the terminal, saying nothing about the request.
+    # Powertools documents this filter for functions that do not always publish metrics.
+    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 
 def invoke(invocation: Invocation, load: ModuleLoader) -> LocalResponse:

@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.message import Message
@@ -33,6 +34,11 @@ UPLOAD_FORM_FIELDS_MAX_BYTES = 64 * 1024
 # request, before dropping it: eight idle or stalled clients would otherwise hold every thread.
 IDLE_TIMEOUT_S = 2.0
 WRITE_SLICE_BYTES = 64 * 1024
+# http.server's limits on a request line or header line (414, 431): it reads one more byte to tell.
+HEAD_LINE_READ_BYTES = 65537
+# A request head over http.server's limits is read on this far for its Origin: past the longest URL a browser sends
+# (2 MB in Chrome) and its headers.
+OVERSIZED_HEAD_READ_BYTES = 4 * 1024 * 1024
 DIGITS = re.compile(r"[0-9]+")
 CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,16}")
 
@@ -44,6 +50,13 @@ SWAGGER_PAGE = """<!doctype html>
 <script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
 </body></html>
 """
+
+
+def with_cors(response: LocalResponse, origin: str | None) -> LocalResponse:
+    """`response` with the CORS headers that let `origin` read it, unless it carries its own (a handler's)."""
+    if not any(name.lower() == "access-control-allow-origin" for name, _ in response.headers):
+        response.headers.extend(cors.origin_headers(origin, get_settings().cors_origin_list).items())
+    return response
 
 
 @dataclass
@@ -92,13 +105,10 @@ class LocalApi:
                 (value for name, value in headers if name.lower() == "access-control-request-headers"), None
             )
             return LocalResponse(204, list(cors.file_preflight_headers(origin, allowed, requested).items()), b"")
-        answer = self._answer(method, raw_path, path, headers, body, source_ip)
         # The handlers add CORS headers to their own answers (functions/_http.py); the rest (the authorizer's 401,
         # an unknown path's 404, the file URLs' answers) get them here, as API Gateway's gateway responses and the
         # files bucket's CORS rule give them in AWS: without them a browser could not read a 401 and refresh.
-        if not any(name.lower() == "access-control-allow-origin" for name, _ in answer.headers):
-            answer.headers.extend(cors.origin_headers(origin, allowed).items())
-        return answer
+        return with_cors(self._answer(method, raw_path, path, headers, body, source_ip), origin)
 
     def _answer(
         self, method: str, raw_path: str, path: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
@@ -225,7 +235,10 @@ class PooledHTTPServer(HTTPServer):
         # Before binding: a bind that fails (the port is taken) calls server_close(), which needs them.
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="confab-http")
         self._open: set[socket.socket] = set()
+        # Connections whose request has been read and is being answered.
+        self._answering: set[socket.socket] = set()
         self._open_lock = threading.Lock()
+        self.stopping = False
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -246,11 +259,25 @@ class PooledHTTPServer(HTTPServer):
                 self._open.discard(request)
             self.shutdown_request(request)
 
+    @contextlib.contextmanager
+    def answering(self, request: socket.socket) -> Iterator[None]:
+        """While a read request is answered: server_close() lets its answer be written."""
+        with self._open_lock:
+            self._answering.add(request)
+        try:
+            yield
+        finally:
+            with self._open_lock:
+                self._answering.discard(request)
+
     def server_close(self) -> None:
         super().server_close()
-        # Idle keep-alive connections would hold their thread (and the exit) until the client hangs up.
+        # Idle keep-alive connections would hold their thread (and the exit) until the client hangs up. One whose
+        # request is being answered (an invocation in flight, which the worker pool lets finish) is left to send
+        # its answer, and is closed then (`stopping`).
         with self._open_lock:
-            for request in self._open:
+            self.stopping = True
+            for request in self._open - self._answering:
                 with contextlib.suppress(OSError):
                     request.shutdown(socket.SHUT_RDWR)
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -332,12 +359,66 @@ def _read_chunked(rfile: BufferedIOBase, limit: int) -> bytes:
     raise _bad_request("Too many trailer fields.")
 
 
+class HeadReader(BufferedIOBase):
+    """A connection's reader that notes the Origin of the request head it is reading.
+
+    http.server answers a request line or a header over its limits (414, 431) before it has parsed the head, and
+    drops the lines it read: the Origin noted on the way lets those answers carry CORS headers like the others.
+    """
+
+    def __init__(self, raw: BufferedIOBase) -> None:
+        super().__init__()
+        self._raw = raw
+        self.start_head()
+
+    def start_head(self) -> None:
+        """The next line read is a request line."""
+        self.origin: str | None = None
+        self.in_head = True
+        self._lines = 0  # complete lines of the head read so far
+        self._at_line_start = True
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line = self._raw.readline(size)
+        if self.in_head:
+            if not line:
+                self.in_head = False
+            elif self._at_line_start and self._lines > 0:
+                if line in (b"\r\n", b"\n"):
+                    self.in_head = False
+                elif self.origin is None and line[:7].lower() == b"origin:":
+                    self.origin = line[7:].decode("latin-1").strip()
+            self._at_line_start = line.endswith(b"\n")
+            self._lines += self._at_line_start
+        return line
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._raw.read(size)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 class LocalRequestHandler(BaseHTTPRequestHandler):
     """One connection: each request's body is read and framed here, then handed to `api`."""
 
     protocol_version = "HTTP/1.1"
     api: ClassVar[LocalApi]
+    server: PooledHTTPServer
+    rfile: HeadReader
     timeout = IDLE_TIMEOUT_S  # set on the socket by StreamRequestHandler.setup
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = HeadReader(self.rfile)
+
+    def handle_one_request(self) -> None:
+        self.rfile.start_head()
+        super().handle_one_request()
 
     def _serve(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -354,16 +435,24 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
         except TimeoutError:
             self._write(problem(408, "request-timeout", "Request timeout"), close=True)
             return
-        try:
-            response = self.api.handle(
-                self.command, self.path, list(self.headers.items()), body, self.client_address[0]
-            )
-        except Exception:
-            logger.exception("local server failed")
-            response = problem(500, "internal-error", "Internal server error")
-        self._write(response)
+        with self.server.answering(self.connection):
+            try:
+                response = self.api.handle(
+                    self.command, self.path, list(self.headers.items()), body, self.client_address[0]
+                )
+            except Exception:
+                logger.exception("local server failed")
+                response = problem(500, "internal-error", "Internal server error")
+            self._write(response, close=self.server.stopping)
+        # Checked once the connection is no longer marked as answering: a server_close() that found it marked has
+        # set `stopping` by now; one that comes later finds it unmarked and shuts it down.
+        if self.server.stopping:
+            self.close_connection = True
 
     def _write(self, response: LocalResponse, close: bool = False) -> None:
+        # The API's answers carry CORS headers already (LocalApi.handle); the server's own (a body it cannot read,
+        # a 408, 414 or 431) get the same here, or a browser app could not read them.
+        response = with_cors(response, self.rfile.origin)
         self.send_response(response.status)
         for key, value in response.headers:
             if key.lower() not in ("content-length", "connection"):
@@ -383,12 +472,23 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # http.server's own answers (malformed request line, 414, 431) as problem+json, not its HTML page.
         self.log_error("code %d, message %s", code, message)
+        if code in (HTTPStatus.REQUEST_URI_TOO_LONG, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE):
+            self._read_rest_of_head()
         if self.request_version == "HTTP/0.9":
             # Left at the default when the request line is unreadable; an HTTP/0.9 answer has no status line.
             self.request_version = self.protocol_version
         status = HTTPStatus(code)
         slug = status.phrase.lower().replace(" ", "-")
         self._write(problem(code, slug, status.phrase.capitalize(), message or ""), close=True)
+
+    def _read_rest_of_head(self) -> None:
+        # The Origin of a head over the limits may come after the line that broke them (always, after a long URL):
+        # read on to the end of the head, within bounds, for its answer to name it. The answer closes the
+        # connection, so nothing of this request is taken for the next one.
+        left = OVERSIZED_HEAD_READ_BYTES
+        with contextlib.suppress(OSError):  # a client that stops sending (a timeout) or hangs up: answered as is
+            while self.rfile.in_head and left > 0:
+                left -= len(self.rfile.readline(min(left, HEAD_LINE_READ_BYTES)))
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 

@@ -24,14 +24,23 @@ from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from shared.local.invocations import Invocation, LocalResponse, internal_error, invoke, problem
+from shared.local.invocations import (
+    Invocation,
+    LocalResponse,
+    internal_error,
+    invoke,
+    problem,
+    silence_empty_metrics_warning,
+)
 from shared.observability import logger
 from shared.settings import Settings
 from shared.storage import local_files_secret
 
-# Sent by a terminal to its whole foreground process group, workers included. The server decides when its
-# workers stop (after their invocations, with their usage recorded), so workers ignore them.
-TERMINAL_SIGNALS = frozenset(getattr(signal, name) for name in ("SIGINT", "SIGHUP") if hasattr(signal, name))
+# Sent to the server's whole process group, workers included: by a terminal (Ctrl-C, the window closed) or a
+# supervisor (systemd's default KillMode, `kill -- -PGID`). The server decides when its workers stop (after their
+# invocations, with their answers sent and their usage recorded), so workers ignore them; a server killed
+# outright still ends them, by closing their pipes.
+GROUP_SIGNALS = frozenset(getattr(signal, name) for name in ("SIGINT", "SIGHUP", "SIGTERM") if hasattr(signal, name))
 # How long a stopping server waits for invocations in flight before it kills their workers.
 STOP_GRACE_S = 30.0
 USAGE_FLUSH_TIMEOUT_S = 30.0
@@ -106,7 +115,7 @@ class WorkerPool:
         process = self._context.Process(
             target=serve_invocations, args=(theirs, self.env), name="confab-worker", daemon=True
         )
-        with _terminal_signals_blocked():
+        with _group_signals_blocked():
             process.start()
         # Only the worker holds its end now, so it reads end-of-file when this process goes away.
         theirs.close()
@@ -163,13 +172,13 @@ def worker_pool(settings: Settings) -> WorkerPool | None:
 
 
 @contextlib.contextmanager
-def _terminal_signals_blocked() -> Iterator[None]:
-    # A worker inherits the signal mask: a Ctrl-C during its start (before it ignores the signal) stays pending,
-    # to be discarded, instead of a KeyboardInterrupt trace from a half-started worker.
-    if not TERMINAL_SIGNALS or not hasattr(signal, "pthread_sigmask"):
+def _group_signals_blocked() -> Iterator[None]:
+    # A worker inherits the signal mask: a Ctrl-C or SIGTERM during its start (before it ignores the signal) stays
+    # pending, to be discarded, instead of a KeyboardInterrupt trace or the end of a half-started worker.
+    if not GROUP_SIGNALS or not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINAL_SIGNALS)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, GROUP_SIGNALS)
     try:
         yield
     finally:
@@ -178,13 +187,14 @@ def _terminal_signals_blocked() -> Iterator[None]:
 
 def serve_invocations(connection: Connection, env: Mapping[str, str]) -> None:
     """A worker's life: invocations from `connection`, one at a time, until the server closes it or goes away."""
-    for signum in TERMINAL_SIGNALS:
+    for signum in GROUP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
-    if TERMINAL_SIGNALS and hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, TERMINAL_SIGNALS)
+    if GROUP_SIGNALS and hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, GROUP_SIGNALS)
     # Before anything reads settings: what the server's process has and its environment does not (a local files
     # signing key of its own, say).
     os.environ.update(env)
+    silence_empty_metrics_warning()
     from shared.bootstrap import container
 
     try:

@@ -43,12 +43,15 @@ def _request(url: str, method: str = "GET", body: Any = None, headers: dict[str,
         return err.code, dict(err.headers), err.read()
 
 
-def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(env: dict[str, str], port: int, log: Path, own_process_group: bool = False) -> subprocess.Popen[bytes]:
+    """`confab serve` on `port`, once it accepts connections; in a process group of its own if asked (so that a
+    test can signal the group as a terminal or a supervisor does, without signalling pytest)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "serve", "--port", str(port)],
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
+        process_group=0 if own_process_group else None,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -183,6 +183,49 @@ def test_stalled_request_bodies_are_dropped_and_do_not_starve_a_new_client_when_
     assert api.bodies == [b""]
 
 
+class HeldApi:
+    """Answers /v1/slow only once `release` is set, anything else at once."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    def handle(
+        self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
+    ) -> LocalResponse:
+        if raw_path == "/v1/slow":
+            self.arrived.set()
+            self.release.wait(10)
+        return LocalResponse(200, [("Content-Type", "application/json")], b"{}")
+
+
+def test_a_request_being_answered_gets_its_answer_and_idle_connections_are_closed_when_the_server_closes():
+    # `confab serve` closes the server, then waits for the invocations in flight (shared/local/workers.py): their
+    # answers must still reach the client, while idle keep-alive connections must not hold the exit.
+    api = HeldApi()
+    server = make_server(api, "127.0.0.1", 0, idle_timeout_s=5)  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as idle,
+        socket.create_connection(("127.0.0.1", port), timeout=5) as busy,
+    ):
+        idle.sendall(HEALTH)
+        assert _read_response(idle)[0] == 200
+        busy.sendall(b"GET /v1/slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert api.arrived.wait(5)
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+        assert idle.recv(1) == b""
+        api.release.set()
+        status, headers, _ = _read_response(busy)
+        assert (status, headers["connection"]) == (200, "close")
+        assert busy.recv(1) == b""
+
+
 @pytest.fixture
 def files_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     monkeypatch.setenv("CONFAB_STAGE", "test")
@@ -315,6 +358,94 @@ def test_the_local_servers_own_answers_carry_cors_headers_as_api_gateways_gatewa
         assert headers.get("Access-Control-Allow-Origin") == APP_ORIGIN, name
         assert "Retry-After" in headers.get("Access-Control-Expose-Headers", ""), name
     assert foreign.status == 401 and "Access-Control-Allow-Origin" not in dict(foreign.headers)
+
+
+SECOND_ORIGIN = "http://localhost:5173"
+SLOW_BODY = b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nContent-Length: 100\r\n\r\n{{}}"
+LONG_URL = b"GET /v1/health?q=" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\n\r\n"
+LONG_HEADER = b"X-Big: " + b"a" * 70_000 + b"\r\n"
+MANY_HEADERS = b"".join(b"X-%d: 1\r\n" % n for n in range(120))
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        pytest.param(SLOW_BODY, 408, id="408 a body that stops coming"),
+        pytest.param(LONG_URL, 414, id="414 a long URL"),
+        pytest.param(
+            b"GET /v1/health HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\n" + LONG_HEADER + b"\r\n",
+            431,
+            id="431 a long header after Origin",
+        ),
+        pytest.param(
+            b"GET /v1/health HTTP/1.1\r\nHost: x\r\n" + LONG_HEADER + b"Origin: {origin}\r\n\r\n",
+            431,
+            id="431 a long header before Origin",
+        ),
+        pytest.param(
+            b"GET /v1/health HTTP/1.1\r\nOrigin: {origin}\r\n" + MANY_HEADERS + b"\r\n",
+            431,
+            id="431 too many headers after Origin",
+        ),
+        pytest.param(
+            b"GET /v1/health HTTP/1.1\r\n" + MANY_HEADERS + b"Origin: {origin}\r\n\r\n",
+            431,
+            id="431 too many headers before Origin",
+        ),
+        pytest.param(
+            b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nContent-Length: x\r\n\r\n",
+            400,
+            id="400 a malformed Content-Length",
+        ),
+        pytest.param(
+            b"POST /v1/auth/login HTTP/1.1\r\nOrigin: {origin}\r\nContent-Length: 99999999\r\n\r\n",
+            413,
+            id="413 a body over the limit",
+        ),
+    ],
+)
+def test_the_http_layers_own_answers_carry_cors_headers_when_the_origin_is_allowed(port, monkeypatch, raw, status):
+    # A browser app reads an answer only if it carries CORS headers: a slow upload's 408, a long query's 414 or a
+    # large header's 431 would otherwise be a bare network error. http.server gives up on a 414 or 431 before it
+    # parses the headers, Origin included.
+    monkeypatch.setenv("CORS_ORIGINS", f"{APP_ORIGIN},{SECOND_ORIGIN}")
+    get_settings.cache_clear()
+    try:
+        allowed = _exchange(port, raw.replace(b"{origin}", SECOND_ORIGIN.encode()))
+        foreign = _exchange(port, raw.replace(b"{origin}", b"https://evil.example.net"))
+    finally:
+        get_settings.cache_clear()
+    _assert_problem(allowed, status)
+    assert allowed[1].get("access-control-allow-origin") == SECOND_ORIGIN
+    assert allowed[1].get("vary") == "Origin"
+    assert "Retry-After" in allowed[1].get("access-control-expose-headers", "")
+    _assert_problem(foreign, status)
+    assert "access-control-allow-origin" not in foreign[1]
+
+
+def test_a_414_names_no_origin_when_an_earlier_request_on_its_connection_did(port, monkeypatch):
+    monkeypatch.setenv("CORS_ORIGINS", APP_ORIGIN)
+    get_settings.cache_clear()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(HEALTH.replace(b"\r\n\r\n", f"\r\nOrigin: {APP_ORIGIN}\r\n\r\n".encode()))
+            first = _read_response(sock)
+            sock.sendall(LONG_URL.replace(b"Origin: {origin}\r\n", b""))
+            second = _read_response(sock)
+    finally:
+        get_settings.cache_clear()
+    assert first[0] == 200 and first[1].get("access-control-allow-origin") == APP_ORIGIN
+    _assert_problem(second, 414)
+    assert "access-control-allow-origin" not in second[1]
+
+
+def test_a_long_url_is_answered_414_when_its_client_stops_sending_before_the_end_of_the_head(port):
+    # The rest of the head is read for its Origin only until the client stalls for the idle timeout.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(LONG_URL.split(b" HTTP/1.1")[0])
+        started = time.monotonic()
+        _assert_problem(_read_response(sock), 414)
+    assert time.monotonic() - started < IDLE_TIMEOUT_S + 2
 
 
 def _request(

@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -87,6 +90,7 @@ def upstream(db) -> Iterator[HeldUpstream]:
 class Served:
     url: str
     process: psutil.Process
+    log: Path
 
     def workers(self) -> list[psutil.Process]:
         """The worker processes the server has started (not multiprocessing's resource tracker)."""
@@ -94,7 +98,7 @@ class Served:
 
 
 @contextmanager
-def serving(database_url: str, tmp_path: Path, workers: int) -> Iterator[Served]:
+def serving(database_url: str, tmp_path: Path, workers: int, own_process_group: bool = False) -> Iterator[Served]:
     port = _free_port()
     env = {
         **os.environ,
@@ -105,9 +109,10 @@ def serving(database_url: str, tmp_path: Path, workers: int) -> Iterator[Served]
         "MAINTENANCE_INTERVAL_SECONDS": "0",
         "LOCAL_WORKERS": str(workers),
     }
-    proc = start_server(env, port, tmp_path / "server.log")
+    log = tmp_path / "server.log"
+    proc = start_server(env, port, log, own_process_group)
     try:
-        yield Served(f"http://127.0.0.1:{port}", psutil.Process(proc.pid))
+        yield Served(f"http://127.0.0.1:{port}", psutil.Process(proc.pid), log)
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -237,3 +242,52 @@ def _post_form(url: str, fields: dict[str, str], data: bytes) -> int:
     request = urllib.request.Request(url, data=form, method="POST", headers={"Content-Type": content_type})
     with urllib.request.urlopen(request, timeout=10) as response:
         return int(response.status)
+
+
+def _stopped_listening(base_url: str, timeout_s: float = 10) -> bool:
+    port = urlsplit(base_url).port
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_completion_in_flight_is_answered_and_its_usage_recorded_when_the_servers_process_group_is_signalled(
+    database_url, db, tmp_path, upstream, signum
+):
+    # Ctrl-C in a terminal signals the whole foreground process group, and a supervisor (systemd's default
+    # KillMode, `kill -- -PGID`) may send SIGTERM to every process: the worker must outlive the signal to finish
+    # its invocation, and the server must still send the answer once it has stopped listening.
+    with serving(database_url, tmp_path, workers=2, own_process_group=True) as server:
+        token = _signup(server.url)
+        call = _start_slow_completion(server.url, token, upstream)
+        os.killpg(server.process.pid, signum)
+        try:
+            # The server has begun to stop (its listening socket is closed) before the model answers.
+            assert _stopped_listening(server.url)
+        finally:
+            upstream.release.set()
+        call.join(30)
+        assert call.answer is not None and call.answer[0] == 200, call.answer
+        assert json.loads(call.answer[2])["choices"][0]["message"]["content"] == "slow"
+        server.process.wait(30)
+    rows = db.execute("SELECT model_name, prompt_tokens, completion_tokens FROM model_usage").fetchall()
+    assert rows == [("slow-model", 7, 2)]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_local_server_does_not_warn_that_a_request_published_no_metrics_when_served(
+    database_url, tmp_path, workers
+):
+    # Powertools warns when a handler records no metric (most routes record none): once in the server with one
+    # worker, once per worker process with more. It still warns in AWS.
+    with serving(database_url, tmp_path, workers=workers) as server:
+        assert _request(f"{server.url}/v1/health")[0] == 200
+        assert _signup(server.url)
+        assert bool(server.workers()) == (workers > 1)
+    assert "No application metrics to publish" not in server.log.read_text()
