@@ -193,7 +193,7 @@ def test_licences_that_seat_other_users_refuse_the_deletion_until_those_seats_ar
     owner = api.signup("oli")
     owner_token, owner_id = owner["access_token"], owner["user"]["id"]
     seated = api.signup("sam")["user"]["id"]
-    licence = api.call("POST", "/v1/licenses", {"tier": "team", "seats": 3, "owner_id": owner_id}, token=admin).json
+    licence = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 3, "owner_id": owner_id}, token=admin).json
     seats = f"/v1/licenses/{licence['id']}/seats"
     for user_id in (owner_id, seated):
         assert api.call("POST", seats, {"user_id": user_id}, token=owner_token).status == 201
@@ -217,7 +217,7 @@ def test_a_seat_holders_deletion_frees_the_seat_and_leaves_the_licence(api, db, 
     _, admin = _with_role(api, make_role, "ada", "admin")
     owner = api.signup("oli")
     licence = api.call(
-        "POST", "/v1/licenses", {"tier": "team", "seats": 1, "owner_id": owner["user"]["id"]}, token=admin
+        "POST", "/v1/licenses", {"tier": "basic", "seats": 1, "owner_id": owner["user"]["id"]}, token=admin
     ).json
     holder = api.signup("sam")
     seats = f"/v1/licenses/{licence['id']}/seats"
@@ -233,7 +233,7 @@ def test_a_seat_given_while_the_deletion_waits_for_the_licence_refuses_the_delet
     owner = api.signup("oli")
     _, admin = _with_role(api, make_role, "ada", "admin")
     licence = api.call(
-        "POST", "/v1/licenses", {"tier": "team", "seats": 2, "owner_id": owner["user"]["id"]}, token=admin
+        "POST", "/v1/licenses", {"tier": "basic", "seats": 2, "owner_id": owner["user"]["id"]}, token=admin
     ).json
     seated = api.signup("sam")["user"]["id"]
     out: dict[str, int] = {}
