@@ -16,6 +16,7 @@ from shared.models.conversations import (
     Feedback,
     FeedbackPut,
     Message,
+    MessageChange,
     MessageCreate,
     MessageEdit,
     MessageUpdate,
@@ -44,6 +45,17 @@ After = Annotated[
     ),
 ]
 
+# A position is a message id or a change id (drawn from one sequence): a bigint, as After.
+ChangesAfter = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=2**63 - 1,
+        description="Changes after this position: the newest message id or change id the client holds (0, the "
+        "default: every change kept). Not with cursor.",
+    ),
+]
+
 
 @app.get(
     "/v1/conversations/<id>/messages",
@@ -56,6 +68,17 @@ def list_messages(
 ) -> Response[str]:
     start = service.PageStart.of(cursor, direction, after)
     page = service.list_messages(container().db, principal_of(app), id, start, limit)
+    return Response(status_code=200, content_type="application/json", body=page.to_json())
+
+
+@app.get(
+    "/v1/conversations/<id>/changes",
+    tags=TAGS,
+    summary="Edits and deletions since a position, oldest first (410: resync)",
+    responses=replies(Page[MessageChange], 200),
+)
+def list_changes(id: PathId, after: ChangesAfter = None, cursor: Cursor = None, limit: Limit = None) -> Response[str]:
+    page = service.list_changes(container().db, principal_of(app), id, after, cursor, limit)
     return Response(status_code=200, content_type="application/json", body=page.to_json())
 
 

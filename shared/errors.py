@@ -54,6 +54,10 @@ class ConflictError(AppError):
     """The change conflicts with the current state (a duplicate, a rule about the last admin)."""
 
 
+class GoneError(AppError):
+    """What the request asks for is no longer kept (a position before a purge): the client starts over."""
+
+
 class PayloadTooLargeError(AppError):
     """The request body or an upload is over its limit."""
 
@@ -105,6 +109,7 @@ PROBLEMS: dict[type[AppError], ProblemSpec] = {
     ForbiddenError: ProblemSpec(403, "forbidden", "Forbidden"),
     NotFoundError: ProblemSpec(404, "not-found", "Not found"),
     ConflictError: ProblemSpec(409, "conflict", "Conflict"),
+    GoneError: ProblemSpec(410, "gone", "Gone"),
     PayloadTooLargeError: ProblemSpec(413, "payload-too-large", "Payload too large"),
     UnsupportedMediaTypeError: ProblemSpec(415, "unsupported-media-type", "Unsupported media type"),
     UnprocessableError: ProblemSpec(422, "validation-error", "Validation error"),

@@ -79,6 +79,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
         (
             Route("GET", "/v1/conversations/{id}/messages", auth="any"),
             Route("POST", "/v1/conversations/{id}/messages", auth="any"),
+            Route("GET", "/v1/conversations/{id}/changes", auth="any"),
             Route("PATCH", "/v1/messages/{id}", auth="any"),
             Route("DELETE", "/v1/messages/{id}", auth="any"),
             Route("GET", "/v1/messages/{id}/edits", auth="any"),

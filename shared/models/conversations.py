@@ -142,6 +142,16 @@ class Message(BaseModel):
     edited_at: datetime | None
 
 
+class MessageChange(BaseModel):
+    """An edit or deletion of a message, in a conversation's change feed (GET /v1/conversations/{id}/changes)."""
+
+    id: int  # the change's position: drawn with message ids, in commit order within the conversation
+    message_id: int
+    kind: Literal["edited", "deleted"]
+    changed_at: datetime
+    message: Message | None  # an edit: the message as it reads now; a deletion: null
+
+
 class ReadMark(Strict):
     message_id: int = Field(ge=1)
     # "read" moves the read cursor; "delivered" only marks messages as delivered to this device.

@@ -42,6 +42,38 @@ UPDATE maintenance_runs SET finished_at = now(), complete = %(complete)s, delete
 """
 
 
+# Message changes (migration 0601) are purged conversation by conversation, each leaving how far it went in
+# message_change_horizons, so a client polling from before it is told to resync instead of missing a change. The
+# conversations' rows are taken FOR KEY SHARE first, as the horizon's foreign key takes them anyway: taken after the
+# change rows, a conversation's deletion (its row FOR UPDATE, then its change rows by cascade) could deadlock with
+# the purge. SKIP LOCKED: a conversation being deleted takes its changes with it.
+LOCK_CHANGED_CONVERSATIONS = """
+SELECT c.id FROM conversations c
+WHERE c.id IN (SELECT ch.conversation_id FROM message_changes ch WHERE ch.changed_at < %(cutoff)s
+               ORDER BY ch.changed_at, ch.id LIMIT %(limit)s)
+ORDER BY c.id
+FOR KEY SHARE SKIP LOCKED
+"""
+
+# A change an edit or a delete removed meanwhile is skipped (and needs no horizon: a later change supersedes it).
+PURGE_CHANGES = """
+WITH gone AS (
+    DELETE FROM message_changes
+    WHERE id IN (SELECT id FROM message_changes
+                 WHERE changed_at < %(cutoff)s AND conversation_id = ANY(%(conversations)s::uuid[])
+                 ORDER BY changed_at, id LIMIT %(limit)s)
+      AND changed_at < %(cutoff)s
+    RETURNING conversation_id, id
+),
+horizons AS (
+    INSERT INTO message_change_horizons AS h (conversation_id, purged_through)
+    SELECT conversation_id, max(id) FROM gone GROUP BY conversation_id
+    ON CONFLICT (conversation_id) DO UPDATE SET purged_through = greatest(h.purged_through, EXCLUDED.purged_through)
+)
+SELECT count(*) FROM gone
+"""
+
+
 @dataclass(frozen=True)
 class PurgeTarget:
     """Rows of `table` whose `ts_column` is before a cutoff and that match `condition`, walked by (ts, id).
@@ -125,6 +157,16 @@ class MaintenanceRepository:
         from psycopg.types.json import Jsonb
 
         self.conn.execute(FINISH_RUN, {"id": run_id, "complete": complete, "deleted": Jsonb(deleted)})
+
+    def purge_message_changes(self, *, cutoff: datetime, limit: int) -> int:
+        """Delete up to `limit` changes older than `cutoff`, moving their conversations' horizons; 0 when none is left
+        (or only ones of conversations being deleted)."""
+        params: dict[str, Any] = {"cutoff": cutoff, "limit": limit}
+        conversations = [row[0] for row in self.conn.execute(LOCK_CHANGED_CONVERSATIONS, params).fetchall()]
+        if not conversations:
+            return 0
+        row = self.conn.execute(PURGE_CHANGES, {**params, "conversations": conversations}).fetchone()
+        return int(row[0]) if row else 0
 
     def purge_batch(
         self, target: PurgeTarget, *, cutoff: datetime, limit: int, after: tuple[datetime, str] | None

@@ -166,13 +166,14 @@ FROM page
 """
 
 
-def _rendered_page(rows: str, *, forward: bool) -> str:
-    """A page of the messages `rows` reads (fixed text with `{order}` and `{beyond}`), in one direction."""
+def _rendered_page(rows: str, *, forward: bool, item: str = MESSAGE_JSON) -> str:
+    """A page of the messages `rows` reads (fixed text with `{order}` and `{beyond}`), in one direction; `item` renders
+    one of its rows (a message by default)."""
     order, beyond, last = ("ASC", ">", "max") if forward else ("DESC", "<", "min")
     return _RENDERED_PAGE.format(
         order=order,
         last=last,
-        message=MESSAGE_JSON,
+        message=item,
         answer_bytes=_ANSWER_BYTES.format("item"),
         rows=rows.format(order=order, beyond=beyond),
     )
@@ -193,6 +194,41 @@ _THREAD_ROWS = f"""
         ORDER BY id {{order}} LIMIT %(limit)s"""  # noqa: S608 (fixed text)
 THREAD_PAGE_BACKWARD = _rendered_page(_THREAD_ROWS, forward=False)
 THREAD_PAGE_FORWARD = _rendered_page(_THREAD_ROWS, forward=True)
+
+
+# Changes (edits and deletions, migration 0601), oldest first after a position: a message id or a change id, both
+# drawn in commit order within the conversation. An edit reads as its message does now (a deleted message's edit
+# entries went with it); a deletion carries no message. The access check rides along as a page's does.
+_CHANGE_ROWS = f"""
+        SELECT ch.id, ch.message_id, ch.kind, ch.changed_at,
+               (SELECT {M_MESSAGE_JSON} FROM messages m WHERE m.id = ch.message_id AND ch.kind = 'edited') AS message
+        FROM message_changes ch
+        WHERE ch.conversation_id = %(conversation_id)s AND {_VISIBLE} AND ch.id {{beyond}} %(cursor)s
+        ORDER BY ch.id {{order}} LIMIT %(limit)s"""  # noqa: S608 (fixed text)
+_CHANGE_JSON = (
+    "json_build_object('id', id, 'message_id', message_id, 'kind', kind, "
+    "'changed_at', confab_json_time(changed_at), 'message', message)"
+)
+# With the page, in its snapshot: how far maintenance purged the conversation's changes (0: never). A position below
+# it may have missed a purged change (the page cannot show what is gone), however many retained ones follow it.
+CHANGES_PAGE = f"""
+SELECT page.items, page.after,
+       coalesce((SELECT h.purged_through FROM message_change_horizons h
+                 WHERE h.conversation_id = %(conversation_id)s), 0) AS purged_through
+FROM ({_rendered_page(_CHANGE_ROWS, forward=True, item=_CHANGE_JSON)}) page
+"""  # noqa: S608 (fixed text)
+
+# The newest position in the conversation (its newest message id or change id, or where its changes were purged up
+# to): what a client that must resync polls after once it has read the conversation again. One statement, one
+# snapshot: a change or message that commits after it gets a larger id, and one committed before it is in any read
+# that comes after.
+NEWEST_POSITION = """
+SELECT greatest(
+    (SELECT max(purged_through) FROM message_change_horizons WHERE conversation_id = %(conversation_id)s),
+    (SELECT max(id) FROM message_changes WHERE conversation_id = %(conversation_id)s),
+    (SELECT max(id) FROM messages WHERE conversation_id = %(conversation_id)s),
+    0)
+"""
 
 
 @dataclass(frozen=True)
@@ -235,9 +271,11 @@ LOCKED_TOKEN_MESSAGE_ACCESS: dict[RowLock, str] = {mode: f"{MESSAGE_ACCESS}FOR {
 _EDITS_HELD = """(SELECT count(*) FROM (SELECT 1 FROM message_edits e JOIN messages x ON x.id = e.message_id
                                 WHERE x.conversation_id = {conversation} LIMIT %(edit_limit)s) held)"""
 
+# The edit is logged in message_changes (its id drawn under the caller's FOR NO KEY UPDATE lock on the conversation's
+# row, so in commit order); the message's earlier 'edited' entry goes, since both would read as the message now does.
 EDIT = f"""
 WITH old AS (
-    SELECT m.id, m.content FROM messages m
+    SELECT m.id, m.conversation_id, m.content FROM messages m
     WHERE m.id = %(id)s
       AND (%(edit_limit)s::integer IS NULL OR {_EDITS_HELD.format(conversation="m.conversation_id")} < %(edit_limit)s)
     FOR UPDATE
@@ -245,6 +283,12 @@ WITH old AS (
 saved AS (
     INSERT INTO message_edits (message_id, previous_content, edited_by)
     SELECT id, content, %(user_id)s FROM old
+),
+superseded AS (
+    DELETE FROM message_changes ch USING old WHERE ch.message_id = old.id AND ch.kind = 'edited'
+),
+logged AS (
+    INSERT INTO message_changes (conversation_id, message_id, kind) SELECT conversation_id, id, 'edited' FROM old
 )
 UPDATE messages m SET content = %(content)s, edited_at = now() FROM old WHERE m.id = old.id
 RETURNING m.id, m.conversation_id, m.thread_id, m.sender_id, m.sender_kind, m.content, m.attachments,
@@ -258,6 +302,11 @@ EDITS_FULL = f"""SELECT {_EDITS_HELD.format(conversation="%(conversation_id)s")}
 # holds the conversation's row, so no send commits in between and this statement sees every committed message.
 DELETE = """
 WITH gone AS (DELETE FROM messages WHERE id = %(id)s RETURNING conversation_id),
+-- The deletion is logged (under the caller's lock, as an edit is) and the message's 'edited' entry goes with it.
+unlogged AS (DELETE FROM message_changes WHERE message_id = %(id)s AND kind = 'edited'),
+logged AS (
+    INSERT INTO message_changes (conversation_id, message_id, kind) SELECT conversation_id, %(id)s, 'deleted' FROM gone
+),
 newest AS (
     SELECT gone.conversation_id,
            (SELECT m.created_at FROM messages m WHERE m.conversation_id = gone.conversation_id AND m.id <> %(id)s
@@ -424,6 +473,19 @@ class MessagesRepository:
     def page(self, params: dict[str, Any], *, forward: bool) -> tuple[str, int | None]:
         """(the page's items as a JSON array, the id the next page starts after or None)."""
         return self._rendered(PAGE_FORWARD if forward else PAGE_BACKWARD, params)
+
+    def changes_page(self, params: dict[str, Any]) -> tuple[str, int | None, int]:
+        """A page of the conversation's changes after %(cursor)s, oldest first, as `page` answers one, and the largest
+        change id purged there (0: none)."""
+        row = self.conn.execute(CHANGES_PAGE, params).fetchone()
+        assert row is not None  # an aggregate always answers one row
+        return str(row[0]), row[1], int(row[2])
+
+    def newest_position(self, conversation_id: UUID) -> int:
+        """The largest message id, change id or purged change id of the conversation (0: none)."""
+        row = self.conn.execute(NEWEST_POSITION, {"conversation_id": conversation_id}).fetchone()
+        assert row is not None
+        return int(row[0])
 
     def thread_page(self, params: dict[str, Any], *, forward: bool) -> tuple[str, int | None]:
         """A page of a thread's messages, as `page` answers one."""

@@ -150,10 +150,14 @@ def run_maintenance(
             if status != "complete":
                 result.status = status
                 break
-        storage_jobs = (("user_files_abandoned", _settle_stale_uploads), ("user_file_bytes", _delete_late_bytes))
-        for name, storage_job in storage_jobs if jobs is None else ():
+        other_jobs = (
+            (MESSAGE_CHANGES_JOB, _purge_message_changes),
+            ("user_files_abandoned", _settle_stale_uploads),
+            ("user_file_bytes", _delete_late_bytes),
+        )
+        for name, other_job in other_jobs if jobs is None else ():
             if result.status == "complete":
-                result.status = attempt(name, functools.partial(storage_job, run))
+                result.status = attempt(name, functools.partial(other_job, run))
         if result.failed and result.status == "complete":
             result.status = "failed"
         ended = True
@@ -234,6 +238,36 @@ def _run_job(run: _Run, job: PurgeJob) -> Status:
         if finished:
             return "complete"
         after = last
+
+
+MESSAGE_CHANGES_JOB = "message_changes"
+
+
+def _purge_message_changes(run: _Run) -> Status:
+    """Changes (edits and deletions) older than MESSAGE_CHANGE_RETENTION_DAYS leave the change feed, batch by batch,
+    each batch recording per conversation how far it purged (message_change_horizons): a client polling from before
+    that is answered 410 and resyncs, never missing a change silently. The oldest go first, so no cursor is kept."""
+    settings, result = run.settings, run.result
+    cutoff = run.started_at - timedelta(days=settings.message_change_retention_days)
+    limit = settings.maintenance_batch_size
+    result.deleted.setdefault(MESSAGE_CHANGES_JOB, 0)
+    while not run.out_of_time():
+
+        def batch(uow: UnitOfWork) -> int | None:
+            if not run.renew_lease(uow):
+                return None
+            return MaintenanceRepository(uow.conn).purge_message_changes(cutoff=cutoff, limit=limit)
+
+        began = time.perf_counter()
+        deleted = run.db.transact(batch)
+        result.longest_transaction_ms = max(result.longest_transaction_ms, (time.perf_counter() - began) * 1000)
+        if deleted is None:
+            return run.lease_lost(MESSAGE_CHANGES_JOB)
+        result.batches += 1
+        result.deleted[MESSAGE_CHANGES_JOB] += deleted
+        if deleted == 0:
+            return "complete"
+    return "partial"
 
 
 Row = TypeVar("Row")

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ConflictError, ForbiddenError, InvalidRequestError, UnprocessableError
+from shared.errors import ConflictError, ForbiddenError, GoneError, InvalidRequestError, UnprocessableError
 from shared.models.conversations import (
     Feedback,
     FeedbackPut,
@@ -187,6 +187,43 @@ def list_messages(
     return db.statement(work)
 
 
+def list_changes(
+    db: Database, principal: Principal, conversation_id: UUID, after: int | None, cursor: str | None, limit: int | None
+) -> JsonPage:
+    """Edits and deletions of the conversation's messages after a position (a message id or change id the client
+    holds; 0 for every change kept), oldest first. A position before the changes maintenance purged is a 410 that
+    names where to resume once the client has read the conversation again."""
+    if after is not None and cursor:
+        raise InvalidRequestError("Pass either cursor or after, not both.")
+    key = decode_cursor(cursor, (int,))
+    position = key[0] if key else (after if after is not None else 0)
+    params = {
+        **_scope(principal, conversation_id),
+        "conversation_id": conversation_id,
+        "cursor": position,
+        "limit": page_limit(limit) + 1,
+        "max_bytes": ANSWER_MAX_BYTES,
+    }
+
+    def work(uow: UnitOfWork) -> JsonPage:
+        repo = MessagesRepository(uow.conn)
+        items, next_after, purged_through = repo.changes_page(params)
+        if items == "[]" or position < purged_through:  # the access check rode along with the items only
+            conversation_access(ConversationsRepository(uow.conn), principal, conversation_id)
+        if position < purged_through:
+            # Changes after this position were purged in the page's own snapshot: it cannot be answered exactly.
+            resume = repo.newest_position(conversation_id)
+            raise GoneError(
+                f"Changes after position {position} are no longer kept (they are kept for a limited time). Read the "
+                f"conversation's messages again, then poll changes with after={resume}.",
+                resume_after=resume,
+            )
+        return JsonPage.of((items, next_after))
+
+    # One statement answers the page and the purge horizon in one snapshot, so it runs in autocommit as a page does.
+    return db.statement(work)
+
+
 def list_thread_messages(
     db: Database,
     principal: Principal,
@@ -233,7 +270,10 @@ def edit_message(
 
     def work(uow: UnitOfWork) -> Message:
         repo = MessagesRepository(uow.conn)
-        row, access = _message_access(repo, principal, message_id, "KEY SHARE")
+        # NO KEY UPDATE, as a delete and a send take it: the edit's change id (message_changes) is drawn under it, so
+        # changes commit in id order within the conversation and a poll after the newest one seen misses none. Taken
+        # in the access check, before the caller's participant row, as a removal takes them (no deadlock).
+        row, access = _message_access(repo, principal, message_id, "NO KEY UPDATE")
         if not _is_sender(principal, row, access):
             raise ForbiddenError("Only the sender may edit a message.")
         # Anyone holding an anonymous conversation's token may write to it: the earlier versions its edits keep

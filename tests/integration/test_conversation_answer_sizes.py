@@ -93,6 +93,22 @@ def test_a_message_page_stops_short_of_lambdas_limit_and_goes_on_exactly_there_w
     assert [m["id"] for page in pages for m in page] == ids[::-1] and len(pages[0]) == 7
 
 
+def test_a_change_feed_page_stops_short_of_lambdas_limit_and_goes_on_exactly_there_when_edits_are_large(group, db):
+    # Each edit in the feed carries its message as it reads now: as large as a message page's items.
+    ids = _insert_messages(db, group["id"], group["alice"].user_id, 72)
+    changes = [
+        db.execute(
+            "INSERT INTO message_changes (conversation_id, message_id, kind) VALUES (%s, %s, 'edited') RETURNING id",
+            (group["id"], message_id),
+        ).fetchone()[0]
+        for message_id in ids
+    ]
+    pages = walk("GET", f"/v1/conversations/{group['id']}/changes", group["bob"], {"limit": 200})
+    assert [c["id"] for page in pages for c in page] == changes
+    assert [c["message"]["id"] for page in pages for c in page] == ids
+    assert len(pages) > 2 and all(len(page) > 1 for page in pages)
+
+
 def test_a_thread_page_stops_short_of_lambdas_limit_and_goes_on_exactly_there_when_messages_are_large(group, db):
     thread = db.execute(
         "INSERT INTO conversation_threads (conversation_id, user_id) VALUES (%s, %s) RETURNING id",

@@ -59,6 +59,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("DELETE", "/v1/data-refs/{id}"): "creator",
     ("GET", "/v1/conversations/{id}/messages"): "participant",
     ("POST", "/v1/conversations/{id}/messages"): "participant",
+    ("GET", "/v1/conversations/{id}/changes"): "participant",
     ("PATCH", "/v1/messages/{id}"): "participant",  # on the caller's own message
     ("DELETE", "/v1/messages/{id}"): "participant",  # on the caller's own message
     ("GET", "/v1/messages/{id}/edits"): "participant",

@@ -102,6 +102,12 @@ def arranged(db):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"12345")
         files[name] = file_id
+    # Changes (edits, deletions) in the owned conversation: one past the retention (30 days), one inside it.
+    db.execute(
+        "INSERT INTO message_changes (conversation_id, message_id, kind, changed_at) VALUES (%s, 1, 'deleted', %s),"
+        " (%s, 2, 'deleted', %s)",
+        (owned, NOW - timedelta(days=31), owned, NOW - timedelta(days=29)),
+    )
     return {"old": old, "recent": recent, "active": active, "owned": owned, "files": files}
 
 
@@ -116,6 +122,7 @@ def test_expired_rows_are_deleted_and_everything_else_kept_when_maintenance_runs
         "refresh_tokens_revoked": 1,
         "connection_logs": 1,
         "anonymous_rate_limits": 1,
+        "message_changes": 1,
         "user_files_abandoned": 1,
         "user_file_bytes": 0,
     }
@@ -130,10 +137,15 @@ def test_expired_rows_are_deleted_and_everything_else_kept_when_maintenance_runs
     files = dict(db.execute("SELECT original_name, status FROM user_files").fetchall())
     assert files == {"arrived": "uploaded", "in_progress": "pending"}  # "never" is gone
     assert db.execute("SELECT size FROM user_files WHERE original_name = 'arrived'").fetchone() == (5,)
+    assert [r[0] for r in db.execute("SELECT message_id FROM message_changes").fetchall()] == [2]
+    horizons = db.execute("SELECT conversation_id, purged_through FROM message_change_horizons").fetchall()
+    assert [h[0] for h in horizons] == [arranged["owned"]] and horizons[0][1] < max(
+        r[0] for r in db.execute("SELECT id FROM message_changes").fetchall()
+    )
 
 
 def test_second_run_deletes_nothing_when_the_first_completed(app_container, db, arranged):
-    assert run_maintenance(app_container.db, app_container.settings).total_deleted == 41
+    assert run_maintenance(app_container.db, app_container.settings).total_deleted == 42
     again = run_maintenance(app_container.db, app_container.settings)
     assert again.status == "complete" and again.total_deleted == 0
     assert _count(db, "maintenance_leases") == 0

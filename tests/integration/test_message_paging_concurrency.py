@@ -1,4 +1,5 @@
-"""Walking message pages while other clients keep sending never repeats or skips a message."""
+"""Walking message pages while other clients keep sending never repeats or skips a message; polling changes while
+others edit and delete never skips a change."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import time
 
 import psycopg
 
-from shared.models.conversations import MessageCreate
+from shared.models.conversations import MessageCreate, MessageUpdate
 from shared.pagination import encode_cursor
-from shared.services.messages import send_message
+from shared.services.messages import delete_message, edit_message, send_message
 from tests.conversations_helpers import call, jwt_principal, make_user
 
 WRITERS = 3
@@ -160,3 +161,59 @@ def test_paging_forward_never_skips_a_completion_message_when_a_send_commits_dur
     everything = seen_ids + [m["id"] for m in later.body["items"]]
     assert set(recorded) <= set(everything), (recorded, seen_ids, everything)
     assert everything == sorted(everything)
+
+
+def test_polling_changes_after_the_newest_one_seen_misses_none_when_edits_and_deletes_commit_concurrently(
+    app_container, db
+):
+    # Each writer edits its own messages and deletes others, all in one conversation. A change's id is drawn under
+    # the conversation's row lock (FOR NO KEY UPDATE, edits as deletes and sends), so changes commit in id order and
+    # a poll after the newest change seen never skips one that commits later.
+    alice, bob = jwt_principal(make_user(db, "alice")), jwt_principal(make_user(db, "bob"))
+    body = {"kind": "group", "title": "busy", "participant_ids": [str(bob.user_id)]}
+    conversation_id = call("POST", "/v1/conversations", alice, body=body).body["id"]
+    seeded = [
+        r[0]
+        for r in db.execute(
+            "INSERT INTO messages (conversation_id, sender_id, content) SELECT %s, %s, 'seed ' || g "
+            "FROM generate_series(1, %s) g RETURNING id",
+            (conversation_id, alice.user_id, WRITERS * PER_WRITER),
+        ).fetchall()
+    ]
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i, message_id in enumerate(seeded[n::WRITERS]):
+                if i % 4 == 3:
+                    delete_message(app_container.db, alice, message_id)
+                else:
+                    edit_message(
+                        app_container.db, app_container.settings, alice, message_id, MessageUpdate(content=f"e{n}-{i}")
+                    )
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    def poll(newest: int) -> list[dict]:
+        query = {"after": str(newest), "limit": 7}
+        return call("GET", f"/v1/conversations/{conversation_id}/changes", bob, query=query).body["items"]
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
+    for t in threads:
+        t.start()
+    seen: list[dict] = []
+    for _ in range(10 * WRITERS * PER_WRITER):  # bounded
+        finished = not any(t.is_alive() for t in threads)  # read before the poll: its drain is the last one
+        while (batch := poll(seen[-1]["id"] if seen else seeded[-1])) and len(seen) <= WRITERS * PER_WRITER:
+            seen += batch
+        if finished:
+            break
+    for t in threads:
+        t.join()
+    assert errors == []
+    log = db.execute(
+        "SELECT id, message_id, kind FROM message_changes WHERE conversation_id = %s ORDER BY id", (conversation_id,)
+    ).fetchall()
+    # Each message is changed once (edited, or deleted), so nothing the feed held was superseded since.
+    assert [(c["id"], c["message_id"], c["kind"]) for c in seen] == [tuple(row) for row in log]
+    assert len(log) == WRITERS * PER_WRITER

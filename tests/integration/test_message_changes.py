@@ -1,0 +1,244 @@
+"""The change feed: GET /v1/conversations/{id}/changes answers edits and deletions after a position, oldest first."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from shared.services.maintenance import run_maintenance
+from tests.conversations_helpers import anonymous_principal, call, jwt_principal, make_user
+
+
+@pytest.fixture
+def room(app_container, db):
+    alice, bob, carol = (jwt_principal(make_user(db, n)) for n in ("alice", "bob", "carol"))
+    body = {"kind": "group", "title": "t", "participant_ids": [str(bob.user_id)]}
+    conversation = call("POST", "/v1/conversations", alice, body=body).body
+    return {"alice": alice, "bob": bob, "carol": carol, "id": conversation["id"]}
+
+
+def _send(room, who, content):
+    reply = call("POST", f"/v1/conversations/{room['id']}/messages", room[who], body={"content": content})
+    assert reply.status == 201
+    return reply.body["id"]
+
+
+def _changes(room, who, **query):
+    path = f"/v1/conversations/{room['id']}/changes"
+    return call("GET", path, room[who], query={k: str(v) for k, v in query.items()})
+
+
+def _page_item(room, message_id):
+    page = call("GET", f"/v1/conversations/{room['id']}/messages", room["bob"], query={"after": str(message_id - 1)})
+    return page.body["items"][0]
+
+
+def test_edits_and_deletions_after_the_newest_message_held_come_oldest_first_with_the_message_as_it_reads(room):
+    first, second, third = (_send(room, "alice", f"m{i}") for i in range(3))
+    nothing = _changes(room, "bob", after=third)
+    assert nothing.status == 200 and nothing.body == {"items": [], "next_cursor": None}
+    assert call("PATCH", f"/v1/messages/{first}", room["alice"], body={"content": "m0 fixed"}).status == 200
+    assert call("DELETE", f"/v1/messages/{second}", room["alice"]).status == 204
+    reply = _changes(room, "bob", after=third)
+    assert reply.status == 200 and reply.body["next_cursor"] is None
+    edited, deleted = reply.body["items"]
+    assert (edited["message_id"], edited["kind"], deleted["message_id"], deleted["kind"]) == (
+        first,
+        "edited",
+        second,
+        "deleted",
+    )
+    assert third < edited["id"] < deleted["id"]
+    # The edited message reads exactly as a page renders it.
+    assert edited["message"] == _page_item(room, first) and edited["message"]["content"] == "m0 fixed"
+    assert deleted["message"] is None
+    assert edited["changed_at"].endswith("Z") and datetime.fromisoformat(edited["changed_at"]) <= datetime.now(UTC)
+    # Polling after the newest change seen: nothing more, then only what came since.
+    assert _changes(room, "bob", after=deleted["id"]).body["items"] == []
+    call("PATCH", f"/v1/messages/{third}", room["alice"], body={"content": "m2 fixed"})
+    later = _changes(room, "bob", after=deleted["id"]).body["items"]
+    assert [(c["message_id"], c["kind"]) for c in later] == [(third, "edited")]
+
+
+def test_a_second_edit_replaces_the_first_entry_and_a_deletion_drops_the_edits_text_from_the_feed(room, db):
+    message = _send(room, "alice", "secret draft")
+    call("PATCH", f"/v1/messages/{message}", room["alice"], body={"content": "still secret"})
+    call("PATCH", f"/v1/messages/{message}", room["alice"], body={"content": "final secret"})
+    items = _changes(room, "bob", after=0).body["items"]
+    assert [(c["kind"], c["message"]["content"]) for c in items] == [("edited", "final secret")]
+    assert call("DELETE", f"/v1/messages/{message}", room["bob"]).status == 403
+    assert call("DELETE", f"/v1/messages/{message}", room["alice"]).status == 204
+    reply = _changes(room, "bob", after=0)
+    assert [(c["message_id"], c["kind"], c["message"]) for c in reply.body["items"]] == [(message, "deleted", None)]
+    assert "secret" not in str(reply.body)
+    rows = db.execute("SELECT kind FROM message_changes WHERE message_id = %s", (message,)).fetchall()
+    assert rows == [("deleted",)]
+
+
+def test_a_page_of_changes_goes_on_from_its_cursor_exactly_where_it_stopped(room):
+    ids = [_send(room, "bob", f"m{i}") for i in range(7)]
+    for message in ids:
+        call("PATCH", f"/v1/messages/{message}", room["bob"], body={"content": "again"})
+    seen, query = [], {"after": 0, "limit": 3}
+    while True:
+        page = _changes(room, "alice", **query).body
+        seen += [c["message_id"] for c in page["items"]]
+        if page["next_cursor"] is None:
+            break
+        query = {"cursor": page["next_cursor"], "limit": 3}
+    assert seen == ids
+
+
+def test_the_feed_is_the_404_of_any_other_conversation_for_someone_who_cannot_see_it(room, db):
+    message = _send(room, "alice", "hi")
+    call("DELETE", f"/v1/messages/{message}", room["alice"])
+    outsider = _changes(room, "carol", after=0)
+    missing = call("GET", f"/v1/conversations/{uuid.uuid4()}/changes", room["carol"], query={"after": "0"})
+    assert outsider.status == missing.status == 404 and outsider.body == missing.body
+    # A removed participant stops seeing it at once.
+    path = f"/v1/conversations/{room['id']}/participants/{room['bob'].user_id}"
+    assert call("DELETE", path, room["alice"]).status == 204
+    assert _changes(room, "bob", after=0).body == missing.body
+
+
+def test_an_anonymous_token_reads_its_own_conversations_changes_only(app_container, db):
+    made = call("POST", "/v1/anonymous/conversations", body={"title": "a"}).body
+    mine = uuid.UUID(made["conversation"]["id"])
+    anon = anonymous_principal(mine)
+    sent = call("POST", f"/v1/conversations/{mine}/messages", anon, body={"content": "x"}).body["id"]
+    assert call("PATCH", f"/v1/messages/{sent}", anon, body={"content": "y"}).status == 200
+    items = call("GET", f"/v1/conversations/{mine}/changes", anon).body["items"]
+    assert [(c["message_id"], c["message"]["content"]) for c in items] == [(sent, "y")]
+    other = call("POST", "/v1/anonymous/conversations", body={}).body["conversation"]["id"]
+    assert call("GET", f"/v1/conversations/{other}/changes", anon).status == 404
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ({"after": "0", "cursor": "WzFd"}, 400),
+        ({"cursor": "not a cursor"}, 400),
+        ({"limit": "0"}, 400),
+        ({"after": "-1"}, 422),
+        ({"after": str(2**63)}, 422),
+        ({"after": "x"}, 422),
+    ],
+)
+def test_a_malformed_position_is_a_problem_never_a_500(room, query, status):
+    reply = call("GET", f"/v1/conversations/{room['id']}/changes", room["bob"], query=query)
+    assert reply.status == status and reply.headers["Content-Type"] == "application/problem+json"
+
+
+def _age_changes(db, conversation_id, days):
+    db.execute(
+        "UPDATE message_changes SET changed_at = now() - make_interval(days => %s) WHERE conversation_id = %s",
+        (days, conversation_id),
+    )
+
+
+def test_a_position_before_purged_changes_is_410_with_where_to_resume_and_never_a_silent_gap(app_container, db, room):
+    retention = app_container.settings.message_change_retention_days
+    old = [_send(room, "alice", f"old{i}") for i in range(3)]
+    call("PATCH", f"/v1/messages/{old[0]}", room["alice"], body={"content": "edited long ago"})
+    call("DELETE", f"/v1/messages/{old[1]}", room["alice"])
+    before = _changes(room, "bob", after=old[-1]).body["items"]
+    _age_changes(db, room["id"], retention + 1)
+    recent = _send(room, "alice", "recent")
+    call("PATCH", f"/v1/messages/{recent}", room["alice"], body={"content": "recent, edited"})
+    result = run_maintenance(app_container.db, app_container.settings)
+    assert result.status == "complete" and result.deleted["message_changes"] == 2
+    purged_through = max(c["id"] for c in before)
+    assert db.execute("SELECT purged_through FROM message_change_horizons").fetchall() == [(purged_through,)]
+    # Retained changes follow the cursor, but changes were purged after it: answering them would hide the gap.
+    for stale in (0, old[-1], purged_through - 1):
+        gone = _changes(room, "bob", after=stale)
+        assert gone.status == 410 and gone.headers["Content-Type"] == "application/problem+json"
+        assert gone.body["type"].endswith("/gone") and "after=" in gone.body["detail"]
+        newest = db.execute("SELECT max(id) FROM message_changes WHERE conversation_id = %s", (room["id"],)).fetchone()
+        assert gone.body["resume_after"] == newest[0]
+    # At or past the horizon nothing was missed: the page is exact.
+    exact = _changes(room, "bob", after=purged_through)
+    assert exact.status == 200 and [c["message_id"] for c in exact.body["items"]] == [recent]
+    assert _changes(room, "bob", after=gone.body["resume_after"]).body["items"] == []
+    # Someone who cannot see the conversation learns nothing about its purge: the 404 as ever.
+    assert _changes(room, "carol", after=0).status == 404
+
+
+def test_a_conversation_whose_changes_were_all_purged_resumes_past_them_without_another_410(app_container, db, room):
+    message = _send(room, "alice", "x")
+    call("DELETE", f"/v1/messages/{message}", room["alice"])
+    _age_changes(db, room["id"], app_container.settings.message_change_retention_days + 1)
+    run_maintenance(app_container.db, app_container.settings)
+    # Its newest message id is below the purged deletion: polling from it is 410, and the resume position is not.
+    gone = _changes(room, "bob", after=0)
+    assert gone.status == 410 and gone.body["resume_after"] > message
+    assert _changes(room, "bob", after=gone.body["resume_after"]).body == {"items": [], "next_cursor": None}
+
+
+def test_maintenance_keeps_changes_inside_the_retention_and_a_second_run_purges_nothing(app_container, db, room):
+    message = _send(room, "alice", "x")
+    call("PATCH", f"/v1/messages/{message}", room["alice"], body={"content": "y"})
+    db.execute("UPDATE message_changes SET changed_at = now() - interval '1 day'")
+    first = run_maintenance(app_container.db, app_container.settings)
+    second = run_maintenance(app_container.db, app_container.settings)
+    assert first.deleted["message_changes"] == second.deleted["message_changes"] == 0
+    assert _changes(room, "bob", after=0).status == 200
+    assert db.execute("SELECT count(*) FROM message_change_horizons").fetchone()[0] == 0
+
+
+def test_deleting_the_conversation_or_its_owners_account_takes_its_changes_and_horizon_with_it(app_container, db):
+    owner, other = (jwt_principal(make_user(db, n)) for n in ("owner", "other"))
+    body = {"kind": "group", "title": "g", "participant_ids": [str(other.user_id)]}
+    gone = call("POST", "/v1/conversations", owner, body=body).body["id"]
+    owned = call("POST", "/v1/conversations", owner, body={"kind": "assistant", "title": "a"}).body["id"]
+    for conversation in (gone, owned):
+        sent = call("POST", f"/v1/conversations/{conversation}/messages", owner, body={"content": "x"}).body["id"]
+        call("DELETE", f"/v1/messages/{sent}", owner)
+        db.execute(
+            "INSERT INTO message_change_horizons (conversation_id, purged_through) VALUES (%s, 1)", (conversation,)
+        )
+    assert call("DELETE", f"/v1/conversations/{gone}", owner).status == 204
+    admin = jwt_principal(make_user(db, "root", role="admin"), role="admin")
+    assert call("DELETE", f"/v1/admin/users/{owner.user_id}", admin).status == 204
+    for table in ("message_changes", "message_change_horizons"):
+        assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM conversations").fetchone()[0] == 0
+
+
+def test_change_ids_come_from_the_message_id_sequence_so_both_share_one_order(room, db):
+    first = _send(room, "alice", "a")
+    call("PATCH", f"/v1/messages/{first}", room["alice"], body={"content": "b"})
+    second = _send(room, "alice", "c")
+    change = db.execute("SELECT id FROM message_changes").fetchone()[0]
+    assert first < change < second
+
+
+def test_the_purge_passes_over_a_conversation_being_deleted_instead_of_waiting_for_it(
+    app_container, db, room, database_url
+):
+    # The purge takes its conversations' rows before their changes, SKIP LOCKED: a deletion holding the row (and
+    # then the change rows, by cascade) is never waited for, and never waits for the purge holding those rows.
+    message = _send(room, "alice", "x")
+    call("DELETE", f"/v1/messages/{message}", room["alice"])
+    other = call("POST", "/v1/conversations", room["bob"], body={"kind": "group", "title": "o"}).body["id"]
+    kept = call("POST", f"/v1/conversations/{other}/messages", room["bob"], body={"content": "y"}).body["id"]
+    call("DELETE", f"/v1/messages/{kept}", room["bob"])
+    db.execute("UPDATE message_changes SET changed_at = now() - interval '400 days'")
+    results = []
+    with psycopg.connect(database_url) as deleting:
+        deleting.execute("DELETE FROM conversations WHERE id = %s", (room["id"],))
+        purge = threading.Thread(
+            target=lambda: results.append(run_maintenance(app_container.db, app_container.settings))
+        )
+        purge.start()
+        purge.join(30)
+        finished = not purge.is_alive()
+        deleting.commit()
+    purge.join()
+    assert finished and results[0].status == "complete" and results[0].deleted["message_changes"] == 1
+    assert db.execute("SELECT conversation_id FROM message_change_horizons").fetchall() == [(uuid.UUID(other),)]
+    assert db.execute("SELECT count(*) FROM message_changes").fetchone()[0] == 0
