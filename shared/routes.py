@@ -151,6 +151,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
             Route("POST", "/v1/licenses/{id}/seats"),
             Route("DELETE", "/v1/licenses/{id}/seats/{user_id}"),
             Route("GET", "/v1/users/me/seats"),
+            Route("DELETE", "/v1/users/me/seats/{id}"),
         ),
     ),
     RouteGroup(

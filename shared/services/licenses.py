@@ -160,6 +160,19 @@ def assign_seat(db: Database, principal: Principal, license_id: UUID, user_id: U
     return db.transact(work)
 
 
+def release_seat(db: Database, principal: Principal, license_id: UUID) -> None:
+    """The caller gives up its own seat of the licence: 404 when it holds none (someone else's licence, an unknown
+    id). The licence row is locked first, as an assignment and a removal lock it."""
+    caller = principal.require_user()
+
+    def work(uow: UnitOfWork) -> None:
+        repo = LicensesRepository(uow.conn)
+        if repo.lock(license_id) is None or repo.remove_seat(license_id, caller) is None:
+            raise NotFoundError()
+
+    db.transact(work)
+
+
 def remove_seat(db: Database, principal: Principal, license_id: UUID, user_id: UUID) -> None:
     def work(uow: UnitOfWork) -> None:
         repo = LicensesRepository(uow.conn)

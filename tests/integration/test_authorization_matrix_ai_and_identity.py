@@ -57,7 +57,8 @@ ADMINS = ("admin", "super_admin")
 #   A's conversation   licence_manager: the licence's owner and admins   licence_admin: admins; the licence's
 #   owner gets 403 (it may see it); anyone else the 404   account: any signed-in user deletes their own account,
 #   but A's licence seats B, so A gets 409 (docs/auth.md, "Deleting an account")   admin_delete: as admin, but
-#   deleting A is 409 for the same reason
+#   deleting A is 409 for the same reason   seat_holder: the holder of a seat of A's licence (the associate); A
+#   and admins, who hold none, get the 404 as anyone else does
 # A random id is a 404 for whoever may use the route at all.
 POLICY: dict[tuple[str, str], str] = {
     ("POST", "/v1/threads/{id}/completions"): "participant",
@@ -90,6 +91,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("POST", "/v1/licenses/{id}/seats"): "licence_manager",
     ("DELETE", "/v1/licenses/{id}/seats/{user_id}"): "licence_manager",  # the associate's seat
     ("GET", "/v1/users/me/seats"): "user",  # the caller's own seats: the associate's names A's licence
+    ("DELETE", "/v1/users/me/seats/{id}"): "seat_holder",  # the caller's own seat of A's licence
     ("GET", "/v1/users/me"): "user",
     ("PATCH", "/v1/users/me"): "user",
     ("DELETE", "/v1/users/me"): "account",
@@ -145,6 +147,7 @@ def expected(route: routes.Route, rule: str, caller: str, own: bool) -> str:
         "participant": (*OWNERS, "associate"),
         "licence_manager": (*OWNERS, *ADMINS),
         "licence_admin": ADMINS,
+        "seat_holder": ("associate",),
     }[rule]
     if caller in allowed:
         return "ok"
@@ -285,6 +288,7 @@ ID_OF = {
     "/v1/users/me/agent-templates/": "template",
     "/v1/licenses/": "licence",
     "/v1/users/me/api-keys/": "api_key",
+    "/v1/users/me/seats/": "licence",
     "/v1/admin/users/": "user",
     "/v1/models/": "model_name",
 }

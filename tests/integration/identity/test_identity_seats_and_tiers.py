@@ -3,9 +3,12 @@ checked against the one tier list."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import datetime
 from typing import get_args
+
+import psycopg
 
 from shared.models.identity import PREMIUM_TIERS, LicenseTier
 from tests.integration.identity.conftest import PASSWORD
@@ -196,3 +199,53 @@ def test_a_licence_with_a_tier_from_before_validation_is_read_renewed_and_moved_
     # A row from before that spelled a premium tier in capitals kept its premium (the check ignores case).
     db.execute("UPDATE licenses SET tier = 'Enterprise' WHERE id = %s", (licence,))
     assert _premium(api, holder["access_token"]) is True
+
+
+def test_a_seat_holder_gives_up_its_own_seat_and_anyone_elses_or_an_unknown_licence_is_the_random_id_404(
+    api, make_role, db
+):
+    admin = _admin(api, make_role)
+    owner = api.signup("oona")
+    holder, stranger = api.signup("hana"), api.signup("sven")
+    licence = _licence(api, admin, owner["user"]["id"], "premium")
+    _seat(api, owner["access_token"], licence["id"], holder["user"]["id"])
+    assert _premium(api, holder["access_token"])
+    random_body = api.call("DELETE", f"/v1/users/me/seats/{uuid.uuid4()}", token=holder["access_token"]).json
+
+    # Neither the owner (who holds no seat of its licence) nor a stranger nor an admin can give it up for the holder.
+    for token in (owner["access_token"], stranger["access_token"], admin):
+        reply = api.call("DELETE", f"/v1/users/me/seats/{licence['id']}", token=token)
+        assert (reply.status, reply.json) == (404, random_body)
+    assert api.call("DELETE", "/v1/users/me/seats/not-a-uuid", token=holder["access_token"]).status == 404
+
+    reply = api.call("DELETE", f"/v1/users/me/seats/{licence['id']}", token=holder["access_token"])
+    assert reply.status == 204, reply.json
+    assert api.call("GET", "/v1/users/me/seats", token=holder["access_token"]).json["items"] == []
+    assert not _premium(api, holder["access_token"])
+    seats = api.call("GET", f"/v1/licenses/{licence['id']}/seats", token=owner["access_token"]).json["items"]
+    assert seats == []
+    # Given up once, it is gone: a second call is the 404.
+    again = api.call("DELETE", f"/v1/users/me/seats/{licence['id']}", token=holder["access_token"])
+    assert (again.status, again.json) == (404, random_body)
+
+
+def test_giving_up_a_seat_waits_for_an_assignment_holding_the_licence(api, make_role, database_url):
+    admin = _admin(api, make_role)
+    owner = api.signup("oda")
+    holder = api.signup("hal")
+    licence = _licence(api, admin, owner["user"]["id"], "basic")
+    _seat(api, owner["access_token"], licence["id"], holder["user"]["id"])
+    out: dict[str, int] = {}
+    with psycopg.connect(database_url) as assigning:
+        assigning.execute("SELECT 1 FROM licenses WHERE id = %s FOR UPDATE", (licence["id"],))
+        releasing = threading.Thread(
+            target=lambda: out.update(
+                status=api.call("DELETE", f"/v1/users/me/seats/{licence['id']}", token=holder["access_token"]).status
+            )
+        )
+        releasing.start()
+        releasing.join(1.0)
+        assert releasing.is_alive(), "giving up the seat did not wait for the licence's lock"
+        assigning.commit()
+    releasing.join(10)
+    assert out["status"] == 204
