@@ -21,6 +21,14 @@ from shared.repositories.users import USER_COLUMNS, UserRow
 # is not waiting for the deletion in turn. The DELETE at the end waits for those to commit.
 LOCK_USER = f"SELECT {USER_COLUMNS} FROM users WHERE id = %(id)s FOR NO KEY UPDATE"  # noqa: S608 (fixed columns)
 
+# Once its conversations are locked: FOR UPDATE waits for every write in flight that references the account (a
+# group or room it creates, a licence or a seat given to it: they hold FOR KEY SHARE on its row) and makes any later
+# one wait for the deletion, then fail on the foreign key. What is handed over and counted after this is all there
+# will be: a group committed between the hand-over and the DELETE kept its members without an admin, and a room
+# went with its owner and the others' messages. Not taken first: a send holding a conversation's row names the
+# account (FOR KEY SHARE) before it commits, and would wait for this while the deletion waited for its conversation.
+SEAL_USER = "SELECT 1 FROM users WHERE id = %(id)s FOR UPDATE"
+
 # The account's licences, in one order, as a seat assignment or a licence change locks each: none of them gets a
 # seat once this has its rows.
 LOCK_LICENSES = "SELECT id FROM licenses WHERE owner_id = %(user_id)s ORDER BY id FOR UPDATE"
@@ -87,6 +95,15 @@ class AccountDeletionsRepository:
         with self.conn.cursor(row_factory=class_row(UserRow)) as cur:
             return cur.execute(LOCK_USER, {"id": user_id}).fetchone()
 
+    def lock_conversations(self, user_id: UUID) -> None:
+        """Lock the conversations the account is in or owns, as a send in them does first."""
+        self.conn.execute(LOCK_CONVERSATIONS, {"user_id": user_id})
+
+    def seal(self, user_id: UUID) -> None:
+        """Wait for the writes in flight that name the account, and keep any more from starting (after
+        lock_conversations)."""
+        self.conn.execute(SEAL_USER, {"id": user_id})
+
     def licenses_with_others_seats(self, user_id: UUID) -> int:
         """How many of the account's licences seat someone else; the licences stay locked until commit."""
         self.conn.execute(LOCK_LICENSES, {"user_id": user_id})
@@ -94,8 +111,9 @@ class AccountDeletionsRepository:
         return int(row[0]) if row else 0
 
     def hand_over_conversations(self, user_id: UUID) -> tuple[int, int, int]:
-        """Lock the account's conversations; delete those left to nobody, give an admin to those it was the only
-        admin of, and release those it owns to the people in them. (deleted, admins given, released)."""
+        """Lock the account's conversations (again after seal, with any committed meanwhile); delete those left to
+        nobody, give an admin to those it was the only admin of, and release those it owns to the people in them.
+        (deleted, admins given, released)."""
         ids = [row[0] for row in self.conn.execute(LOCK_CONVERSATIONS, {"user_id": user_id})]
         if not ids:
             return 0, 0, 0

@@ -96,6 +96,10 @@ def _delete(
     if target.role == "super_admin" and target.is_active and super_admins == [target.id]:
         raise ConflictError(LAST_SUPER_ADMIN)
     repo = AccountDeletionsRepository(uow.conn)
+    # Its conversations, then the account for good: nothing naming it is written from here on (a send in them
+    # waits for their rows, anything else for the account's), so what is counted and handed over below is all.
+    repo.lock_conversations(target.id)
+    repo.seal(target.id)
     seated = repo.licenses_with_others_seats(target.id)
     if seated:
         raise ConflictError(OTHERS_SEATS, licenses_seating_others=seated)

@@ -17,7 +17,7 @@ from shared.bootstrap import container
 from shared.repositories.account_deletions import AccountDeletionsRepository
 from shared.services.maintenance import run_maintenance
 from tests.conversations_helpers import call, jwt_principal
-from tests.helpers import upload_form
+from tests.helpers import upload_form, wait_for_a_lock_waiter
 from tests.integration.identity.conftest import PASSWORD
 
 DELETE_ME = {"current_password": PASSWORD}
@@ -255,6 +255,70 @@ def test_a_seat_given_while_the_deletion_waits_for_the_licence_refuses_the_delet
     deleting.join(10)
     assert out["status"] == 409
     assert _count(db, "SELECT count(*) FROM license_seats WHERE user_id = %s", seated) == 1
+
+
+def test_a_conversation_the_account_creates_while_it_is_deleted_is_handed_over_as_the_others(api, db, database_url):
+    # A group or room the account creates commits after the deletion has handed its conversations over, but before
+    # the user row goes (the DELETE waits for the creation's foreign-key locks): without a second look, the group
+    # kept its members and no admin, and the room went with its owner, taking the others' conversation with it.
+    ann, bob = api.signup("ann"), api.signup("bob")
+    ann_id, bob_id = ann["user"]["id"], bob["user"]["id"]
+    group, room = uuid.uuid4(), uuid.uuid4()
+    out: dict[str, int] = {}
+    with psycopg.connect(database_url) as creating:
+        creating.execute(
+            "INSERT INTO conversations (id, kind, title, user_id, created_by, room_type, room_token) "
+            "VALUES (%s, 'group', 'g', NULL, %s, NULL, NULL), (%s, 'room', 'r', %s, %s, 'viz', 'tok-ann')",
+            (group, ann_id, room, ann_id, ann_id),
+        )
+        creating.execute(
+            "INSERT INTO participants (conversation_id, user_id, role) VALUES "
+            "(%s, %s, 'admin'), (%s, %s, 'member'), (%s, %s, 'admin'), (%s, %s, 'member')",
+            (group, ann_id, group, bob_id, room, ann_id, room, bob_id),
+        )
+        deleting = threading.Thread(
+            target=lambda: out.update(status=_delete_me(api, ann["access_token"]).status), name="the deletion"
+        )
+        deleting.start()
+        wait_for_a_lock_waiter(db)
+        assert deleting.is_alive(), "the deletion did not wait for the creation"
+        creating.commit()
+    deleting.join(10)
+    assert out["status"] == 204
+    roles = db.execute("SELECT conversation_id, role FROM participants WHERE user_id = %s", (bob_id,)).fetchall()
+    assert sorted(roles) == sorted([(group, "admin"), (room, "admin")])
+    assert db.execute("SELECT user_id FROM conversations WHERE id = %s", (room,)).fetchone() == (None,)
+
+
+def test_a_send_in_flight_when_its_sender_is_deleted_is_kept_for_the_others_and_neither_waits_for_the_other(
+    api, db, database_url
+):
+    # A send is one statement that locks its conversation's row and then names its sender (FOR KEY SHARE of the
+    # account): the deletion waits for the conversation, and the send waits for nothing the deletion holds.
+    ann, bob = api.signup("ann"), api.signup("bob")
+    group = _conversation(
+        api, ann["access_token"], {"kind": "group", "title": "g", "participant_ids": [bob["user"]["id"]]}
+    )
+    out: dict[str, int] = {}
+    with psycopg.connect(database_url) as sending:
+        sending.execute("SELECT 1 FROM conversations WHERE id = %s FOR NO KEY UPDATE", (group,))
+        sending.execute(
+            "INSERT INTO messages (conversation_id, sender_id, sender_kind, content) VALUES (%s, %s, 'user', 'last')",
+            (group, ann["user"]["id"]),
+        )
+        deleting = threading.Thread(
+            target=lambda: out.update(status=_delete_me(api, ann["access_token"]).status), name="deleting"
+        )
+        deleting.start()
+        wait_for_a_lock_waiter(db)
+        assert deleting.is_alive(), "the deletion did not wait for the send"
+        sending.commit()
+    deleting.join(10)
+    assert out["status"] == 204
+    kept = db.execute("SELECT content, sender_id FROM messages WHERE conversation_id = %s", (group,)).fetchall()
+    assert kept == [("last", None)]
+    roles = db.execute("SELECT user_id::text, role FROM participants WHERE conversation_id = %s", (group,)).fetchall()
+    assert roles == [(bob["user"]["id"], "admin")]
 
 
 def test_a_failure_part_way_leaves_the_account_and_everything_it_touched_as_it_was(api, db, monkeypatch):
