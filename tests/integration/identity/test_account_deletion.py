@@ -8,14 +8,19 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
 from shared.bootstrap import container
+from shared.events.usage import UsageEvent
 from shared.repositories.account_deletions import AccountDeletionsRepository
+from shared.repositories.usage import UsageRepository, event_rows
 from shared.services.maintenance import run_maintenance
+from shared.services.usage import record_usage
 from tests.conversations_helpers import call, jwt_principal
 from tests.helpers import upload_form, wait_for_a_lock_waiter
 from tests.integration.identity.conftest import PASSWORD
@@ -343,6 +348,57 @@ def test_a_failure_part_way_leaves_the_account_and_everything_it_touched_as_it_w
     kept = "SELECT (SELECT count(*) FROM user_file_deletions) + (SELECT count(*) FROM account_deletions)"
     assert _count(db, kept) == 0
     assert api.call("GET", "/v1/users/me", token=ann["access_token"]).status == 200
+
+
+# Usage ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("in_flight", [False, True], ids=["recorded-before", "batch-in-flight"])
+def test_the_usage_of_a_deleted_account_is_folded_into_the_deleted_users_row_even_with_a_batch_in_flight(
+    api, db, database_url, in_flight
+):
+    # The aggregator names the account in model_usage and usage_daily (FOR KEY SHARE of its row) before it commits:
+    # the deletion waits for that batch, and its trigger folds the batch's rollups too; an event that arrives after
+    # the account is gone is stored with no user (tests/integration/test_usage_aggregator.py).
+    amy, bea = api.signup("amy"), api.signup("bea")
+    amy_id, bea_id = uuid.UUID(amy["user"]["id"]), uuid.UUID(bea["user"]["id"])
+    when = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+    def event(user_id, tokens):
+        return UsageEvent(
+            user_id=user_id,
+            model="m",
+            provider="p",
+            tokens_input=tokens,
+            tokens_output=1,
+            cost_usd=Decimal("0.5"),
+            occurred_at=when,
+        )
+
+    record_usage(container().db, [event(amy_id, 10), event(bea_id, 1000)])
+    late = event(amy_id, 20)
+    out: dict[str, int] = {}
+    with psycopg.connect(database_url) as aggregating:
+        if in_flight:
+            repo = UsageRepository(aggregating)
+            repo.add_to_totals(repo.insert_events(event_rows([late])))
+        deleting = threading.Thread(
+            target=lambda: out.update(status=_delete_me(api, amy["access_token"]).status), name="deleting"
+        )
+        deleting.start()
+        if in_flight:
+            wait_for_a_lock_waiter(db)
+            assert deleting.is_alive(), "the deletion did not wait for the batch"
+        aggregating.commit()
+        deleting.join(10)
+    assert out["status"] == 204
+    if not in_flight:
+        assert record_usage(container().db, [late]).inserted == 1
+    rollups = db.execute("SELECT user_id, requests_count, prompt_tokens, cost_usd FROM usage_daily").fetchall()
+    assert sorted(rollups, key=str) == sorted(
+        [(None, 2, 30, Decimal("1.0")), (bea_id, 1, 1000, Decimal("0.5"))], key=str
+    )
+    assert _count(db, "SELECT count(*) FROM model_usage WHERE user_id IS NULL") == 2
 
 
 # Files ---------------------------------------------------------------------------------------------------------------
