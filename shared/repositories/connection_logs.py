@@ -26,11 +26,14 @@ class ConnectionLogRow:
     created_at: datetime
 
 
+# A user deleted meanwhile is logged as no user, as ON DELETE SET NULL would have left the row: a sign-in whose
+# account was deleted during its bcrypt check failed the foreign key, a 404 instead of the login's 401. FOR KEY
+# SHARE waits for a deletion in flight (it holds the row FOR UPDATE) and then finds no row.
 INSERT = """
 INSERT INTO connection_logs (user_id, action, ip_address, address_key, network_key, user_agent, login_key, actor_id,
                              detail)
-VALUES (%(user_id)s, %(action)s, %(ip_address)s, %(address_key)s, %(network_key)s, %(user_agent)s, %(login_key)s,
-        %(actor_id)s, %(detail)s)
+VALUES ((SELECT id FROM users WHERE id = %(user_id)s FOR KEY SHARE), %(action)s, %(ip_address)s, %(address_key)s,
+        %(network_key)s, %(user_agent)s, %(login_key)s, %(actor_id)s, %(detail)s)
 """
 
 

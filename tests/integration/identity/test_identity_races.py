@@ -12,7 +12,7 @@ import pytest
 from shared.auth.principal import Principal
 from shared.errors import ForbiddenError, UnauthorizedError
 from shared.models.identity import AdminUserPatch, LoginRequest, PasswordChange
-from shared.services import accounts, admin
+from shared.services import account_deletions, accounts, admin
 from tests.helpers import wait_for_a_lock_waiter
 from tests.integration.identity.conftest import PASSWORD
 
@@ -41,10 +41,18 @@ def _deactivate(built, user_id):
     admin.update_user(built.db, root, uuid.UUID(user_id), AdminUserPatch(is_active=False), accounts.Client())
 
 
+def _delete_account(built, user_id):
+    made = "INSERT INTO users (username, email, role) VALUES (%s, %s, 'super_admin') RETURNING id"
+    name = f"root-{uuid.uuid4().hex[:8]}"
+    root_id = built.db.transact(lambda uow: uow.conn.execute(made, (name, f"{name}@example.com")).fetchone()[0])
+    root = Principal(kind="jwt", user_id=root_id, role="super_admin")
+    account_deletions.delete_account(built.db, built.settings, root, uuid.UUID(user_id))
+
+
 ENDINGS = pytest.mark.parametrize(
     "end_sessions",
-    [_change_password, _logout_everywhere, _deactivate],
-    ids=["password_change", "logout_all", "deactivation"],
+    [_change_password, _logout_everywhere, _deactivate, _delete_account],
+    ids=["password_change", "logout_all", "deactivation", "deletion"],
 )
 
 
@@ -143,7 +151,11 @@ def _during_the_password_check(monkeypatch, act):
     monkeypatch.setattr(accounts, "verify_password", verify_then_act)
 
 
-@pytest.mark.parametrize("end_sessions", [_change_password, _deactivate], ids=["password_change", "deactivation"])
+@pytest.mark.parametrize(
+    "end_sessions",
+    [_change_password, _deactivate, _delete_account],
+    ids=["password_change", "deactivation", "deletion"],
+)
 def test_login_with_the_old_password_is_401_when_the_account_changes_during_its_check(
     api, app_container, db, monkeypatch, end_sessions
 ):
