@@ -19,6 +19,7 @@ from shared.bootstrap import container
 from shared.events.usage import UsageEvent
 from shared.repositories.account_deletions import AccountDeletionsRepository
 from shared.repositories.usage import UsageRepository, event_rows
+from shared.services import account_deletions
 from shared.services.maintenance import run_maintenance
 from shared.services.usage import record_usage
 from tests.conversations_helpers import call, jwt_principal
@@ -448,6 +449,54 @@ def test_an_admin_deletes_a_plain_user_and_the_trail_names_the_admin(api, db, ma
     # The trail outlives the administrator's account too.
     db.execute("DELETE FROM users WHERE id = %s", (admin_id,))
     assert db.execute("SELECT requested_by, actor_id FROM account_deletions").fetchall() == [("admin", None)]
+
+
+@pytest.mark.parametrize("second", ["admin", "user"])
+def test_a_second_deletion_of_an_account_being_deleted_waits_and_is_the_random_id_404(
+    api, db, make_role, monkeypatch, second
+):
+    # Two administrators at once, or the user as an administrator deletes it: one deletes, the other finds nothing.
+    admin_id, admin = _with_role(api, make_role, "ada", "admin")
+    _with_role(api, make_role, "root", "super_admin")
+    user = api.signup("ula")
+    paused, resume = threading.Event(), threading.Event()
+    real = AccountDeletionsRepository.seal
+
+    def pausing(self, user_id):
+        real(self, user_id)
+        if threading.current_thread().name == "first":
+            paused.set()
+            resume.wait(10)
+
+    monkeypatch.setattr(AccountDeletionsRepository, "seal", pausing)
+    built, out = container(), {}
+    acting = jwt_principal(uuid.UUID(admin_id), role="admin")
+    first = threading.Thread(
+        target=lambda: out.update(
+            first=account_deletions.delete_account(built.db, built.settings, acting, uuid.UUID(user["user"]["id"]))
+        ),
+        name="first",
+    )
+    first.start()
+    assert paused.wait(10)
+    path, body, token = (
+        (f"/v1/admin/users/{user['user']['id']}", None, admin)
+        if second == "admin"
+        else ("/v1/users/me", DELETE_ME, user["access_token"])
+    )
+    seconds = threading.Thread(target=lambda: out.update(second=api.call("DELETE", path, body, token=token)))
+    seconds.start()
+    wait_for_a_lock_waiter(db)
+    resume.set()
+    first.join(10)
+    seconds.join(10)
+    assert "first" in out
+    random_id = api.call("DELETE", f"/v1/admin/users/{uuid.uuid4()}", token=admin).json
+    reply = out["second"]
+    # The user's own request passed the authorizer while the account was still there: no account is a 404, as
+    # for any handler reached with a cached answer once the account is gone.
+    assert (reply.status, reply.json) == (404, random_id)
+    assert _count(db, "SELECT count(*) FROM account_deletions") == 1
 
 
 def test_only_a_super_admin_deletes_an_admin_and_nobody_deletes_themselves_without_a_password(api, db, make_role):
