@@ -16,10 +16,15 @@ import psycopg
 import pytest
 
 from shared.bootstrap import container
+from shared.errors import NotFoundError
 from shared.events.usage import UsageEvent
+from shared.models.identity import AdminUserPatch
 from shared.repositories.account_deletions import AccountDeletionsRepository
 from shared.repositories.usage import UsageRepository, event_rows
+from shared.repositories.users import UsersRepository
 from shared.services import account_deletions
+from shared.services import admin as admin_service
+from shared.services.accounts import Client
 from shared.services.maintenance import run_maintenance
 from shared.services.usage import record_usage
 from tests.conversations_helpers import call, jwt_principal
@@ -497,6 +502,59 @@ def test_a_second_deletion_of_an_account_being_deleted_waits_and_is_the_random_i
     # for any handler reached with a cached answer once the account is gone.
     assert (reply.status, reply.json) == (404, random_id)
     assert _count(db, "SELECT count(*) FROM account_deletions") == 1
+
+
+@pytest.mark.parametrize("first", ["promotion", "deletion"])
+def test_a_plain_admins_deletion_racing_a_promotion_of_the_account_follows_whichever_commits_first(
+    api, db, make_role, monkeypatch, first
+):
+    # Both lock the super_admin rows first: promoted first, the account is an admin only a super_admin deletes
+    # (403); deleted first, the promotion finds no account (404).
+    _, admin = _with_role(api, make_role, "ada", "admin")
+    root_id, _ = _with_role(api, make_role, "root", "super_admin")
+    target = uuid.UUID(api.signup("ula")["user"]["id"])
+    paused, resume = threading.Event(), threading.Event()
+    promoted_first = (UsersRepository, "set_role_and_active")
+    cls, name = promoted_first if first == "promotion" else (AccountDeletionsRepository, "seal")
+    real = getattr(cls, name)
+
+    def pausing(self, *args):
+        done = real(self, *args)
+        if threading.current_thread().name == "first":
+            paused.set()
+            resume.wait(10)
+        return done
+
+    monkeypatch.setattr(cls, name, pausing)
+    built, out = container(), {}
+    root = jwt_principal(uuid.UUID(root_id), role="super_admin")
+
+    def promote():
+        try:
+            admin_service.update_user(built.db, root, target, AdminUserPatch(role="admin"), Client())
+            out["promotion"] = 200
+        except NotFoundError:
+            out["promotion"] = 404
+
+    def delete():
+        out["deletion"] = api.call("DELETE", f"/v1/admin/users/{target}", token=admin).status
+
+    racing = [promote, delete] if first == "promotion" else [delete, promote]
+    leading = threading.Thread(target=racing[0], name="first")
+    leading.start()
+    assert paused.wait(10)
+    following = threading.Thread(target=racing[1])
+    following.start()
+    wait_for_a_lock_waiter(db)
+    resume.set()
+    leading.join(10)
+    following.join(10)
+    if first == "promotion":
+        assert out == {"promotion": 200, "deletion": 403}
+        assert db.execute("SELECT role FROM users WHERE id = %s", (target,)).fetchone() == ("admin",)
+    else:
+        assert out == {"deletion": 204, "promotion": 404}
+        assert _count(db, "SELECT count(*) FROM users WHERE id = %s", target) == 0
 
 
 def test_only_a_super_admin_deletes_an_admin_and_nobody_deletes_themselves_without_a_password(api, db, make_role):
