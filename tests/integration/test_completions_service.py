@@ -895,3 +895,44 @@ def test_a_provider_reporting_tokens_past_the_worst_case_at_a_cost_no_record_hol
     # Failed like any provider failure: the user's message kept, the reservation released, nothing counted.
     assert db.execute("SELECT sender_kind, content FROM messages").fetchall() == [("user", "keep me")]
     assert db.execute(SPEND).fetchone() == (0, 0)
+
+
+def test_a_completion_whose_user_is_deleted_during_the_provider_call_is_404_and_its_usage_is_still_reported(
+    db, make_service, database_url
+):
+    # The account goes while the provider answers (no transaction is open then): the turn cannot be stored for a
+    # participant who is gone, nor its spend for a month row that went with the account, but what was bought is
+    # reported, and the aggregator files it under the deleted users (tests/integration/identity).
+    from shared.services import account_deletions
+
+    service, registry, publisher = make_service(MONTHLY_SPEND_LIMIT_USD="1")
+    add_model(db, price_in="1", price_out="1")
+    user, other, root = add_user(db), add_user(db), add_user(db, role="super_admin")
+    conversation, thread = add_thread(db, user, other, model_id="local-echo")
+    deleting = Database(ConnectionProvider(lambda: {"conninfo": database_url}))
+    admin = Principal(kind="jwt", user_id=root, role="super_admin")
+    real = registry.for_model
+
+    def deleted_during_the_call(provider, **kwargs):
+        inner = real(provider, **kwargs)
+
+        class DeletedMeanwhile:
+            name = inner.name
+
+            def complete(self, request):
+                account_deletions.delete_account(deleting, Settings(), admin, user)
+                return inner.complete(request)
+
+        return DeletedMeanwhile()
+
+    registry.for_model = deleted_during_the_call
+    try:
+        with pytest.raises(NotFoundError):
+            service.complete_in_thread(user, thread, content="are you there", idempotency_key="k")
+    finally:
+        deleting.close()
+    (event,) = publisher.events
+    assert event.user_id == user and event.cost_usd > 0
+    assert db.execute("SELECT count(*) FROM users WHERE id = %s", (user,)).fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM ai_spend_months").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (conversation,)).fetchone() == (0,)
