@@ -57,7 +57,8 @@ WHERE c.id = ANY(%(ids)s::uuid[])
   AND NOT EXISTS (SELECT 1 FROM participants p JOIN users u ON u.id = p.user_id
                   WHERE p.conversation_id = c.id AND p.user_id <> %(user_id)s AND p.role <> 'ai' AND NOT u.is_ai)
 """
-# Where the account is the only admin, the person who joined first among those left becomes admin: a leave
+# Where the account is the only admin, the person who joined first among those left becomes admin (an active one
+# before any deactivated one, who could not sign in to manage it): a leave
 # refuses the last admin (409), but a deleted account cannot choose a successor afterwards, and an administrator
 # deleting it may not see its conversations at all. Direct conversations have two admins and are never here.
 PROMOTE_SUCCESSORS = """
@@ -70,7 +71,7 @@ FROM (
     WHERE me.user_id = %(user_id)s AND me.role = 'admin'
       AND NOT EXISTS (SELECT 1 FROM participants a
                       WHERE a.conversation_id = me.conversation_id AND a.user_id <> me.user_id AND a.role = 'admin')
-    ORDER BY o.conversation_id, o.joined_at, o.id
+    ORDER BY o.conversation_id, NOT u.is_active, o.joined_at, o.id
 ) successor
 WHERE p.id = successor.id
 """

@@ -189,6 +189,26 @@ def test_a_deleted_users_messages_stay_in_a_group_for_the_others_who_get_an_admi
     assert _count(db, "SELECT count(*) FROM participants WHERE user_id = %s", ann_id) == 0
 
 
+def test_the_group_of_a_deleted_only_admin_goes_to_the_first_active_member_before_any_deactivated_one(
+    api, db, make_role
+):
+    # The earliest member is deactivated: as admin, the group would have nobody who can sign in to manage it.
+    ann, dee, eve = (api.signup(name) for name in ("ann", "dee", "eve"))
+    group = _conversation(
+        api,
+        ann["access_token"],
+        {"kind": "group", "title": "g", "participant_ids": [dee["user"]["id"]]},
+    )
+    added = api.call(
+        "POST", f"/v1/conversations/{group}/participants", {"user_id": eve["user"]["id"]}, token=ann["access_token"]
+    )
+    assert added.status == 201, added.json
+    db.execute("UPDATE users SET is_active = false WHERE id = %s", (dee["user"]["id"],))
+    assert _delete_me(api, ann["access_token"]).status == 204
+    roles = dict(db.execute("SELECT user_id::text, role FROM participants WHERE conversation_id = %s", (group,)))
+    assert roles == {dee["user"]["id"]: "member", eve["user"]["id"]: "admin"}
+
+
 def test_a_conversation_with_only_a_model_left_goes_with_the_account(api, db):
     amy = api.signup("amy")
     model = api.signup("bot")["user"]["id"]
