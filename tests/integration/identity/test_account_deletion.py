@@ -427,6 +427,47 @@ def test_the_usage_of_a_deleted_account_is_folded_into_the_deleted_users_row_eve
     assert _count(db, "SELECT count(*) FROM model_usage WHERE user_id IS NULL") == 2
 
 
+def test_a_usage_batch_that_reaches_a_deleted_account_while_the_deletion_commits_retries_and_files_it_as_deleted(
+    api, db, monkeypatch
+):
+    # The batch read the account in its snapshot, and its foreign-key check waits for the deletion holding the row:
+    # once the deletion commits that check fails, the batch rolls back and runs again, storing no user.
+    amy = api.signup("amy")
+    amy_id = uuid.UUID(amy["user"]["id"])
+    late = UsageEvent(
+        user_id=amy_id,
+        model="m",
+        provider="p",
+        tokens_input=20,
+        tokens_output=1,
+        cost_usd=Decimal("0.5"),
+        occurred_at=datetime(2026, 11, 22, 10, 0, tzinfo=UTC),
+    )
+    paused, resume = threading.Event(), threading.Event()
+    real = AccountDeletionsRepository.seal
+
+    def pausing(self, user_id):
+        real(self, user_id)
+        paused.set()
+        resume.wait(10)
+
+    monkeypatch.setattr(AccountDeletionsRepository, "seal", pausing)
+    out: dict[str, object] = {}
+    deleting = threading.Thread(target=lambda: out.update(status=_delete_me(api, amy["access_token"]).status))
+    deleting.start()
+    assert paused.wait(10)
+    recording = threading.Thread(target=lambda: out.update(recorded=record_usage(container().db, [late])))
+    recording.start()
+    wait_for_a_lock_waiter(db)
+    resume.set()
+    deleting.join(10)
+    recording.join(10)
+    assert out["status"] == 204
+    assert out["recorded"].inserted == 1  # type: ignore[attr-defined]
+    rollups = db.execute("SELECT user_id, requests_count, prompt_tokens FROM usage_daily").fetchall()
+    assert rollups == [(None, 1, 20)]
+
+
 # Files ---------------------------------------------------------------------------------------------------------------
 
 
