@@ -55,8 +55,19 @@ SELECT storage_key, owner_id, created_at + make_interval(secs => %(ttl_s)s) FROM
 # Every file of an account being deleted, as DELETE deletes one: the keys stay for maintenance, which deletes the
 # bytes once each upload URL has expired (at its next run for a file older than FILE_URL_TTL_SECONDS), so bytes go
 # only after the rows, never before the deletion commits. No owner: the account goes in the same transaction.
+# The messages that stay lose these files from their copy of what was attached (messages.attachments: id, name,
+# type and size as sent), as they lose the message_attachments rows by the cascade: the others kept reading the
+# names of the deleted account's files.
 DELETE_ALL_OWNED = """
-WITH gone AS (DELETE FROM user_files WHERE owner_id = %(owner_id)s RETURNING storage_key, created_at)
+WITH owned AS (SELECT id FROM user_files WHERE owner_id = %(owner_id)s),
+stripped AS (
+    UPDATE messages m
+    SET attachments = coalesce((SELECT jsonb_agg(a.value ORDER BY a.ordinality)
+                                FROM jsonb_array_elements(m.attachments) WITH ORDINALITY a
+                                WHERE (a.value ->> 'file_id')::uuid NOT IN (SELECT id FROM owned)), '[]'::jsonb)
+    WHERE m.id IN (SELECT ma.message_id FROM message_attachments ma WHERE ma.file_id IN (SELECT id FROM owned))
+),
+gone AS (DELETE FROM user_files WHERE id IN (SELECT id FROM owned) RETURNING storage_key, created_at)
 INSERT INTO user_file_deletions (storage_key, owner_id, url_expires_at)
 SELECT storage_key, NULL, created_at + make_interval(secs => %(ttl_s)s) FROM gone
 """

@@ -499,6 +499,25 @@ def test_the_bytes_of_a_deleted_accounts_files_are_deleted_by_maintenance_after_
     assert _count(db, "SELECT count(*) FROM user_file_deletions") == 0
 
 
+def test_a_deleted_accounts_messages_that_stay_no_longer_name_its_files(api, db):
+    # messages.attachments keeps a copy of each file's id, name, type and size as sent: the deletion took the files
+    # and their message_attachments rows, but the others still read the names of the deleted account's files.
+    ann, bob = api.signup("ann"), api.signup("bob")
+    group = _conversation(
+        api, ann["access_token"], {"kind": "group", "title": "g", "participant_ids": [bob["user"]["id"]]}
+    )
+    body = {"name": "ann-medical-record.pdf", "content_type": "application/pdf", "size": 3}
+    file_id = api.call("POST", "/v1/files", body, token=ann["access_token"]).json["file"]["id"]
+    sent = {"content": "see attached", "attachments": [file_id]}
+    reply = api.call("POST", f"/v1/conversations/{group}/messages", sent, token=ann["access_token"])
+    assert reply.status == 201 and [a["file_id"] for a in reply.json["attachments"]] == [file_id]
+
+    assert _delete_me(api, ann["access_token"]).status == 204
+    (message,) = api.call("GET", f"/v1/conversations/{group}/messages", token=bob["access_token"]).json["items"]
+    assert message["content"] == "see attached" and message["attachments"] == []
+    assert _count(db, "SELECT count(*) FROM messages WHERE attachments <> '[]'::jsonb") == 0
+
+
 # Administrators ------------------------------------------------------------------------------------------------------
 
 
