@@ -63,6 +63,18 @@ class Api:
         assert reply.status == 201, reply.json
         return reply.json  # type: ignore[no-any-return]
 
+    def login(self, name: str) -> str:
+        """An access token for `name`, signed in with PASSWORD."""
+        reply = self.call("POST", "/v1/auth/login", {"login": name, "password": PASSWORD})
+        assert reply.status == 200, reply.json
+        return reply.json["access_token"]  # type: ignore[no-any-return]
+
+    def with_role(self, make_role: Callable[[str, str], None], name: str, role: str) -> tuple[str, str]:
+        """A new account given `role`: its id and an access token carrying the role."""
+        body = self.signup(name)
+        make_role(body["user"]["id"], role)
+        return body["user"]["id"], self.login(name)
+
 
 @pytest.fixture
 def reconfigure(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Container]]:

@@ -34,18 +34,6 @@ from tests.integration.identity.conftest import PASSWORD
 DELETE_ME = {"current_password": PASSWORD}
 
 
-def _login(api, name):
-    reply = api.call("POST", "/v1/auth/login", {"login": name, "password": PASSWORD})
-    assert reply.status == 200, reply.json
-    return reply.json["access_token"]
-
-
-def _with_role(api, make_role, name, role):
-    body = api.signup(name)
-    make_role(body["user"]["id"], role)
-    return body["user"]["id"], _login(api, name)
-
-
 def _delete_me(api, token, password=PASSWORD):
     return api.call("DELETE", "/v1/users/me", {"current_password": password}, token=token)
 
@@ -142,7 +130,7 @@ def test_a_stale_authorizer_answer_for_a_deleted_or_deactivated_account_reaches_
     assert call("PUT", "/v1/users/me/properties", stale, body={"tone": "x"}).status == 404
     assert _count(db, "SELECT count(*) FROM users WHERE id = %s", gone) == 0
     # Deactivated since the answer was cached: the account cannot be deleted by it either.
-    _, root = _with_role(api, make_role, "gil", "super_admin")
+    _, root = api.with_role(make_role, "gil", "super_admin")
     held = api.signup("hal")["user"]["id"]
     assert api.call("PATCH", f"/v1/admin/users/{held}", {"is_active": False}, token=root).status == 200
     assert call("DELETE", "/v1/users/me", jwt_principal(uuid.UUID(held)), body=DELETE_ME).status == 401
@@ -220,7 +208,7 @@ def test_a_conversation_with_only_a_model_left_goes_with_the_account(api, db):
 
 
 def test_licences_that_seat_other_users_refuse_the_deletion_until_those_seats_are_removed(api, db, make_role):
-    _, admin = _with_role(api, make_role, "ada", "admin")
+    _, admin = api.with_role(make_role, "ada", "admin")
     owner = api.signup("oli")
     owner_token, owner_id = owner["access_token"], owner["user"]["id"]
     seated = api.signup("sam")["user"]["id"]
@@ -245,7 +233,7 @@ def test_licences_that_seat_other_users_refuse_the_deletion_until_those_seats_ar
 
 
 def test_a_seat_holders_deletion_frees_the_seat_and_leaves_the_licence(api, db, make_role):
-    _, admin = _with_role(api, make_role, "ada", "admin")
+    _, admin = api.with_role(make_role, "ada", "admin")
     owner = api.signup("oli")
     licence = api.call(
         "POST", "/v1/licenses", {"tier": "basic", "seats": 1, "owner_id": owner["user"]["id"]}, token=admin
@@ -262,7 +250,7 @@ def test_a_seat_given_while_the_deletion_waits_for_the_licence_refuses_the_delet
     # licences before it counts their seats: counted first, it saw no seat, then its cascade deleted the licence with
     # the seat just given to someone else.
     owner = api.signup("oli")
-    _, admin = _with_role(api, make_role, "ada", "admin")
+    _, admin = api.with_role(make_role, "ada", "admin")
     licence = api.call(
         "POST", "/v1/licenses", {"tier": "basic", "seats": 2, "owner_id": owner["user"]["id"]}, token=admin
     ).json
@@ -522,7 +510,7 @@ def test_a_deleted_accounts_messages_that_stay_no_longer_name_its_files(api, db)
 
 
 def test_an_admin_deletes_a_plain_user_and_the_trail_names_the_admin(api, db, make_role):
-    admin_id, admin = _with_role(api, make_role, "ada", "admin")
+    admin_id, admin = api.with_role(make_role, "ada", "admin")
     user = api.signup("ula")
     assert api.call("DELETE", f"/v1/admin/users/{user['user']['id']}", token=user["access_token"]).status == 403
     assert api.call("DELETE", f"/v1/admin/users/{user['user']['id']}", token=admin).status == 204
@@ -541,8 +529,8 @@ def test_a_second_deletion_of_an_account_being_deleted_waits_and_is_the_random_i
     api, db, make_role, monkeypatch, second
 ):
     # Two administrators at once, or the user as an administrator deletes it: one deletes, the other finds nothing.
-    admin_id, admin = _with_role(api, make_role, "ada", "admin")
-    _with_role(api, make_role, "root", "super_admin")
+    admin_id, admin = api.with_role(make_role, "ada", "admin")
+    api.with_role(make_role, "root", "super_admin")
     user = api.signup("ula")
     paused, resume = threading.Event(), threading.Event()
     real = AccountDeletionsRepository.seal
@@ -590,8 +578,8 @@ def test_a_plain_admins_deletion_racing_a_promotion_of_the_account_follows_which
 ):
     # Both lock the super_admin rows first: promoted first, the account is an admin only a super_admin deletes
     # (403); deleted first, the promotion finds no account (404).
-    _, admin = _with_role(api, make_role, "ada", "admin")
-    root_id, _ = _with_role(api, make_role, "root", "super_admin")
+    _, admin = api.with_role(make_role, "ada", "admin")
+    root_id, _ = api.with_role(make_role, "root", "super_admin")
     target = uuid.UUID(api.signup("ula")["user"]["id"])
     paused, resume = threading.Event(), threading.Event()
     promoted_first = (UsersRepository, "set_role_and_active")
@@ -638,10 +626,10 @@ def test_a_plain_admins_deletion_racing_a_promotion_of_the_account_follows_which
 
 
 def test_only_a_super_admin_deletes_an_admin_and_nobody_deletes_themselves_without_a_password(api, db, make_role):
-    admin_id, admin = _with_role(api, make_role, "ada", "admin")
-    other_id, _ = _with_role(api, make_role, "abe", "admin")
-    root_id, root = _with_role(api, make_role, "root", "super_admin")
-    second_root, _ = _with_role(api, make_role, "root2", "super_admin")
+    admin_id, admin = api.with_role(make_role, "ada", "admin")
+    other_id, _ = api.with_role(make_role, "abe", "admin")
+    root_id, root = api.with_role(make_role, "root", "super_admin")
+    second_root, _ = api.with_role(make_role, "root2", "super_admin")
     assert api.call("DELETE", f"/v1/admin/users/{other_id}", token=admin).status == 403
     assert api.call("DELETE", f"/v1/admin/users/{root_id}", token=admin).status == 403
     assert api.call("DELETE", f"/v1/admin/users/{admin_id}", token=admin).status == 403
@@ -655,11 +643,11 @@ def test_only_a_super_admin_deletes_an_admin_and_nobody_deletes_themselves_witho
 
 
 def test_the_last_super_admin_cannot_delete_their_account_until_there_is_another(api, db, make_role):
-    root_id, root = _with_role(api, make_role, "root", "super_admin")
+    root_id, root = api.with_role(make_role, "root", "super_admin")
     last = _delete_me(api, root)
     assert last.status == 409 and "super_admin" in last.json["detail"]
     assert _count(db, "SELECT count(*) FROM users WHERE id = %s", root_id) == 1
-    second_id, _ = _with_role(api, make_role, "root2", "super_admin")
+    second_id, _ = api.with_role(make_role, "root2", "super_admin")
     # A deactivated super_admin is no other one.
     assert api.call("PATCH", f"/v1/admin/users/{second_id}", {"is_active": False}, token=root).status == 200
     assert _delete_me(api, root).status == 409
@@ -673,8 +661,8 @@ def test_a_demoted_admin_with_a_stale_authorizer_answer_deletes_nobody(api, db, 
     from shared.errors import ForbiddenError
     from shared.services import account_deletions
 
-    _, root = _with_role(api, make_role, "root", "super_admin")
-    rogue_id, _ = _with_role(api, make_role, "rogue", "admin")
+    _, root = api.with_role(make_role, "root", "super_admin")
+    rogue_id, _ = api.with_role(make_role, "rogue", "admin")
     victim = api.signup("vic")["user"]["id"]
     assert api.call("PATCH", f"/v1/admin/users/{rogue_id}", {"role": "user"}, token=root).status == 200
     stale = Principal(kind="jwt", user_id=uuid.UUID(rogue_id), role="admin")

@@ -16,18 +16,6 @@ from shared.services import accounts, admin, licenses
 from tests.integration.identity.conftest import PASSWORD
 
 
-def _login(api, name):
-    reply = api.call("POST", "/v1/auth/login", {"login": name, "password": PASSWORD})
-    assert reply.status == 200, reply.json
-    return reply.json["access_token"]
-
-
-def _with_role(api, make_role, name, role):
-    body = api.signup(name)
-    make_role(body["user"]["id"], role)
-    return body["user"]["id"], _login(api, name)
-
-
 def test_profile_patch_changes_only_given_fields_and_refuses_privileged_ones(api, db):
     token = api.signup("mia", name="Mia", country="NZ")["access_token"]
     patched = api.call("PATCH", "/v1/users/me", {"organization": "Acme"}, token=token)
@@ -122,13 +110,13 @@ def test_users_read_their_own_connection_logs_and_admins_read_all(api, make_role
     own = api.call("GET", "/v1/users/me/connection-logs", token=token).json["items"]
     assert [log["action"] for log in own] == ["signup"]
     assert api.call("GET", "/v1/admin/connection-logs", token=token).status == 403
-    _, admin = _with_role(api, make_role, "vic", "admin")
+    _, admin = api.with_role(make_role, "vic", "admin")
     everyone = api.call("GET", "/v1/admin/connection-logs", token=admin).json["items"]
     assert {log["action"] for log in everyone} >= {"signup", "login"} and len(everyone) >= 4
 
 
 def test_admin_lists_deactivates_and_reactivates_users_with_immediate_effect(api, make_role):
-    _, admin = _with_role(api, make_role, "wade", "admin")
+    _, admin = api.with_role(make_role, "wade", "admin")
     user = api.signup("xena")
     assert api.call("GET", "/v1/admin/users", token=user["access_token"]).status == 403
     listed = api.call("GET", "/v1/admin/users", token=admin)
@@ -139,14 +127,14 @@ def test_admin_lists_deactivates_and_reactivates_users_with_immediate_effect(api
     assert api.call("POST", "/v1/auth/refresh", {"refresh_token": user["refresh_token"]}).status == 401
     assert api.call("POST", "/v1/auth/login", {"login": "xena", "password": PASSWORD}).status == 401
     on = api.call("PATCH", f"/v1/admin/users/{user['user']['id']}", {"is_active": True}, token=admin)
-    assert on.status == 200 and _login(api, "xena")
+    assert on.status == 200 and api.login("xena")
     assert api.call("PATCH", f"/v1/admin/users/{uuid.uuid4()}", {"is_active": False}, token=admin).status == 404
 
 
 def test_only_a_super_admin_grants_or_takes_admin(api, make_role):
-    _, admin = _with_role(api, make_role, "yuri", "admin")
-    other_admin, _ = _with_role(api, make_role, "zoe", "admin")
-    _, root = _with_role(api, make_role, "root1", "super_admin")
+    _, admin = api.with_role(make_role, "yuri", "admin")
+    other_admin, _ = api.with_role(make_role, "zoe", "admin")
+    _, root = api.with_role(make_role, "root1", "super_admin")
     user = api.signup("abe")
     uid = user["user"]["id"]
     assert api.call("PATCH", f"/v1/admin/users/{uid}", {"role": "admin"}, token=admin).status == 403
@@ -159,7 +147,7 @@ def test_only_a_super_admin_grants_or_takes_admin(api, make_role):
 
 
 def test_an_administrators_change_to_an_account_names_the_administrator_and_what_changed(api, make_role, db):
-    root_id, root = _with_role(api, make_role, "root2", "super_admin")
+    root_id, root = api.with_role(make_role, "root2", "super_admin")
     uid = api.signup("bea")["user"]["id"]
     assert api.call("PATCH", f"/v1/admin/users/{uid}", {"role": "admin"}, token=root).status == 200
     assert api.call("PATCH", f"/v1/admin/users/{uid}", {"is_active": False}, token=root).status == 200
@@ -175,7 +163,7 @@ def test_an_administrators_change_to_an_account_names_the_administrator_and_what
 
 
 def test_refresh_after_a_role_change_keeps_the_session_with_the_new_role(api, make_role):
-    _, root = _with_role(api, make_role, "root2", "super_admin")
+    _, root = api.with_role(make_role, "root2", "super_admin")
     user = api.signup("bea")
     assert api.call("PATCH", f"/v1/admin/users/{user['user']['id']}", {"role": "admin"}, token=root).status == 200
     renewed = api.call("POST", "/v1/auth/refresh", {"refresh_token": user["refresh_token"]})
@@ -184,11 +172,11 @@ def test_refresh_after_a_role_change_keeps_the_session_with_the_new_role(api, ma
 
 
 def test_the_last_super_admin_can_be_neither_demoted_nor_deactivated(api, make_role):
-    root_id, root = _with_role(api, make_role, "boss", "super_admin")
+    root_id, root = api.with_role(make_role, "boss", "super_admin")
     for change in ({"role": "admin"}, {"is_active": False}):
         reply = api.call("PATCH", f"/v1/admin/users/{root_id}", change, token=root)
         assert reply.status == 409
-    second_id, second = _with_role(api, make_role, "boss2", "super_admin")
+    second_id, second = api.with_role(make_role, "boss2", "super_admin")
     assert api.call("PATCH", f"/v1/admin/users/{second_id}", {"role": "admin"}, token=root).status == 200
     assert api.call("PATCH", f"/v1/admin/users/{root_id}", {"role": "user"}, token=root).status == 409
 
@@ -196,7 +184,7 @@ def test_the_last_super_admin_can_be_neither_demoted_nor_deactivated(api, make_r
 def test_licence_is_created_by_admins_with_its_key_shown_once(api, make_role, db):
     user = api.signup("cleo")["access_token"]
     assert api.call("POST", "/v1/licenses", {"tier": "pro", "seats": 2}, token=user).status == 403
-    _, admin = _with_role(api, make_role, "dora", "admin")
+    _, admin = api.with_role(make_role, "dora", "admin")
     created = api.call("POST", "/v1/licenses", {"tier": "pro", "seats": 2}, token=admin)
     assert created.status == 201 and created.json["key"].startswith("cfl_") and created.json["seats_used"] == 0
     listed = api.call("GET", "/v1/licenses", token=admin)
@@ -209,7 +197,7 @@ def test_licence_is_created_by_admins_with_its_key_shown_once(api, make_role, db
 
 
 def test_seats_stop_at_the_limit_and_an_expired_licence_assigns_nothing(api, make_role, db):
-    _, admin = _with_role(api, make_role, "eli", "admin")
+    _, admin = api.with_role(make_role, "eli", "admin")
     lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 1}, token=admin).json
     a, b = api.signup("fay")["user"]["id"], api.signup("gus")["user"]["id"]
     assert api.call("POST", f"/v1/licenses/{lic['id']}/seats", {"user_id": a}, token=admin).status == 201
@@ -222,7 +210,7 @@ def test_seats_stop_at_the_limit_and_an_expired_licence_assigns_nothing(api, mak
 
 
 def test_another_users_licence_or_seat_is_a_404_identical_to_a_random_id(api, make_role, db):
-    owner_id, admin = _with_role(api, make_role, "hal", "admin")
+    owner_id, admin = api.with_role(make_role, "hal", "admin")
     lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 3}, token=admin).json
     seated = api.signup("ian")["user"]["id"]
     api.call("POST", f"/v1/licenses/{lic['id']}/seats", {"user_id": seated}, token=admin)
@@ -238,7 +226,7 @@ def test_another_users_licence_or_seat_is_a_404_identical_to_a_random_id(api, ma
 
 
 def test_owners_and_admins_list_a_licences_seat_holders_and_admins_find_any_owners_licences(api, make_role):
-    _, admin = _with_role(api, make_role, "lea", "admin")
+    _, admin = api.with_role(make_role, "lea", "admin")
     owner = api.signup("max")
     owner_id, owner_token = owner["user"]["id"], owner["access_token"]
     lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 5, "owner_id": owner_id}, token=admin).json
@@ -266,7 +254,7 @@ def test_owners_and_admins_list_a_licences_seat_holders_and_admins_find_any_owne
 
 
 def test_twenty_concurrent_seat_assignments_never_exceed_the_licence(api, make_role, app_container, db):
-    owner_id, admin = _with_role(api, make_role, "kim", "admin")
+    owner_id, admin = api.with_role(make_role, "kim", "admin")
     lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 5}, token=admin).json
     users = [api.signup(f"seat{i}")["user"]["id"] for i in range(20)]
     principal = Principal(kind="jwt", user_id=uuid.UUID(owner_id), role="admin")
@@ -291,7 +279,7 @@ def test_twenty_concurrent_seat_assignments_never_exceed_the_licence(api, make_r
 
 
 def test_admins_change_a_licences_seats_tier_and_expiry_and_its_owner_gets_403_and_a_stranger_404(api, make_role, db):
-    _, admin = _with_role(api, make_role, "ada", "admin")
+    _, admin = api.with_role(make_role, "ada", "admin")
     owner = api.signup("bob")
     lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 2, "owner_id": owner["user"]["id"]}, token=admin)
     path = f"/v1/licenses/{lic.json['id']}"
@@ -320,7 +308,7 @@ def test_admins_change_a_licences_seats_tier_and_expiry_and_its_owner_gets_403_a
 
 
 def test_lowering_a_licence_below_its_assigned_seats_is_409_and_changes_nothing(api, make_role, db):
-    _, admin = _with_role(api, make_role, "dan", "admin")
+    _, admin = api.with_role(make_role, "dan", "admin")
     lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 3}, token=admin).json
     for name in ("eve", "finn"):
         user_id = api.signup(name)["user"]["id"]
@@ -350,7 +338,7 @@ def _race(calls):
 def test_lowering_seats_while_seats_are_assigned_concurrently_never_leaves_more_seats_than_the_licence(
     api, make_role, app_container, db
 ):
-    admin_id, admin = _with_role(api, make_role, "gil", "admin")
+    admin_id, admin = api.with_role(make_role, "gil", "admin")
     principal = Principal(kind="jwt", user_id=uuid.UUID(admin_id), role="admin")
     users = [uuid.UUID(api.signup(f"racer{i}")["user"]["id"]) for i in range(6)]
     for _ in range(5):
@@ -368,7 +356,7 @@ def test_lowering_seats_while_seats_are_assigned_concurrently_never_leaves_more_
 
 
 def test_an_admin_deletes_a_licence_with_its_seats_and_its_owner_gets_403_and_a_stranger_404(api, make_role, db):
-    _, admin = _with_role(api, make_role, "hana", "admin")
+    _, admin = api.with_role(make_role, "hana", "admin")
     owner = api.signup("ivo")
     lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 2, "owner_id": owner["user"]["id"]}, token=admin)
     path = f"/v1/licenses/{lic.json['id']}"
@@ -393,9 +381,9 @@ def test_an_administrator_demoted_or_deactivated_meanwhile_changes_nothing_with_
 ):
     # API Gateway may answer from an Allow cached before the demotion (docs/deploy.md, "Authorizer caching"):
     # the context still says super_admin or admin. The rights are what the account holds when it acts.
-    _, root = _with_role(api, make_role, "root3", "super_admin")
-    rogue_id, _ = _with_role(api, make_role, "rogue", "super_admin")
-    gone_id, _ = _with_role(api, make_role, "gone", "admin")
+    _, root = api.with_role(make_role, "root3", "super_admin")
+    rogue_id, _ = api.with_role(make_role, "rogue", "super_admin")
+    gone_id, _ = api.with_role(make_role, "gone", "admin")
     plain = api.signup("plain")["user"]["id"]
     assert api.call("PATCH", f"/v1/admin/users/{rogue_id}", {"role": "user"}, token=root).status == 200
     assert api.call("PATCH", f"/v1/admin/users/{gone_id}", {"is_active": False}, token=root).status == 200
@@ -418,7 +406,7 @@ def test_api_keys_outlive_password_change_and_logout_all_and_are_refused_only_wh
 ):
     # What docs/auth.md ("API keys and licences") says of keys: they are credentials of their own, revoked one by
     # one; a deactivated owner's keys are refused and work again on reactivation.
-    _, root = _with_role(api, make_role, "root4", "super_admin")
+    _, root = api.with_role(make_role, "root4", "super_admin")
     body = api.signup("kira")
     token = body["access_token"]
     key = api.call("POST", "/v1/users/me/api-keys", {"name": "ci"}, token=token).json["key"]
