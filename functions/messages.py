@@ -51,8 +51,9 @@ ChangesAfter = Annotated[
     Query(
         ge=0,
         le=2**63 - 1,
-        description="Changes after this position: the newest message id or change id the client holds (0, the "
-        "default: every change kept). Not with cursor.",
+        description="Changes after this position: the newest change id the client has applied (at first, the newest "
+        "message id it has read; 0, the default: every change kept). Hold it apart from the messages' after: one "
+        "number for both skips changes (docs/conversations.md). Not with cursor.",
     ),
 ]
 
