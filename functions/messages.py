@@ -7,6 +7,7 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
@@ -51,8 +52,9 @@ ChangesAfter = Annotated[
     Query(
         ge=0,
         le=2**63 - 1,
-        description="Changes after this position: the newest message id or change id the client holds (0, the "
-        "default: every change kept). Not with cursor.",
+        description="Changes after this position: the newest change id the client has applied (at first, the newest "
+        "message id it has read; 0, the default: every change kept). Hold it apart from the messages' after: one "
+        "number for both skips changes (docs/conversations.md). Not with cursor.",
     ),
 ]
 
@@ -71,11 +73,37 @@ def list_messages(
     return Response(status_code=200, content_type="application/json", body=page.to_json())
 
 
+# The change feed's 410 names where to resume; Problem is the merged document's (shared/local/server.py).
+CHANGES_GONE: OpenAPIResponse = {
+    "description": "The position is older than the changes kept: read the messages again, then poll changes after "
+    "resume_after",
+    "content": {
+        "application/problem+json": {
+            "schema": {
+                "allOf": [
+                    {"$ref": "#/components/schemas/Problem"},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "resume_after": {
+                                "type": "integer",
+                                "description": "The conversation's newest position when the 410 was answered",
+                            }
+                        },
+                        "required": ["resume_after"],
+                    },
+                ]
+            }
+        }
+    },
+}
+
+
 @app.get(
     "/v1/conversations/<id>/changes",
     tags=TAGS,
     summary="Edits and deletions since a position, oldest first (410: resync)",
-    responses=replies(Page[MessageChange], 200),
+    responses={**replies(Page[MessageChange], 200), 410: CHANGES_GONE},
 )
 def list_changes(id: PathId, after: ChangesAfter = None, cursor: Cursor = None, limit: Limit = None) -> Response[str]:
     page = service.list_changes(container().db, principal_of(app), id, after, cursor, limit)

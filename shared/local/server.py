@@ -162,7 +162,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",
     "description": (
         "Every error (RFC 9457, application/problem+json); `type` is stable. A 422 names what failed in `errors`, "
-        "some problems carry more members (`file_id`, `limit`), and a 429 or 503 comes with a Retry-After header."
+        "some problems carry more members (`file_id`, `limit`, `constraint`, `licenses_seating_others`, the change "
+        "feed's `resume_after`), and a 429 or 503 comes with a Retry-After header."
     ),
     "type": "object",
     "properties": {

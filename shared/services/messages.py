@@ -190,9 +190,10 @@ def list_messages(
 def list_changes(
     db: Database, principal: Principal, conversation_id: UUID, after: int | None, cursor: str | None, limit: int | None
 ) -> JsonPage:
-    """Edits and deletions of the conversation's messages after a position (a message id or change id the client
-    holds; 0 for every change kept), oldest first. A position before the changes maintenance purged is a 410 that
-    names where to resume once the client has read the conversation again."""
+    """Edits and deletions of the conversation's messages after a position (the newest change id the client
+    applied, or at first the newest message id it read; 0 for every change kept), oldest first. A position before
+    the changes maintenance purged is a 410 that names where to resume once the client has read the conversation
+    again."""
     if after is not None and cursor:
         raise InvalidRequestError("Pass either cursor or after, not both.")
     key = decode_cursor(cursor, (int,))

@@ -555,3 +555,15 @@ def test_the_openapi_document_names_the_success_status_and_body_each_route_answe
                 if schema.get("type") in ("string", "null"):
                     wrong.append((route.method, route.openapi_path, code, f"JSON body documented as {schema}"))
     assert wrong == []
+
+
+def test_the_openapi_document_names_the_change_feeds_410_and_its_resume_after():
+    # A client generated from /openapi.json must handle the change feed's 410 (a position older than the changes
+    # kept) and read resume_after from it to resync (docs/conversations.md); a summary's "(410: resync)" types nothing.
+    document = LocalApi().openapi()
+    gone = document["paths"]["/v1/conversations/{id}/changes"]["get"]["responses"]["410"]
+    schema = gone["content"]["application/problem+json"]["schema"]
+    assert {"$ref": "#/components/schemas/Problem"} in schema["allOf"]
+    extra = next(part for part in schema["allOf"] if "properties" in part)
+    assert extra["properties"]["resume_after"]["type"] == "integer" and extra["required"] == ["resume_after"]
+    assert "resume_after" in document["components"]["schemas"]["Problem"]["description"]
