@@ -143,13 +143,17 @@ class Message(BaseModel):
 
 
 class MessageChange(BaseModel):
-    """An edit or deletion of a message, in a conversation's change feed (GET /v1/conversations/{id}/changes)."""
+    """An edit, deletion or change of the reactions of a message, in a conversation's change feed
+    (GET /v1/conversations/{id}/changes)."""
 
     id: int  # the change's position: drawn with message ids, in commit order within the conversation
     message_id: int
-    kind: Literal["edited", "deleted"]
+    kind: Literal["edited", "deleted", "reactions"]
     changed_at: datetime
-    message: Message | None  # an edit: the message as it reads now; a deletion: null
+    message: Message | None  # an edit: the message as it reads now; a deletion or a reactions change: null
+    # A reactions change: the message's reaction summary as it is now, as GET /v1/messages/{id}/reactions lists it
+    # for the caller (empty once the last reaction is taken back); an edit or a deletion: null.
+    reactions: list[ReactionCount] | None
 
 
 class ReadMark(Strict):

@@ -196,18 +196,39 @@ THREAD_PAGE_BACKWARD = _rendered_page(_THREAD_ROWS, forward=False)
 THREAD_PAGE_FORWARD = _rendered_page(_THREAD_ROWS, forward=True)
 
 
-# Changes (edits and deletions, migration 0601), oldest first after a position: a message id or a change id, both
-# drawn in commit order within the conversation. An edit reads as its message does now (a deleted message's edit
-# entries went with it); a deletion carries no message. The access check rides along as a page's does.
+# A reaction is keyed on its emoji without variation selectors (migration 0550): a heart sent with and without
+# U+FE0F is one reaction. Counts show the spelling with the most selectors (the emoji-styled one sorts last).
+_EMOJI_KEY = "translate({}, U&'\\FE0E\\FE0F', '')"
+
+# A message's reaction summary (the reactions of message {message}, grouped by emoji, seen by %(user_id)s: null for
+# an anonymous token, which reacts with nothing), as GET /v1/messages/{id}/reactions lists it and the change feed
+# carries it: most reacted first, then by emoji.
+_REACTION_GROUPS = f"""
+SELECT max(emoji COLLATE "C") AS emoji, count(*)::int AS count,
+       coalesce(bool_or(user_id = %(user_id)s::uuid), false) AS reacted_by_me
+FROM message_reactions WHERE message_id = {{message}}
+GROUP BY {_EMOJI_KEY.format("emoji")}"""  # noqa: S608 (fixed text)
+_REACTION_ORDER = 'g.count DESC, g.emoji COLLATE "C"'
+
+# Changes (edits, deletions and reactions; migrations 0601 and 0602), oldest first after a position: a message id or
+# a change id, both drawn in commit order within the conversation. An edit reads as its message does now (a deleted
+# message's edit and reaction entries went with it); a deletion carries no message; a reactions change carries the
+# message's reaction summary as it is now, for the caller (no message: its text did not change). The access check
+# rides along as a page's does.
 _CHANGE_ROWS = f"""
         SELECT ch.id, ch.message_id, ch.kind, ch.changed_at,
-               (SELECT {M_MESSAGE_JSON} FROM messages m WHERE m.id = ch.message_id AND ch.kind = 'edited') AS message
+               (SELECT {M_MESSAGE_JSON} FROM messages m WHERE m.id = ch.message_id AND ch.kind = 'edited') AS message,
+               CASE WHEN ch.kind = 'reactions' THEN (
+                   SELECT coalesce(json_agg(json_build_object('emoji', g.emoji, 'count', g.count,
+                                                              'reacted_by_me', g.reacted_by_me)
+                                            ORDER BY {_REACTION_ORDER}), '[]'::json)
+                   FROM ({_REACTION_GROUPS.format(message="ch.message_id")}) g) END AS reactions
         FROM message_changes ch
         WHERE ch.conversation_id = %(conversation_id)s AND {_VISIBLE} AND ch.id {{beyond}} %(cursor)s
         ORDER BY ch.id {{order}} LIMIT %(limit)s"""  # noqa: S608 (fixed text)
 _CHANGE_JSON = (
     "json_build_object('id', id, 'message_id', message_id, 'kind', kind, "
-    "'changed_at', confab_json_time(changed_at), 'message', message)"
+    "'changed_at', confab_json_time(changed_at), 'message', message, 'reactions', reactions)"
 )
 # With the page, in its snapshot: how far maintenance purged the conversation's changes (0: never). A position below
 # it may have missed a purged change (the page cannot show what is gone), however many retained ones follow it.
@@ -302,8 +323,9 @@ EDITS_FULL = f"""SELECT {_EDITS_HELD.format(conversation="%(conversation_id)s")}
 # holds the conversation's row, so no send commits in between and this statement sees every committed message.
 DELETE = """
 WITH gone AS (DELETE FROM messages WHERE id = %(id)s RETURNING conversation_id),
--- The deletion is logged (under the caller's lock, as an edit is) and the message's 'edited' entry goes with it.
-unlogged AS (DELETE FROM message_changes WHERE message_id = %(id)s AND kind = 'edited'),
+-- The deletion is logged (under the caller's lock, as an edit is) and the message's 'edited' and 'reactions' entries
+-- go with it.
+unlogged AS (DELETE FROM message_changes WHERE message_id = %(id)s AND kind IN ('edited', 'reactions')),
 logged AS (
     INSERT INTO message_changes (conversation_id, message_id, kind) SELECT conversation_id, %(id)s, 'deleted' FROM gone
 ),
@@ -360,21 +382,34 @@ FROM participants p, target
 WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
 """
 
-# A reaction is keyed on its emoji without variation selectors (migration 0550): a heart sent with and without
-# U+FE0F is one reaction. Counts show the spelling with the most selectors (the emoji-styled one sorts last).
-_EMOJI_KEY = "translate({}, U&'\\FE0E\\FE0F', '')"
+# CTEs that log a reaction change of %(message_id)s when {changed} (a CTE of the reaction write) has a row.
+_REACTIONS_LOGGED = """superseded AS (
+    DELETE FROM message_changes ch
+    WHERE ch.message_id = %(message_id)s AND ch.kind = 'reactions' AND EXISTS (SELECT 1 FROM {changed})
+),
+logged AS (
+    INSERT INTO message_changes (conversation_id, message_id, kind)
+    SELECT %(conversation_id)s, %(message_id)s, 'reactions' WHERE EXISTS (SELECT 1 FROM {changed})
+)"""
 
 # A message holds at most %(max_emoji)s distinct emoji (its reaction summary is one unpaged list): an emoji it
 # already has may always be added, a new one only below that. Concurrent new emoji may pass it by their number.
+# A reaction added is logged in message_changes (migration 0602) as an edit is: its id drawn under the caller's
+# FOR NO KEY UPDATE lock on the conversation's row %(conversation_id)s, replacing the message's earlier 'reactions'
+# entry (both would read as the summary now does). A repeat inserts nothing and logs nothing.
 ADD_REACTION = f"""
-INSERT INTO message_reactions (message_id, user_id, emoji)
-SELECT %(message_id)s, %(user_id)s, %(emoji)s
-WHERE EXISTS (SELECT 1 FROM message_reactions WHERE message_id = %(message_id)s
-                AND {_EMOJI_KEY.format("emoji")} = {_EMOJI_KEY.format("%(emoji)s")})
-   OR (SELECT count(DISTINCT {_EMOJI_KEY.format("emoji")}) FROM message_reactions
-       WHERE message_id = %(message_id)s) < %(max_emoji)s
-ON CONFLICT DO NOTHING
-RETURNING message_id, user_id, emoji, created_at
+WITH added AS (
+    INSERT INTO message_reactions (message_id, user_id, emoji)
+    SELECT %(message_id)s, %(user_id)s, %(emoji)s
+    WHERE EXISTS (SELECT 1 FROM message_reactions WHERE message_id = %(message_id)s
+                    AND {_EMOJI_KEY.format("emoji")} = {_EMOJI_KEY.format("%(emoji)s")})
+       OR (SELECT count(DISTINCT {_EMOJI_KEY.format("emoji")}) FROM message_reactions
+           WHERE message_id = %(message_id)s) < %(max_emoji)s
+    ON CONFLICT DO NOTHING
+    RETURNING message_id, user_id, emoji, created_at
+),
+{_REACTIONS_LOGGED.format(changed="added")}
+SELECT message_id, user_id, emoji, created_at FROM added
 """  # noqa: S608 (fixed text)
 
 GET_REACTION = f"""
@@ -384,9 +419,8 @@ WHERE message_id = %(message_id)s AND user_id = %(user_id)s
 """  # noqa: S608 (fixed text)
 
 REACTION_COUNTS = f"""
-SELECT max(emoji COLLATE "C") AS emoji, count(*)::int AS count, bool_or(user_id = %(user_id)s) AS reacted_by_me
-FROM message_reactions WHERE message_id = %(message_id)s
-GROUP BY {_EMOJI_KEY.format("emoji")} ORDER BY count(*) DESC, 1
+SELECT g.emoji, g.count, g.reacted_by_me FROM ({_REACTION_GROUPS.format(message="%(message_id)s")}) g
+ORDER BY {_REACTION_ORDER}
 """  # noqa: S608 (fixed text)
 
 EDITS_PAGE = """
@@ -397,10 +431,15 @@ ORDER BY edited_at DESC, id DESC
 LIMIT %(limit)s
 """
 
+# Taking a reaction back is logged as adding one is; taking back one the caller does not have logs nothing.
 REMOVE_REACTION = f"""
-DELETE FROM message_reactions WHERE message_id = %(message_id)s AND user_id = %(user_id)s
-  AND {_EMOJI_KEY.format("emoji")} = {_EMOJI_KEY.format("%(emoji)s")}
-RETURNING id
+WITH gone AS (
+    DELETE FROM message_reactions WHERE message_id = %(message_id)s AND user_id = %(user_id)s
+      AND {_EMOJI_KEY.format("emoji")} = {_EMOJI_KEY.format("%(emoji)s")}
+    RETURNING id
+),
+{_REACTIONS_LOGGED.format(changed="gone")}
+SELECT id FROM gone
 """  # noqa: S608 (fixed text)
 
 FEEDBACK_COLUMNS = """
@@ -527,10 +566,19 @@ class MessagesRepository:
         with self.conn.cursor(row_factory=class_row(ReadCursor)) as cur:
             return cur.execute(MARK_READ if read else MARK_DELIVERED, params).fetchone()
 
-    def add_reaction(self, message_id: int, user_id: UUID, emoji: str, max_emoji: int) -> tuple[Reaction, bool] | None:
-        """The new reaction (True) or the caller's same one (False); None when the message holds `max_emoji`
-        distinct emoji and this one is not among them."""
-        params = {"message_id": message_id, "user_id": user_id, "emoji": emoji, "max_emoji": max_emoji}
+    def add_reaction(
+        self, conversation_id: UUID, message_id: int, user_id: UUID, emoji: str, max_emoji: int
+    ) -> tuple[Reaction, bool] | None:
+        """The new reaction (True; logged as a change of the message in its conversation, `conversation_id`) or the
+        caller's same one (False); None when the message holds `max_emoji` distinct emoji and this one is not among
+        them. The caller holds the conversation's row FOR NO KEY UPDATE (the change's position)."""
+        params = {
+            "conversation_id": conversation_id,
+            "message_id": message_id,
+            "user_id": user_id,
+            "emoji": emoji,
+            "max_emoji": max_emoji,
+        }
         with self.conn.cursor(row_factory=class_row(Reaction)) as cur:
             added = cur.execute(ADD_REACTION, params).fetchone()
             if added is not None:
@@ -553,8 +601,9 @@ class MessagesRepository:
         with self.conn.cursor(row_factory=class_row(MessageEdit)) as cur:
             return cur.execute(EDITS_PAGE, params).fetchall()
 
-    def remove_reaction(self, message_id: int, user_id: UUID, emoji: str) -> bool:
-        params = {"message_id": message_id, "user_id": user_id, "emoji": emoji}
+    def remove_reaction(self, conversation_id: UUID, message_id: int, user_id: UUID, emoji: str) -> bool:
+        """Whether the caller had the reaction (then taken back and logged, as add_reaction logs one)."""
+        params = {"conversation_id": conversation_id, "message_id": message_id, "user_id": user_id, "emoji": emoji}
         return self.conn.execute(REMOVE_REACTION, params).fetchone() is not None
 
     def put_feedback(self, params: dict[str, Any]) -> Feedback:

@@ -332,8 +332,11 @@ def add_reaction(db: Database, principal: Principal, message_id: int, emoji: str
 
     def work(uow: UnitOfWork) -> tuple[Reaction, bool]:
         repo = MessagesRepository(uow.conn)
-        _message_access(repo, principal, message_id, "KEY SHARE")
-        added = repo.add_reaction(message_id, user_id, emoji, REACTION_MAX_EMOJI)
+        # NO KEY UPDATE, as an edit takes it: the reaction's change id (message_changes) is drawn under it, so it
+        # commits in id order with the conversation's messages and other changes. Reactions therefore wait for
+        # sends, edits, deletes and other reactions in the same conversation.
+        row, _ = _message_access(repo, principal, message_id, "NO KEY UPDATE")
+        added = repo.add_reaction(row.conversation_id, message_id, user_id, emoji, REACTION_MAX_EMOJI)
         if added is None:
             raise ConflictError(
                 f"This message holds at most {REACTION_MAX_EMOJI} different reactions.", limit=REACTION_MAX_EMOJI
@@ -379,8 +382,9 @@ def remove_reaction(db: Database, principal: Principal, message_id: int, emoji: 
 
     def work(uow: UnitOfWork) -> None:
         repo = MessagesRepository(uow.conn)
-        _message_access(repo, principal, message_id, "KEY SHARE")
-        if not repo.remove_reaction(message_id, user_id, emoji):
+        # As add_reaction: the change it logs draws its id under the conversation's row.
+        row, _ = _message_access(repo, principal, message_id, "NO KEY UPDATE")
+        if not repo.remove_reaction(row.conversation_id, message_id, user_id, emoji):
             raise not_found()
 
     db.transact(work)

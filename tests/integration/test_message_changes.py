@@ -1,4 +1,5 @@
-"""The change feed: GET /v1/conversations/{id}/changes answers edits and deletions after a position, oldest first."""
+"""The change feed: GET /v1/conversations/{id}/changes answers edits, deletions and reaction changes after a position,
+oldest first."""
 
 from __future__ import annotations
 
@@ -77,6 +78,101 @@ def test_a_second_edit_replaces_the_first_entry_and_a_deletion_drops_the_edits_t
     assert "secret" not in str(reply.body)
     rows = db.execute("SELECT kind FROM message_changes WHERE message_id = %s", (message,)).fetchall()
     assert rows == [("deleted",)]
+
+
+def _react(room, who, message_id, emoji):
+    return call("POST", f"/v1/messages/{message_id}/reactions", room[who], body={"emoji": emoji}).status
+
+
+def _unreact(room, who, message_id, encoded):
+    return call("DELETE", f"/v1/messages/{message_id}/reactions/{encoded}", room[who]).status
+
+
+def _summary(room, who, message_id):
+    return call("GET", f"/v1/messages/{message_id}/reactions", room[who]).body["reactions"]
+
+
+def test_a_reaction_added_or_taken_back_is_a_reactions_change_carrying_the_summary_as_the_list_reads(room):
+    first, second = _send(room, "alice", "m0"), _send(room, "alice", "m1")
+    assert _react(room, "alice", first, "👍") == 201
+    assert _react(room, "bob", first, "🎉") == 201
+    reply = _changes(room, "bob", after=second)
+    assert reply.status == 200 and reply.body["next_cursor"] is None
+    [change] = reply.body["items"]  # one entry per message: the second reaction replaced the first's
+    assert (change["message_id"], change["kind"], change["message"]) == (first, "reactions", None)
+    assert second < change["id"] and change["changed_at"].endswith("Z")
+    # The summary as GET .../reactions lists it for the caller (reacted_by_me is the poller's).
+    assert change["reactions"] == _summary(room, "bob", first)
+    assert change["reactions"] == [
+        {"emoji": "🎉", "count": 1, "reacted_by_me": True},
+        {"emoji": "👍", "count": 1, "reacted_by_me": False},
+    ]
+    assert _changes(room, "alice", after=second).body["items"][0]["reactions"] == _summary(room, "alice", first)
+    # Taking one back is a change too, and the summary is read at the time of the poll.
+    assert _unreact(room, "bob", first, "%F0%9F%8E%89") == 204
+    [taken] = _changes(room, "bob", after=change["id"]).body["items"]
+    assert (taken["message_id"], taken["kind"]) == (first, "reactions") and taken["id"] > change["id"]
+    assert taken["reactions"] == [{"emoji": "👍", "count": 1, "reacted_by_me": False}]
+    assert _unreact(room, "alice", first, "%F0%9F%91%8D") == 204
+    [emptied] = _changes(room, "bob", after=taken["id"]).body["items"]
+    assert (emptied["kind"], emptied["reactions"]) == ("reactions", [])
+    # Edits and deletions carry no summary.
+    call("PATCH", f"/v1/messages/{second}", room["alice"], body={"content": "m1 fixed"})
+    [edited] = _changes(room, "bob", after=emptied["id"]).body["items"]
+    assert (edited["kind"], edited["reactions"]) == ("edited", None)
+
+
+def test_a_reaction_write_that_changes_nothing_logs_no_change(room, db):
+    message = _send(room, "alice", "m")
+    assert _react(room, "alice", message, "\u2764\ufe0f") == 201
+    [logged] = _changes(room, "bob", after=message).body["items"]
+    assert _react(room, "alice", message, "\u2764") == 200  # the same heart, spelled without its selector
+    assert _unreact(room, "bob", message, "%E2%9D%A4") == 404  # bob never reacted
+    assert _changes(room, "bob", after=logged["id"]).body["items"] == []
+    rows = db.execute("SELECT id, kind FROM message_changes WHERE message_id = %s", (message,)).fetchall()
+    assert rows == [(logged["id"], "reactions")]
+
+
+def test_a_reaction_refused_at_the_emoji_limit_logs_no_change(room, db):
+    from shared.services.messages import REACTION_MAX_EMOJI
+
+    message = _send(room, "alice", "m")
+    db.execute(
+        "INSERT INTO message_reactions (message_id, user_id, emoji) "
+        "SELECT %s, %s, 'e' || n FROM generate_series(1, %s) n",
+        (message, room["bob"].user_id, REACTION_MAX_EMOJI),
+    )
+    assert _react(room, "alice", message, "🎉") == 409
+    assert db.execute("SELECT count(*) FROM message_changes WHERE message_id = %s", (message,)).fetchone()[0] == 0
+
+
+def test_deleting_a_message_drops_its_reactions_entries_with_its_edits(room, db):
+    message, other = _send(room, "alice", "m"), _send(room, "alice", "other")
+    _react(room, "bob", message, "👍")
+    call("PATCH", f"/v1/messages/{message}", room["alice"], body={"content": "m fixed"})
+    _react(room, "bob", other, "👍")
+    assert [c["kind"] for c in _changes(room, "bob", after=other).body["items"]] == ["reactions", "edited", "reactions"]
+    assert call("DELETE", f"/v1/messages/{message}", room["alice"]).status == 204
+    items = _changes(room, "bob", after=other).body["items"]
+    assert [(c["message_id"], c["kind"]) for c in items] == [(other, "reactions"), (message, "deleted")]
+    rows = db.execute("SELECT kind FROM message_changes WHERE message_id = %s", (message,)).fetchall()
+    assert rows == [("deleted",)]
+
+
+def test_a_reaction_waits_for_a_send_holding_the_conversation_so_its_change_commits_in_order(room, database_url):
+    # A send holds the conversation's row FOR NO KEY UPDATE until it commits; a reaction's access check takes the
+    # same lock, so it cannot draw a change id below a message id that commits after it.
+    message = _send(room, "alice", "m")
+    with psycopg.connect(database_url) as holder:
+        holder.execute("SELECT 1 FROM conversations WHERE id = %s FOR NO KEY UPDATE", (room["id"],))
+        done: list[int] = []
+        reactor = threading.Thread(target=lambda: done.append(_react(room, "bob", message, "👍")))
+        reactor.start()
+        reactor.join(timeout=1.5)
+        assert reactor.is_alive() and done == []  # waiting on the conversation's row
+        holder.rollback()
+    reactor.join(timeout=10)
+    assert done == [201]
 
 
 def test_a_page_of_changes_goes_on_from_its_cursor_exactly_where_it_stopped(room):

@@ -1,5 +1,5 @@
 """Walking message pages while other clients keep sending never repeats or skips a message; polling changes while
-others edit and delete never skips a change."""
+others edit, delete and react never skips a change."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import psycopg
 
 from shared.models.conversations import MessageCreate, MessageUpdate
 from shared.pagination import encode_cursor
-from shared.services.messages import delete_message, edit_message, send_message
+from shared.services.messages import add_reaction, delete_message, edit_message, remove_reaction, send_message
 from tests.conversations_helpers import call, jwt_principal, make_user
 
 WRITERS = 3
@@ -163,12 +163,26 @@ def test_paging_forward_never_skips_a_completion_message_when_a_send_commits_dur
     assert everything == sorted(everything)
 
 
-def test_polling_changes_after_the_newest_one_seen_misses_none_when_edits_and_deletes_commit_concurrently(
+def _change_once(app_container, alice, bob, message_id: int, content: str, i: int) -> None:
+    """The one change the concurrency test makes to a message, by its place `i` among a writer's messages."""
+    if i % 4 == 3:
+        delete_message(app_container.db, alice, message_id)
+    elif i % 4 == 2:
+        add_reaction(app_container.db, alice, message_id, "👍")
+    elif i % 8 == 1:
+        # Bob's reaction was added before the poll began: taking it back is this message's one reactions change.
+        remove_reaction(app_container.db, bob, message_id, "🎉")
+    else:
+        edit_message(app_container.db, app_container.settings, alice, message_id, MessageUpdate(content=content))
+
+
+def test_polling_changes_after_the_newest_one_seen_misses_none_when_edits_deletes_and_reactions_commit_concurrently(
     app_container, db
 ):
-    # Each writer edits its own messages and deletes others, all in one conversation. A change's id is drawn under
-    # the conversation's row lock (FOR NO KEY UPDATE, edits as deletes and sends), so changes commit in id order and
-    # a poll after the newest change seen never skips one that commits later.
+    # Each writer edits some of its messages, reacts to others (adding a reaction, or adding one and taking another
+    # back) and deletes others, all in one conversation. A change's id is drawn under the conversation's row lock
+    # (FOR NO KEY UPDATE, edits and reactions as deletes and sends), so changes commit in id order and a poll after
+    # the newest change seen never skips one that commits later.
     alice, bob = jwt_principal(make_user(db, "alice")), jwt_principal(make_user(db, "bob"))
     body = {"kind": "group", "title": "busy", "participant_ids": [str(bob.user_id)]}
     conversation_id = call("POST", "/v1/conversations", alice, body=body).body["id"]
@@ -180,17 +194,17 @@ def test_polling_changes_after_the_newest_one_seen_misses_none_when_edits_and_de
             (conversation_id, alice.user_id, WRITERS * PER_WRITER),
         ).fetchall()
     ]
+    # Reactions bob takes back while the others write, seeded without a change (the poll starts after them).
+    db.execute(
+        "INSERT INTO message_reactions (message_id, user_id, emoji) SELECT id, %s, '🎉' FROM unnest(%s::bigint[]) id",
+        (bob.user_id, [m for n in range(WRITERS) for i, m in enumerate(seeded[n::WRITERS]) if i % 8 == 1]),
+    )
     errors: list[BaseException] = []
 
     def writer(n: int) -> None:
         try:
             for i, message_id in enumerate(seeded[n::WRITERS]):
-                if i % 4 == 3:
-                    delete_message(app_container.db, alice, message_id)
-                else:
-                    edit_message(
-                        app_container.db, app_container.settings, alice, message_id, MessageUpdate(content=f"e{n}-{i}")
-                    )
+                _change_once(app_container, alice, bob, message_id, f"e{n}-{i}", i)
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
 
@@ -214,6 +228,7 @@ def test_polling_changes_after_the_newest_one_seen_misses_none_when_edits_and_de
     log = db.execute(
         "SELECT id, message_id, kind FROM message_changes WHERE conversation_id = %s ORDER BY id", (conversation_id,)
     ).fetchall()
-    # Each message is changed once (edited, or deleted), so nothing the feed held was superseded since.
+    # Each message is changed once (edited, reacted to, or deleted), so nothing the feed held was superseded since.
     assert [(c["id"], c["message_id"], c["kind"]) for c in seen] == [tuple(row) for row in log]
     assert len(log) == WRITERS * PER_WRITER
+    assert {kind for _, _, kind in log} == {"edited", "deleted", "reactions"}
