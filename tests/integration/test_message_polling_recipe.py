@@ -1,15 +1,17 @@
 """The client recipe of docs/conversations.md ("Polling both feeds"): a client that polls messages after the newest
-message id it holds and changes after the newest change id it applied ends with the conversation as it reads,
-whatever commits between and during its polls; one number for both feeds skips changes."""
+message id it holds and changes after the newest change id it applied ends with the conversation as it reads (its
+messages and their reactions), whatever commits between and during its polls; one number for both feeds skips
+changes."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 from shared.models.conversations import MessageCreate, MessageUpdate
-from shared.services.messages import delete_message, edit_message, send_message
+from shared.services.messages import add_reaction, delete_message, edit_message, remove_reaction, send_message
 from tests.conversations_helpers import call, jwt_principal, make_user
 
 WRITERS = 3
@@ -22,6 +24,8 @@ class PollingClient:
     def __init__(self, principal: Any, conversation_id: str) -> None:
         self.principal, self.conversation_id = principal, conversation_id
         self.messages: dict[int, dict[str, Any]] = {}
+        # Reaction summaries by message id, kept for messages not held yet too: a message page carries no reactions.
+        self.reactions: dict[int, list[dict[str, Any]]] = {}
         self.messages_after = 0
         self.changes_after = 0
 
@@ -34,22 +38,35 @@ class PollingClient:
             items += reply.body["items"]
             if reply.body["next_cursor"] is None:
                 return items
-            query = {"cursor": reply.body["next_cursor"], "limit": 5}
+            # A cursor alone pages backward (the default direction): a message poll pages on forward.
+            query = {
+                "cursor": reply.body["next_cursor"],
+                "limit": 5,
+                **({"direction": "forward"} if feed == "messages" else {}),
+            }
 
     def start(self) -> None:
         page = call("GET", f"/v1/conversations/{self.conversation_id}/messages", self.principal).body["items"]
         self.messages = {m["id"]: m for m in page}
         self.messages_after = self.changes_after = max(self.messages, default=0)
+        # The reactions of the messages read, read after them: a change made since is in the feed after that number.
+        self.reactions = {m: _reactions(self.principal, m) for m in self.messages}
 
     def poll_messages(self) -> None:
         for message in self._drain("messages", self.messages_after):
             self.messages[message["id"]] = message
             self.messages_after = max(self.messages_after, message["id"])
 
+    def held_reactions(self) -> dict[int, list[dict[str, Any]]]:
+        return {m: self.reactions.get(m, []) for m in self.messages}
+
     def poll_changes(self) -> None:
         for change in self._drain("changes", self.changes_after):
             if change["kind"] == "deleted":
                 self.messages.pop(change["message_id"], None)
+                self.reactions.pop(change["message_id"], None)
+            elif change["kind"] == "reactions":
+                self.reactions[change["message_id"]] = change["reactions"]
             elif change["message_id"] in self.messages:
                 self.messages[change["message_id"]] = change["message"]
             self.changes_after = max(self.changes_after, change["id"])
@@ -67,10 +84,20 @@ def _send(alice, conversation_id: str, content: str) -> dict[str, Any]:
     return reply.body
 
 
+def _reactions(who, message_id: int) -> list[dict[str, Any]]:
+    reply = call("GET", f"/v1/messages/{message_id}/reactions", who)
+    assert reply.status == 200, reply.body
+    return reply.body["reactions"]
+
+
 def _as_it_reads(bob, conversation_id: str) -> dict[int, dict[str, Any]]:
     fresh = PollingClient(bob, conversation_id)
     fresh.poll_messages()
     return fresh.messages
+
+
+def _reactions_as_they_read(bob, client: PollingClient) -> dict[int, list[dict[str, Any]]]:
+    return {m: _reactions(bob, m) for m in client.messages}
 
 
 def test_one_number_for_both_feeds_skips_an_edit_made_with_a_send_between_two_polls(app_container, db):
@@ -95,29 +122,69 @@ def test_the_recipe_ends_with_the_conversation_as_it_reads_when_writes_commit_be
     alice, bob, conversation_id = _conversation(db)
     early = [_send(alice, conversation_id, f"early {i}") for i in range(3)]
     call("PATCH", f"/v1/messages/{early[0]['id']}", alice, body={"content": "edited before the first read"})
+    react = f"/v1/messages/{early[0]['id']}/reactions"
+    call("POST", react, alice, body={"emoji": "👍"})
     client = PollingClient(bob, conversation_id)
     client.start()
-    # Between two polls: an edit and a delete of held messages, then a send.
+    # Between two polls: an edit and a delete of held messages, then a send; a reaction to a held message.
     call("PATCH", f"/v1/messages/{early[1]['id']}", alice, body={"content": "edited between polls"})
     call("DELETE", f"/v1/messages/{early[2]['id']}", alice)
     _send(alice, conversation_id, "sent between polls")
+    call("POST", react, bob, body={"emoji": "👍"})
     client.poll_messages()
-    # Between the message poll and the change poll: a send, its edit, an edit of an older message, a send deleted.
+    # Between the message poll and the change poll: a send, its edit and a reaction to it, an edit of an older
+    # message, a reaction taken back, a send deleted.
     late = _send(alice, conversation_id, "sent between the two feeds")
     call("PATCH", f"/v1/messages/{late['id']}", alice, body={"content": "edited before it was fetched"})
+    call("POST", f"/v1/messages/{late['id']}/reactions", alice, body={"emoji": "🎉"})
     call("PATCH", f"/v1/messages/{early[0]['id']}", alice, body={"content": "edited again"})
+    call("DELETE", f"{react}/%F0%9F%91%8D", alice)
     gone = _send(alice, conversation_id, "deleted before it was fetched")
     call("DELETE", f"/v1/messages/{gone['id']}", alice)
     client.poll_changes()
     client.poll_messages()
     client.poll_changes()
     assert client.messages == _as_it_reads(bob, conversation_id)
+    assert client.held_reactions() == _reactions_as_they_read(bob, client)
+    assert client.reactions[early[0]["id"]] == [{"emoji": "👍", "count": 1, "reacted_by_me": True}]
+    assert client.reactions[late["id"]] == [{"emoji": "🎉", "count": 1, "reacted_by_me": False}]
     assert client.messages[early[0]["id"]]["content"] == "edited again"
     assert client.messages[late["id"]]["content"] == "edited before it was fetched"
     assert early[2]["id"] not in client.messages and gone["id"] not in client.messages
 
 
-def test_the_recipe_ends_with_the_conversation_as_it_reads_when_writers_send_edit_and_delete_concurrently(
+class Writer:
+    """Sends, edits, reacts (as alice or as bob, the poller), sends, takes a reaction back and deletes, in turn."""
+
+    EMOJI = ("👍", "🎉", "❤️")
+
+    def __init__(self, app_container: Any, alice: Any, bob: Any, conversation_id: str, n: int) -> None:
+        self.container, self.alice, self.bob = app_container, alice, bob
+        self.conversation_id, self.n = conversation_id, n
+        self.mine: list[int] = []
+        self.reacted: list[tuple[Any, int]] = []  # (who, message id) of reactions not yet taken back
+
+    def step(self, i: int) -> None:
+        db, settings, emoji = self.container.db, self.container.settings, self.EMOJI[self.n % len(self.EMOJI)]
+        if i % 6 in (0, 3) or not self.mine:
+            body = MessageCreate(content=f"w{self.n}")
+            self.mine.append(json.loads(send_message(db, settings, self.alice, self.conversation_id, body)[0])["id"])
+        elif i % 6 == 1:
+            edit_message(db, settings, self.alice, self.mine[-1], MessageUpdate(content=f"w{self.n}-{i}"))
+        elif i % 6 == 2:
+            who = self.bob if i % 4 == 2 else self.alice
+            add_reaction(db, who, self.mine[-1], emoji)
+            if (who, self.mine[-1]) not in self.reacted:
+                self.reacted.append((who, self.mine[-1]))
+        elif i % 6 == 4:
+            who, message_id = self.reacted.pop(0) if self.reacted else (self.alice, self.mine[-1])
+            if message_id in self.mine:
+                remove_reaction(db, who, message_id, emoji)
+        else:
+            delete_message(db, self.alice, self.mine.pop(0))
+
+
+def test_the_recipe_ends_with_the_conversation_as_it_reads_when_writers_send_edit_react_and_delete_concurrently(
     app_container, db
 ):
     alice, bob, conversation_id = _conversation(db)
@@ -127,33 +194,26 @@ def test_the_recipe_ends_with_the_conversation_as_it_reads_when_writers_send_edi
 
     def writer(n: int) -> None:
         try:
-            mine: list[int] = []
+            writing = Writer(app_container, alice, bob, conversation_id, n)
             for i in range(PER_WRITER):
-                if i % 3 == 0 or not mine:
-                    sent, _ = send_message(
-                        app_container.db, app_container.settings, alice, conversation_id, MessageCreate(content=f"w{n}")
-                    )
-                    mine.append(json.loads(sent)["id"])
-                elif i % 3 == 1:
-                    edit_message(
-                        app_container.db, app_container.settings, alice, mine[-1], MessageUpdate(content=f"w{n}-{i}")
-                    )
-                else:
-                    delete_message(app_container.db, alice, mine.pop(0))
+                writing.step(i)
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
     for t in threads:
         t.start()
-    for _ in range(10 * WRITERS * PER_WRITER):  # bounded
+    deadline = time.monotonic() + 120  # bounded in time: polls that find nothing new take a few milliseconds
+    while True:
         finished = not any(t.is_alive() for t in threads)  # read before the polls: they are the last ones
         client.poll_messages()
         client.poll_changes()
-        if finished:
+        if finished or time.monotonic() > deadline:
             break
     for t in threads:
         t.join()
-    assert errors == []
+    assert errors == [] and finished
     assert client.messages == _as_it_reads(bob, conversation_id)
     assert client.messages  # every writer keeps some of its messages
+    assert client.held_reactions() == _reactions_as_they_read(bob, client)
+    assert any(client.held_reactions().values())  # some reactions are left to compare
