@@ -55,7 +55,8 @@ ORDER BY c.id
 FOR KEY SHARE SKIP LOCKED
 """
 
-# A change an edit or a delete removed meanwhile is skipped (and needs no horizon: a later change supersedes it).
+# A change an edit, a delete or a reaction removed meanwhile is skipped (and needs no horizon: a later change
+# supersedes it).
 PURGE_CHANGES = """
 WITH gone AS (
     DELETE FROM message_changes
