@@ -43,6 +43,10 @@ def _request(url: str, method: str = "GET", body: Any = None, headers: dict[str,
         return err.code, dict(err.headers), err.read()
 
 
+def _sigint_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_server(env: dict[str, str], port: int, log: Path, own_process_group: bool = False) -> subprocess.Popen[bytes]:
     """`confab serve` on `port`, once it accepts connections; in a process group of its own if asked (so that a
     test can signal the group as a terminal or a supervisor does, without signalling pytest)."""
@@ -52,6 +56,10 @@ def start_server(env: dict[str, str], port: int, log: Path, own_process_group: b
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         process_group=0 if own_process_group else None,
+        # A job a non-interactive shell starts in the background (`make test &`, some CI runners) ignores SIGINT,
+        # and so would the server, which leaves an ignored signal alone: a test that signals the group as a
+        # terminal does starts it as a terminal's foreground job is started.
+        preexec_fn=_sigint_as_in_a_terminal if own_process_group else None,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
