@@ -74,7 +74,11 @@ def list_held_seats(cursor: Cursor = None, limit: Limit = None) -> Page[HeldSeat
     return licenses.list_held_seats(container().db, principal_of(app), cursor, limit)
 
 
-@app.delete("/v1/users/me/seats/<id>", summary="Give up the caller's seat of a licence", tags=["licenses"])
+@app.delete(
+    "/v1/users/me/seats/<id>",
+    summary="Give up the caller's seat of a licence ({id}: the licence's id)",
+    tags=["licenses"],
+)
 def release_seat(id: PathId) -> Response[None]:
     licenses.release_seat(container().db, principal_of(app), id)
     return no_content()
