@@ -35,24 +35,25 @@ Direction = Annotated[
     Literal["backward", "forward"] | None,
     Query(description="backward (the default): newest first; forward: oldest first"),
 ]
-# A message id is a bigint: beyond it, a 422 from validation rather than an error from the database.
+
+
+def _position(description: str) -> Query:
+    """A message id or a change id (drawn from one sequence): a bigint, so beyond it is a 422 from validation rather
+    than an error from the database."""
+    return Query(ge=0, le=2**63 - 1, description=description)
+
+
 After = Annotated[
     int | None,
-    Query(
-        ge=0,
-        le=2**63 - 1,
-        description="Start after this message (the newest one the client has), oldest first: the messages sent "
-        "since. Not with cursor, nor with direction=backward.",
+    _position(
+        "Start after this message (the newest one the client has), oldest first: the messages sent since. Not with "
+        "cursor, nor with direction=backward."
     ),
 ]
-
-# A position is a message id or a change id (drawn from one sequence): a bigint, as After.
 ChangesAfter = Annotated[
     int | None,
-    Query(
-        ge=0,
-        le=2**63 - 1,
-        description="Changes after this position: the newest change id the client has applied (at first, the newest "
+    _position(
+        "Changes after this position: the newest change id the client has applied (at first, the newest "
         "message id it has read; 0, the default: every change kept). Hold it apart from the messages' after: one "
         "number for both skips changes (docs/conversations.md). Not with cursor.",
     ),

@@ -55,24 +55,21 @@ PROFILE_FIELDS = frozenset({"name", "organization", "aws_region", "country", "pr
 USER_COLUMNS = """id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
        role, is_active, is_ai, token_version, last_login, created_at, updated_at"""
 
-GET = """
-SELECT id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
-       role, is_active, is_ai, token_version, last_login, created_at, updated_at
+GET = f"""
+SELECT {USER_COLUMNS}
 FROM users WHERE id = %(id)s
-"""
-GET_FOR_UPDATE = """
-SELECT id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
-       role, is_active, is_ai, token_version, last_login, created_at, updated_at
+"""  # noqa: S608 (fixed columns)
+GET_FOR_UPDATE = f"""
+SELECT {USER_COLUMNS}
 FROM users WHERE id = %(id)s FOR UPDATE
-"""
+"""  # noqa: S608 (fixed columns)
 # Both unique indexes are on lower(): this is an index lookup either way.
-GET_BY_LOGIN = """
-SELECT id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
-       role, is_active, is_ai, token_version, last_login, created_at, updated_at
+GET_BY_LOGIN = f"""
+SELECT {USER_COLUMNS}
 FROM users WHERE lower(email) = lower(%(login)s) OR lower(username) = lower(%(login)s)
 ORDER BY lower(email) = lower(%(login)s) DESC
 LIMIT 1
-"""
+"""  # noqa: S608 (fixed columns)
 CREDENTIAL_STATE = "SELECT role, is_active, token_version FROM users WHERE id = %(id)s"
 # An admin acting: its user, and when it acts with an API key, whether that key still works. FOR SHARE (the
 # `_FOR_SHARE` form): a role change or deactivation (an UPDATE of the row) waits for the admin write that read
@@ -87,14 +84,13 @@ SELECT u.role, u.is_active, u.token_version,
 FROM users u WHERE u.id = %(id)s
 """
 ADMIN_STATE_FOR_SHARE = ADMIN_STATE + "FOR SHARE OF u"
-INSERT = """
+INSERT = f"""
 INSERT INTO users (username, email, password_hash, name, organization, aws_region, country, profession, role)
 VALUES (%(username)s, %(email)s, %(password_hash)s, %(name)s, %(organization)s, %(aws_region)s, %(country)s,
         %(profession)s, %(role)s)
-RETURNING id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
-          role, is_active, is_ai, token_version, last_login, created_at, updated_at
-"""
-UPDATE_PROFILE = """
+RETURNING {USER_COLUMNS}
+"""  # noqa: S608 (fixed columns)
+UPDATE_PROFILE = f"""
 UPDATE users SET
     name = CASE WHEN %(set_name)s THEN %(name)s ELSE name END,
     organization = CASE WHEN %(set_organization)s THEN %(organization)s ELSE organization END,
@@ -103,50 +99,45 @@ UPDATE users SET
     profession = CASE WHEN %(set_profession)s THEN %(profession)s ELSE profession END,
     avatar_url = CASE WHEN %(set_avatar_url)s THEN %(avatar_url)s ELSE avatar_url END
 WHERE id = %(id)s
-RETURNING id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
-          role, is_active, is_ai, token_version, last_login, created_at, updated_at
-"""
+RETURNING {USER_COLUMNS}
+"""  # noqa: S608 (fixed columns)
 # Compare-and-set: only if the password is still the one the caller checked, so of two changes that each checked
 # the current password, the slower one finds it changed and fails. The password is unchanged while the hash is
 # the one checked, or while the token version is: this statement is the only one that changes the password, and
 # it bumps the version; a login's rehash of the same password (TOUCH_LAST_LOGIN) replaces the hash without one.
-SET_PASSWORD = """
+SET_PASSWORD = f"""
 UPDATE users SET password_hash = %(password_hash)s, token_version = token_version + 1
 WHERE id = %(id)s AND (password_hash = %(checked_hash)s OR token_version = %(checked_version)s)
-RETURNING id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
-          role, is_active, is_ai, token_version, last_login, created_at, updated_at
-"""
+RETURNING {USER_COLUMNS}
+"""  # noqa: S608 (fixed columns)
 BUMP_TOKEN_VERSION = "UPDATE users SET token_version = token_version + 1 WHERE id = %(id)s"
-SET_ROLE_AND_ACTIVE = """
+SET_ROLE_AND_ACTIVE = f"""
 UPDATE users SET role = %(role)s, is_active = %(is_active)s, token_version = token_version + 1
 WHERE id = %(id)s
-RETURNING id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
-          role, is_active, is_ai, token_version, last_login, created_at, updated_at
-"""
+RETURNING {USER_COLUMNS}
+"""  # noqa: S608 (fixed columns)
 # The password was checked outside any transaction: the sign-in counts only if that hash is still the account's
 # and the account still active, and the pair is built from this row, not from the one read before the check.
 # A rehash of the same password at the current cost replaces the hash in the same statement (no version bump:
 # the password has not changed, so no session ends). The password is still the one checked if the hash is, or if
 # the version is (see SET_PASSWORD): a concurrent login of the same account may have rehashed it first, and then
 # its hash is kept.
-TOUCH_LAST_LOGIN = """
+TOUCH_LAST_LOGIN = f"""
 UPDATE users SET last_login = now(),
     password_hash = CASE WHEN password_hash = %(checked_hash)s THEN coalesce(%(rehashed)s, password_hash)
                          ELSE password_hash END
 WHERE id = %(id)s AND (password_hash = %(checked_hash)s OR token_version = %(checked_version)s) AND is_active
-RETURNING id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
-          role, is_active, is_ai, token_version, last_login, created_at, updated_at
-"""
+RETURNING {USER_COLUMNS}
+"""  # noqa: S608 (fixed columns)
 # Locks every active super_admin row: two concurrent demotions cannot both see "another one remains".
 LOCK_ACTIVE_SUPER_ADMINS = "SELECT id FROM users WHERE role = 'super_admin' AND is_active ORDER BY id FOR UPDATE"
-LIST_PAGE = """
-SELECT id, username, email, password_hash, name, organization, aws_region, country, profession, avatar_url,
-       role, is_active, is_ai, token_version, last_login, created_at, updated_at
+LIST_PAGE = f"""
+SELECT {USER_COLUMNS}
 FROM users
 WHERE (%(after_created)s::timestamptz IS NULL OR (created_at, id) > (%(after_created)s, %(after_id)s::uuid))
 ORDER BY created_at, id
 LIMIT %(limit)s
-"""
+"""  # noqa: S608 (fixed columns)
 GET_PROPERTIES = "SELECT tone, additional_info, updated_at FROM user_properties WHERE user_id = %(user_id)s"
 PUT_PROPERTIES = """
 INSERT INTO user_properties (user_id, tone, additional_info)

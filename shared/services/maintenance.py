@@ -207,67 +207,62 @@ class _Run:
         return "lease_lost"
 
 
-def _run_job(run: _Run, job: PurgeJob) -> Status:
-    settings, result = run.settings, run.result
-    cutoff = run.started_at - job.retention(settings)
-    limit = job.batch_size(settings)
-    result.deleted.setdefault(job.name, 0)
-    after = run.db.read(lambda uow: MaintenanceRepository(uow.conn).cursor(job.name))
-    while True:
-        if run.out_of_time():
-            return "partial"
+def _leased_batches(
+    run: _Run, name: str, step: Callable[[UnitOfWork, Any], tuple[int, Any]], after: Any = None
+) -> Status:
+    """A job whose batches are each one transaction that renews the lease. `step` deletes one batch after `after`
+    (None at first, unless given) and answers how many it deleted and where the next batch starts: None when this
+    one was the last. That cursor is taken only once the batch has committed."""
+    result = run.result
+    result.deleted.setdefault(name, 0)
+    while not run.out_of_time():
 
-        def batch(
-            uow: UnitOfWork, after: tuple[datetime, str] | None = after
-        ) -> tuple[bool, int, bool, tuple[datetime, str] | None]:
-            if not run.renew_lease(uow):
-                return False, 0, False, None
-            repo = MaintenanceRepository(uow.conn)
-            found = repo.purge_batch(job.target, cutoff=cutoff, limit=limit, after=after)
-            finished = found.last is None
-            repo.set_cursor(job.name, None if finished else found.last)
-            return True, found.deleted, finished, found.last
+        def batch(uow: UnitOfWork, after: Any = after) -> tuple[int, Any] | None:
+            return step(uow, after) if run.renew_lease(uow) else None
 
         began = time.perf_counter()
-        held, deleted, finished, last = run.db.transact(batch)
+        outcome = run.db.transact(batch)
         result.longest_transaction_ms = max(result.longest_transaction_ms, (time.perf_counter() - began) * 1000)
-        if not held:
-            return run.lease_lost(job.name)
+        if outcome is None:
+            return run.lease_lost(name)
+        deleted, after = outcome
         result.batches += 1
-        result.deleted[job.name] += deleted
-        if finished:
+        result.deleted[name] += deleted
+        if after is None:
             return "complete"
-        after = last
+    return "partial"
+
+
+def _run_job(run: _Run, job: PurgeJob) -> Status:
+    cutoff = run.started_at - job.retention(run.settings)
+    limit = job.batch_size(run.settings)
+
+    def step(uow: UnitOfWork, after: tuple[datetime, str] | None) -> tuple[int, tuple[datetime, str] | None]:
+        repo = MaintenanceRepository(uow.conn)
+        found = repo.purge_batch(job.target, cutoff=cutoff, limit=limit, after=after)
+        repo.set_cursor(job.name, found.last)  # None once finished
+        return found.deleted, found.last
+
+    start = run.db.read(lambda uow: MaintenanceRepository(uow.conn).cursor(job.name))
+    return _leased_batches(run, job.name, step, start)
 
 
 MESSAGE_CHANGES_JOB = "message_changes"
 
 
 def _purge_message_changes(run: _Run) -> Status:
-    """Changes (edits and deletions) older than MESSAGE_CHANGE_RETENTION_DAYS leave the change feed, batch by batch,
-    each batch recording per conversation how far it purged (message_change_horizons): a client polling from before
-    that is answered 410 and resyncs, never missing a change silently. The oldest go first, so no cursor is kept."""
-    settings, result = run.settings, run.result
-    cutoff = run.started_at - timedelta(days=settings.message_change_retention_days)
-    limit = settings.maintenance_batch_size
-    result.deleted.setdefault(MESSAGE_CHANGES_JOB, 0)
-    while not run.out_of_time():
+    """Changes (edits, deletions, reactions) older than MESSAGE_CHANGE_RETENTION_DAYS leave the change feed, batch by
+    batch, each batch recording per conversation how far it purged (message_change_horizons): a client polling from
+    before that is answered 410 and resyncs, never missing a change silently. The oldest go first, so no cursor is
+    kept: a batch that deleted something is followed by another, until one deletes nothing."""
+    cutoff = run.started_at - timedelta(days=run.settings.message_change_retention_days)
+    limit = run.settings.maintenance_batch_size
 
-        def batch(uow: UnitOfWork) -> int | None:
-            if not run.renew_lease(uow):
-                return None
-            return MaintenanceRepository(uow.conn).purge_message_changes(cutoff=cutoff, limit=limit)
+    def step(uow: UnitOfWork, _: object) -> tuple[int, bool | None]:
+        deleted = MaintenanceRepository(uow.conn).purge_message_changes(cutoff=cutoff, limit=limit)
+        return deleted, (True if deleted else None)
 
-        began = time.perf_counter()
-        deleted = run.db.transact(batch)
-        result.longest_transaction_ms = max(result.longest_transaction_ms, (time.perf_counter() - began) * 1000)
-        if deleted is None:
-            return run.lease_lost(MESSAGE_CHANGES_JOB)
-        result.batches += 1
-        result.deleted[MESSAGE_CHANGES_JOB] += deleted
-        if deleted == 0:
-            return "complete"
-    return "partial"
+    return _leased_batches(run, MESSAGE_CHANGES_JOB, step)
 
 
 Row = TypeVar("Row")

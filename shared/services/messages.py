@@ -155,11 +155,11 @@ class PageStart:
         return cls(after, True)
 
 
-def _page_params(principal: Principal, conversation_id: UUID, start: PageStart, limit: int | None) -> dict[str, Any]:
+def _page_params(principal: Principal, conversation_id: UUID, after: int | None, limit: int | None) -> dict[str, Any]:
     return {
         **_scope(principal, conversation_id),
         "conversation_id": conversation_id,
-        "cursor": start.after,
+        "cursor": after,
         "limit": page_limit(limit) + 1,
         "max_bytes": ANSWER_MAX_BYTES,
     }
@@ -173,7 +173,7 @@ def list_messages(
     limit: int | None,
 ) -> JsonPage:
     """A page of messages, newest first (backward) or oldest first (forward), after where it starts."""
-    params = _page_params(principal, conversation_id, start, limit)
+    params = _page_params(principal, conversation_id, start.after, limit)
     forward = start.forward
 
     def work(uow: UnitOfWork) -> JsonPage:
@@ -194,17 +194,8 @@ def list_changes(
     applied, or at first the newest message id it read; 0 for every change kept), oldest first. A position before
     the changes maintenance purged is a 410 that names where to resume once the client has read the conversation
     again."""
-    if after is not None and cursor:
-        raise InvalidRequestError("Pass either cursor or after, not both.")
-    key = decode_cursor(cursor, (int,))
-    position = key[0] if key else (after if after is not None else 0)
-    params = {
-        **_scope(principal, conversation_id),
-        "conversation_id": conversation_id,
-        "cursor": position,
-        "limit": page_limit(limit) + 1,
-        "max_bytes": ANSWER_MAX_BYTES,
-    }
+    position = PageStart.of(cursor, "forward", after).after or 0
+    params = _page_params(principal, conversation_id, position, limit)
 
     def work(uow: UnitOfWork) -> JsonPage:
         repo = MessagesRepository(uow.conn)
