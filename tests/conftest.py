@@ -33,6 +33,23 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test` runs on several pytest-xdist workers with `--dist loadgroup`: every test goes to whichever worker
+    is free, except tests/infra, which all go to one worker. Its CDK synths are session fixtures of about ten seconds
+    each, made once per worker that runs an infra test. The grouping is done here, by path: pytest 9.2 ignores the
+    node-id suffix through which xdist 3.8 passes `xdist_group` marks on (pytest-xdist issue 1386)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class InfraTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/infra" if nodeid.startswith("tests/infra/") else nodeid
+
+    return InfraTogether(config, log)
+
+
 def _with_database(url: str, name: str) -> str:
     return psycopg.conninfo.make_conninfo(url, dbname=name)
 
