@@ -28,7 +28,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # One worker per core, at most four (each starts its own embedded PostgreSQL); the CDK synth tests stay on one
-# worker (xdist_group "cdk"), so each stage is synthesized once. PYTEST_WORKERS=0 runs them in this process.
+# worker (pytest_xdist_make_scheduler in tests/conftest.py), so each stage is synthesized once. PYTEST_WORKERS=0 runs them in
+# this process.
 PYTEST_WORKERS ?= auto
 test: lint typecheck
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --maxprocesses 4 --dist loadgroup $(PYTEST_ARGS)
