@@ -84,9 +84,11 @@ def expected_thread_totals(events: Iterable[UsageEvent]) -> dict[uuid.UUID, dict
 
 
 def daily_rollups(db: psycopg.Connection[Any]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """Totals per (day, user, model, provider); deleted users' rows, kept apart by their keys, summed as one user."""
     rows = db.execute(
-        "SELECT day, user_id, model_name, provider, requests_count, cache_hits, prompt_tokens, completion_tokens,"
-        " cached_tokens, total_tokens, cost_usd, cost_avoided_usd FROM usage_daily"
+        "SELECT day, user_id, model_name, provider, sum(requests_count), sum(cache_hits), sum(prompt_tokens),"
+        " sum(completion_tokens), sum(cached_tokens), sum(total_tokens), sum(cost_usd), sum(cost_avoided_usd)"
+        " FROM usage_daily GROUP BY day, user_id, model_name, provider"
     ).fetchall()
     return {tuple(r[:4]): tuple(r[4:]) for r in rows}
 

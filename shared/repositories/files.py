@@ -44,33 +44,68 @@ UPDATE user_files SET status = 'uploaded', size = %(size)s WHERE id = %(id)s RET
     original_name, content_type, size, sha256, status, created_at, updated_at
 """
 
-# The file's upload URL stores bytes until it expires, deleted or not: its key is kept (migration 0600) for the
-# uploads-in-progress count until then and for maintenance to delete late bytes after.
-DELETE = """
-WITH gone AS (DELETE FROM user_files WHERE id = %(id)s RETURNING storage_key, owner_id, created_at)
-INSERT INTO user_file_deletions (storage_key, owner_id, url_expires_at)
-SELECT storage_key, owner_id, created_at + make_interval(secs => %(ttl_s)s) FROM gone
-"""
-
-# Every file of an account being deleted, as DELETE deletes one: the keys stay for maintenance, which deletes the
-# bytes once each upload URL has expired (at its next run for a file older than FILE_URL_TTL_SECONDS), so bytes go
-# only after the rows, never before the deletion commits. No owner: the account goes in the same transaction.
-# The messages that stay lose these files from their copy of what was attached (messages.attachments: id, name,
-# type and size as sent), as they lose the message_attachments rows by the cascade: the others kept reading the
-# names of the deleted account's files.
-DELETE_ALL_OWNED = """
-WITH owned AS (SELECT id FROM user_files WHERE owner_id = %(owner_id)s),
+# Deleting files, shared by a file's deletion and an account's: the rows of {files} go, their keys stay for maintenance
+# (migration 0600: a file's upload URL stores bytes until it expires, deleted or not, so the key counts among the
+# owner's uploads in progress until then, and maintenance deletes late bytes after), and the messages that attached
+# them lose them from their copy of what was attached (messages.attachments: id, name, type and size as sent) as
+# they lose the message_attachments rows by the cascade: the others kept reading the names of deleted files. {logged}
+# is a CTE or nothing, the messages changed are `stripped`; {owner} the owner the key is kept for. Fixed text only.
+_DELETE_FILES = """
+WITH files AS ({files}),
 stripped AS (
     UPDATE messages m
     SET attachments = coalesce((SELECT jsonb_agg(a.value ORDER BY a.ordinality)
                                 FROM jsonb_array_elements(m.attachments) WITH ORDINALITY a
-                                WHERE (a.value ->> 'file_id')::uuid NOT IN (SELECT id FROM owned)), '[]'::jsonb)
-    WHERE m.id IN (SELECT ma.message_id FROM message_attachments ma WHERE ma.file_id IN (SELECT id FROM owned))
-),
-gone AS (DELETE FROM user_files WHERE id IN (SELECT id FROM owned) RETURNING storage_key, created_at)
+                                WHERE (a.value ->> 'file_id')::uuid NOT IN (SELECT id FROM files)), '[]'::jsonb)
+    WHERE m.id IN (SELECT ma.message_id FROM message_attachments ma WHERE ma.file_id IN (SELECT id FROM files))
+    RETURNING m.id, m.conversation_id
+),{logged}
+gone AS (DELETE FROM user_files WHERE id IN (SELECT id FROM files) RETURNING storage_key, owner_id, created_at)
 INSERT INTO user_file_deletions (storage_key, owner_id, url_expires_at)
-SELECT storage_key, NULL, created_at + make_interval(secs => %(ttl_s)s) FROM gone
+SELECT storage_key, {owner}, created_at + make_interval(secs => %(ttl_s)s) FROM gone
 """
+
+# A file's deletion, once the conversations where it is attached are locked (LOCK_ATTACHING_CONVERSATIONS, then
+# SEAL): each message that loses it is an 'edited' change of its conversation (it reads differently now), logged as an
+# edit logs one, its position drawn under that lock and its earlier 'edited' entry replaced (both would read as the
+# message now does). Nothing is deleted if the file is attached in a conversation not in %(locked)s: a send committed
+# there after the lock was taken, and the deletion must start again (the service retries it) to draw that change in
+# order too.
+DELETE = _DELETE_FILES.format(
+    files="""SELECT f.id FROM user_files f WHERE f.id = %(id)s
+    AND NOT EXISTS (SELECT 1 FROM message_attachments ma JOIN messages m ON m.id = ma.message_id
+                    WHERE ma.file_id = f.id AND m.conversation_id <> ALL(%(locked)s::uuid[]))""",
+    logged="""
+superseded AS (DELETE FROM message_changes ch USING stripped s WHERE ch.message_id = s.id AND ch.kind = 'edited'),
+logged AS (
+    INSERT INTO message_changes (conversation_id, message_id, kind)
+    SELECT conversation_id, id, 'edited' FROM stripped ORDER BY id
+),""",
+    owner="owner_id",
+)
+
+# The conversations where the file is attached to a message, in id order and FOR NO KEY UPDATE, as an edit takes its
+# conversation's row (DELETE logs a change in each). Before the file's row: a send takes its conversation's row and
+# then, by the attachment's foreign key, the file's (FOR KEY SHARE); the other way round could deadlock with it.
+LOCK_ATTACHING_CONVERSATIONS = """
+SELECT c.id FROM conversations c
+WHERE c.id IN (SELECT m.conversation_id FROM message_attachments ma JOIN messages m ON m.id = ma.message_id
+               WHERE ma.file_id = %(id)s)
+ORDER BY c.id
+FOR NO KEY UPDATE
+"""
+# Then the file's row: a send attaching it that is in flight (FOR KEY SHARE of it) commits first, and one that comes
+# later waits for the deletion and then fails on the foreign key. DELETE, a new statement, sees every attachment there
+# will be.
+SEAL = "SELECT 1 FROM user_files WHERE id = %(id)s FOR UPDATE"
+
+# Every file of an account being deleted: the keys stay for maintenance, which deletes the bytes once each upload URL
+# has expired (at its next run for a file older than FILE_URL_TTL_SECONDS), so bytes go only after the rows, never
+# before the deletion commits. No owner: the account goes in the same transaction. No change is logged: nothing else
+# of an account's deletion is in the change feed either (docs/conversations.md).
+DELETE_ALL_OWNED = _DELETE_FILES.format(
+    files="SELECT id FROM user_files WHERE owner_id = %(owner_id)s", logged="", owner="NULL"
+)
 
 # Keys of deleted files whose upload URL expired before `cutoff`, walked by (url_expires_at, storage_key).
 EXPIRED_DELETIONS = """
@@ -188,9 +223,21 @@ class FilesRepository:
         with self.conn.cursor(row_factory=class_row(UserFile)) as cur:
             return cur.execute(MARK_UPLOADED, {"id": file_id, "size": size}).fetchone()
 
-    def delete(self, file_id: UUID, ttl_s: int) -> None:
-        """Delete the record; its key is kept for maintenance until its upload URL (`ttl_s` long) has expired."""
-        self.conn.execute(DELETE, {"id": file_id, "ttl_s": ttl_s})
+    def lock_attaching_conversations(self, file_id: UUID) -> list[UUID]:
+        """Lock the conversations where the file is attached to a message, as an edit locks one; their ids."""
+        return [row[0] for row in self.conn.execute(LOCK_ATTACHING_CONVERSATIONS, {"id": file_id})]
+
+    def seal(self, file_id: UUID) -> bool:
+        """Lock the file's row (after lock_attaching_conversations): no send attaches it from here on. False when
+        it is gone."""
+        return self.conn.execute(SEAL, {"id": file_id}).fetchone() is not None
+
+    def delete(self, file_id: UUID, ttl_s: int, locked: list[UUID]) -> bool:
+        """Delete the record and its copies in messages, logging each message changed (in `locked`, the
+        conversations locked before the file was sealed); its key is kept for maintenance until its upload URL
+        (`ttl_s` long) has expired. False, with nothing written, when the file is also attached in a conversation
+        not in `locked`."""
+        return self.conn.execute(DELETE, {"id": file_id, "ttl_s": ttl_s, "locked": locked}).rowcount == 1
 
     def delete_all_owned(self, owner_id: UUID, ttl_s: int) -> int:
         """Delete every record of the owner, keeping their keys for maintenance as `delete` does; how many."""

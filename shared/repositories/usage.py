@@ -153,8 +153,10 @@ ORDER BY s.cost_usd DESC, s.user_key DESC
 LIMIT %(limit)s
 """
 
+# A deleted user's rows carry a key of their own in place of user_id, one per model and provider (migration 0551), so
+# they still count once each; rows with neither (no known user) count as no one.
 BY_MODEL = (
-    "SELECT model_name AS model, provider, count(DISTINCT user_id)::bigint AS users,"
+    "SELECT model_name AS model, provider, count(DISTINCT coalesce(user_id, deleted_user_key))::bigint AS users,"
     + _TOTALS
     + """
 FROM usage_daily

@@ -12,7 +12,14 @@ from uuid import UUID, uuid4
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ConflictError, ForbiddenError, PayloadTooLargeError, RateLimitedError, UnprocessableError
+from shared.errors import (
+    ConflictError,
+    ForbiddenError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    RetryableError,
+    UnprocessableError,
+)
 from shared.models.conversations import FileCreate, FileDownload, FileUpload, UserFile
 from shared.observability import logger
 from shared.pagination import Page, decode_cursor, page_limit, page_of
@@ -109,6 +116,8 @@ def get_file(
 
 
 def delete_file(db: Database, settings: Settings, storage: FileStorage, principal: Principal, file_id: UUID) -> None:
+    """The owner's file: its record, its copies in the messages that attached it (each an 'edited' change of its
+    conversation), then its bytes."""
     owner_id = principal.require_user()
 
     def work(uow: UnitOfWork) -> StoredFile:
@@ -119,7 +128,11 @@ def delete_file(db: Database, settings: Settings, storage: FileStorage, principa
             if repo.get_readable(file_id, owner_id) is not None:
                 raise ForbiddenError("Only the owner may delete a file.")
             raise not_found()
-        repo.delete(file_id, settings.file_url_ttl_s)
+        # The conversations it is attached in, then the file: the order a send takes them in.
+        locked = repo.lock_attaching_conversations(file_id)
+        if repo.seal(file_id) and not repo.delete(file_id, settings.file_url_ttl_s, locked):
+            # The owner attached it in another conversation meanwhile: start again, locking that one too.
+            raise RetryableError("The file was attached again while it was being deleted; retry.")
         return found
 
     removed = db.transact(work)

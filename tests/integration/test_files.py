@@ -11,11 +11,13 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
+import psycopg
 import pytest
 from moto import mock_aws
 
 from shared.bootstrap import container
 from shared.local.server import LocalApi
+from shared.repositories.files import FilesRepository
 from shared.settings import get_settings
 from shared.storage import LocalStorage
 from tests.conversations_helpers import call, jwt_principal, make_user
@@ -520,6 +522,90 @@ def test_only_the_owner_deletes_when_a_participant_can_read_the_file(shared_file
     assert call("GET", f"/v1/files/{file_id}", people["bob"]).status == 200
     assert call("DELETE", f"/v1/files/{file_id}", people["alice"]).status == 204
     assert call("GET", f"/v1/files/{file_id}", people["bob"]).status == 404
+
+
+def _file(who, name: str) -> str:
+    created = call("POST", "/v1/files", who, body={"name": name, "content_type": "text/plain", "size": 1})
+    assert created.status == 201
+    return created.body["file"]["id"]
+
+
+def _message(conversation_id, who, message_id):
+    page = call("GET", f"/v1/conversations/{conversation_id}/messages", who, query={"after": str(message_id - 1)})
+    return page.body["items"][0]
+
+
+def test_deleting_a_file_removes_its_name_type_and_size_from_every_message_that_attached_it(shared_file, db):
+    # Only deleting the account did: the file's name stayed in the messages, shown to everyone in the conversations.
+    people, group_id, file_id, _ = shared_file
+    alice, bob = people["alice"], people["bob"]
+    other = _file(alice, "kept.txt")
+    direct = call("POST", "/v1/conversations", alice, body={"kind": "direct", "participant_ids": [str(bob.user_id)]})
+    both = {"content": "both", "attachments": [file_id, other]}
+    sent = call("POST", f"/v1/conversations/{direct.body['id']}/messages", alice, body=both).body
+    first = db.execute("SELECT id FROM messages WHERE conversation_id = %s", (group_id,)).fetchone()[0]
+
+    assert call("DELETE", f"/v1/files/{file_id}", alice).status == 204
+
+    assert _message(group_id, bob, first)["attachments"] == []
+    left = _message(direct.body["id"], bob, sent["id"])
+    assert [a["name"] for a in left["attachments"]] == ["kept.txt"] and left["attachments"] == sent["attachments"][1:]
+    assert left["edited_at"] is None and left["content"] == "both"  # its text was not edited
+    linked = db.execute("SELECT file_id FROM message_attachments WHERE message_id = ANY(%s)", ([first, sent["id"]],))
+    assert [str(row[0]) for row in linked] == [other]
+    assert db.execute(
+        "SELECT count(*) FROM messages WHERE attachments::text LIKE %s", (f"%{file_id}%",)
+    ).fetchone() == (0,)
+
+
+def test_a_file_deletion_that_fails_part_way_leaves_the_file_and_every_message_as_they_were(shared_file, db):
+    people, _, file_id, _ = shared_file
+    before = db.execute("SELECT id, attachments FROM messages ORDER BY id").fetchall()
+    # The last write of the deletion's statement refused: the messages' copies and the change log stay as they were.
+    db.execute("ALTER TABLE user_file_deletions ADD CONSTRAINT test_refuses_all CHECK (false) NOT VALID")
+    assert call("DELETE", f"/v1/files/{file_id}", people["alice"]).status >= 400
+    assert db.execute("SELECT id, attachments FROM messages ORDER BY id").fetchall() == before
+    assert db.execute("SELECT count(*) FROM message_changes").fetchone() == (0,)
+    assert call("GET", f"/v1/files/{file_id}", people["bob"]).status == 200
+
+
+def test_a_file_attached_in_another_conversation_during_its_deletion_is_deleted_under_that_conversations_lock_too(
+    shared_file, db, database_url, monkeypatch
+):
+    # The deletion locks the conversations the file is attached in, then the file. A send that attached it in another
+    # conversation in between commits outside those locks: logged there, its message's change would be drawn without
+    # that conversation's lock, below a change some write in flight there commits after it. So the deletion starts
+    # again, locking that conversation too: here it waits for the write that holds it.
+    people, _, file_id, _ = shared_file
+    alice, bob = people["alice"], people["bob"]
+    direct = call("POST", "/v1/conversations", alice, body={"kind": "direct", "participant_ids": [str(bob.user_id)]})
+    direct_id = direct.body["id"]
+    real_seal, sent, done = FilesRepository.seal, [], []
+
+    with psycopg.connect(database_url) as holder:
+
+        def seal_after_a_send(self, sealed_id):
+            if not sent:
+                message = {"content": "again", "attachments": [file_id]}
+                path = f"/v1/conversations/{direct_id}/messages"
+                sender = threading.Thread(target=lambda: sent.append(call("POST", path, alice, body=message)))
+                sender.start()
+                sender.join(10)
+                # A write in that conversation, in flight from here on (an edit about to draw its change's position).
+                holder.execute("SELECT 1 FROM conversations WHERE id = %s FOR NO KEY UPDATE", (direct_id,))
+            return real_seal(self, sealed_id)
+
+        monkeypatch.setattr(FilesRepository, "seal", seal_after_a_send)
+        deleter = threading.Thread(target=lambda: done.append(call("DELETE", f"/v1/files/{file_id}", alice).status))
+        deleter.start()
+        deleter.join(timeout=1.5)
+        assert deleter.is_alive() and done == []  # waiting on that conversation's row
+        holder.rollback()
+    deleter.join(timeout=10)
+    assert done == [204] and sent[0].status == 201
+    assert _message(direct_id, bob, sent[0].body["id"])["attachments"] == []
+    changes = call("GET", f"/v1/conversations/{direct_id}/changes", bob, query={"after": "0"}).body["items"]
+    assert [(c["message_id"], c["kind"]) for c in changes] == [(sent[0].body["id"], "edited")]
 
 
 def test_uploads_in_progress_are_bounded_per_user_and_free_again_when_confirmed_or_expired(owners, monkeypatch, db):

@@ -80,6 +80,57 @@ def test_a_second_edit_replaces_the_first_entry_and_a_deletion_drops_the_edits_t
     assert rows == [("deleted",)]
 
 
+def _attach(room, who, content, names):
+    files = [
+        call("POST", "/v1/files", room[who], body={"name": n, "content_type": "text/plain", "size": 1}).body["file"][
+            "id"
+        ]
+        for n in names
+    ]
+    reply = call(
+        "POST", f"/v1/conversations/{room['id']}/messages", room[who], body={"content": content, "attachments": files}
+    )
+    assert reply.status == 201
+    return reply.body["id"], files
+
+
+def test_deleting_a_file_is_an_edited_change_of_each_message_that_attached_it_reading_as_the_message_now_does(room):
+    # Clients holding the message kept showing the deleted file's name: nothing told them it had changed.
+    first, (gone, kept) = _attach(room, "alice", "two files", ["gone.txt", "kept.txt"])
+    second, _ = _attach(room, "alice", "one file", [])
+    call("PATCH", f"/v1/messages/{first}", room["alice"], body={"content": "two files, edited"})
+    edit = _changes(room, "bob", after=second).body["items"][0]
+    assert call("DELETE", f"/v1/files/{gone}", room["alice"]).status == 204
+    items = _changes(room, "bob", after=second).body["items"]
+    # One entry per message changed, the earlier edit's entry replaced (both would read as the message now does).
+    assert [(c["message_id"], c["kind"]) for c in items] == [(first, "edited")] and items[0]["id"] > edit["id"]
+    assert items[0]["message"] == _page_item(room, first)
+    assert [a["file_id"] for a in items[0]["message"]["attachments"]] == [kept]
+    assert items[0]["message"]["edited_at"] == edit["message"]["edited_at"]  # the text's edit time, not moved
+    # A message that never attached it changes nothing, and a file attached nowhere logs nothing.
+    lonely = call("POST", "/v1/files", room["alice"], body={"name": "l.txt", "content_type": "text/plain", "size": 1})
+    assert call("DELETE", f"/v1/files/{lonely.body['file']['id']}", room["alice"]).status == 204
+    assert _changes(room, "bob", after=items[0]["id"]).body["items"] == []
+
+
+def test_a_file_deletion_waits_for_a_send_holding_the_conversation_so_its_change_commits_in_order(room, database_url):
+    # As an edit's: its change's position is drawn under the conversation's row (FOR NO KEY UPDATE), so no message id
+    # that commits after it is below it.
+    _, (file_id,) = _attach(room, "alice", "m", ["f.txt"])
+    with psycopg.connect(database_url) as holder:
+        holder.execute("SELECT 1 FROM conversations WHERE id = %s FOR NO KEY UPDATE", (room["id"],))
+        done: list[int] = []
+        deleter = threading.Thread(
+            target=lambda: done.append(call("DELETE", f"/v1/files/{file_id}", room["alice"]).status)
+        )
+        deleter.start()
+        deleter.join(timeout=1.5)
+        assert deleter.is_alive() and done == []  # waiting on the conversation's row
+        holder.rollback()
+    deleter.join(timeout=10)
+    assert done == [204]
+
+
 def _react(room, who, message_id, emoji):
     return call("POST", f"/v1/messages/{message_id}/reactions", room[who], body={"emoji": emoji}).status
 

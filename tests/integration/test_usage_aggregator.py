@@ -180,6 +180,12 @@ def test_rollups_of_deleted_users_are_summed_exactly_when_two_had_usage_on_the_s
         db.execute("DELETE FROM users WHERE id = %s", (bob,))
     erased = [e.model_copy(update={"user_id": None}) if e.user_id in (alice, bob) else e for e in events]
     assert daily_rollups(db) == expected_rollups(erased)
+    # Each deleted user's rows stay apart under a key of their own (migration 0551), so reports still count two.
+    kept = db.execute(
+        "SELECT model_name, count(DISTINCT deleted_user_key) FROM usage_daily WHERE user_id IS NULL"
+        " GROUP BY model_name ORDER BY model_name"
+    ).fetchall()
+    assert kept == [("amazon.nova-micro", 1), ("anthropic.claude-3-haiku", 2)]
 
 
 def test_same_event_twice_in_one_batch_counts_once_when_delivered_together(app_container, db):

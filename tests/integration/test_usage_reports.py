@@ -206,5 +206,62 @@ def test_models_usage_sums_every_user_per_model_when_the_caller_is_admin(usage):
     assert body["totals"]["requests"] == 6
 
 
+def _models(usage, start="2026-11-01", end="2026-11-30"):
+    response = _request("/v1/admin/usage/models", {"from": start, "to": end}, _user(usage["admin"], "admin"))
+    assert response["statusCode"] == 200
+    return body_of(response)
+
+
+def test_models_usage_of_a_past_period_is_unchanged_when_its_users_delete_their_accounts(usage, app_container, db):
+    # Deleted users' rollups were merged into one NULL-user row per day and model, which count(DISTINCT user_id)
+    # skips: every period a deleted user had used a model in counted one user fewer from then on.
+    carol = make_user(db)
+    record_usage(
+        app_container.db,
+        [
+            _use(db, carol, "m-large", 3, 20, "0.01000000"),  # the day and model alice used too
+            _use(db, carol, "m-large", 5, 20, "0.01000000"),  # a second day of the same model: still one user
+            _use(db, carol, "m-small", 4, 20, "0.01000000"),  # the day and model bob used too
+        ],
+    )
+    periods = [("2026-11-01", "2026-11-30"), ("2026-11-03", "2026-11-04"), ("2026-11-01", "2026-12-31")]
+    before = [_models(usage, *period) for period in periods]
+    assert {m["model"]: m["users"] for m in before[0]["models"]} == {"m-large": 3, "m-small": 3}
+
+    # Bob and carol both used m-small on the 4th: two deleted users on one day, model and provider stay two people.
+    gone_ids = [usage["bob"], carol]
+    db.execute("DELETE FROM users WHERE id = ANY(%s)", (gone_ids,))
+
+    assert [_models(usage, *period) for period in periods] == before
+    # Nothing left names them: no user id, and no key that is one or is shared between a person's models.
+    assert db.execute("SELECT count(*) FROM usage_daily WHERE user_id = ANY(%s)", (gone_ids,)).fetchone() == (0,)
+    keys = db.execute(
+        "SELECT model_name, array_agg(DISTINCT deleted_user_key) FROM usage_daily WHERE user_id IS NULL"
+        " GROUP BY model_name ORDER BY model_name"
+    ).fetchall()
+    assert [(model, len(found)) for model, found in keys] == [("m-large", 2), ("m-small", 2)]
+    everyone = {key for _, found in keys for key in found}
+    assert len(everyone) == 4 and everyone.isdisjoint([*gone_ids, usage["alice"]])
+    # The monthly ranking still shows the deleted users as one row with no user.
+    ranking = body_of(_request("/v1/admin/usage/monthly", {"month": "2026-11"}, _user(usage["admin"], "admin")))
+    gone = [u for u in ranking["users"] if u["user_id"] is None]
+    assert len(gone) == 1 and gone[0]["requests"] == 6 and gone[0]["username"] is None
+
+
+def test_usage_recorded_after_its_user_was_deleted_adds_to_the_totals_and_to_no_ones_users(usage, app_container, db):
+    # The event names an account that is gone: it is stored with no user, and nothing ties it to the deleted user's
+    # keyed rows (that would need the account's id), so it counts in the totals and not among the users.
+    before = _models(usage)
+    db.execute("DELETE FROM users WHERE id = %s", (usage["bob"],))
+    late = _use(db, usage["bob"], "m-large", 30, 10, "0.10000000")
+    assert record_usage(app_container.db, [late]).inserted == 1
+    after = _models(usage)
+    large = {m["model"]: m for m in after["models"]}["m-large"]
+    assert large["users"] == 2 and large["requests"] == 4
+    assert after["totals"]["requests"] == before["totals"]["requests"] + 1
+    unkeyed = "SELECT requests_count FROM usage_daily WHERE user_id IS NULL AND deleted_user_key IS NULL"
+    assert db.execute(unkeyed).fetchall() == [(1,)]
+
+
 def test_models_usage_is_403_when_the_caller_is_not_admin(usage):
     assert _request("/v1/admin/usage/models", None, _user(usage["bob"]))["statusCode"] == 403
