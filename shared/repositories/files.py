@@ -128,15 +128,23 @@ LIMIT %(limit)s
 """
 # What storage said of each stale upload, in one statement: the size stored (the bytes arrived: confirmed) or
 # NULL (they never did: deleted). Each only while the file is still pending: a GET that confirmed it, or a
-# delete, meanwhile wins. The count is the files deleted.
+# delete, meanwhile wins. A message may attach a pending file: one attached somewhere is left to be deleted with
+# its copies in those messages (services/files.py, delete_with_copies), and its id answered with `attached` true.
+# The other rows answered are the files deleted here.
 SETTLE_STALE_UPLOADS = """
 WITH outcome AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(sizes)s::bigint[]) AS o (id, size)
 ), confirmed AS (
     UPDATE user_files f SET status = 'uploaded', size = o.size
     FROM outcome o WHERE f.id = o.id AND o.size IS NOT NULL AND f.status = 'pending'
+), abandoned AS (
+    SELECT f.id, EXISTS (SELECT 1 FROM message_attachments ma WHERE ma.file_id = f.id) AS attached
+    FROM user_files f JOIN outcome o ON o.id = f.id
+    WHERE o.size IS NULL AND f.status = 'pending'
+), gone AS (
+    DELETE FROM user_files f USING abandoned a WHERE f.id = a.id AND NOT a.attached
 )
-DELETE FROM user_files f USING outcome o WHERE f.id = o.id AND o.size IS NULL AND f.status = 'pending'
+SELECT id, attached FROM abandoned
 """
 
 # The owner's file with these bytes: one per owner and digest (user_files_owner_sha256_key).
@@ -177,11 +185,12 @@ class FilesRepository:
         }
         return [(row[0], row[1], row[2]) for row in self.conn.execute(STALE_UPLOADS, params)]
 
-    def settle_stale_uploads(self, stored: dict[UUID, int | None]) -> int:
+    def settle_stale_uploads(self, stored: dict[UUID, int | None]) -> tuple[int, list[UUID]]:
         """Confirm the stale uploads whose bytes are stored (their size) and delete those whose bytes are not
-        (None); the number deleted."""
+        (None), unless a message attached them: the number deleted, and the ids of those left for that."""
         params = {"ids": list(stored), "sizes": list(stored.values())}
-        return self.conn.execute(SETTLE_STALE_UPLOADS, params).rowcount
+        rows = self.conn.execute(SETTLE_STALE_UPLOADS, params).fetchall()
+        return sum(1 for _, attached in rows if not attached), [file_id for file_id, attached in rows if attached]
 
     def uploads_in_progress(self, owner_id: UUID, ttl_s: int) -> list[datetime]:
         """When each of the owner's uploads in progress (deleted files' live URLs included) stops counting, soonest

@@ -115,6 +115,21 @@ def get_file(
     return FileDownload(file=UserFile.model_validate(record.model_dump()), download=download)
 
 
+def delete_with_copies(uow: UnitOfWork, file_id: UUID, ttl_s: int) -> bool:
+    """Delete a file's row and its copies in the messages that attached it, each an 'edited' change of its
+    conversation; its key is kept for maintenance until its upload URL (`ttl_s` long) has expired. The conversations
+    it is attached in are locked first, then the file: the order a send takes them in. False when it was gone
+    already. A RetryableError when it was attached in another conversation meanwhile: the unit of work starts again
+    and locks that one too."""
+    repo = FilesRepository(uow.conn)
+    locked = repo.lock_attaching_conversations(file_id)
+    if not repo.seal(file_id):
+        return False
+    if not repo.delete(file_id, ttl_s, locked):
+        raise RetryableError("The file was attached again while it was being deleted; retry.")
+    return True
+
+
 def delete_file(db: Database, settings: Settings, storage: FileStorage, principal: Principal, file_id: UUID) -> None:
     """The owner's file: its record, its copies in the messages that attached it (each an 'edited' change of its
     conversation), then its bytes."""
@@ -128,11 +143,7 @@ def delete_file(db: Database, settings: Settings, storage: FileStorage, principa
             if repo.get_readable(file_id, owner_id) is not None:
                 raise ForbiddenError("Only the owner may delete a file.")
             raise not_found()
-        # The conversations it is attached in, then the file: the order a send takes them in.
-        locked = repo.lock_attaching_conversations(file_id)
-        if repo.seal(file_id) and not repo.delete(file_id, settings.file_url_ttl_s, locked):
-            # The owner attached it in another conversation meanwhile: start again, locking that one too.
-            raise RetryableError("The file was attached again while it was being deleted; retry.")
+        delete_with_copies(uow, file_id, settings.file_url_ttl_s)
         return found
 
     removed = db.transact(work)

@@ -27,6 +27,7 @@ from shared.errors import UnavailableError
 from shared.observability import logger
 from shared.repositories.files import FilesRepository
 from shared.repositories.maintenance import MaintenanceRepository, PurgeTarget
+from shared.services.files import delete_with_copies
 from shared.settings import Settings
 from shared.storage import storage_for
 
@@ -310,8 +311,9 @@ def _storage_batches(
 
 def _settle_stale_uploads(run: _Run) -> Status:
     """Uploads nobody confirmed (a GET does) once their URL has expired: storage is asked, outside any
-    transaction, whether the bytes came; if they did the record is marked uploaded, if not it is deleted. A file
-    storage cannot answer for is left for the next run."""
+    transaction, whether the bytes came; if they did the record is marked uploaded, if not it is deleted (with its
+    copies in the messages that attached it, each an 'edited' change). A file storage cannot answer for is left
+    for the next run."""
     storage = storage_for(run.settings)
     cutoff = run.started_at - timedelta(seconds=run.settings.file_url_ttl_s) - STALE_UPLOAD_GRACE
 
@@ -328,7 +330,9 @@ def _settle_stale_uploads(run: _Run) -> Status:
         return sizes
 
     def settle(uow: UnitOfWork, sizes: dict[UUID, int | None]) -> int:
-        return FilesRepository(uow.conn).settle_stale_uploads(sizes)
+        deleted, attached = FilesRepository(uow.conn).settle_stale_uploads(sizes)
+        # A file a message attached leaves with its copies in those messages, as a deletion by its owner does.
+        return deleted + sum(delete_with_copies(uow, file_id, run.settings.file_url_ttl_s) for file_id in attached)
 
     return _storage_batches(run, "user_files_abandoned", find, sizes_of, settle, lambda row: (row[2], row[0]))
 

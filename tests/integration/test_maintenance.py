@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -327,3 +328,49 @@ def test_a_run_ended_by_a_lost_database_is_not_recorded_as_complete(app_containe
         run_maintenance(app_container.db, app_container.settings)
     assert db.execute("SELECT complete FROM maintenance_runs ORDER BY id DESC LIMIT 1").fetchone() == (False,)
     assert _count(db, "maintenance_leases") == 0
+
+
+def test_an_abandoned_upload_a_message_attached_leaves_that_message_as_an_edit_when_maintenance_runs(app_container, db):
+    # A message may attach a file still pending; when its bytes never come, maintenance deletes the file as its
+    # owner's DELETE would: its name, type and size go from the message too, an 'edited' change of the conversation.
+    owner = make_user(db)
+    conversation, thread = make_thread(db, owner)
+    files = {}
+    for name in ("abandoned", "kept"):
+        file_id = uuid.uuid4()
+        db.execute(
+            "INSERT INTO user_files (id, owner_id, original_name, size, storage_key, status, created_at)"
+            " VALUES (%s, %s, %s, 9, %s, %s, %s)",
+            (
+                file_id,
+                owner,
+                name,
+                storage_key(owner, file_id),
+                "pending" if name == "abandoned" else "uploaded",
+                NOW - timedelta(days=2),
+            ),
+        )
+        files[name] = file_id
+    attachments = [
+        {"file_id": str(files[name]), "name": name, "content_type": "text/plain", "size": 9}
+        for name in ("abandoned", "kept")
+    ]
+    message = db.execute(
+        "INSERT INTO messages (conversation_id, thread_id, sender_id, content, attachments)"
+        " VALUES (%s, %s, %s, 'see', %s::jsonb) RETURNING id",
+        (conversation, thread, owner, json.dumps(attachments)),
+    ).fetchone()[0]
+    db.execute(
+        "INSERT INTO message_attachments (message_id, file_id) VALUES (%s, %s), (%s, %s)",
+        (message, files["abandoned"], message, files["kept"]),
+    )
+
+    result = run_maintenance(app_container.db, app_container.settings)
+
+    assert result.status == "complete" and result.deleted["user_files_abandoned"] == 1
+    assert _count(db, "user_files", f"id = '{files['abandoned']}'") == 0
+    assert db.execute("SELECT attachments FROM messages WHERE id = %s", (message,)).fetchone()[0] == attachments[1:]
+    changes = db.execute(
+        "SELECT conversation_id, message_id, kind FROM message_changes WHERE message_id = %s", (message,)
+    ).fetchall()
+    assert changes == [(conversation, message, "edited")]
