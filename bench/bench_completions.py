@@ -26,6 +26,14 @@ from tests.helpers import FakeLambdaContext
 ROUNDS = 300
 SEEDED = 20_000
 WARMUP = 20
+WORK_MS = 0.5  # about half the handler's Python, which comes before each of its two statements
+
+
+def busy(ms: float) -> None:
+    """Keep this process's core busy for `ms` milliseconds (client work, as a handler's Python is)."""
+    until = time.perf_counter() + ms / 1000
+    while time.perf_counter() < until:
+        pass
 
 
 def round_trips_after_work(
@@ -35,9 +43,7 @@ def round_trips_after_work(
     (as a handler's statements come after its validation, models and provider call)."""
 
     def trip(busy_ms: float) -> float:
-        until = time.perf_counter() + busy_ms / 1000
-        while time.perf_counter() < until:
-            pass
+        busy(busy_ms)
         started = time.perf_counter()
         db.execute("SELECT 1").fetchone()
         return time.perf_counter() - started
@@ -118,10 +124,12 @@ def main() -> None:
         def direct() -> None:
             provider.complete(request)
 
-        def direct_sql(conn: psycopg.Connection[Any]) -> None:
+        def direct_sql(conn: psycopg.Connection[Any], work_ms: float = 0.0) -> None:
             """The handler's statements for one completion, sent as the handler sends them: the context (one
-            statement, no transaction), the provider call, then the record (one statement, committed on its own)."""
+            statement, no transaction), the provider call, then the record (one statement, committed on its own).
+            With `work_ms`, that much busy client work comes before each statement, as the handler's Python does."""
             thread = next(sql_threads)
+            busy(work_ms)
             conn.execute(
                 COMPLETION_CONTEXT,
                 {
@@ -134,6 +142,7 @@ def main() -> None:
                 },
             ).fetchone()
             provider.complete(request)
+            busy(work_ms)
             recorded = conn.execute(
                 RECORD_COMPLETION,
                 {
@@ -168,11 +177,19 @@ def main() -> None:
             )
             with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
                 h, d = side_by_side(handler, lambda: direct_sql(conn), rounds=ROUNDS // 4, warmup=WARMUP // 4)
+                w, d2 = side_by_side(
+                    lambda: direct_sql(conn, WORK_MS), lambda: direct_sql(conn), rounds=ROUNDS // 4, warmup=WARMUP // 4
+                )
             sql_ms = (p50(d) - p50(b)) * 1000
             print(
                 f"  breakdown ({label}): the handler's SQL run directly (+ provider) p50 {p50(d) * 1000:.3f} ms "
                 f"= +{sql_ms:.2f} ms of database work | the handler p50 {p50(h) * 1000:.3f} ms: "
                 f"+{(p50(h) - p50(d)) * 1000:.2f} ms of Python on top"
+            )
+            print(
+                f"  breakdown ({label}): the same SQL with {WORK_MS} ms of busy client work before each statement "
+                f"p50 {p50(w) * 1000:.3f} ms, less the work {(p50(w) - 2 * WORK_MS / 1000) * 1000:.3f} ms, against "
+                f"{p50(d2) * 1000:.3f} ms back to back: what an idle database process costs to wake"
             )
             with psycopg.connect(url, autocommit=True, prepare_threshold=None) as db:
                 db.execute("CREATE TABLE IF NOT EXISTS bench_commits (id bigserial PRIMARY KEY)")
