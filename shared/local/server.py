@@ -24,6 +24,7 @@ from shared.local.events import proxy_event
 from shared.local.invocations import Invocation, LocalResponse, invoke, problem
 from shared.local.workers import WorkerPool
 from shared.observability import logger
+from shared.pagination import BIGINT_RANGE
 from shared.settings import get_settings
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
@@ -195,6 +196,36 @@ BEARER_SCHEME: dict[str, Any] = {
 }
 
 
+# Powertools' OpenAPI model holds every numeric bound as a float (`Schema.maximum: float | None` in its
+# event_handler/openapi/models.py), so an integer's `ge=1` reads `1.0`, and the bigint bound of a message position
+# (2**63 - 1, functions/messages.py) reads 9.223372036854776e+18: a float that is 2**63, one past the bigint, which a
+# client generator types as a double and a fuzzer sends (and gets a 422 for). Integers below 2**53 survive the float
+# exactly; the bigint bounds the API declares (shared/pagination.BIGINT_RANGE) are restored by value. Any other bound
+# of 2**53 or more would stay a float, and tests/e2e/test_local_server_http.py fails on it.
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+_EXACT_BOUNDS = {float(bound): bound for bound in (BIGINT_RANGE.start, BIGINT_RANGE.stop - 1)}
+
+
+def _exact_integer_bounds(node: Any) -> None:
+    """Every bound of an integer schema under `node` as the integer declared (in place)."""
+    if isinstance(node, list):
+        for item in node:
+            _exact_integer_bounds(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "integer":
+        for name in _BOUNDS:
+            value = node.get(name)
+            if isinstance(value, float) and value.is_integer():
+                if value in _EXACT_BOUNDS:
+                    node[name] = _EXACT_BOUNDS[value]
+                elif abs(value) < 2**53:
+                    node[name] = int(value)
+    for child in node.values():
+        _exact_integer_bounds(child)
+
+
 def _problem_response(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -226,6 +257,7 @@ def _with_auth_and_problems(document: dict[str, Any]) -> dict[str, Any]:
             if auth.get((method, path), "user") != "public":
                 operation["security"] = [{"bearer": []}]
                 responses.setdefault("401", _problem_response("No credentials, or credentials no longer valid"))
+    _exact_integer_bounds(document)
     return document
 
 

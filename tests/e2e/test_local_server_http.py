@@ -567,3 +567,35 @@ def test_the_openapi_document_names_the_change_feeds_410_and_its_resume_after():
     extra = next(part for part in schema["allOf"] if "properties" in part)
     assert extra["properties"]["resume_after"]["type"] == "integer" and extra["required"] == ["resume_after"]
     assert "resume_after" in document["components"]["schemas"]["Problem"]["description"]
+
+
+def _integer_schemas(node: object) -> Iterator[dict]:
+    if isinstance(node, list):
+        for item in node:
+            yield from _integer_schemas(item)
+    elif isinstance(node, dict):
+        if node.get("type") == "integer":
+            yield node
+        for child in node.values():
+            yield from _integer_schemas(child)
+
+
+def test_the_openapi_document_states_integer_bounds_as_exact_integers_the_bigint_positions_included():
+    # Powertools held every bound as a float: a position's maximum (a bigint, 2**63 - 1) read 9.223372036854776e+18,
+    # which is 2**63, past what the API accepts, and typed as a double by a client generator.
+    document = LocalApi().openapi()
+    for path in ("/v1/conversations/{id}/messages", "/v1/threads/{id}/messages", "/v1/conversations/{id}/changes"):
+        after = next(p for p in document["paths"][path]["get"]["parameters"] if p["name"] == "after")
+        integer = next(part for part in after["schema"]["anyOf"] if part.get("type") == "integer")
+        assert (integer["minimum"], integer["maximum"]) == (0, 9223372036854775807), path
+        assert type(integer["minimum"]) is int and type(integer["maximum"]) is int, path
+    # As served: the text names the exact integer.
+    served = json.dumps(document)
+    assert '"maximum": 9223372036854775807' in served and "e+18" not in served
+    floats = [
+        (name, schema[name])
+        for schema in _integer_schemas(document)
+        for name in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+        if isinstance(schema.get(name), float)
+    ]
+    assert floats == []
