@@ -23,6 +23,15 @@ def replies(model: type[BaseModel], *statuses: int) -> dict[int, OpenAPIResponse
     }
 
 
+def problem(description: str) -> OpenAPIResponse:
+    """A route's own problem+json reply, for the OpenAPI document: one that the generic replies every operation gets
+    (shared/local/server.py, _problem_replies) cannot see, such as a public route's 401."""
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
 def json_body(model: BaseModel, status: int) -> Response[str]:
     """The model serialized once, by pydantic, for a route declared `-> Response[str]` that documents the model
     in `responses=`. A `Response[Model]` route has Powertools validate the model it was handed again and encode

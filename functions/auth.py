@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from functions._client import client_of
 from functions._http import lambda_entry, make_resolver
-from functions._replies import created_json, no_content, replies
+from functions._replies import created_json, no_content, problem, replies
 from shared.bootstrap import container
 from shared.models.identity import LoginRequest, RefreshRequest, SignupRequest, TokenPair
 from shared.services import accounts
@@ -20,13 +20,28 @@ def signup(request: SignupRequest) -> Response[str]:
     return created_json(accounts.signup(built.db, built.settings, request, client_of(app)))
 
 
-@app.post("/v1/auth/login", summary="Sign in with email or username", tags=["auth"])
+# Public routes whose answer to credentials that do not sign in is a 401 of their own.
+WRONG_LOGIN = problem("Unknown login, wrong password or inactive account (one answer for all)")
+SPENT_REFRESH = problem("Unknown, spent, revoked or expired refresh token: sign in again")
+
+
+@app.post(
+    "/v1/auth/login",
+    summary="Sign in with email or username",
+    tags=["auth"],
+    responses={**replies(TokenPair, 200), 401: WRONG_LOGIN},
+)
 def login(request: LoginRequest) -> TokenPair:
     built = container()
     return accounts.login(built.db, built.settings, request, client_of(app))
 
 
-@app.post("/v1/auth/refresh", summary="Trade a refresh token for a new pair", tags=["auth"])
+@app.post(
+    "/v1/auth/refresh",
+    summary="Trade a refresh token for a new pair",
+    tags=["auth"],
+    responses={**replies(TokenPair, 200), 401: SPENT_REFRESH},
+)
 def refresh(request: RefreshRequest) -> TokenPair:
     built = container()
     return accounts.refresh(built.db, built.settings, request.refresh_token, client_of(app))

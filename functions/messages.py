@@ -26,7 +26,7 @@ from shared.models.conversations import (
     ReactionSummary,
 )
 from shared.models.ids import MessageId, PathId
-from shared.pagination import Page
+from shared.pagination import BIGINT_RANGE, Page
 from shared.services import messages as service
 
 app = make_resolver()
@@ -40,7 +40,7 @@ Direction = Annotated[
 def _position(description: str) -> Query:
     """A message id or a change id (drawn from one sequence): a bigint, so beyond it is a 422 from validation rather
     than an error from the database."""
-    return Query(ge=0, le=2**63 - 1, description=description)
+    return Query(ge=0, le=BIGINT_RANGE.stop - 1, description=description)
 
 
 After = Annotated[

@@ -24,6 +24,7 @@ from shared.local.events import proxy_event
 from shared.local.invocations import Invocation, LocalResponse, invoke, problem
 from shared.local.workers import WorkerPool
 from shared.observability import logger
+from shared.pagination import BIGINT_RANGE
 from shared.settings import get_settings
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
@@ -162,8 +163,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",
     "description": (
         "Every error (RFC 9457, application/problem+json); `type` is stable. A 422 names what failed in `errors`, "
-        "some problems carry more members (`file_id`, `limit`, `constraint`, `licenses_seating_others`, the change "
-        "feed's `resume_after`), and a 429 or 503 comes with a Retry-After header."
+        "some problems carry more members (`file_id`, `limit`, `constraint`, `licenses_seating_others`, `reason`, the "
+        "change feed's `resume_after`), and a 429 or 503 comes with a Retry-After header."
     ),
     "type": "object",
     "properties": {
@@ -195,21 +196,109 @@ BEARER_SCHEME: dict[str, Any] = {
 }
 
 
-def _problem_response(description: str) -> dict[str, Any]:
-    return {
+# Powertools' OpenAPI model holds every numeric bound as a float (`Schema.maximum: float | None` in its
+# event_handler/openapi/models.py), so an integer's `ge=1` reads `1.0`, and the bigint bound of a message position
+# (2**63 - 1, functions/messages.py) reads 9.223372036854776e+18: a float that is 2**63, one past the bigint, which a
+# client generator types as a double and a fuzzer sends (and gets a 422 for). Integers below 2**53 survive the float
+# exactly; the bigint bounds the API declares (shared/pagination.BIGINT_RANGE) are restored by value. Any other bound
+# of 2**53 or more would stay a float, and tests/e2e/test_local_server_http.py fails on it.
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+_EXACT_BOUNDS = {float(bound): bound for bound in (BIGINT_RANGE.start, BIGINT_RANGE.stop - 1)}
+
+
+def _exact_integer_bounds(node: Any) -> None:
+    """Every bound of an integer schema under `node` as the integer declared (in place)."""
+    if isinstance(node, list):
+        for item in node:
+            _exact_integer_bounds(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "integer":
+        for name in _BOUNDS:
+            value = node.get(name)
+            if isinstance(value, float) and value.is_integer():
+                if value in _EXACT_BOUNDS:
+                    node[name] = _EXACT_BOUNDS[value]
+                elif abs(value) < 2**53:
+                    node[name] = int(value)
+    for child in node.values():
+        _exact_integer_bounds(child)
+
+
+RETRY_AFTER: dict[str, Any] = {
+    "Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}
+}
+
+
+def _problem_response(description: str, *, retry_after: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {
         "description": description,
         "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
+    if retry_after:
+        response["headers"] = RETRY_AFTER
+    return response
+
+
+_CONSTRAINTS = {"maxLength", "minLength", "pattern", "enum", *_BOUNDS}
+
+
+def _problem_replies(method: str, operation: dict[str, Any], credentials: bool) -> dict[str, dict[str, Any]]:
+    """The problem+json replies an operation can give whatever its route, told from what the document shows of it
+    (a request body, its parameters) and whether it takes credentials; a reply a client that follows the document
+    cannot get is left out. Route-specific problems (a 409 conflict, the change feed's 410, a model provider's 502)
+    are the route's own `responses=`, or else `default`."""
+    parameters = operation.get("parameters", [])
+    body = "requestBody" in operation
+    query = {parameter["name"] for parameter in parameters if parameter["in"] == "query"}
+    # A path id that is malformed is a 404 (shared/models/ids.py); only a path parameter the schema bounds is a 422.
+    takes_input = body or any(
+        parameter["in"] in ("query", "header") or set(parameter.get("schema", {})) & _CONSTRAINTS
+        for parameter in parameters
+    )
+    replies: dict[str, dict[str, Any]] = {}
+    # Read by Confab rather than by the schema: a JSON body (its syntax, UTF-8, nesting, number lengths) and the
+    # shared page parameters (an opaque cursor, a positive limit); shared/pagination.py and functions/_http.py.
+    if body or query & {"cursor", "limit"}:
+        replies["400"] = _problem_response("The request cannot be read: a malformed body, cursor or limit")
+    if credentials:
+        replies["401"] = _problem_response("No credentials, or credentials no longer valid")
+        # Which operations refuse valid credentials (an admin's action, a conversation admin's, an owner's, a
+        # password check) is each service's rule, not something the route table says: listed wherever credentials are.
+        replies["403"] = _problem_response("The credentials are valid but do not allow this")
+    # An id in the path the caller may not see is a 404 like a random one; a write by an account deleted while API
+    # Gateway still holds its authorizer's answer finds no account (docs/auth.md, "Deleting an account").
+    if any(parameter["in"] == "path" for parameter in parameters) or (credentials and method != "get"):
+        replies["404"] = _problem_response("Not found, or not visible to the caller (one body for both)")
+    if body:
+        replies["413"] = _problem_response("The request body is over its limit")
+        replies["415"] = _problem_response("The request body is not application/json")
+    if takes_input:
+        replies["422"] = _problem_response("The request does not match the schema or breaks a rule about its content")
+    # In AWS the stage throttles every method (infra/api.py); some routes also count their own (logins, uploads).
+    replies["429"] = _problem_response("Too many requests", retry_after=True)
+    replies["500"] = _problem_response("An unexpected error (logged; the answer says nothing more)")
+    replies["503"] = _problem_response("The database or another dependency is unavailable", retry_after=True)
+    replies["default"] = _problem_response("Any other error")
+    return replies
+
+
+def _status_order(code: str) -> tuple[int, str]:
+    return (1, code) if code == "default" else (0, code)
 
 
 def _with_auth_and_problems(document: dict[str, Any]) -> dict[str, Any]:
     """The merged document as the API answers: bearer credentials on protected routes, errors as problem+json.
 
     Powertools documents neither: without a security scheme Swagger UI has no Authorize button, and its 422 is
-    FastAPI's `HTTPValidationError` as application/json, which no route answers. A 204 is documented as such."""
+    FastAPI's `HTTPValidationError` as application/json, which no route answers. A 204 is documented as such.
+    Every operation lists the problem replies it can give (_problem_replies), beside what its route declares."""
     auth = {(route.method.lower(), route.path): route.auth for _, route in routes.all_routes()}
     schemas = document["components"]["schemas"]
-    for name in ("HTTPValidationError", "ValidationError"):
+    # Powertools' error shapes, which no route answers; ResponseValidationError's $ref to ValidationError dangled
+    # once that was dropped, which made the whole document invalid.
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         schemas.pop(name, None)
     schemas["Problem"] = PROBLEM_SCHEMA
     document["components"]["securitySchemes"] = {"bearer": BEARER_SCHEME}
@@ -222,10 +311,15 @@ def _with_auth_and_problems(document: dict[str, Any]) -> dict[str, Any]:
             if schema.get("type") == "null":
                 del responses["200"]
                 responses["204"] = {"description": "No content"}
-            responses["422"] = _problem_response("The request does not match the schema")
-            if auth.get((method, path), "user") != "public":
+            # Powertools' own 422 (HTTPValidationError as application/json), on operations that take no input too.
+            responses.pop("422", None)
+            credentials = auth.get((method, path), "user") != "public"
+            if credentials:
                 operation["security"] = [{"bearer": []}]
-                responses.setdefault("401", _problem_response("No credentials, or credentials no longer valid"))
+            for code, reply in _problem_replies(method, operation, credentials).items():
+                responses.setdefault(code, reply)  # what the route declares itself stays
+            operation["responses"] = dict(sorted(responses.items(), key=lambda item: _status_order(item[0])))
+    _exact_integer_bounds(document)
     return document
 
 

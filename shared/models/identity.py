@@ -111,7 +111,7 @@ class Me(User):
 
 
 class TokenPair(BaseModel):
-    user: User
+    user: Me  # the shape GET /v1/users/me answers, has_premium included
     access_token: str
     refresh_token: str
     token_type: Literal["Bearer"] = "Bearer"

@@ -167,6 +167,11 @@ SELECT count(*) FROM participants p JOIN users u ON u.id = p.user_id
 WHERE p.conversation_id = %(conversation_id)s AND p.role <> 'ai' AND NOT u.is_ai
 """
 
+# Whether anyone but the caller takes part (a direct conversation's other user, once left or deleted, does not).
+HAS_OTHER_PARTICIPANT = """
+SELECT EXISTS (SELECT 1 FROM participants WHERE conversation_id = %(conversation_id)s AND user_id <> %(user_id)s)
+"""
+
 LOCK_CONVERSATION: dict[RowLock, str] = {
     mode: f"SELECT id FROM conversations WHERE id = %(id)s FOR {mode}"  # noqa: S608 (lock modes from ROW_LOCKS)
     for mode in ROW_LOCKS
@@ -325,6 +330,12 @@ class ConversationsRepository:
 
     def delete(self, conversation_id: UUID) -> None:
         self.conn.execute(DELETE_CONVERSATION, {"id": conversation_id})
+
+    def has_other_participant(self, conversation_id: UUID, user_id: UUID) -> bool:
+        row = self.conn.execute(
+            HAS_OTHER_PARTICIPANT, {"conversation_id": conversation_id, "user_id": user_id}
+        ).fetchone()
+        return bool(row and row[0])
 
     def lock(self, conversation_id: UUID, mode: RowLock = "NO KEY UPDATE") -> None:
         self.conn.execute(LOCK_CONVERSATION[mode], {"id": conversation_id})

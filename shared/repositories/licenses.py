@@ -99,22 +99,28 @@ RETURNING l.id, l.owner_id, l.key_prefix, l.tier, l.seats,
           (SELECT count(*) FROM license_seats s WHERE s.license_id = l.id)::int AS seats_used,
           l.expires_at, l.created_at
 """
+
+
 # A licence the user owns or holds a seat of, of a premium tier, not expired. Two EXISTS, one per index
 # (licenses_owner_idx, license_seats_user_idx): an OR across a join would read every licence. lower(): rows
 # written before tiers were validated may hold "Premium".
-HAS_PREMIUM = """
-SELECT EXISTS (
+def premium_of(user_id: str) -> str:
+    """SQL: whether the user `user_id` (fixed SQL text: a parameter or a column) has premium now; it takes %(tiers)s
+    (list(PREMIUM_TIERS)). A login or a refresh carries it in the statement that reads the account."""
+    return f"""(EXISTS (
     SELECT 1 FROM licenses l
-    WHERE l.owner_id = %(user_id)s
+    WHERE l.owner_id = {user_id}
       AND lower(l.tier) = ANY(%(tiers)s)
       AND (l.expires_at IS NULL OR l.expires_at > now())
 ) OR EXISTS (
     SELECT 1 FROM license_seats s JOIN licenses l ON l.id = s.license_id
-    WHERE s.user_id = %(user_id)s
+    WHERE s.user_id = {user_id}
       AND lower(l.tier) = ANY(%(tiers)s)
       AND (l.expires_at IS NULL OR l.expires_at > now())
-)
-"""
+))"""  # noqa: S608 (fixed text)
+
+
+HAS_PREMIUM = f"SELECT {premium_of('%(user_id)s')}"
 # Its seats go with it (ON DELETE CASCADE).
 DELETE = "DELETE FROM licenses WHERE id = %(id)s"
 ADD_SEAT = """

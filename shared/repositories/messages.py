@@ -63,19 +63,33 @@ _IN_THREAD = """(%(thread_id)s::uuid IS NULL OR EXISTS (
 # a removal locks the conversation before it deletes the participant, so a send that waited for that lock finds
 # the row deleted and stores nothing. Checked only against the statement's snapshot, the participant was still
 # there, and the removed sender's message was stored after the removal committed.
+# A direct conversation takes a send only while its other participant is in it (`pair`): that row is locked the same
+# way, once the conversation's and the sender's rows are (pair reads member, so member has locked them), so a send
+# that waited behind the other's leave or account deletion (each locks the conversation's row before the participant
+# goes) finds it deleted and stores nothing. An EXISTS on the snapshot would still see it; evaluated before the
+# conversation's lock, it would lock the rows in the other order than a removal does and could deadlock with one.
+# Other kinds never probe for a second participant (pair's only input row is refused on its kind), so a large group
+# pays nothing for it.
 SEND = f"""
 WITH member AS (
-    SELECT c.id FROM conversations c
+    SELECT c.id, c.kind FROM conversations c
     JOIN participants p ON p.conversation_id = c.id AND p.user_id = %(user_id)s
     WHERE c.id = %(conversation_id)s AND NOT %(anonymous)s AND {_IN_THREAD}
     FOR NO KEY UPDATE OF c FOR KEY SHARE OF p
+),
+pair AS (
+    SELECT m.id FROM member m
+    JOIN participants o ON o.conversation_id = m.id AND o.user_id <> %(user_id)s
+    WHERE m.kind = 'direct'
+    -- One row even if the pair's conversation somehow held a third participant (one message, not one per row).
+    LIMIT 1 FOR KEY SHARE OF o
 ),
 token AS (
     SELECT c.id FROM conversations c
     WHERE c.id = %(conversation_id)s AND %(anonymous)s AND c.kind = 'anonymous' AND {_IN_THREAD}
     FOR NO KEY UPDATE OF c
 ),
-conv AS (SELECT id FROM member UNION ALL SELECT id FROM token),
+conv AS (SELECT id FROM member WHERE kind <> 'direct' UNION ALL SELECT id FROM pair UNION ALL SELECT id FROM token),
 files AS (
     SELECT f.id, f.original_name, f.content_type, f.size FROM user_files f
     WHERE f.id = ANY(%(file_ids)s::uuid[]) AND f.owner_id = %(user_id)s

@@ -10,6 +10,9 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import class_row
 
+from shared.models.identity import PREMIUM_TIERS
+from shared.repositories.licenses import premium_of
+
 
 @dataclass(frozen=True)
 class UserRow:
@@ -30,6 +33,14 @@ class UserRow:
     last_login: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class SignedInRow(UserRow):
+    """The account as a sign-in (login, refresh, password change) reads it, with whether it has premium now, in the
+    same statement (the user of a token pair has the shape of GET /v1/users/me)."""
+
+    has_premium: bool
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,10 @@ USER_COLUMNS = """id, username, email, password_hash, name, organization, aws_re
 
 GET = f"""
 SELECT {USER_COLUMNS}
+FROM users WHERE id = %(id)s
+"""  # noqa: S608 (fixed columns)
+GET_SIGNED_IN = f"""
+SELECT {USER_COLUMNS}, {premium_of("users.id")} AS has_premium
 FROM users WHERE id = %(id)s
 """  # noqa: S608 (fixed columns)
 GET_FOR_UPDATE = f"""
@@ -108,7 +123,7 @@ RETURNING {USER_COLUMNS}
 SET_PASSWORD = f"""
 UPDATE users SET password_hash = %(password_hash)s, token_version = token_version + 1
 WHERE id = %(id)s AND (password_hash = %(checked_hash)s OR token_version = %(checked_version)s)
-RETURNING {USER_COLUMNS}
+RETURNING {USER_COLUMNS}, {premium_of("users.id")} AS has_premium
 """  # noqa: S608 (fixed columns)
 BUMP_TOKEN_VERSION = "UPDATE users SET token_version = token_version + 1 WHERE id = %(id)s"
 SET_ROLE_AND_ACTIVE = f"""
@@ -127,7 +142,7 @@ UPDATE users SET last_login = now(),
     password_hash = CASE WHEN password_hash = %(checked_hash)s THEN coalesce(%(rehashed)s, password_hash)
                          ELSE password_hash END
 WHERE id = %(id)s AND (password_hash = %(checked_hash)s OR token_version = %(checked_version)s) AND is_active
-RETURNING {USER_COLUMNS}
+RETURNING {USER_COLUMNS}, {premium_of("users.id")} AS has_premium
 """  # noqa: S608 (fixed columns)
 # Locks every active super_admin row: two concurrent demotions cannot both see "another one remains".
 LOCK_ACTIVE_SUPER_ADMINS = "SELECT id FROM users WHERE role = 'super_admin' AND is_active ORDER BY id FOR UPDATE"
@@ -162,6 +177,14 @@ class UsersRepository:
     def get(self, user_id: UUID, *, for_update: bool = False) -> UserRow | None:
         return self._one(GET_FOR_UPDATE if for_update else GET, {"id": user_id})
 
+    def _signed_in(self, query: str, params: dict[str, Any]) -> SignedInRow | None:
+        with self.conn.cursor(row_factory=class_row(SignedInRow)) as cur:
+            return cur.execute(query, {**params, "tiers": list(PREMIUM_TIERS)}).fetchone()
+
+    def get_signed_in(self, user_id: UUID) -> SignedInRow | None:
+        """The account with whether it has premium now (a refresh's user), in one statement."""
+        return self._signed_in(GET_SIGNED_IN, {"id": user_id})
+
     def get_by_login(self, login: str) -> UserRow | None:
         return self._one(GET_BY_LOGIN, {"login": login})
 
@@ -191,11 +214,11 @@ class UsersRepository:
             params[field] = changes.get(field)
         return self._one(UPDATE_PROFILE, params)
 
-    def set_password(self, user_id: UUID, password_hash: str, *, checked: UserRow) -> UserRow | None:
+    def set_password(self, user_id: UUID, password_hash: str, *, checked: UserRow) -> SignedInRow | None:
         """Replace the hash and bump the token version; None when the password is no longer the one whose hash
         `checked` (the row read before the check) holds."""
         params = {"id": user_id, "password_hash": password_hash, **_checked(checked)}
-        return self._one(SET_PASSWORD, params)
+        return self._signed_in(SET_PASSWORD, params)
 
     def bump_token_version(self, user_id: UUID) -> None:
         self.conn.execute(BUMP_TOKEN_VERSION, {"id": user_id})
@@ -203,10 +226,10 @@ class UsersRepository:
     def set_role_and_active(self, user_id: UUID, role: str, is_active: bool) -> UserRow | None:
         return self._one(SET_ROLE_AND_ACTIVE, {"id": user_id, "role": role, "is_active": is_active})
 
-    def touch_last_login(self, checked: UserRow, *, rehashed: str | None = None) -> UserRow | None:
+    def touch_last_login(self, checked: UserRow, *, rehashed: str | None = None) -> SignedInRow | None:
         """Record a sign-in (storing `rehashed` when given); None when the account is inactive or its password is
         no longer the one whose hash `checked` (the row read before the check) holds."""
-        return self._one(TOUCH_LAST_LOGIN, {"id": checked.id, "rehashed": rehashed, **_checked(checked)})
+        return self._signed_in(TOUCH_LAST_LOGIN, {"id": checked.id, "rehashed": rehashed, **_checked(checked)})
 
     def lock_active_super_admins(self) -> list[UUID]:
         return [row[0] for row in self.conn.execute(LOCK_ACTIVE_SUPER_ADMINS).fetchall()]

@@ -54,6 +54,11 @@ def to_user(row: UserRow) -> User:
     return User.model_validate(row, from_attributes=True)
 
 
+def to_me(row: UserRow, has_premium: bool) -> Me:
+    """The caller's own account: what GET /v1/users/me and every token pair answer."""
+    return Me(**to_user(row).model_dump(), has_premium=has_premium)
+
+
 def _log(
     uow: UnitOfWork,
     action: str,
@@ -106,12 +111,15 @@ def _pair(
     client: Client,
     family_id: UUID | None = None,
     parent_id: UUID | None = None,
+    *,
+    has_premium: bool,
 ) -> TokenPair:
     refresh = _new_refresh_token(uow, settings, user, client, family_id, parent_id)
     access, expires_in = issue_access_token(
         user.id, user.role, user.token_version, key=signing_key(settings), settings=settings
     )
-    return TokenPair(user=to_user(user), access_token=access, refresh_token=refresh, expires_in=expires_in)
+    user_out = to_me(user, has_premium)
+    return TokenPair(user=user_out, access_token=access, refresh_token=refresh, expires_in=expires_in)
 
 
 # Signup and login -------------------------------------------------------------------------------------------
@@ -130,7 +138,8 @@ def signup(db: Database, settings: Settings, request: SignupRequest, client: Cli
             username=request.username, email=request.email, password_hash=password_hash, **profile
         )
         _log(uow, "signup", user.id, client)
-        return _pair(uow, settings, user, client)
+        # A new account owns no licence and holds no seat: nothing else can name it before this transaction commits.
+        return _pair(uow, settings, user, client, has_premium=False)
 
     try:
         return db.transact(work)
@@ -233,7 +242,7 @@ def login(db: Database, settings: Settings, request: LoginRequest, client: Clien
             _log(uow, "login_failed", checked.id, client, login_key=key)
             return None
         _log(uow, "login", signed_in.id, client, login_key=key)  # clears this login's failure count
-        return _pair(uow, settings, signed_in, client)
+        return _pair(uow, settings, signed_in, client, has_premium=signed_in.has_premium)
 
     pair = db.transact(work)
     if pair is None:
@@ -281,7 +290,7 @@ def refresh(db: Database, settings: Settings, token: str, client: Client) -> Tok
             tokens.revoke_family(state.family_id)
             _log(uow, "refresh_reuse_detected", state.user_id, client)
             return _Outcome(reuse_detected=True)
-        user = UsersRepository(uow.conn).get(state.user_id)
+        user = UsersRepository(uow.conn).get_signed_in(state.user_id)
         if user is None or not user.is_active:
             return _Outcome()
         # A password change, logout-everywhere or deactivation bumps the version and revokes the user's rows;
@@ -291,7 +300,8 @@ def refresh(db: Database, settings: Settings, token: str, client: Client) -> Tok
             return _Outcome()
         tokens.mark_used(state.id)
         _log(uow, "refresh", user.id, client)
-        return _Outcome(pair=_pair(uow, settings, user, client, family_id=state.family_id, parent_id=state.id))
+        family, parent = state.family_id, state.id
+        return _Outcome(pair=_pair(uow, settings, user, client, family, parent, has_premium=user.has_premium))
 
     outcome = db.transact(work)  # committed even when refusing: a detected reuse must stay revoked
     if outcome.reuse_detected:
@@ -331,8 +341,7 @@ def _require(user: UserRow | None) -> UserRow:
 def _me(uow: UnitOfWork, user: UserRow | None) -> Me:
     # One more index probe on the request that reads the account, in its transaction.
     found = _require(user)
-    has_premium = LicensesRepository(uow.conn).has_premium(found.id)
-    return Me(**to_user(found).model_dump(), has_premium=has_premium)
+    return to_me(found, LicensesRepository(uow.conn).has_premium(found.id))
 
 
 def get_me(db: Database, user_id: UUID) -> Me:
@@ -396,7 +405,7 @@ def change_password(
             raise ForbiddenError(WRONG_PASSWORD)
         RefreshTokensRepository(uow.conn).revoke_for_user(user_id)
         _log(uow, "password_changed", user_id, client)
-        return _pair(uow, settings, user, client)
+        return _pair(uow, settings, user, client, has_premium=user.has_premium)
 
     return db.transact(work)
 

@@ -53,6 +53,12 @@ class JsonPage:
 
 
 SEARCH_MAX_CHARS = 200
+# One answer whether the other user left or their account was deleted: the send has no need to say which.
+COUNTERPART_GONE = (
+    "The other user has left this direct conversation or no longer has an account, so nobody would read the message: "
+    "nothing was sent. If they left, asking for the direct conversation with them again (POST /v1/conversations) "
+    "brings them back."
+)
 # Distinct emoji one message may hold: its reaction summary is a single unpaged list.
 REACTION_MAX_EMOJI = 50
 
@@ -117,14 +123,18 @@ def send_message(
 def _explain_unsent(uow: UnitOfWork, repo: MessagesRepository, principal: Principal, params: dict[str, Any]) -> Any:
     """Why the one-statement send inserted nothing: only on the failure path, so the happy path stays short."""
     conversation_id = params["conversation_id"]
-    conversation_access(ConversationsRepository(uow.conn), principal, conversation_id)
+    conversations = ConversationsRepository(uow.conn)
+    access = conversation_access(conversations, principal, conversation_id)
     if params["thread_id"] is not None and not repo.thread_in_conversation(params["thread_id"], conversation_id):
         raise _invalid("thread_id", "thread_id must name a thread of this conversation.")
     if params["idempotency_key"] is not None:
-        # A concurrent retry with the same key committed after this statement's snapshot was taken.
+        # A concurrent retry with the same key committed after this statement's snapshot was taken (or the retry of
+        # a message stored before the other user of a direct conversation left).
         found = repo.find_by_key(params)
         if found is not None:
             return found
+    if access.kind == "direct" and not conversations.has_other_participant(conversation_id, params["user_id"]):
+        raise ConflictError(COUNTERPART_GONE, reason="counterpart_gone")
     if params["file_ids"]:
         raise _invalid("attachments", "Attachments must be files you own.")
     limit = params["message_limit"]

@@ -516,9 +516,11 @@ def test_the_openapi_document_says_how_to_authenticate_and_that_errors_are_probl
         else:
             assert operation["security"] == [{"bearer": []}], route
             assert "401" in operation["responses"], route
-        invalid = operation["responses"]["422"]["content"]
-        assert list(invalid) == ["application/problem+json"], route
+        for code, reply in operation["responses"].items():
+            if not code.startswith("2"):
+                assert list(reply["content"]) == ["application/problem+json"], (route, code)
     assert "HTTPValidationError" not in json.dumps(document)
+    assert "ValidationError" not in document["components"]["schemas"]
 
 
 def _answered_statuses(handler: object) -> set[int]:
@@ -567,3 +569,111 @@ def test_the_openapi_document_names_the_change_feeds_410_and_its_resume_after():
     extra = next(part for part in schema["allOf"] if "properties" in part)
     assert extra["properties"]["resume_after"]["type"] == "integer" and extra["required"] == ["resume_after"]
     assert "resume_after" in document["components"]["schemas"]["Problem"]["description"]
+
+
+def _integer_schemas(node: object) -> Iterator[dict]:
+    if isinstance(node, list):
+        for item in node:
+            yield from _integer_schemas(item)
+    elif isinstance(node, dict):
+        if node.get("type") == "integer":
+            yield node
+        for child in node.values():
+            yield from _integer_schemas(child)
+
+
+def test_the_openapi_document_states_integer_bounds_as_exact_integers_the_bigint_positions_included():
+    # Powertools held every bound as a float: a position's maximum (a bigint, 2**63 - 1) read 9.223372036854776e+18,
+    # which is 2**63, past what the API accepts, and typed as a double by a client generator.
+    document = LocalApi().openapi()
+    for path in ("/v1/conversations/{id}/messages", "/v1/threads/{id}/messages", "/v1/conversations/{id}/changes"):
+        after = next(p for p in document["paths"][path]["get"]["parameters"] if p["name"] == "after")
+        integer = next(part for part in after["schema"]["anyOf"] if part.get("type") == "integer")
+        assert (integer["minimum"], integer["maximum"]) == (0, 9223372036854775807), path
+        assert type(integer["minimum"]) is int and type(integer["maximum"]) is int, path
+    # As served: the text names the exact integer.
+    served = json.dumps(document)
+    assert '"maximum": 9223372036854775807' in served and "e+18" not in served
+    floats = [
+        (name, schema[name])
+        for schema in _integer_schemas(document)
+        for name in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+        if isinstance(schema.get(name), float)
+    ]
+    assert floats == []
+
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def _problem_codes(operation: dict) -> set[str]:
+    return {
+        code
+        for code, reply in operation["responses"].items()
+        if reply.get("content", {}).get("application/problem+json", {}).get("schema") == PROBLEM_REF
+    }
+
+
+def test_every_operation_lists_the_problem_replies_it_can_give_and_none_it_cannot():
+    # Client generators type the error replies they are told of. The ones every operation can give are added in one
+    # place (shared/local/server.py), each only where the operation's shape allows it: 413 and 415 with a request
+    # body, 400 with a body or a cursor or limit, 401 and 403 with credentials, 404 with a path id or for a write,
+    # 422 with input; 429 (API Gateway throttles every method), 500, 503 and `default` everywhere.
+    document = LocalApi().openapi()
+    wrong = []
+    for _, route in routes.all_routes():
+        method = route.method.lower()
+        operation = document["paths"][route.path][method]
+        parameters = operation.get("parameters", [])
+        body = "requestBody" in operation
+        query = {p["name"] for p in parameters if p["in"] == "query"}
+        credentials = route.auth != "public"
+        expected = {"429", "500", "503", "default"}
+        expected |= {"400"} if body or query & {"cursor", "limit"} else set()
+        expected |= {"401", "403"} if credentials else set()
+        in_path = any(p["in"] == "path" for p in parameters)
+        expected |= {"404"} if in_path or (credentials and method != "get") else set()
+        expected |= {"413", "415"} if body else set()
+        bounded_path = any(p["in"] == "path" and "maxLength" in p["schema"] for p in parameters)
+        expected |= {"422"} if body or query or bounded_path or any(p["in"] == "header" for p in parameters) else set()
+        # What routes declare themselves: a public route's own 401, the change feed's 410 (its own schema).
+        own = {("post", "/v1/auth/login"): {"401"}, ("post", "/v1/auth/refresh"): {"401"}}
+        expected |= own.get((method, route.path), set())
+        if _problem_codes(operation) != expected:
+            wrong.append((route.method, route.path, sorted(_problem_codes(operation) ^ expected)))
+        for code in ("429", "503"):
+            if "Retry-After" not in operation["responses"][code].get("headers", {}):
+                wrong.append((route.method, route.path, code, "no Retry-After"))
+    assert wrong == []
+    changes = document["paths"]["/v1/conversations/{id}/changes"]["get"]["responses"]
+    assert PROBLEM_REF in changes["410"]["content"]["application/problem+json"]["schema"]["allOf"]
+    login = document["paths"]["/v1/auth/login"]["post"]["responses"]
+    assert login["401"]["description"].startswith("Unknown login") and "200" in login
+
+
+def _refs(node: object) -> Iterator[str]:
+    if isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+    elif isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield node["$ref"]
+        for child in node.values():
+            yield from _refs(child)
+
+
+def test_the_openapi_document_has_no_dangling_reference_and_every_reply_a_description():
+    # Schemathesis (make fuzz) and client generators load the whole document: one $ref to nowhere made it invalid
+    # (Powertools' ResponseValidationError pointed at the ValidationError schema this document drops).
+    document = LocalApi().openapi()
+    for ref in set(_refs(document)):
+        assert ref.startswith("#/"), ref
+        node: object = document
+        for part in ref[2:].split("/"):
+            assert isinstance(node, dict) and part in node, ref
+            node = node[part]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for code, reply in operation["responses"].items():
+                assert code == "default" or (len(code) == 3 and code.isdigit()), (method, path, code)
+                assert reply.get("description"), (method, path, code)

@@ -10,6 +10,8 @@ import pytest
 
 from shared import bootstrap
 from tests.ai_helpers import FakePublisher, add_model, add_thread, add_user, api_event, context_for
+from tests.conversations_helpers import call as call_route
+from tests.conversations_helpers import jwt_principal
 from tests.helpers import FakeLambdaContext, body_of, header
 from tests.integration.test_openai_compatible_provider import FakeUpstream
 
@@ -111,6 +113,23 @@ def test_completion_is_the_same_404_as_a_random_id_when_the_caller_is_not_a_part
     random = complete(stranger, uuid.uuid4(), {"content": "peek"})
     assert hidden["statusCode"] == random["statusCode"] == 404
     assert hidden["body"] == random["body"]
+
+
+def test_a_completion_in_a_direct_conversation_the_other_user_left_still_answers(ai_app, db):
+    # A send there is 409 (nobody would read it); a turn with the model needs nobody else and stays allowed.
+    add_model(db)
+    ann, bob = add_user(db), add_user(db)
+    body = {"kind": "direct", "participant_ids": [str(bob)]}
+    direct = call_route("POST", "/v1/conversations", jwt_principal(ann), body=body).body["id"]
+    thread = call_route(
+        "POST", f"/v1/conversations/{direct}/threads", jwt_principal(ann), body={"model_id": "local-echo"}
+    )
+    assert call_route("DELETE", f"/v1/conversations/{direct}/participants/{bob}", jwt_principal(bob)).status == 204
+    sent = call_route("POST", f"/v1/conversations/{direct}/messages", jwt_principal(ann), body={"content": "hi"})
+    assert sent.status == 409
+    response = complete(ann, thread.body["id"], {"content": "Hello there"})
+    assert response["statusCode"] == 200, response["body"]
+    assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (direct,)).fetchone()[0] == 2
 
 
 def test_provider_error_is_502_problem_without_the_canary_in_response_or_logs_when_upstream_leaks_a_key(

@@ -449,3 +449,82 @@ def test_a_message_reads_the_same_timestamps_from_send_page_edit_and_the_convers
     assert edited["edited_at"].endswith("Z")
     again = call("GET", f"/v1/conversations/{room['id']}/messages", room["alice"], query=forward).body["items"]
     assert again[1]["edited_at"] == edited["edited_at"]
+
+
+# A direct conversation whose other user is gone ----------------------------------------------------------------
+
+
+@pytest.fixture
+def direct(app_container, db):
+    alice, bob = (jwt_principal(make_user(db, n)) for n in ("alice", "bob"))
+    body = {"kind": "direct", "participant_ids": [str(bob.user_id)]}
+    conversation = call("POST", "/v1/conversations", alice, body=body).body
+    return {"alice": alice, "bob": bob, "id": conversation["id"]}
+
+
+def _leave(room, who):
+    return call("DELETE", f"/v1/conversations/{room['id']}/participants/{room[who].user_id}", room[who])
+
+
+def _messages(db, conversation_id):
+    return db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (conversation_id,)).fetchone()[0]
+
+
+def test_a_send_into_a_direct_conversation_the_other_user_left_is_409_and_stores_nothing(direct, db):
+    kept = _send(direct, "bob", "see you", idempotency_key="k-1").body
+    mine = _send(direct, "alice", "bye").body
+    before = db.execute("SELECT last_message_at FROM conversations WHERE id = %s", (direct["id"],)).fetchone()[0]
+    assert _leave(direct, "bob").status == 204
+    attachment = str(_file(db, direct["alice"].user_id))
+    for extra in ({}, {"idempotency_key": "k-2"}, {"attachments": [attachment]}):
+        refused = _send(direct, "alice", "anyone there?", **extra)
+        assert (refused.status, refused.headers["Content-Type"]) == (409, "application/problem+json"), refused.body
+        assert refused.body["type"] == "https://confab.dev/problems/conflict"
+        assert refused.body["reason"] == "counterpart_gone"
+        assert "left this direct conversation or no longer has an account" in refused.body["detail"]
+    assert _messages(db, direct["id"]) == 2
+    assert db.execute("SELECT count(*) FROM message_attachments").fetchone()[0] == 0
+    assert (
+        db.execute("SELECT last_message_at FROM conversations WHERE id = %s", (direct["id"],)).fetchone()[0] == before
+    )
+    # What needs nobody else still works: reading, searching, deleting one's own messages, leaving.
+    page = call("GET", f"/v1/conversations/{direct['id']}/messages", direct["alice"]).body["items"]
+    assert [m["id"] for m in page] == [mine["id"], kept["id"]]
+    found = call("GET", "/v1/search/messages", direct["alice"], query={"q": "see you"}).body["items"]
+    assert [m["id"] for m in found] == [kept["id"]]
+    assert call("DELETE", f"/v1/messages/{mine['id']}", direct["alice"]).status == 204
+    assert _leave(direct, "alice").status == 204
+    assert db.execute("SELECT count(*) FROM conversations WHERE id = %s", (direct["id"],)).fetchone()[0] == 0
+
+
+def test_a_retry_of_a_message_sent_before_the_other_user_left_still_answers_it(direct, db):
+    first = _send(direct, "alice", "once", idempotency_key="k-1").body
+    assert _leave(direct, "bob").status == 204
+    retry = _send(direct, "alice", "once", idempotency_key="k-1")
+    assert (retry.status, retry.body["id"]) == (200, first["id"])
+    assert _send(direct, "alice", "another", idempotency_key="k-1").status == 409  # the key's other message
+    assert _messages(db, direct["id"]) == 1
+
+
+@pytest.mark.parametrize("who_asks", ["alice", "bob"])
+def test_asking_for_the_pairs_direct_conversation_again_brings_back_the_user_who_left_and_sends_go_through(
+    direct, db, who_asks
+):
+    # Bob left. Either of them asking for the pair's conversation again gets the same one (200) with both in it:
+    # Bob back in (with its history), or Alice able to write to Bob again, as she could start a group with him.
+    assert _leave(direct, "bob").status == 204
+    assert _send(direct, "alice", "hello?").status == 409
+    other = direct["bob" if who_asks == "alice" else "alice"]
+    body = {"kind": "direct", "participant_ids": [str(other.user_id)]}
+    again = call("POST", "/v1/conversations", direct[who_asks], body=body)
+    assert (again.status, again.body["id"]) == (200, direct["id"])
+    roles = db.execute("SELECT user_id, role FROM participants WHERE conversation_id = %s", (direct["id"],)).fetchall()
+    assert sorted(roles) == sorted([(direct["alice"].user_id, "admin"), (direct["bob"].user_id, "admin")])
+    assert _send(direct, "alice", "hello again").status == 201
+    assert _send(direct, "bob", "hi").status == 201
+
+
+def test_a_direct_conversation_with_a_model_account_takes_sends_while_the_model_account_is_in_it(app_container, db):
+    alice, model = jwt_principal(make_user(db, "alice")), make_user(db, "model", is_ai=True)
+    chat = call("POST", "/v1/conversations", alice, body={"kind": "direct", "participant_ids": [str(model)]}).body
+    assert call("POST", f"/v1/conversations/{chat['id']}/messages", alice, body={"content": "hi"}).status == 201

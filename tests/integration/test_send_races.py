@@ -9,10 +9,11 @@ import time
 import psycopg
 import pytest
 
+from shared.repositories.account_deletions import AccountDeletionsRepository
 from shared.repositories.completions import CompletionsRepository
 from shared.repositories.conversations import ConversationsRepository
 from shared.repositories.messages import MessagesRepository
-from shared.services import conversations
+from shared.services import account_deletions, conversations
 from tests.conversations_helpers import call, jwt_principal, make_user
 from tests.helpers import wait_for_a_lock_waiter
 
@@ -82,6 +83,103 @@ def test_a_send_waiting_on_the_conversation_is_404_and_stores_nothing_when_its_s
     )
     assert reply.status == 404, reply.body
     assert db.execute("SELECT count(*) FROM messages WHERE sender_id = %s", (bob.user_id,)).fetchone()[0] == 0
+
+
+@pytest.fixture
+def direct(app_container, db):
+    alice, bob = jwt_principal(make_user(db, "alice")), jwt_principal(make_user(db, "bob"))
+    body = {"kind": "direct", "participant_ids": [str(bob.user_id)]}
+    return alice, bob, call("POST", "/v1/conversations", alice, body=body).body["id"]
+
+
+def _messages(db, conversation_id):
+    return db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (conversation_id,)).fetchone()[0]
+
+
+@PAUSES
+def test_a_send_waiting_on_a_direct_conversation_is_409_and_stores_nothing_when_the_other_users_leave_commits(
+    app_container, db, monkeypatch, direct, pause_after
+):
+    # Bob's send came while Alice's leave held the conversation's row: the statement's snapshot still shows Alice,
+    # but the send locks her participant row after the conversation's and finds it deleted.
+    alice, bob, conversation_id = direct
+    path = f"/v1/conversations/{conversation_id}/messages"
+    reply = _remove_while(
+        app_container,
+        db,
+        monkeypatch,
+        pause_after,
+        alice,
+        conversation_id,
+        alice.user_id,
+        lambda: call("POST", path, bob, body={"content": "late"}),
+    )
+    assert (reply.status, reply.body["reason"]) == (409, "counterpart_gone"), reply.body
+    assert _messages(db, conversation_id) == 0
+
+
+@pytest.mark.parametrize("pause_after", ["lock_conversations", "delete_user"])
+def test_a_send_waiting_on_a_direct_conversation_is_409_and_stores_nothing_when_the_other_users_deletion_commits(
+    app_container, db, monkeypatch, direct, pause_after
+):
+    alice, bob, conversation_id = direct
+    admin = jwt_principal(make_user(db, "root", role="admin"), role="admin")
+    paused, resume = threading.Event(), threading.Event()
+    real = getattr(AccountDeletionsRepository, pause_after)
+
+    def pausing(self, *args, **kwargs):
+        done = real(self, *args, **kwargs)
+        if threading.current_thread().name == "deleter":
+            paused.set()
+            resume.wait(10)
+        return done
+
+    monkeypatch.setattr(AccountDeletionsRepository, pause_after, pausing)
+    built = app_container
+    deleting = threading.Thread(
+        target=lambda: account_deletions.delete_account(built.db, built.settings, admin, alice.user_id), name="deleter"
+    )
+    deleting.start()
+    assert paused.wait(10)
+    out = {}
+    path = f"/v1/conversations/{conversation_id}/messages"
+    sending = threading.Thread(target=lambda: out.update(reply=call("POST", path, bob, body={"content": "late"})))
+    sending.start()
+    wait_for_a_lock_waiter(db)
+    resume.set()
+    deleting.join(10)
+    sending.join(10)
+    assert not deleting.is_alive() and not sending.is_alive()
+    assert db.execute("SELECT count(*) FROM users WHERE id = %s", (alice.user_id,)).fetchone() == (0,)
+    assert (out["reply"].status, out["reply"].body["reason"]) == (409, "counterpart_gone"), out["reply"].body
+    assert _messages(db, conversation_id) == 0
+
+
+@pytest.mark.parametrize("leaves", ["alice", "bob"])
+def test_a_direct_send_that_holds_the_conversation_before_a_leave_is_stored_and_the_leave_waits_for_it(
+    app_container, db, database_url, direct, leaves
+):
+    # The send (the SEND statement itself, its transaction held open) came first: the leave of either user waits for
+    # it, and the message stays once both commit.
+    alice, bob, conversation_id = direct
+    leaver = alice if leaves == "alice" else bob
+    params = {
+        "anonymous": False, "user_id": bob.user_id, "conversation_id": conversation_id, "thread_id": None,
+        "content": "first", "file_ids": [], "idempotency_key": None, "message_limit": 1000,
+    }  # fmt: skip
+    out = {}
+    with psycopg.connect(database_url) as sender:
+        sent = MessagesRepository(sender).send(params)
+        assert sent is not None and sent.created
+        path = f"/v1/conversations/{conversation_id}/participants/{leaver.user_id}"
+        leaving = threading.Thread(target=lambda: out.update(reply=call("DELETE", path, leaver)))
+        leaving.start()
+        wait_for_a_lock_waiter(db)
+        assert leaving.is_alive(), "the leave did not wait for the send"
+        sender.commit()
+    leaving.join(10)
+    assert out["reply"].status == 204
+    assert _messages(db, conversation_id) == 1
 
 
 @PAUSES

@@ -26,6 +26,7 @@ from shared.services import account_deletions
 from shared.services import admin as admin_service
 from shared.services.accounts import Client
 from shared.services.maintenance import run_maintenance
+from shared.services.messages import COUNTERPART_GONE
 from shared.services.usage import record_usage
 from tests.conversations_helpers import call, jwt_principal
 from tests.helpers import upload_form, wait_for_a_lock_waiter
@@ -171,6 +172,10 @@ def test_a_deleted_users_messages_stay_in_a_group_for_the_others_who_get_an_admi
     assert api.call("PATCH", f"/v1/conversations/{group}", {"title": "ours"}, token=bob["access_token"]).status == 200
     # The direct conversation stays for Bob; the chat nobody else was in went; the room she owned is the others'.
     assert api.call("GET", f"/v1/conversations/{direct}/messages", token=bob["access_token"]).status == 200
+    # ...to read: nobody is left to read a message sent there (the answer is the one a leave gives).
+    to_nobody = api.call("POST", f"/v1/conversations/{direct}/messages", {"content": "ann?"}, token=bob["access_token"])
+    assert (to_nobody.status, to_nobody.json["detail"]) == (409, COUNTERPART_GONE)
+    assert _count(db, "SELECT count(*) FROM messages WHERE conversation_id = %s", direct) == 1
     assert _count(db, "SELECT count(*) FROM conversations WHERE id = %s", alone) == 0
     assert db.execute("SELECT user_id FROM conversations WHERE id = %s", (shared_room,)).fetchone() == (None,)
     assert api.call("GET", f"/v1/conversations/{shared_room}", token=cal["access_token"]).status == 200

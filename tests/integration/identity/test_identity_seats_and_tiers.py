@@ -11,6 +11,7 @@ from typing import get_args
 import psycopg
 
 from shared.models.identity import PREMIUM_TIERS, LicenseTier
+from shared.repositories.licenses import LicensesRepository
 from tests.integration.identity.conftest import PASSWORD
 
 
@@ -144,9 +145,48 @@ def test_me_says_whether_the_caller_has_premium_as_a_premium_templates_use_decid
     assert _premium(api, token) is False
     assert api.call("PATCH", f"/v1/licenses/{elsewhere['id']}", {"expires_at": None}, token=admin).status == 200
     assert _premium(api, token) is True
-    # Only the account's own reply says it: a login's `user` is the plain account.
+
+
+def test_every_token_pair_answers_its_user_as_get_me_does_with_has_premium_read_in_the_same_statement(
+    api, make_role, db, monkeypatch
+):
+    # Signup, login, refresh and a password change answer the `user` GET /v1/users/me answers, has_premium
+    # included; a login, refresh or password change reads it in the statement that reads the account.
+    admin = _admin(api, make_role)
+    signed_up = api.signup("pia")
+    user_id = signed_up["user"]["id"]
+
+    def me(token):
+        reply = api.call("GET", "/v1/users/me", token=token)
+        assert reply.status == 200, reply.json
+        return reply.json
+
+    assert signed_up["user"] == me(signed_up["access_token"]) and signed_up["user"]["has_premium"] is False
+    owned = _licence(api, admin, user_id, "premium")
+
+    def no_second_query(self, user):
+        raise AssertionError("a token pair read has_premium with a query of its own")
+
+    monkeypatch.setattr(LicensesRepository, "has_premium", no_second_query)
     login = api.call("POST", "/v1/auth/login", {"login": "pia", "password": PASSWORD}).json
-    assert "has_premium" not in login["user"]
+    refreshed = api.call("POST", "/v1/auth/refresh", {"refresh_token": login["refresh_token"]}).json
+    changed = api.call(
+        "POST",
+        "/v1/users/me/password",
+        {"current_password": PASSWORD, "new_password": PASSWORD + "!"},
+        token=refreshed["access_token"],
+    ).json
+    monkeypatch.undo()
+    assert login["user"]["has_premium"] is refreshed["user"]["has_premium"] is changed["user"]["has_premium"] is True
+    assert login["user"] == refreshed["user"] == changed["user"] == me(changed["access_token"])
+    # Premium through a seat counts as it does for /v1/users/me, and an expired licence grants none.
+    db.execute("UPDATE licenses SET expires_at = now() - interval '1 second' WHERE id = %s", (owned["id"],))
+    expired = api.call("POST", "/v1/auth/login", {"login": "pia", "password": PASSWORD + "!"}).json
+    assert expired["user"]["has_premium"] is False and expired["user"] == me(expired["access_token"])
+    elsewhere = _licence(api, admin, api.signup("paul")["user"]["id"], "enterprise")
+    _seat(api, admin, elsewhere["id"], user_id)
+    seated = api.call("POST", "/v1/auth/refresh", {"refresh_token": expired["refresh_token"]}).json
+    assert seated["user"]["has_premium"] is True and seated["user"] == me(seated["access_token"])
 
 
 def test_every_known_tier_is_accepted_and_exactly_the_premium_tiers_grant_premium(api, make_role):
