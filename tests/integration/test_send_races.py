@@ -18,21 +18,28 @@ from tests.conversations_helpers import call, jwt_principal, make_user
 from tests.helpers import wait_for_a_lock_waiter
 
 
-def _remove_while(app_container, db, monkeypatch, pause_after, remover, conversation_id, user_id, act):
-    """Remove `user_id` from the conversation, pausing inside the removal's transaction (it holds the
-    conversation's row) after `pause_after`: before or after it deleted the participant, so that either way
-    `act`'s snapshot still shows them as one; run `act` until it waits on a lock; then let both finish."""
+def _pause_after(monkeypatch, repository, method: str, thread: str) -> tuple[threading.Event, threading.Event]:
+    """Make `repository.method`, run in the thread named `thread`, pause once it has returned (its transaction still
+    open) until `resume` is set; `paused` is set when it does."""
     paused, resume = threading.Event(), threading.Event()
-    real = getattr(ConversationsRepository, pause_after)
+    real = getattr(repository, method)
 
     def pausing(self, *args, **kwargs):
         done = real(self, *args, **kwargs)
-        if threading.current_thread().name == "remover":
+        if threading.current_thread().name == thread:
             paused.set()
             resume.wait(10)
         return done
 
-    monkeypatch.setattr(ConversationsRepository, pause_after, pausing)
+    monkeypatch.setattr(repository, method, pausing)
+    return paused, resume
+
+
+def _remove_while(app_container, db, monkeypatch, pause_after, remover, conversation_id, user_id, act):
+    """Remove `user_id` from the conversation, pausing inside the removal's transaction (it holds the
+    conversation's row) after `pause_after`: before or after it deleted the participant, so that either way
+    `act`'s snapshot still shows them as one; run `act` until it waits on a lock; then let both finish."""
+    paused, resume = _pause_after(monkeypatch, ConversationsRepository, pause_after, "remover")
     removing = threading.Thread(
         target=lambda: conversations.remove_participant(app_container.db, remover, conversation_id, user_id),
         name="remover",
@@ -124,17 +131,7 @@ def test_a_send_waiting_on_a_direct_conversation_is_409_and_stores_nothing_when_
 ):
     alice, bob, conversation_id = direct
     admin = jwt_principal(make_user(db, "root", role="admin"), role="admin")
-    paused, resume = threading.Event(), threading.Event()
-    real = getattr(AccountDeletionsRepository, pause_after)
-
-    def pausing(self, *args, **kwargs):
-        done = real(self, *args, **kwargs)
-        if threading.current_thread().name == "deleter":
-            paused.set()
-            resume.wait(10)
-        return done
-
-    monkeypatch.setattr(AccountDeletionsRepository, pause_after, pausing)
+    paused, resume = _pause_after(monkeypatch, AccountDeletionsRepository, pause_after, "deleter")
     built = app_container
     deleting = threading.Thread(
         target=lambda: account_deletions.delete_account(built.db, built.settings, admin, alice.user_id), name="deleter"
