@@ -93,7 +93,11 @@ def remove_participant(id: PathId, user_id: PathId) -> Response[None]:
     return no_content()
 
 
-@app.post("/v1/conversations/<id>/read", tags=TAGS, summary="Move your read cursor")
+@app.post(
+    "/v1/conversations/<id>/read",
+    tags=TAGS,
+    summary="Mark messages up to one read (moving your read cursor) or delivered: a change in the feed",
+)
 def read(id: PathId, body: ReadMark) -> ReadCursor:
     return mark_read(container().db, principal_of(app), id, body)
 

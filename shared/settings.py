@@ -75,7 +75,8 @@ class Settings(BaseSettings):
     # Retention and cache
     anonymous_retention_days: int = Field(90, alias="ANONYMOUS_RETENTION_DAYS", ge=1)
     connection_log_retention_days: int = Field(180, alias="CONNECTION_LOG_RETENTION_DAYS", ge=1)
-    # Edits and deletions in a conversation's change feed; a client polling from before them must resync (410).
+    # Changes in a conversation's change feed (edits, deletions, reactions, read and delivered marks); a client polling
+    # from before them must resync (410).
     message_change_retention_days: int = Field(30, alias="MESSAGE_CHANGE_RETENTION_DAYS", ge=1)
     refresh_token_grace_days: int = Field(7, alias="REFRESH_TOKEN_GRACE_DAYS", ge=0)
     ai_cache_ttl_s: int = Field(7 * 86400, alias="AI_CACHE_TTL_SECONDS", ge=0)

@@ -143,17 +143,30 @@ class Message(BaseModel):
 
 
 class MessageChange(BaseModel):
-    """An edit, deletion or change of the reactions of a message, in a conversation's change feed
-    (GET /v1/conversations/{id}/changes)."""
+    """An edit, deletion or change of the reactions of a message, or a read or delivered mark, in a conversation's
+    change feed (GET /v1/conversations/{id}/changes). More kinds may come: a client skips a kind it does not know
+    (its position still counts)."""
 
     id: int  # the change's position: drawn with message ids, in commit order within the conversation
+    # A mark: the message it went up to (it may be deleted since).
     message_id: int
-    kind: Literal["edited", "deleted", "reactions"]
-    changed_at: datetime
-    message: Message | None  # an edit: the message as it reads now; a deletion or a reactions change: null
+    kind: Literal["edited", "deleted", "reactions", "read", "delivered"]
+    changed_at: datetime  # a mark: also the time it stamped in status_timestamps
+    message: Message | None  # an edit: the message as it reads now; any other kind: null
     # A reactions change: the message's reaction summary as it is now, as GET /v1/messages/{id}/reactions lists it
-    # for the caller (empty once the last reaction is taken back); an edit or a deletion: null.
+    # for the caller (empty once the last reaction is taken back); any other kind: null.
     reactions: list[ReactionCount] | None
+    # A read or delivered mark: the reader (null once their account is deleted); any other kind: null.
+    user_id: UUID | None = Field(
+        None,
+        description=(
+            "read/delivered: the reader. Each message of the conversation (thread messages included) with an id up "
+            "to message_id, a sender_id other than user_id and a status below kind (sent < delivered < read) takes "
+            "status kind and status_timestamps[kind] = changed_at (read: also status_timestamps.delivered = "
+            "changed_at where it has none); read also moves the reader's read cursor up to message_id "
+            "(docs/conversations.md, 'Read and delivered marks in the feed')."
+        ),
+    )
 
 
 class ReadMark(Strict):

@@ -55,8 +55,8 @@ ORDER BY c.id
 FOR KEY SHARE SKIP LOCKED
 """
 
-# A change an edit, a delete or a reaction removed meanwhile is skipped (and needs no horizon: a later change
-# supersedes it).
+# A change an edit, a delete, a reaction or a read mark removed meanwhile is skipped (and needs no horizon: a later
+# change supersedes it).
 PURGE_CHANGES = """
 WITH gone AS (
     DELETE FROM message_changes

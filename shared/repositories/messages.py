@@ -224,13 +224,14 @@ FROM message_reactions WHERE message_id = {{message}}
 GROUP BY {_EMOJI_KEY.format("emoji")}"""  # noqa: S608 (fixed text)
 _REACTION_ORDER = 'g.count DESC, g.emoji COLLATE "C"'
 
-# Changes (edits, deletions and reactions; migrations 0601 and 0602), oldest first after a position: a message id or
-# a change id, both drawn in commit order within the conversation. An edit reads as its message does now (a deleted
-# message's edit and reaction entries went with it); a deletion carries no message; a reactions change carries the
-# message's reaction summary as it is now, for the caller (no message: its text did not change). The access check
-# rides along as a page's does.
+# Changes (edits, deletions, reactions, read and delivered marks; migrations 0601 to 0603), oldest first after a
+# position: a message id or a change id, both drawn in commit order within the conversation. An edit reads as its
+# message does now (a deleted message's edit and reaction entries went with it); a deletion carries no message; a
+# reactions change carries the message's reaction summary as it is now, for the caller (no message: its text did not
+# change); a mark carries its reader (user_id) and the message it went up to, which may be deleted since. The access
+# check rides along as a page's does.
 _CHANGE_ROWS = f"""
-        SELECT ch.id, ch.message_id, ch.kind, ch.changed_at,
+        SELECT ch.id, ch.message_id, ch.kind, ch.changed_at, ch.user_id,
                (SELECT {M_MESSAGE_JSON} FROM messages m WHERE m.id = ch.message_id AND ch.kind = 'edited') AS message,
                CASE WHEN ch.kind = 'reactions' THEN (
                    SELECT coalesce(json_agg(json_build_object('emoji', g.emoji, 'count', g.count,
@@ -242,7 +243,7 @@ _CHANGE_ROWS = f"""
         ORDER BY ch.id {{order}} LIMIT %(limit)s"""  # noqa: S608 (fixed text)
 _CHANGE_JSON = (
     "json_build_object('id', id, 'message_id', message_id, 'kind', kind, "
-    "'changed_at', confab_json_time(changed_at), 'message', message, 'reactions', reactions)"
+    "'changed_at', confab_json_time(changed_at), 'message', message, 'reactions', reactions, 'user_id', user_id)"
 )
 # With the page, in its snapshot: how far maintenance purged the conversation's changes (0: never). A position below
 # it may have missed a purged change (the page cannot show what is gone), however many retained ones follow it.
@@ -353,10 +354,24 @@ UPDATE conversations c SET last_message_at = newest.created_at
 FROM newest WHERE c.id = newest.conversation_id AND c.last_message_at IS DISTINCT FROM newest.created_at
 """
 
-# Read cursor: never moves backwards; statuses only move forward (sent -> delivered -> read), each step
-# stamped once in status_timestamps. The caller's own messages are not "read" by the caller.
-MARK_READ = """
-WITH target AS (SELECT id FROM messages WHERE id = %(message_id)s AND conversation_id = %(conversation_id)s),
+# Read and delivered marks. A status only moves forward (sent -> delivered -> read) and each step is stamped once in
+# status_timestamps; the reader's read cursor never moves backwards; the caller's own messages are not "read" by the
+# caller. A mark that moved something is logged in message_changes (migration 0603): one 'read' or 'delivered' entry,
+# the reader and the message the mark went up to, its id drawn under the caller's FOR NO KEY UPDATE lock on the
+# conversation's row %(conversation_id)s (as an edit's is) and its changed_at the now() the statuses were stamped with
+# (the same transaction), so a client replays it exactly. The caller also holds its participant row: nothing else
+# moves these statuses or this cursor between the statement's snapshot and its commit. An entry that moved a status
+# stays (replaced, the times it stamped would be lost); a 'read' entry that moved only the cursor is replaced by the
+# reader's next 'read' entry. A mark that moves nothing (a repeat, a mark below the cursor) logs nothing.
+_MARK_TARGET = """target AS (
+    SELECT m.id, p.conversation_id, p.last_read_message_id, p.last_read_at,
+           m.id > coalesce(p.last_read_message_id, 0) AS advances
+    FROM messages m JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = %(user_id)s
+    WHERE m.id = %(message_id)s AND m.conversation_id = %(conversation_id)s
+)"""
+
+MARK_READ = f"""
+WITH {_MARK_TARGET},
 moved AS (
     UPDATE messages m
     SET status = 'read',
@@ -370,18 +385,31 @@ moved AS (
 cursor AS (
     UPDATE participants p
     SET last_read_message_id = greatest(coalesce(p.last_read_message_id, 0), target.id),
-        last_read_at = CASE WHEN target.id > coalesce(p.last_read_message_id, 0) THEN now() ELSE p.last_read_at END
+        last_read_at = CASE WHEN target.advances THEN now() ELSE p.last_read_at END
     FROM target
     WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
     RETURNING p.conversation_id, p.last_read_message_id, p.last_read_at
+),
+logged AS (
+    INSERT INTO message_changes (conversation_id, message_id, kind, user_id, moved_statuses)
+    SELECT %(conversation_id)s, target.id, 'read', %(user_id)s, EXISTS (SELECT 1 FROM moved)
+    FROM target WHERE target.advances OR EXISTS (SELECT 1 FROM moved)
+    RETURNING id
+),
+-- The statement's snapshot does not hold the entry just logged: only the reader's earlier cursor-only entry goes.
+superseded AS (
+    DELETE FROM message_changes ch
+    WHERE ch.user_id = %(user_id)s AND ch.conversation_id = %(conversation_id)s AND ch.moved_statuses = false
+      AND ch.kind = 'read' AND EXISTS (SELECT 1 FROM logged)
 )
 SELECT cursor.conversation_id, cursor.last_read_message_id, cursor.last_read_at,
        (SELECT count(*) FROM moved) AS updated
 FROM cursor
-"""
+"""  # noqa: S608 (fixed text)
 
-MARK_DELIVERED = """
-WITH target AS (SELECT id FROM messages WHERE id = %(message_id)s AND conversation_id = %(conversation_id)s),
+# A delivered mark has no cursor: it logs only when it moved a status, so its entries always stay.
+MARK_DELIVERED = f"""
+WITH {_MARK_TARGET},
 moved AS (
     UPDATE messages m
     SET status = 'delivered',
@@ -390,11 +418,16 @@ moved AS (
     WHERE m.conversation_id = %(conversation_id)s AND m.id <= target.id AND m.status = 'sent'
       AND m.sender_id IS DISTINCT FROM %(user_id)s
     RETURNING 1
+),
+logged AS (
+    INSERT INTO message_changes (conversation_id, message_id, kind, user_id, moved_statuses)
+    SELECT %(conversation_id)s, target.id, 'delivered', %(user_id)s, true
+    FROM target WHERE EXISTS (SELECT 1 FROM moved)
 )
-SELECT p.conversation_id, p.last_read_message_id, p.last_read_at, (SELECT count(*) FROM moved) AS updated
-FROM participants p, target
-WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
-"""
+SELECT target.conversation_id, target.last_read_message_id, target.last_read_at,
+       (SELECT count(*) FROM moved) AS updated
+FROM target
+"""  # noqa: S608 (fixed text)
 
 # CTEs that log a reaction change of %(message_id)s when {changed} (a CTE of the reaction write) has a row.
 _REACTIONS_LOGGED = """superseded AS (

@@ -252,10 +252,10 @@ MESSAGE_CHANGES_JOB = "message_changes"
 
 
 def _purge_message_changes(run: _Run) -> Status:
-    """Changes (edits, deletions, reactions) older than MESSAGE_CHANGE_RETENTION_DAYS leave the change feed, batch by
-    batch, each batch recording per conversation how far it purged (message_change_horizons): a client polling from
-    before that is answered 410 and resyncs, never missing a change silently. The oldest go first, so no cursor is
-    kept: a batch that deleted something is followed by another, until one deletes nothing."""
+    """Changes (edits, deletions, reactions, read and delivered marks) older than MESSAGE_CHANGE_RETENTION_DAYS leave
+    the change feed, batch by batch, each batch recording per conversation how far it purged (message_change_horizons):
+    a client polling from before that is answered 410 and resyncs, never missing a change silently. The oldest go
+    first, so no cursor is kept: a batch that deleted something is followed by another, until one deletes nothing."""
     cutoff = run.started_at - timedelta(days=run.settings.message_change_retention_days)
     limit = run.settings.maintenance_batch_size
 

@@ -200,10 +200,10 @@ def list_messages(
 def list_changes(
     db: Database, principal: Principal, conversation_id: UUID, after: int | None, cursor: str | None, limit: int | None
 ) -> JsonPage:
-    """Edits and deletions of the conversation's messages after a position (the newest change id the client
-    applied, or at first the newest message id it read; 0 for every change kept), oldest first. A position before
-    the changes maintenance purged is a 410 that names where to resume once the client has read the conversation
-    again."""
+    """Edits, deletions, reaction changes and read and delivered marks in the conversation after a position (the newest
+    change id the client applied, or at first the newest message id it read; 0 for every change kept), oldest first.
+    A position before the changes maintenance purged is a 410 that names where to resume once the client has read
+    the conversation again."""
     position = PageStart.of(cursor, "forward", after).after or 0
     params = _page_params(principal, conversation_id, position, limit)
 
@@ -308,11 +308,15 @@ def delete_message(db: Database, principal: Principal, message_id: int) -> None:
 
 
 def mark_read(db: Database, principal: Principal, conversation_id: UUID, body: ReadMark) -> ReadCursor:
-    """Move the caller's read cursor (never backwards) and the statuses of others' messages up to it."""
+    """Move the caller's read cursor (never backwards) and the statuses of others' messages up to it; a mark that
+    moved something is a change in the conversation's change feed."""
     user_id = principal.require_user()
 
     def work(uow: UnitOfWork) -> ReadCursor:
-        conversation_access(ConversationsRepository(uow.conn), principal, conversation_id, "KEY SHARE")
+        # NO KEY UPDATE, as an edit takes it: the mark's change id (message_changes) is drawn under it, so marks commit
+        # in id order with the conversation's messages and other changes, and two marks never move the same statuses
+        # at once. Taken in the access check, before the caller's participant row, as a removal takes them.
+        conversation_access(ConversationsRepository(uow.conn), principal, conversation_id, "NO KEY UPDATE")
         moved = MessagesRepository(uow.conn).mark(conversation_id, user_id, body.message_id, read=body.status == "read")
         if moved is None:
             raise not_found()

@@ -386,3 +386,170 @@ def test_the_purge_passes_over_a_conversation_being_deleted_instead_of_waiting_f
     assert finished and results[0].status == "complete" and results[0].deleted["message_changes"] == 1
     assert db.execute("SELECT conversation_id FROM message_change_horizons").fetchall() == [(uuid.UUID(other),)]
     assert db.execute("SELECT count(*) FROM message_changes").fetchone()[0] == 0
+
+
+# Read and delivered marks --------------------------------------------------------------------------------------------
+
+
+def _mark(room, who, message_id, status="read"):
+    body = {"message_id": message_id, "status": status}
+    reply = call("POST", f"/v1/conversations/{room['id']}/read", room[who], body=body)
+    assert reply.status == 200, reply.body
+    return reply.body
+
+
+def _marks(items):
+    """(kind, reader, message id) of each mark among the changes."""
+    return [(c["kind"], c["user_id"], c["message_id"]) for c in items if c["kind"] in ("read", "delivered")]
+
+
+def _messages(room, who="alice"):
+    page = call("GET", f"/v1/conversations/{room['id']}/messages", room[who], query={"after": "0"}).body["items"]
+    return {m["id"]: m for m in page}
+
+
+def test_read_and_delivered_marks_are_changes_naming_the_reader_and_the_message_they_went_up_to(room):
+    # A sender polling for read ticks had to read whole pages again: a mark changed statuses and logged nothing.
+    first, second, third = (_send(room, "alice", f"m{i}") for i in range(3))
+    bob = str(room["bob"].user_id)
+    assert _mark(room, "bob", second, "delivered")["updated"] == 2
+    assert _mark(room, "bob", first)["updated"] == 1
+    reply = _changes(room, "alice", after=third)
+    assert reply.status == 200 and reply.body["next_cursor"] is None
+    delivered, read = reply.body["items"]
+    assert _marks([delivered, read]) == [("delivered", bob, second), ("read", bob, first)]
+    assert third < delivered["id"] < read["id"]
+    assert (delivered["message"], delivered["reactions"], read["message"], read["reactions"]) == (None,) * 4
+    # changed_at is the very time the mark stamped, so a client replaying it gets the statuses as they read.
+    held = _messages(room)
+    assert held[first]["status"] == "read" and held[second]["status"] == "delivered" and held[third]["status"] == "sent"
+    assert held[first]["status_timestamps"]["delivered"] == delivered["changed_at"]
+    assert held[second]["status_timestamps"]["delivered"] == delivered["changed_at"]
+    assert held[first]["status_timestamps"]["read"] == read["changed_at"]
+    assert "delivered" not in held[third]["status_timestamps"]
+    # The other kinds name no reader.
+    call("PATCH", f"/v1/messages/{third}", room["alice"], body={"content": "m2 fixed"})
+    [edited] = _changes(room, "bob", after=read["id"]).body["items"]
+    assert (edited["kind"], edited["user_id"]) == ("edited", None)
+
+
+def test_a_mark_that_moves_no_status_and_no_cursor_logs_nothing(room, db):
+    first, second = _send(room, "alice", "m0"), _send(room, "alice", "m1")
+    own = _send(room, "bob", "bob's")
+    _mark(room, "bob", second)
+    [logged] = _changes(room, "alice", after=own).body["items"]
+    assert _mark(room, "bob", second)["updated"] == 0  # a repeat
+    assert _mark(room, "bob", first)["updated"] == 0  # below the cursor
+    assert _mark(room, "bob", second, "delivered")["updated"] == 0  # read never returns to delivered
+    assert _mark(room, "alice", own, "delivered")["updated"] == 1  # alice's is a change: bob's message delivered
+    delivered = _changes(room, "alice", after=logged["id"]).body["items"]
+    assert _marks(delivered) == [("delivered", str(room["alice"].user_id), own)]
+    assert _mark(room, "alice", own, "delivered")["updated"] == 0  # and again, nothing
+    assert _mark(room, "bob", own, "delivered")["updated"] == 0  # one's own messages are not delivered to one
+    assert _changes(room, "alice", after=delivered[0]["id"]).body["items"] == []
+    kinds = db.execute("SELECT kind FROM message_changes WHERE conversation_id = %s ORDER BY id", (room["id"],))
+    assert [k for (k,) in kinds] == ["read", "delivered"]
+
+
+def test_a_read_entry_that_moved_only_the_cursor_is_replaced_by_the_readers_next_one_and_one_that_stamped_stays(
+    room,
+):
+    # A later mark's entry cannot say when an earlier one stamped its messages, so an entry that stamped one stays:
+    # replaced, a client that missed it would have stamped those messages with the later time. An entry that only
+    # moved the reader's cursor (someone else had read the messages) is replaced, so they stay one per reader.
+    call(
+        "POST",
+        f"/v1/conversations/{room['id']}/participants",
+        room["alice"],
+        body={"user_id": str(room["carol"].user_id)},
+    )
+    bob, carol = str(room["bob"].user_id), str(room["carol"].user_id)
+    first = _send(room, "alice", "m0")
+    _mark(room, "bob", first)  # stamps m0
+    assert _mark(room, "carol", first)["updated"] == 0  # only carol's cursor moves
+    second = _send(room, "alice", "m1")
+    _mark(room, "bob", second)  # stamps m1
+    assert _mark(room, "carol", second)["updated"] == 0  # replaces carol's first entry
+    items = _changes(room, "alice", after=0).body["items"]
+    assert _marks(items) == [("read", bob, first), ("read", bob, second), ("read", carol, second)]
+    third = _send(room, "alice", "m2")
+    assert _mark(room, "carol", third)["updated"] == 1  # stamps m2: replaces carol's cursor-only entry, and stays
+    assert _mark(room, "bob", third)["updated"] == 0
+    items = _changes(room, "alice", after=0).body["items"]
+    assert _marks(items) == [("read", bob, first), ("read", bob, second), ("read", carol, third), ("read", bob, third)]
+    # Each stamped message reads with the time of the entry that stamped it.
+    held, by_target = _messages(room), {(c["user_id"], c["message_id"]): c["changed_at"] for c in items}
+    assert held[first]["status_timestamps"]["read"] == by_target[(bob, first)]
+    assert held[second]["status_timestamps"]["read"] == by_target[(bob, second)]
+    assert held[third]["status_timestamps"]["read"] == by_target[(carol, third)]
+    # The participants' cursors are where the readers' newest entries say.
+    listed = call("GET", f"/v1/conversations/{room['id']}/participants", room["alice"]).body["items"]
+    cursors = {p["user_id"]: (p["last_read_message_id"], p["last_read_at"]) for p in listed}
+    assert cursors[bob][0] == cursors[carol][0] == third
+
+
+def test_marks_stay_in_the_feed_when_the_message_they_went_up_to_is_deleted(room, db):
+    first, second = _send(room, "alice", "m0"), _send(room, "alice", "m1")
+    _mark(room, "bob", second, "delivered")
+    _mark(room, "bob", second)
+    assert call("DELETE", f"/v1/messages/{second}", room["alice"]).status == 204
+    items = _changes(room, "alice", after=second).body["items"]
+    bob = str(room["bob"].user_id)
+    assert [(c["kind"], c["user_id"], c["message_id"]) for c in items] == [
+        ("delivered", bob, second),
+        ("read", bob, second),
+        ("deleted", None, second),
+    ]
+    assert _messages(room)[first]["status"] == "read"  # "up to" the deleted message still covers the one before it
+
+
+def test_marks_are_read_by_who_may_read_the_feed_and_an_outsiders_mark_is_the_404_and_logs_nothing(room, db):
+    message = _send(room, "alice", "m")
+    outsider = call("POST", f"/v1/conversations/{room['id']}/read", room["carol"], body={"message_id": message})
+    missing = call("POST", f"/v1/conversations/{uuid.uuid4()}/read", room["carol"], body={"message_id": message})
+    assert outsider.status == missing.status == 404 and outsider.body == missing.body
+    assert db.execute("SELECT count(*) FROM message_changes").fetchone()[0] == 0
+    _mark(room, "bob", message)
+    for who in ("alice", "bob"):
+        assert _marks(_changes(room, who, after=message).body["items"]) == [("read", str(room["bob"].user_id), message)]
+    assert _changes(room, "carol", after=message).status == 404
+
+
+@pytest.mark.parametrize("status", ["read", "delivered"])
+def test_a_mark_waits_for_a_send_holding_the_conversation_so_its_change_commits_in_order(room, database_url, status):
+    # Under FOR KEY SHARE a mark drew its position while a send or an edit held the row, and could commit after a
+    # poll had seen a larger position: skipped by that client for good.
+    message = _send(room, "alice", "m")
+    path, body = f"/v1/conversations/{room['id']}/read", {"message_id": message, "status": status}
+    assert _after_waiting_on_the_conversation(
+        database_url, room, lambda: call("POST", path, room["bob"], body=body).status
+    ) == [200]
+
+
+def test_a_readers_account_deletion_keeps_the_marks_it_made_without_naming_it(app_container, db, room):
+    # What a mark stamped stays true after its reader goes; the account is no longer named, as nowhere else.
+    call(
+        "POST",
+        f"/v1/conversations/{room['id']}/participants",
+        room["alice"],
+        body={"user_id": str(room["carol"].user_id)},
+    )
+    message = _send(room, "alice", "m")
+    _mark(room, "carol", message)
+    admin = jwt_principal(make_user(db, "root", role="admin"), role="admin")
+    assert call("DELETE", f"/v1/admin/users/{room['carol'].user_id}", admin).status == 204
+    [mark] = _changes(room, "bob", after=message).body["items"]
+    assert (mark["kind"], mark["message_id"], mark["user_id"]) == ("read", message, None)
+    assert _messages(room)[message]["status_timestamps"]["read"] == mark["changed_at"]
+
+
+def test_marks_older_than_the_retention_are_purged_behind_a_horizon_as_other_changes_are(app_container, db, room):
+    message = _send(room, "alice", "m")
+    _mark(room, "bob", message, "delivered")
+    _mark(room, "bob", message)
+    _age_changes(db, room["id"], app_container.settings.message_change_retention_days + 1)
+    result = run_maintenance(app_container.db, app_container.settings)
+    assert result.status == "complete" and result.deleted["message_changes"] == 2
+    gone = _changes(room, "alice", after=message)
+    assert gone.status == 410 and gone.body["resume_after"] > message
+    assert _changes(room, "alice", after=gone.body["resume_after"]).body["items"] == []

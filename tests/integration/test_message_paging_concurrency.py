@@ -1,5 +1,5 @@
 """Walking message pages while other clients keep sending never repeats or skips a message; polling changes while
-others edit, delete and react never skips a change."""
+others edit, delete, react and mark messages read or delivered never skips a change."""
 
 from __future__ import annotations
 
@@ -8,9 +8,16 @@ import time
 
 import psycopg
 
-from shared.models.conversations import MessageCreate, MessageUpdate
+from shared.models.conversations import MessageCreate, MessageUpdate, ReadMark
 from shared.pagination import encode_cursor
-from shared.services.messages import add_reaction, delete_message, edit_message, remove_reaction, send_message
+from shared.services.messages import (
+    add_reaction,
+    delete_message,
+    edit_message,
+    mark_read,
+    remove_reaction,
+    send_message,
+)
 from tests.conversations_helpers import call, jwt_principal, make_user
 
 WRITERS = 3
@@ -163,7 +170,7 @@ def test_paging_forward_never_skips_a_completion_message_when_a_send_commits_dur
     assert everything == sorted(everything)
 
 
-def _change_once(app_container, alice, bob, message_id: int, content: str, i: int) -> None:
+def _change_once(app_container, alice, bob, conversation_id, message_id: int, content: str, i: int) -> None:
     """The one change the concurrency test makes to a message, by its place `i` among a writer's messages."""
     if i % 4 == 3:
         delete_message(app_container.db, alice, message_id)
@@ -172,6 +179,11 @@ def _change_once(app_container, alice, bob, message_id: int, content: str, i: in
     elif i % 8 == 1:
         # Bob's reaction was added before the poll began: taking it back is this message's one reactions change.
         remove_reaction(app_container.db, bob, message_id, "🎉")
+    elif i % 8 == 5:
+        # Bob, the only reader, marks up to it: a change when it moves a status (a mark of a higher message may have
+        # committed first). Only he reads, so no entry of his only moved his cursor: none is replaced.
+        mark = ReadMark(message_id=message_id, status="read" if i % 16 == 5 else "delivered")
+        mark_read(app_container.db, bob, conversation_id, mark)
     else:
         edit_message(app_container.db, app_container.settings, alice, message_id, MessageUpdate(content=content))
 
@@ -180,9 +192,9 @@ def test_polling_changes_after_the_newest_one_seen_misses_none_when_edits_delete
     app_container, db
 ):
     # Each writer edits some of its messages, reacts to others (adding a reaction, or adding one and taking another
-    # back) and deletes others, all in one conversation. A change's id is drawn under the conversation's row lock
-    # (FOR NO KEY UPDATE, edits and reactions as deletes and sends), so changes commit in id order and a poll after
-    # the newest change seen never skips one that commits later.
+    # back), marks others read or delivered (as bob) and deletes others, all in one conversation. A change's id is
+    # drawn under the conversation's row lock (FOR NO KEY UPDATE, edits, reactions and marks as deletes and sends),
+    # so changes commit in id order and a poll after the newest change seen never skips one that commits later.
     alice, bob = jwt_principal(make_user(db, "alice")), jwt_principal(make_user(db, "bob"))
     body = {"kind": "group", "title": "busy", "participant_ids": [str(bob.user_id)]}
     conversation_id = call("POST", "/v1/conversations", alice, body=body).body["id"]
@@ -204,7 +216,7 @@ def test_polling_changes_after_the_newest_one_seen_misses_none_when_edits_delete
     def writer(n: int) -> None:
         try:
             for i, message_id in enumerate(seeded[n::WRITERS]):
-                _change_once(app_container, alice, bob, message_id, f"e{n}-{i}", i)
+                _change_once(app_container, alice, bob, conversation_id, message_id, f"e{n}-{i}", i)
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
 
@@ -228,7 +240,9 @@ def test_polling_changes_after_the_newest_one_seen_misses_none_when_edits_delete
     log = db.execute(
         "SELECT id, message_id, kind FROM message_changes WHERE conversation_id = %s ORDER BY id", (conversation_id,)
     ).fetchall()
-    # Each message is changed once (edited, reacted to, or deleted), so nothing the feed held was superseded since.
+    # Each message is changed once (edited, reacted to, marked, or deleted), so nothing the feed held was superseded
+    # since.
     assert [(c["id"], c["message_id"], c["kind"]) for c in seen] == [tuple(row) for row in log]
-    assert len(log) == WRITERS * PER_WRITER
-    assert {kind for _, _, kind in log} == {"edited", "deleted", "reactions"}
+    marks = WRITERS * len([i for i in range(PER_WRITER) if i % 8 == 5])
+    assert WRITERS * PER_WRITER - marks < len(log) <= WRITERS * PER_WRITER  # a mark that moved nothing logs nothing
+    assert {kind for _, _, kind in log} == {"edited", "deleted", "reactions", "read", "delivered"}

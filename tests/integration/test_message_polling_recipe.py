@@ -1,7 +1,7 @@
 """The client recipe of docs/conversations.md ("Polling both feeds"): a client that polls messages after the newest
 message id it holds and changes after the newest change id it applied ends with the conversation as it reads (its
-messages and their reactions), whatever commits between and during its polls; one number for both feeds skips
-changes."""
+messages, their statuses and status times, and their reactions), whatever commits between and during its polls; one
+number for both feeds skips changes."""
 
 from __future__ import annotations
 
@@ -10,12 +10,21 @@ import threading
 import time
 from typing import Any
 
-from shared.models.conversations import MessageCreate, MessageUpdate
-from shared.services.messages import add_reaction, delete_message, edit_message, remove_reaction, send_message
+from shared.models.conversations import MessageCreate, MessageUpdate, ReadMark
+from shared.services.messages import (
+    add_reaction,
+    delete_message,
+    edit_message,
+    mark_read,
+    remove_reaction,
+    send_message,
+)
 from tests.conversations_helpers import call, jwt_principal, make_user
 
 WRITERS = 3
 PER_WRITER = 40
+# A message's status only moves forward.
+STATUS_RANK = {"sent": 0, "delivered": 1, "read": 2}
 
 
 class PollingClient:
@@ -67,15 +76,43 @@ class PollingClient:
                 self.reactions.pop(change["message_id"], None)
             elif change["kind"] == "reactions":
                 self.reactions[change["message_id"]] = change["reactions"]
-            elif change["message_id"] in self.messages:
+            elif change["kind"] == "edited" and change["message_id"] in self.messages:
                 self.messages[change["message_id"]] = change["message"]
+            elif change["kind"] in ("read", "delivered"):
+                self._apply_mark(change)
+            # Any other kind is skipped; its position still counts.
             self.changes_after = max(self.changes_after, change["id"])
+
+    def _apply_mark(self, change: dict[str, Any]) -> None:
+        """The documented rule: every held message up to the mark's message, not the reader's, whose status is below
+        the mark's kind, takes it, stamped with the mark's time (a read also stamps delivered where unstamped)."""
+        kind, at = change["kind"], change["changed_at"]
+        for message_id, message in self.messages.items():
+            if (
+                message_id <= change["message_id"]
+                and message["sender_id"] != change["user_id"]
+                and STATUS_RANK[message["status"]] < STATUS_RANK[kind]
+            ):
+                times = dict(message["status_timestamps"])
+                if kind == "read":
+                    times.setdefault("delivered", at)
+                times[kind] = at
+                self.messages[message_id] = {**message, "status": kind, "status_timestamps": times}
 
 
 def _conversation(db) -> tuple[Any, Any, str]:
-    alice, bob = jwt_principal(make_user(db, "alice")), jwt_principal(make_user(db, "bob"))
-    body = {"kind": "group", "title": "polled", "participant_ids": [str(bob.user_id)]}
+    alice, bob, carol = (jwt_principal(make_user(db, name)) for name in ("alice", "bob", "carol"))
+    body = {"kind": "group", "title": "polled", "participant_ids": [str(bob.user_id), str(carol.user_id)]}
     return alice, bob, call("POST", "/v1/conversations", alice, body=body).body["id"]
+
+
+def _carol(db) -> Any:
+    return jwt_principal(db.execute("SELECT id FROM users WHERE username = 'carol'").fetchone()[0])
+
+
+def _mark(who, conversation_id: str, message_id: int, status: str = "read") -> None:
+    body = {"message_id": message_id, "status": status}
+    assert call("POST", f"/v1/conversations/{conversation_id}/read", who, body=body).status == 200
 
 
 def _send(alice, conversation_id: str, content: str) -> dict[str, Any]:
@@ -142,10 +179,27 @@ def test_the_recipe_ends_with_the_conversation_as_it_reads_when_writes_commit_be
     gone = _send(alice, conversation_id, "deleted before it was fetched")
     call("DELETE", f"/v1/messages/{gone['id']}", alice)
     client.poll_changes()
+    # Marks between two polls, several by one reader: each stamps its own time, so replaying only the reader's
+    # newest one would stamp the earlier ones' messages with the wrong time. Among them bob's own (the poller's) and
+    # a mark that only moves carol's cursor; alice's messages and bob's are marked by each other and by carol.
+    carol = _carol(db)
+    before = _send(alice, conversation_id, "read by carol first")
+    _mark(carol, conversation_id, before["id"], "delivered")
+    _mark(carol, conversation_id, before["id"])
+    mine = call("POST", f"/v1/conversations/{conversation_id}/messages", bob, body={"content": "bob's"}).body
+    _mark(alice, conversation_id, mine["id"], "delivered")
+    after = _send(alice, conversation_id, "read by carol later")
+    _mark(carol, conversation_id, after["id"])
+    _mark(bob, conversation_id, after["id"])  # only bob's cursor: carol read them
+    _mark(carol, conversation_id, mine["id"])  # below carol's cursor: nothing
     client.poll_messages()
     client.poll_changes()
     assert client.messages == _as_it_reads(bob, conversation_id)
     assert client.held_reactions() == _reactions_as_they_read(bob, client)
+    statuses = {m["id"]: m["status"] for m in client.messages.values()}
+    assert statuses[before["id"]] == statuses[after["id"]] == statuses[mine["id"]] == "read"
+    read_at = {m: client.messages[m]["status_timestamps"]["read"] for m in (before["id"], after["id"])}
+    assert read_at[before["id"]] < read_at[after["id"]]
     assert client.reactions[early[0]["id"]] == [{"emoji": "👍", "count": 1, "reacted_by_me": True}]
     assert client.reactions[late["id"]] == [{"emoji": "🎉", "count": 1, "reacted_by_me": False}]
     assert client.messages[early[0]["id"]]["content"] == "edited again"
@@ -154,12 +208,13 @@ def test_the_recipe_ends_with_the_conversation_as_it_reads_when_writes_commit_be
 
 
 class Writer:
-    """Sends, edits, reacts (as alice or as bob, the poller), sends, takes a reaction back and deletes, in turn."""
+    """Sends, edits, reacts (as alice or as bob, the poller), sends, takes a reaction back and deletes, in turn; and
+    marks, as bob or carol, what was sent, delivered or read."""
 
     EMOJI = ("👍", "🎉", "❤️")
 
-    def __init__(self, app_container: Any, alice: Any, bob: Any, conversation_id: str, n: int) -> None:
-        self.container, self.alice, self.bob = app_container, alice, bob
+    def __init__(self, app_container: Any, alice: Any, bob: Any, carol: Any, conversation_id: str, n: int) -> None:
+        self.container, self.alice, self.bob, self.carol = app_container, alice, bob, carol
         self.conversation_id, self.n = conversation_id, n
         self.mine: list[int] = []
         self.reacted: list[tuple[Any, int]] = []  # (who, message id) of reactions not yet taken back
@@ -169,6 +224,12 @@ class Writer:
         if i % 6 in (0, 3) or not self.mine:
             body = MessageCreate(content=f"w{self.n}")
             self.mine.append(json.loads(send_message(db, settings, self.alice, self.conversation_id, body)[0])["id"])
+            if i % 6 == 3:
+                # Up to the message just sent: bob and carol in turn, delivered twice, then read twice. Other writers'
+                # messages below it may be deleted meanwhile, and marks of lower messages may commit after it.
+                reader = self.bob if (i // 6) % 2 == 0 else self.carol
+                mark = ReadMark(message_id=self.mine[-1], status="delivered" if (i // 12) % 2 == 0 else "read")
+                mark_read(db, reader, self.conversation_id, mark)
         elif i % 6 == 1:
             edit_message(db, settings, self.alice, self.mine[-1], MessageUpdate(content=f"w{self.n}-{i}"))
         elif i % 6 == 2:
@@ -188,13 +249,14 @@ def test_the_recipe_ends_with_the_conversation_as_it_reads_when_writers_send_edi
     app_container, db
 ):
     alice, bob, conversation_id = _conversation(db)
+    carol = _carol(db)
     client = PollingClient(bob, conversation_id)
     client.start()
     errors: list[BaseException] = []
 
     def writer(n: int) -> None:
         try:
-            writing = Writer(app_container, alice, bob, conversation_id, n)
+            writing = Writer(app_container, alice, bob, carol, conversation_id, n)
             for i in range(PER_WRITER):
                 writing.step(i)
         except BaseException as exc:  # surfaced by the assertion below
@@ -217,3 +279,4 @@ def test_the_recipe_ends_with_the_conversation_as_it_reads_when_writers_send_edi
     assert client.messages  # every writer keeps some of its messages
     assert client.held_reactions() == _reactions_as_they_read(bob, client)
     assert any(client.held_reactions().values())  # some reactions are left to compare
+    assert {m["status"] for m in client.messages.values()} - {"sent"}  # some marks to compare
