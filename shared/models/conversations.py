@@ -76,6 +76,15 @@ class Conversation(BaseModel):
     role: str | None = None
     unread_count: int = 0
     last_message: MessagePreview | None = None
+    # The change feed's head: poll GET .../changes only when this is above the newest change id applied.
+    last_change_id: int | None = Field(
+        None,
+        description=(
+            "The newest position of the conversation's change feed (GET /v1/conversations/{id}/changes): its newest "
+            "change kept, or where maintenance purged its changes up to if that is newer; null while it has had no "
+            "change. A client polls the feed only when this is above the newest change id it applied."
+        ),
+    )
 
 
 class AnonymousConversationCreate(Strict):

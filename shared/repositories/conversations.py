@@ -56,8 +56,9 @@ c.id, c.kind, c.is_group, c.title, c.user_id, c.created_by, c.use_case, c.status
 c.host, c.cmd_port, c.viz_port, c.last_message_at, c.created_at, c.updated_at
 """
 
-# One conversation as the caller sees it: role, unread count (messages after the read cursor from others)
-# and a preview of the last message.
+# One conversation as the caller sees it: role, unread count (messages after the read cursor from others), a
+# preview of the last message and the change feed's head (its newest change kept, or where its changes were purged up
+# to if newer: a client below that must poll, and learn of the 410), two index probes a row.
 CONVERSATION_VIEW = (
     "SELECT"  # noqa: S608 (fixed column list)
     + CONVERSATION_COLUMNS
@@ -65,7 +66,10 @@ CONVERSATION_VIEW = (
        coalesce(unread.n, 0) AS unread_count,
        CASE WHEN last.id IS NULL THEN NULL ELSE jsonb_build_object(
            'id', last.id, 'sender_id', last.sender_id, 'sender_kind', last.sender_kind,
-           'content', left(last.content, 200), 'created_at', confab_json_time(last.created_at)) END AS last_message
+           'content', left(last.content, 200), 'created_at', confab_json_time(last.created_at)) END AS last_message,
+       greatest((SELECT max(ch.id) FROM message_changes ch WHERE ch.conversation_id = c.id),
+                (SELECT h.purged_through FROM message_change_horizons h WHERE h.conversation_id = c.id))
+           AS last_change_id
 FROM conversations c
 LEFT JOIN participants p ON p.conversation_id = c.id AND p.user_id = %(user_id)s
 LEFT JOIN LATERAL (

@@ -553,3 +553,47 @@ def test_marks_older_than_the_retention_are_purged_behind_a_horizon_as_other_cha
     gone = _changes(room, "alice", after=message)
     assert gone.status == 410 and gone.body["resume_after"] > message
     assert _changes(room, "alice", after=gone.body["resume_after"]).body["items"] == []
+
+
+# The feed's head in the conversation list ----------------------------------------------------------------------------
+
+
+def _heads(room, who="bob"):
+    """The conversation's last_change_id as GET /v1/conversations lists it, and as GET /v1/conversations/{id} does."""
+    listed = call("GET", "/v1/conversations", room[who]).body["items"]
+    [row] = [c for c in listed if c["id"] == room["id"]]
+    return row["last_change_id"], call("GET", f"/v1/conversations/{room['id']}", room[who]).body["last_change_id"]
+
+
+def test_the_list_and_the_conversation_say_the_newest_change_so_a_client_polls_only_feeds_that_moved(room):
+    # A client with many conversations had to poll every feed to learn whether anything had changed.
+    assert _heads(room) == (None, None)
+    message = _send(room, "alice", "m")
+    assert _heads(room) == (None, None)  # a send is no change: last_message.id says it
+    newest = []
+    for write in (
+        lambda: call("PATCH", f"/v1/messages/{message}", room["alice"], body={"content": "m fixed"}),
+        lambda: _react(room, "bob", message, "👍"),
+        lambda: _mark(room, "bob", message, "delivered"),
+        lambda: _mark(room, "bob", message),
+        lambda: call("DELETE", f"/v1/messages/{message}", room["alice"]),
+    ):
+        write()
+        items = _changes(room, "bob", after=newest[-1] if newest else message).body["items"]
+        newest.append(items[-1]["id"])
+        assert _heads(room) == (newest[-1], newest[-1]) and _heads(room, "alice") == (newest[-1], newest[-1])
+    assert newest == sorted(newest)
+    _mark(room, "bob", _send(room, "alice", "again"))
+    assert _heads(room)[0] > newest[-1]
+
+
+def test_the_feeds_head_stays_at_the_purge_horizon_once_every_change_is_purged(app_container, db, room):
+    # A client that polled before the purge must still see the feed moved, poll, and be told to resync (410).
+    message = _send(room, "alice", "m")
+    call("PATCH", f"/v1/messages/{message}", room["alice"], body={"content": "m fixed"})
+    [edit] = _changes(room, "bob", after=message).body["items"]
+    _age_changes(db, room["id"], app_container.settings.message_change_retention_days + 1)
+    run_maintenance(app_container.db, app_container.settings)
+    assert db.execute("SELECT count(*) FROM message_changes").fetchone()[0] == 0
+    assert _heads(room) == (edit["id"], edit["id"])
+    assert _changes(room, "bob", after=message).status == 410
