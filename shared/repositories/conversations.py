@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
@@ -292,6 +293,13 @@ class ConversationsRepository:
         query = ACCESS if lock is None else (LOCKED_ACCESS if user_id is not None else LOCKED_TOKEN_ACCESS)[lock]
         with self.conn.cursor(row_factory=class_row(AccessRow)) as cur:
             return cur.execute(query, {"id": conversation_id, "user_id": user_id}).fetchone()
+
+    def lock_access(self, conversation_id: UUID, user_id: UUID, lock: RowLock) -> Callable[[], AccessRow | None]:
+        """access(..., lock) for a user, queued (a pipelined unit of work sends it with what follows, the locks taken
+        first); the returned function gives its row."""
+        cur = self.conn.cursor(row_factory=class_row(AccessRow))
+        cur.execute(LOCKED_ACCESS[lock], {"id": conversation_id, "user_id": user_id})
+        return cur.fetchone
 
     def get_view(self, conversation_id: UUID, user_id: UUID | None) -> dict[str, Any] | None:
         with self.conn.cursor(row_factory=dict_row) as cur:

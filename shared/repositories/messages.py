@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -608,10 +609,14 @@ class MessagesRepository:
     def delete(self, message_id: int) -> None:
         self.conn.execute(DELETE, {"id": message_id})
 
-    def mark(self, conversation_id: UUID, user_id: UUID, message_id: int, *, read: bool) -> ReadCursor | None:
+    def mark(
+        self, conversation_id: UUID, user_id: UUID, message_id: int, *, read: bool
+    ) -> Callable[[], ReadCursor | None]:
+        """Queue a read or delivered mark (sent with what follows in a pipelined unit of work); the returned function
+        gives the reader's cursor and how many statuses moved (None: no such message there, or not a participant)."""
         params = {"conversation_id": conversation_id, "user_id": user_id, "message_id": message_id}
-        with self.conn.cursor(row_factory=class_row(ReadCursor)) as cur:
-            return cur.execute(MARK_READ if read else MARK_DELIVERED, params).fetchone()
+        cur = self.conn.cursor(row_factory=class_row(ReadCursor)).execute(MARK_READ if read else MARK_DELIVERED, params)
+        return cur.fetchone
 
     def add_reaction(
         self, conversation_id: UUID, message_id: int, user_id: UUID, emoji: str, max_emoji: int

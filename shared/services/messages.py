@@ -316,13 +316,21 @@ def mark_read(db: Database, principal: Principal, conversation_id: UUID, body: R
         # NO KEY UPDATE, as an edit takes it: the mark's change id (message_changes) is drawn under it, so marks commit
         # in id order with the conversation's messages and other changes, and two marks never move the same statuses
         # at once. Taken in the access check, before the caller's participant row, as a removal takes them.
-        conversation_access(ConversationsRepository(uow.conn), principal, conversation_id, "NO KEY UPDATE")
-        moved = MessagesRepository(uow.conn).mark(conversation_id, user_id, body.message_id, read=body.status == "read")
-        if moved is None:
+        checked = ConversationsRepository(uow.conn).lock_access(conversation_id, user_id, "NO KEY UPDATE")
+        marked = MessagesRepository(uow.conn).mark(
+            conversation_id, user_id, body.message_id, read=body.status == "read"
+        )
+        # The check, the mark and the COMMIT go out together: one round trip, and the conversation's row is held for
+        # the server's work only, not across round trips (marks are frequent, and sends wait for them). The mark needs
+        # no answer from the check: it runs after it (its own snapshot, the locks held) and writes nothing for
+        # someone who is not a participant (or no longer is, once a removal the check waited for committed).
+        uow.commit()
+        found, moved = checked(), marked()
+        if found is None or moved is None:
             raise not_found()
         return moved
 
-    return db.transact(work)
+    return db.pipelined(work)
 
 
 def _canonical_emoji(emoji: str) -> str:

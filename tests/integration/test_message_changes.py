@@ -597,3 +597,27 @@ def test_the_feeds_head_stays_at_the_purge_horizon_once_every_change_is_purged(a
     assert db.execute("SELECT count(*) FROM message_changes").fetchone()[0] == 0
     assert _heads(room) == (edit["id"], edit["id"])
     assert _changes(room, "bob", after=message).status == 410
+
+
+def test_a_mark_is_one_round_trip_and_one_commit(app_container, db, room, database_url):
+    # It now holds the conversation's row as a send does, and marks are frequent: the access check, the mark and the
+    # COMMIT go out together, so the row is not held across round trips (it was four: BEGIN, check, mark, COMMIT).
+    from bench.harness import trace_counts
+    from shared.models.conversations import ReadMark
+    from shared.services.messages import mark_read
+
+    sent = [_send(room, "alice", f"m{i}") for i in range(4)]
+    mark_read(app_container.db, room["bob"], room["id"], ReadMark(message_id=sent[0]))
+    with app_container.db.provider.connection() as conn, psycopg.connect(database_url, autocommit=True) as observer:
+        # Commits are counted as transaction ids handed out in the whole database (an autovacuum ANALYZE takes one
+        # too): three tries to be counted alone.
+        for message_id in sent[1:]:
+            counted = trace_counts(
+                conn,
+                lambda m=message_id: mark_read(app_container.db, room["bob"], room["id"], ReadMark(message_id=m)),
+                observer,
+            )
+            if counted == (1, 1):
+                break
+    assert counted == (1, 1)
+    assert _mark(room, "bob", sent[-1])["last_read_message_id"] == sent[-1]

@@ -289,10 +289,19 @@ def _thread(db, alice, bob, cid):
     return "POST", f"/v1/conversations/{cid}/threads", {"title": "t"}, "SELECT * FROM conversation_threads", None
 
 
+# A mark's statuses and its change in the feed (the reader's cursor goes with the participant row).
+_MARKED = "SELECT status, status_timestamps, (SELECT count(*) FROM message_changes) FROM messages"
+
+
 def _delivered(db, alice, bob, cid):
     m = _message(alice, cid)
     body = {"message_id": m, "status": "delivered"}
-    return "POST", f"/v1/conversations/{cid}/read", body, "SELECT status, status_timestamps FROM messages", None
+    return "POST", f"/v1/conversations/{cid}/read", body, _MARKED, None
+
+
+def _read(db, alice, bob, cid):
+    m = _message(alice, cid)
+    return "POST", f"/v1/conversations/{cid}/read", {"message_id": m, "status": "read"}, _MARKED, None
 
 
 def _panel(db, alice, bob, cid):
@@ -368,7 +377,6 @@ PARTICIPANT_LOCKED = {
     "unreact": _unreact,
     "feedback": _feedback,
     "thread": _thread,
-    "delivered": _delivered,
     "panel": _panel,
     "panel_change": _panel_change,
     "data_ref": _data_ref,
@@ -379,6 +387,9 @@ PARTICIPANT_LOCKED = {
 # These take the conversation's row as a removal does (or more): they wait behind it from its first lock on.
 CONVERSATION_LOCKED = {
     "delete_message": _delete_message,
+    # Marks draw their change's position under it (migration 0603).
+    "delivered": _delivered,
+    "read": _read,
     "rename": _rename,
     "delete_conversation": _delete_conversation,
     "change_role": _change_role,
