@@ -276,3 +276,16 @@ def test_two_anonymous_chats_with_the_same_history_do_not_share_a_cache_entry_wh
         body={"content": "Same follow-up", "temperature": 0},
     )
     assert follow.status == 200 and follow.body["usage"]["cache_hit"] is False
+
+
+def test_maintenance_keeps_a_rate_limit_row_while_the_longer_of_the_two_windows_still_counts(app_env, monkeypatch):
+    # Purged after the creation window alone, a completions window longer than it would restart mid-way.
+    from shared.services.maintenance import PURGE_JOBS
+    from shared.settings import Settings
+
+    monkeypatch.setenv("ANONYMOUS_CREATE_WINDOW_SECONDS", "3600")
+    monkeypatch.setenv("ANONYMOUS_AI_WINDOW_SECONDS", "7200")
+    job = next(j for j in PURGE_JOBS if j.name == "anonymous_rate_limits")
+    assert job.retention(Settings()).total_seconds() == 7200
+    monkeypatch.setenv("ANONYMOUS_AI_WINDOW_SECONDS", "60")
+    assert job.retention(Settings()).total_seconds() == 3600
