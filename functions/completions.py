@@ -1,4 +1,5 @@
-"""POST /v1/threads/{id}/completions: ask the thread's model, with the thread as context."""
+"""POST /v1/threads/{id}/completions: ask the thread's model, with the thread as context (a participant, or an
+anonymous conversation's token in a thread of its own conversation when ANONYMOUS_AI_MODEL_ID is set)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,24 @@ def post_completion(
     body: CompletionRequest,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> Response[str]:
-    user_id = principal_of(app).require_user()
+    principal = principal_of(app)
+    key = body.idempotency_key or idempotency_key
+    if principal.is_anonymous:
+        assert principal.conversation_id is not None
+        address = app.current_event.request_context.identity.source_ip or "unknown"
+        anonymous = completion_service().complete_anonymously(
+            principal.conversation_id,
+            id,
+            address=address,
+            content=body.content,
+            model_id=body.model_id,
+            template_id=body.template_id,
+            temperature=body.temperature,
+            max_tokens=body.max_tokens,
+            idempotency_key=key,
+        )
+        return json_body(anonymous, 200)
+    user_id = principal.require_user()
     answer = completion_service().complete_in_thread(
         user_id,
         id,
@@ -48,7 +66,7 @@ def post_completion(
         template_id=body.template_id,
         temperature=body.temperature,
         max_tokens=body.max_tokens,
-        idempotency_key=body.idempotency_key or idempotency_key,
+        idempotency_key=key,
     )
     return json_body(answer, 200)
 

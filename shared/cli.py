@@ -157,8 +157,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         # A usable model on a fresh start: GET /v1/models lists it, and a completion on a thread that names
         # no model uses it unless DEFAULT_MODEL_ID says otherwise (idempotent; never in AWS stages).
-        if not get_settings().default_model_id:
-            os.environ["DEFAULT_MODEL_ID"] = LOCAL_MODEL_ID
+        # Anonymous conversations are answered by it too (ANONYMOUS_AI_MODEL_ID), so a local chat widget works
+        # without an account; an AWS stage turns anonymous AI on only by setting it.
+        local_models = {"DEFAULT_MODEL_ID": get_settings().default_model_id}
+        local_models["ANONYMOUS_AI_MODEL_ID"] = get_settings().anonymous_ai_model_id
+        unset = [name for name, value in local_models.items() if not value]
+        for name in unset:
+            os.environ[name] = LOCAL_MODEL_ID
+        if unset:
             get_settings.cache_clear()
             container.cache_clear()
         seed_local_model(container().db)

@@ -198,7 +198,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     # ai: completions in a thread.
     RouteGroup(
         "completions",
-        (Route("POST", "/v1/threads/{id}/completions"),),
+        (Route("POST", "/v1/threads/{id}/completions", auth="any"),),
         needs=frozenset({NEEDS_BEDROCK, NEEDS_SAGEMAKER, NEEDS_USAGE_QUEUE}),
     ),
     # ai: the OpenAI-compatible API.

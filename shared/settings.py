@@ -94,6 +94,15 @@ class Settings(BaseSettings):
     # Per-user spend per calendar month (UTC) in USD; unset means no limit.
     monthly_spend_limit_usd: Decimal | None = Field(None, alias="MONTHLY_SPEND_LIMIT_USD", ge=0)
     default_model_id: str | None = Field(None, alias="DEFAULT_MODEL_ID")
+    # The model an anonymous conversation's token is answered by in a thread; unset, such a completion is 403
+    # (anonymous AI is off). `confab serve` sets it to the seeded local model in local stages.
+    anonymous_ai_model_id: str | None = Field(None, alias="ANONYMOUS_AI_MODEL_ID")
+    # Answers one anonymous conversation may get in all (409 past it), and completions one client address (an
+    # IPv4 address or IPv6 /64) and one IPv6 /48 may ask for per window (429 with Retry-After past it).
+    anonymous_ai_turn_limit: int = Field(50, alias="ANONYMOUS_AI_TURN_LIMIT", ge=1, le=1_000_000)
+    anonymous_ai_rate_limit: int = Field(60, alias="ANONYMOUS_AI_RATE_LIMIT", ge=1)
+    anonymous_ai_rate_limit_per_ipv6_48: int = Field(600, alias="ANONYMOUS_AI_RATE_LIMIT_PER_IPV6_48", ge=1)
+    anonymous_ai_window_s: int = Field(3600, alias="ANONYMOUS_AI_WINDOW_SECONDS", ge=1)
 
     # Conversations and messaging
     message_max_chars: int = Field(32_000, alias="MESSAGE_MAX_CHARS", ge=1)

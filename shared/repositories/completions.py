@@ -52,6 +52,38 @@ WITH locked AS (
 UPDATE conversations SET last_message_at = now() WHERE id IN (SELECT conversation_id FROM inserted)
 """
 
+# An anonymous conversation's turn (its token holder is no participant): migrations/0537's functions, called only
+# for an anonymous caller, so a user's turn runs exactly what it ran before.
+ANONYMOUS_COMPLETION_CONTEXT = """
+SELECT * FROM confab_anonymous_completion_context(%(thread_id)s, %(conversation_id)s, %(model_id)s,
+                                                  %(history_limit)s, %(idempotency_key)s, %(message_limit)s,
+                                                  %(turn_limit)s)
+"""
+
+RECORD_ANONYMOUS_COMPLETION = """
+SELECT * FROM confab_record_anonymous_completion(%(thread_id)s, %(conversation_id)s, %(content)s,
+                                                 %(idempotency_key)s, %(answer)s, %(model_id)s, %(usage)s)
+"""
+
+# An anonymous turn's message alone (sender NULL, as an anonymous send stores it), kept when the provider fails;
+# the conversation's row locked first, as the record does.
+INSERT_ANONYMOUS_THREAD_MESSAGE = """
+WITH locked AS (
+    SELECT c.id AS conversation_id, t.id AS thread_id
+    FROM conversation_threads t
+    JOIN conversations c ON c.id = t.conversation_id AND c.kind = 'anonymous'
+    WHERE t.id = %(thread_id)s AND t.conversation_id = %(conversation_id)s
+    FOR NO KEY UPDATE OF c
+), inserted AS (
+    INSERT INTO messages (conversation_id, thread_id, sender_id, sender_kind, content, idempotency_key)
+    SELECT locked.conversation_id, locked.thread_id, NULL, 'user', %(content)s, %(idempotency_key)s
+    FROM locked
+    ON CONFLICT (conversation_id, sender_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING conversation_id
+)
+UPDATE conversations SET last_message_at = now() WHERE id IN (SELECT conversation_id FROM inserted)
+"""
+
 CACHE_ENTRY = """
 SELECT response_text, tokens_input, tokens_output, cost_estimate FROM ai_cache
 WHERE model = %(model)s AND prompt_hash = %(prompt_hash)s AND ttl > now()
@@ -152,6 +184,8 @@ class CompletionContext(BaseModel):
     model: ModelRow | None
     history: list[tuple[str, str]]  # (sender_kind, content) of the thread's newest messages, newest first
     prior: PriorTurn | None
+    held: int = 0  # an anonymous conversation's messages, counted up to its message limit
+    answered: int = 0  # an anonymous conversation's AI answers, counted up to its turn limit
 
 
 MODEL_FIELDS = tuple(ModelRow.model_fields)
@@ -197,19 +231,61 @@ class CompletionsRepository:
             prior=row["prior"],
         )
 
+    def anonymous_context(
+        self,
+        *,
+        thread_id: UUID,
+        conversation_id: UUID,
+        model_id: str,
+        history_limit: int,
+        idempotency_key: str | None,
+        message_limit: int,
+        turn_limit: int,
+    ) -> CompletionContext | None:
+        """What an anonymous turn needs before the provider call; None when the thread is not of the token's
+        anonymous conversation."""
+        params = {
+            "thread_id": thread_id,
+            "conversation_id": conversation_id,
+            "model_id": model_id,
+            "history_limit": history_limit,
+            "idempotency_key": idempotency_key,
+            "message_limit": message_limit,
+            "turn_limit": turn_limit,
+        }
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(ANONYMOUS_COMPLETION_CONTEXT, params).fetchone()
+        if row is None:
+            return None
+        thread = ThreadRef(
+            id=row["thread_id"], conversation_id=row["thread_conversation_id"], model_id=row["thread_model_id"]
+        )
+        model = ModelRow.model_validate({k: row[k] for k in MODEL_FIELDS}) if row["id"] is not None else None
+        return CompletionContext(
+            thread=thread,
+            tone=None,
+            additional_info=None,
+            model=model,
+            history=row["history"],
+            prior=row["prior"],
+            held=row["held"],
+            answered=row["answered"],
+        )
+
     def record(
         self,
         *,
         thread_id: UUID,
         conversation_id: UUID,
-        user_id: UUID,
+        user_id: UUID | None,
         content: str,
         idempotency_key: str | None,
         answer: str,
         model_id: str,
         usage: dict[str, Any],
     ) -> Callable[[], Recorded | None]:
-        """Queue the turn's record; the returned function gives it (None: the caller left the conversation)."""
+        """Queue the turn's record (`user_id` None: an anonymous conversation's); the returned function gives it
+        (None: the caller left the conversation, or the anonymous one was purged)."""
         params = {
             "thread_id": thread_id,
             "conversation_id": conversation_id,
@@ -220,7 +296,12 @@ class CompletionsRepository:
             "model_id": model_id,
             "usage": Jsonb(usage),
         }
-        cur = self.conn.cursor(row_factory=dict_row).execute(RECORD_COMPLETION, params)
+        if user_id is None:
+            # An anonymous conversation's turn: the sender is NULL, the conversation kind is checked instead.
+            params.pop("user_id")
+            cur = self.conn.cursor(row_factory=dict_row).execute(RECORD_ANONYMOUS_COMPLETION, params)
+        else:
+            cur = self.conn.cursor(row_factory=dict_row).execute(RECORD_COMPLETION, params)
 
         def fetch() -> Recorded | None:
             row = cur.fetchone()
@@ -234,6 +315,17 @@ class CompletionsRepository:
     def store_user_message(self, *, thread_id: UUID, user_id: UUID, content: str, idempotency_key: str | None) -> None:
         params = {"thread_id": thread_id, "sender_id": user_id, "content": content, "idempotency_key": idempotency_key}
         self.conn.execute(INSERT_THREAD_MESSAGE, params)
+
+    def store_anonymous_message(
+        self, *, thread_id: UUID, conversation_id: UUID, content: str, idempotency_key: str | None
+    ) -> None:
+        params = {
+            "thread_id": thread_id,
+            "conversation_id": conversation_id,
+            "content": content,
+            "idempotency_key": idempotency_key,
+        }
+        self.conn.execute(INSERT_ANONYMOUS_THREAD_MESSAGE, params)
 
     def cache_entry(self, model: str, prompt_hash: str) -> CacheEntry | None:
         """A live entry; None when absent or expired."""

@@ -22,8 +22,16 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from shared.auth.addresses import rate_limited_address, rate_limited_network
 from shared.db import Database, UnitOfWork
-from shared.errors import ConflictError, NotFoundError, RateLimitedError, UnavailableError, UnprocessableError
+from shared.errors import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    RateLimitedError,
+    UnavailableError,
+    UnprocessableError,
+)
 from shared.events.usage import MOST_COST_USD, UsageEvent, UsagePublisher
 from shared.models.money import NO_COST, Money
 from shared.observability import logger
@@ -38,7 +46,8 @@ from shared.providers.base import (
 )
 from shared.providers.registry import ProviderRegistry
 from shared.repositories.catalog import CatalogRepository, ModelRow
-from shared.repositories.completions import CompletionsRepository, PriorTurn
+from shared.repositories.completions import CompletionContext, CompletionsRepository, PriorTurn
+from shared.repositories.rate_limits import RateLimitsRepository
 from shared.services.templates import count_template_use, usable_template
 from shared.settings import Settings
 
@@ -110,7 +119,7 @@ class Prices:
 class Plan:
     """Everything decided before the provider call."""
 
-    user_id: UUID
+    user_id: UUID | None  # None: an anonymous conversation's turn (no account, no spend ledger)
     model: ModelRow
     request: ProviderRequest
     cache_key: str | None
@@ -127,8 +136,9 @@ class Plan:
     streaming: bool = False  # the answer was asked for as an event stream (the usage event's flag)
 
 
-def cache_key(model: ModelRow, request: ProviderRequest, scope: UUID | None) -> str:
-    """A hash over model, system prompt, context and parameters (and the user, when the context is private)."""
+def cache_key(model: ModelRow, request: ProviderRequest, scope: UUID | str | None) -> str:
+    """A hash over model, system prompt, context and parameters (and the user, or an anonymous conversation, when
+    the context is private)."""
     material = {
         "v": 1,
         "model": model.model_id,
@@ -307,13 +317,163 @@ class CompletionService:
             # stored: its tokens were spent.
             self._publish(plan, usage, len(result.text))
 
+    # Anonymous conversations ---------------------------------------------------------------------------
+
+    def complete_anonymously(
+        self,
+        conversation_id: UUID,
+        thread_id: UUID,
+        *,
+        address: str,
+        content: str,
+        model_id: str | None = None,
+        template_id: UUID | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> ThreadCompletion:
+        """A thread turn for an anonymous conversation's token (`conversation_id`, the one it names): answered by
+        ANONYMOUS_AI_MODEL_ID only, bounded per conversation (its message limit and ANONYMOUS_AI_TURN_LIMIT) and
+        per client address (ANONYMOUS_AI_RATE_LIMIT), all checked before the provider is called. Otherwise a
+        user's turn: the message kept when the provider fails, one commit for the record, the same key rules."""
+        settings = self._settings
+        anonymous_model_id = self._anonymous_model(content, model_id=model_id, template_id=template_id)
+        message_limit = settings.anonymous_message_limit
+        turn_limit = settings.anonymous_ai_turn_limit
+        context = self._db.statement(
+            lambda uow: CompletionsRepository(uow.conn).anonymous_context(
+                thread_id=thread_id,
+                conversation_id=conversation_id,
+                model_id=anonymous_model_id,
+                history_limit=HISTORY_LIMIT,
+                idempotency_key=idempotency_key,
+                message_limit=message_limit,
+                turn_limit=turn_limit,
+            )
+        )
+        if context is None:
+            raise NotFoundError("No such thread.")
+        thread, prior = context.thread, context.prior
+        replay = _replay(prior, thread.id, content)
+        if replay is not None:
+            return replay
+        _check_anonymous_bounds(context, message_limit, turn_limit)
+        model = self._checked_model(anonymous_model_id, context.model)
+        system = [model.system_prompt] if model.system_prompt else []
+        turn_content = prior.content if prior is not None else content
+        history = context.history if prior is not None else [("user", turn_content), *context.history]
+        out_tokens = min(max_tokens or model.max_output_tokens, model.max_output_tokens)
+        chosen = _fit(system, history, model.context_window_tokens - out_tokens)
+        request = ProviderRequest(
+            model=model.upstream_model,
+            messages=tuple(ChatMessage("system", s) for s in system) + alternating(chosen),
+            temperature=self._temperature(temperature),
+            max_tokens=out_tokens,
+        )
+        # The conversation's history is private to it: never answered from, or for, another chat or a user. (A
+        # conversation id is never a user id, and the prefix keeps the two apart whatever the ids.)
+        scope = f"anonymous:{thread.conversation_id}" if len(chosen) > 1 else None
+        plan = self._plan(
+            None,
+            model,
+            request,
+            scope,
+            conversation_id=thread.conversation_id,
+            thread_id=thread.id,
+            content=turn_content,
+            idempotency_key=idempotency_key,
+            query_size=len(turn_content),
+        )
+        hit = self._cached(plan)
+        if hit is not None:
+            text, usage = hit
+
+            def finish_hit(uow: UnitOfWork) -> ThreadCompletion:
+                self._count_hit(uow, plan)
+                return self._finish_thread(uow, plan, text, usage, "stop")
+
+            answer = self._db.pipelined(finish_hit)
+            self._publish(plan, usage, len(text))
+            return answer
+        self._reserve(plan)  # the worst-case check only: an anonymous caller has no spend ledger
+        self._count_anonymous_call(address)
+        try:
+            result, latency_ms = self._call(plan)
+        except Exception:
+            self._salvage(plan, spent=Decimal(0))
+            raise
+        usage = self._usage(plan, result, latency_ms)
+
+        def finish(uow: UnitOfWork) -> ThreadCompletion:
+            self._settle(uow, plan, result, usage)
+            return self._finish_thread(uow, plan, result.text, usage, result.finish_reason)
+
+        try:
+            return (self._db.pipelined if self._settles(plan, usage) else self._db.statement)(finish)
+        except UnavailableError:
+            raise
+        except Exception:
+            self._salvage(plan, spent=usage.cost_usd)
+            raise
+        finally:
+            self._publish(plan, usage, len(result.text))
+
+    def _anonymous_model(self, content: str, *, model_id: str | None, template_id: UUID | None) -> str:
+        """The model anonymous conversations are answered by; 403 when there is none (anonymous AI is off), 422
+        for a request that names a model or a template, or content that cannot be stored."""
+        anonymous_model_id = self._settings.anonymous_ai_model_id
+        if not anonymous_model_id:
+            # Refused before anything is read: the answer is the same for every thread id, so it reveals nothing.
+            raise ForbiddenError(
+                "AI answers are not available in anonymous conversations here.", reason="anonymous_ai_off"
+            )
+        chosen = [name for name, value in (("model_id", model_id), ("template_id", template_id)) if value is not None]
+        if chosen:
+            # The operator chose the model (its price bounds what a chat can spend); a template is a user's.
+            raise UnprocessableError(
+                "An anonymous conversation cannot choose its model or a template.",
+                errors=[{"loc": ["body", name], "type": "not_allowed"} for name in chosen],
+            )
+        if "\x00" in content:
+            raise UnprocessableError(
+                "A value cannot be stored (for example, text with a NUL byte).",
+                errors=[{"loc": ["body", "content"], "type": "nul_byte"}],
+            )
+        return anonymous_model_id
+
+    def _count_anonymous_call(self, address: str) -> None:
+        """Count a provider call for the client's address (and its IPv6 /48) in the fixed-window counters that
+        count anonymous creations (under keys of their own), in a transaction of its own; 429 with Retry-After
+        past either limit, before the provider is called. A refused call rolls its counts back; the counter rows'
+        locks make concurrent calls count one after another, so the limit is exact."""
+        settings = self._settings
+        counted_as = "ai:" + rate_limited_address(address)
+        network = rate_limited_network(address)
+
+        def count(uow: UnitOfWork) -> None:
+            limits = RateLimitsRepository(uow.conn)
+            window_s = settings.anonymous_ai_window_s
+            hits, retry_after = limits.hit(counted_as, window_s)
+            if hits > settings.anonymous_ai_rate_limit:
+                raise RateLimitedError(
+                    "Too many AI answers for anonymous conversations from this address.", retry_after=retry_after
+                )
+            if network is not None:
+                hits, retry_after = limits.hit("ai:" + network, window_s)
+                if hits > settings.anonymous_ai_rate_limit_per_ipv6_48:
+                    raise RateLimitedError(
+                        "Too many AI answers for anonymous conversations from this network.", retry_after=retry_after
+                    )
+
+        self._db.transact(count)
+
     def _finish_thread(
         self, uow: UnitOfWork, plan: Plan, text: str, usage: CompletionUsage, finish: str
     ) -> ThreadCompletion:
         """Send the turn's record (after whatever the caller queued, when the unit of work is pipelined) and
         commit: one round trip, one commit."""
         assert plan.conversation_id is not None and plan.thread_id is not None
-        if plan.template_id is not None:
+        if plan.template_id is not None and plan.user_id is not None:
             count_template_use(uow, plan.user_id, plan.template_id)
         fetch = CompletionsRepository(uow.conn).record(
             thread_id=plan.thread_id,
@@ -413,8 +573,11 @@ class CompletionService:
     def _temperature(self, requested: float | None) -> float:
         return 0.0 if requested is None else requested
 
-    def _plan(self, user_id: UUID, model: ModelRow, request: ProviderRequest, scope: UUID | None, **turn: Any) -> Plan:
-        """The plan of one call; `scope` is the user whose private context the answer may only be reused for."""
+    def _plan(
+        self, user_id: UUID | None, model: ModelRow, request: ProviderRequest, scope: UUID | str | None, **turn: Any
+    ) -> Plan:
+        """The plan of one call; `scope` is the user (or anonymous conversation) whose private context the answer
+        may only be reused for."""
         return Plan(
             user_id=user_id,
             model=model,
@@ -424,7 +587,7 @@ class CompletionService:
             **turn,
         )
 
-    def _key(self, model: ModelRow, request: ProviderRequest, scope: UUID | None) -> str | None:
+    def _key(self, model: ModelRow, request: ProviderRequest, scope: UUID | str | None) -> str | None:
         cacheable = request.temperature == 0 or self._settings.ai_cache_nondeterministic
         return cache_key(model, request, scope) if cacheable and self._settings.ai_cache_ttl_s > 0 else None
 
@@ -470,12 +633,13 @@ class CompletionService:
                 errors=[{"loc": ["body"], "type": "value_error", "msg": "worst-case cost out of range"}],
             )
         limit = self._settings.monthly_spend_limit_usd
-        if limit is None:
-            return
+        user_id = plan.user_id
+        if limit is None or user_id is None:
+            return  # no limit, or an anonymous turn (bounded per conversation and address instead)
 
         def reserve(uow: UnitOfWork) -> int | None:
             repo = CompletionsRepository(uow.conn)
-            spent, reserved = repo.lock_spend(plan.user_id, plan.month)
+            spent, reserved = repo.lock_spend(user_id, plan.month)
             if spent + reserved + worst > limit:
                 raise RateLimitedError(
                     "The monthly spend limit is reached.", retry_after=_seconds_to_next_month(self._clock())
@@ -483,9 +647,7 @@ class CompletionService:
             if not worst:
                 return None  # a free model: nothing to reserve
             # It counts until settled, or until no call could still be running (a call cut off never settles).
-            return repo.reserve_spend(
-                plan.user_id, plan.month, worst, lease_s=2 * self._settings.provider_timeout_s + 60
-            )
+            return repo.reserve_spend(user_id, plan.month, worst, lease_s=2 * self._settings.provider_timeout_s + 60)
 
         plan.reservation_id = self._db.transact(reserve)
 
@@ -524,12 +686,14 @@ class CompletionService:
         return self._settles_spend(plan, usage.cost_usd) or plan.cache_key is not None
 
     def _settles_spend(self, plan: Plan, spent: Decimal) -> bool:
+        if plan.user_id is None:
+            return False  # an anonymous turn has no spend ledger
         return plan.reservation_id is not None or (self._settings.monthly_spend_limit_usd is not None and bool(spent))
 
     def _settle(self, uow: UnitOfWork, plan: Plan, result: ProviderResult, usage: CompletionUsage) -> None:
         """Queue the call's spend settlement and its cache entry, where it has them."""
         repo = CompletionsRepository(uow.conn)
-        if self._settles_spend(plan, usage.cost_usd):
+        if plan.user_id is not None and self._settles_spend(plan, usage.cost_usd):
             repo.settle_spend(plan.user_id, plan.month, reservation_id=plan.reservation_id, spent=usage.cost_usd)
         if plan.cache_key is not None:
             repo.put_cache_entry(
@@ -554,9 +718,17 @@ class CompletionService:
 
         def keep(uow: UnitOfWork) -> None:
             repo = CompletionsRepository(uow.conn)
-            if self._settles_spend(plan, spent):
+            if plan.user_id is not None and self._settles_spend(plan, spent):
                 repo.settle_spend(plan.user_id, plan.month, reservation_id=plan.reservation_id, spent=spent)
-            if plan.thread_id is not None:
+            if plan.thread_id is not None and plan.user_id is None:
+                assert plan.conversation_id is not None
+                repo.store_anonymous_message(
+                    thread_id=plan.thread_id,
+                    conversation_id=plan.conversation_id,
+                    content=plan.content,
+                    idempotency_key=plan.idempotency_key,
+                )
+            elif plan.thread_id is not None and plan.user_id is not None:
                 repo.store_user_message(
                     thread_id=plan.thread_id,
                     user_id=plan.user_id,
@@ -597,6 +769,23 @@ class CompletionService:
             # the whole event is logged, so it can be sent again (recording is idempotent on its id). It holds
             # ids, counts and costs, never the prompt or the answer.
             logger.exception("usage event could not be published", extra={"event": event.model_dump(mode="json")})
+
+
+def _check_anonymous_bounds(context: CompletionContext, message_limit: int, turn_limit: int) -> None:
+    """409 when an anonymous conversation's turn would not fit its message limit, or it had all its answers. Read
+    from the context's snapshot: concurrent turns can pass either by at most their number."""
+    # A turn stores two messages (one, when a failed turn's message is stored already).
+    if context.held + (1 if context.prior is not None else 2) > message_limit:
+        raise ConflictError(
+            f"This anonymous conversation is full: it holds at most {message_limit} messages.", limit=message_limit
+        )
+    if context.answered >= turn_limit:
+        # It never resets (unlike the address's window), so it is 409 as the message limit is, not 429.
+        raise ConflictError(
+            f"This anonymous conversation has had its {turn_limit} AI answers.",
+            limit=turn_limit,
+            reason="anonymous_ai_turn_limit",
+        )
 
 
 def _properties_prompt(tone: str | None, info: str | None) -> str:

@@ -81,7 +81,8 @@ PURGE_JOBS: list[PurgeJob] = [
     PurgeJob(
         "anonymous_rate_limits",
         PurgeTarget("anonymous_rate_limits", "window_start", id_column="address"),
-        lambda s: timedelta(seconds=s.anonymous_create_window_s),
+        # The longer window: a row is never purged while its window (creation's or completions') still counts.
+        lambda s: timedelta(seconds=max(s.anonymous_create_window_s, s.anonymous_ai_window_s)),
     ),
 ]
 

@@ -221,3 +221,24 @@ def test_embedded_postgres_stops_with_the_last_serve_when_an_earlier_one_was_kil
         last.terminate()
         last.wait(timeout=20)
         assert _postgres_stopped(data_dir)
+
+
+def test_a_fresh_local_server_answers_an_anonymous_chat_with_the_seeded_model(server):
+    # `make dev` turns anonymous AI on with the seeded local model (ANONYMOUS_AI_MODEL_ID unset): a chat widget
+    # works without an account or any setting.
+    status, _, body = _request(f"{server}/v1/anonymous/conversations", method="POST", body={})
+    assert status == 201, body
+    created = json.loads(body)
+    auth = {"Authorization": f"Bearer {created['token']}"}
+    conversation = created["conversation"]["id"]
+    status, _, body = _request(
+        f"{server}/v1/conversations/{conversation}/threads", method="POST", body={"title": "t"}, headers=auth
+    )
+    assert status == 201, body
+    thread = json.loads(body)["id"]
+    status, _, body = _request(
+        f"{server}/v1/threads/{thread}/completions", method="POST", body={"content": "hello"}, headers=auth
+    )
+    assert status == 200, body
+    answer = json.loads(body)["message"]
+    assert answer["sender_kind"] == "ai" and answer["model_id"] == "local-echo" and "hello" in answer["content"]

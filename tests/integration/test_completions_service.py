@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from decimal import Decimal
 
 import pytest
 
 from shared.auth.principal import Principal
 from shared.db import ConnectionProvider, Database
-from shared.errors import NotFoundError, RateLimitedError
+from shared.errors import ConflictError, NotFoundError, RateLimitedError
 from shared.providers.base import ProviderRequest, ProviderResult
 from shared.providers.registry import ProviderRegistry
 from shared.services.completions import CompletionService
@@ -936,3 +937,52 @@ def test_a_completion_whose_user_is_deleted_during_the_provider_call_is_404_and_
     assert db.execute("SELECT count(*) FROM users WHERE id = %s", (user,)).fetchone() == (0,)
     assert db.execute("SELECT count(*) FROM ai_spend_months").fetchone() == (0,)
     assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (conversation,)).fetchone() == (0,)
+
+
+def _anonymous_chat(db) -> tuple[uuid.UUID, uuid.UUID]:
+    conversation = db.execute("INSERT INTO conversations (kind) VALUES ('anonymous') RETURNING id").fetchone()[0]
+    thread = db.execute(
+        "INSERT INTO conversation_threads (conversation_id) VALUES (%s) RETURNING id", (conversation,)
+    ).fetchone()[0]
+    return conversation, thread
+
+
+def test_racing_anonymous_calls_from_one_address_get_exactly_its_rate(db, make_service):
+    # The counter row's lock makes the count exact: six chats of one address racing against a rate of two get two
+    # provider calls, whatever the interleaving (the slow provider keeps every call in flight at once).
+    service, registry, publisher = make_service(
+        delay=0.3, ANONYMOUS_AI_MODEL_ID="local-echo", ANONYMOUS_AI_RATE_LIMIT="2"
+    )
+    add_model(db)
+    chats = dict(_anonymous_chat(db)[::-1] for _ in range(6))  # thread -> conversation
+    outcomes = _race(
+        lambda thread: service.complete_anonymously(
+            chats[thread], thread, address="192.0.2.9", content=f"race {thread}"
+        ),
+        list(chats),
+    )
+    assert sorted(outcomes) == ["429"] * 4 + ["ok", "ok"]
+    assert len(registry.requests) == 2 and len(publisher.events) == 2
+    assert db.execute("SELECT hits FROM anonymous_rate_limits WHERE address = 'ai:192.0.2.9'").fetchone()[0] == 2
+    assert all(e.user_id is None for e in publisher.events)
+
+
+def test_racing_turns_of_one_anonymous_chat_pass_its_turn_limit_by_at_most_their_number(db, make_service):
+    # Documented: the turn and message bounds are read from each turn's context, so racing turns may all pass.
+    service, registry, _ = make_service(delay=0.3, ANONYMOUS_AI_MODEL_ID="local-echo", ANONYMOUS_AI_TURN_LIMIT="1")
+    add_model(db)
+    conversation, thread = _anonymous_chat(db)
+
+    def turn(n: int) -> None:
+        try:
+            service.complete_anonymously(conversation, thread, address="192.0.2.10", content=f"turn {n}")
+        except ConflictError:
+            raise RateLimitedError("refused: counted with the 429s") from None
+
+    outcomes = _race(turn, list(range(3)))
+    answered = db.execute(
+        "SELECT count(*) FROM messages WHERE conversation_id = %s AND sender_kind = 'ai'", (conversation,)
+    ).fetchone()[0]
+    assert 1 <= answered == outcomes.count("ok") <= 3 and len(registry.requests) == answered
+    with pytest.raises(ConflictError):
+        service.complete_anonymously(conversation, thread, address="192.0.2.10", content="one more")
