@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
@@ -57,6 +57,9 @@ class StageConfig:
     # Concurrent executions reserved per function (route group name, or authorizer, usage_aggregator,
     # maintenance, migrate): none by default, since each one needs account headroom (docs/deploy.md).
     reserved_concurrency: Mapping[str, int]
+    # Application settings (shared/settings.py names: MONTHLY_SPEND_LIMIT_USD, DEFAULT_MODEL_ID...) every function
+    # gets in its environment; none by default, so each takes the setting's own default.
+    settings: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def prefix(self) -> str:
@@ -147,6 +150,57 @@ def _reserved_concurrency(value: Any) -> dict[str, int]:
     return dict(value)
 
 
+# Settings the stacks set themselves (stage, database, secrets, queue, bucket, origins, the provider deadline and
+# secret prefix), and local-only ones: a `settings` context naming one is refused. A JWT key or a database URL in a
+# function's environment would be a secret in plain text.
+STACK_OWNED_SETTINGS = frozenset(
+    {
+        "CONFAB_STAGE", "POWERTOOLS_SERVICE_NAME", "AWS_REGION", "DATABASE_URL", "DB_HOST", "DB_PORT", "DB_NAME",
+        "DB_USER", "DB_SECRET_ARN", "DB_IAM_AUTH", "APP_DB_SECRET_ARN", "DB_CONNECT_TIMEOUT", "DB_SSLMODE",
+        "CONFAB_DATA_DIR", "CONFAB_MIGRATIONS_DIR", "CONFAB_STATE_DIR", "CONFAB_FILES_DIR", "JWT_SECRET",
+        "JWT_SECRET_ARN", "USAGE_QUEUE_URL", "FILES_BUCKET", "CORS_ORIGINS", "PROVIDER_SECRET_ARN_PREFIX",
+        "PROVIDER_TIMEOUT_SECONDS", "OPENAI_COMPATIBLE_API_KEY", "ALLOW_PRIVATE_MODEL_ENDPOINTS",
+    }
+)  # fmt: skip
+SETTINGS_EXAMPLE = '{"MONTHLY_SPEND_LIMIT_USD": "25", "DEFAULT_MODEL_ID": "claude-haiku"}'
+
+
+def _settings(value: Any) -> dict[str, str]:
+    """A JSON object of setting name to value (a string from `-c`, or an object from cdk.json), each name one
+    shared/settings.py reads and the stacks do not set, each value one it accepts: checked here, at synth, rather
+    than by a function failing its cold start after the deploy."""
+    from pydantic import ValidationError
+
+    from shared.settings import Settings
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = None
+    if not isinstance(value, dict):
+        raise ValueError(f"settings must be a JSON object of setting name to value, such as '{SETTINGS_EXAMPLE}'")
+    known = {str(f.alias).upper() for f in Settings.model_fields.values() if f.alias}
+    settings: dict[str, str] = {}
+    for name, setting in value.items():
+        upper = str(name).upper()
+        if upper not in known:
+            raise ValueError(f"settings[{name!r}] is not a Confab setting (docs/deploy.md lists them)")
+        if upper in STACK_OWNED_SETTINGS:
+            raise ValueError(f"settings[{name!r}] is set by the stacks themselves or is local-only")
+        if isinstance(setting, bool):
+            setting = "true" if setting else "false"
+        if not isinstance(setting, str | int | float) or setting is None:
+            raise ValueError(f"settings[{name!r}] must be a string, number or boolean, got {setting!r}")
+        settings[upper] = str(setting)
+    try:
+        Settings.model_validate({"CONFAB_STAGE": "prod", **settings})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"settings holds a value Confab would refuse: {problems}") from None
+    return settings
+
+
 def from_context(get: Any) -> StageConfig:
     """The stage's defaults with any context overrides; `get` is `node.try_get_context`."""
     stage = str(get("stage") or "dev")
@@ -171,4 +225,6 @@ def from_context(get: Any) -> StageConfig:
         overrides["alarm_email"] = str(get("alarm_email"))
     if get("reserved_concurrency"):
         overrides["reserved_concurrency"] = _reserved_concurrency(get("reserved_concurrency"))
+    if get("settings"):
+        overrides["settings"] = _settings(get("settings"))
     return replace(config, **overrides)

@@ -32,6 +32,7 @@ class FunctionFactory(Construct):
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
+            **config.settings,
             **environment,
         }
         self.code = lambda_.Code.from_asset(str(code_dir()))

@@ -78,9 +78,14 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return _synth(tmp_path_factory.mktemp("cdk-dev"), {"stage": "dev"})
 
 
+# Application settings prod is synthesized with (`-c settings=...`): every function gets them.
+PROD_SETTINGS = '{"MONTHLY_SPEND_LIMIT_USD": "25", "default_model_id": "local-echo", "AI_CACHE_NONDETERMINISTIC": true}'
+
+
 @pytest.fixture(scope="session")
 def prod(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     # Patched only while synthesizing: every other test sees the real table.
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(routes, "ROUTE_GROUPS", SAMPLE_GROUPS)
-        return _synth(tmp_path_factory.mktemp("cdk-prod"), {"stage": "prod", "nat": "true"})
+        context = {"stage": "prod", "nat": "true", "settings": PROD_SETTINGS}
+        return _synth(tmp_path_factory.mktemp("cdk-prod"), context)

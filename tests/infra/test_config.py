@@ -78,3 +78,34 @@ def test_reserved_concurrency_is_read_from_a_json_object_when_given_with_c_or_in
 def test_reserved_concurrency_is_refused_with_the_reason_when_not_names_to_positive_integers(given, message):
     with pytest.raises(ValueError, match=message):
         from_context({"stage": "dev", "reserved_concurrency": given}.get)
+
+
+def test_no_application_setting_is_set_when_the_settings_context_is_absent():
+    assert from_context({"stage": "prod"}.get).settings == {}
+
+
+def test_settings_are_read_from_a_json_object_with_names_upper_cased_and_values_as_strings():
+    given = '{"monthly_spend_limit_usd": 25, "DEFAULT_MODEL_ID": "m", "AI_CACHE_NONDETERMINISTIC": false}'
+    assert from_context({"stage": "prod", "settings": given}.get).settings == {
+        "MONTHLY_SPEND_LIMIT_USD": "25",
+        "DEFAULT_MODEL_ID": "m",
+        "AI_CACHE_NONDETERMINISTIC": "false",
+    }
+    assert from_context({"settings": {"AI_CACHE_TTL_SECONDS": 60}}.get).settings == {"AI_CACHE_TTL_SECONDS": "60"}
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("MONTHLY_SPEND_LIMIT_USD=25", "must be a JSON object"),
+        ('{"NOT_A_SETTING": "1"}', "is not a Confab setting"),
+        ('{"JWT_SECRET": "in plain text"}', "set by the stacks themselves"),
+        ('{"DATABASE_URL": "postgresql://x"}', "set by the stacks themselves"),
+        ('{"ALLOW_PRIVATE_MODEL_ENDPOINTS": true}', "local-only"),
+        ('{"MONTHLY_SPEND_LIMIT_USD": "lots"}', "MONTHLY_SPEND_LIMIT_USD"),
+        ('{"AI_CACHE_TTL_SECONDS": [1]}', "must be a string, number or boolean"),
+    ],
+)
+def test_settings_are_refused_at_synth_with_the_reason_when_unknown_stack_owned_or_invalid(given, message):
+    with pytest.raises(ValueError, match=message):
+        from_context({"stage": "prod", "settings": given}.get)

@@ -61,6 +61,16 @@ def test_functions_are_arm64_python_312_plus_traced_with_json_logs_when_synthesi
         assert len(props["Layers"]) == 1, module
 
 
+def test_every_function_gets_the_application_settings_given_and_dev_none_when_synthesized(dev: Synth, prod: Synth):
+    # prod is synthesized with -c settings=... (PROD_SETTINGS in conftest.py), dev without.
+    given = {"MONTHLY_SPEND_LIMIT_USD": "25", "DEFAULT_MODEL_ID": "local-echo", "AI_CACHE_NONDETERMINISTIC": "true"}
+    for module, function in _functions(prod).items():
+        env = function["Properties"]["Environment"]["Variables"]
+        assert {name: env.get(name) for name in given} == given, module
+    for module, function in _functions(dev).items():
+        assert not set(given) & set(function["Properties"]["Environment"]["Variables"]), module
+
+
 def test_route_functions_reach_the_proxy_with_iam_and_the_trigger_reaches_the_instance_when_prod(prod: Synth):
     functions = _functions(prod)
     health = functions["functions.health"]["Properties"]["Environment"]["Variables"]
