@@ -372,9 +372,6 @@ def _remove_carol(db, alice, bob, cid):
 # participant row: a write that came while a removal held the conversation's row but had not yet deleted the
 # participant goes in before the removal, which then waits for it. So they wait only once the participant is deleted.
 PARTICIPANT_LOCKED = {
-    "edit": _edit,
-    "react": _react,
-    "unreact": _unreact,
     "feedback": _feedback,
     "thread": _thread,
     "panel": _panel,
@@ -387,6 +384,10 @@ PARTICIPANT_LOCKED = {
 # These take the conversation's row as a removal does (or more): they wait behind it from its first lock on.
 CONVERSATION_LOCKED = {
     "delete_message": _delete_message,
+    # Edits and reactions draw their change's position under it too (migrations 0601, 0602).
+    "edit": _edit,
+    "react": _react,
+    "unreact": _unreact,
     # Marks draw their change's position under it (migration 0603).
     "delivered": _delivered,
     "read": _read,
@@ -445,7 +446,7 @@ def test_a_removal_waits_for_a_write_that_passed_its_access_check_and_the_write_
     # The race itself: the writer is paused between its check and its write while the removal runs. Unlocked, the
     # removal committed in that gap and the write went in after it.
     alice, bob, conversation_id = group
-    method, path, body, _, _ = PARTICIPANT_LOCKED[write](db, alice, bob, conversation_id)
+    method, path, body, _, _ = {**PARTICIPANT_LOCKED, **CONVERSATION_LOCKED}[write](db, alice, bob, conversation_id)
     checked, go = threading.Event(), threading.Event()
     real = repository.access
 
