@@ -214,22 +214,7 @@ class CompletionsRepository:
             "history_limit": history_limit,
             "idempotency_key": idempotency_key,
         }
-        with self.conn.cursor(row_factory=dict_row) as cur:
-            row = cur.execute(COMPLETION_CONTEXT, params).fetchone()
-        if row is None:
-            return None
-        thread = ThreadRef(
-            id=row["thread_id"], conversation_id=row["thread_conversation_id"], model_id=row["thread_model_id"]
-        )
-        model = ModelRow.model_validate({k: row[k] for k in MODEL_FIELDS}) if row["id"] is not None else None
-        return CompletionContext(
-            thread=thread,
-            tone=row["user_tone"],
-            additional_info=row["user_info"],
-            model=model,
-            history=row["history"],
-            prior=row["prior"],
-        )
+        return self._context(COMPLETION_CONTEXT, params)
 
     def anonymous_context(
         self,
@@ -253,8 +238,13 @@ class CompletionsRepository:
             "message_limit": message_limit,
             "turn_limit": turn_limit,
         }
+        return self._context(ANONYMOUS_COMPLETION_CONTEXT, params)
+
+    def _context(self, query: str, params: dict[str, Any]) -> CompletionContext | None:
+        """A context function's one row (None: no thread the caller may ask in). The anonymous one has no user
+        properties and adds its conversation's counts."""
         with self.conn.cursor(row_factory=dict_row) as cur:
-            row = cur.execute(ANONYMOUS_COMPLETION_CONTEXT, params).fetchone()
+            row = cur.execute(query, params).fetchone()
         if row is None:
             return None
         thread = ThreadRef(
@@ -263,13 +253,13 @@ class CompletionsRepository:
         model = ModelRow.model_validate({k: row[k] for k in MODEL_FIELDS}) if row["id"] is not None else None
         return CompletionContext(
             thread=thread,
-            tone=None,
-            additional_info=None,
+            tone=row.get("user_tone"),
+            additional_info=row.get("user_info"),
             model=model,
             history=row["history"],
             prior=row["prior"],
-            held=row["held"],
-            answered=row["answered"],
+            held=row.get("held", 0),
+            answered=row.get("answered", 0),
         )
 
     def record(

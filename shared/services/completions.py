@@ -248,19 +248,11 @@ class CompletionService:
         private = bool(tone or info)
         if private:
             system.append(_properties_prompt(tone, info))
-        # A retry of a turn whose provider call failed asks about the message stored then (it is in the history).
-        turn_content = prior.content if prior is not None else content
-        history = context.history if prior is not None else [("user", turn_content), *context.history]
-        out_tokens = min(max_tokens or model.max_output_tokens, model.max_output_tokens)
-        chosen = _fit(system, history, model.context_window_tokens - out_tokens)
-        request = ProviderRequest(
-            model=model.upstream_model,
-            messages=tuple(ChatMessage("system", s) for s in system) + alternating(chosen),
-            temperature=self._temperature(temperature),
-            max_tokens=out_tokens,
+        turn_content, chosen, request = self._turn_request(
+            model, system, context, content, temperature=temperature, max_tokens=max_tokens
         )
         # Thread history and user properties are private: such a context is cached per user.
-        scope = user_id if private or len(chosen) > 1 else None
+        scope = user_id if private or chosen > 1 else None
         plan = self._plan(
             user_id,
             model,
@@ -273,49 +265,7 @@ class CompletionService:
             query_size=len(turn_content),
             template_id=template_id,
         )
-        hit = self._cached(plan)
-        if hit is not None:
-            text, usage = hit
-
-            def finish_hit(uow: UnitOfWork) -> ThreadCompletion:
-                self._count_hit(uow, plan)
-                return self._finish_thread(uow, plan, text, usage, "stop")
-
-            answer = self._db.pipelined(finish_hit)
-            self._publish(plan, usage, len(text))
-            return answer
-        self._reserve(plan)
-        try:
-            result, latency_ms = self._call(plan)
-        except Exception:
-            # Nothing bought: the reservation is released. Nothing the user sent is lost: the message is kept,
-            # and a retry with the same key finishes the turn.
-            self._salvage(plan, spent=Decimal(0))
-            raise
-
-        usage = self._usage(plan, result, latency_ms)
-
-        def finish(uow: UnitOfWork) -> ThreadCompletion:
-            self._settle(uow, plan, result, usage)
-            return self._finish_thread(uow, plan, result.text, usage, result.finish_reason)
-
-        # The record is one statement, which PostgreSQL commits on its own; with a settlement, a cache entry or a
-        # template use to store beside it, they go out pipelined in one transaction. Either way: one round trip,
-        # one commit.
-        try:
-            pipelined = self._settles(plan, usage) or plan.template_id is not None
-            return (self._db.pipelined if pipelined else self._db.statement)(finish)
-        except UnavailableError:
-            # The database is unreachable or the connection was lost part-way: the COMMIT may have been carried
-            # out, so nothing is written again (the reservation counts until it expires: the limit errs safe).
-            raise
-        except Exception:
-            self._salvage(plan, spent=usage.cost_usd)
-            raise
-        finally:
-            # Every provider call is reported, even one whose answer lost to a racing twin's or could not be
-            # stored: its tokens were spent.
-            self._publish(plan, usage, len(result.text))
+        return self._answer_turn(plan)
 
     # Anonymous conversations ---------------------------------------------------------------------------
 
@@ -360,19 +310,12 @@ class CompletionService:
         _check_anonymous_bounds(context, message_limit, turn_limit)
         model = self._checked_model(anonymous_model_id, context.model)
         system = [model.system_prompt] if model.system_prompt else []
-        turn_content = prior.content if prior is not None else content
-        history = context.history if prior is not None else [("user", turn_content), *context.history]
-        out_tokens = min(max_tokens or model.max_output_tokens, model.max_output_tokens)
-        chosen = _fit(system, history, model.context_window_tokens - out_tokens)
-        request = ProviderRequest(
-            model=model.upstream_model,
-            messages=tuple(ChatMessage("system", s) for s in system) + alternating(chosen),
-            temperature=self._temperature(temperature),
-            max_tokens=out_tokens,
+        turn_content, chosen, request = self._turn_request(
+            model, system, context, content, temperature=temperature, max_tokens=max_tokens
         )
         # The conversation's history is private to it: never answered from, or for, another chat or a user. (A
         # conversation id is never a user id, and the prefix keeps the two apart whatever the ids.)
-        scope = f"anonymous:{thread.conversation_id}" if len(chosen) > 1 else None
+        scope = f"anonymous:{thread.conversation_id}" if chosen > 1 else None
         plan = self._plan(
             None,
             model,
@@ -384,39 +327,8 @@ class CompletionService:
             idempotency_key=idempotency_key,
             query_size=len(turn_content),
         )
-        hit = self._cached(plan)
-        if hit is not None:
-            text, usage = hit
-
-            def finish_hit(uow: UnitOfWork) -> ThreadCompletion:
-                self._count_hit(uow, plan)
-                return self._finish_thread(uow, plan, text, usage, "stop")
-
-            answer = self._db.pipelined(finish_hit)
-            self._publish(plan, usage, len(text))
-            return answer
-        self._reserve(plan)  # the worst-case check only: an anonymous caller has no spend ledger
-        self._count_anonymous_call(address)
-        try:
-            result, latency_ms = self._call(plan)
-        except Exception:
-            self._salvage(plan, spent=Decimal(0))
-            raise
-        usage = self._usage(plan, result, latency_ms)
-
-        def finish(uow: UnitOfWork) -> ThreadCompletion:
-            self._settle(uow, plan, result, usage)
-            return self._finish_thread(uow, plan, result.text, usage, result.finish_reason)
-
-        try:
-            return (self._db.pipelined if self._settles(plan, usage) else self._db.statement)(finish)
-        except UnavailableError:
-            raise
-        except Exception:
-            self._salvage(plan, spent=usage.cost_usd)
-            raise
-        finally:
-            self._publish(plan, usage, len(result.text))
+        # The worst-case check only (an anonymous caller has no spend ledger), then the address's count.
+        return self._answer_turn(plan, before_call=lambda: self._count_anonymous_call(address))
 
     def _anonymous_model(self, content: str, *, model_id: str | None, template_id: UUID | None) -> str:
         """The model anonymous conversations are answered by; 403 when there is none (anonymous AI is off), 422
@@ -466,6 +378,80 @@ class CompletionService:
                     )
 
         self._db.transact(count)
+
+    def _turn_request(
+        self,
+        model: ModelRow,
+        system: list[str],
+        context: CompletionContext,
+        content: str,
+        *,
+        temperature: float | None,
+        max_tokens: int | None,
+    ) -> tuple[str, int, ProviderRequest]:
+        """A thread turn's provider request: the system prompts, then as many of the thread's newest messages as fit
+        the model's window. (The turn's content, how many messages were chosen, the request.)"""
+        prior = context.prior
+        # A retry of a turn whose provider call failed asks about the message stored then (it is in the history).
+        turn_content = prior.content if prior is not None else content
+        history = context.history if prior is not None else [("user", turn_content), *context.history]
+        out_tokens = min(max_tokens or model.max_output_tokens, model.max_output_tokens)
+        chosen = _fit(system, history, model.context_window_tokens - out_tokens)
+        request = ProviderRequest(
+            model=model.upstream_model,
+            messages=tuple(ChatMessage("system", s) for s in system) + alternating(chosen),
+            temperature=self._temperature(temperature),
+            max_tokens=out_tokens,
+        )
+        return turn_content, len(chosen), request
+
+    def _answer_turn(self, plan: Plan, before_call: Callable[[], None] = lambda: None) -> ThreadCompletion:
+        """Answer a planned thread turn from the cache or the model (`before_call` runs after the spend check and
+        before the provider is called), record it and report its usage."""
+        hit = self._cached(plan)
+        if hit is not None:
+            text, usage = hit
+
+            def finish_hit(uow: UnitOfWork) -> ThreadCompletion:
+                self._count_hit(uow, plan)
+                return self._finish_thread(uow, plan, text, usage, "stop")
+
+            answer = self._db.pipelined(finish_hit)
+            self._publish(plan, usage, len(text))
+            return answer
+        self._reserve(plan)
+        before_call()  # refusing (429) as the spend check does: nothing stored, nothing reserved to release
+        try:
+            result, latency_ms = self._call(plan)
+        except Exception:
+            # Nothing bought: the reservation is released. Nothing the user sent is lost: the message is kept,
+            # and a retry with the same key finishes the turn.
+            self._salvage(plan, spent=Decimal(0))
+            raise
+
+        usage = self._usage(plan, result, latency_ms)
+
+        def finish(uow: UnitOfWork) -> ThreadCompletion:
+            self._settle(uow, plan, result, usage)
+            return self._finish_thread(uow, plan, result.text, usage, result.finish_reason)
+
+        # The record is one statement, which PostgreSQL commits on its own; with a settlement, a cache entry or a
+        # template use to store beside it, they go out pipelined in one transaction. Either way: one round trip,
+        # one commit.
+        try:
+            pipelined = self._settles(plan, usage) or plan.template_id is not None
+            return (self._db.pipelined if pipelined else self._db.statement)(finish)
+        except UnavailableError:
+            # The database is unreachable or the connection was lost part-way: the COMMIT may have been carried
+            # out, so nothing is written again (the reservation counts until it expires: the limit errs safe).
+            raise
+        except Exception:
+            self._salvage(plan, spent=usage.cost_usd)
+            raise
+        finally:
+            # Every provider call is reported, even one whose answer lost to a racing twin's or could not be
+            # stored: its tokens were spent.
+            self._publish(plan, usage, len(result.text))
 
     def _finish_thread(
         self, uow: UnitOfWork, plan: Plan, text: str, usage: CompletionUsage, finish: str
