@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from shared.auth.addresses import rate_limited_address, rate_limited_network
 from shared.auth.anonymous import issue_anonymous_token
 from shared.db import Database, UnitOfWork
-from shared.errors import RateLimitedError
 from shared.models.conversations import AnonymousConversation, AnonymousConversationCreate
 from shared.repositories.conversations import ConversationsRepository
 from shared.repositories.rate_limits import RateLimitsRepository
@@ -22,23 +20,16 @@ def create_anonymous_conversation(
     many in the window."""
     conversation_id = uuid4()
     token, token_hash = issue_anonymous_token(conversation_id)
-    counted_as = rate_limited_address(address)
-    network = rate_limited_network(address)
 
     def work(uow: UnitOfWork) -> AnonymousConversation:
-        # Counted in the same transaction: a refused request rolls its own hits back, an accepted one keeps them,
-        # so a /64 refused at its own limit spends no more of its /48's budget. Always the /64's row, then the
-        # /48's: two creations lock them in one order and never deadlock.
-        limits = RateLimitsRepository(uow.conn)
-        window_s = settings.anonymous_create_window_s
-        hits, retry_after = limits.hit(counted_as, window_s)
-        if hits > settings.anonymous_create_limit:
-            raise RateLimitedError("Too many anonymous conversations from this address.", retry_after=retry_after)
-        if network is not None:
-            # The /48's key ("2001:db8:1::/48") never equals a /64's or an IPv4 address's: one table holds all.
-            hits, retry_after = limits.hit(network, window_s)
-            if hits > settings.anonymous_create_limit_per_ipv6_48:
-                raise RateLimitedError("Too many anonymous conversations from this network.", retry_after=retry_after)
+        # Counted in the same transaction: a refused request rolls its own hits back, an accepted one keeps them.
+        RateLimitsRepository(uow.conn).count_client(
+            address,
+            window_s=settings.anonymous_create_window_s,
+            limit=settings.anonymous_create_limit,
+            network_limit=settings.anonymous_create_limit_per_ipv6_48,
+            what="anonymous conversations",
+        )
         repo = ConversationsRepository(uow.conn)
         repo.insert(
             {

@@ -22,7 +22,6 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from shared.auth.addresses import rate_limited_address, rate_limited_network
 from shared.db import Database, UnitOfWork
 from shared.errors import (
     ConflictError,
@@ -218,12 +217,7 @@ class CompletionService:
         idempotency_key: str | None = None,
     ) -> ThreadCompletion:
         """Answer the user's message from the cache or the model, store both messages, report usage."""
-        if "\x00" in content:
-            # Refused before anything is bought: after the provider call, the record could not store it.
-            raise UnprocessableError(
-                "A value cannot be stored (for example, text with a NUL byte).",
-                errors=[{"loc": ["body", "content"], "type": "nul_byte"}],
-            )
+        _refuse_nul(content)
         context = self._db.statement(
             lambda uow: CompletionsRepository(uow.conn).context(
                 thread_id=thread_id,
@@ -346,11 +340,7 @@ class CompletionService:
                 "An anonymous conversation cannot choose its model or a template.",
                 errors=[{"loc": ["body", name], "type": "not_allowed"} for name in chosen],
             )
-        if "\x00" in content:
-            raise UnprocessableError(
-                "A value cannot be stored (for example, text with a NUL byte).",
-                errors=[{"loc": ["body", "content"], "type": "nul_byte"}],
-            )
+        _refuse_nul(content)
         return anonymous_model_id
 
     def _count_anonymous_call(self, address: str) -> None:
@@ -359,25 +349,16 @@ class CompletionService:
         past either limit, before the provider is called. A refused call rolls its counts back; the counter rows'
         locks make concurrent calls count one after another, so the limit is exact."""
         settings = self._settings
-        counted_as = "ai:" + rate_limited_address(address)
-        network = rate_limited_network(address)
-
-        def count(uow: UnitOfWork) -> None:
-            limits = RateLimitsRepository(uow.conn)
-            window_s = settings.anonymous_ai_window_s
-            hits, retry_after = limits.hit(counted_as, window_s)
-            if hits > settings.anonymous_ai_rate_limit:
-                raise RateLimitedError(
-                    "Too many AI answers for anonymous conversations from this address.", retry_after=retry_after
-                )
-            if network is not None:
-                hits, retry_after = limits.hit("ai:" + network, window_s)
-                if hits > settings.anonymous_ai_rate_limit_per_ipv6_48:
-                    raise RateLimitedError(
-                        "Too many AI answers for anonymous conversations from this network.", retry_after=retry_after
-                    )
-
-        self._db.transact(count)
+        self._db.transact(
+            lambda uow: RateLimitsRepository(uow.conn).count_client(
+                address,
+                window_s=settings.anonymous_ai_window_s,
+                limit=settings.anonymous_ai_rate_limit,
+                network_limit=settings.anonymous_ai_rate_limit_per_ipv6_48,
+                what="AI answers for anonymous conversations",
+                prefix="ai:",
+            )
+        )
 
     def _turn_request(
         self,
@@ -755,6 +736,16 @@ class CompletionService:
             # the whole event is logged, so it can be sent again (recording is idempotent on its id). It holds
             # ids, counts and costs, never the prompt or the answer.
             logger.exception("usage event could not be published", extra={"event": event.model_dump(mode="json")})
+
+
+def _refuse_nul(content: str) -> None:
+    """422 for a turn's content PostgreSQL cannot store (a NUL character): refused before anything is bought, since
+    after the provider call the record could not store it."""
+    if "\x00" in content:
+        raise UnprocessableError(
+            "A value cannot be stored (for example, text with a NUL byte).",
+            errors=[{"loc": ["body", "content"], "type": "nul_byte"}],
+        )
 
 
 def _check_anonymous_bounds(context: CompletionContext, message_limit: int, turn_limit: int) -> None:
