@@ -87,14 +87,27 @@ LEFT JOIN LATERAL (
 
 GET_VIEW = CONVERSATION_VIEW + "WHERE c.id = %(id)s"
 
-# The caller's conversations by last activity, newest first; keyset on (activity, id).
-LIST_FOR_MEMBER = (
-    CONVERSATION_VIEW
-    + """WHERE p.user_id = %(user_id)s
+# The caller's conversations by last activity, newest first; keyset on (activity, id). The page's ids are chosen
+# first, from the key alone (LIST_PAGE_IDS), and only they are rendered. Chosen apart, the planner picks per caller:
+# for a user in a small share of the conversations (their participant rows estimated few), it reads those rows and
+# sorts their activity (top-N); for one in a large share (a common value in participants' statistics), it walks
+# conversations_activity_idx and probes participants. With the whole view in one query it walked the index, or
+# hashed every conversation, for every caller: 12 to 20 ms for a user in 20 or 400 of 200,000 conversations
+# ("Benchmarks" in docs/conversations.md).
+LIST_PAGE_IDS = """
+SELECT c.id FROM conversations c JOIN participants p ON p.conversation_id = c.id
+WHERE p.user_id = %(user_id)s
   AND (%(after_at)s::timestamptz IS NULL
        OR (coalesce(c.last_message_at, c.created_at), c.id) < (%(after_at)s::timestamptz, %(after_id)s::uuid))
 ORDER BY coalesce(c.last_message_at, c.created_at) DESC, c.id DESC
 LIMIT %(limit)s
+"""
+
+LIST_FOR_MEMBER = (
+    f"WITH page AS ({LIST_PAGE_IDS})\n"  # noqa: S608 (fixed query text)
+    + CONVERSATION_VIEW
+    + """WHERE c.id = ANY (ARRAY(SELECT id FROM page)) AND p.user_id = %(user_id)s
+ORDER BY coalesce(c.last_message_at, c.created_at) DESC, c.id DESC
 """
 )
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
+from psycopg import sql
 
+from shared.repositories.conversations import ConversationsRepository
 from tests.conversations_helpers import call, jwt_principal, make_user
 
 
@@ -84,6 +88,55 @@ def test_list_pages_never_repeat_when_walked_with_small_limits(people):
         if cursor is None:
             break
     assert len(seen) == len(set(seen)) == 7 and set(seen) == made
+
+
+# The list chooses its page's ids apart from rendering them, and the planner reads them one of two ways: the caller's
+# participant rows sorted by activity (a user in a small share of the conversations) or conversations_activity_idx
+# walked and each conversation checked for the caller (a user in a large share). Both must give the same pages.
+@pytest.mark.parametrize(
+    "plan",
+    [
+        pytest.param({"enable_indexscan": "off"}, id="the-callers-rows-sorted"),
+        pytest.param({"enable_sort": "off", "enable_hashjoin": "off"}, id="the-activity-index-walked"),
+    ],
+)
+def test_list_pages_follow_activity_then_id_among_others_conversations_whichever_way_they_are_read(db, plan):
+    alice, bob, carol = make_user(db, "alice"), make_user(db, "bob"), make_user(db, "carol")
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    activity: dict[uuid.UUID, datetime] = {}
+    for i in range(24):
+        # Every third conversation has no message (it sorts by its creation); pairs share one time (the id decides).
+        at = base + timedelta(minutes=i // 2)
+        message_at = None if i % 3 == 0 else at
+        row = db.execute(
+            "INSERT INTO conversations (kind, title, created_at, last_message_at) VALUES ('group', %s, %s, %s) "
+            "RETURNING id",
+            (f"g{i}", at if message_at is None else base - timedelta(days=1), message_at),
+        ).fetchone()
+        assert row is not None
+        member = alice if i % 4 in (0, 1) else carol  # others' conversations interleave with alice's
+        db.execute(
+            "INSERT INTO participants (conversation_id, user_id) VALUES (%s, %s), (%s, %s)",
+            (row[0], member, row[0], bob),
+        )
+        if member == alice:
+            activity[row[0]] = at
+    expected = sorted(activity, key=lambda cid: (activity[cid], cid), reverse=True)
+
+    with psycopg.connect(db.info.dsn, autocommit=True) as conn:
+        for name, value in plan.items():
+            conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        repo = ConversationsRepository(conn)
+        seen: list[uuid.UUID] = []
+        after = None
+        while True:
+            rows = repo.list_for_member(alice, after, 5)
+            seen += [row["id"] for row in rows]
+            if len(rows) < 5:
+                break
+            after = (rows[-1]["activity_at"], rows[-1]["id"])
+        assert seen == expected
+        assert {row["role"] for row in repo.list_for_member(alice, None, 100)} == {"member"}
 
 
 @pytest.mark.parametrize("cursor", ["not-a-cursor!", "A" * 2000])
