@@ -524,6 +524,59 @@ def test_asking_for_the_pairs_direct_conversation_again_brings_back_the_user_who
     assert _send(direct, "bob", "hi").status == 201
 
 
+def _unread(room, who):
+    return call("GET", f"/v1/conversations/{room['id']}", room[who]).body["unread_count"]
+
+
+def _cursor(db, room, who):
+    return db.execute(
+        "SELECT last_read_message_id, last_read_at FROM participants WHERE conversation_id = %s AND user_id = %s",
+        (room["id"], room[who].user_id),
+    ).fetchone()
+
+
+@pytest.mark.parametrize("who_asks", ["alice", "bob"])
+def test_a_user_back_in_a_direct_conversation_starts_reading_where_they_came_back_when_they_left_it(
+    direct, db, who_asks
+):
+    # Bob had read Alice's first message, not her second; he left, and came back. His read cursor went with his
+    # participant row: without one the whole history counted as unread again. It now starts at the newest message,
+    # as for anyone added to a conversation, and what comes after counts.
+    first = _send(direct, "alice", "one").body
+    call("POST", f"/v1/conversations/{direct['id']}/read", direct["bob"], body={"message_id": first["id"]})
+    second = _send(direct, "alice", "two").body
+    _send(direct, "bob", "bye")
+    assert _leave(direct, "bob").status == 204
+    other = direct["bob" if who_asks == "alice" else "alice"]
+    body = {"kind": "direct", "participant_ids": [str(other.user_id)]}
+    assert call("POST", "/v1/conversations", direct[who_asks], body=body).status == 200
+    newest = db.execute("SELECT max(id) FROM messages WHERE conversation_id = %s", (direct["id"],)).fetchone()[0]
+    assert _cursor(db, direct, "bob") == (newest, None)  # a position, not a read: no time, no status moved
+    assert _unread(direct, "bob") == 0
+    statuses = db.execute("SELECT id, status FROM messages WHERE id IN (%s, %s)", (first["id"], second["id"]))
+    assert sorted(statuses.fetchall()) == [(first["id"], "read"), (second["id"], "sent")]
+    _send(direct, "alice", "welcome back")
+    assert _unread(direct, "bob") == 1
+    assert _unread(direct, "alice") == 1  # Bob's "bye": Alice never left, her cursor stays where it was
+
+
+def test_a_participant_added_to_a_group_starts_reading_at_its_newest_message(room, db):
+    sent = [_send(room, "alice", f"before {i}").body["id"] for i in range(3)]
+    added = call(
+        "POST",
+        f"/v1/conversations/{room['id']}/participants",
+        room["alice"],
+        body={"user_id": str(room["carol"].user_id)},
+    )
+    assert added.status == 201 and (added.body["last_read_message_id"], added.body["last_read_at"]) == (sent[-1], None)
+    assert _unread(room, "carol") == 0 and _unread(room, "bob") == 3
+    _send(room, "bob", "after")
+    assert _unread(room, "carol") == 1
+    # Reading history from before the addition still stamps it: the cursor stays, the statuses move.
+    marked = call("POST", f"/v1/conversations/{room['id']}/read", room["carol"], body={"message_id": sent[0]}).body
+    assert (marked["last_read_message_id"], marked["updated"]) == (sent[-1], 1)
+
+
 def test_a_direct_conversation_with_a_model_account_takes_sends_while_the_model_account_is_in_it(app_container, db):
     alice, model = jwt_principal(make_user(db, "alice")), make_user(db, "model", is_ai=True)
     chat = call("POST", "/v1/conversations", alice, body={"kind": "direct", "participant_ids": [str(model)]}).body
