@@ -293,6 +293,42 @@ def test_read_cursor_and_unread_count_stay_when_the_last_read_message_is_deleted
     assert read(newer) == newer and unread() == 0
 
 
+def test_a_mark_that_moves_nothing_writes_no_row_and_answers_the_cursor_as_it_is(room, db):
+    sent = [_send(room, "alice", f"m{i}").body["id"] for i in range(3)]
+    path = f"/v1/conversations/{room['id']}/read"
+
+    def mark(message_id, status="read"):
+        reply = call("POST", path, room["bob"], body={"message_id": message_id, "status": status})
+        assert reply.status == 200, reply.body
+        return reply.body
+
+    def written():
+        # The participant row's version (a rewrite gives it a new xmin) and the conversation's change feed.
+        row = db.execute(
+            "SELECT xmin::text, last_read_message_id, last_read_at FROM participants "
+            "WHERE conversation_id = %s AND user_id = %s",
+            (room["id"], room["bob"].user_id),
+        ).fetchone()
+        changes = db.execute("SELECT count(*) FROM message_changes WHERE conversation_id = %s", (room["id"],))
+        return row, changes.fetchone()[0]
+
+    moved = mark(sent[1])
+    before = written()
+    assert before[0][1] == sent[1] and moved["updated"] == 2
+    # A repeat, a mark below the cursor, a delivered mark of messages already read: nothing moves.
+    for message_id, status in ((sent[1], "read"), (sent[0], "read"), (sent[1], "delivered")):
+        answer = mark(message_id, status)
+        assert (answer["last_read_message_id"], answer["updated"]) == (sent[1], 0)
+        assert answer["last_read_at"] == moved["last_read_at"]
+        assert written() == before
+    # A read mark that stamps messages below the cursor moves statuses (logged) but not the cursor: the row stays too.
+    mark(sent[2], "delivered")
+    db.execute("UPDATE messages SET status = 'sent', status_timestamps = '{}' WHERE id = %s", (sent[0],))
+    row, changes = written()
+    assert mark(sent[0])["updated"] == 1 and written() == (row, changes + 1)
+    assert mark(sent[2])["last_read_message_id"] == sent[2] and written()[0][0] != row[0]  # a move writes it
+
+
 def test_read_is_404_when_the_message_is_in_another_conversation(room):
     other = call("POST", "/v1/conversations", room["bob"], body={"kind": "group", "title": "x"}).body
     foreign = call("POST", f"/v1/conversations/{other['id']}/messages", room["bob"], body={"content": "x"}).body
