@@ -69,6 +69,8 @@ _IN_THREAD = """(%(thread_id)s::uuid IS NULL OR EXISTS (
 # that waited behind the other's leave or account deletion (each locks the conversation's row before the participant
 # goes) finds it deleted and stores nothing. An EXISTS on the snapshot would still see it; evaluated before the
 # conversation's lock, it would lock the rows in the other order than a removal does and could deadlock with one.
+# A deactivated other user is still in it (deactivation is a suspension that reactivation undoes): the message is
+# stored and waits for them, as for anyone offline; only a leave or a deletion ends the pair.
 # Other kinds never probe for a second participant (pair's only input row is refused on its kind), so a large group
 # pays nothing for it.
 SEND = f"""

@@ -613,6 +613,22 @@ def test_a_participant_added_to_a_group_starts_reading_at_its_newest_message(roo
     assert (marked["last_read_message_id"], marked["updated"]) == (sent[-1], 1)
 
 
+def test_a_send_to_a_deactivated_counterpart_is_stored_and_waits_for_them_when_they_are_reactivated(direct, db):
+    # Deactivation suspends an account for a while (docs/auth.md): it stays in its conversations and comes back as it
+    # was, so a message to it waits, as one to anyone offline does. Only a leave or a deletion is counterpart_gone.
+    root = jwt_principal(make_user(db, "root", role="admin"), role="admin")
+    bob = f"/v1/admin/users/{direct['bob'].user_id}"
+    assert call("PATCH", bob, root, body={"is_active": False}).status == 200
+    sent = _send(direct, "alice", "for when you are back")
+    assert sent.status == 201, sent.body
+    # Asking for the pair's conversation is asking to start one with an inactive user: 422, as for a new one.
+    again = {"kind": "direct", "participant_ids": [str(direct["bob"].user_id)]}
+    assert call("POST", "/v1/conversations", direct["alice"], body=again).status == 422
+    assert call("PATCH", bob, root, body={"is_active": True}).status == 200
+    seen = call("GET", f"/v1/conversations/{direct['id']}", direct["bob"]).body
+    assert (seen["unread_count"], seen["last_message"]["id"]) == (1, sent.body["id"])
+
+
 def test_a_direct_conversation_with_a_model_account_takes_sends_while_the_model_account_is_in_it(app_container, db):
     alice, model = jwt_principal(make_user(db, "alice")), make_user(db, "model", is_ai=True)
     chat = call("POST", "/v1/conversations", alice, body={"kind": "direct", "participant_ids": [str(model)]}).body
