@@ -155,13 +155,19 @@ RETURNING id
 
 FIND_DIRECT = "SELECT id FROM conversations WHERE direct_key = %(direct_key)s"
 
-ADD_PARTICIPANTS = """
-INSERT INTO participants (conversation_id, user_id, role)
-SELECT %(conversation_id)s, u.id, CASE WHEN u.id = %(admin_id)s THEN 'admin' ELSE %(role)s END
+# Where a participant's read cursor starts: at the conversation's newest message when they are added (NULL while it has
+# none), so what was sent before they came (a group's history, or a direct conversation's before its user left and
+# came back) does not count as unread. No status moves: nobody read those messages. A message committed after the
+# statement's snapshot has a larger id (ids follow commit order within a conversation) and counts.
+_CURSOR_AT_JOIN = "(SELECT max(m.id) FROM messages m WHERE m.conversation_id = %(conversation_id)s)"
+
+ADD_PARTICIPANTS = f"""
+INSERT INTO participants (conversation_id, user_id, role, last_read_message_id)
+SELECT %(conversation_id)s, u.id, CASE WHEN u.id = %(admin_id)s THEN 'admin' ELSE %(role)s END, {_CURSOR_AT_JOIN}
 FROM users u
 WHERE u.id = ANY(%(user_ids)s) AND u.is_active
 ON CONFLICT (conversation_id, user_id) DO NOTHING
-"""
+"""  # noqa: S608 (fixed text)
 
 ACTIVE_USERS = "SELECT id, is_ai FROM users WHERE id = ANY(%(ids)s) AND is_active"
 
@@ -194,9 +200,10 @@ FROM participants p JOIN users u ON u.id = p.user_id
 WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
 """
 
-ADD_PARTICIPANT = """
-INSERT INTO participants (conversation_id, user_id, role) VALUES (%(conversation_id)s, %(user_id)s, %(role)s)
-"""
+ADD_PARTICIPANT = f"""
+INSERT INTO participants (conversation_id, user_id, role, last_read_message_id)
+VALUES (%(conversation_id)s, %(user_id)s, %(role)s, {_CURSOR_AT_JOIN})
+"""  # noqa: S608 (fixed text)
 
 SET_ROLE = (
     "UPDATE participants SET role = %(role)s WHERE conversation_id = %(conversation_id)s AND user_id = %(user_id)s"
