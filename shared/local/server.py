@@ -71,6 +71,7 @@ class LocalApi:
     # each other's event, principal included.
     workers: WorkerPool | None = None
     invoke_lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
 
     def _module(self, name: str) -> ModuleType:
         if name not in self.modules:
@@ -151,12 +152,22 @@ class LocalApi:
         if self.workers is not None:
             return self.workers.invoke(invocation)
         with self.invoke_lock:
+            if self.closed:
+                return problem(503, "unavailable", "Service unavailable", "The local server is stopping.")
             return invoke(invocation, self._module)
 
     def close(self) -> None:
-        """Stop the worker processes, once their invocations in flight are answered."""
+        """Stop running invocations, once those in flight are answered (their usage events published)."""
         if self.workers is not None:
             self.workers.close()
+            return
+        # The invocation in flight in this process publishes its usage events at its end, into the queue that
+        # `confab serve` drains once this returns (Container.close): were that drained first, the events would be
+        # queued behind its end, or to a thread that the interpreter's exit kills, and lost. A thread cannot be
+        # stopped, so the wait has no bound but the invocation's own timeouts (the process would wait for the
+        # thread at exit anyway); a second Ctrl-C ends it.
+        with self.invoke_lock:
+            self.closed = True
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {
