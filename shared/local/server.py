@@ -468,8 +468,9 @@ def _read_chunked(rfile: BufferedIOBase, limit: int) -> bytes:
 class HeadReader(BufferedIOBase):
     """A connection's reader that notes the Origin of the request head it is reading.
 
-    http.server answers a request line or a header over its limits (414, 431) before it has parsed the head, and
-    drops the lines it read: the Origin noted on the way lets those answers carry CORS headers like the others.
+    http.server answers a malformed request line, or a request line or header over its limits (414, 431), before it
+    has parsed the head, and drops the lines it read: the Origin noted on the way lets those answers carry CORS
+    headers like the others.
     """
 
     def __init__(self, raw: BufferedIOBase) -> None:
@@ -578,7 +579,9 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # http.server's own answers (malformed request line, 414, 431) as problem+json, not its HTML page.
         self.log_error("code %d, message %s", code, message)
-        if code in (HTTPStatus.REQUEST_URI_TOO_LONG, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE):
+        if self.rfile.in_head:
+            # Given up on before its headers were parsed (a malformed request line, 414, 431): its Origin is read
+            # here, so that the answer carries the CORS headers every other answer does.
             self._read_rest_of_head()
         if self.request_version == "HTTP/0.9":
             # Left at the default when the request line is unreadable; an HTTP/0.9 answer has no status line.
@@ -588,8 +591,8 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
         self._write(problem(code, slug, status.phrase.capitalize(), message or ""), close=True)
 
     def _read_rest_of_head(self) -> None:
-        # The Origin of a head over the limits may come after the line that broke them (always, after a long URL):
-        # read on to the end of the head, within bounds, for its answer to name it. The answer closes the
+        # The Origin of a head given up on may come after the line that broke it (always, when that is the request
+        # line): read on to the end of the head, within bounds, for its answer to name it. The answer closes the
         # connection, so nothing of this request is taken for the next one.
         left = OVERSIZED_HEAD_READ_BYTES
         with contextlib.suppress(OSError):  # a client that stops sending (a timeout) or hangs up: answered as is
