@@ -21,7 +21,7 @@ app = make_resolver()
 
 
 class CompletionRequest(Strict):
-    content: str = Field(min_length=1, max_length=100_000)
+    content: str = Field(min_length=1)  # at most MESSAGE_MAX_CHARS, as a message's (the service checks)
     model_id: str | None = Field(None, min_length=1, max_length=255)
     template_id: UUID | None = None
     temperature: float | None = Field(None, ge=0, le=2)

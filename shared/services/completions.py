@@ -47,6 +47,7 @@ from shared.providers.registry import ProviderRegistry
 from shared.repositories.catalog import CatalogRepository, ModelRow
 from shared.repositories.completions import CompletionContext, CompletionsRepository, PriorTurn
 from shared.repositories.rate_limits import RateLimitsRepository
+from shared.services.message_content import check_content
 from shared.services.templates import count_template_use, usable_template
 from shared.settings import Settings
 
@@ -217,7 +218,7 @@ class CompletionService:
         idempotency_key: str | None = None,
     ) -> ThreadCompletion:
         """Answer the user's message from the cache or the model, store both messages, report usage."""
-        _refuse_nul(content)
+        _check_turn_content(self._settings, content)
         context = self._db.statement(
             lambda uow: CompletionsRepository(uow.conn).context(
                 thread_id=thread_id,
@@ -340,7 +341,7 @@ class CompletionService:
                 "An anonymous conversation cannot choose its model or a template.",
                 errors=[{"loc": ["body", name], "type": "not_allowed"} for name in chosen],
             )
-        _refuse_nul(content)
+        _check_turn_content(self._settings, content)
         return anonymous_model_id
 
     def _count_anonymous_call(self, address: str) -> None:
@@ -738,9 +739,11 @@ class CompletionService:
             logger.exception("usage event could not be published", extra={"event": event.model_dump(mode="json")})
 
 
-def _refuse_nul(content: str) -> None:
-    """422 for a turn's content PostgreSQL cannot store (a NUL character): refused before anything is bought, since
-    after the provider call the record could not store it."""
+def _check_turn_content(settings: Settings, content: str) -> None:
+    """422 for a turn's content that could not be sent as a message: longer than MESSAGE_MAX_CHARS (the user's turn
+    is stored as a message, which pages and their size bound count on), or holding a character PostgreSQL cannot
+    store (a NUL), refused before anything is bought, since after the provider call the record could not store it."""
+    check_content(settings, content)
     if "\x00" in content:
         raise UnprocessableError(
             "A value cannot be stored (for example, text with a NUL byte).",

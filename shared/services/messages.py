@@ -29,6 +29,7 @@ from shared.repositories.conversations import ConversationsRepository, RowLock
 from shared.repositories.messages import MessageAccess, MessagesRepository
 from shared.services.access import ANONYMOUS_ROLE, Access, conversation_access, not_found, role_in
 from shared.services.conversations import thread_access
+from shared.services.message_content import check_content
 from shared.settings import Settings
 
 Direction = Literal["backward", "forward"]
@@ -67,11 +68,6 @@ def _invalid(field: str, message: str) -> UnprocessableError:
     return UnprocessableError(message, errors=[{"loc": ["body", field], "type": "value_error", "msg": message}])
 
 
-def _check_content(settings: Settings, content: str) -> None:
-    if len(content) > settings.message_max_chars:
-        raise _invalid("content", f"A message holds at most {settings.message_max_chars} characters.")
-
-
 def _scope(principal: Principal, conversation_id: UUID) -> dict[str, Any]:
     """Query parameters that say who is asking; an anonymous token names one conversation only."""
     if principal.is_anonymous:
@@ -87,7 +83,7 @@ def send_message(
     """The new message (True), or the original one when the idempotency key was used before (False), as the
     JSON of a Message that PostgreSQL rendered (as a page's items are)."""
     scope = _scope(principal, conversation_id)
-    _check_content(settings, body.content)
+    check_content(settings, body.content)
     file_ids = list(dict.fromkeys(body.attachments))
     if len(file_ids) > settings.message_max_attachments:
         raise _invalid("attachments", f"A message carries at most {settings.message_max_attachments} attachments.")
@@ -268,7 +264,7 @@ def _is_sender(principal: Principal, row: MessageAccess, access: Access) -> bool
 def edit_message(
     db: Database, settings: Settings, principal: Principal, message_id: int, body: MessageUpdate
 ) -> Message:
-    _check_content(settings, body.content)
+    check_content(settings, body.content)
 
     def work(uow: UnitOfWork) -> Message:
         repo = MessagesRepository(uow.conn)

@@ -77,6 +77,22 @@ def test_a_cache_hits_costs_read_with_the_scale_of_every_other_cost_when_answere
     assert usage["cost_usd"] == "0.00000000" and len(usage["cost_avoided_usd"].split(".")[1]) == 8
 
 
+def test_completion_content_is_held_to_a_messages_limit_422_before_the_provider_storing_nothing(
+    ai_app, app_container, db
+):
+    # The user's turn is stored as a message: a send's bound holds (pages' size bound counts on it).
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    limit = app_container.settings.message_max_chars
+    refused = complete(user, thread, {"content": "x" * (limit + 1)})
+    assert refused["statusCode"] == 422 and header(refused, "Content-Type") == "application/problem+json"
+    assert [item["loc"] for item in body_of(refused)["errors"]] == [["body", "content"]]
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0 and ai_app.events == []
+    answered = complete(user, thread, {"content": "x" * limit, "max_tokens": 10})
+    assert answered["statusCode"] == 200, answered["body"]
+
+
 def test_completion_is_409_problem_storing_nothing_when_its_idempotency_key_was_used_for_other_content(ai_app, db):
     add_model(db)
     user = add_user(db)
