@@ -71,6 +71,7 @@ class LocalApi:
     # each other's event, principal included.
     workers: WorkerPool | None = None
     invoke_lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
 
     def _module(self, name: str) -> ModuleType:
         if name not in self.modules:
@@ -151,12 +152,22 @@ class LocalApi:
         if self.workers is not None:
             return self.workers.invoke(invocation)
         with self.invoke_lock:
+            if self.closed:
+                return problem(503, "unavailable", "Service unavailable", "The local server is stopping.")
             return invoke(invocation, self._module)
 
     def close(self) -> None:
-        """Stop the worker processes, once their invocations in flight are answered."""
+        """Stop running invocations, once those in flight are answered (their usage events published)."""
         if self.workers is not None:
             self.workers.close()
+            return
+        # The invocation in flight in this process publishes its usage events at its end, into the queue that
+        # `confab serve` drains once this returns (Container.close): were that drained first, the events would be
+        # queued behind its end, or to a thread that the interpreter's exit kills, and lost. A thread cannot be
+        # stopped, so the wait has no bound but the invocation's own timeouts (the process would wait for the
+        # thread at exit anyway); a second Ctrl-C ends it.
+        with self.invoke_lock:
+            self.closed = True
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -457,8 +468,9 @@ def _read_chunked(rfile: BufferedIOBase, limit: int) -> bytes:
 class HeadReader(BufferedIOBase):
     """A connection's reader that notes the Origin of the request head it is reading.
 
-    http.server answers a request line or a header over its limits (414, 431) before it has parsed the head, and
-    drops the lines it read: the Origin noted on the way lets those answers carry CORS headers like the others.
+    http.server answers a malformed request line, or a request line or header over its limits (414, 431), before it
+    has parsed the head, and drops the lines it read: the Origin noted on the way lets those answers carry CORS
+    headers like the others.
     """
 
     def __init__(self, raw: BufferedIOBase) -> None:
@@ -567,7 +579,9 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # http.server's own answers (malformed request line, 414, 431) as problem+json, not its HTML page.
         self.log_error("code %d, message %s", code, message)
-        if code in (HTTPStatus.REQUEST_URI_TOO_LONG, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE):
+        if self.rfile.in_head:
+            # Given up on before its headers were parsed (a malformed request line, 414, 431): its Origin is read
+            # here, so that the answer carries the CORS headers every other answer does.
             self._read_rest_of_head()
         if self.request_version == "HTTP/0.9":
             # Left at the default when the request line is unreadable; an HTTP/0.9 answer has no status line.
@@ -577,8 +591,8 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
         self._write(problem(code, slug, status.phrase.capitalize(), message or ""), close=True)
 
     def _read_rest_of_head(self) -> None:
-        # The Origin of a head over the limits may come after the line that broke them (always, after a long URL):
-        # read on to the end of the head, within bounds, for its answer to name it. The answer closes the
+        # The Origin of a head given up on may come after the line that broke it (always, when that is the request
+        # line): read on to the end of the head, within bounds, for its answer to name it. The answer closes the
         # connection, so nothing of this request is taken for the next one.
         left = OVERSIZED_HEAD_READ_BYTES
         with contextlib.suppress(OSError):  # a client that stops sending (a timeout) or hangs up: answered as is

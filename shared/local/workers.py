@@ -141,15 +141,18 @@ class WorkerPool:
 
     def close(self, grace_s: float = STOP_GRACE_S) -> None:
         """Stop every worker: idle ones at once, busy ones after their invocation (killed past `grace_s`)."""
+        deadline = time.monotonic() + grace_s
         with self._changed:
             self._closed = True
             idle, self._idle = self._idle, []
             self._changed.notify_all()
+            # A worker being started (outside the lock) is for a request that came before the stop: it is in
+            # flight like a busy one's, so it is waited for here rather than left to run once the stop returned.
+            self._changed.wait_for(lambda: not self._starting, max(0.0, deadline - time.monotonic()))
             workers = list(self._workers)
         for worker in idle:
             worker.connection.close()
         try:
-            deadline = time.monotonic() + grace_s
             for worker in workers:
                 worker.process.join(max(0.0, deadline - time.monotonic()))
         finally:

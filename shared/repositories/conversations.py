@@ -87,14 +87,60 @@ LEFT JOIN LATERAL (
 
 GET_VIEW = CONVERSATION_VIEW + "WHERE c.id = %(id)s"
 
-# The caller's conversations by last activity, newest first; keyset on (activity, id).
+# The caller's conversations by last activity, newest first; keyset on (activity, id). The page's ids are chosen
+# first (LIST_PAGE_IDS), from the key alone, and only they are rendered. Two ways to choose them, each cheap for one
+# kind of caller, picked while the statement runs (a branch whose gate is false is never started). With N
+# conversations in all (the planner's count, pg_class.reltuples) and a page of L, a caller in k of them:
+# - when k >= sqrt(L * N) (counted up to that bound), walk conversations_activity_idx from the cursor and probe each
+#   conversation for the caller's participant row, 4 * sqrt(L * N) conversations at most. A page is expected within
+#   L * N / k <= sqrt(L * N) of them (fewer for a busy user's recent conversations). When the walk finds a whole
+#   page, it is the page (every conversation past the walk is older).
+# - otherwise (or when the walk found less) read the caller's participant rows, look each conversation's activity
+#   up by primary key, and sort out the newest (top-N): k probes, fewer than sqrt(L * N) when chosen first.
+# Left to the planner, one query walked the whole index or hashed every conversation for a user in few of many
+# (12 to 20 ms for one in 20 or 400 of 200,000): it guesses a user's share from statistics that know only the
+# busiest users ("Benchmarks" in docs/conversations.md).
+_ACTIVITY_AFTER = """(%(after_at)s::timestamptz IS NULL
+       OR (coalesce(c.last_message_at, c.created_at), c.id) < (%(after_at)s::timestamptz, %(after_id)s::uuid))"""
+LIST_PAGE_IDS = f"""
+reach AS (
+    SELECT greatest(100, ceil(sqrt(%(limit)s * greatest(reltuples, 0))))::bigint AS busy
+    FROM pg_class WHERE oid = 'conversations'::regclass
+),
+walking AS (
+    SELECT count(*) = (SELECT busy FROM reach) AS yes
+    FROM (SELECT FROM participants WHERE user_id = %(user_id)s LIMIT (SELECT busy FROM reach)) mine
+),
+walked AS (
+    SELECT w.id FROM (
+        SELECT c.id, coalesce(c.last_message_at, c.created_at) AS activity FROM conversations c
+        WHERE (SELECT yes FROM walking) AND {_ACTIVITY_AFTER}
+        ORDER BY coalesce(c.last_message_at, c.created_at) DESC, c.id DESC
+        LIMIT 4 * (SELECT busy FROM reach)
+    ) w
+    -- OFFSET 0 keeps the check a probe per conversation walked (no join that reads all of the callers rows).
+    WHERE EXISTS (SELECT FROM participants p WHERE p.conversation_id = w.id AND p.user_id = %(user_id)s OFFSET 0)
+    ORDER BY w.activity DESC, w.id DESC
+    LIMIT %(limit)s
+),
+page AS (
+    SELECT id FROM walked WHERE (SELECT count(*) FROM walked) = %(limit)s
+    UNION ALL
+    (SELECT c.id FROM participants p
+     -- OFFSET 0 keeps the lookup a probe by primary key (no join that reads every conversation).
+     CROSS JOIN LATERAL (SELECT c.id, c.last_message_at, c.created_at FROM conversations c
+                         WHERE c.id = p.conversation_id OFFSET 0) c
+     WHERE p.user_id = %(user_id)s AND (SELECT count(*) FROM walked) < %(limit)s AND {_ACTIVITY_AFTER}
+     ORDER BY coalesce(c.last_message_at, c.created_at) DESC, c.id DESC
+     LIMIT %(limit)s)
+)
+"""  # noqa: S608 (fixed text)
+
 LIST_FOR_MEMBER = (
-    CONVERSATION_VIEW
-    + """WHERE p.user_id = %(user_id)s
-  AND (%(after_at)s::timestamptz IS NULL
-       OR (coalesce(c.last_message_at, c.created_at), c.id) < (%(after_at)s::timestamptz, %(after_id)s::uuid))
+    f"WITH {LIST_PAGE_IDS}"  # noqa: S608 (fixed query text)
+    + CONVERSATION_VIEW
+    + """WHERE c.id = ANY (ARRAY(SELECT id FROM page)) AND p.user_id = %(user_id)s
 ORDER BY coalesce(c.last_message_at, c.created_at) DESC, c.id DESC
-LIMIT %(limit)s
 """
 )
 
@@ -109,13 +155,19 @@ RETURNING id
 
 FIND_DIRECT = "SELECT id FROM conversations WHERE direct_key = %(direct_key)s"
 
-ADD_PARTICIPANTS = """
-INSERT INTO participants (conversation_id, user_id, role)
-SELECT %(conversation_id)s, u.id, CASE WHEN u.id = %(admin_id)s THEN 'admin' ELSE %(role)s END
+# Where a participant's read cursor starts: at the conversation's newest message when they are added (NULL while it has
+# none), so what was sent before they came (a group's history, or a direct conversation's before its user left and
+# came back) does not count as unread. No status moves: nobody read those messages. A message committed after the
+# statement's snapshot has a larger id (ids follow commit order within a conversation) and counts.
+_CURSOR_AT_JOIN = "(SELECT max(m.id) FROM messages m WHERE m.conversation_id = %(conversation_id)s)"
+
+ADD_PARTICIPANTS = f"""
+INSERT INTO participants (conversation_id, user_id, role, last_read_message_id)
+SELECT %(conversation_id)s, u.id, CASE WHEN u.id = %(admin_id)s THEN 'admin' ELSE %(role)s END, {_CURSOR_AT_JOIN}
 FROM users u
 WHERE u.id = ANY(%(user_ids)s) AND u.is_active
 ON CONFLICT (conversation_id, user_id) DO NOTHING
-"""
+"""  # noqa: S608 (fixed text)
 
 ACTIVE_USERS = "SELECT id, is_ai FROM users WHERE id = ANY(%(ids)s) AND is_active"
 
@@ -148,9 +200,10 @@ FROM participants p JOIN users u ON u.id = p.user_id
 WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
 """
 
-ADD_PARTICIPANT = """
-INSERT INTO participants (conversation_id, user_id, role) VALUES (%(conversation_id)s, %(user_id)s, %(role)s)
-"""
+ADD_PARTICIPANT = f"""
+INSERT INTO participants (conversation_id, user_id, role, last_read_message_id)
+VALUES (%(conversation_id)s, %(user_id)s, %(role)s, {_CURSOR_AT_JOIN})
+"""  # noqa: S608 (fixed text)
 
 SET_ROLE = (
     "UPDATE participants SET role = %(role)s WHERE conversation_id = %(conversation_id)s AND user_id = %(user_id)s"

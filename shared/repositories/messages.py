@@ -69,6 +69,8 @@ _IN_THREAD = """(%(thread_id)s::uuid IS NULL OR EXISTS (
 # that waited behind the other's leave or account deletion (each locks the conversation's row before the participant
 # goes) finds it deleted and stores nothing. An EXISTS on the snapshot would still see it; evaluated before the
 # conversation's lock, it would lock the rows in the other order than a removal does and could deadlock with one.
+# A deactivated other user is still in it (deactivation is a suspension that reactivation undoes): the message is
+# stored and waits for them, as for anyone offline; only a leave or a deletion ends the pair.
 # Other kinds never probe for a second participant (pair's only input row is refused on its kind), so a large group
 # pays nothing for it.
 SEND = f"""
@@ -363,7 +365,8 @@ FROM newest WHERE c.id = newest.conversation_id AND c.last_message_at IS DISTINC
 # (the same transaction), so a client replays it exactly. The caller also holds its participant row: nothing else
 # moves these statuses or this cursor between the statement's snapshot and its commit. An entry that moved a status
 # stays (replaced, the times it stamped would be lost); a 'read' entry that moved only the cursor is replaced by the
-# reader's next 'read' entry. A mark that moves nothing (a repeat, a mark below the cursor) logs nothing.
+# reader's next 'read' entry. A mark that moves nothing (a repeat, a mark below the cursor) logs nothing and writes
+# no row.
 _MARK_TARGET = """target AS (
     SELECT m.id, p.conversation_id, p.last_read_message_id, p.last_read_at,
            m.id > coalesce(p.last_read_message_id, 0) AS advances
@@ -383,12 +386,13 @@ moved AS (
       AND m.sender_id IS DISTINCT FROM %(user_id)s
     RETURNING 1
 ),
+-- The participant's row is written only when the cursor moves: a repeat or a mark at or below the cursor leaves it
+-- alone (no new row version, no dead tuple), and the answer then says the cursor as it was.
 cursor AS (
     UPDATE participants p
-    SET last_read_message_id = greatest(coalesce(p.last_read_message_id, 0), target.id),
-        last_read_at = CASE WHEN target.advances THEN now() ELSE p.last_read_at END
+    SET last_read_message_id = target.id, last_read_at = now()
     FROM target
-    WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
+    WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s AND target.advances
     RETURNING p.conversation_id, p.last_read_message_id, p.last_read_at
 ),
 logged AS (
@@ -403,9 +407,10 @@ superseded AS (
     WHERE ch.user_id = %(user_id)s AND ch.conversation_id = %(conversation_id)s AND ch.moved_statuses = false
       AND ch.kind = 'read' AND EXISTS (SELECT 1 FROM logged)
 )
-SELECT cursor.conversation_id, cursor.last_read_message_id, cursor.last_read_at,
-       (SELECT count(*) FROM moved) AS updated
-FROM cursor
+SELECT target.conversation_id,
+       coalesce(cursor.last_read_message_id, target.last_read_message_id) AS last_read_message_id,
+       coalesce(cursor.last_read_at, target.last_read_at) AS last_read_at, (SELECT count(*) FROM moved) AS updated
+FROM target LEFT JOIN cursor ON true
 """  # noqa: S608 (fixed text)
 
 # A delivered mark has no cursor: it logs only when it moved a status, so its entries always stay.

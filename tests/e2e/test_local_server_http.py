@@ -393,6 +393,13 @@ MANY_HEADERS = b"".join(b"X-%d: 1\r\n" % n for n in range(120))
             id="431 too many headers before Origin",
         ),
         pytest.param(
+            b"\x16\x03\x01\x02\x00\x01\xfc\x03\x03garbage\r\nHost: x\r\nOrigin: {origin}\r\n\r\n",
+            400,
+            id="400 garbage for a request line",
+        ),
+        pytest.param(b"GET /v1/health HTTP/9\r\nOrigin: {origin}\r\n\r\n", 400, id="400 a malformed HTTP version"),
+        pytest.param(b"GET /v1/health HTTP/2.0\r\nOrigin: {origin}\r\n\r\n", 505, id="505 an HTTP version past 1"),
+        pytest.param(
             b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nContent-Length: x\r\n\r\n",
             400,
             id="400 a malformed Content-Length",
@@ -406,8 +413,8 @@ MANY_HEADERS = b"".join(b"X-%d: 1\r\n" % n for n in range(120))
 )
 def test_the_http_layers_own_answers_carry_cors_headers_when_the_origin_is_allowed(port, monkeypatch, raw, status):
     # A browser app reads an answer only if it carries CORS headers: a slow upload's 408, a long query's 414 or a
-    # large header's 431 would otherwise be a bare network error. http.server gives up on a 414 or 431 before it
-    # parses the headers, Origin included.
+    # large header's 431 would otherwise be a bare network error. http.server gives up on a malformed request line, a
+    # 414 or a 431 before it parses the headers, Origin included.
     monkeypatch.setenv("CORS_ORIGINS", f"{APP_ORIGIN},{SECOND_ORIGIN}")
     get_settings.cache_clear()
     try:
@@ -439,12 +446,19 @@ def test_a_414_names_no_origin_when_an_earlier_request_on_its_connection_did(por
     assert "access-control-allow-origin" not in second[1]
 
 
-def test_a_long_url_is_answered_414_when_its_client_stops_sending_before_the_end_of_the_head(port):
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        pytest.param(LONG_URL.split(b" HTTP/1.1")[0], 414, id="414 a long URL"),
+        pytest.param(b"GET /v1/health HTTP/9\r\nHost: x\r\n", 400, id="400 a malformed request line"),
+    ],
+)
+def test_a_head_given_up_on_is_answered_when_its_client_stops_sending_before_the_end_of_the_head(port, raw, status):
     # The rest of the head is read for its Origin only until the client stalls for the idle timeout.
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(LONG_URL.split(b" HTTP/1.1")[0])
+        sock.sendall(raw)
         started = time.monotonic()
-        _assert_problem(_read_response(sock), 414)
+        _assert_problem(_read_response(sock), status)
     assert time.monotonic() - started < IDLE_TIMEOUT_S + 2
 
 

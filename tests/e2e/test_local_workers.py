@@ -256,14 +256,16 @@ def _stopped_listening(base_url: str, timeout_s: float = 10) -> bool:
     return False
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_completion_in_flight_is_answered_and_its_usage_recorded_when_the_servers_process_group_is_signalled(
-    database_url, db, tmp_path, upstream, signum
+    database_url, db, tmp_path, upstream, signum, workers
 ):
     # Ctrl-C in a terminal signals the whole foreground process group, and a supervisor (systemd's default
     # KillMode, `kill -- -PGID`) may send SIGTERM to every process: the worker must outlive the signal to finish
-    # its invocation, and the server must still send the answer once it has stopped listening.
-    with serving(database_url, tmp_path, workers=2, own_process_group=True) as server:
+    # its invocation, and the server must still send the answer once it has stopped listening. With one worker the
+    # invocation runs in the server's process, whose usage queue must be drained only after it.
+    with serving(database_url, tmp_path, workers=workers, own_process_group=True) as server:
         token = _signup(server.url)
         call = _start_slow_completion(server.url, token, upstream)
         os.killpg(server.process.pid, signum)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
+from shared.repositories.conversations import ConversationsRepository
 from tests.conversations_helpers import call, jwt_principal, make_user
 
 
@@ -84,6 +86,56 @@ def test_list_pages_never_repeat_when_walked_with_small_limits(people):
         if cursor is None:
             break
     assert len(seen) == len(set(seen)) == 7 and set(seen) == made
+
+
+def test_list_pages_follow_activity_then_id_among_others_conversations_for_busy_and_occasional_users(db):
+    # The list finds a page two ways (LIST_PAGE_IDS): alice, in 880 of 2,700 conversations (more than
+    # sqrt(page * conversations)), by walking the activity index while it finds whole pages, and from her own rows
+    # past a stretch of 1,600 conversations of carol's (longer than a walk) and for the last; bob, in 54 (fewer than
+    # the least bound, 100), from his rows.
+    alice, bob, carol = make_user(db, "alice"), make_user(db, "bob"), make_user(db, "carol")
+    total = 2700
+    # Pairs share a time (the id decides); every third has no message and sorts by its creation; one in five, and
+    # the stretch, are carol's, not alice's; one pair in a hundred is also bob's.
+    db.execute(
+        """
+        WITH made AS (
+            INSERT INTO conversations (kind, title, created_at, last_message_at)
+            SELECT 'group', 'g' || i,
+                   CASE WHEN i %% 3 = 0 THEN at ELSE at - interval '1 day' END,
+                   CASE WHEN i %% 3 = 0 THEN NULL ELSE at END
+            FROM generate_series(0, %(total)s - 1) i, LATERAL (SELECT %(base)s + make_interval(mins => i / 2) AS at) t
+            RETURNING id, title
+        )
+        INSERT INTO participants (conversation_id, user_id)
+        SELECT made.id, who FROM made, LATERAL (SELECT substr(made.title, 2)::int AS i) n,
+        LATERAL unnest(ARRAY[CASE WHEN n.i %% 5 = 4 OR n.i BETWEEN 600 AND 2199 THEN %(carol)s ELSE %(alice)s END::uuid]
+                       || CASE WHEN n.i %% 100 < 2 THEN ARRAY[%(bob)s::uuid] ELSE '{}' END) who
+        """,
+        {"total": total, "base": datetime(2026, 1, 1, tzinfo=UTC), "alice": alice, "bob": bob, "carol": carol},
+    )
+    db.execute("ANALYZE conversations, participants")
+    repo = ConversationsRepository(db)
+    for user, limit in ((alice, 51), (alice, 7), (bob, 3)):
+        expected = [
+            row[0]
+            for row in db.execute(
+                "SELECT c.id FROM conversations c JOIN participants p ON p.conversation_id = c.id "
+                "WHERE p.user_id = %s ORDER BY coalesce(c.last_message_at, c.created_at) DESC, c.id DESC",
+                (user,),
+            )
+        ]
+        seen: list[uuid.UUID] = []
+        after = None
+        while True:
+            rows = repo.list_for_member(user, after, limit)
+            seen += [row["id"] for row in rows]
+            if len(rows) < limit:
+                break
+            after = (rows[-1]["activity_at"], rows[-1]["id"])
+        assert seen == expected
+        assert {row["role"] for row in rows} <= {"member"}
+    assert len(expected) == 2 * (total // 100)
 
 
 @pytest.mark.parametrize("cursor", ["not-a-cursor!", "A" * 2000])

@@ -293,6 +293,42 @@ def test_read_cursor_and_unread_count_stay_when_the_last_read_message_is_deleted
     assert read(newer) == newer and unread() == 0
 
 
+def test_a_mark_that_moves_nothing_writes_no_row_and_answers_the_cursor_as_it_is(room, db):
+    sent = [_send(room, "alice", f"m{i}").body["id"] for i in range(3)]
+    path = f"/v1/conversations/{room['id']}/read"
+
+    def mark(message_id, status="read"):
+        reply = call("POST", path, room["bob"], body={"message_id": message_id, "status": status})
+        assert reply.status == 200, reply.body
+        return reply.body
+
+    def written():
+        # The participant row's version (a rewrite gives it a new xmin) and the conversation's change feed.
+        row = db.execute(
+            "SELECT xmin::text, last_read_message_id, last_read_at FROM participants "
+            "WHERE conversation_id = %s AND user_id = %s",
+            (room["id"], room["bob"].user_id),
+        ).fetchone()
+        changes = db.execute("SELECT count(*) FROM message_changes WHERE conversation_id = %s", (room["id"],))
+        return row, changes.fetchone()[0]
+
+    moved = mark(sent[1])
+    before = written()
+    assert before[0][1] == sent[1] and moved["updated"] == 2
+    # A repeat, a mark below the cursor, a delivered mark of messages already read: nothing moves.
+    for message_id, status in ((sent[1], "read"), (sent[0], "read"), (sent[1], "delivered")):
+        answer = mark(message_id, status)
+        assert (answer["last_read_message_id"], answer["updated"]) == (sent[1], 0)
+        assert answer["last_read_at"] == moved["last_read_at"]
+        assert written() == before
+    # A read mark that stamps messages below the cursor moves statuses (logged) but not the cursor: the row stays too.
+    mark(sent[2], "delivered")
+    db.execute("UPDATE messages SET status = 'sent', status_timestamps = '{}' WHERE id = %s", (sent[0],))
+    row, changes = written()
+    assert mark(sent[0])["updated"] == 1 and written() == (row, changes + 1)
+    assert mark(sent[2])["last_read_message_id"] == sent[2] and written()[0][0] != row[0]  # a move writes it
+
+
 def test_read_is_404_when_the_message_is_in_another_conversation(room):
     other = call("POST", "/v1/conversations", room["bob"], body={"kind": "group", "title": "x"}).body
     foreign = call("POST", f"/v1/conversations/{other['id']}/messages", room["bob"], body={"content": "x"}).body
@@ -522,6 +558,75 @@ def test_asking_for_the_pairs_direct_conversation_again_brings_back_the_user_who
     assert sorted(roles) == sorted([(direct["alice"].user_id, "admin"), (direct["bob"].user_id, "admin")])
     assert _send(direct, "alice", "hello again").status == 201
     assert _send(direct, "bob", "hi").status == 201
+
+
+def _unread(room, who):
+    return call("GET", f"/v1/conversations/{room['id']}", room[who]).body["unread_count"]
+
+
+def _cursor(db, room, who):
+    return db.execute(
+        "SELECT last_read_message_id, last_read_at FROM participants WHERE conversation_id = %s AND user_id = %s",
+        (room["id"], room[who].user_id),
+    ).fetchone()
+
+
+@pytest.mark.parametrize("who_asks", ["alice", "bob"])
+def test_a_user_back_in_a_direct_conversation_starts_reading_where_they_came_back_when_they_left_it(
+    direct, db, who_asks
+):
+    # Bob had read Alice's first message, not her second; he left, and came back. His read cursor went with his
+    # participant row: without one the whole history counted as unread again. It now starts at the newest message,
+    # as for anyone added to a conversation, and what comes after counts.
+    first = _send(direct, "alice", "one").body
+    call("POST", f"/v1/conversations/{direct['id']}/read", direct["bob"], body={"message_id": first["id"]})
+    second = _send(direct, "alice", "two").body
+    _send(direct, "bob", "bye")
+    assert _leave(direct, "bob").status == 204
+    other = direct["bob" if who_asks == "alice" else "alice"]
+    body = {"kind": "direct", "participant_ids": [str(other.user_id)]}
+    assert call("POST", "/v1/conversations", direct[who_asks], body=body).status == 200
+    newest = db.execute("SELECT max(id) FROM messages WHERE conversation_id = %s", (direct["id"],)).fetchone()[0]
+    assert _cursor(db, direct, "bob") == (newest, None)  # a position, not a read: no time, no status moved
+    assert _unread(direct, "bob") == 0
+    statuses = db.execute("SELECT id, status FROM messages WHERE id IN (%s, %s)", (first["id"], second["id"]))
+    assert sorted(statuses.fetchall()) == [(first["id"], "read"), (second["id"], "sent")]
+    _send(direct, "alice", "welcome back")
+    assert _unread(direct, "bob") == 1
+    assert _unread(direct, "alice") == 1  # Bob's "bye": Alice never left, her cursor stays where it was
+
+
+def test_a_participant_added_to_a_group_starts_reading_at_its_newest_message(room, db):
+    sent = [_send(room, "alice", f"before {i}").body["id"] for i in range(3)]
+    added = call(
+        "POST",
+        f"/v1/conversations/{room['id']}/participants",
+        room["alice"],
+        body={"user_id": str(room["carol"].user_id)},
+    )
+    assert added.status == 201 and (added.body["last_read_message_id"], added.body["last_read_at"]) == (sent[-1], None)
+    assert _unread(room, "carol") == 0 and _unread(room, "bob") == 3
+    _send(room, "bob", "after")
+    assert _unread(room, "carol") == 1
+    # Reading history from before the addition still stamps it: the cursor stays, the statuses move.
+    marked = call("POST", f"/v1/conversations/{room['id']}/read", room["carol"], body={"message_id": sent[0]}).body
+    assert (marked["last_read_message_id"], marked["updated"]) == (sent[-1], 1)
+
+
+def test_a_send_to_a_deactivated_counterpart_is_stored_and_waits_for_them_when_they_are_reactivated(direct, db):
+    # Deactivation suspends an account for a while (docs/auth.md): it stays in its conversations and comes back as it
+    # was, so a message to it waits, as one to anyone offline does. Only a leave or a deletion is counterpart_gone.
+    root = jwt_principal(make_user(db, "root", role="admin"), role="admin")
+    bob = f"/v1/admin/users/{direct['bob'].user_id}"
+    assert call("PATCH", bob, root, body={"is_active": False}).status == 200
+    sent = _send(direct, "alice", "for when you are back")
+    assert sent.status == 201, sent.body
+    # Asking for the pair's conversation is asking to start one with an inactive user: 422, as for a new one.
+    again = {"kind": "direct", "participant_ids": [str(direct["bob"].user_id)]}
+    assert call("POST", "/v1/conversations", direct["alice"], body=again).status == 422
+    assert call("PATCH", bob, root, body={"is_active": True}).status == 200
+    seen = call("GET", f"/v1/conversations/{direct['id']}", direct["bob"]).body
+    assert (seen["unread_count"], seen["last_message"]["id"]) == (1, sent.body["id"])
 
 
 def test_a_direct_conversation_with_a_model_account_takes_sends_while_the_model_account_is_in_it(app_container, db):

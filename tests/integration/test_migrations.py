@@ -141,6 +141,47 @@ def test_last_message_at_moves_to_the_newest_remaining_message_when_0591_applies
         assert rows == {stale: kept, emptied: None, right: newest}
 
 
+def test_participants_added_after_messages_get_a_read_cursor_where_they_joined_when_0610_applies(
+    empty_database_url, tmp_path
+):
+    # Before 0610 an added participant (a group's later member, a direct conversation's user back after leaving) had
+    # no read cursor: the whole history counted as unread for them.
+    folder = _migrated_before(empty_database_url, tmp_path, "0610")
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conversation = conn.execute("INSERT INTO conversations (kind, title) VALUES ('group', 'g') RETURNING id")
+        conversation_id = conversation.fetchone()[0]
+
+        def user(name):
+            query = "INSERT INTO users (username, email) VALUES (%s, %s) RETURNING id"
+            return conn.execute(query, (name, f"{name}@example.test")).fetchone()[0]
+
+        def message(minutes_ago):
+            return conn.execute(
+                "INSERT INTO messages (conversation_id, content, created_at) "
+                "VALUES (%s, 'hi', now() - make_interval(mins => %s)) RETURNING id",
+                (conversation_id, minutes_ago),
+            ).fetchone()[0]
+
+        def joined(user_id, minutes_ago, cursor=None):
+            conn.execute(
+                "INSERT INTO participants (conversation_id, user_id, joined_at, last_read_message_id) "
+                "VALUES (%s, %s, now() - make_interval(mins => %s), %s)",
+                (conversation_id, user_id, minutes_ago, cursor),
+            )
+
+        first, second = message(50), message(40)
+        after = message(10)
+        founder, late, reader = user("founder"), user("late"), user("reader")
+        joined(founder, 60)  # before any message: no cursor to give
+        joined(late, 30)  # after first and second, before `after`
+        joined(reader, 30, cursor=first)  # has marked something read: left alone
+        shutil.copy(next(MIGRATIONS.glob("0610_*.sql")), folder)
+        migrate(empty_database_url, folder)
+        rows = dict(conn.execute("SELECT user_id, last_read_message_id FROM participants").fetchall())
+        assert rows == {founder: None, late: second, reader: first}
+        assert after > second
+
+
 def test_0591_leaves_the_time_of_a_send_that_commits_while_it_waits_for_the_conversation(empty_database_url, tmp_path):
     # The repair read each conversation's newest message, then waited for a send holding the row: once the send
     # committed, the UPDATE re-checked the row against what it had read before and wrote the older time over the
