@@ -118,7 +118,7 @@ class Prices:
 class Plan:
     """Everything decided before the provider call."""
 
-    user_id: UUID | None  # None: an anonymous conversation's turn (no account, no spend ledger)
+    user_id: UUID | None  # None: an anonymous conversation's turn (no account: the anonymous day's ledger)
     model: ModelRow
     request: ProviderRequest
     cache_key: str | None
@@ -286,8 +286,9 @@ class CompletionService:
         idempotency_key: str | None = None,
     ) -> ThreadCompletion:
         """A thread turn for an anonymous conversation's token (`conversation_id`, the one it names): answered by
-        ANONYMOUS_AI_MODEL_ID only, bounded per conversation (its message limit and ANONYMOUS_AI_TURN_LIMIT) and
-        per client address (ANONYMOUS_AI_RATE_LIMIT), all checked before the provider is called. Otherwise a
+        ANONYMOUS_AI_MODEL_ID only, bounded per conversation (its message limit and ANONYMOUS_AI_TURN_LIMIT), per
+        client address (ANONYMOUS_AI_RATE_LIMIT) and, for all anonymous conversations together, per UTC day
+        (ANONYMOUS_AI_DAILY_SPEND_LIMIT_USD), all checked before the provider is called. Otherwise a
         user's turn: the message kept when the provider fails, one commit for the record, the same key rules."""
         settings = self._settings
         anonymous_model_id = self._anonymous_model(content, model_id=model_id, template_id=template_id)
@@ -379,6 +380,7 @@ class CompletionService:
                 "AI answers for anonymous conversations have reached today's spend limit; sign in, or try again "
                 "tomorrow.",
                 retry_after=_seconds_to_next_day(self._clock()),
+                reason="anonymous_ai_daily_spend_limit",
             )
         if not worst:
             return None
