@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     anonymous_ai_rate_limit: int = Field(60, alias="ANONYMOUS_AI_RATE_LIMIT", ge=1)
     anonymous_ai_rate_limit_per_ipv6_48: int = Field(600, alias="ANONYMOUS_AI_RATE_LIMIT_PER_IPV6_48", ge=1)
     anonymous_ai_window_s: int = Field(3600, alias="ANONYMOUS_AI_WINDOW_SECONDS", ge=1)
+    # What all anonymous conversations together may spend per UTC day in USD (429 with Retry-After past it); unset
+    # means no ceiling beyond the per-address rate.
+    anonymous_ai_daily_spend_limit_usd: Decimal | None = Field(None, alias="ANONYMOUS_AI_DAILY_SPEND_LIMIT_USD", ge=0)
 
     # Conversations and messaging
     message_max_chars: int = Field(32_000, alias="MESSAGE_MAX_CHARS", ge=1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -137,6 +138,37 @@ WITH released AS (
 INSERT INTO ai_spend_months (user_id, month, spent_usd) VALUES (%(user_id)s, %(month)s, %(spent)s)
 ON CONFLICT (user_id, month) DO UPDATE
 SET spent_usd = ai_spend_months.spent_usd + EXCLUDED.spent_usd, updated_at = now()
+"""
+
+
+# What all anonymous conversations spend in a UTC day (ANONYMOUS_AI_DAILY_SPEND_LIMIT_USD): the same ledger as a
+# user's month, one row per day (migration 0538).
+ENSURE_ANONYMOUS_SPEND_DAY = """
+INSERT INTO ai_anonymous_spend_days (day) VALUES (%(day)s) ON CONFLICT (day) DO NOTHING
+"""
+
+LOCK_ANONYMOUS_SPEND_DAY = """
+SELECT spent_usd FROM ai_anonymous_spend_days WHERE day = %(day)s FOR UPDATE
+"""
+
+LIVE_ANONYMOUS_RESERVATIONS = """
+SELECT coalesce(sum(amount_usd), 0) FROM ai_anonymous_spend_reservations
+WHERE day = %(day)s AND expires_at > now()
+"""
+
+RESERVE_ANONYMOUS_SPEND = """
+INSERT INTO ai_anonymous_spend_reservations (day, amount_usd, expires_at)
+VALUES (%(day)s, %(amount)s, now() + make_interval(secs => %(lease_s)s))
+RETURNING id
+"""
+
+SETTLE_ANONYMOUS_SPEND = """
+WITH released AS (
+    DELETE FROM ai_anonymous_spend_reservations WHERE id = %(reservation_id)s
+)
+INSERT INTO ai_anonymous_spend_days (day, spent_usd) VALUES (%(day)s, %(spent)s)
+ON CONFLICT (day) DO UPDATE
+SET spent_usd = ai_anonymous_spend_days.spent_usd + EXCLUDED.spent_usd, updated_at = now()
 """
 
 
@@ -348,3 +380,23 @@ class CompletionsRepository:
         """End the call's reservation (when it made one) and count what it spent."""
         params = {"user_id": user_id, "month": month, "reservation_id": reservation_id, "spent": spent}
         self.conn.execute(SETTLE_SPEND, params)
+
+    def lock_anonymous_spend(self, day: date) -> tuple[Decimal, Decimal]:
+        """(spent, reserved by calls in flight) by all anonymous conversations on `day`, with its row locked until
+        the transaction ends."""
+        params = {"day": day}
+        self.conn.execute(ENSURE_ANONYMOUS_SPEND_DAY, params)
+        spent = self.conn.execute(LOCK_ANONYMOUS_SPEND_DAY, params).fetchone()
+        reserved = self.conn.execute(LIVE_ANONYMOUS_RESERVATIONS, params).fetchone()
+        assert spent is not None and reserved is not None
+        return Decimal(spent[0]), Decimal(reserved[0])
+
+    def reserve_anonymous_spend(self, day: date, amount: Decimal, *, lease_s: float) -> int:
+        """An anonymous call's reservation of `amount` on `day`, as reserve_spend's; its id."""
+        row = self.conn.execute(RESERVE_ANONYMOUS_SPEND, {"day": day, "amount": amount, "lease_s": lease_s}).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def settle_anonymous_spend(self, day: date, *, reservation_id: int | None, spent: Decimal) -> None:
+        """End an anonymous call's reservation (when it made one) and count what it spent on `day`."""
+        self.conn.execute(SETTLE_ANONYMOUS_SPEND, {"day": day, "reservation_id": reservation_id, "spent": spent})

@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from uuid import UUID
@@ -119,12 +119,14 @@ class Prices:
 class Plan:
     """Everything decided before the provider call."""
 
-    user_id: UUID | None  # None: an anonymous conversation's turn (no account, no spend ledger)
+    user_id: UUID | None  # None: an anonymous conversation's turn (no account: the anonymous day's ledger)
     model: ModelRow
     request: ProviderRequest
     cache_key: str | None
-    month: date
+    month: date  # a user's spend month (UTC)
+    day: date  # an anonymous call's spend day (UTC)
     reservation_id: int | None = None  # the spend reservation made for the call, when there is a limit
+    address: str | None = None  # an anonymous call's client address (its rate is counted before the call)
     conversation_id: UUID | None = None
     thread_id: UUID | None = None
     content: str = ""  # the user's message of a thread turn
@@ -160,8 +162,15 @@ def month_of(now: datetime) -> date:
 
 def _seconds_to_next_month(now: datetime) -> int:
     start = month_of(now)
-    nxt = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
-    return max(1, int((datetime(nxt.year, nxt.month, nxt.day, tzinfo=UTC) - now).total_seconds()))
+    return _seconds_until(date(start.year + (start.month == 12), start.month % 12 + 1, 1), now)
+
+
+def _seconds_to_next_day(now: datetime) -> int:
+    return _seconds_until(now.astimezone(UTC).date() + timedelta(days=1), now)
+
+
+def _seconds_until(day: date, now: datetime) -> int:
+    return max(1, int((datetime(day.year, day.month, day.day, tzinfo=UTC) - now).total_seconds()))
 
 
 def _replay(prior: PriorTurn | None, thread_id: UUID, content: str) -> ThreadCompletion | None:
@@ -278,8 +287,9 @@ class CompletionService:
         idempotency_key: str | None = None,
     ) -> ThreadCompletion:
         """A thread turn for an anonymous conversation's token (`conversation_id`, the one it names): answered by
-        ANONYMOUS_AI_MODEL_ID only, bounded per conversation (its message limit and ANONYMOUS_AI_TURN_LIMIT) and
-        per client address (ANONYMOUS_AI_RATE_LIMIT), all checked before the provider is called. Otherwise a
+        ANONYMOUS_AI_MODEL_ID only, bounded per conversation (its message limit and ANONYMOUS_AI_TURN_LIMIT), per
+        client address (ANONYMOUS_AI_RATE_LIMIT) and, for all anonymous conversations together, per UTC day
+        (ANONYMOUS_AI_DAILY_SPEND_LIMIT_USD), all checked before the provider is called. Otherwise a
         user's turn: the message kept when the provider fails, one commit for the record, the same key rules."""
         settings = self._settings
         anonymous_model_id = self._anonymous_model(content, model_id=model_id, template_id=template_id)
@@ -321,9 +331,9 @@ class CompletionService:
             content=turn_content,
             idempotency_key=idempotency_key,
             query_size=len(turn_content),
+            address=address,
         )
-        # The worst-case check only (an anonymous caller has no spend ledger), then the address's count.
-        return self._answer_turn(plan, before_call=lambda: self._count_anonymous_call(address))
+        return self._answer_turn(plan)
 
     def _anonymous_model(self, content: str, *, model_id: str | None, template_id: UUID | None) -> str:
         """The model anonymous conversations are answered by; 403 when there is none (anonymous AI is off), 422
@@ -344,22 +354,42 @@ class CompletionService:
         _check_turn_content(self._settings, content)
         return anonymous_model_id
 
-    def _count_anonymous_call(self, address: str) -> None:
-        """Count a provider call for the client's address (and its IPv6 /48) in the fixed-window counters that
-        count anonymous creations (under keys of their own), in a transaction of its own; 429 with Retry-After
-        past either limit, before the provider is called. A refused call rolls its counts back; the counter rows'
-        locks make concurrent calls count one after another, so the limit is exact."""
+    def _reserve_anonymous(self, uow: UnitOfWork, plan: Plan, worst: Decimal) -> int | None:
+        """Count an anonymous provider call for the client's address (and its IPv6 /48) in the fixed-window counters
+        that count anonymous creations (under keys of their own), then, with ANONYMOUS_AI_DAILY_SPEND_LIMIT_USD,
+        reserve its worst case in the day's ledger of all anonymous conversations; 429 with Retry-After past
+        either. In the caller's transaction: a refused call rolls its counts back. The counter rows' locks, then
+        the day's, make concurrent calls count one after another (always in that order), so the limits are exact.
+        The reservation's id, when one was made."""
         settings = self._settings
-        self._db.transact(
-            lambda uow: RateLimitsRepository(uow.conn).count_client(
-                address,
-                window_s=settings.anonymous_ai_window_s,
-                limit=settings.anonymous_ai_rate_limit,
-                network_limit=settings.anonymous_ai_rate_limit_per_ipv6_48,
-                what="AI answers for anonymous conversations",
-                prefix="ai:",
-            )
+        assert plan.address is not None
+        RateLimitsRepository(uow.conn).count_client(
+            plan.address,
+            window_s=settings.anonymous_ai_window_s,
+            limit=settings.anonymous_ai_rate_limit,
+            network_limit=settings.anonymous_ai_rate_limit_per_ipv6_48,
+            what="AI answers for anonymous conversations",
+            prefix="ai:",
         )
+        limit = settings.anonymous_ai_daily_spend_limit_usd
+        if limit is None:
+            return None
+        repo = CompletionsRepository(uow.conn)
+        spent, reserved = repo.lock_anonymous_spend(plan.day)
+        if spent + reserved + worst > limit:
+            raise RateLimitedError(
+                "AI answers for anonymous conversations have reached today's spend limit; sign in, or try again "
+                "tomorrow.",
+                retry_after=_seconds_to_next_day(self._clock()),
+                reason="anonymous_ai_daily_spend_limit",
+            )
+        if not worst:
+            return None
+        return repo.reserve_anonymous_spend(plan.day, worst, lease_s=self._reservation_lease_s())
+
+    def _reservation_lease_s(self) -> float:
+        """How long a spend reservation counts unless settled: longer than any call can run."""
+        return 2 * self._settings.provider_timeout_s + 60
 
     def _turn_request(
         self,
@@ -387,9 +417,8 @@ class CompletionService:
         )
         return turn_content, len(chosen), request
 
-    def _answer_turn(self, plan: Plan, before_call: Callable[[], None] = lambda: None) -> ThreadCompletion:
-        """Answer a planned thread turn from the cache or the model (`before_call` runs after the spend check and
-        before the provider is called), record it and report its usage."""
+    def _answer_turn(self, plan: Plan) -> ThreadCompletion:
+        """Answer a planned thread turn from the cache or the model, record it and report its usage."""
         hit = self._cached(plan)
         if hit is not None:
             text, usage = hit
@@ -402,7 +431,6 @@ class CompletionService:
             self._publish(plan, usage, len(text))
             return answer
         self._reserve(plan)
-        before_call()  # refusing (429) as the spend check does: nothing stored, nothing reserved to release
         try:
             result, latency_ms = self._call(plan)
         except Exception:
@@ -546,12 +574,14 @@ class CompletionService:
     ) -> Plan:
         """The plan of one call; `scope` is the user (or anonymous conversation) whose private context the answer
         may only be reused for."""
+        now = self._clock()
         return Plan(
             user_id=user_id,
             model=model,
             request=request,
             cache_key=self._key(model, request, scope),
-            month=month_of(self._clock()),
+            month=month_of(now),
+            day=now.astimezone(UTC).date(),
             **turn,
         )
 
@@ -586,10 +616,10 @@ class CompletionService:
         CompletionsRepository(uow.conn).count_cache_hit(plan.model.model_id, plan.cache_key)
 
     def _reserve(self, plan: Plan) -> None:
-        """Refuse a call whose worst-case cost could not be recorded (422); with a monthly spend limit, reserve
-        that cost, or answer 429 before the provider.
+        """Refuse a call whose worst-case cost could not be recorded (422); with a spend limit (a user's month, or
+        all anonymous conversations' day), reserve that cost, or answer 429 before the provider.
 
-        The ledger row's lock serializes a user's concurrent reservations, so racing calls cannot overspend."""
+        The ledger row's lock serializes concurrent reservations, so racing calls cannot overspend."""
         # The worst case for any tokenizer: settling then never takes the month past the limit.
         worst = Prices.of(plan.model).cost(most_tokens(plan.request.messages), plan.request.max_tokens)
         if worst > MOST_COST_USD:
@@ -600,10 +630,13 @@ class CompletionService:
                 "max_tokens.",
                 errors=[{"loc": ["body"], "type": "value_error", "msg": "worst-case cost out of range"}],
             )
-        limit = self._settings.monthly_spend_limit_usd
         user_id = plan.user_id
-        if limit is None or user_id is None:
-            return  # no limit, or an anonymous turn (bounded per conversation and address instead)
+        if user_id is None:
+            plan.reservation_id = self._db.transact(lambda uow: self._reserve_anonymous(uow, plan, worst))
+            return
+        limit = self._settings.monthly_spend_limit_usd
+        if limit is None:
+            return
 
         def reserve(uow: UnitOfWork) -> int | None:
             repo = CompletionsRepository(uow.conn)
@@ -615,7 +648,7 @@ class CompletionService:
             if not worst:
                 return None  # a free model: nothing to reserve
             # It counts until settled, or until no call could still be running (a call cut off never settles).
-            return repo.reserve_spend(user_id, plan.month, worst, lease_s=2 * self._settings.provider_timeout_s + 60)
+            return repo.reserve_spend(user_id, plan.month, worst, lease_s=self._reservation_lease_s())
 
         plan.reservation_id = self._db.transact(reserve)
 
@@ -654,15 +687,24 @@ class CompletionService:
         return self._settles_spend(plan, usage.cost_usd) or plan.cache_key is not None
 
     def _settles_spend(self, plan: Plan, spent: Decimal) -> bool:
+        settings = self._settings
+        limit = settings.monthly_spend_limit_usd if plan.user_id else settings.anonymous_ai_daily_spend_limit_usd
+        return plan.reservation_id is not None or (limit is not None and bool(spent))
+
+    def _settle_spend(self, repo: CompletionsRepository, plan: Plan, spent: Decimal) -> None:
+        """Queue the end of the call's reservation and the count of what it spent, in the ledger that has a limit
+        (the user's month, or all anonymous conversations' day), when there is one."""
+        if not self._settles_spend(plan, spent):
+            return
         if plan.user_id is None:
-            return False  # an anonymous turn has no spend ledger
-        return plan.reservation_id is not None or (self._settings.monthly_spend_limit_usd is not None and bool(spent))
+            repo.settle_anonymous_spend(plan.day, reservation_id=plan.reservation_id, spent=spent)
+        else:
+            repo.settle_spend(plan.user_id, plan.month, reservation_id=plan.reservation_id, spent=spent)
 
     def _settle(self, uow: UnitOfWork, plan: Plan, result: ProviderResult, usage: CompletionUsage) -> None:
         """Queue the call's spend settlement and its cache entry, where it has them."""
         repo = CompletionsRepository(uow.conn)
-        if plan.user_id is not None and self._settles_spend(plan, usage.cost_usd):
-            repo.settle_spend(plan.user_id, plan.month, reservation_id=plan.reservation_id, spent=usage.cost_usd)
+        self._settle_spend(repo, plan, usage.cost_usd)
         if plan.cache_key is not None:
             repo.put_cache_entry(
                 model=plan.model.model_id,
@@ -686,8 +728,7 @@ class CompletionService:
 
         def keep(uow: UnitOfWork) -> None:
             repo = CompletionsRepository(uow.conn)
-            if plan.user_id is not None and self._settles_spend(plan, spent):
-                repo.settle_spend(plan.user_id, plan.month, reservation_id=plan.reservation_id, spent=spent)
+            self._settle_spend(repo, plan, spent)
             if plan.thread_id is not None and plan.user_id is None:
                 assert plan.conversation_id is not None
                 repo.store_anonymous_message(

@@ -51,6 +51,11 @@ PURGE_JOBS: list[PurgeJob] = [
     # A spend reservation stops counting when it expires (a call cut off never settles it); the row goes here.
     PurgeJob("ai_spend_reservations", PurgeTarget("ai_spend_reservations", "expires_at"), lambda s: timedelta(0)),
     PurgeJob(
+        "ai_anonymous_spend_reservations",
+        PurgeTarget("ai_anonymous_spend_reservations", "expires_at"),
+        lambda s: timedelta(0),
+    ),
+    PurgeJob(
         "anonymous_conversations",
         # Deleting the conversation cascades to its threads, messages and everything under them. A chat
         # still written to inside the window is kept even if it was created before it.

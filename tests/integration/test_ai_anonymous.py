@@ -3,12 +3,17 @@ ANONYMOUS_AI_MODEL_ID is set, bounded per conversation and per client address, w
 
 from __future__ import annotations
 
+import threading
 import uuid
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from time import sleep
 from typing import Any
 
 import pytest
 
 from shared import bootstrap
+from shared.errors import RateLimitedError
 from shared.providers.base import provider_failed
 from shared.providers.local import LocalProvider
 from shared.services.usage import record_usage
@@ -289,3 +294,131 @@ def test_maintenance_keeps_a_rate_limit_row_while_the_longer_of_the_two_windows_
     assert job.retention(Settings()).total_seconds() == 7200
     monkeypatch.setenv("ANONYMOUS_AI_WINDOW_SECONDS", "60")
     assert job.retention(Settings()).total_seconds() == 3600
+
+
+# The daily ceiling on all anonymous conversations' spend (ANONYMOUS_AI_DAILY_SPEND_LIMIT_USD) ----------------
+
+DAY_SPENT = "SELECT coalesce(sum(spent_usd), 0) FROM ai_anonymous_spend_days"
+RESERVATIONS = "SELECT count(*) FROM ai_anonymous_spend_reservations"
+
+
+@pytest.fixture
+def daily_limit(app_env, monkeypatch: pytest.MonkeyPatch) -> Decimal:
+    """A ceiling of 1 USD (set before app_container reads the settings)."""
+    monkeypatch.setenv("ANONYMOUS_AI_DAILY_SPEND_LIMIT_USD", "1")
+    return Decimal(1)
+
+
+def _seconds_to_midnight() -> int:
+    now = datetime.now(UTC)
+    return int((datetime.combine(now.date() + timedelta(days=1), time(), UTC) - now).total_seconds())
+
+
+def test_anonymous_completion_is_429_with_retry_after_before_the_provider_when_the_day_would_pass_the_ceiling(
+    daily_limit, anon_ai, app_container, clear_services, db
+):
+    # A worst case (the context's bytes at 0.5 USD per 1k, 256 tokens out at 1.5) of about 0.4 USD: the first turn
+    # fits a 1 USD ceiling, and none fits beside 0.9 USD already spent.
+    add_model(db)
+    conversation, anon, thread = _chat()
+    assert _ask(anon, thread, {"content": "first"}).status == 200
+    db.execute("UPDATE ai_anonymous_spend_days SET spent_usd = 0.9")
+    before = _count(db, "SELECT hits FROM anonymous_rate_limits WHERE address = %s", "ai:" + IP)
+    refused = _ask(anon, thread, {"content": "second"}, key="k-2")
+    assert refused.status == 429 and refused.headers["Content-Type"] == "application/problem+json"
+    assert refused.body["reason"] == "anonymous_ai_daily_spend_limit"
+    # Until the next UTC midnight, when the day's ledger starts again.
+    assert abs(int(refused.headers["Retry-After"]) - _seconds_to_midnight()) <= 5
+    assert len(anon_ai["sent"]) == 1 and len(anon_ai["events"]) == 1
+    # Nothing written: the turn's message is not kept (a retry sends it again), nothing is reserved, and the
+    # address's count taken in the same transaction is rolled back.
+    contents = [r[0] for r in db.execute("SELECT content FROM messages WHERE conversation_id = %s", (conversation,))]
+    assert len(contents) == 2 and "second" not in contents
+    assert _count(db, "SELECT count(*) FROM messages WHERE idempotency_key = %s", "k-2") == 0
+    assert _count(db, RESERVATIONS) == 0 and _count(db, DAY_SPENT) == Decimal("0.9")
+    assert _count(db, "SELECT hits FROM anonymous_rate_limits WHERE address = %s", "ai:" + IP) == before == 1
+    # A cached answer calls no provider: it is still given.
+    _, anon2, thread2 = _chat()
+    assert _ask(anon2, thread2, {"content": "first"}).body["usage"]["cache_hit"] is True
+
+
+def test_an_anonymous_turn_within_the_ceiling_counts_its_cost_in_the_days_ledger_and_releases_its_reservation(
+    daily_limit, anon_ai, app_container, clear_services, db
+):
+    add_model(db)
+    _, anon, thread = _chat()
+    costs = []
+    for question in ("one", "two"):
+        reply = _ask(anon, thread, {"content": question})
+        assert reply.status == 200, reply
+        costs.append(Decimal(reply.body["usage"]["cost_usd"]))
+    assert costs[0] > 0 and _count(db, DAY_SPENT) == sum(costs)
+    assert _count(db, RESERVATIONS) == 0
+    assert db.execute("SELECT day FROM ai_anonymous_spend_days").fetchall() == [(datetime.now(UTC).date(),)]
+    # Users' spend is not the anonymous day's.
+    assert _count(db, "SELECT count(*) FROM ai_spend_months") == 0
+
+
+def test_a_failed_provider_call_releases_the_anonymous_reservation_and_counts_nothing_spent(
+    daily_limit, anon_ai, app_container, clear_services, db, monkeypatch
+):
+    add_model(db)
+    conversation, anon, thread = _chat()
+
+    def fail(self, request):
+        raise provider_failed("local", 503, "test")
+
+    monkeypatch.setattr(LocalProvider, "complete", fail)
+    # Each failed call's worst case (about 0.4 USD) would fill the ceiling if its reservation stayed.
+    for _ in range(3):
+        assert _ask(anon, thread, {"content": "keep me"}, key="k-1").status == 503
+    assert _count(db, RESERVATIONS) == 0 and _count(db, DAY_SPENT) == 0
+    assert _count(db, "SELECT count(*) FROM messages WHERE conversation_id = %s", conversation) == 1
+
+
+def test_concurrent_anonymous_turns_cannot_overspend_the_ceiling_when_they_race(
+    daily_limit, anon_ai, app_container, clear_services, db, monkeypatch
+):
+    # No input price and 100 tokens out at 6 USD per 1k: each call's worst case is 0.6 USD, and the 1 USD ceiling
+    # holds one reservation, not two. Each call takes 0.5 s, so the second checks while the first is in flight.
+    add_model(db, price_in="0", price_out="6")
+    chats = [_chat(ip=f"198.51.100.{n}") for n in (50, 51)]
+    service = bootstrap.completion_service()
+    slow = LocalProvider.complete
+
+    def complete(self, request):
+        sleep(0.5)
+        return slow(self, request)
+
+    monkeypatch.setattr(LocalProvider, "complete", complete)
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def ask(conversation: uuid.UUID, thread: uuid.UUID, address: str) -> None:
+        start.wait()
+        try:
+            service.complete_anonymously(conversation, thread, address=address, content="race", max_tokens=100)
+            outcomes.append("ok")
+        except RateLimitedError:
+            outcomes.append("429")
+        finally:
+            app_container.db.close()  # this thread's connection
+
+    workers = [
+        threading.Thread(target=ask, args=(conversation, thread, f"198.51.100.{n}"))
+        for (conversation, _, thread), n in zip(chats, (50, 51), strict=True)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert sorted(outcomes) == ["429", "ok"]
+    assert 0 < _count(db, DAY_SPENT) <= Decimal("0.6") and _count(db, RESERVATIONS) == 0
+
+
+def test_no_anonymous_ledger_row_is_written_when_the_ceiling_is_unset(anon_ai, app_container, clear_services, db):
+    assert app_container.settings.anonymous_ai_daily_spend_limit_usd is None
+    add_model(db)
+    _, anon, thread = _chat()
+    assert _ask(anon, thread, {"content": "hello"}).status == 200
+    assert _count(db, "SELECT count(*) FROM ai_anonymous_spend_days") == 0 and _count(db, RESERVATIONS) == 0

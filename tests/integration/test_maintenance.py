@@ -84,6 +84,13 @@ def arranged(db):
         " SELECT %s, date_trunc('month', now())::date, 0.5, e FROM unnest(%s::timestamptz[]) e",
         (owner, [NOW - timedelta(minutes=1), NOW - timedelta(days=3), NOW + timedelta(hours=1)]),
     )  # two calls cut off long ago, one in flight
+    # The same for anonymous conversations' day (ANONYMOUS_AI_DAILY_SPEND_LIMIT_USD).
+    db.execute("INSERT INTO ai_anonymous_spend_days (day) VALUES ((now() AT TIME ZONE 'UTC')::date)")
+    db.execute(
+        "INSERT INTO ai_anonymous_spend_reservations (day, amount_usd, expires_at)"
+        " SELECT (now() AT TIME ZONE 'UTC')::date, 0.5, e FROM unnest(%s::timestamptz[]) e",
+        ([NOW - timedelta(minutes=1), NOW - timedelta(days=3), NOW + timedelta(hours=1)],),
+    )
     # Uploads: two nobody confirmed long after their URL expired (the bytes of one arrived), one in progress.
     files = {}
     for name, age, stored in (
@@ -118,6 +125,7 @@ def test_expired_rows_are_deleted_and_everything_else_kept_when_maintenance_runs
     assert result.deleted == {
         "ai_cache": 30,
         "ai_spend_reservations": 2,
+        "ai_anonymous_spend_reservations": 2,
         "anonymous_conversations": 4,
         "refresh_tokens_expired": 1,
         "refresh_tokens_revoked": 1,
@@ -135,6 +143,9 @@ def test_expired_rows_are_deleted_and_everything_else_kept_when_maintenance_runs
     assert _count(db, "refresh_tokens") == 2 and _count(db, "connection_logs") == 1
     assert [r[0] for r in db.execute("SELECT address FROM anonymous_rate_limits").fetchall()] == ["192.0.2.2"]
     assert _count(db, "ai_spend_reservations") == 1 and _count(db, "ai_spend_reservations", "expires_at < now()") == 0
+    live = _count(db, "ai_anonymous_spend_reservations", "expires_at > now()")
+    assert _count(db, "ai_anonymous_spend_reservations") == live == 1
+    assert _count(db, "ai_anonymous_spend_days") == 1  # the day's spend stays: it is what the ceiling counts
     files = dict(db.execute("SELECT original_name, status FROM user_files").fetchall())
     assert files == {"arrived": "uploaded", "in_progress": "pending"}  # "never" is gone
     assert db.execute("SELECT size FROM user_files WHERE original_name = 'arrived'").fetchone() == (5,)
@@ -146,7 +157,7 @@ def test_expired_rows_are_deleted_and_everything_else_kept_when_maintenance_runs
 
 
 def test_second_run_deletes_nothing_when_the_first_completed(app_container, db, arranged):
-    assert run_maintenance(app_container.db, app_container.settings).total_deleted == 42
+    assert run_maintenance(app_container.db, app_container.settings).total_deleted == 44
     again = run_maintenance(app_container.db, app_container.settings)
     assert again.status == "complete" and again.total_deleted == 0
     assert _count(db, "maintenance_leases") == 0
