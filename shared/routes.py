@@ -1,7 +1,8 @@
 """The route table: every route group, its handler module and its method/path pairs.
 
 The local server and the CDK API are both built from this one table, and a test checks that the
-OpenAPI document of each handler module describes exactly these paths.
+OpenAPI document of each handler module describes exactly these paths. Each route also names the problem
+statuses of its own (`problems`), which the merged OpenAPI document lists.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ class Route:
     method: str
     path: str  # API Gateway resource path, parameters in braces: /v1/conversations/{id}
     auth: Auth = "user"
+    # The problem statuses this route answers beyond those every route of its shape may answer, which the OpenAPI
+    # document derives (shared/local/server.py, _problem_replies: 400 for a body or page parameters to read, 401
+    # with credentials, 404 with a path id or a write with credentials, 413 and 415 with a body, 422 with input,
+    # 429, 500, 503): 403 where a service raises ForbiddenError on this route's path, 409 for ConflictError
+    # (a UniqueViolation included), 410 for GoneError, 502 and 504 for a model provider's failure, 401 on a public
+    # route that checks credentials of its own. tests/conftest.py checks each status a handler answers in the
+    # tests against the document.
+    problems: tuple[int, ...] = ()
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -53,38 +62,38 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
         "conversations",
         (
             Route("GET", "/v1/conversations"),
-            Route("POST", "/v1/conversations"),
+            Route("POST", "/v1/conversations", problems=(409,)),
             Route("GET", "/v1/conversations/{id}", auth="any"),
-            Route("PATCH", "/v1/conversations/{id}", auth="any"),
-            Route("DELETE", "/v1/conversations/{id}", auth="any"),
+            Route("PATCH", "/v1/conversations/{id}", auth="any", problems=(403,)),
+            Route("DELETE", "/v1/conversations/{id}", auth="any", problems=(403,)),
             Route("GET", "/v1/conversations/{id}/participants"),
-            Route("POST", "/v1/conversations/{id}/participants"),
-            Route("PATCH", "/v1/conversations/{id}/participants/{user_id}"),
-            Route("DELETE", "/v1/conversations/{id}/participants/{user_id}"),
+            Route("POST", "/v1/conversations/{id}/participants", problems=(403, 409)),
+            Route("PATCH", "/v1/conversations/{id}/participants/{user_id}", problems=(403, 409)),
+            Route("DELETE", "/v1/conversations/{id}/participants/{user_id}", problems=(403, 409)),
             Route("POST", "/v1/conversations/{id}/read"),
             Route("GET", "/v1/conversations/{id}/threads", auth="any"),
-            Route("POST", "/v1/conversations/{id}/threads", auth="any"),
+            Route("POST", "/v1/conversations/{id}/threads", auth="any", problems=(409,)),
             Route("GET", "/v1/threads/{id}", auth="any"),
             Route("GET", "/v1/conversations/{id}/panels"),
             Route("POST", "/v1/conversations/{id}/panels"),
-            Route("PATCH", "/v1/panels/{id}"),
-            Route("DELETE", "/v1/panels/{id}"),
+            Route("PATCH", "/v1/panels/{id}", problems=(403,)),
+            Route("DELETE", "/v1/panels/{id}", problems=(403,)),
             Route("GET", "/v1/conversations/{id}/data-refs"),
             Route("POST", "/v1/conversations/{id}/data-refs"),
-            Route("DELETE", "/v1/data-refs/{id}"),
+            Route("DELETE", "/v1/data-refs/{id}", problems=(403,)),
         ),
     ),
     RouteGroup(
         "messages",
         (
             Route("GET", "/v1/conversations/{id}/messages", auth="any"),
-            Route("POST", "/v1/conversations/{id}/messages", auth="any"),
-            Route("GET", "/v1/conversations/{id}/changes", auth="any"),
-            Route("PATCH", "/v1/messages/{id}", auth="any"),
-            Route("DELETE", "/v1/messages/{id}", auth="any"),
+            Route("POST", "/v1/conversations/{id}/messages", auth="any", problems=(409,)),
+            Route("GET", "/v1/conversations/{id}/changes", auth="any", problems=(410,)),
+            Route("PATCH", "/v1/messages/{id}", auth="any", problems=(403, 409)),
+            Route("DELETE", "/v1/messages/{id}", auth="any", problems=(403,)),
             Route("GET", "/v1/messages/{id}/edits", auth="any"),
             Route("GET", "/v1/messages/{id}/reactions"),
-            Route("POST", "/v1/messages/{id}/reactions"),
+            Route("POST", "/v1/messages/{id}/reactions", problems=(409,)),
             Route("DELETE", "/v1/messages/{id}/reactions/{emoji}"),
             Route("PUT", "/v1/messages/{id}/feedback"),
             Route("GET", "/v1/messages/{id}/feedback"),
@@ -96,10 +105,10 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     RouteGroup(
         "files",
         (
-            Route("POST", "/v1/files"),
+            Route("POST", "/v1/files", problems=(409,)),
             Route("GET", "/v1/files"),
             Route("GET", "/v1/files/{id}"),
-            Route("DELETE", "/v1/files/{id}"),
+            Route("DELETE", "/v1/files/{id}", problems=(403,)),
         ),
         needs=frozenset({NEEDS_FILES_BUCKET}),
     ),
@@ -107,9 +116,9 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     RouteGroup(
         "auth",
         (
-            Route("POST", "/v1/auth/signup", auth="public"),
-            Route("POST", "/v1/auth/login", auth="public"),
-            Route("POST", "/v1/auth/refresh", auth="public"),
+            Route("POST", "/v1/auth/signup", auth="public", problems=(409,)),
+            Route("POST", "/v1/auth/login", auth="public", problems=(401,)),
+            Route("POST", "/v1/auth/refresh", auth="public", problems=(401,)),
             Route("POST", "/v1/auth/logout", auth="public"),
         ),
         needs=frozenset({NEEDS_SIGNING_KEY}),  # signs access tokens
@@ -119,13 +128,13 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
         (
             Route("GET", "/v1/users/me"),
             Route("PATCH", "/v1/users/me"),
-            Route("DELETE", "/v1/users/me"),
-            Route("POST", "/v1/users/me/password"),
+            Route("DELETE", "/v1/users/me", problems=(403, 409)),
+            Route("POST", "/v1/users/me/password", problems=(403,)),
             Route("POST", "/v1/users/me/logout-all"),
             Route("GET", "/v1/users/me/properties"),
             Route("PUT", "/v1/users/me/properties"),
             Route("GET", "/v1/users/me/api-keys"),
-            Route("POST", "/v1/users/me/api-keys"),
+            Route("POST", "/v1/users/me/api-keys", problems=(403,)),
             Route("DELETE", "/v1/users/me/api-keys/{id}"),
             Route("GET", "/v1/users/me/connection-logs"),
         ),
@@ -134,21 +143,21 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     RouteGroup(
         "admin",
         (
-            Route("GET", "/v1/admin/users"),
-            Route("PATCH", "/v1/admin/users/{id}"),
-            Route("DELETE", "/v1/admin/users/{id}"),
-            Route("GET", "/v1/admin/connection-logs"),
+            Route("GET", "/v1/admin/users", problems=(403,)),
+            Route("PATCH", "/v1/admin/users/{id}", problems=(403, 409)),
+            Route("DELETE", "/v1/admin/users/{id}", problems=(403, 409)),
+            Route("GET", "/v1/admin/connection-logs", problems=(403,)),
         ),
     ),
     RouteGroup(
         "licenses",
         (
-            Route("POST", "/v1/licenses"),
-            Route("GET", "/v1/licenses"),
-            Route("PATCH", "/v1/licenses/{id}"),
-            Route("DELETE", "/v1/licenses/{id}"),
+            Route("POST", "/v1/licenses", problems=(403,)),
+            Route("GET", "/v1/licenses", problems=(403,)),
+            Route("PATCH", "/v1/licenses/{id}", problems=(403, 409)),
+            Route("DELETE", "/v1/licenses/{id}", problems=(403,)),
             Route("GET", "/v1/licenses/{id}/seats"),
-            Route("POST", "/v1/licenses/{id}/seats"),
+            Route("POST", "/v1/licenses/{id}/seats", problems=(409,)),
             Route("DELETE", "/v1/licenses/{id}/seats/{user_id}"),
             Route("GET", "/v1/users/me/seats"),
             Route("DELETE", "/v1/users/me/seats/{id}"),
@@ -158,8 +167,8 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
         "usage",
         (
             Route("GET", "/v1/usage/me"),
-            Route("GET", "/v1/admin/usage/monthly"),
-            Route("GET", "/v1/admin/usage/models"),
+            Route("GET", "/v1/admin/usage/monthly", problems=(403,)),
+            Route("GET", "/v1/admin/usage/models", problems=(403,)),
         ),
     ),
     # ai: model catalog, deployed resources, agent templates and the caller's template preferences.
@@ -167,16 +176,16 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
         "catalog",
         (
             Route("GET", "/v1/model-configurations"),
-            Route("POST", "/v1/model-configurations"),
-            Route("PATCH", "/v1/model-configurations/{id}"),
-            Route("GET", "/v1/deployed-resources"),
-            Route("POST", "/v1/deployed-resources"),
-            Route("GET", "/v1/deployed-resources/{id}"),
-            Route("PATCH", "/v1/deployed-resources/{id}"),
-            Route("DELETE", "/v1/deployed-resources/{id}"),
+            Route("POST", "/v1/model-configurations", problems=(403, 409)),
+            Route("PATCH", "/v1/model-configurations/{id}", problems=(403, 409)),
+            Route("GET", "/v1/deployed-resources", problems=(403,)),
+            Route("POST", "/v1/deployed-resources", problems=(403,)),
+            Route("GET", "/v1/deployed-resources/{id}", problems=(403,)),
+            Route("PATCH", "/v1/deployed-resources/{id}", problems=(403,)),
+            Route("DELETE", "/v1/deployed-resources/{id}", problems=(403,)),
             Route("GET", "/v1/agent-templates"),
-            Route("POST", "/v1/agent-templates"),
-            Route("PATCH", "/v1/agent-templates/{id}"),
+            Route("POST", "/v1/agent-templates", problems=(403, 409)),
+            Route("PATCH", "/v1/agent-templates/{id}", problems=(403, 409)),
             Route("GET", "/v1/users/me/agent-templates/{id}"),
             Route("PUT", "/v1/users/me/agent-templates/{id}"),
         ),
@@ -190,21 +199,25 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
             Route("GET", "/v1/code-executions/{id}"),
             Route("PATCH", "/v1/code-executions/{id}"),
             Route("GET", "/v1/analysis-reports"),
-            Route("POST", "/v1/analysis-reports"),
+            Route("POST", "/v1/analysis-reports", problems=(409,)),
             Route("GET", "/v1/analysis-reports/{id}"),
-            Route("PATCH", "/v1/analysis-reports/{id}"),
+            Route("PATCH", "/v1/analysis-reports/{id}", problems=(409,)),
         ),
     ),
     # ai: completions in a thread.
     RouteGroup(
         "completions",
-        (Route("POST", "/v1/threads/{id}/completions", auth="any"),),
+        (Route("POST", "/v1/threads/{id}/completions", auth="any", problems=(403, 409, 502, 504)),),
         needs=frozenset({NEEDS_BEDROCK, NEEDS_SAGEMAKER, NEEDS_USAGE_QUEUE}),
     ),
     # ai: the OpenAI-compatible API.
     RouteGroup(
         "openai",
-        (Route("POST", "/v1/chat/completions"), Route("GET", "/v1/models"), Route("GET", "/v1/models/{id}")),
+        (
+            Route("POST", "/v1/chat/completions", problems=(502, 504)),
+            Route("GET", "/v1/models"),
+            Route("GET", "/v1/models/{id}"),
+        ),
         needs=frozenset({NEEDS_BEDROCK, NEEDS_SAGEMAKER, NEEDS_USAGE_QUEUE}),
     ),
 )

@@ -255,11 +255,25 @@ def _problem_response(description: str, *, retry_after: bool = False) -> dict[st
 _CONSTRAINTS = {"maxLength", "minLength", "pattern", "enum", *_BOUNDS}
 
 
-def _problem_replies(method: str, operation: dict[str, Any], credentials: bool) -> dict[str, dict[str, Any]]:
-    """The problem+json replies an operation can give whatever its route, told from what the document shows of it
-    (a request body, its parameters) and whether it takes credentials; a reply a client that follows the document
-    cannot get is left out. Route-specific problems (a 409 conflict, the change feed's 410, a model provider's 502)
-    are the route's own `responses=`, or else `default`."""
+# The statuses a route names in the route table (shared/routes.Route.problems), as each reads on any route; a route's
+# own `responses=` may describe one more closely (the change feed's 410, a login's 401), and that stays.
+DECLARED_PROBLEMS: dict[int, str] = {
+    401: "The credentials given do not sign in",
+    403: "The credentials are valid but do not allow this",
+    409: "The request conflicts with the current state (a duplicate, a rule about what may change)",
+    410: "What the request asks for is no longer kept",
+    502: "The model provider failed or answered something unusable",
+    504: "The model provider did not answer in time",
+}
+
+
+def _problem_replies(
+    method: str, operation: dict[str, Any], credentials: bool, declared: tuple[int, ...] = ()
+) -> dict[str, dict[str, Any]]:
+    """The problem+json replies an operation can give: those any route of its shape can give, told from what the
+    document shows of it (a request body, its parameters) and whether it takes credentials, and those its route
+    declares in the route table (`declared`: a 403, 409, 410, 502 or 504 that only its services raise). A reply a
+    client that follows the document cannot get is left out."""
     parameters = operation.get("parameters", [])
     body = "requestBody" in operation
     query = {parameter["name"] for parameter in parameters if parameter["in"] == "query"}
@@ -275,9 +289,6 @@ def _problem_replies(method: str, operation: dict[str, Any], credentials: bool) 
         replies["400"] = _problem_response("The request cannot be read: a malformed body, cursor or limit")
     if credentials:
         replies["401"] = _problem_response("No credentials, or credentials no longer valid")
-        # Which operations refuse valid credentials (an admin's action, a conversation admin's, an owner's, a
-        # password check) is each service's rule, not something the route table says: listed wherever credentials are.
-        replies["403"] = _problem_response("The credentials are valid but do not allow this")
     # An id in the path the caller may not see is a 404 like a random one; a write by an account deleted while API
     # Gateway still holds its authorizer's answer finds no account (docs/auth.md, "Deleting an account").
     if any(parameter["in"] == "path" for parameter in parameters) or (credentials and method != "get"):
@@ -290,7 +301,11 @@ def _problem_replies(method: str, operation: dict[str, Any], credentials: bool) 
     # In AWS the stage throttles every method (infra/api.py); some routes also count their own (logins, uploads).
     replies["429"] = _problem_response("Too many requests", retry_after=True)
     replies["500"] = _problem_response("An unexpected error (logged; the answer says nothing more)")
-    replies["503"] = _problem_response("The database or another dependency is unavailable", retry_after=True)
+    replies["503"] = _problem_response(
+        "The database, a model provider or another dependency is unavailable", retry_after=True
+    )
+    for status in declared:
+        replies[str(status)] = _problem_response(DECLARED_PROBLEMS[status])
     replies["default"] = _problem_response("Any other error")
     return replies
 
@@ -305,7 +320,7 @@ def _with_auth_and_problems(document: dict[str, Any]) -> dict[str, Any]:
     Powertools documents neither: without a security scheme Swagger UI has no Authorize button, and its 422 is
     FastAPI's `HTTPValidationError` as application/json, which no route answers. A 204 is documented as such.
     Every operation lists the problem replies it can give (_problem_replies), beside what its route declares."""
-    auth = {(route.method.lower(), route.path): route.auth for _, route in routes.all_routes()}
+    table = {(route.method.lower(), route.path): route for _, route in routes.all_routes()}
     schemas = document["components"]["schemas"]
     # Powertools' error shapes, which no route answers; ResponseValidationError's $ref to ValidationError dangled
     # once that was dropped, which made the whole document invalid.
@@ -324,10 +339,12 @@ def _with_auth_and_problems(document: dict[str, Any]) -> dict[str, Any]:
                 responses["204"] = {"description": "No content"}
             # Powertools' own 422 (HTTPValidationError as application/json), on operations that take no input too.
             responses.pop("422", None)
-            credentials = auth.get((method, path), "user") != "public"
+            route = table.get((method, path))
+            credentials = route is None or route.auth != "public"
             if credentials:
                 operation["security"] = [{"bearer": []}]
-            for code, reply in _problem_replies(method, operation, credentials).items():
+            declared = route.problems if route is not None else ()
+            for code, reply in _problem_replies(method, operation, credentials, declared).items():
                 responses.setdefault(code, reply)  # what the route declares itself stays
             operation["responses"] = dict(sorted(responses.items(), key=lambda item: _status_order(item[0])))
     _exact_integer_bounds(document)
