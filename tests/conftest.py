@@ -33,6 +33,13 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Each problem status a handler answers in the tests must be one the OpenAPI document lists (checked at the end).
+    from tests import observed_problems
+
+    observed_problems.register(config)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """`make test` runs on several pytest-xdist workers with `--dist loadgroup`: every test goes to whichever worker

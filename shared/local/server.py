@@ -261,6 +261,7 @@ DECLARED_PROBLEMS: dict[int, str] = {
     401: "The credentials given do not sign in",
     403: "The credentials are valid but do not allow this",
     409: "The request conflicts with the current state (a duplicate, a rule about what may change)",
+    404: "The caller's account no longer exists (deleted while its credentials' check is still cached)",
     410: "What the request asks for is no longer kept",
     502: "The model provider failed or answered something unusable",
     504: "The model provider did not answer in time",
