@@ -16,6 +16,7 @@ same responses, so a Powertools upgrade that changes what this builds on shows t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -123,13 +124,29 @@ class ResponseValidation(powertools.OpenAPIResponseValidationMiddleware):
         return super()._handle_response(route=route, response=response)
 
 
+# What a route checks of its caller before its request is validated, by route function (functions/_http.admins_first).
+FIRST_CHECKS: dict[Callable[..., Any], Callable[[Any], object]] = {}
+
+
+class CallerFirst(RequestValidation):
+    """A route's check of its caller (FIRST_CHECKS), then the request's validation: a caller the route refuses
+    whatever it sends is told so before being told what is wrong with the request."""
+
+    def handler(self, app: Any, next_middleware: NextMiddleware) -> Response[Any]:
+        check = FIRST_CHECKS.get(app.context["_route"].func)
+        if check is not None:
+            check(app)
+        return super().handler(app, next_middleware)
+
+
 def install(app: APIGatewayRestResolver) -> None:
-    """Use RequestValidation on `app` (made with enable_validation=True) before its first request.
+    """Use RequestValidation, after each route's check of its caller (CallerFirst), on `app` (made with
+    enable_validation=True) before its first request.
 
     Powertools builds a route's middleware stack from these two attributes on first use, and creates both
     itself only when the request one is missing.
     """
-    app._request_validation_middleware = RequestValidation()
+    app._request_validation_middleware = CallerFirst()
     app._response_validation_middleware = ResponseValidation(
         validation_serializer=app._serializer,
         has_response_validation_error=app._has_response_validation_error,

@@ -8,7 +8,7 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from functions._http import lambda_entry, make_resolver, principal_of
+from functions._http import admins_first, lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
 from functions._replies import created_json, no_content, replies
 from shared.bootstrap import container
@@ -31,6 +31,7 @@ app = make_resolver()
 @app.post(
     "/v1/licenses", summary="Create a licence (admins)", tags=["licenses"], responses=replies(LicenseCreated, 201)
 )
+@admins_first()
 def create_license(request: LicenseCreate) -> Response[str]:
     return created_json(licenses.create_license(container().db, principal_of(app), request))
 

@@ -6,10 +6,11 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from functions._http import lambda_entry, make_resolver, principal_of
+from functions._http import admins_first, lambda_entry, make_resolver, principal_of
 from shared.bootstrap import container
 from shared.models.days import Day
 from shared.services.usage_reports import (
+    REPORT_ADMINS,
     GroupBy,
     ModelsUsage,
     MonthlyUsage,
@@ -31,6 +32,7 @@ def get_my_usage(group_by: GroupBy = "day", start: FromDate = None, end: ToDate 
 
 
 @app.get("/v1/admin/usage/monthly", summary="Users ranked by cost over a month (admins)", tags=["usage"])
+@admins_first(REPORT_ADMINS)
 def get_monthly_usage(
     month: Annotated[str, Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM (UTC)")],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -40,6 +42,7 @@ def get_monthly_usage(
 
 
 @app.get("/v1/admin/usage/models", summary="Usage by model (admins)", tags=["usage"])
+@admins_first(REPORT_ADMINS)
 def get_models_usage(start: FromDate = None, end: ToDate = None) -> ModelsUsage:
     return models_usage(container().db, principal_of(app), start, end)
 
