@@ -260,8 +260,8 @@ _CONSTRAINTS = {"maxLength", "minLength", "pattern", "enum", *_BOUNDS}
 DECLARED_PROBLEMS: dict[int, str] = {
     401: "The credentials given do not sign in",
     403: "The credentials are valid but do not allow this",
-    409: "The request conflicts with the current state (a duplicate, a rule about what may change)",
     404: "The caller's account no longer exists (deleted while its credentials' check is still cached)",
+    409: "The request conflicts with the current state (a duplicate, a rule about what may change)",
     410: "What the request asks for is no longer kept",
     502: "The model provider failed or answered something unusable",
     504: "The model provider did not answer in time",
@@ -273,8 +273,8 @@ def _problem_replies(
 ) -> dict[str, dict[str, Any]]:
     """The problem+json replies an operation can give: those any route of its shape can give, told from what the
     document shows of it (a request body, its parameters) and whether it takes credentials, and those its route
-    declares in the route table (`declared`: a 403, 409, 410, 502 or 504 that only its services raise). A reply a
-    client that follows the document cannot get is left out."""
+    declares in the route table (`declared`, read from its code paths: a 403, 409, 410, 502 or 504 that only its
+    services raise). A reply a client that follows the document cannot get is left out."""
     parameters = operation.get("parameters", [])
     body = "requestBody" in operation
     query = {parameter["name"] for parameter in parameters if parameter["in"] == "query"}
