@@ -34,9 +34,18 @@ app = make_resolver()
 TAGS = ["conversations"]
 
 
-@app.get("/v1/conversations", tags=TAGS, summary="Your conversations by last activity")
-def list_conversations(cursor: Cursor = None, limit: Limit = None) -> Page[Conversation]:
-    return service.list_conversations(container().db, principal_of(app), cursor, limit)
+@app.get(
+    "/v1/conversations",
+    tags=TAGS,
+    summary="Your conversations by last activity",
+    # Documented as Powertools documents a route answering the model.
+    responses={
+        200: {"description": "Successful Response", "content": {"application/json": {"model": Page[Conversation]}}}
+    },
+)
+def list_conversations(cursor: Cursor = None, limit: Limit = None) -> Response[str]:
+    page = service.list_conversations(container().db, principal_of(app), cursor, limit)
+    return Response(status_code=200, content_type="application/json", body=page.to_json())
 
 
 @app.post(

@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -41,6 +42,23 @@ class Page(BaseModel, Generic[T]):
 
     items: list[T]
     next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class JsonPage:
+    """A page whose items PostgreSQL already rendered as a JSON array (shaped like the route's Page[Model]): the
+    route answers the text as it comes, so its rows never become Python objects."""
+
+    items_json: str
+    next_cursor: str | None
+
+    @classmethod
+    def of(cls, items_json: str, after: Sequence[Any] | None) -> JsonPage:
+        """The page from its items and, when there is more, the sort key the next page starts after."""
+        return cls(items_json=items_json, next_cursor=encode_cursor(after) if after is not None else None)
+
+    def to_json(self) -> str:
+        return '{"items":' + self.items_json + ',"next_cursor":' + json.dumps(self.next_cursor) + "}"
 
 
 def page_limit(limit: int | None) -> int:

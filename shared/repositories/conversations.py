@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -60,6 +61,7 @@ c.host, c.cmd_port, c.viz_port, c.last_message_at, c.created_at, c.updated_at
 # One conversation as the caller sees it: role, unread count (messages after the read cursor from others), a
 # preview of the last message and the change feed's head (its newest change kept, or where its changes were purged up
 # to if newer: a client below that must poll, and learn of the 410), two index probes a row.
+# The list renders its conversations the same way, as JSON (migration 0622): the two change together.
 CONVERSATION_VIEW = (
     "SELECT"  # noqa: S608 (fixed column list)
     + CONVERSATION_COLUMNS
@@ -87,62 +89,11 @@ LEFT JOIN LATERAL (
 
 GET_VIEW = CONVERSATION_VIEW + "WHERE c.id = %(id)s"
 
-# The caller's conversations by last activity, newest first; keyset on (activity, id). The page's ids are chosen
-# first (LIST_PAGE_IDS), from the key alone, and only they are rendered. Two ways to choose them, each cheap for one
-# kind of caller, picked while the statement runs (a branch whose gate is false is never started). With N
-# conversations in all (the planner's count, pg_class.reltuples) and a page of L, a caller in k of them:
-# - when k >= sqrt(L * N) (counted up to that bound), walk conversations_activity_idx from the cursor and probe each
-#   conversation for the caller's participant row, 4 * sqrt(L * N) conversations at most. A page is expected within
-#   L * N / k <= sqrt(L * N) of them (fewer for a busy user's recent conversations). When the walk finds a whole
-#   page, it is the page (every conversation past the walk is older).
-# - otherwise (or when the walk found less) read the caller's participant rows, look each conversation's activity
-#   up by primary key, and sort out the newest (top-N): k probes, fewer than sqrt(L * N) when chosen first.
-# Left to the planner, one query walked the whole index or hashed every conversation for a user in few of many
-# (12 to 20 ms for one in 20 or 400 of 200,000): it guesses a user's share from statistics that know only the
-# busiest users ("Benchmarks" in docs/conversations.md).
-_ACTIVITY_AFTER = """(%(after_at)s::timestamptz IS NULL
-       OR (coalesce(c.last_message_at, c.created_at), c.id) < (%(after_at)s::timestamptz, %(after_id)s::uuid))"""
-LIST_PAGE_IDS = f"""
-reach AS (
-    SELECT greatest(100, ceil(sqrt(%(limit)s * greatest(reltuples, 0))))::bigint AS busy
-    FROM pg_class WHERE oid = 'conversations'::regclass
-),
-walking AS (
-    SELECT count(*) = (SELECT busy FROM reach) AS yes
-    FROM (SELECT FROM participants WHERE user_id = %(user_id)s LIMIT (SELECT busy FROM reach)) mine
-),
-walked AS (
-    SELECT w.id FROM (
-        SELECT c.id, coalesce(c.last_message_at, c.created_at) AS activity FROM conversations c
-        WHERE (SELECT yes FROM walking) AND {_ACTIVITY_AFTER}
-        ORDER BY coalesce(c.last_message_at, c.created_at) DESC, c.id DESC
-        LIMIT 4 * (SELECT busy FROM reach)
-    ) w
-    -- OFFSET 0 keeps the check a probe per conversation walked (no join that reads all of the callers rows).
-    WHERE EXISTS (SELECT FROM participants p WHERE p.conversation_id = w.id AND p.user_id = %(user_id)s OFFSET 0)
-    ORDER BY w.activity DESC, w.id DESC
-    LIMIT %(limit)s
-),
-page AS (
-    SELECT id FROM walked WHERE (SELECT count(*) FROM walked) = %(limit)s
-    UNION ALL
-    (SELECT c.id FROM participants p
-     -- OFFSET 0 keeps the lookup a probe by primary key (no join that reads every conversation).
-     CROSS JOIN LATERAL (SELECT c.id, c.last_message_at, c.created_at FROM conversations c
-                         WHERE c.id = p.conversation_id OFFSET 0) c
-     WHERE p.user_id = %(user_id)s AND (SELECT count(*) FROM walked) < %(limit)s AND {_ACTIVITY_AFTER}
-     ORDER BY coalesce(c.last_message_at, c.created_at) DESC, c.id DESC
-     LIMIT %(limit)s)
-)
-"""  # noqa: S608 (fixed text)
-
-LIST_FOR_MEMBER = (
-    f"WITH {LIST_PAGE_IDS}"  # noqa: S608 (fixed query text)
-    + CONVERSATION_VIEW
-    + """WHERE c.id = ANY (ARRAY(SELECT id FROM page)) AND p.user_id = %(user_id)s
-ORDER BY coalesce(c.last_message_at, c.created_at) DESC, c.id DESC
-"""
-)
+# The caller's conversations by last activity, newest first, a page rendered as JSON (its items, and the key of the
+# last one when there is more): a PL/pgSQL function (migration 0622), so that the server keeps the statement's plan,
+# which chooses the page's conversations one of two ways while it runs, each cheap for one kind of caller. Each
+# conversation reads as CONVERSATION_VIEW has it.
+LIST_FOR_MEMBER = "SELECT * FROM confab_conversation_page(%(user_id)s, %(limit)s, %(after_at)s, %(after_id)s)"
 
 INSERT_CONVERSATION = """
 INSERT INTO conversations (id, kind, title, user_id, created_by, use_case, room_type, room_token, host, cmd_port,
@@ -358,10 +309,15 @@ class ConversationsRepository:
         with self.conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(GET_VIEW, {"id": conversation_id, "user_id": user_id}).fetchone()
 
-    def list_for_member(self, user_id: UUID, after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
-        with self.conn.cursor(row_factory=dict_row) as cur:
-            params = {"user_id": user_id, "limit": limit, **_after(after)}
-            return cur.execute(LIST_FOR_MEMBER, params).fetchall()
+    def list_for_member(
+        self, user_id: UUID, after: tuple[Any, ...] | None, limit: int
+    ) -> tuple[str, tuple[datetime, UUID] | None]:
+        """(up to `limit` - 1 of the caller's conversations after the key `after` as a JSON array, the key of the last
+        one when there is more or None); `limit` rows are read, the last only to tell."""
+        row = self.conn.execute(LIST_FOR_MEMBER, {"user_id": user_id, "limit": limit, **_after(after)}).fetchone()
+        assert row is not None  # the function answers one row
+        items, after_at, after_id = row
+        return str(items), (after_at, after_id) if after_at is not None else None
 
     def insert(self, values: dict[str, Any]) -> UUID | None:
         """The new conversation's id; None when a direct conversation for the same pair already exists."""

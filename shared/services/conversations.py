@@ -25,7 +25,7 @@ from shared.models.conversations import (
     Thread,
     ThreadCreate,
 )
-from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of, page_within
+from shared.pagination import JsonPage, Page, decode_cursor, page_limit, page_of, page_within
 from shared.repositories.conversations import ConversationsRepository
 from shared.services.access import conversation_access, not_found, require_admin
 from shared.settings import Settings
@@ -48,16 +48,18 @@ def view(repo: ConversationsRepository, conversation_id: UUID, user_id: UUID | N
 # Conversations -----------------------------------------------------------------------------------------------
 
 
-def list_conversations(db: Database, principal: Principal, cursor: str | None, limit: int | None) -> Page[Conversation]:
+def list_conversations(db: Database, principal: Principal, cursor: str | None, limit: int | None) -> JsonPage:
+    """The caller's conversations by last activity, newest first, as JSON that PostgreSQL rendered (a
+    Page[Conversation])."""
     user_id = principal.require_user()
     size = page_limit(limit)
     after = decode_cursor(cursor, (datetime, UUID))
 
-    def work(uow: UnitOfWork) -> list[dict[str, Any]]:
-        return ConversationsRepository(uow.conn).list_for_member(user_id, after, size + 1)
+    def work(uow: UnitOfWork) -> JsonPage:
+        return JsonPage.of(*ConversationsRepository(uow.conn).list_for_member(user_id, after, size + 1))
 
-    page = page_of(db.read(work), size, lambda row: (row["activity_at"], row["id"]))
-    return page_as(page, Conversation.model_validate)
+    # One statement answers the page, so it runs in autocommit: no BEGIN and ROLLBACK round trips.
+    return db.statement(work)
 
 
 # A list of things in one conversation (participants, threads, panels, data references), newest keyset

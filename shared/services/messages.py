@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +23,15 @@ from shared.models.conversations import (
     ReadCursor,
     ReadMark,
 )
-from shared.pagination import ANSWER_MAX_BYTES, Page, decode_cursor, encode_cursor, page_limit, page_of, page_within
+from shared.pagination import (
+    ANSWER_MAX_BYTES,
+    JsonPage,
+    Page,
+    decode_cursor,
+    page_limit,
+    page_of,
+    page_within,
+)
 from shared.repositories.conversations import ConversationsRepository, RowLock
 from shared.repositories.messages import MessageAccess, MessagesRepository
 from shared.services.access import ANONYMOUS_ROLE, Access, conversation_access, not_found, role_in
@@ -35,22 +42,11 @@ from shared.settings import Settings
 Direction = Literal["backward", "forward"]
 
 
-@dataclass(frozen=True)
-class JsonPage:
-    """A page whose items PostgreSQL already rendered as JSON (shaped like Page[Message]): it stops short of one
-    Lambda answer (ANSWER_MAX_BYTES), so it may hold fewer items than asked for while next_cursor is set."""
-
-    items_json: str
-    next_cursor: str | None
-
-    @classmethod
-    def of(cls, rendered: tuple[str, int | None]) -> JsonPage:
-        """The page from the repository's (items, id the next page starts after)."""
-        items, after = rendered
-        return cls(items_json=items, next_cursor=encode_cursor((after,)) if after is not None else None)
-
-    def to_json(self) -> str:
-        return '{"items":' + self.items_json + ',"next_cursor":' + json.dumps(self.next_cursor) + "}"
+def _message_page(rendered: tuple[str, int | None]) -> JsonPage:
+    """The page from the repository's (items, id the next page starts after): it stops short of one Lambda answer
+    (ANSWER_MAX_BYTES), so it may hold fewer items than asked for while next_cursor is set."""
+    items, after = rendered
+    return JsonPage.of(items, (after,) if after is not None else None)
 
 
 SEARCH_MAX_CHARS = 200
@@ -183,7 +179,7 @@ def list_messages(
     forward = start.forward
 
     def work(uow: UnitOfWork) -> JsonPage:
-        page = JsonPage.of(MessagesRepository(uow.conn).page(params, forward=forward))
+        page = _message_page(MessagesRepository(uow.conn).page(params, forward=forward))
         if page.items_json == "[]":  # the access check rode along; tell "may not see" from "nothing more"
             conversation_access(ConversationsRepository(uow.conn), principal, conversation_id)
         return page
@@ -216,7 +212,7 @@ def list_changes(
                 f"conversation's messages again, then poll changes with after={resume}.",
                 resume_after=resume,
             )
-        return JsonPage.of((items, next_after))
+        return _message_page((items, next_after))
 
     # One statement answers the page and the purge horizon in one snapshot, so it runs in autocommit as a page does.
     return db.statement(work)
@@ -239,7 +235,7 @@ def list_thread_messages(
 
     def work(uow: UnitOfWork) -> JsonPage:
         thread_access(ConversationsRepository(uow.conn), principal, thread_id)
-        return JsonPage.of(MessagesRepository(uow.conn).thread_page(params, forward=start.forward))
+        return _message_page(MessagesRepository(uow.conn).thread_page(params, forward=start.forward))
 
     return db.read(work)
 
@@ -443,4 +439,4 @@ def search_messages(
         "limit": page_limit(limit) + 1,
         "max_bytes": ANSWER_MAX_BYTES,
     }
-    return db.read(lambda uow: JsonPage.of(MessagesRepository(uow.conn).search(params)))
+    return db.read(lambda uow: _message_page(MessagesRepository(uow.conn).search(params)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -73,6 +74,43 @@ def test_list_is_ordered_by_last_activity_with_preview_and_unread_count_when_mes
     assert call("GET", "/v1/conversations", bob).body["items"][0]["unread_count"] == 0  # own messages
 
 
+def test_each_listed_conversation_reads_as_its_own_get_when_postgresql_renders_the_list(people, db):
+    # The list is JSON rendered by PostgreSQL (migration 0622), a conversation by pydantic (GET): the two must agree
+    # field for field and in the model's order, for every kind of value a conversation holds.
+    alice, bob = people["alice"], people["bob"]
+    quiet = _group(alice, bob, title='quiet "\u00e9\U0001f600\n')
+    busy = _group(alice, bob, title="busy")
+    room = call(
+        "POST",
+        "/v1/conversations",
+        alice,
+        body={"kind": "room", "title": "lab", "room_type": "viz", "room_token": "tok-same", "host": "h", "cmd_port": 9},
+    ).body
+    sent = [
+        call("POST", f"/v1/conversations/{busy['id']}/messages", bob, body={"content": content}).body
+        for content in ("first", '\u00e9"\\\t\x01' + "\U0001f600" * 300)
+    ]
+    assert call("PATCH", f"/v1/messages/{sent[0]['id']}", bob, body={"content": "first, fixed"}).status == 200
+    call("POST", f"/v1/conversations/{room['id']}/messages", alice, body={"content": "mine"})
+    db.execute(
+        "INSERT INTO message_change_horizons (conversation_id, purged_through) VALUES (%s, %s)", (room["id"], 10**12)
+    )
+    # Whole seconds are written without a fraction, as pydantic writes them.
+    db.execute("UPDATE conversations SET created_at = date_trunc('second', created_at) WHERE id = %s", (quiet["id"],))
+    listed = call("GET", "/v1/conversations", alice)
+    assert listed.status == 200 and listed.body["next_cursor"] is None
+    items = listed.body["items"]
+    assert {item["id"] for item in items} == {quiet["id"], busy["id"], room["id"]}
+    for item in items:
+        alone = call("GET", f"/v1/conversations/{item['id']}", alice).body
+        assert item == alone and list(item) == list(alone)
+        assert list(item["last_message"] or {}) == list(alone["last_message"] or {})
+    by_id = {item["id"]: item for item in items}
+    assert by_id[busy["id"]]["unread_count"] == 2 and len(by_id[busy["id"]]["last_message"]["content"]) == 200
+    assert by_id[busy["id"]]["last_change_id"] is not None and by_id[room["id"]]["last_change_id"] == 10**12
+    assert by_id[quiet["id"]]["last_message"] is None and "." not in by_id[quiet["id"]]["created_at"]
+
+
 def test_list_pages_never_repeat_when_walked_with_small_limits(people):
     alice, bob = people["alice"], people["bob"]
     made = {_group(alice, bob, title=f"g{i}")["id"] for i in range(7)}
@@ -89,7 +127,7 @@ def test_list_pages_never_repeat_when_walked_with_small_limits(people):
 
 
 def test_list_pages_follow_activity_then_id_among_others_conversations_for_busy_and_occasional_users(db):
-    # The list finds a page two ways (LIST_PAGE_IDS): alice, in 880 of 2,700 conversations (more than
+    # The list finds a page two ways (confab_conversation_page): alice, in 880 of 2,700 conversations (more than
     # sqrt(page * conversations)), by walking the activity index while it finds whole pages, and from her own rows
     # past a stretch of 1,600 conversations of carol's (longer than a walk) and for the last; bob, in 54 (fewer than
     # the least bound, 100), from his rows.
@@ -128,13 +166,15 @@ def test_list_pages_follow_activity_then_id_among_others_conversations_for_busy_
         seen: list[uuid.UUID] = []
         after = None
         while True:
-            rows = repo.list_for_member(user, after, limit)
-            seen += [row["id"] for row in rows]
-            if len(rows) < limit:
+            items_json, after = repo.list_for_member(user, after, limit)
+            items = json.loads(items_json)
+            seen += [uuid.UUID(item["id"]) for item in items]
+            assert len(items) == limit - 1 or after is None
+            if after is None:
                 break
-            after = (rows[-1]["activity_at"], rows[-1]["id"])
+            assert after[1] == seen[-1]
         assert seen == expected
-        assert {row["role"] for row in rows} <= {"member"}
+        assert {item["role"] for item in items} <= {"member"}
     assert len(expected) == 2 * (total // 100)
 
 
