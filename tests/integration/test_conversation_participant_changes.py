@@ -186,3 +186,64 @@ def test_an_account_deletion_logs_its_leaving_naming_nobody_and_its_successor_as
         (None, None),
     ]
     assert items[1]["participant"] == _listed(group)[bob]
+
+
+def test_asking_again_for_a_direct_conversation_waits_for_a_send_holding_it_before_its_user_comes_back(
+    app_container, db, database_url
+):
+    # The user back in it is a change: its position is drawn under the conversation's row, as an addition's is.
+    alice, bob = jwt_principal(make_user(db, "alice")), jwt_principal(make_user(db, "bob"))
+    body = {"kind": "direct", "participant_ids": [str(bob.user_id)]}
+    conversation_id = call("POST", "/v1/conversations", alice, body=body).body["id"]
+    call("DELETE", f"/v1/conversations/{conversation_id}/participants/{bob.user_id}", bob)
+    back = {"kind": "direct", "participant_ids": [str(alice.user_id)]}
+    direct = {"id": conversation_id}
+    assert _waits_on_the_conversation(
+        database_url, direct, lambda: call("POST", "/v1/conversations", bob, body=back).status
+    ) == [200]
+
+
+def test_a_client_keeping_the_member_list_from_the_feed_ends_with_the_list_as_read_again(app_container, db, group):
+    # The recipe (docs/conversations.md, "Polling both feeds"): read the messages, start the feed at the newest id,
+    # read the list after that; then apply each participants entry (replace, drop, or read the list again when it
+    # names nobody), and move a member's read cursor with their `read` entries. Polled between some of the writes and
+    # not others, so some entries replace unpolled ones.
+    eve = jwt_principal(make_user(db, "eve"))
+    group["eve"] = eve
+    sent = call("POST", f"/v1/conversations/{group['id']}/messages", group["alice"], body={"content": "hi"}).body
+    position, members = sent["id"], _listed(group)
+
+    def poll() -> None:
+        nonlocal position, members
+        for change in _changes(group, after=position):
+            position = change["id"]
+            reader = members.get(change["user_id"]) if change["kind"] == "read" else None
+            if reader is not None and change["message_id"] > (reader["last_read_message_id"] or 0):
+                reader.update(last_read_message_id=change["message_id"], last_read_at=change["changed_at"])
+            if change["kind"] != "participants":
+                continue
+            if change["user_id"] is None:
+                members = _listed(group)
+            elif change["participant"] is None:
+                members.pop(change["user_id"], None)
+            else:
+                members[change["user_id"]] = change["participant"]
+
+    _add(group, "carol")
+    _add(group, "dave", role="admin")
+    poll()
+    _set_role(group, "carol", "admin")
+    _remove(group, "dave", by="dave")
+    _add(group, "eve")
+    poll()
+    _remove(group, "carol")
+    _add(group, "carol")
+    _set_role(group, "eve", "admin")
+    call("POST", f"/v1/conversations/{group['id']}/read", group["bob"], body={"message_id": sent["id"]})
+    poll()
+    assert members == _listed(group)
+    admin = jwt_principal(make_user(db, "root", role="admin"), role="admin")
+    assert call("DELETE", f"/v1/admin/users/{eve.user_id}", admin).status == 204
+    poll()
+    assert members == _listed(group)
+    assert str(eve.user_id) not in members and members[str(group["carol"].user_id)]["role"] == "member"
