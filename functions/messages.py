@@ -103,7 +103,7 @@ CHANGES_GONE: OpenAPIResponse = {
 @app.get(
     "/v1/conversations/<id>/changes",
     tags=TAGS,
-    summary="Edits, deletions, reaction changes and read marks since a position, oldest first (410: resync)",
+    summary="Message, mark and participant changes since a position, oldest first (410: resync)",
     responses={**replies(Page[MessageChange], 200), 410: CHANGES_GONE},
 )
 def list_changes(id: PathId, after: ChangesAfter = None, cursor: Cursor = None, limit: Limit = None) -> Response[str]:

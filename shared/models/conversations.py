@@ -152,20 +152,21 @@ class Message(BaseModel):
 
 
 class MessageChange(BaseModel):
-    """An edit, deletion or change of the reactions of a message, or a read or delivered mark, in a conversation's
-    change feed (GET /v1/conversations/{id}/changes). More kinds may come: a client skips a kind it does not know
-    (its position still counts)."""
+    """An edit, deletion or change of the reactions of a message, a read or delivered mark, or a participant added,
+    removed, leaving or given another role, in a conversation's change feed (GET /v1/conversations/{id}/changes).
+    More kinds may come: a client skips a kind it does not know (its position still counts)."""
 
     id: int  # the change's position: drawn with message ids, in commit order within the conversation
-    # A mark: the message it went up to (it may be deleted since).
-    message_id: int
-    kind: Literal["edited", "deleted", "reactions", "read", "delivered"]
+    # A mark: the message it went up to (it may be deleted since). A participant change: null (it is about no message).
+    message_id: int | None
+    kind: Literal["edited", "deleted", "reactions", "read", "delivered", "participants"]
     changed_at: datetime  # a mark: also the time it stamped in status_timestamps
     message: Message | None  # an edit: the message as it reads now; any other kind: null
     # A reactions change: the message's reaction summary as it is now, as GET /v1/messages/{id}/reactions lists it
     # for the caller (empty once the last reaction is taken back); any other kind: null.
     reactions: list[ReactionCount] | None
-    # A read or delivered mark: the reader (null once their account is deleted); any other kind: null.
+    # A read or delivered mark: the reader; a participant change: the participant concerned (either null once their
+    # account is deleted); any other kind: null.
     user_id: UUID | None = Field(
         None,
         description=(
@@ -173,7 +174,17 @@ class MessageChange(BaseModel):
             "to message_id, a sender_id other than user_id and a status below kind (sent < delivered < read) takes "
             "status kind and status_timestamps[kind] = changed_at (read: also status_timestamps.delivered = "
             "changed_at where it has none); read also moves the reader's read cursor up to message_id "
-            "(docs/conversations.md, 'Read and delivered marks in the feed')."
+            "(docs/conversations.md, 'Read and delivered marks in the feed'). participants: the participant "
+            "concerned; null once their account is deleted (re-read the participant list)."
+        ),
+    )
+    participant: Participant | None = Field(
+        None,
+        description=(
+            "participants: the participant user_id names as GET /v1/conversations/{id}/participants lists them at "
+            "the time of the poll (added, or given another role), or null when they are no longer a participant "
+            "(removed, left, account deleted): replace or drop them in the member list held. Any other kind: null "
+            "(docs/conversations.md, 'Participant changes in the feed')."
         ),
     )
 

@@ -13,6 +13,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import class_row
 
+from shared.repositories.conversations import PARTICIPANTS_LOGGED
 from shared.repositories.users import USER_COLUMNS, UserRow
 
 # FOR NO KEY UPDATE: a role change or deactivation (FOR UPDATE), a password change, a sign-in and an admin acting
@@ -61,20 +62,39 @@ WHERE c.id = ANY(%(ids)s::uuid[])
 # before any deactivated one, who could not sign in to manage it): a leave
 # refuses the last admin (409), but a deleted account cannot choose a successor afterwards, and an administrator
 # deleting it may not see its conversations at all. Direct conversations have two admins and are never here.
-PROMOTE_SUCCESSORS = """
-UPDATE participants p SET role = 'admin'
-FROM (
-    SELECT DISTINCT ON (o.conversation_id) o.id
-    FROM participants me
-    JOIN participants o ON o.conversation_id = me.conversation_id AND o.user_id <> me.user_id AND o.role <> 'ai'
-    JOIN users u ON u.id = o.user_id AND NOT u.is_ai
-    WHERE me.user_id = %(user_id)s AND me.role = 'admin'
-      AND NOT EXISTS (SELECT 1 FROM participants a
-                      WHERE a.conversation_id = me.conversation_id AND a.user_id <> me.user_id AND a.role = 'admin')
-    ORDER BY o.conversation_id, NOT u.is_active, o.joined_at, o.id
-) successor
-WHERE p.id = successor.id
-"""
+# The new admin's role change is a change in the conversation's feed (migration 0611), as a PATCH of it would be,
+# drawn under the conversation's row locked above.
+PROMOTE_SUCCESSORS = f"""
+WITH promoted AS (
+    UPDATE participants p SET role = 'admin'
+    FROM (
+        SELECT DISTINCT ON (o.conversation_id) o.id
+        FROM participants me
+        JOIN participants o ON o.conversation_id = me.conversation_id AND o.user_id <> me.user_id AND o.role <> 'ai'
+        JOIN users u ON u.id = o.user_id AND NOT u.is_ai
+        WHERE me.user_id = %(user_id)s AND me.role = 'admin'
+          AND NOT EXISTS (SELECT 1 FROM participants a
+                          WHERE a.conversation_id = me.conversation_id AND a.user_id <> me.user_id AND a.role = 'admin')
+        ORDER BY o.conversation_id, NOT u.is_active, o.joined_at, o.id
+    ) successor
+    WHERE p.id = successor.id
+    RETURNING p.conversation_id, p.user_id
+),
+{PARTICIPANTS_LOGGED.format(changed="promoted")}
+SELECT count(*) FROM promoted
+"""  # noqa: S608 (fixed text)
+# The account leaves every conversation that stays (its participant rows go with the user row): each leaving is a
+# 'participants' change in that conversation's feed, as a leave is, drawn under the conversation's row locked above,
+# replacing the account's earlier entries there. The DELETE of the user row then sets its user_id NULL (migration
+# 0603's foreign key): the entry says that a deleted account left, and names nobody.
+LOG_LEAVING = f"""
+WITH leaving AS (
+    SELECT conversation_id, user_id FROM participants
+    WHERE user_id = %(user_id)s AND conversation_id = ANY(%(ids)s::uuid[])
+),
+{PARTICIPANTS_LOGGED.format(changed="leaving")}
+SELECT count(*) FROM leaving
+"""  # noqa: S608 (fixed text)
 # A room or assistant chat the account owns that other people are in stays theirs: it loses its owner (as a group
 # has none) rather than going with the account (conversations.user_id is ON DELETE CASCADE). Those with nobody
 # else were deleted above.
@@ -118,9 +138,11 @@ class AccountDeletionsRepository:
         ids = [row[0] for row in self.conn.execute(LOCK_CONVERSATIONS, {"user_id": user_id})]
         if not ids:
             return 0, 0, 0
-        params = {"user_id": user_id, "ids": ids}
+        params = {"user_id": user_id, "ids": ids, "logged": True}
         deleted = self.conn.execute(DELETE_LEFT_ALONE, params).rowcount
-        promoted = self.conn.execute(PROMOTE_SUCCESSORS, params).rowcount
+        row = self.conn.execute(PROMOTE_SUCCESSORS, params).fetchone()
+        promoted = int(row[0]) if row else 0
+        self.conn.execute(LOG_LEAVING, params)
         released = self.conn.execute(RELEASE_OWNED, params).rowcount
         return deleted, promoted, released
 

@@ -112,12 +112,33 @@ FIND_DIRECT = "SELECT id FROM conversations WHERE direct_key = %(direct_key)s"
 # statement's snapshot has a larger id (ids follow commit order within a conversation) and counts.
 _CURSOR_AT_JOIN = "(SELECT max(m.id) FROM messages m WHERE m.conversation_id = %(conversation_id)s)"
 
+# CTEs that log a 'participants' change (migration 0611) of each participant in {changed} (a CTE of the participant
+# write with conversation_id and user_id), when %(logged)s: its position drawn under the conversation's row, which the
+# caller holds FOR NO KEY UPDATE (or FOR UPDATE), so in commit order as an edit's. The feed reads the participant as
+# they are at the poll, so the user's earlier entry in the conversation goes (both would read the same; the statement's
+# snapshot does not hold the entry it logs). A write that changed nothing has no row there and logs nothing.
+PARTICIPANTS_LOGGED = """superseded AS (
+    DELETE FROM message_changes ch USING {changed} x
+    WHERE %(logged)s AND ch.user_id = x.user_id AND ch.conversation_id = x.conversation_id AND ch.kind = 'participants'
+),
+logged AS (
+    INSERT INTO message_changes (conversation_id, kind, user_id)
+    SELECT x.conversation_id, 'participants', x.user_id FROM {changed} x WHERE %(logged)s
+)"""
+
+# A new conversation's first participants log nothing (nobody could poll it before; its participant list says who
+# they are): `logged` false. A direct conversation's user back after leaving is logged.
 ADD_PARTICIPANTS = f"""
-INSERT INTO participants (conversation_id, user_id, role, last_read_message_id)
-SELECT %(conversation_id)s, u.id, CASE WHEN u.id = %(admin_id)s THEN 'admin' ELSE %(role)s END, {_CURSOR_AT_JOIN}
-FROM users u
-WHERE u.id = ANY(%(user_ids)s) AND u.is_active
-ON CONFLICT (conversation_id, user_id) DO NOTHING
+WITH added AS (
+    INSERT INTO participants (conversation_id, user_id, role, last_read_message_id)
+    SELECT %(conversation_id)s, u.id, CASE WHEN u.id = %(admin_id)s THEN 'admin' ELSE %(role)s END, {_CURSOR_AT_JOIN}
+    FROM users u
+    WHERE u.id = ANY(%(user_ids)s) AND u.is_active
+    ON CONFLICT (conversation_id, user_id) DO NOTHING
+    RETURNING conversation_id, user_id
+),
+{PARTICIPANTS_LOGGED.format(changed="added")}
+SELECT count(*) FROM added
 """  # noqa: S608 (fixed text)
 
 ACTIVE_USERS = "SELECT id, is_ai FROM users WHERE id = ANY(%(ids)s) AND is_active"
@@ -151,16 +172,37 @@ FROM participants p JOIN users u ON u.id = p.user_id
 WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
 """
 
+# An addition, a role change and a removal are each logged in the change feed, in their own statement (above).
+# A participant already there is a unique violation (409): the statement writes nothing, logs nothing.
 ADD_PARTICIPANT = f"""
-INSERT INTO participants (conversation_id, user_id, role, last_read_message_id)
-VALUES (%(conversation_id)s, %(user_id)s, %(role)s, {_CURSOR_AT_JOIN})
+WITH added AS (
+    INSERT INTO participants (conversation_id, user_id, role, last_read_message_id)
+    VALUES (%(conversation_id)s, %(user_id)s, %(role)s, {_CURSOR_AT_JOIN})
+    RETURNING conversation_id, user_id
+),
+{PARTICIPANTS_LOGGED.format(changed="added")}
+SELECT count(*) FROM added
 """  # noqa: S608 (fixed text)
 
-SET_ROLE = (
-    "UPDATE participants SET role = %(role)s WHERE conversation_id = %(conversation_id)s AND user_id = %(user_id)s"
-)
+# The same role again writes no row and logs nothing.
+SET_ROLE = f"""
+WITH changed AS (
+    UPDATE participants SET role = %(role)s
+    WHERE conversation_id = %(conversation_id)s AND user_id = %(user_id)s AND role <> %(role)s
+    RETURNING conversation_id, user_id
+),
+{PARTICIPANTS_LOGGED.format(changed="changed")}
+SELECT count(*) FROM changed
+"""  # noqa: S608 (fixed text)
 
-REMOVE_PARTICIPANT = "DELETE FROM participants WHERE conversation_id = %(conversation_id)s AND user_id = %(user_id)s"
+REMOVE_PARTICIPANT = f"""
+WITH gone AS (
+    DELETE FROM participants WHERE conversation_id = %(conversation_id)s AND user_id = %(user_id)s
+    RETURNING conversation_id, user_id
+),
+{PARTICIPANTS_LOGGED.format(changed="gone")}
+SELECT count(*) FROM gone
+"""  # noqa: S608 (fixed text)
 
 # Locks the conversation's participant rows so two admins cannot both step down at once.
 OTHER_ADMINS_AND_HUMANS = """
@@ -332,8 +374,18 @@ class ConversationsRepository:
         """Active users among `ids`, each with whether it is a model account."""
         return {row[0]: row[1] for row in self.conn.execute(ACTIVE_USERS, {"ids": ids}).fetchall()}
 
-    def add_participants(self, conversation_id: UUID, user_ids: list[UUID], admin_id: UUID, role: str) -> None:
-        params = {"conversation_id": conversation_id, "user_ids": user_ids, "admin_id": admin_id, "role": role}
+    def add_participants(
+        self, conversation_id: UUID, user_ids: list[UUID], admin_id: UUID, role: str, *, logged: bool
+    ) -> None:
+        """Add those not in yet; with `logged`, each one added is a change in the feed (the caller holds the
+        conversation's row FOR NO KEY UPDATE)."""
+        params = {
+            "conversation_id": conversation_id,
+            "user_ids": user_ids,
+            "admin_id": admin_id,
+            "role": role,
+            "logged": logged,
+        }
         self.conn.execute(ADD_PARTICIPANTS, params)
 
     def update(self, conversation_id: UUID, changes: dict[str, Any]) -> None:
@@ -358,8 +410,9 @@ class ConversationsRepository:
         ).fetchone()
         return bool(row and row[0])
 
-    def lock(self, conversation_id: UUID, mode: RowLock = "NO KEY UPDATE") -> None:
-        self.conn.execute(LOCK_CONVERSATION[mode], {"id": conversation_id})
+    def lock(self, conversation_id: UUID, mode: RowLock = "NO KEY UPDATE") -> bool:
+        """Lock the conversation's row until commit; False when there is none (deleted meanwhile)."""
+        return self.conn.execute(LOCK_CONVERSATION[mode], {"id": conversation_id}).fetchone() is not None
 
     # Participants
 
@@ -372,14 +425,19 @@ class ConversationsRepository:
         with self.conn.cursor(row_factory=class_row(Participant)) as cur:
             return cur.execute(GET_PARTICIPANT, {"conversation_id": conversation_id, "user_id": user_id}).fetchone()
 
+    # Each participant write logs its change in the feed; the caller holds the conversation's row FOR NO KEY UPDATE.
+
     def add_participant(self, conversation_id: UUID, user_id: UUID, role: str) -> None:
-        self.conn.execute(ADD_PARTICIPANT, {"conversation_id": conversation_id, "user_id": user_id, "role": role})
+        params = {"conversation_id": conversation_id, "user_id": user_id, "role": role, "logged": True}
+        self.conn.execute(ADD_PARTICIPANT, params)
 
     def set_role(self, conversation_id: UUID, user_id: UUID, role: str) -> None:
-        self.conn.execute(SET_ROLE, {"conversation_id": conversation_id, "user_id": user_id, "role": role})
+        params = {"conversation_id": conversation_id, "user_id": user_id, "role": role, "logged": True}
+        self.conn.execute(SET_ROLE, params)
 
     def remove_participant(self, conversation_id: UUID, user_id: UUID) -> None:
-        self.conn.execute(REMOVE_PARTICIPANT, {"conversation_id": conversation_id, "user_id": user_id})
+        params = {"conversation_id": conversation_id, "user_id": user_id, "logged": True}
+        self.conn.execute(REMOVE_PARTICIPANT, params)
 
     def others(self, conversation_id: UUID, user_id: UUID) -> tuple[int, int]:
         """(admins, non-model participants) other than `user_id`, with their rows locked."""

@@ -227,12 +227,18 @@ FROM message_reactions WHERE message_id = {{message}}
 GROUP BY {_EMOJI_KEY.format("emoji")}"""  # noqa: S608 (fixed text)
 _REACTION_ORDER = 'g.count DESC, g.emoji COLLATE "C"'
 
-# Changes (edits, deletions, reactions, read and delivered marks; migrations 0601 to 0603), oldest first after a
-# position: a message id or a change id, both drawn in commit order within the conversation. An edit reads as its
-# message does now (a deleted message's edit and reaction entries went with it); a deletion carries no message; a
-# reactions change carries the message's reaction summary as it is now, for the caller (no message: its text did not
-# change); a mark carries its reader (user_id) and the message it went up to, which may be deleted since. The access
-# check rides along as a page's does.
+# A participant as GET /v1/conversations/{id}/participants lists one (shared/models/conversations.py, Participant).
+_PARTICIPANT_JSON = """json_build_object('id', p.id, 'conversation_id', p.conversation_id, 'user_id', p.user_id,
+    'username', u.username, 'role', p.role, 'last_read_message_id', p.last_read_message_id,
+    'last_read_at', confab_json_time(p.last_read_at), 'joined_at', confab_json_time(p.joined_at))"""
+
+# Changes (edits, deletions, reactions, read and delivered marks, participant changes; migrations 0601 to 0603 and
+# 0611), oldest first after a position: a message id or a change id, both drawn in commit order within the
+# conversation. An edit reads as its message does now (a deleted message's edit and reaction entries went with it); a
+# deletion carries no message; a reactions change carries the message's reaction summary as it is now, for the caller
+# (no message: its text did not change); a mark carries its reader (user_id) and the message it went up to, which may
+# be deleted since; a participant change carries the participant concerned (user_id, no message) and the participant
+# as they are now (null once they left). The access check rides along as a page's does.
 _CHANGE_ROWS = f"""
         SELECT ch.id, ch.message_id, ch.kind, ch.changed_at, ch.user_id,
                (SELECT {M_MESSAGE_JSON} FROM messages m WHERE m.id = ch.message_id AND ch.kind = 'edited') AS message,
@@ -240,13 +246,17 @@ _CHANGE_ROWS = f"""
                    SELECT coalesce(json_agg(json_build_object('emoji', g.emoji, 'count', g.count,
                                                               'reacted_by_me', g.reacted_by_me)
                                             ORDER BY {_REACTION_ORDER}), '[]'::json)
-                   FROM ({_REACTION_GROUPS.format(message="ch.message_id")}) g) END AS reactions
+                   FROM ({_REACTION_GROUPS.format(message="ch.message_id")}) g) END AS reactions,
+               (SELECT {_PARTICIPANT_JSON} FROM participants p JOIN users u ON u.id = p.user_id
+                WHERE ch.kind = 'participants' AND p.conversation_id = ch.conversation_id AND p.user_id = ch.user_id)
+                   AS participant
         FROM message_changes ch
         WHERE ch.conversation_id = %(conversation_id)s AND {_VISIBLE} AND ch.id {{beyond}} %(cursor)s
         ORDER BY ch.id {{order}} LIMIT %(limit)s"""  # noqa: S608 (fixed text)
 _CHANGE_JSON = (
     "json_build_object('id', id, 'message_id', message_id, 'kind', kind, "
-    "'changed_at', confab_json_time(changed_at), 'message', message, 'reactions', reactions, 'user_id', user_id)"
+    "'changed_at', confab_json_time(changed_at), 'message', message, 'reactions', reactions, 'user_id', user_id, "
+    "'participant', participant)"
 )
 # With the page, in its snapshot: how far maintenance purged the conversation's changes (0: never). A position below
 # it may have missed a purged change (the page cannot show what is gone), however many retained ones follow it.

@@ -121,16 +121,19 @@ def create_conversation(db: Database, principal: Principal, body: ConversationCr
             existing = repo.find_direct(direct_key)
             if existing is None:  # deleted between the two statements: let the client retry
                 raise ConflictError("The conversation changed while it was being created; retry.")
+            # A user back in it is a change in its feed: drawn under the conversation's row, as an addition's is.
+            if not repo.lock(existing):
+                raise ConflictError("The conversation changed while it was being created; retry.")
             new_id = existing
         if body.kind == "direct":
             # Both sides of a 1:1 conversation administer it (either may delete it).
-            repo.add_participants(new_id, [user_id, *others], admin_id=user_id, role="admin")
+            repo.add_participants(new_id, [user_id, *others], admin_id=user_id, role="admin", logged=not created)
         else:
-            repo.add_participants(new_id, [user_id], admin_id=user_id, role="admin")
+            repo.add_participants(new_id, [user_id], admin_id=user_id, role="admin", logged=False)
             humans = [u for u, is_ai in users.items() if not is_ai]
             models = [u for u, is_ai in users.items() if is_ai]
-            repo.add_participants(new_id, humans, admin_id=user_id, role="member")
-            repo.add_participants(new_id, models, admin_id=user_id, role="ai")
+            repo.add_participants(new_id, humans, admin_id=user_id, role="member", logged=False)
+            repo.add_participants(new_id, models, admin_id=user_id, role="ai", logged=False)
         return view(repo, new_id, user_id), created
 
     return db.transact(work)
@@ -194,7 +197,9 @@ def add_participant(db: Database, principal: Principal, conversation_id: UUID, b
 
     def work(uow: UnitOfWork) -> Participant:
         repo = ConversationsRepository(uow.conn)
-        access = conversation_access(repo, principal, conversation_id, "KEY SHARE")
+        # NO KEY UPDATE, as a removal and a role change take it: the addition's change in the feed is drawn under it,
+        # so in commit order (under KEY SHARE it could commit after a poll had seen a larger position).
+        access = conversation_access(repo, principal, conversation_id, "NO KEY UPDATE")
         require_admin(access)
         if access.kind == "direct":
             raise ConflictError("A direct conversation has exactly two participants.")

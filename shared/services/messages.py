@@ -192,10 +192,10 @@ def list_messages(
 def list_changes(
     db: Database, principal: Principal, conversation_id: UUID, after: int | None, cursor: str | None, limit: int | None
 ) -> JsonPage:
-    """Edits, deletions, reaction changes and read and delivered marks in the conversation after a position (the newest
-    change id the client applied, or at first the newest message id it read; 0 for every change kept), oldest first.
-    A position before the changes maintenance purged is a 410 that names where to resume once the client has read
-    the conversation again."""
+    """Edits, deletions, reaction changes, read and delivered marks and participant changes in the conversation after
+    a position (the newest change id the client applied, or at first the newest message id it read; 0 for every
+    change kept), oldest first. A position before the changes maintenance purged is a 410 that names where to resume
+    once the client has read the conversation again."""
     position = PageStart.of(cursor, "forward", after).after or 0
     params = _page_params(principal, conversation_id, position, limit)
 

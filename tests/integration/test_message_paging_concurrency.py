@@ -1,15 +1,18 @@
 """Walking message pages while other clients keep sending never repeats or skips a message; polling changes while
-others edit, delete, react and mark messages read or delivered never skips a change."""
+others edit, delete, react, mark messages read or delivered and change participants never skips a change."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
-from shared.models.conversations import MessageCreate, MessageUpdate, ReadMark
+from shared.models.conversations import MessageCreate, MessageUpdate, ParticipantAdd, ParticipantUpdate, ReadMark
 from shared.pagination import encode_cursor
+from shared.services.conversations import add_participant, remove_participant, update_participant
 from shared.services.messages import (
     add_reaction,
     delete_message,
@@ -188,13 +191,46 @@ def _change_once(app_container, alice, bob, conversation_id, message_id: int, co
         edit_message(app_container.db, app_container.settings, alice, message_id, MessageUpdate(content=content))
 
 
+def _change_messages(app_container, alice, bob, conversation_id, message_ids: list[int], n: int) -> None:
+    for i, message_id in enumerate(message_ids):
+        _change_once(app_container, alice, bob, conversation_id, message_id, f"e{n}-{i}", i)
+
+
+PARTICIPANT_CHANGES = 60
+
+
+def _change_participants(app_container, alice, conversation_id, people: list) -> None:
+    """Each participant changed once, by its place: an addition, a role change or a removal (the last two of
+    participants added before the poll, without an entry)."""
+    for i, user_id in enumerate(people):
+        if i % 3 == 0:
+            add_participant(app_container.db, alice, conversation_id, ParticipantAdd(user_id=user_id))
+        elif i % 3 == 1:
+            update_participant(app_container.db, alice, conversation_id, user_id, ParticipantUpdate(role="admin"))
+        else:
+            remove_participant(app_container.db, alice, conversation_id, user_id)
+
+
+def _thread(errors: list[BaseException], changes: Callable[..., None], *args: Any) -> threading.Thread:
+    """A thread running changes(*args), its error appended to `errors` (surfaced by the test's assertion)."""
+
+    def run() -> None:
+        try:
+            changes(*args)
+        except BaseException as exc:
+            errors.append(exc)
+
+    return threading.Thread(target=run)
+
+
 def test_polling_changes_after_the_newest_one_seen_misses_none_when_edits_deletes_and_reactions_commit_concurrently(
     app_container, db
 ):
     # Each writer edits some of its messages, reacts to others (adding a reaction, or adding one and taking another
-    # back), marks others read or delivered (as bob) and deletes others, all in one conversation. A change's id is
-    # drawn under the conversation's row lock (FOR NO KEY UPDATE, edits, reactions and marks as deletes and sends),
-    # so changes commit in id order and a poll after the newest change seen never skips one that commits later.
+    # back), marks others read or delivered (as bob) and deletes others, all in one conversation, while one more
+    # adds, promotes and removes participants. A change's id is drawn under the conversation's row lock (FOR NO KEY
+    # UPDATE, edits, reactions, marks and participant changes as deletes and sends), so changes commit in id order and
+    # a poll after the newest change seen never skips one that commits later.
     alice, bob = jwt_principal(make_user(db, "alice")), jwt_principal(make_user(db, "bob"))
     body = {"kind": "group", "title": "busy", "participant_ids": [str(bob.user_id)]}
     conversation_id = call("POST", "/v1/conversations", alice, body=body).body["id"]
@@ -211,26 +247,31 @@ def test_polling_changes_after_the_newest_one_seen_misses_none_when_edits_delete
         "INSERT INTO message_reactions (message_id, user_id, emoji) SELECT id, %s, '🎉' FROM unnest(%s::bigint[]) id",
         (bob.user_id, [m for n in range(WRITERS) for i, m in enumerate(seeded[n::WRITERS]) if i % 8 == 1]),
     )
+    # Participants to promote or remove, there before the poll without an entry; each user is changed once, so no
+    # entry replaces another.
+    people = [make_user(db) for _ in range(PARTICIPANT_CHANGES)]
+    db.execute(
+        "INSERT INTO participants (conversation_id, user_id) SELECT %s, u FROM unnest(%s::uuid[]) u",
+        (conversation_id, [u for i, u in enumerate(people) if i % 3 != 0]),
+    )
     errors: list[BaseException] = []
-
-    def writer(n: int) -> None:
-        try:
-            for i, message_id in enumerate(seeded[n::WRITERS]):
-                _change_once(app_container, alice, bob, conversation_id, message_id, f"e{n}-{i}", i)
-        except BaseException as exc:  # surfaced by the assertion below
-            errors.append(exc)
 
     def poll(newest: int) -> list[dict]:
         query = {"after": str(newest), "limit": 7}
         return call("GET", f"/v1/conversations/{conversation_id}/changes", bob, query=query).body["items"]
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
+    threads = [
+        _thread(errors, _change_messages, app_container, alice, bob, conversation_id, seeded[n::WRITERS], n)
+        for n in range(WRITERS)
+    ]
+    threads.append(_thread(errors, _change_participants, app_container, alice, conversation_id, people))
     for t in threads:
         t.start()
     seen: list[dict] = []
-    for _ in range(10 * WRITERS * PER_WRITER):  # bounded
+    most = WRITERS * PER_WRITER + PARTICIPANT_CHANGES
+    for _ in range(10 * most):  # bounded
         finished = not any(t.is_alive() for t in threads)  # read before the poll: its drain is the last one
-        while (batch := poll(seen[-1]["id"] if seen else seeded[-1])) and len(seen) <= WRITERS * PER_WRITER:
+        while (batch := poll(seen[-1]["id"] if seen else seeded[-1])) and len(seen) <= most:
             seen += batch
         if finished:
             break
@@ -240,9 +281,10 @@ def test_polling_changes_after_the_newest_one_seen_misses_none_when_edits_delete
     log = db.execute(
         "SELECT id, message_id, kind FROM message_changes WHERE conversation_id = %s ORDER BY id", (conversation_id,)
     ).fetchall()
-    # Each message is changed once (edited, reacted to, marked, or deleted), so nothing the feed held was superseded
-    # since.
+    # Each message is changed once (edited, reacted to, marked, or deleted), and each participant once, so nothing
+    # the feed held was superseded since.
     assert [(c["id"], c["message_id"], c["kind"]) for c in seen] == [tuple(row) for row in log]
     marks = WRITERS * len([i for i in range(PER_WRITER) if i % 8 == 5])
-    assert WRITERS * PER_WRITER - marks < len(log) <= WRITERS * PER_WRITER  # a mark that moved nothing logs nothing
-    assert {kind for _, _, kind in log} == {"edited", "deleted", "reactions", "read", "delivered"}
+    assert most - marks < len(log) <= most  # a mark that moved nothing logs nothing
+    assert len([kind for _, _, kind in log if kind == "participants"]) == PARTICIPANT_CHANGES
+    assert {kind for _, _, kind in log} == {"edited", "deleted", "reactions", "read", "delivered", "participants"}

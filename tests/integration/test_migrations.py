@@ -182,6 +182,38 @@ def test_participants_added_after_messages_get_a_read_cursor_where_they_joined_w
         assert after > second
 
 
+def test_the_change_log_takes_participant_entries_without_a_message_and_keeps_its_rows_when_0611_applies(
+    empty_database_url, tmp_path
+):
+    # Before 0611 every entry named a message (NOT NULL) and only a mark named a user: a participant change had no
+    # place in the feed.
+    folder = _migrated_before(empty_database_url, tmp_path, "0611")
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        user = conn.execute("INSERT INTO users (username, email) VALUES ('b', 'b@x.io') RETURNING id").fetchone()[0]
+        group = conn.execute("INSERT INTO conversations (kind) VALUES ('group') RETURNING id").fetchone()[0]
+        message = conn.execute(
+            "INSERT INTO messages (conversation_id, content) VALUES (%s, 'hi') RETURNING id", (group,)
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO message_changes (conversation_id, message_id, kind, user_id, moved_statuses) "
+            "VALUES (%s, %s, 'edited', NULL, NULL), (%s, %s, 'read', %s, true)",
+            (group, message, group, message, user),
+        )
+        shutil.copy(next(MIGRATIONS.glob("0611_*.sql")), folder)
+        migrate(empty_database_url, folder)
+        kinds = conn.execute("SELECT kind FROM message_changes ORDER BY id").fetchall()
+        assert kinds == [("edited",), ("read",)]
+        insert = "INSERT INTO message_changes (conversation_id, message_id, kind, user_id) VALUES (%s, %s, %s, %s)"
+        conn.execute(insert, (group, None, "participants", user))
+        for refused in ((message, "participants", user), (None, "edited", None), (message, "edited", user)):
+            with pytest.raises(psycopg.errors.CheckViolation):
+                conn.execute(insert, (group, *refused))
+        # A participant entry outlives its account, naming nobody, as a mark's does.
+        conn.execute("DELETE FROM users WHERE id = %s", (user,))
+        rows = conn.execute("SELECT kind, user_id FROM message_changes WHERE message_id IS NULL").fetchall()
+        assert rows == [("participants", None)]
+
+
 def test_0591_leaves_the_time_of_a_send_that_commits_while_it_waits_for_the_conversation(empty_database_url, tmp_path):
     # The repair read each conversation's newest message, then waited for a send holding the row: once the send
     # committed, the UPDATE re-checked the row against what it had read before and wrote the older time over the

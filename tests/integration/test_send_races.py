@@ -290,7 +290,11 @@ def _thread(db, alice, bob, cid):
 
 
 # A mark's statuses and its change in the feed (the reader's cursor goes with the participant row).
-_MARKED = "SELECT status, status_timestamps, (SELECT count(*) FROM message_changes) FROM messages"
+# The marks' entries only: the removal the mark races logs a participant change of its own (migration 0611).
+_MARKED = (
+    "SELECT status, status_timestamps, "
+    "(SELECT count(*) FROM message_changes WHERE kind IN ('read', 'delivered')) FROM messages"
+)
 
 
 def _delivered(db, alice, bob, cid):
@@ -379,7 +383,6 @@ PARTICIPANT_LOCKED = {
     "data_ref": _data_ref,
     "execution": _execution,
     "execution_change": _execution_change,
-    "add_participant": _add,
 }
 # These take the conversation's row as a removal does (or more): they wait behind it from its first lock on.
 CONVERSATION_LOCKED = {
@@ -395,6 +398,8 @@ CONVERSATION_LOCKED = {
     "delete_conversation": _delete_conversation,
     "change_role": _change_role,
     "remove_other": _remove_carol,
+    # An addition draws its change's position under it (migration 0611).
+    "add_participant": _add,
 }
 
 
