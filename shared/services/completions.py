@@ -313,7 +313,7 @@ class CompletionService:
         if replay is not None:
             return replay
         _check_anonymous_bounds(context, message_limit, turn_limit)
-        model = self._checked_model(anonymous_model_id, context.model)
+        model = self._checked_model(anonymous_model_id, context.model, field=None)
         system = [model.system_prompt] if model.system_prompt else []
         turn_content, chosen, request = self._turn_request(
             model, system, context, content, temperature=temperature, max_tokens=max_tokens
@@ -555,14 +555,20 @@ class CompletionService:
 
     def _model(self, uow: UnitOfWork, model_id: str | None) -> ModelRow:
         found = CatalogRepository(uow.conn).model_by_model_id(model_id) if model_id else None
-        return self._checked_model(model_id, found)
+        return self._checked_model(model_id, found, field="model")
 
-    def _checked_model(self, model_id: str | None, model: ModelRow | None) -> ModelRow:
+    def _checked_model(self, model_id: str | None, model: ModelRow | None, field: str | None = "model_id") -> ModelRow:
+        """The active model named. `field` is the request's field that names it, the 422's `loc` as a schema
+        error's reads; None when the server chose the model (an anonymous turn's), so no field of the request."""
         if not model_id:
-            raise UnprocessableError("Choose a model: the thread has none and no default is set.")
+            raise UnprocessableError(
+                "Choose a model: the thread has none and no default is set.",
+                errors=[{"loc": ["body", field], "type": "missing"}] if field else None,
+            )
         if model is None or not model.is_active:
             raise UnprocessableError(
-                "The model is unknown or inactive.", errors=[{"loc": ["model"], "type": "unknown"}]
+                "The model is unknown or inactive.",
+                errors=[{"loc": ["body", field], "type": "unknown"}] if field else None,
             )
         return model
 

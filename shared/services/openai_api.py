@@ -107,13 +107,15 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-def _text(message: OpenAIMessage) -> str:
+def _text(index: int, message: OpenAIMessage) -> str:
     if message.content is None:
         return ""
     if isinstance(message.content, str):
         return message.content
     if any(part.type != "text" for part in message.content):
-        raise UnprocessableError("Only text content parts are supported.", errors=[{"loc": ["messages", "content"]}])
+        raise UnprocessableError(
+            "Only text content parts are supported.", errors=[{"loc": ["body", "messages", str(index), "content"]}]
+        )
     return "".join(part.text or "" for part in message.content)
 
 
@@ -126,11 +128,11 @@ def create_chat_completion(
         # as if it had. Refused, as OpenAI-compatible servers refuse tools for a model that cannot call them.
         raise UnprocessableError(
             "Tool calling is not supported; send no tools (or tool_choice 'none').",
-            errors=[{"loc": ["tools" if body.tools else "functions"]}],
+            errors=[{"loc": ["body", "tools" if body.tools else "functions"]}],
         )
     messages = [
-        ChatMessage("system" if m.role in ("system", "developer") else m.role, _text(m))  # type: ignore[arg-type]
-        for m in body.messages
+        ChatMessage("system" if m.role in ("system", "developer") else m.role, _text(i, m))  # type: ignore[arg-type]
+        for i, m in enumerate(body.messages)
     ]
     answer = service.chat(
         user_id,

@@ -181,7 +181,7 @@ def usable_template(uow: UnitOfWork, user_id: UUID, template_id: UUID) -> Templa
         raise ForbiddenError("This template needs a premium licence.")
     preference = repo.preference(user_id, template_id)
     if preference is not None and not preference.is_enabled:
-        raise UnprocessableError("You have disabled this template.", errors=[{"loc": ["template_id"]}])
+        raise UnprocessableError("You have disabled this template.", errors=[{"loc": ["body", "template_id"]}])
     return row
 
 

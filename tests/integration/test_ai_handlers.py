@@ -503,3 +503,28 @@ def test_every_422_item_has_loc_type_and_msg_as_a_schema_error_has(ai_app, db):
             assert isinstance(item["loc"], list) and item["loc"], item
             assert isinstance(item["type"], str) and item["type"], item
             assert isinstance(item["msg"], str) and item["msg"], item
+
+
+def test_every_services_422_names_the_body_field_the_client_sent_as_a_schema_error_does(ai_app, db):
+    # A form maps errors[].loc to its fields: ["body", <the request's own field>, ...] as pydantic's errors read.
+    # The services' own refusals named fields the request does not have (["model"] for a thread's `model_id`) or
+    # left out "body" and the message's index.
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    chat = {"model": "local-echo", "messages": [{"role": "user", "content": "hi"}]}
+    refusals = {
+        ("body", "model_id"): complete(user, thread, {"content": "hi", "model_id": "no-such-model"}),
+        ("body", "model"): call("openai", chat_event(user, {**chat, "model": "no-such-model"})),
+        ("body", "messages", "1", "content"): call(
+            "openai",
+            chat_event(user, {**chat, "messages": [chat["messages"][0], {"role": "user", "content": [image]}]}),
+        ),
+        ("body", "tools"): call("openai", chat_event(user, {**chat, "tools": [tool]})),
+        ("body", "functions"): call("openai", chat_event(user, {**chat, "functions": [tool["function"]]})),
+    }
+    for loc, response in refusals.items():
+        assert response["statusCode"] == 422, response["body"]
+        assert [item["loc"] for item in body_of(response)["errors"]] == [list(loc)]

@@ -54,7 +54,9 @@ def test_disabled_template_is_422_when_used_and_enabled_again_works(ai_app, db):
     template = add_template(db)
     _, thread = add_thread(db, user, model_id="local-echo")
     assert body_of(pref(user, template, "PUT", {"is_enabled": False}))["is_enabled"] is False
-    assert complete(user, thread, {"content": "x", "template_id": str(template)})["statusCode"] == 422
+    refused = complete(user, thread, {"content": "x", "template_id": str(template)})
+    assert refused["statusCode"] == 422
+    assert [item["loc"] for item in body_of(refused)["errors"]] == [["body", "template_id"]]
     pref(user, template, "PUT", {"is_enabled": True})
     assert complete(user, thread, {"content": "x", "template_id": str(template)})["statusCode"] == 200
 
