@@ -221,6 +221,17 @@ def test_title_is_422_when_patched_to_null_in_a_group_or_room(people):
     assert untitled.status == 200 and untitled.body["title"] is None  # an assistant chat needs none
 
 
+def test_status_patched_to_null_is_422_naming_the_field_and_changes_nothing(people):
+    # status is never null: the refusal names it as a schema error would, not a bare "rule of the data model".
+    alice = people["alice"]
+    group = _group(alice)
+    cleared = call("PATCH", f"/v1/conversations/{group['id']}", alice, body={"status": None, "use_case": "u"})
+    assert cleared.status == 422, cleared.body
+    assert [item["loc"] for item in cleared.body["errors"]] == [["body", "status"]]
+    kept = call("GET", f"/v1/conversations/{group['id']}", alice).body
+    assert kept["status"] == "active" and kept["use_case"] is None
+
+
 def test_admin_adds_changes_and_removes_participants_when_managing(people):
     alice, bob, carol = people["alice"], people["bob"], people["carol"]
     group = _group(alice, bob)

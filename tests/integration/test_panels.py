@@ -28,6 +28,19 @@ def test_panels_are_created_listed_changed_and_deleted_by_creator_or_admin(app_c
     assert call("DELETE", f"/v1/panels/{pid}", alice).status == 204  # admin
 
 
+def test_a_panel_patched_to_null_is_422_naming_the_fields_and_changes_nothing(app_container, db):
+    # name, layout and config are never null: a null was answered 200 and left the field as it was, so a client
+    # that meant to clear the layout was told it had.
+    _, bob, _, room = _setup(db)
+    pid = call("POST", f"/v1/conversations/{room}/panels", bob, body={"name": "p", "layout": {"x": 1}}).body["id"]
+    refused = call("PATCH", f"/v1/panels/{pid}", bob, body={"name": "renamed", "layout": None, "config": None})
+    assert refused.status == 422, refused.body
+    assert [item["loc"] for item in refused.body["errors"]] == [["body", "layout"], ["body", "config"]]
+    panel = call("GET", f"/v1/conversations/{room}/panels", bob).body["items"][0]
+    assert (panel["name"], panel["layout"], panel["config"]) == ("p", {"x": 1}, {})
+    assert call("PATCH", f"/v1/panels/{pid}", bob, body={"name": None}).status == 422
+
+
 def test_data_refs_need_an_owned_file_and_a_panel_of_the_same_room(app_container, db):
     alice, bob, _, room = _setup(db)
     file_id = db.execute(
