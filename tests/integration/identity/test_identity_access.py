@@ -131,6 +131,21 @@ def test_admin_lists_deactivates_and_reactivates_users_with_immediate_effect(api
     assert api.call("PATCH", f"/v1/admin/users/{uuid.uuid4()}", {"is_active": False}, token=admin).status == 404
 
 
+def test_an_admins_patch_with_a_null_role_or_active_flag_is_422_naming_it_and_changes_nothing(api, make_role, db):
+    # Neither is ever null: a null was answered 200 with nothing changed, so a console that sent one was told it
+    # had saved it.
+    _, admin = api.with_role(make_role, "quinn", "admin")
+    user = api.signup("rory")
+    path = f"/v1/admin/users/{user['user']['id']}"
+    refused = api.call("PATCH", path, {"is_active": None}, token=admin)
+    assert refused.status == 422 and refused.headers["content-type"] == "application/problem+json"
+    assert [item["loc"] for item in refused.json["errors"]] == [["body", "is_active"]]
+    both = api.call("PATCH", path, {"role": None, "is_active": False}, token=admin)
+    assert both.status == 422 and [item["loc"] for item in both.json["errors"]] == [["body", "role"]]
+    assert db.execute("SELECT is_active FROM users WHERE username = 'rory'").fetchone()[0] is True
+    assert api.call("PATCH", path, {"role": None}, token=user["access_token"]).status == 403  # the role first
+
+
 def test_only_a_super_admin_grants_or_takes_admin(api, make_role):
     _, admin = api.with_role(make_role, "yuri", "admin")
     other_admin, _ = api.with_role(make_role, "zoe", "admin")
