@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.db import Database, UnitOfWork
 from shared.errors import NotFoundError, UnprocessableError
@@ -28,6 +28,19 @@ class OpenAIMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[ContentPart] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _utf8(cls, content: str | list[ContentPart] | None) -> str | list[ContentPart] | None:
+        # JSON's "\ud800" decodes to a lone surrogate, which no UTF-8 text holds. A plain `str` field refuses it
+        # (pydantic's string_unicode); inside this union it got through, and the cost estimate's encode() was a 500.
+        texts = [content] if isinstance(content, str) else [part.text or "" for part in content or ()]
+        for text in texts:
+            try:
+                text.encode()
+            except UnicodeEncodeError:
+                raise ValueError("must be Unicode text (it holds a lone surrogate)") from None
+        return content
 
 
 OPENAI_DEFAULT_TEMPERATURE = 1.0

@@ -528,3 +528,17 @@ def test_every_services_422_names_the_body_field_the_client_sent_as_a_schema_err
     for loc, response in refusals.items():
         assert response["statusCode"] == 422, response["body"]
         assert [item["loc"] for item in body_of(response)["errors"]] == [list(loc)]
+
+
+def test_chat_content_with_a_lone_surrogate_is_422_before_the_provider_not_a_500(ai_app, db):
+    # JSON's "\ud800" decodes to a lone surrogate, which no UTF-8 text holds: a send's content is refused by its
+    # schema, but the OpenAI message's content (a string or text parts) passed and broke the cost estimate (500).
+    add_model(db)
+    user = add_user(db)
+    for content in ("a\ud800b", [{"type": "text", "text": "\udfff"}]):
+        body = {"model": "local-echo", "messages": [{"role": "user", "content": content}]}
+        refused = call("openai", chat_event(user, body))
+        assert refused["statusCode"] == 422, refused["body"]
+        assert header(refused, "Content-Type") == "application/problem+json"
+        assert [item["loc"][:4] for item in body_of(refused)["errors"]] == [["body", "messages", "0", "content"]]
+    assert ai_app.events == []
