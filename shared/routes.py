@@ -248,3 +248,9 @@ def match(method: str, path: str) -> tuple[RouteGroup, Route, dict[str, str]] | 
 def path_exists(path: str) -> bool:
     """Whether any route serves this path, whatever the method (404 vs 405)."""
     return any(route.pattern.match(path) for _, route in all_routes())
+
+
+def methods_of(path: str) -> list[str]:
+    """The methods this path is served with, OPTIONS (the preflight) included, sorted; empty for an unknown path."""
+    methods = {route.method for _, route in all_routes() if route.pattern.match(path)}
+    return sorted(methods | {"OPTIONS"}) if methods else []

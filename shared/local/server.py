@@ -131,8 +131,11 @@ class LocalApi:
             )
         found = routes.match(method, path)
         if found is None:
-            if routes.path_exists(path):
-                return problem(405, "method-not-allowed", "Method not allowed")
+            allowed = routes.methods_of(path)
+            if allowed:
+                refused = problem(405, "method-not-allowed", "Method not allowed")
+                refused.headers.append(("Allow", ", ".join(allowed)))  # a 405 must say them (RFC 9110, 15.5.6)
+                return refused
             return problem(404, "not-found", "Not found")
         if len(body) > MAX_BODY_BYTES:
             return problem(413, "payload-too-large", "Payload too large")

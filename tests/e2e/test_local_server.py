@@ -106,6 +106,9 @@ def test_unknown_path_is_404_problem_and_wrong_method_is_405_when_served_locally
     for method in ("DELETE", "TRACE", "QUERY"):
         status, headers, _ = _request(f"{server}/v1/health", method=method)
         assert status == 405 and headers["Content-Type"] == "application/problem+json", method
+        assert headers["Allow"] == "GET, OPTIONS", method  # a 405 says what the path takes (RFC 9110, 15.5.6)
+    _, headers, _ = _request(f"{server}/v1/messages/1", method="PUT")
+    assert headers["Allow"] == "DELETE, OPTIONS, PATCH"
 
 
 def test_openapi_document_and_swagger_ui_are_served_when_asked(server):
