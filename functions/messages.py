@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 from urllib.parse import unquote
+from uuid import UUID
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Header, Query
@@ -203,9 +204,12 @@ def list_thread_messages(
     responses={200: {"description": "A page of messages", "content": {"application/json": {"model": Page[Message]}}}},
 )
 def search_messages(
-    q: Annotated[str | None, Query()] = None, cursor: Cursor = None, limit: Limit = None
+    q: Annotated[str | None, Query()] = None,
+    conversation_id: Annotated[UUID | None, Query()] = None,
+    cursor: Cursor = None,
+    limit: Limit = None,
 ) -> Response[str]:
-    page = service.search_messages(container().db, principal_of(app), q, cursor, limit)
+    page = service.search_messages(container().db, principal_of(app), q, cursor, limit, conversation_id)
     return Response(status_code=200, content_type="application/json", body=page.to_json())
 
 

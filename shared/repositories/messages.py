@@ -525,13 +525,14 @@ GET_FEEDBACK = """SELECT
 id, message_id, user_id, rating, model_name, model_provider, temperature, max_tokens, created_at, updated_at
  FROM message_feedback WHERE message_id = %(message_id)s AND user_id = %(user_id)s"""
 
-# Full-text search over the caller's conversations only; newest first, keyset on id.
+# Full-text search over the caller's conversations only (or one of them); newest first, keyset on id.
 SEARCH = _rendered_page(
     f"""
         SELECT {_M_COLUMNS}
         FROM messages m
         JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = %(user_id)s
         WHERE m.search_vector @@ plainto_tsquery('simple', %(q)s)
+          AND (%(conversation_id)s::uuid IS NULL OR m.conversation_id = %(conversation_id)s)
           AND (%(cursor)s::bigint IS NULL OR m.id {{beyond}} %(cursor)s)
         ORDER BY m.id {{order}} LIMIT %(limit)s""",  # noqa: S608 (fixed text)
     forward=False,

@@ -421,9 +421,16 @@ def get_feedback(db: Database, principal: Principal, message_id: int) -> Feedbac
 
 
 def search_messages(
-    db: Database, principal: Principal, q: str | None, cursor: str | None, limit: int | None
+    db: Database,
+    principal: Principal,
+    q: str | None,
+    cursor: str | None,
+    limit: int | None,
+    conversation_id: UUID | None = None,
 ) -> JsonPage:
-    """Full-text search over the caller's conversations only, newest first, paged as list_messages pages."""
+    """Full-text search over the caller's conversations only, or the one of them named (a filter, as the code
+    executions' list takes one: a conversation the caller is not in matches nothing), newest first, paged as
+    list_messages pages."""
     user_id = principal.require_user()
     query = (q or "").strip()
     if not query or len(query) > SEARCH_MAX_CHARS:
@@ -435,6 +442,7 @@ def search_messages(
     params = {
         "user_id": user_id,
         "q": query,
+        "conversation_id": conversation_id,
         "cursor": key[0] if key else None,
         "limit": page_limit(limit) + 1,
         "max_bytes": ANSWER_MAX_BYTES,

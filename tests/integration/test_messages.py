@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 
@@ -457,6 +458,28 @@ def test_search_finds_only_the_callers_conversations(room):
     assert [m["content"] for m in found] == ["the quick brown fox"]
     assert len(call("GET", "/v1/search/messages", room["carol"], query={"q": "fox"}).body["items"]) == 1
     assert call("GET", "/v1/search/messages", room["bob"], query={"q": "  "}).status == 422
+
+
+def test_search_narrowed_to_one_conversation_finds_only_its_messages_and_nothing_in_one_the_caller_is_not_in(room):
+    _send(room, "alice", "the quick brown fox")
+    other = call("POST", "/v1/conversations", room["bob"], body={"kind": "group", "title": "o"}).body
+    call("POST", f"/v1/conversations/{other['id']}/messages", room["bob"], body={"content": "a quick red fox"})
+    private = call("POST", "/v1/conversations", room["carol"], body={"kind": "group", "title": "c"}).body
+    call("POST", f"/v1/conversations/{private['id']}/messages", room["carol"], body={"content": "carol's quick fox"})
+
+    def search(who, **query):
+        answer = call("GET", "/v1/search/messages", room[who], query={"q": "quick fox", **query})
+        assert answer.status == 200, answer.body
+        return [m["content"] for m in answer.body["items"]]
+
+    assert search("bob") == ["a quick red fox", "the quick brown fox"]
+    assert search("bob", conversation_id=room["id"]) == ["the quick brown fox"]
+    assert search("bob", conversation_id=other["id"]) == ["a quick red fox"]
+    # A filter among the caller's conversations: one the caller is not in matches nothing, as an unknown one.
+    assert search("bob", conversation_id=private["id"]) == []
+    assert search("bob", conversation_id=str(uuid.uuid4())) == []
+    malformed = call("GET", "/v1/search/messages", room["bob"], query={"q": "fox", "conversation_id": "nope"})
+    assert malformed.status == 422 and malformed.body["errors"][0]["loc"] == ["query", "conversation_id"]
 
 
 def test_cursor_is_400_when_its_message_id_is_beyond_bigint(room):
