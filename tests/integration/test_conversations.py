@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from shared.models.conversations import UNREAD_COUNT_MAX
 from shared.repositories.conversations import ConversationsRepository
 from tests.conversations_helpers import call, jwt_principal, make_user
 
@@ -109,6 +110,37 @@ def test_each_listed_conversation_reads_as_its_own_get_when_postgresql_renders_t
     assert by_id[busy["id"]]["unread_count"] == 2 and len(by_id[busy["id"]]["last_message"]["content"]) == 200
     assert by_id[busy["id"]]["last_change_id"] is not None and by_id[room["id"]]["last_change_id"] == 10**12
     assert by_id[quiet["id"]]["last_message"] is None and "." not in by_id[quiet["id"]]["created_at"]
+
+
+@pytest.mark.parametrize(
+    ("unread", "shown", "capped"),
+    [
+        (UNREAD_COUNT_MAX - 1, UNREAD_COUNT_MAX - 1, False),
+        (UNREAD_COUNT_MAX, UNREAD_COUNT_MAX, False),
+        (UNREAD_COUNT_MAX + 1, UNREAD_COUNT_MAX, True),
+    ],
+)
+def test_unread_count_stops_at_the_cap_and_says_so_alike_in_the_list_and_in_get_when_many_are_unread(
+    people, db, unread, shown, capped
+):
+    # Counting stops after UNREAD_COUNT_MAX + 1 messages (migration 0623): a busy group left unread costs the list
+    # that much at most. The caller's own messages and those before the read cursor never count.
+    alice, bob = people["alice"], people["bob"]
+    group = _group(alice, bob, title="busy")
+    call("POST", f"/v1/conversations/{group['id']}/messages", bob, body={"content": "read already"})
+    newest = call("GET", f"/v1/conversations/{group['id']}", alice).body["last_message"]["id"]
+    assert call("POST", f"/v1/conversations/{group['id']}/read", alice, body={"message_id": newest}).status == 200
+    db.execute(
+        "INSERT INTO messages (conversation_id, sender_id, content) "
+        "SELECT %s, CASE WHEN g <= %s THEN %s ELSE %s END::uuid, 'm' || g FROM generate_series(1, %s + 5) g",
+        (group["id"], unread, bob.user_id, alice.user_id, unread),
+    )
+    alone = call("GET", f"/v1/conversations/{group['id']}", alice).body
+    listed = call("GET", "/v1/conversations", alice).body["items"]
+    assert (alone["unread_count"], alone["unread_count_capped"]) == (shown, capped)
+    assert listed == [alone] and list(listed[0]) == list(alone)
+    mine = call("GET", f"/v1/conversations/{group['id']}", bob).body
+    assert (mine["unread_count"], mine["unread_count_capped"]) == (5, False)
 
 
 def test_list_pages_never_repeat_when_walked_with_small_limits(people):
