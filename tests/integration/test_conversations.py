@@ -143,6 +143,48 @@ def test_unread_count_stops_at_the_cap_and_says_so_alike_in_the_list_and_in_get_
     assert (mine["unread_count"], mine["unread_count_capped"]) == (5, False)
 
 
+def test_unread_count_walks_the_index_from_the_read_cursor_and_stops_at_the_cap_when_thousands_are_unread(people, db):
+    # With a conversation's unread messages expected few (the average conversation's), the planner picked a bitmap
+    # scan, which reads the whole unread range before any LIMIT stops it: bitmap scans are off where the count runs
+    # (migration 0623). The plans of both counts are read back through auto_explain.
+    alice, bob = people["alice"], people["bob"]
+    group = _group(alice, bob, title="busy")
+    db.execute("INSERT INTO conversations (kind, title) SELECT 'group', 'other ' || g FROM generate_series(1, 200) g")
+    db.execute(
+        "INSERT INTO messages (conversation_id, sender_id, content) "
+        "SELECT c.id, %(bob)s, 'm' FROM conversations c CROSS JOIN generate_series(1, 500) g WHERE c.id <> %(id)s",
+        {"id": group["id"], "bob": bob.user_id},
+    )
+    db.execute(
+        "INSERT INTO messages (conversation_id, sender_id, content) "
+        "SELECT %s, %s, 'm' || g FROM generate_series(1, 5000) g",
+        (group["id"], bob.user_id),
+    )
+    db.execute("VACUUM ANALYZE messages")
+    plans: list[str] = []
+    db.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+    for setting in (
+        "LOAD 'auto_explain'",
+        "SET auto_explain.log_min_duration = 0",
+        "SET auto_explain.log_analyze = on",
+        "SET auto_explain.log_nested_statements = on",
+        "SET client_min_messages = log",
+    ):
+        db.execute(setting)
+    alone = db.execute("SELECT confab_unread_count(%s, %s, NULL)", (group["id"], alice.user_id)).fetchone()
+    listed = db.execute("SELECT items FROM confab_conversation_page(%s, 51, NULL, NULL)", (alice.user_id,)).fetchone()
+    db.execute("SET client_min_messages = notice")
+    assert alone == (UNREAD_COUNT_MAX + 1,) and listed is not None
+    assert json.loads(listed[0])[0]["unread_count_capped"] is True
+    walks = [
+        line
+        for line in "\n".join(plans).splitlines()
+        if "Scan" in line and " on messages " in line and "conversation_id_idx" in line and "rows=1000" in line
+    ]
+    assert len(walks) == 2, plans  # confab_unread_count's and the list's, each 1,000 rows from the read cursor
+    assert not any("Bitmap" in plan and " on messages " in plan for plan in plans)
+
+
 def test_list_pages_never_repeat_when_walked_with_small_limits(people):
     alice, bob = people["alice"], people["bob"]
     made = {_group(alice, bob, title=f"g{i}")["id"] for i in range(7)}
