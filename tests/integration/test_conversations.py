@@ -6,6 +6,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 
 from shared.models.conversations import UNREAD_COUNT_MAX
@@ -163,8 +164,11 @@ def test_unread_count_walks_the_index_from_the_read_cursor_and_stops_at_the_cap_
     db.execute("VACUUM ANALYZE messages")
     plans: list[str] = []
     db.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+    try:
+        db.execute("LOAD 'auto_explain'")
+    except psycopg.errors.InsufficientPrivilege:  # a server where the test's role may not load it (RDS: a superuser)
+        pytest.skip("auto_explain cannot be loaded by this role")
     for setting in (
-        "LOAD 'auto_explain'",
         "SET auto_explain.log_min_duration = 0",
         "SET auto_explain.log_analyze = on",
         "SET auto_explain.log_nested_statements = on",
