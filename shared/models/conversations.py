@@ -55,6 +55,14 @@ class MessagePreview(BaseModel):
     created_at: datetime
 
 
+# The most unread messages a conversation counts for the caller: `unread_count` stops there, and
+# `unread_count_capped` says there are more (a badge shows "999+"). Counting reads each unread message, so an
+# uncapped count made every list call read all of a busy group's unread messages (docs/conversations.md,
+# "Benchmarks"); three digits is what a badge shows. The list's function (migration 0623) has the same number
+# written in (a constant LIMIT in its kept plan): the two change together.
+UNREAD_COUNT_MAX = 999
+
+
 class Conversation(BaseModel):
     id: UUID
     kind: ConversationKind
@@ -74,7 +82,20 @@ class Conversation(BaseModel):
     updated_at: datetime
     # The caller's view: their role, unread count and the last message (lists and GET).
     role: str | None = None
-    unread_count: int = 0
+    unread_count: int = Field(
+        0,
+        description=(
+            f"Messages from others after the caller's read cursor, counted up to {UNREAD_COUNT_MAX}: "
+            f"{UNREAD_COUNT_MAX} when there are more, and then unread_count_capped is true."
+        ),
+    )
+    unread_count_capped: bool = Field(
+        False,
+        description=(
+            f"True when more than {UNREAD_COUNT_MAX} messages are unread (unread_count is then {UNREAD_COUNT_MAX}, "
+            f'not the real number): show "{UNREAD_COUNT_MAX}+".'
+        ),
+    )
     last_message: MessagePreview | None = None
     # The change feed's head: poll GET .../changes only when this is above the newest change id applied.
     last_change_id: int | None = Field(

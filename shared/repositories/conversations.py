@@ -12,7 +12,7 @@ import psycopg
 from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
-from shared.models.conversations import DataRef, Panel, Participant, Thread
+from shared.models.conversations import UNREAD_COUNT_MAX, DataRef, Panel, Participant, Thread
 
 
 @dataclass(frozen=True)
@@ -58,15 +58,16 @@ c.id, c.kind, c.is_group, c.title, c.user_id, c.created_by, c.use_case, c.status
 c.host, c.cmd_port, c.viz_port, c.last_message_at, c.created_at, c.updated_at
 """
 
-# One conversation as the caller sees it: role, unread count (messages after the read cursor from others), a
-# preview of the last message and the change feed's head (its newest change kept, or where its changes were purged up
-# to if newer: a client below that must poll, and learn of the 410), two index probes a row.
-# The list renders its conversations the same way, as JSON (migration 0622): the two change together.
+# One conversation as the caller sees it: role, unread count (messages after the read cursor from others, counted
+# up to UNREAD_COUNT_MAX + 1 by confab_unread_count, migration 0623, whose walk of messages (conversation_id, id)
+# stops there), a preview of the last message and the change feed's head (its newest change kept, or where its
+# changes were purged up to if newer: a client below that must poll, and learn of the 410), two index probes a row.
+# The list renders its conversations the same way, as JSON (migrations 0622, 0623): the two change together.
 CONVERSATION_VIEW = (
     "SELECT"  # noqa: S608 (fixed column list)
     + CONVERSATION_COLUMNS
-    + """, p.role, coalesce(c.last_message_at, c.created_at) AS activity_at,
-       coalesce(unread.n, 0) AS unread_count,
+    + f""", p.role, coalesce(c.last_message_at, c.created_at) AS activity_at,
+       least(unread.n, {UNREAD_COUNT_MAX}) AS unread_count, unread.n > {UNREAD_COUNT_MAX} AS unread_count_capped,
        CASE WHEN last.id IS NULL THEN NULL ELSE jsonb_build_object(
            'id', last.id, 'sender_id', last.sender_id, 'sender_kind', last.sender_kind,
            'content', left(last.content, 200), 'created_at', confab_json_time(last.created_at)) END AS last_message,
@@ -79,12 +80,11 @@ LEFT JOIN LATERAL (
     SELECT m.id, m.sender_id, m.sender_kind, m.content, m.created_at FROM messages m
     WHERE m.conversation_id = c.id ORDER BY m.id DESC LIMIT 1
 ) last ON true
-LEFT JOIN LATERAL (
-    SELECT count(*) AS n FROM messages m
-    WHERE p.user_id IS NOT NULL AND m.conversation_id = c.id AND m.id > coalesce(p.last_read_message_id, 0)
-      AND m.sender_id IS DISTINCT FROM p.user_id
-) unread ON true
-"""
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN p.user_id IS NULL THEN 0
+                ELSE confab_unread_count(c.id, p.user_id, p.last_read_message_id) END AS n
+) unread
+"""  # noqa: S608 (a constant)
 )
 
 GET_VIEW = CONVERSATION_VIEW + "WHERE c.id = %(id)s"

@@ -6,8 +6,10 @@ import json
 import uuid
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 
+from shared.models.conversations import UNREAD_COUNT_MAX
 from shared.repositories.conversations import ConversationsRepository
 from tests.conversations_helpers import call, jwt_principal, make_user
 
@@ -109,6 +111,82 @@ def test_each_listed_conversation_reads_as_its_own_get_when_postgresql_renders_t
     assert by_id[busy["id"]]["unread_count"] == 2 and len(by_id[busy["id"]]["last_message"]["content"]) == 200
     assert by_id[busy["id"]]["last_change_id"] is not None and by_id[room["id"]]["last_change_id"] == 10**12
     assert by_id[quiet["id"]]["last_message"] is None and "." not in by_id[quiet["id"]]["created_at"]
+
+
+@pytest.mark.parametrize(
+    ("unread", "shown", "capped"),
+    [
+        (UNREAD_COUNT_MAX - 1, UNREAD_COUNT_MAX - 1, False),
+        (UNREAD_COUNT_MAX, UNREAD_COUNT_MAX, False),
+        (UNREAD_COUNT_MAX + 1, UNREAD_COUNT_MAX, True),
+    ],
+)
+def test_unread_count_stops_at_the_cap_and_says_so_alike_in_the_list_and_in_get_when_many_are_unread(
+    people, db, unread, shown, capped
+):
+    # Counting stops after UNREAD_COUNT_MAX + 1 messages (migration 0623): a busy group left unread costs the list
+    # that much at most. The caller's own messages and those before the read cursor never count.
+    alice, bob = people["alice"], people["bob"]
+    group = _group(alice, bob, title="busy")
+    call("POST", f"/v1/conversations/{group['id']}/messages", bob, body={"content": "read already"})
+    newest = call("GET", f"/v1/conversations/{group['id']}", alice).body["last_message"]["id"]
+    assert call("POST", f"/v1/conversations/{group['id']}/read", alice, body={"message_id": newest}).status == 200
+    db.execute(
+        "INSERT INTO messages (conversation_id, sender_id, content) "
+        "SELECT %s, CASE WHEN g <= %s THEN %s ELSE %s END::uuid, 'm' || g FROM generate_series(1, %s + 5) g",
+        (group["id"], unread, bob.user_id, alice.user_id, unread),
+    )
+    alone = call("GET", f"/v1/conversations/{group['id']}", alice).body
+    listed = call("GET", "/v1/conversations", alice).body["items"]
+    assert (alone["unread_count"], alone["unread_count_capped"]) == (shown, capped)
+    assert listed == [alone] and list(listed[0]) == list(alone)
+    mine = call("GET", f"/v1/conversations/{group['id']}", bob).body
+    assert (mine["unread_count"], mine["unread_count_capped"]) == (5, False)
+
+
+def test_unread_count_walks_the_index_from_the_read_cursor_and_stops_at_the_cap_when_thousands_are_unread(people, db):
+    # With a conversation's unread messages expected few (the average conversation's), the planner picked a bitmap
+    # scan, which reads the whole unread range before any LIMIT stops it: bitmap scans are off where the count runs
+    # (migration 0623). The plans of both counts are read back through auto_explain.
+    alice, bob = people["alice"], people["bob"]
+    group = _group(alice, bob, title="busy")
+    db.execute("INSERT INTO conversations (kind, title) SELECT 'group', 'other ' || g FROM generate_series(1, 200) g")
+    db.execute(
+        "INSERT INTO messages (conversation_id, sender_id, content) "
+        "SELECT c.id, %(bob)s, 'm' FROM conversations c CROSS JOIN generate_series(1, 500) g WHERE c.id <> %(id)s",
+        {"id": group["id"], "bob": bob.user_id},
+    )
+    db.execute(
+        "INSERT INTO messages (conversation_id, sender_id, content) "
+        "SELECT %s, %s, 'm' || g FROM generate_series(1, 5000) g",
+        (group["id"], bob.user_id),
+    )
+    db.execute("VACUUM ANALYZE messages")
+    plans: list[str] = []
+    db.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+    try:
+        db.execute("LOAD 'auto_explain'")
+    except psycopg.errors.InsufficientPrivilege:  # a server where the test's role may not load it (RDS: a superuser)
+        pytest.skip("auto_explain cannot be loaded by this role")
+    for setting in (
+        "SET auto_explain.log_min_duration = 0",
+        "SET auto_explain.log_analyze = on",
+        "SET auto_explain.log_nested_statements = on",
+        "SET client_min_messages = log",
+    ):
+        db.execute(setting)
+    alone = db.execute("SELECT confab_unread_count(%s, %s, NULL)", (group["id"], alice.user_id)).fetchone()
+    listed = db.execute("SELECT items FROM confab_conversation_page(%s, 51, NULL, NULL)", (alice.user_id,)).fetchone()
+    db.execute("SET client_min_messages = notice")
+    assert alone == (UNREAD_COUNT_MAX + 1,) and listed is not None
+    assert json.loads(listed[0])[0]["unread_count_capped"] is True
+    walks = [
+        line
+        for line in "\n".join(plans).splitlines()
+        if "Scan" in line and " on messages " in line and "conversation_id_idx" in line and "rows=1000" in line
+    ]
+    assert len(walks) == 2, plans  # confab_unread_count's and the list's, each 1,000 rows from the read cursor
+    assert not any("Bitmap" in plan and " on messages " in plan for plan in plans)
 
 
 def test_list_pages_never_repeat_when_walked_with_small_limits(people):
