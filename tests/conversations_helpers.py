@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -114,3 +115,18 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/v1/analysis-reports/{id}"): {"progress_percentage": 5},
     ("POST", "/v1/threads/{id}/completions"): {"content": "hi"},
 }
+
+
+def after_waiting_on_the_conversation(database_url: str, conversation_id: Any, write: Any) -> list[int]:
+    """Run `write` in a thread while another transaction holds the conversation's row FOR NO KEY UPDATE (as a send
+    does): check that it waits for it, let it go; what `write` answered."""
+    with psycopg.connect(database_url) as holder:
+        holder.execute("SELECT 1 FROM conversations WHERE id = %s FOR NO KEY UPDATE", (conversation_id,))
+        done: list[int] = []
+        writer = threading.Thread(target=lambda: done.append(write()))
+        writer.start()
+        writer.join(timeout=1.5)
+        assert writer.is_alive() and done == []  # waiting on the conversation's row
+        holder.rollback()
+    writer.join(timeout=10)
+    return done

@@ -75,3 +75,20 @@ def upload_form(
     ).encode()
     body += data + f"\r\n--{boundary}--\r\n".encode()
     return f"multipart/form-data; boundary={boundary}", bytes(body)
+
+
+def admins_first_operations() -> set[tuple[str, str]]:
+    """(method, OpenAPI path) of every route marked admins_first (functions/_http.py): a caller who is not an
+    administrator gets its 403 whatever the request holds."""
+    import importlib
+
+    from functions import _validation
+    from shared import routes
+
+    found = set()
+    for group in routes.ROUTE_GROUPS:
+        app = importlib.import_module(group.module).app
+        for route in app._static_routes + app._dynamic_routes:
+            if route.func in _validation.FIRST_CHECKS:
+                found.add((route.method, route.path.replace("<", "{").replace(">", "}")))
+    return found

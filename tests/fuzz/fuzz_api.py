@@ -26,6 +26,7 @@ from shared.migrations import migrate
 from shared.settings import PROJECT_ROOT
 from tests.conftest import LOCAL_ENV
 from tests.e2e.test_local_server import _free_port, _request, start_server
+from tests.helpers import admins_first_operations
 
 # Operations that end the caller's session, account or role (the token's version moves on) would leave the rest
 # of the run unauthenticated; their own tests cover them.
@@ -77,7 +78,7 @@ def _schemathesis(binary: str, base: str, token: str, max_examples: int, report:
     # tested nothing past the authorizer.
     refused = re.search(r"Authentication failed: (\d+) operations", summary)
     listed = refused_operations(text)  # the warnings before the summary name them
-    unexpected = listed - admin_only_operations()
+    unexpected = listed - admins_first_operations()
     if (refused and int(refused.group(1)) > len(listed)) or len(unexpected) > MAX_REFUSED_OPERATIONS:
         print("schemathesis lost its credentials part-way: the run is not meaningful:", sorted(unexpected))
         return 1
@@ -96,22 +97,6 @@ def refused_operations(report: str) -> set[tuple[str, str]]:
         else:
             in_group = False
     return refused
-
-
-def admin_only_operations() -> set[tuple[str, str]]:
-    """(method, OpenAPI path) of every route marked admins_first: a user's every request there is a 403."""
-    import importlib
-
-    from functions import _validation
-    from shared import routes
-
-    operations = set()
-    for group in routes.ROUTE_GROUPS:
-        app = importlib.import_module(group.module).app
-        for route in app._static_routes + app._dynamic_routes:
-            if route.func in _validation.FIRST_CHECKS:
-                operations.add((route.method, re.sub(r"<(\w+)>", r"{\1}", route.path)))
-    return operations
 
 
 def main() -> int:

@@ -4,15 +4,13 @@ caller who is not an admin is a 403, never a 400 or 422 that reads as if the req
 
 from __future__ import annotations
 
-import importlib
 import uuid
 from typing import Any
 
 import pytest
 
-from functions import _validation
-from shared import routes
 from tests.conversations_helpers import call, jwt_principal
+from tests.helpers import admins_first_operations
 
 ID = str(uuid.uuid4())
 # Each admins-first route with a request that is wrong whatever the caller: (path, query, body).
@@ -36,18 +34,8 @@ BAD_REQUESTS: dict[tuple[str, str], tuple[str, dict[str, Any] | None, Any]] = {
 }
 
 
-def _admins_first_routes() -> set[tuple[str, str]]:
-    found = set()
-    for group in routes.ROUTE_GROUPS:
-        app = importlib.import_module(group.module).app
-        for route in app._static_routes + app._dynamic_routes:
-            if route.func in _validation.FIRST_CHECKS:
-                found.add((route.method, route.path.replace("<", "{").replace(">", "}")))
-    return found
-
-
 def test_the_table_names_every_admins_first_route():
-    assert _admins_first_routes() == set(BAD_REQUESTS)
+    assert admins_first_operations() == set(BAD_REQUESTS)
 
 
 @pytest.mark.parametrize("route", sorted(BAD_REQUESTS), ids=" ".join)

@@ -4,12 +4,9 @@ they are gone), so a client polling the feed keeps its member list without readi
 
 from __future__ import annotations
 
-import threading
-
-import psycopg
 import pytest
 
-from tests.conversations_helpers import call, jwt_principal, make_user
+from tests.conversations_helpers import after_waiting_on_the_conversation, call, jwt_principal, make_user
 
 
 @pytest.fixture
@@ -121,21 +118,6 @@ def test_a_removed_participant_loses_the_feed_at_once_and_the_others_see_the_rem
     ]
 
 
-def _waits_on_the_conversation(database_url, group, write) -> list[int]:
-    """Run `write` in a thread while another transaction holds the conversation's row FOR NO KEY UPDATE (as a send
-    does): check that it waits for it, let it go; what `write` answered."""
-    with psycopg.connect(database_url) as holder:
-        holder.execute("SELECT 1 FROM conversations WHERE id = %s FOR NO KEY UPDATE", (group["id"],))
-        done: list[int] = []
-        writer = threading.Thread(target=lambda: done.append(write()))
-        writer.start()
-        writer.join(timeout=1.5)
-        assert writer.is_alive() and done == []  # waiting on the conversation's row
-        holder.rollback()
-    writer.join(timeout=10)
-    return done
-
-
 @pytest.mark.parametrize(
     ("write", "status"),
     [
@@ -150,7 +132,7 @@ def test_a_participant_change_waits_for_a_send_holding_the_conversation_so_it_co
 ):
     # Under FOR KEY SHARE an addition drew its position while a send held the row, and could commit after a poll had
     # seen a larger position: skipped by that client for good.
-    assert _waits_on_the_conversation(database_url, group, lambda: write(group)) == [status]
+    assert after_waiting_on_the_conversation(database_url, group["id"], lambda: write(group)) == [status]
 
 
 def test_a_direct_conversations_user_leaving_and_coming_back_is_in_its_feed(app_container, db):
@@ -197,9 +179,8 @@ def test_asking_again_for_a_direct_conversation_waits_for_a_send_holding_it_befo
     conversation_id = call("POST", "/v1/conversations", alice, body=body).body["id"]
     call("DELETE", f"/v1/conversations/{conversation_id}/participants/{bob.user_id}", bob)
     back = {"kind": "direct", "participant_ids": [str(alice.user_id)]}
-    direct = {"id": conversation_id}
-    assert _waits_on_the_conversation(
-        database_url, direct, lambda: call("POST", "/v1/conversations", bob, body=back).status
+    assert after_waiting_on_the_conversation(
+        database_url, conversation_id, lambda: call("POST", "/v1/conversations", bob, body=back).status
     ) == [200]
 
 

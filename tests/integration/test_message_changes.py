@@ -11,7 +11,13 @@ import psycopg
 import pytest
 
 from shared.services.maintenance import run_maintenance
-from tests.conversations_helpers import anonymous_principal, call, jwt_principal, make_user
+from tests.conversations_helpers import (
+    after_waiting_on_the_conversation,
+    anonymous_principal,
+    call,
+    jwt_principal,
+    make_user,
+)
 
 
 @pytest.fixture
@@ -117,24 +123,9 @@ def test_a_file_deletion_waits_for_a_send_holding_the_conversation_so_its_change
     # As an edit's: its change's position is drawn under the conversation's row (FOR NO KEY UPDATE), so no message id
     # that commits after it is below it.
     _, (file_id,) = _attach(room, "alice", "m", ["f.txt"])
-    assert _after_waiting_on_the_conversation(
-        database_url, room, lambda: call("DELETE", f"/v1/files/{file_id}", room["alice"]).status
+    assert after_waiting_on_the_conversation(
+        database_url, room["id"], lambda: call("DELETE", f"/v1/files/{file_id}", room["alice"]).status
     ) == [204]
-
-
-def _after_waiting_on_the_conversation(database_url, room, write) -> list[int]:
-    """Run `write` in a thread while another transaction holds the conversation's row FOR NO KEY UPDATE: check that
-    it waits for it, let it go; what `write` answered."""
-    with psycopg.connect(database_url) as holder:
-        holder.execute("SELECT 1 FROM conversations WHERE id = %s FOR NO KEY UPDATE", (room["id"],))
-        done: list[int] = []
-        writer = threading.Thread(target=lambda: done.append(write()))
-        writer.start()
-        writer.join(timeout=1.5)
-        assert writer.is_alive() and done == []  # waiting on the conversation's row
-        holder.rollback()
-    writer.join(timeout=10)
-    return done
 
 
 def _react(room, who, message_id, emoji):
@@ -220,7 +211,9 @@ def test_a_reaction_waits_for_a_send_holding_the_conversation_so_its_change_comm
     # A send holds the conversation's row FOR NO KEY UPDATE until it commits; a reaction's access check takes the
     # same lock, so it cannot draw a change id below a message id that commits after it.
     message = _send(room, "alice", "m")
-    assert _after_waiting_on_the_conversation(database_url, room, lambda: _react(room, "bob", message, "👍")) == [201]
+    assert after_waiting_on_the_conversation(database_url, room["id"], lambda: _react(room, "bob", message, "👍")) == [
+        201
+    ]
 
 
 def test_a_page_of_changes_goes_on_from_its_cursor_exactly_where_it_stopped(room):
@@ -521,8 +514,8 @@ def test_a_mark_waits_for_a_send_holding_the_conversation_so_its_change_commits_
     # poll had seen a larger position: skipped by that client for good.
     message = _send(room, "alice", "m")
     path, body = f"/v1/conversations/{room['id']}/read", {"message_id": message, "status": status}
-    assert _after_waiting_on_the_conversation(
-        database_url, room, lambda: call("POST", path, room["bob"], body=body).status
+    assert after_waiting_on_the_conversation(
+        database_url, room["id"], lambda: call("POST", path, room["bob"], body=body).status
     ) == [200]
 
 
