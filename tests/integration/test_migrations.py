@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -84,15 +85,21 @@ def test_demoted_user_of_a_direct_conversation_is_its_admin_again_when_0502_appl
         assert conn.execute("SELECT role FROM participants WHERE user_id = %s", (user,)).fetchone() == ("admin",)
 
 
+def _user_group_and_message(conn: psycopg.Connection[Any]) -> tuple[Any, Any, Any]:
+    """A user, a group and a message in it, inserted as the schema of the moment allows."""
+    user = conn.execute("INSERT INTO users (username, email) VALUES ('b', 'b@x.io') RETURNING id").fetchone()[0]
+    group = conn.execute("INSERT INTO conversations (kind) VALUES ('group') RETURNING id").fetchone()[0]
+    message = conn.execute(
+        "INSERT INTO messages (conversation_id, content) VALUES (%s, 'hi') RETURNING id", (group,)
+    ).fetchone()[0]
+    return user, group, message
+
+
 def test_two_spellings_of_one_reaction_are_folded_into_the_earliest_when_0550_applies(empty_database_url, tmp_path):
     # Before 0550 a heart with and without U+FE0F, or an NFD and an NFC letter, were two reactions by one person.
     folder = _migrated_before(empty_database_url, tmp_path, "0550")
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
-        user = conn.execute("INSERT INTO users (username, email) VALUES ('b', 'b@x.io') RETURNING id").fetchone()[0]
-        group = conn.execute("INSERT INTO conversations (kind) VALUES ('group') RETURNING id").fetchone()[0]
-        message = conn.execute(
-            "INSERT INTO messages (conversation_id, content) VALUES (%s, 'hi') RETURNING id", (group,)
-        ).fetchone()[0]
+        user, group, message = _user_group_and_message(conn)
         for emoji, age in (("\u2764", 3), ("\u2764\ufe0f", 2), ("e\u0301", 2), ("\u00e9", 1)):
             conn.execute(
                 "INSERT INTO message_reactions (message_id, user_id, emoji, created_at) "
@@ -189,11 +196,7 @@ def test_the_change_log_takes_participant_entries_without_a_message_and_keeps_it
     # place in the feed.
     folder = _migrated_before(empty_database_url, tmp_path, "0611")
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
-        user = conn.execute("INSERT INTO users (username, email) VALUES ('b', 'b@x.io') RETURNING id").fetchone()[0]
-        group = conn.execute("INSERT INTO conversations (kind) VALUES ('group') RETURNING id").fetchone()[0]
-        message = conn.execute(
-            "INSERT INTO messages (conversation_id, content) VALUES (%s, 'hi') RETURNING id", (group,)
-        ).fetchone()[0]
+        user, group, message = _user_group_and_message(conn)
         conn.execute(
             "INSERT INTO message_changes (conversation_id, message_id, kind, user_id, moved_statuses) "
             "VALUES (%s, %s, 'edited', NULL, NULL), (%s, %s, 'read', %s, true)",
