@@ -6,7 +6,7 @@ from uuid import UUID
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
+from shared.errors import ConflictError, ForbiddenError, NotFoundError
 from shared.models.identity import AdminUserPatch, ConnectionLog, User
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.connection_logs import ConnectionLogRow, ConnectionLogsRepository
@@ -49,9 +49,7 @@ def update_user(db: Database, principal: Principal, target_id: UUID, patch: Admi
     """Change a user's role or active flag. Only a super_admin touches admin rights or admin accounts,
     and the last active super_admin can be neither demoted nor deactivated."""
     actor = require_admin(principal)
-    nulls = [name for name in ("role", "is_active") if name in patch.model_fields_set and getattr(patch, name) is None]
-    if nulls:  # neither is ever null: a 422 naming it, not a 200 that changed nothing
-        raise UnprocessableError("These fields cannot be null.", errors=[{"loc": ["body", name]} for name in nulls])
+    patch.refuse_nulls("role", "is_active")
 
     def work(uow: UnitOfWork) -> User:
         users = UsersRepository(uow.conn)

@@ -177,12 +177,6 @@ def _check_secret(arn: str | None, settings: Settings) -> None:
     )
 
 
-def _no_nulls(changes: dict[str, Any], fields: tuple[str, ...]) -> None:
-    bad = [k for k in fields if k in changes and changes[k] is None]
-    if bad:
-        raise UnprocessableError("These fields cannot be null.", errors=[{"loc": ["body", k]} for k in bad])
-
-
 def list_models(db: Database, principal: Principal, *, cursor: str | None, limit: int | None) -> Page[ModelOut]:
     principal.require_user()
     size = page_limit(limit)
@@ -227,8 +221,8 @@ def update_model(
     resolver: Resolver = resolve_host,
 ) -> ModelOut:
     require_admin(principal)
+    body.refuse_nulls(*MODEL_NON_NULL)
     changes = body.model_dump(exclude_unset=True)
-    _no_nulls(changes, MODEL_NON_NULL)
     _check_url(changes.get("base_url"), "base_url", settings, resolver)
     _check_secret(changes.get("api_key_secret_arn"), settings)
 
@@ -304,8 +298,8 @@ def update_resource(
     resolver: Resolver = resolve_host,
 ) -> ResourceOut:
     require_admin(principal)
+    body.refuse_nulls(*RESOURCE_NON_NULL)
     changes = body.model_dump(exclude_unset=True)
-    _no_nulls(changes, RESOURCE_NON_NULL)
     _check_url(changes.get("endpoint_url"), "endpoint_url", settings, resolver)
 
     def work(uow: UnitOfWork) -> ResourceOut:

@@ -38,14 +38,6 @@ def _invalid(field: str, message: str) -> UnprocessableError:
     return UnprocessableError(message, errors=[{"loc": ["body", field], "type": "value_error", "msg": message}])
 
 
-def _refuse_nulls(body: ConversationUpdate | PanelUpdate, fields: tuple[str, ...]) -> None:
-    """A PATCH that sends null for a field that is never null is a 422 naming each (as the records' PATCHes are),
-    not a write left undone or a bare constraint error."""
-    nulls = [name for name in fields if name in body.model_fields_set and getattr(body, name) is None]
-    if nulls:
-        raise UnprocessableError("These fields cannot be null.", errors=[{"loc": ["body", name]} for name in nulls])
-
-
 def view(repo: ConversationsRepository, conversation_id: UUID, user_id: UUID | None) -> Conversation:
     row = repo.get_view(conversation_id, user_id)
     if row is None:
@@ -159,7 +151,7 @@ def get_conversation(db: Database, principal: Principal, conversation_id: UUID) 
 def update_conversation(
     db: Database, principal: Principal, conversation_id: UUID, body: ConversationUpdate
 ) -> Conversation:
-    _refuse_nulls(body, ("status",))
+    body.refuse_nulls("status")
 
     def work(uow: UnitOfWork) -> Conversation:
         repo = ConversationsRepository(uow.conn)
@@ -382,7 +374,7 @@ def _changeable(repo: ConversationsRepository, principal: Principal, user_id: UU
 
 def update_panel(db: Database, principal: Principal, panel_id: UUID, body: PanelUpdate) -> Panel:
     user_id = principal.require_user()
-    _refuse_nulls(body, ("name", "layout", "config"))
+    body.refuse_nulls("name", "layout", "config")
 
     def work(uow: UnitOfWork) -> Panel:
         repo = ConversationsRepository(uow.conn)

@@ -8,7 +8,7 @@ from uuid import UUID
 from shared.auth.api_keys import LICENSE_KEY_MARK, issue_key
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
+from shared.errors import ConflictError, ForbiddenError, NotFoundError
 from shared.models.identity import HeldSeat, License, LicenseCreate, LicenseCreated, LicensePatch, Seat
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.licenses import HeldSeatRow, LicenseLock, LicenseRow, LicensesRepository, SeatRow
@@ -116,10 +116,8 @@ def _administered(uow: UnitOfWork, principal: Principal, license_id: UUID) -> Li
 def update_license(db: Database, principal: Principal, license_id: UUID, request: LicensePatch) -> License:
     """Seats, tier or expiry, for admins. Seats never go below those assigned: the licence row is locked, as an
     assignment locks it, so a racing assignment cannot slip in between the count and the change."""
+    request.refuse_nulls("seats", "tier")
     changes = request.model_dump(exclude_unset=True)
-    nulls = [name for name in ("seats", "tier") if name in changes and changes[name] is None]
-    if nulls:
-        raise UnprocessableError("These fields cannot be null.", errors=[{"loc": ["body", n]} for n in nulls])
 
     def work(uow: UnitOfWork) -> License:
         repo = LicensesRepository(uow.conn)

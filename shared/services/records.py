@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ConflictError, NotFoundError, PayloadTooLargeError, UnprocessableError
+from shared.errors import ConflictError, NotFoundError, PayloadTooLargeError
 from shared.models.json_values import JsonArray, JsonObject, JsonValue
 from shared.models.money import Money
 from shared.models.strict import Strict
@@ -180,10 +180,8 @@ def list_executions(
 
 def update_execution(db: Database, principal: Principal, id: UUID, body: ExecutionPatch) -> ExecutionOut:
     user_id = principal.require_user()
+    body.refuse_nulls("is_successful", "failed_agents", "error_messages")
     changes = body.model_dump(exclude_unset=True)
-    bad = [k for k in ("is_successful", "failed_agents", "error_messages") if k in changes and changes[k] is None]
-    if bad:
-        raise UnprocessableError("These fields cannot be null.", errors=[{"loc": ["body", k]} for k in bad])
 
     def work(uow: UnitOfWork) -> ExecutionOut:
         repo = RecordsRepository(uow.conn)
@@ -236,11 +234,8 @@ def list_reports(db: Database, principal: Principal, *, cursor: str | None, limi
 def update_report(db: Database, principal: Principal, id: UUID, body: ReportPatch) -> ReportOut:
     """Move a report along pending -> running -> completed | failed; progress, results and totals on the way."""
     user_id = principal.require_user()
+    body.refuse_nulls("status", "progress_percentage", "total_tokens_used", "estimated_cost", "credits_consumed")
     changes = body.model_dump(exclude_unset=True)
-    bad = [k for k in ("status", "progress_percentage", "total_tokens_used", "estimated_cost", "credits_consumed")]
-    nulls = [k for k in bad if k in changes and changes[k] is None]
-    if nulls:
-        raise UnprocessableError("These fields cannot be null.", errors=[{"loc": ["body", k]} for k in nulls])
 
     def work(uow: UnitOfWork) -> ReportOut:
         repo = RecordsRepository(uow.conn)

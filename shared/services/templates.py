@@ -126,10 +126,8 @@ def create_template(db: Database, principal: Principal, body: TemplateIn) -> Tem
 
 def update_template(db: Database, principal: Principal, template_id: UUID, body: TemplatePatch) -> TemplateOut:
     admin_rights.require_admin(principal, TEMPLATE_ADMINS)
+    body.refuse_nulls(*NON_NULL)
     changes = body.model_dump(exclude_unset=True)
-    nulls = [k for k in NON_NULL if k in changes and changes[k] is None]
-    if nulls:
-        raise UnprocessableError("These fields cannot be null.", errors=[{"loc": ["body", k]} for k in nulls])
 
     def work(uow: UnitOfWork) -> TemplateOut:
         admin_rights.confirm_admin(uow, principal, write=True, detail=TEMPLATE_ADMINS)
