@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -106,70 +105,63 @@ ON CONFLICT (model, prompt_hash) DO UPDATE SET
     cost_estimate = EXCLUDED.cost_estimate, ttl = EXCLUDED.ttl, created_at = now(), hit_count = 0, last_hit_at = NULL
 """
 
-ENSURE_SPEND_ROW = """
-INSERT INTO ai_spend_months (user_id, month) VALUES (%(user_id)s, %(month)s)
-ON CONFLICT (user_id, month) DO NOTHING
-"""
 
-# The row lock serializes a user's concurrent reservations: the check and the reservation are one step.
-LOCK_SPEND_ROW = """
-SELECT spent_usd FROM ai_spend_months
-WHERE user_id = %(user_id)s AND month = %(month)s
-FOR UPDATE
-"""
+@dataclass(frozen=True)
+class SpendLedger:
+    """A spend limit's ledger: one row of what was spent per `key` (a user's month, or the day of all anonymous
+    conversations), and the reservations of the calls in flight against it. Tables and columns are fixed here,
+    never taken from a request."""
 
-# Read once the lock is held, in a statement of its own: it sees what the lock's previous holder committed.
-LIVE_RESERVATIONS = """
-SELECT coalesce(sum(amount_usd), 0) FROM ai_spend_reservations
-WHERE user_id = %(user_id)s AND month = %(month)s AND expires_at > now()
-"""
+    totals: str
+    reservations: str
+    key: tuple[str, ...]
 
-RESERVE_SPEND = """
-INSERT INTO ai_spend_reservations (user_id, month, amount_usd, expires_at)
-VALUES (%(user_id)s, %(month)s, %(amount)s, now() + make_interval(secs => %(lease_s)s))
-RETURNING id
-"""
+    def _where(self) -> str:
+        return " AND ".join(f"{column} = %({column})s" for column in self.key)
 
-# The call's reservation ends (if it made one; one that expired may be purged already) as its spend is counted.
-SETTLE_SPEND = """
-WITH released AS (
-    DELETE FROM ai_spend_reservations WHERE id = %(reservation_id)s
-)
-INSERT INTO ai_spend_months (user_id, month, spent_usd) VALUES (%(user_id)s, %(month)s, %(spent)s)
-ON CONFLICT (user_id, month) DO UPDATE
-SET spent_usd = ai_spend_months.spent_usd + EXCLUDED.spent_usd, updated_at = now()
-"""
+    def _columns(self) -> str:
+        return ", ".join(self.key)
+
+    def _values(self) -> str:
+        return ", ".join(f"%({column})s" for column in self.key)
+
+    def ensure(self) -> str:
+        return (
+            f"INSERT INTO {self.totals} ({self._columns()}) VALUES ({self._values()}) "  # noqa: S608 (fixed text)
+            f"ON CONFLICT ({self._columns()}) DO NOTHING"
+        )
+
+    def lock(self) -> str:
+        # The row lock serializes concurrent reservations: the check and the reservation are one step.
+        return f"SELECT spent_usd FROM {self.totals} WHERE {self._where()} FOR UPDATE"  # noqa: S608 (fixed text)
+
+    def live(self) -> str:
+        # Read once the lock is held, in a statement of its own: it sees what the lock's previous holder committed.
+        return (
+            f"SELECT coalesce(sum(amount_usd), 0) FROM {self.reservations} "  # noqa: S608 (fixed text)
+            f"WHERE {self._where()} AND expires_at > now()"
+        )
+
+    def reserve(self) -> str:
+        return (
+            f"INSERT INTO {self.reservations} ({self._columns()}, amount_usd, expires_at) "  # noqa: S608 (fixed text)
+            f"VALUES ({self._values()}, %(amount)s, now() + make_interval(secs => %(lease_s)s)) RETURNING id"
+        )
+
+    def settle(self) -> str:
+        # The call's reservation ends (if it made one; one that expired may be purged already) as its spend counts.
+        return (
+            f"WITH released AS (DELETE FROM {self.reservations} WHERE id = %(reservation_id)s) "  # noqa: S608 (fixed)
+            f"INSERT INTO {self.totals} ({self._columns()}, spent_usd) VALUES ({self._values()}, %(spent)s) "
+            f"ON CONFLICT ({self._columns()}) DO UPDATE "
+            f"SET spent_usd = {self.totals}.spent_usd + EXCLUDED.spent_usd, updated_at = now()"
+        )
 
 
-# What all anonymous conversations spend in a UTC day (ANONYMOUS_AI_DAILY_SPEND_LIMIT_USD): the same ledger as a
-# user's month, one row per day (migration 0538).
-ENSURE_ANONYMOUS_SPEND_DAY = """
-INSERT INTO ai_anonymous_spend_days (day) VALUES (%(day)s) ON CONFLICT (day) DO NOTHING
-"""
-
-LOCK_ANONYMOUS_SPEND_DAY = """
-SELECT spent_usd FROM ai_anonymous_spend_days WHERE day = %(day)s FOR UPDATE
-"""
-
-LIVE_ANONYMOUS_RESERVATIONS = """
-SELECT coalesce(sum(amount_usd), 0) FROM ai_anonymous_spend_reservations
-WHERE day = %(day)s AND expires_at > now()
-"""
-
-RESERVE_ANONYMOUS_SPEND = """
-INSERT INTO ai_anonymous_spend_reservations (day, amount_usd, expires_at)
-VALUES (%(day)s, %(amount)s, now() + make_interval(secs => %(lease_s)s))
-RETURNING id
-"""
-
-SETTLE_ANONYMOUS_SPEND = """
-WITH released AS (
-    DELETE FROM ai_anonymous_spend_reservations WHERE id = %(reservation_id)s
-)
-INSERT INTO ai_anonymous_spend_days (day, spent_usd) VALUES (%(day)s, %(spent)s)
-ON CONFLICT (day) DO UPDATE
-SET spent_usd = ai_anonymous_spend_days.spent_usd + EXCLUDED.spent_usd, updated_at = now()
-"""
+# A user's month (MONTHLY_SPEND_LIMIT_USD), and what all anonymous conversations spend in a UTC day
+# (ANONYMOUS_AI_DAILY_SPEND_LIMIT_USD, migration 0538).
+USER_MONTHS = SpendLedger("ai_spend_months", "ai_spend_reservations", ("user_id", "month"))
+ANONYMOUS_DAYS = SpendLedger("ai_anonymous_spend_days", "ai_anonymous_spend_reservations", ("day",))
 
 
 class ThreadRef(BaseModel):
@@ -360,43 +352,22 @@ class CompletionsRepository:
     def put_cache_entry(self, **values: Any) -> None:
         self.conn.execute(PUT_CACHE_ENTRY, values)
 
-    def lock_spend(self, user_id: UUID, month: Any) -> tuple[Decimal, Decimal]:
-        """(spent, reserved by calls in flight) for the month, with its row locked until the transaction ends."""
-        params = {"user_id": user_id, "month": month}
-        self.conn.execute(ENSURE_SPEND_ROW, params)
-        spent = self.conn.execute(LOCK_SPEND_ROW, params).fetchone()
-        reserved = self.conn.execute(LIVE_RESERVATIONS, params).fetchone()
+    def lock_spend(self, ledger: SpendLedger, key: dict[str, Any]) -> tuple[Decimal, Decimal]:
+        """(spent, reserved by calls in flight) in the ledger's row `key`, locked until the transaction ends."""
+        self.conn.execute(ledger.ensure(), key)
+        spent = self.conn.execute(ledger.lock(), key).fetchone()
+        reserved = self.conn.execute(ledger.live(), key).fetchone()
         assert spent is not None and reserved is not None
         return Decimal(spent[0]), Decimal(reserved[0])
 
-    def reserve_spend(self, user_id: UUID, month: Any, amount: Decimal, *, lease_s: float) -> int:
+    def reserve_spend(self, ledger: SpendLedger, key: dict[str, Any], amount: Decimal, *, lease_s: float) -> int:
         """A reservation of `amount` that counts until it is settled or `lease_s` seconds have passed; its id."""
-        params = {"user_id": user_id, "month": month, "amount": amount, "lease_s": lease_s}
-        row = self.conn.execute(RESERVE_SPEND, params).fetchone()
+        row = self.conn.execute(ledger.reserve(), {**key, "amount": amount, "lease_s": lease_s}).fetchone()
         assert row is not None
         return int(row[0])
 
-    def settle_spend(self, user_id: UUID, month: Any, *, reservation_id: int | None, spent: Decimal) -> None:
+    def settle_spend(
+        self, ledger: SpendLedger, key: dict[str, Any], *, reservation_id: int | None, spent: Decimal
+    ) -> None:
         """End the call's reservation (when it made one) and count what it spent."""
-        params = {"user_id": user_id, "month": month, "reservation_id": reservation_id, "spent": spent}
-        self.conn.execute(SETTLE_SPEND, params)
-
-    def lock_anonymous_spend(self, day: date) -> tuple[Decimal, Decimal]:
-        """(spent, reserved by calls in flight) by all anonymous conversations on `day`, with its row locked until
-        the transaction ends."""
-        params = {"day": day}
-        self.conn.execute(ENSURE_ANONYMOUS_SPEND_DAY, params)
-        spent = self.conn.execute(LOCK_ANONYMOUS_SPEND_DAY, params).fetchone()
-        reserved = self.conn.execute(LIVE_ANONYMOUS_RESERVATIONS, params).fetchone()
-        assert spent is not None and reserved is not None
-        return Decimal(spent[0]), Decimal(reserved[0])
-
-    def reserve_anonymous_spend(self, day: date, amount: Decimal, *, lease_s: float) -> int:
-        """An anonymous call's reservation of `amount` on `day`, as reserve_spend's; its id."""
-        row = self.conn.execute(RESERVE_ANONYMOUS_SPEND, {"day": day, "amount": amount, "lease_s": lease_s}).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def settle_anonymous_spend(self, day: date, *, reservation_id: int | None, spent: Decimal) -> None:
-        """End an anonymous call's reservation (when it made one) and count what it spent on `day`."""
-        self.conn.execute(SETTLE_ANONYMOUS_SPEND, {"day": day, "reservation_id": reservation_id, "spent": spent})
+        self.conn.execute(ledger.settle(), {**key, "reservation_id": reservation_id, "spent": spent})

@@ -45,7 +45,14 @@ from shared.providers.base import (
 )
 from shared.providers.registry import ProviderRegistry
 from shared.repositories.catalog import CatalogRepository, ModelRow
-from shared.repositories.completions import CompletionContext, CompletionsRepository, PriorTurn
+from shared.repositories.completions import (
+    ANONYMOUS_DAYS,
+    USER_MONTHS,
+    CompletionContext,
+    CompletionsRepository,
+    PriorTurn,
+    SpendLedger,
+)
 from shared.repositories.rate_limits import RateLimitsRepository
 from shared.services.message_content import check_content
 from shared.services.templates import count_template_use, usable_template
@@ -356,11 +363,10 @@ class CompletionService:
 
     def _reserve_anonymous(self, uow: UnitOfWork, plan: Plan, worst: Decimal) -> int | None:
         """Count an anonymous provider call for the client's address (and its IPv6 /48) in the fixed-window counters
-        that count anonymous creations (under keys of their own), then, with ANONYMOUS_AI_DAILY_SPEND_LIMIT_USD,
-        reserve its worst case in the day's ledger of all anonymous conversations; 429 with Retry-After past
-        either. In the caller's transaction: a refused call rolls its counts back. The counter rows' locks, then
-        the day's, make concurrent calls count one after another (always in that order), so the limits are exact.
-        The reservation's id, when one was made."""
+        that count anonymous creations (under keys of their own), then reserve its worst case in the day's ledger of
+        all anonymous conversations (_reserve_within); 429 with Retry-After past either. In one transaction: a
+        refused call rolls its counts back. The counter rows' locks, then the day's, make concurrent calls count one
+        after another (always in that order), so the limits are exact."""
         settings = self._settings
         assert plan.address is not None
         RateLimitsRepository(uow.conn).count_client(
@@ -371,12 +377,28 @@ class CompletionService:
             what="AI answers for anonymous conversations",
             prefix="ai:",
         )
-        limit = settings.anonymous_ai_daily_spend_limit_usd
+        return self._reserve_within(uow, plan, worst)
+
+    def _spend_ledger(self, plan: Plan) -> tuple[SpendLedger, dict[str, Any], Decimal | None]:
+        """The ledger a call's spend is counted in (the user's month, or all anonymous conversations' day), its
+        row's key, and the limit it has (None: no limit)."""
+        if plan.user_id is None:
+            return ANONYMOUS_DAYS, {"day": plan.day}, self._settings.anonymous_ai_daily_spend_limit_usd
+        return USER_MONTHS, {"user_id": plan.user_id, "month": plan.month}, self._settings.monthly_spend_limit_usd
+
+    def _reserve_within(self, uow: UnitOfWork, plan: Plan, worst: Decimal) -> int | None:
+        """With a spend limit, reserve the call's worst case in its ledger, or answer 429 (Retry-After: when the
+        ledger's period ends); the reservation's id, when one was made."""
+        ledger, key, limit = self._spend_ledger(plan)
         if limit is None:
             return None
         repo = CompletionsRepository(uow.conn)
-        spent, reserved = repo.lock_anonymous_spend(plan.day)
+        spent, reserved = repo.lock_spend(ledger, key)
         if spent + reserved + worst > limit:
+            if plan.user_id is not None:
+                raise RateLimitedError(
+                    "The monthly spend limit is reached.", retry_after=_seconds_to_next_month(self._clock())
+                )
             raise RateLimitedError(
                 "AI answers for anonymous conversations have reached today's spend limit; sign in, or try again "
                 "tomorrow.",
@@ -384,12 +406,9 @@ class CompletionService:
                 reason="anonymous_ai_daily_spend_limit",
             )
         if not worst:
-            return None
-        return repo.reserve_anonymous_spend(plan.day, worst, lease_s=self._reservation_lease_s())
-
-    def _reservation_lease_s(self) -> float:
-        """How long a spend reservation counts unless settled: longer than any call can run."""
-        return 2 * self._settings.provider_timeout_s + 60
+            return None  # a free model: nothing to reserve
+        # It counts until settled, or until no call could still be running (a call cut off never settles).
+        return repo.reserve_spend(ledger, key, worst, lease_s=2 * self._settings.provider_timeout_s + 60)
 
     def _turn_request(
         self,
@@ -636,27 +655,10 @@ class CompletionService:
                 "max_tokens.",
                 errors=[{"loc": ["body"], "type": "value_error", "msg": "worst-case cost out of range"}],
             )
-        user_id = plan.user_id
-        if user_id is None:
+        if plan.user_id is None:
             plan.reservation_id = self._db.transact(lambda uow: self._reserve_anonymous(uow, plan, worst))
-            return
-        limit = self._settings.monthly_spend_limit_usd
-        if limit is None:
-            return
-
-        def reserve(uow: UnitOfWork) -> int | None:
-            repo = CompletionsRepository(uow.conn)
-            spent, reserved = repo.lock_spend(user_id, plan.month)
-            if spent + reserved + worst > limit:
-                raise RateLimitedError(
-                    "The monthly spend limit is reached.", retry_after=_seconds_to_next_month(self._clock())
-                )
-            if not worst:
-                return None  # a free model: nothing to reserve
-            # It counts until settled, or until no call could still be running (a call cut off never settles).
-            return repo.reserve_spend(user_id, plan.month, worst, lease_s=self._reservation_lease_s())
-
-        plan.reservation_id = self._db.transact(reserve)
+        elif self._settings.monthly_spend_limit_usd is not None:
+            plan.reservation_id = self._db.transact(lambda uow: self._reserve_within(uow, plan, worst))
 
     def _call(self, plan: Plan) -> tuple[ProviderResult, int]:
         provider = self._providers.for_model(
@@ -693,19 +695,14 @@ class CompletionService:
         return self._settles_spend(plan, usage.cost_usd) or plan.cache_key is not None
 
     def _settles_spend(self, plan: Plan, spent: Decimal) -> bool:
-        settings = self._settings
-        limit = settings.monthly_spend_limit_usd if plan.user_id else settings.anonymous_ai_daily_spend_limit_usd
-        return plan.reservation_id is not None or (limit is not None and bool(spent))
+        return plan.reservation_id is not None or (self._spend_ledger(plan)[2] is not None and bool(spent))
 
     def _settle_spend(self, repo: CompletionsRepository, plan: Plan, spent: Decimal) -> None:
         """Queue the end of the call's reservation and the count of what it spent, in the ledger that has a limit
         (the user's month, or all anonymous conversations' day), when there is one."""
-        if not self._settles_spend(plan, spent):
-            return
-        if plan.user_id is None:
-            repo.settle_anonymous_spend(plan.day, reservation_id=plan.reservation_id, spent=spent)
-        else:
-            repo.settle_spend(plan.user_id, plan.month, reservation_id=plan.reservation_id, spent=spent)
+        if self._settles_spend(plan, spent):
+            ledger, key, _ = self._spend_ledger(plan)
+            repo.settle_spend(ledger, key, reservation_id=plan.reservation_id, spent=spent)
 
     def _settle(self, uow: UnitOfWork, plan: Plan, result: ProviderResult, usage: CompletionUsage) -> None:
         """Queue the call's spend settlement and its cache entry, where it has them."""
