@@ -247,7 +247,7 @@ def match(method: str, path: str) -> tuple[RouteGroup, Route, dict[str, str]] | 
 
 def path_exists(path: str) -> bool:
     """Whether any route serves this path, whatever the method (404 vs 405)."""
-    return any(route.pattern.match(path) for _, route in all_routes())
+    return bool(methods_of(path))
 
 
 def methods_of(path: str) -> list[str]:
