@@ -13,7 +13,6 @@ from uuid import UUID
 from shared.auth.principal import Principal
 from shared.db import UnitOfWork
 from shared.errors import ForbiddenError
-from shared.repositories.users import UsersRepository
 
 PRIVILEGED = frozenset({"admin", "super_admin"})
 ADMINS_ONLY = "This route is for administrators."
@@ -34,6 +33,9 @@ def admin_role_now(uow: UnitOfWork, principal: Principal, *, write: bool) -> str
     role change or deactivation waits for this transaction, and this write cannot land after it has answered."""
     if principal.user_id is None or not principal.is_admin:
         return None
+    # Imported here: every function imports require_admin (functions/_http.admins_first), few read the row.
+    from shared.repositories.users import UsersRepository
+
     state = UsersRepository(uow.conn).admin_state(principal.user_id, principal.api_key_id, for_share=write)
     if state is None or not state.is_active or state.role not in PRIVILEGED:
         return None
