@@ -13,7 +13,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import class_row
 
-from shared.repositories.conversations import PARTICIPANTS_LOGGED
+from shared.repositories.conversations import PARTICIPANTS_LOGGED, participants_logged
 from shared.repositories.users import USER_COLUMNS, UserRow
 
 # FOR NO KEY UPDATE: a role change or deactivation (FOR UPDATE), a password change, a sign-in and an admin acting
@@ -64,8 +64,7 @@ WHERE c.id = ANY(%(ids)s::uuid[])
 # deleting it may not see its conversations at all. Direct conversations have two admins and are never here.
 # The new admin's role change is a change in the conversation's feed (migration 0611), as a PATCH of it would be,
 # drawn under the conversation's row locked above.
-PROMOTE_SUCCESSORS = f"""
-WITH promoted AS (
+PROMOTE_SUCCESSORS = participants_logged("""
     UPDATE participants p SET role = 'admin'
     FROM (
         SELECT DISTINCT ON (o.conversation_id) o.id
@@ -77,12 +76,7 @@ WITH promoted AS (
                           WHERE a.conversation_id = me.conversation_id AND a.user_id <> me.user_id AND a.role = 'admin')
         ORDER BY o.conversation_id, NOT u.is_active, o.joined_at, o.id
     ) successor
-    WHERE p.id = successor.id
-    RETURNING p.conversation_id, p.user_id
-),
-{PARTICIPANTS_LOGGED.format(changed="promoted")}
-SELECT count(*) FROM promoted
-"""  # noqa: S608 (fixed text)
+    WHERE p.id = successor.id""")
 # The account leaves every conversation that stays (its participant rows go with the user row): each leaving is a
 # 'participants' change in that conversation's feed, as a leave is, drawn under the conversation's row locked above,
 # replacing the account's earlier entries there. The DELETE of the user row then sets its user_id NULL (migration

@@ -112,6 +112,7 @@ FIND_DIRECT = "SELECT id FROM conversations WHERE direct_key = %(direct_key)s"
 # statement's snapshot has a larger id (ids follow commit order within a conversation) and counts.
 _CURSOR_AT_JOIN = "(SELECT max(m.id) FROM messages m WHERE m.conversation_id = %(conversation_id)s)"
 
+
 # CTEs that log a 'participants' change (migration 0611) of each participant in {changed} (a CTE of the participant
 # write with conversation_id and user_id), when %(logged)s: its position drawn under the conversation's row, which the
 # caller holds FOR NO KEY UPDATE (or FOR UPDATE), so in commit order as an edit's. The feed reads the participant as
@@ -126,20 +127,28 @@ logged AS (
     SELECT x.conversation_id, 'participants', x.user_id FROM {changed} x WHERE %(logged)s
 )"""
 
+
+def participants_logged(write: str) -> str:
+    """The statement of a participant write (`write`: an INSERT, UPDATE or DELETE of participants, without its
+    RETURNING) that logs each participant it wrote (PARTICIPANTS_LOGGED) and answers how many it wrote."""
+    return f"""
+WITH changed AS (
+{write}
+    RETURNING conversation_id, user_id
+),
+{PARTICIPANTS_LOGGED.format(changed="changed")}
+SELECT count(*) FROM changed
+"""  # noqa: S608 (fixed text)
+
+
 # A new conversation's first participants log nothing (nobody could poll it before; its participant list says who
 # they are): `logged` false. A direct conversation's user back after leaving is logged.
-ADD_PARTICIPANTS = f"""
-WITH added AS (
+ADD_PARTICIPANTS = participants_logged(f"""
     INSERT INTO participants (conversation_id, user_id, role, last_read_message_id)
     SELECT %(conversation_id)s, u.id, CASE WHEN u.id = %(admin_id)s THEN 'admin' ELSE %(role)s END, {_CURSOR_AT_JOIN}
     FROM users u
     WHERE u.id = ANY(%(user_ids)s) AND u.is_active
-    ON CONFLICT (conversation_id, user_id) DO NOTHING
-    RETURNING conversation_id, user_id
-),
-{PARTICIPANTS_LOGGED.format(changed="added")}
-SELECT count(*) FROM added
-"""  # noqa: S608 (fixed text)
+    ON CONFLICT (conversation_id, user_id) DO NOTHING""")  # noqa: S608 (fixed text)
 
 ACTIVE_USERS = "SELECT id, is_ai FROM users WHERE id = ANY(%(ids)s) AND is_active"
 
@@ -174,35 +183,17 @@ WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
 
 # An addition, a role change and a removal are each logged in the change feed, in their own statement (above).
 # A participant already there is a unique violation (409): the statement writes nothing, logs nothing.
-ADD_PARTICIPANT = f"""
-WITH added AS (
+ADD_PARTICIPANT = participants_logged(f"""
     INSERT INTO participants (conversation_id, user_id, role, last_read_message_id)
-    VALUES (%(conversation_id)s, %(user_id)s, %(role)s, {_CURSOR_AT_JOIN})
-    RETURNING conversation_id, user_id
-),
-{PARTICIPANTS_LOGGED.format(changed="added")}
-SELECT count(*) FROM added
-"""  # noqa: S608 (fixed text)
+    VALUES (%(conversation_id)s, %(user_id)s, %(role)s, {_CURSOR_AT_JOIN})""")  # noqa: S608 (fixed text)
 
 # The same role again writes no row and logs nothing.
-SET_ROLE = f"""
-WITH changed AS (
+SET_ROLE = participants_logged("""
     UPDATE participants SET role = %(role)s
-    WHERE conversation_id = %(conversation_id)s AND user_id = %(user_id)s AND role <> %(role)s
-    RETURNING conversation_id, user_id
-),
-{PARTICIPANTS_LOGGED.format(changed="changed")}
-SELECT count(*) FROM changed
-"""  # noqa: S608 (fixed text)
+    WHERE conversation_id = %(conversation_id)s AND user_id = %(user_id)s AND role <> %(role)s""")
 
-REMOVE_PARTICIPANT = f"""
-WITH gone AS (
-    DELETE FROM participants WHERE conversation_id = %(conversation_id)s AND user_id = %(user_id)s
-    RETURNING conversation_id, user_id
-),
-{PARTICIPANTS_LOGGED.format(changed="gone")}
-SELECT count(*) FROM gone
-"""  # noqa: S608 (fixed text)
+REMOVE_PARTICIPANT = participants_logged("""
+    DELETE FROM participants WHERE conversation_id = %(conversation_id)s AND user_id = %(user_id)s""")
 
 # Locks the conversation's participant rows so two admins cannot both step down at once.
 OTHER_ADMINS_AND_HUMANS = """
