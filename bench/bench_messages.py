@@ -28,14 +28,17 @@ CONVERSATIONS = 100_000
 UNREAD = 50_000
 
 
+def _user(conn: psycopg.Connection[Any], name: str) -> uuid.UUID:
+    row = conn.execute(
+        "INSERT INTO users (username, email) VALUES (%s, %s) RETURNING id", (name, f"{name}@bench.test")
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
 def _seed(url: str) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
     with psycopg.connect(url, autocommit=True) as conn:
-        alice, bob = (
-            conn.execute(
-                "INSERT INTO users (username, email) VALUES (%s, %s) RETURNING id", (name, f"{name}@bench.test")
-            ).fetchone()[0]  # type: ignore[index]
-            for name in ("alice", "bob")
-        )
+        alice, bob = (_user(conn, name) for name in ("alice", "bob"))
         cid = conn.execute("INSERT INTO conversations (kind, title) VALUES ('group', 'bench') RETURNING id").fetchone()[
             0
         ]  # type: ignore[index]
@@ -111,12 +114,7 @@ def _seed_unread(url: str, sparse: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
     recently active conversation, so on the first page): one never read anything (no read cursor), the other read it
     all. Returns (behind, caught up)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        behind, caught_up = (
-            conn.execute(
-                "INSERT INTO users (username, email) VALUES (%s, %s) RETURNING id", (name, f"{name}@bench.test")
-            ).fetchone()[0]  # type: ignore[index]
-            for name in ("behind", "caught_up")
-        )
+        behind, caught_up = (_user(conn, name) for name in ("behind", "caught_up"))
         sender = conn.execute("SELECT id FROM users WHERE username = 'pool1'").fetchone()[0]  # type: ignore[index]
         busy = conn.execute(
             "INSERT INTO conversations (kind, title, last_message_at) VALUES ('group', 'unread', now()) RETURNING id"
