@@ -1,11 +1,11 @@
 -- Each participant row carries its conversation's kind (participants.conversation_kind), so that the conversation
--- list filtered by kind (GET /v1/conversations?kind=..., migration 0626) reads only the caller's rows of those kinds.
+-- list filtered by kind (GET /v1/conversations?kind=..., migration 0627) reads only the caller's rows of those kinds.
 --
 -- Why a copy: the kind is on conversations, the membership on participants, and the list's page is found from
 -- either side (confab_conversation_page, migration 0622). Without the kind on the caller's rows, a user in 10,000
 -- conversations asking for the kind they have 10 of read all 10,000 rows and probed each conversation for its kind
 -- (46 ms in EXPLAIN ANALYZE, 200,000 conversations), or walked every conversation of that kind by activity probing
--- each for the caller (154 ms). With it, an index of participants (user_id, conversation_kind) (migration 0625)
+-- each for the caller (154 ms). With it, an index of participants (user_id, conversation_kind) (migration 0626)
 -- finds those 10 rows.
 --
 -- The copy is kept by triggers, so no writer of participants has to know about it (nor code deployed before it):
@@ -14,9 +14,11 @@
 -- conversation only for a row that names none, and that row is then refused by the foreign key, as before, with its
 -- error (a NOT NULL constraint would be checked first and answer another). Every row written is filled.
 
+-- Rows already there are filled by migration 0625, in batches each committed on its own: filled here, in this
+-- file's transaction, the ACCESS EXCLUSIVE lock the ADD COLUMN takes would keep every read and write of
+-- participants waiting until the whole table was rewritten. The ADD COLUMN alone (nullable, no default) and the
+-- triggers take that lock for a moment; from their commit on, every row written is filled.
 ALTER TABLE participants ADD COLUMN conversation_kind text;
-
-UPDATE participants p SET conversation_kind = c.kind FROM conversations c WHERE c.id = p.conversation_id;
 
 CREATE FUNCTION confab_participant_takes_conversation_kind() RETURNS trigger
 LANGUAGE plpgsql AS $$

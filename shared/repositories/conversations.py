@@ -93,7 +93,7 @@ GET_VIEW = CONVERSATION_VIEW + "WHERE c.id = %(id)s"
 # last one when there is more): a PL/pgSQL function (migration 0622), so that the server keeps the statement's plan,
 # which chooses the page's conversations one of two ways while it runs, each cheap for one kind of caller. Each
 # conversation reads as CONVERSATION_VIEW has it. Only conversations of the kinds given (NULL: every kind), read
-# through the caller's participant rows, which carry their conversation's kind (migrations 0624 to 0626).
+# through the caller's participant rows, which carry their conversation's kind (migrations 0624 to 0627).
 LIST_FOR_MEMBER = (
     "SELECT * FROM confab_conversation_page(%(user_id)s, %(limit)s, %(after_at)s, %(after_id)s, %(kinds)s::text[])"
 )

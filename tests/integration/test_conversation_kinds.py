@@ -73,7 +73,7 @@ def one_of_each(people, db):
 
 
 def test_the_kinds_are_those_the_schema_allows_when_a_filter_is_read(db):
-    # The function names every kind when none is asked for (migration 0626): it and the service must name them all.
+    # The function names every kind when none is asked for (migration 0627): it and the service must name them all.
     definition = db.execute(
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE conrelid = 'conversations'::regclass AND conname = 'conversations_kind_check'"
@@ -153,7 +153,7 @@ def test_pages_under_a_filter_hold_only_that_kind_and_never_repeat_or_skip_when_
 
 def test_a_page_under_a_filter_is_found_either_way_the_list_finds_its_page_when_a_kind_is_rare_or_common(db):
     # The list finds a page by walking the activity index (a caller with at least sqrt(page * conversations) rows
-    # of the kinds asked for) or from the caller's rows of those kinds (migration 0626). alice is in 900 of 2,700
+    # of the kinds asked for) or from the caller's rows of those kinds (migration 0627). alice is in 900 of 2,700
     # conversations: 860 groups (a walk), in a stretch of which she has none (the walk comes short), and 40 rooms
     # (her rows); bob, in 27, always from his rows.
     alice, bob, carol = make_user(db, "alice"), make_user(db, "bob"), make_user(db, "carol")
@@ -267,7 +267,7 @@ def test_a_cursor_goes_on_when_passed_with_the_same_kinds_in_another_order(peopl
 
 def test_the_filtered_list_reads_only_the_callers_rows_of_the_kind_when_it_is_rare_among_many(people, db):
     # A caller in 400 groups and 3 rooms asks for rooms: the page is found from her 3 rows of that kind, read by
-    # index condition from participants (user_id, conversation_kind) (migrations 0624 to 0626), not from all 403.
+    # index condition from participants (user_id, conversation_kind) (migrations 0624 to 0627), not from all 403.
     # Fifty others are in the same conversations, so that hers are a fiftieth of the table.
     alice = people["alice"].user_id
     db.execute(

@@ -218,11 +218,11 @@ def test_the_change_log_takes_participant_entries_without_a_message_and_keeps_it
         assert rows == [("participants", None)]
 
 
-def test_participants_take_their_conversations_kind_and_the_list_filters_by_it_when_0624_to_0626_apply(
+def test_participants_take_their_conversations_kind_and_the_list_filters_by_it_when_0624_to_0627_apply(
     empty_database_url, tmp_path
 ):
     # Before 0624 a participant row did not say its conversation's kind; rows already there take it, and the list's
-    # function, called as code deployed before 0626 calls it, answers as before.
+    # function, called as code deployed before 0627 calls it, answers as before.
     folder = _migrated_before(empty_database_url, tmp_path, "0624")
     with psycopg.connect(empty_database_url, autocommit=True) as conn:
         user = conn.execute("INSERT INTO users (username, email) VALUES ('b', 'b@x.io') RETURNING id").fetchone()[0]
@@ -233,11 +233,25 @@ def test_participants_take_their_conversations_kind_and_the_list_filters_by_it_w
             ]
             conn.execute("INSERT INTO participants (conversation_id, user_id) VALUES (%s, %s)", (made[kind], user))
         before = conn.execute("SELECT items FROM confab_conversation_page(%s, 51, NULL, NULL)", (user,)).fetchone()
-        for name in ("0624", "0625", "0626"):
+        # More rows than 0625 fills in one batch (5,000), of another user: every batch, the last short one included.
+        other = conn.execute("INSERT INTO users (username, email) VALUES ('o', 'o@x.io') RETURNING id").fetchone()[0]
+        conn.execute(
+            "WITH made AS (INSERT INTO conversations (kind) SELECT 'group' FROM generate_series(1, 10001) "
+            "RETURNING id) "
+            "INSERT INTO participants (conversation_id, user_id) SELECT id, %s FROM made",
+            (other,),
+        )
+        for name in ("0624", "0625", "0626", "0627"):
             shutil.copy(next(MIGRATIONS.glob(f"{name}_*.sql")), folder)
         migrate(empty_database_url, folder)
-        rows = dict(conn.execute("SELECT conversation_id, conversation_kind FROM participants").fetchall())
+        rows = dict(
+            conn.execute("SELECT conversation_id, conversation_kind FROM participants WHERE user_id = %s", (user,))
+        )
         assert rows == {conversation_id: kind for kind, conversation_id in made.items()}
+        others = conn.execute(
+            "SELECT conversation_kind, count(*) FROM participants WHERE user_id = %s GROUP BY 1", (other,)
+        ).fetchall()
+        assert others == [("group", 10001)]
         assert (
             conn.execute("SELECT items FROM confab_conversation_page(%s, 51, NULL, NULL)", (user,)).fetchone() == before
         )

@@ -2,7 +2,7 @@
 -- the kinds to list, p_kinds (NULL: every kind).
 --
 -- The function is 0623's, with the caller's participant rows read as those of the kinds asked for, through
--- participants (user_id, conversation_kind) (migrations 0624 and 0625): where it counts the caller's rows to choose
+-- participants (user_id, conversation_kind) (migrations 0624 to 0626): where it counts the caller's rows to choose
 -- how to find the page, where it reads them to find it, and where it probes a conversation walked for the caller.
 -- Its reasoning holds with k the caller's conversations of those kinds: a caller with at least sqrt(L * N) of them
 -- walks conversations_activity_idx (at most 4 * sqrt(L * N) conversations, as before), anyone else reads their rows
@@ -13,7 +13,7 @@
 --
 -- NULL stands for every kind, named here as the CHECK on conversations.kind names them (migration 0001): the rows
 -- are read by an index condition, conversation_kind = ANY (...), which a test holds to that CHECK
--- (tests/integration/test_conversation_kinds.py). A row's kind is never NULL (migration 0624).
+-- (tests/integration/test_conversation_kinds.py). A row's kind is never NULL (migrations 0624 and 0625).
 --
 -- A new signature (a fifth argument) is a new function. The four-argument one answers as this one with NULL, for
 -- code deployed before this migration, until a later migration drops it.
