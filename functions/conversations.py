@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
@@ -32,6 +35,15 @@ from shared.services.messages import mark_read
 
 app = make_resolver()
 TAGS = ["conversations"]
+# One value, the kinds separated by commas (a scalar, as every Confab query parameter is; a repeated kind is a 422).
+Kind = Annotated[
+    str | None,
+    Query(
+        description="Only conversations of these kinds, comma-separated: direct, group, room, assistant, anonymous "
+        "(e.g. group,room). A next_cursor goes on only with the same kinds.",
+        examples=["direct", "group,room"],
+    ),
+]
 
 
 @app.get(
@@ -43,8 +55,8 @@ TAGS = ["conversations"]
         200: {"description": "Successful Response", "content": {"application/json": {"model": Page[Conversation]}}}
     },
 )
-def list_conversations(cursor: Cursor = None, limit: Limit = None) -> Response[str]:
-    page = service.list_conversations(container().db, principal_of(app), cursor, limit)
+def list_conversations(cursor: Cursor = None, limit: Limit = None, kind: Kind = None) -> Response[str]:
+    page = service.list_conversations(container().db, principal_of(app), cursor, limit, kind)
     return Response(status_code=200, content_type="application/json", body=page.to_json())
 
 

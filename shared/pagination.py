@@ -53,9 +53,12 @@ class JsonPage:
     next_cursor: str | None
 
     @classmethod
-    def of(cls, items_json: str, after: Sequence[Any] | None) -> JsonPage:
-        """The page from its items and, when there is more, the sort key the next page starts after."""
-        return cls(items_json=items_json, next_cursor=encode_cursor(after) if after is not None else None)
+    def of(cls, items_json: str, after: Sequence[Any] | None, scope: str | None = None) -> JsonPage:
+        """The page from its items and, when there is more, the sort key the next page starts after; a page read
+        under a filter names it (`scope`) in its cursor (decode_scoped_cursor)."""
+        if after is None:
+            return cls(items_json=items_json, next_cursor=None)
+        return cls(items_json=items_json, next_cursor=encode_cursor(after if scope is None else (*after, scope)))
 
     def to_json(self) -> str:
         return '{"items":' + self.items_json + ',"next_cursor":' + json.dumps(self.next_cursor) + "}"
@@ -117,20 +120,54 @@ def _typed(value: Any, kind: KeyPart) -> Any:
     return text_key(value)
 
 
+MALFORMED_CURSOR = "The cursor is malformed; pass back a next_cursor exactly as received."
+CURSOR_SCOPE_MISMATCH = (
+    "The cursor was made for a page of another filter: pass it with the filter of the page it came from, or start "
+    "again without a cursor."
+)
+
+
+def _cursor_values(cursor: str) -> list[Any]:
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise ValueError("too long")
+    padded = cursor + "=" * (-len(cursor) % 4)
+    values = json.loads(base64.b64decode(padded, altchars=b"-_", validate=True))
+    if not isinstance(values, list):
+        raise ValueError("wrong shape")
+    return values
+
+
+def _typed_key(values: list[Any], kinds: Sequence[KeyPart]) -> tuple[Any, ...]:
+    if len(values) != len(kinds):
+        raise ValueError("wrong shape")
+    return tuple(_typed(value, kind) for value, kind in zip(values, kinds, strict=True))
+
+
 def decode_cursor(cursor: str | None, kinds: Sequence[KeyPart]) -> tuple[Any, ...] | None:
     """The sort key inside a cursor, typed per `kinds`; None for no cursor; anything malformed is a 400."""
     if cursor is None or cursor == "":
         return None
     try:
-        if len(cursor) > MAX_CURSOR_CHARS:
-            raise ValueError("too long")
-        padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.b64decode(padded, altchars=b"-_", validate=True))
-        if not isinstance(values, list) or len(values) != len(kinds):
-            raise ValueError("wrong shape")
-        return tuple(_typed(value, kind) for value, kind in zip(values, kinds, strict=True))
+        return _typed_key(_cursor_values(cursor), kinds)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidRequestError("The cursor is malformed; pass back a next_cursor exactly as received.") from exc
+        raise InvalidRequestError(MALFORMED_CURSOR) from exc
+
+
+def decode_scoped_cursor(cursor: str | None, kinds: Sequence[KeyPart], scope: str | None) -> tuple[Any, ...] | None:
+    """decode_cursor for a list read under a filter, `scope` (None: unfiltered): the cursor of a filtered page
+    carries its filter after the sort key (JsonPage.of), and a cursor made under another filter, or under none, is a
+    400 (reason `cursor_filter_mismatch`) rather than a page that starts somewhere in another list."""
+    if cursor is None or cursor == "":
+        return None
+    try:
+        values = _cursor_values(cursor)
+        made_under = text_key(values.pop()) if len(values) == len(kinds) + 1 else None
+        key = _typed_key(values, kinds)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidRequestError(MALFORMED_CURSOR) from exc
+    if made_under != scope:
+        raise InvalidRequestError(CURSOR_SCOPE_MISMATCH, reason="cursor_filter_mismatch")
+    return key
 
 
 def page_of(rows: Sequence[T], limit: int, key: Callable[[T], Sequence[Any]]) -> Page[T]:

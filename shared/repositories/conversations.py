@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -92,8 +92,11 @@ GET_VIEW = CONVERSATION_VIEW + "WHERE c.id = %(id)s"
 # The caller's conversations by last activity, newest first, a page rendered as JSON (its items, and the key of the
 # last one when there is more): a PL/pgSQL function (migration 0622), so that the server keeps the statement's plan,
 # which chooses the page's conversations one of two ways while it runs, each cheap for one kind of caller. Each
-# conversation reads as CONVERSATION_VIEW has it.
-LIST_FOR_MEMBER = "SELECT * FROM confab_conversation_page(%(user_id)s, %(limit)s, %(after_at)s, %(after_id)s)"
+# conversation reads as CONVERSATION_VIEW has it. Only conversations of the kinds given (NULL: every kind), read
+# through the caller's participant rows, which carry their conversation's kind (migrations 0624 to 0627).
+LIST_FOR_MEMBER = (
+    "SELECT * FROM confab_conversation_page(%(user_id)s, %(limit)s, %(after_at)s, %(after_id)s, %(kinds)s::text[])"
+)
 
 INSERT_CONVERSATION = """
 INSERT INTO conversations (id, kind, title, user_id, created_by, use_case, room_type, room_token, host, cmd_port,
@@ -343,11 +346,12 @@ class ConversationsRepository:
             return cur.execute(GET_VIEW, {"id": conversation_id, "user_id": user_id}).fetchone()
 
     def list_for_member(
-        self, user_id: UUID, after: tuple[Any, ...] | None, limit: int
+        self, user_id: UUID, after: tuple[Any, ...] | None, limit: int, kinds: Sequence[str] | None = None
     ) -> tuple[str, tuple[datetime, UUID] | None]:
-        """(up to `limit` - 1 of the caller's conversations after the key `after` as a JSON array, the key of the last
-        one when there is more or None); `limit` rows are read, the last only to tell."""
-        row = self.conn.execute(LIST_FOR_MEMBER, {"user_id": user_id, "limit": limit, **_after(after)}).fetchone()
+        """(up to `limit` - 1 of the caller's conversations of `kinds` (None: all) after the key `after` as a JSON
+        array, the key of the last one when there is more or None); `limit` rows are read, the last only to tell."""
+        params = {"user_id": user_id, "limit": limit, "kinds": None if kinds is None else list(kinds), **_after(after)}
+        row = self.conn.execute(LIST_FOR_MEMBER, params).fetchone()
         assert row is not None  # the function answers one row
         items, after_at, after_id = row
         return str(items), (after_at, after_id) if after_at is not None else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 from uuid import UUID, uuid4
 
 from shared.auth.principal import Principal
@@ -13,6 +13,7 @@ from shared.errors import ConflictError, ForbiddenError, UnprocessableError
 from shared.models.conversations import (
     Conversation,
     ConversationCreate,
+    ConversationKind,
     ConversationUpdate,
     DataRef,
     DataRefCreate,
@@ -25,11 +26,12 @@ from shared.models.conversations import (
     Thread,
     ThreadCreate,
 )
-from shared.pagination import JsonPage, Page, decode_cursor, page_limit, page_of, page_within
+from shared.pagination import JsonPage, Page, decode_cursor, decode_scoped_cursor, page_limit, page_of, page_within
 from shared.repositories.conversations import ConversationsRepository
 from shared.services.access import conversation_access, not_found, require_admin
 from shared.settings import Settings
 
+CONVERSATION_KINDS: tuple[str, ...] = get_args(ConversationKind)  # as the CHECK on conversations.kind has them
 OWNED_KINDS = ("room", "assistant")  # deleted with their owner; direct and group chats survive their creator
 TITLED_KINDS = ("group", "room")  # created with a title and never without one
 
@@ -48,15 +50,34 @@ def view(repo: ConversationsRepository, conversation_id: UUID, user_id: UUID | N
 # Conversations -----------------------------------------------------------------------------------------------
 
 
-def list_conversations(db: Database, principal: Principal, cursor: str | None, limit: int | None) -> JsonPage:
-    """The caller's conversations by last activity, newest first, as JSON that PostgreSQL rendered (a
-    Page[Conversation])."""
+def kinds_asked(kind: str | None) -> tuple[str, ...] | None:
+    """The kinds a list of conversations is filtered to, from the `kind` parameter (kinds separated by commas), in
+    the schema's order and each once; None for every kind. A value that names no kind is a 422 on the parameter."""
+    if kind is None:
+        return None
+    asked = kind.split(",")
+    unknown = next((name for name in asked if name not in CONVERSATION_KINDS), None)
+    if unknown is not None:
+        message = f"Unknown kind {unknown!r}: kind is one or more of {', '.join(CONVERSATION_KINDS)}, comma-separated."
+        raise UnprocessableError(message, errors=[{"loc": ["query", "kind"], "type": "enum", "msg": message}])
+    return tuple(name for name in CONVERSATION_KINDS if name in asked)
+
+
+def list_conversations(
+    db: Database, principal: Principal, cursor: str | None, limit: int | None, kind: str | None = None
+) -> JsonPage:
+    """The caller's conversations by last activity, newest first, of the kinds in `kind` (all when None), as JSON
+    that PostgreSQL rendered (a Page[Conversation]). A filtered page's cursor carries its filter: it goes on only
+    under the same one (decode_scoped_cursor)."""
     user_id = principal.require_user()
+    kinds = kinds_asked(kind)
+    scope = None if kinds is None else ",".join(kinds)
     size = page_limit(limit)
-    after = decode_cursor(cursor, (datetime, UUID))
+    after = decode_scoped_cursor(cursor, (datetime, UUID), scope)
 
     def work(uow: UnitOfWork) -> JsonPage:
-        return JsonPage.of(*ConversationsRepository(uow.conn).list_for_member(user_id, after, size + 1))
+        items, last = ConversationsRepository(uow.conn).list_for_member(user_id, after, size + 1, kinds)
+        return JsonPage.of(items, last, scope)
 
     # One statement answers the page, so it runs in autocommit: no BEGIN and ROLLBACK round trips.
     return db.statement(work)

@@ -176,7 +176,9 @@ def test_unread_count_walks_the_index_from_the_read_cursor_and_stops_at_the_cap_
     ):
         db.execute(setting)
     alone = db.execute("SELECT confab_unread_count(%s, %s, NULL)", (group["id"], alice.user_id)).fetchone()
-    listed = db.execute("SELECT items FROM confab_conversation_page(%s, 51, NULL, NULL)", (alice.user_id,)).fetchone()
+    listed = db.execute(
+        "SELECT items FROM confab_conversation_page(%s, 51, NULL, NULL, NULL)", (alice.user_id,)
+    ).fetchone()
     db.execute("SET client_min_messages = notice")
     assert alone == (UNREAD_COUNT_MAX + 1,) and listed is not None
     assert json.loads(listed[0])[0]["unread_count_capped"] is True

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import socket
@@ -215,6 +216,48 @@ def test_the_change_log_takes_participant_entries_without_a_message_and_keeps_it
         conn.execute("DELETE FROM users WHERE id = %s", (user,))
         rows = conn.execute("SELECT kind, user_id FROM message_changes WHERE message_id IS NULL").fetchall()
         assert rows == [("participants", None)]
+
+
+def test_participants_take_their_conversations_kind_and_the_list_filters_by_it_when_0624_to_0627_apply(
+    empty_database_url, tmp_path
+):
+    # Before 0624 a participant row did not say its conversation's kind; rows already there take it, and the list's
+    # function, called as code deployed before 0627 calls it, answers as before.
+    folder = _migrated_before(empty_database_url, tmp_path, "0624")
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        user = conn.execute("INSERT INTO users (username, email) VALUES ('b', 'b@x.io') RETURNING id").fetchone()[0]
+        made = {}
+        for kind in ("direct", "group", "room", "assistant"):
+            made[kind] = conn.execute("INSERT INTO conversations (kind) VALUES (%s) RETURNING id", (kind,)).fetchone()[
+                0
+            ]
+            conn.execute("INSERT INTO participants (conversation_id, user_id) VALUES (%s, %s)", (made[kind], user))
+        before = conn.execute("SELECT items FROM confab_conversation_page(%s, 51, NULL, NULL)", (user,)).fetchone()
+        # More rows than 0625 fills in one batch (5,000), of another user: every batch, the last short one included.
+        other = conn.execute("INSERT INTO users (username, email) VALUES ('o', 'o@x.io') RETURNING id").fetchone()[0]
+        conn.execute(
+            "WITH made AS (INSERT INTO conversations (kind) SELECT 'group' FROM generate_series(1, 10001) "
+            "RETURNING id) "
+            "INSERT INTO participants (conversation_id, user_id) SELECT id, %s FROM made",
+            (other,),
+        )
+        for name in ("0624", "0625", "0626", "0627"):
+            shutil.copy(next(MIGRATIONS.glob(f"{name}_*.sql")), folder)
+        migrate(empty_database_url, folder)
+        rows = dict(
+            conn.execute("SELECT conversation_id, conversation_kind FROM participants WHERE user_id = %s", (user,))
+        )
+        assert rows == {conversation_id: kind for kind, conversation_id in made.items()}
+        others = conn.execute(
+            "SELECT conversation_kind, count(*) FROM participants WHERE user_id = %s GROUP BY 1", (other,)
+        ).fetchall()
+        assert others == [("group", 10001)]
+        assert (
+            conn.execute("SELECT items FROM confab_conversation_page(%s, 51, NULL, NULL)", (user,)).fetchone() == before
+        )
+        page = "SELECT items FROM confab_conversation_page(%s, 51, NULL, NULL, %s)"
+        rooms = conn.execute(page, (user, ["room", "direct"])).fetchone()[0]
+        assert {item["id"] for item in json.loads(rooms)} == {str(made["room"]), str(made["direct"])}
 
 
 def test_0591_leaves_the_time_of_a_send_that_commits_while_it_waits_for_the_conversation(empty_database_url, tmp_path):

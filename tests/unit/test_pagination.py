@@ -11,9 +11,11 @@ from shared.errors import InvalidRequestError
 from shared.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
+    JsonPage,
     Page,
     answer_bytes,
     decode_cursor,
+    decode_scoped_cursor,
     encode_cursor,
     page_limit,
     page_of,
@@ -54,6 +56,35 @@ def test_no_cursor_means_first_page_when_absent_or_empty():
 def test_malformed_cursor_is_a_400_when_decoded(cursor):
     with pytest.raises(InvalidRequestError):
         decode_cursor(cursor, KINDS)
+
+
+def test_a_filtered_pages_cursor_goes_on_only_under_the_same_filter_when_decoded():
+    key = (datetime(2026, 1, 2, tzinfo=UTC), uuid.uuid4())
+    filtered = JsonPage.of("[]", key, "group,room").next_cursor
+    plain = JsonPage.of("[]", key).next_cursor
+    assert plain == encode_cursor(key) and filtered != plain
+    assert decode_scoped_cursor(filtered, KINDS, "group,room") == key
+    assert decode_scoped_cursor(plain, KINDS, None) == key
+    assert decode_scoped_cursor(None, KINDS, "group") is None
+    for cursor, scope in ((filtered, "group"), (filtered, None), (plain, "group,room")):
+        with pytest.raises(InvalidRequestError) as refused:
+            decode_scoped_cursor(cursor, KINDS, scope)
+        assert refused.value.extra == {"reason": "cursor_filter_mismatch"}
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not base64 !!",
+        encode_cursor(("2026-01-01T00:00:00+00:00", "00000000-0000-0000-0000-000000000000", 7)),
+        encode_cursor(("2026-01-01T00:00:00+00:00", "00000000-0000-0000-0000-000000000000", "group", "room")),
+        encode_cursor(("2026-01-01T00:00:00+00:00",)),
+    ],
+)
+def test_malformed_filtered_cursor_is_a_400_without_a_reason_when_decoded(cursor):
+    with pytest.raises(InvalidRequestError) as refused:
+        decode_scoped_cursor(cursor, KINDS, "group")
+    assert refused.value.extra == {}
 
 
 @pytest.mark.parametrize("key", [2**63, -(2**63) - 1, 10**30])
