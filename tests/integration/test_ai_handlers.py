@@ -239,6 +239,29 @@ def test_endpoint_urls_are_422_when_not_https_or_not_public(ai_app, db, url):
     assert db.execute("SELECT count(*) FROM deployed_resources").fetchone()[0] == 0
 
 
+@pytest.mark.parametrize("url", ["https://api..example.com/v1", f"https://{'a' * 64}.example.com/v1"])
+def test_endpoint_urls_are_422_naming_the_field_when_the_host_is_no_dns_name(ai_app, db, url):
+    # IDNA cannot encode an empty label or one over 63 characters: getaddrinfo raised UnicodeError, not an
+    # OSError, before any lookup, and the catalog answered 500.
+    admin = add_user(db, role="admin")
+    principal = context_for(admin, role="admin")
+    model = call("catalog", models_event("POST", principal, {"model_id": "nim", "base_url": url}))
+    resource = call(
+        "catalog",
+        models_event(
+            "POST",
+            principal,
+            {"resource_name": "r", "resource_type": "nvidia-nim", "endpoint_url": url},
+            path="/v1/deployed-resources",
+        ),
+    )
+    for response, field in ((model, "base_url"), (resource, "endpoint_url")):
+        assert response["statusCode"] == 422, response["body"]
+        assert [item["loc"] for item in body_of(response)["errors"]] == [["body", field]]
+    assert db.execute("SELECT count(*) FROM model_configurations").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM deployed_resources").fetchone()[0] == 0
+
+
 def test_admin_creates_and_patches_a_model_and_a_resource_when_endpoints_are_public(ai_app, db):
     admin = add_user(db, role="admin")
     principal = context_for(admin, role="admin")
