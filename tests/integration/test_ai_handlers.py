@@ -352,6 +352,46 @@ def test_chat_completions_answer_in_openai_shape_with_usage_and_record_usage_whe
     assert ai_app.events[1].cost_avoided_usd == ai_app.events[0].cost_usd > 0
 
 
+def test_an_answer_cut_at_max_tokens_is_length_again_when_answered_from_the_cache(ai_app, db):
+    # A client continues an answer whose finish_reason is "length" (OpenAI's clients, agents): a cache hit on such
+    # an answer said "stop", so the truncated answer read as whole.
+    add_model(db)
+    user = add_user(db)
+    body = {"model": "local-echo", "messages": [{"role": "user", "content": "tell me more"}], "max_tokens": 1}
+    chat = [body_of(call("openai", chat_event(user, {**body, "temperature": 0}))) for _ in range(2)]
+    assert [answer["choices"][0]["finish_reason"] for answer in chat] == ["length", "length"]
+    turns = []
+    for _ in range(2):  # a first question in a fresh thread: the second is answered from the first's entry
+        _, thread = add_thread(db, user, model_id="local-echo")
+        turns.append(body_of(complete(user, thread, {"content": "go on", "max_tokens": 1})))
+    assert [(t["finish_reason"], t["usage"]["cache_hit"]) for t in turns] == [("length", False), ("length", True)]
+    assert [e.cache_hit for e in ai_app.events] == [False, True, False, True]
+
+
+def test_a_retried_turn_answers_the_finish_reason_it_was_answered_with(ai_app, db):
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    turn = {"content": "tell me more", "max_tokens": 1, "idempotency_key": "turn-1"}
+    first, retried = (body_of(complete(user, thread, turn)) for _ in range(2))
+    assert retried["message"] == first["message"] and len(ai_app.events) == 1
+    assert (first["finish_reason"], retried["finish_reason"]) == ("length", "length")
+
+
+def test_a_cache_entry_stored_before_finish_reasons_were_kept_is_not_answered_from(ai_app, db):
+    # Entries from before migration 0630 may hold a cut answer under no finish_reason: asked again, not reused.
+    add_model(db)
+    user = add_user(db)
+    body = {"model": "local-echo", "messages": [{"role": "user", "content": "tell me more"}], "max_tokens": 1}
+    body["temperature"] = 0
+    call("openai", chat_event(user, body))
+    db.execute("UPDATE ai_cache SET finish_reason = NULL")
+    again = body_of(call("openai", chat_event(user, body)))
+    assert again["choices"][0]["finish_reason"] == "length"
+    assert [e.cache_hit for e in ai_app.events] == [False, False]
+    assert db.execute("SELECT finish_reason FROM ai_cache").fetchall() == [("length",)]
+
+
 def _events(response) -> list[str]:
     """The `data:` payloads of a server-sent event stream, in order."""
     assert response["body"].endswith("\n\n")
