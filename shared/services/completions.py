@@ -548,7 +548,10 @@ class CompletionService:
             stop=tuple(stop),
         )
         if sum(estimate_tokens(m.content) for m in request.messages) + out_tokens > model.context_window_tokens:
-            raise UnprocessableError("The messages do not fit the model's context window.")
+            raise UnprocessableError(
+                "The messages do not fit the model's context window with max_tokens of answer.",
+                errors=[{"loc": ["body", "messages"], "type": "context_window_exceeded"}],
+            )
         # The client sent the whole context itself, so an identical context may be answered for anyone.
         plan = self._plan(
             user_id, model, request, None, query_size=sum(len(m.content) for m in messages), streaming=streaming
@@ -843,7 +846,10 @@ def _fit(system: list[str], history_newest_first: Sequence[tuple[str, str]], bud
         if chosen and cost > remaining:
             break
         if not chosen and cost > remaining:
-            raise UnprocessableError("The message does not fit the model's context window.")
+            raise UnprocessableError(
+                "The message does not fit the model's context window with max_tokens of answer.",
+                errors=[{"loc": ["body", "content"], "type": "context_window_exceeded"}],
+            )
         remaining -= cost
         chosen.append(ChatMessage("assistant" if sender_kind == "ai" else "user", content))
     return tuple(reversed(chosen))

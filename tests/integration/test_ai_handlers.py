@@ -593,6 +593,22 @@ def test_every_services_422_names_the_body_field_the_client_sent_as_a_schema_err
         assert [item["loc"] for item in body_of(response)["errors"]] == [list(loc)]
 
 
+def test_a_request_past_the_models_context_window_is_422_naming_the_field_it_refused(ai_app, db):
+    # The one refusal of the request's content that named no field: a form could not show it beside the input.
+    add_model(db, context_window=64, max_output=16)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    chat = {"model": "local-echo", "messages": [{"role": "user", "content": "word " * 100}]}
+    refusals = {
+        ("body", "content"): complete(user, thread, {"content": "word " * 100}),
+        ("body", "messages"): call("openai", chat_event(user, chat)),
+    }
+    for loc, response in refusals.items():
+        assert response["statusCode"] == 422, response["body"]
+        assert [item["loc"] for item in body_of(response)["errors"]] == [list(loc)]
+    assert ai_app.events == []
+
+
 def test_chat_content_with_a_lone_surrogate_is_422_before_the_provider_not_a_500(ai_app, db):
     # JSON's "\ud800" decodes to a lone surrogate, which no UTF-8 text holds: a send's content is refused by its
     # schema, but the OpenAI message's content (a string or text parts) passed and broke the cost estimate (500).
