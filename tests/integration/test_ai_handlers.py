@@ -262,6 +262,29 @@ def test_endpoint_urls_are_422_naming_the_field_when_the_host_is_no_dns_name(ai_
     assert db.execute("SELECT count(*) FROM deployed_resources").fetchone()[0] == 0
 
 
+def test_a_model_whose_output_fills_its_context_window_is_422_and_nothing_changes(ai_app, db):
+    # A turn asks for max_output_tokens of answer and gives the context the window less that: such a model was
+    # stored, and then refused every completion a client sent without a smaller max_tokens.
+    admin = add_user(db, role="admin")
+    principal = context_for(admin, role="admin")
+    model = {"model_id": "m1", "context_window_tokens": 8192, "max_output_tokens": 8192}
+    refused = call("catalog", models_event("POST", principal, model))
+    assert refused["statusCode"] == 422, refused["body"]
+    assert [item["loc"] for item in body_of(refused)["errors"]] == [["body", "max_output_tokens"]]
+    assert db.execute("SELECT count(*) FROM model_configurations").fetchone()[0] == 0
+    created = body_of(call("catalog", models_event("POST", principal, {**model, "max_output_tokens": 4096})))
+    path = f"/v1/model-configurations/{created['id']}"
+    patch = dict(path=path, resource="/v1/model-configurations/{id}", params={"id": created["id"]})
+    for change in ({"context_window_tokens": 4096}, {"max_output_tokens": 9000, "display_name": "x"}):
+        refused = call("catalog", models_event("PATCH", principal, change, **patch))
+        assert refused["statusCode"] == 422, refused["body"]
+        assert [item["loc"] for item in body_of(refused)["errors"]] == [["body", "max_output_tokens"]]
+    row = db.execute("SELECT context_window_tokens, max_output_tokens, display_name FROM model_configurations")
+    assert row.fetchone() == (8192, 4096, None)
+    changed = call("catalog", models_event("PATCH", principal, {"context_window_tokens": 4097}, **patch))
+    assert changed["statusCode"] == 200 and body_of(changed)["context_window_tokens"] == 4097
+
+
 def test_admin_creates_and_patches_a_model_and_a_resource_when_endpoints_are_public(ai_app, db):
     admin = add_user(db, role="admin")
     principal = context_for(admin, role="admin")
