@@ -38,7 +38,7 @@ class CompletionRequest(Strict):
 def post_completion(
     id: PathId,
     body: CompletionRequest,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
 ) -> Response[str]:
     principal = principal_of(app)
     key = body.idempotency_key or idempotency_key

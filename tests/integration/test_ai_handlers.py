@@ -11,7 +11,7 @@ import pytest
 from shared import bootstrap
 from tests.ai_helpers import FakePublisher, add_model, add_thread, add_user, api_event, context_for
 from tests.conversations_helpers import call as call_route
-from tests.conversations_helpers import jwt_principal
+from tests.conversations_helpers import jwt_principal, make_user
 from tests.helpers import FakeLambdaContext, body_of, header
 from tests.integration.test_openai_compatible_provider import FakeUpstream
 
@@ -119,6 +119,23 @@ def test_completion_is_409_problem_storing_nothing_when_its_idempotency_key_was_
     assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 2 and len(ai_app.events) == 1
     retry = ask("lunch at noon?")
     assert retry["statusCode"] == 200 and body_of(retry)["message"]["id"] == body_of(first)["message"]["id"]
+
+
+def test_an_empty_idempotency_key_header_is_422_storing_nothing_as_a_sends_is(ai_app, db):
+    # An HTTP client that sends the header with an unset value: the empty key was stored, and the user's next,
+    # different question was a 409 (the same question a replay of the first answer).
+    add_model(db)
+    user = make_user(db)
+    conversation, thread = add_thread(db, user, model_id="local-echo")
+    path = f"/v1/threads/{thread}/completions"
+    for content in ("one", "two"):
+        refused = call_route(
+            "POST", path, jwt_principal(user), body={"content": content}, headers={"Idempotency-Key": ""}
+        )
+        assert refused.status == 422, refused.body
+        assert [item["loc"] for item in refused.body["errors"]] == [["header", "idempotency-key"]]
+    assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (conversation,)).fetchone()[0] == 0
+    assert ai_app.events == []
 
 
 def test_completion_is_the_same_404_as_a_random_id_when_the_caller_is_not_a_participant(ai_app, db):
