@@ -245,8 +245,10 @@ def update_model(
         row = repo.model(id)
         assert row is not None
         # Checked on the row as changed (the update locked it), so two PATCHes, one of each field, cannot pass
-        # the check apart; a refusal rolls the change back.
-        _check_output_fits(row.context_window_tokens, row.max_output_tokens)
+        # the check apart; a refusal rolls the change back. Only when the PATCH sets either: a row stored before
+        # the check can still be deactivated or renamed as it is.
+        if {"context_window_tokens", "max_output_tokens"} & changes.keys():
+            _check_output_fits(row.context_window_tokens, row.max_output_tokens)
         return _model_out(row, admin=True)
 
     return db.transact(work)

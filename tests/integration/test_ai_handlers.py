@@ -300,6 +300,10 @@ def test_a_model_whose_output_fills_its_context_window_is_422_and_nothing_change
     assert row.fetchone() == (8192, 4096, None)
     changed = call("catalog", models_event("PATCH", principal, {"context_window_tokens": 4097}, **patch))
     assert changed["statusCode"] == 200 and body_of(changed)["context_window_tokens"] == 4097
+    # A model stored before the check can still be deactivated without being mended first.
+    db.execute("UPDATE model_configurations SET max_output_tokens = 5000")
+    deactivated = call("catalog", models_event("PATCH", principal, {"is_active": False}, **patch))
+    assert deactivated["statusCode"] == 200 and body_of(deactivated)["is_active"] is False
 
 
 def test_admin_creates_and_patches_a_model_and_a_resource_when_endpoints_are_public(ai_app, db):
