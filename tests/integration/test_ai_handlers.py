@@ -138,6 +138,30 @@ def test_an_empty_idempotency_key_header_is_422_storing_nothing_as_a_sends_is(ai
     assert ai_app.events == []
 
 
+def test_a_model_id_or_key_with_a_nul_is_422_naming_the_field_and_a_model_read_404(ai_app, db):
+    # Looked up as they came, they were refused by the database: a 422 saying the value "cannot be stored", naming
+    # no field, and for GET /v1/models/{id} (a read, where no such model is a 404).
+    add_model(db)
+    user = make_user(db)
+    conversation, thread = add_thread(db, user, model_id="local-echo")
+    me, path = jwt_principal(user), f"/v1/threads/{thread}/completions"
+    chat = {"model": "local\x00echo", "messages": [{"role": "user", "content": "hi"}]}
+    refusals = {
+        ("body", "model"): call_route("POST", "/v1/chat/completions", me, body=chat),
+        ("body", "model_id"): call_route("POST", path, me, body={"content": "hi", "model_id": "local\x00echo"}),
+        ("body", "idempotency_key"): call_route("POST", path, me, body={"content": "hi", "idempotency_key": "k\x00"}),
+        ("header", "idempotency-key"): call_route(
+            "POST", path, me, body={"content": "hi"}, headers={"Idempotency-Key": "k\x00"}
+        ),
+    }
+    for loc, reply in refusals.items():
+        assert reply.status == 422, reply.body
+        assert [item["loc"] for item in reply.body["errors"]] == [list(loc)]
+    assert call_route("GET", "/v1/models/local%00echo", me).status == 404
+    assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (conversation,)).fetchone()[0] == 0
+    assert ai_app.events == []
+
+
 def test_completion_is_the_same_404_as_a_random_id_when_the_caller_is_not_a_participant(ai_app, db):
     add_model(db)
     owner, stranger = add_user(db), add_user(db)
