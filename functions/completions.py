@@ -20,13 +20,18 @@ from shared.services.completions import ThreadCompletion
 app = make_resolver()
 
 
+# PostgreSQL text holds no NUL: a model id or key with one was looked up, and refused as a value that "cannot be
+# stored" naming no field; as a schema error it names the field (a turn's content has its own check: the service's).
+NO_NUL = r"^[^\x00]*$"
+
+
 class CompletionRequest(Strict):
     content: str = Field(min_length=1)  # at most MESSAGE_MAX_CHARS, as a message's (the service checks)
-    model_id: str | None = Field(None, min_length=1, max_length=255)
+    model_id: str | None = Field(None, min_length=1, max_length=255, pattern=NO_NUL)
     template_id: UUID | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
-    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200, pattern=NO_NUL)
 
 
 @app.post(
@@ -38,7 +43,9 @@ class CompletionRequest(Strict):
 def post_completion(
     id: PathId,
     body: CompletionRequest,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=NO_NUL)
+    ] = None,
 ) -> Response[str]:
     principal = principal_of(app)
     key = body.idempotency_key or idempotency_key

@@ -1,4 +1,4 @@
-"""Free-form JSON a client stores and every reader gets back: bounded in depth.
+"""Free-form JSON a client stores and every reader gets back: bounded in depth, and only what jsonb can hold.
 
 Pydantic cannot write a response nested past its serialization depth (about 250), so deeper JSON would be
 stored and then break every read of it (a 500 for the write and for every later list). JSON_MAX_DEPTH is far
@@ -7,6 +7,7 @@ below that and above any real document.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 from pydantic import AfterValidator
@@ -14,15 +15,37 @@ from pydantic import AfterValidator
 JSON_MAX_DEPTH = 64
 
 
+def _storable_scalar(value: Any) -> None:
+    """Refuse what PostgreSQL's jsonb cannot hold, naming why: Python's JSON reader takes NaN, Infinity and numbers
+    past a double's range (1e400 reads as infinity), none of which JSON has, and strings with a NUL or a lone
+    surrogate (JSON's "\u0000", "\ud800"). They were a 422 naming no field, saying "a rule of the data model"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("JSON numbers must be finite (no NaN, Infinity, or a number past 1e308)")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("JSON text cannot hold a NUL character (\\u0000)")
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError("JSON text must be Unicode (it holds a lone surrogate)") from None
+
+
 def _within_json_depth(value: Any) -> Any:
-    """The value, if no object or array in it lies deeper than JSON_MAX_DEPTH (walked without recursion)."""
-    pending: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
+    """The value, if no object or array in it lies deeper than JSON_MAX_DEPTH (walked without recursion) and every
+    key and scalar in it can be stored (_storable_scalar)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
+        if not isinstance(item, dict | list):
+            _storable_scalar(item)
+            continue
         if depth > JSON_MAX_DEPTH:
             raise ValueError(f"JSON may be nested at most {JSON_MAX_DEPTH} levels deep")
+        if isinstance(item, dict):
+            for key in item:
+                _storable_scalar(key)
         children = item.values() if isinstance(item, dict) else item
-        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        pending.extend((child, depth + 1) for child in children)
     return value
 
 

@@ -87,8 +87,19 @@ class BedrockProvider:
         return ProviderResult(text=text, usage=tokens, finish_reason=_finish(response.get("stopReason")))
 
 
+# Converse's stop reasons in OpenAI's words: a client continues a "length" answer and shows a "content_filter"
+# one as withheld, so neither may read as a whole answer ("stop").
+BEDROCK_FINISH = {
+    "max_tokens": "length",
+    "content_filtered": "content_filter",
+    "guardrail_intervened": "content_filter",
+}
+# The finish reasons an OpenAI-compatible server sends that Confab passes on ("tool_calls" cannot come: no tools).
+OPENAI_FINISH = frozenset({"length", "content_filter"})
+
+
 def _finish(stop_reason: Any) -> str:
-    return "length" if stop_reason == "max_tokens" else "stop"
+    return BEDROCK_FINISH.get(str(stop_reason), "stop")
 
 
 class SageMakerProvider:
@@ -148,5 +159,5 @@ def parse_chat_completion(body: dict[str, Any]) -> ProviderResult:
         output=int(usage.get("completion_tokens", 0)),
         cached=int(details.get("cached_tokens") or 0),
     )
-    finish = "length" if choice.get("finish_reason") == "length" else "stop"
+    finish = choice.get("finish_reason") if choice.get("finish_reason") in OPENAI_FINISH else "stop"
     return ProviderResult(text=str(text), usage=tokens, finish_reason=finish)

@@ -63,7 +63,9 @@ def check_endpoint_url(url: str, *, resolver: Resolver = resolve_host) -> list[s
             raise EndpointRefused("The endpoint URL may not point at loopback.") from None
         try:
             addresses = resolver(host, port)
-        except OSError:
+        except (OSError, UnicodeError):
+            # UnicodeError: a name IDNA cannot encode (an empty label, as in "a..b", or one over 63 characters)
+            # fails in getaddrinfo before any lookup; no resolver could answer it either.
             raise EndpointRefused("The endpoint host does not resolve.") from None
     if not addresses:
         raise EndpointRefused("The endpoint host does not resolve.")

@@ -85,8 +85,8 @@ UPDATE conversations SET last_message_at = now() WHERE id IN (SELECT conversatio
 """
 
 CACHE_ENTRY = """
-SELECT response_text, tokens_input, tokens_output, cost_estimate FROM ai_cache
-WHERE model = %(model)s AND prompt_hash = %(prompt_hash)s AND ttl > now()
+SELECT response_text, tokens_input, tokens_output, cost_estimate, finish_reason FROM ai_cache
+WHERE model = %(model)s AND prompt_hash = %(prompt_hash)s AND ttl > now() AND finish_reason IS NOT NULL
 """
 
 COUNT_CACHE_HIT = """
@@ -96,11 +96,13 @@ WHERE model = %(model)s AND prompt_hash = %(prompt_hash)s
 
 PUT_CACHE_ENTRY = """
 INSERT INTO ai_cache (model, prompt_hash, prompt_summary, response_text, tokens_used, tokens_input, tokens_output,
-                      cost_estimate, ttl)
+                      cost_estimate, finish_reason, ttl)
 VALUES (%(model)s, %(prompt_hash)s, %(prompt_summary)s, %(response_text)s, %(tokens_input)s + %(tokens_output)s,
-        %(tokens_input)s, %(tokens_output)s, %(cost_estimate)s, now() + make_interval(secs => %(ttl_s)s))
+        %(tokens_input)s, %(tokens_output)s, %(cost_estimate)s, %(finish_reason)s,
+        now() + make_interval(secs => %(ttl_s)s))
 ON CONFLICT (model, prompt_hash) DO UPDATE SET
     prompt_summary = EXCLUDED.prompt_summary, response_text = EXCLUDED.response_text,
+    finish_reason = EXCLUDED.finish_reason,
     tokens_used = EXCLUDED.tokens_used, tokens_input = EXCLUDED.tokens_input, tokens_output = EXCLUDED.tokens_output,
     cost_estimate = EXCLUDED.cost_estimate, ttl = EXCLUDED.ttl, created_at = now(), hit_count = 0, last_hit_at = NULL
 """
@@ -199,6 +201,7 @@ class CacheEntry(BaseModel):
     tokens_input: int
     tokens_output: int
     cost_estimate: Decimal
+    finish_reason: str  # why the answer ended ("stop", "length"): a hit answers it again
 
 
 class CompletionContext(BaseModel):

@@ -177,6 +177,16 @@ def _check_secret(arn: str | None, settings: Settings) -> None:
     )
 
 
+def _check_output_fits(context_window_tokens: int, max_output_tokens: int) -> None:
+    """A completion asks for max_output_tokens of answer unless the client sends fewer, and the context gets the
+    window less that: a model whose output fills its window refused every request a client sent as it is."""
+    if max_output_tokens >= context_window_tokens:
+        raise UnprocessableError(
+            "max_output_tokens must be less than context_window_tokens: the context gets the window less the answer.",
+            errors=[{"loc": ["body", "max_output_tokens"], "type": "output_exceeds_context_window"}],
+        )
+
+
 def list_models(db: Database, principal: Principal, *, cursor: str | None, limit: int | None) -> Page[ModelOut]:
     principal.require_user()
     size = page_limit(limit)
@@ -198,6 +208,7 @@ def create_model(
     db: Database, principal: Principal, body: ModelIn, settings: Settings, resolver: Resolver = resolve_host
 ) -> ModelOut:
     user_id = require_admin(principal)
+    _check_output_fits(body.context_window_tokens, body.max_output_tokens)
     _check_url(body.base_url, "base_url", settings, resolver)
     _check_secret(body.api_key_secret_arn, settings)
 
@@ -233,6 +244,11 @@ def update_model(
             raise NotFoundError()
         row = repo.model(id)
         assert row is not None
+        # Checked on the row as changed (the update locked it), so two PATCHes, one of each field, cannot pass
+        # the check apart; a refusal rolls the change back. Only when the PATCH sets either: a row stored before
+        # the check can still be deactivated or renamed as it is.
+        if {"context_window_tokens", "max_output_tokens"} & changes.keys():
+            _check_output_fits(row.context_window_tokens, row.max_output_tokens)
         return _model_out(row, admin=True)
 
     return db.transact(work)

@@ -200,7 +200,14 @@ def _replay(prior: PriorTurn | None, thread_id: UUID, content: str) -> ThreadCom
         message=CompletionMessage.model_validate(prior.answer),
         user_message_id=prior.id,
         usage=CompletionUsage.model_validate(prior.answer["usage"]),
+        finish_reason=_recorded_finish(prior.answer["usage"]),
     )
+
+
+def _recorded_finish(usage: dict[str, Any]) -> str:
+    """Why a recorded answer ended: kept beside its usage in `ai_completions.usage` (records made before it was
+    kept say nothing, and read "stop", as they were answered)."""
+    return str(usage.get("finish_reason") or "stop")
 
 
 class CompletionService:
@@ -440,11 +447,11 @@ class CompletionService:
         """Answer a planned thread turn from the cache or the model, record it and report its usage."""
         hit = self._cached(plan)
         if hit is not None:
-            text, usage = hit
+            text, usage, finish_reason = hit
 
             def finish_hit(uow: UnitOfWork) -> ThreadCompletion:
                 self._count_hit(uow, plan)
-                return self._finish_thread(uow, plan, text, usage, "stop")
+                return self._finish_thread(uow, plan, text, usage, finish_reason)
 
             answer = self._db.pipelined(finish_hit)
             self._publish(plan, usage, len(text))
@@ -498,7 +505,8 @@ class CompletionService:
             idempotency_key=plan.idempotency_key,
             answer=text,
             model_id=plan.model.model_id,
-            usage=usage.model_dump(mode="json"),
+            # Why the answer ended is recorded beside its usage, for a retry with the same key to answer it again.
+            usage={**usage.model_dump(mode="json"), "finish_reason": finish},
         )
         uow.commit()
         plan.recorded = True
@@ -512,7 +520,7 @@ class CompletionService:
             message=message,
             user_message_id=recorded.user_message_id,
             usage=usage if recorded.created else CompletionUsage.model_validate(recorded.usage),
-            finish_reason=finish,
+            finish_reason=finish if recorded.created else _recorded_finish(recorded.usage),
         )
 
     # OpenAI-compatible chat ------------------------------------------------------------------------------
@@ -540,17 +548,20 @@ class CompletionService:
             stop=tuple(stop),
         )
         if sum(estimate_tokens(m.content) for m in request.messages) + out_tokens > model.context_window_tokens:
-            raise UnprocessableError("The messages do not fit the model's context window.")
+            raise UnprocessableError(
+                "The messages do not fit the model's context window with max_tokens of answer.",
+                errors=[{"loc": ["body", "messages"], "type": "context_window_exceeded"}],
+            )
         # The client sent the whole context itself, so an identical context may be answered for anyone.
         plan = self._plan(
             user_id, model, request, None, query_size=sum(len(m.content) for m in messages), streaming=streaming
         )
         hit = self._cached(plan)
         if hit is not None:
-            text, usage = hit
+            text, usage, finish_reason = hit
             self._db.transact(lambda uow: self._count_hit(uow, plan))
             self._publish(plan, usage, len(text))
-            return ChatCompletion(text=text, usage=usage)
+            return ChatCompletion(text=text, usage=usage, finish_reason=finish_reason)
         self._reserve(plan)
         try:
             result, latency_ms = self._call(plan)
@@ -614,8 +625,9 @@ class CompletionService:
         cacheable = request.temperature == 0 or self._settings.ai_cache_nondeterministic
         return cache_key(model, request, scope) if cacheable and self._settings.ai_cache_ttl_s > 0 else None
 
-    def _cached(self, plan: Plan) -> tuple[str, CompletionUsage] | None:
-        """The cached answer and the usage of a hit (no tokens bought, the cost avoided), or None."""
+    def _cached(self, plan: Plan) -> tuple[str, CompletionUsage, str] | None:
+        """The cached answer, the usage of a hit (no tokens bought, the cost avoided) and why the answer ended (a
+        hit on an answer cut at max_tokens is "length" again), or None."""
         key = plan.cache_key
         if key is None:
             return None
@@ -634,7 +646,7 @@ class CompletionService:
             model=plan.model.model_id,
             provider=plan.model.provider,
         )
-        return entry.response_text, usage
+        return entry.response_text, usage, entry.finish_reason
 
     def _count_hit(self, uow: UnitOfWork, plan: Plan) -> None:
         assert plan.cache_key is not None
@@ -717,6 +729,7 @@ class CompletionService:
                 tokens_input=result.usage.input,
                 tokens_output=result.usage.output,
                 cost_estimate=usage.cost_usd,
+                finish_reason=result.finish_reason,
                 ttl_s=self._settings.ai_cache_ttl_s,
             )
 
@@ -833,7 +846,10 @@ def _fit(system: list[str], history_newest_first: Sequence[tuple[str, str]], bud
         if chosen and cost > remaining:
             break
         if not chosen and cost > remaining:
-            raise UnprocessableError("The message does not fit the model's context window.")
+            raise UnprocessableError(
+                "The message does not fit the model's context window with max_tokens of answer.",
+                errors=[{"loc": ["body", "content"], "type": "context_window_exceeded"}],
+            )
         remaining -= cost
         chosen.append(ChatMessage("assistant" if sender_kind == "ai" else "user", content))
     return tuple(reversed(chosen))

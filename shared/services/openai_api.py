@@ -58,7 +58,7 @@ class ChatCompletionRequest(BaseModel):
     """The fields Confab honours; others OpenAI defines are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow")
-    model: str = Field(min_length=1, max_length=255)
+    model: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00]*$")  # no catalog id holds a NUL
     messages: list[OpenAIMessage] = Field(min_length=1, max_length=1000)
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
@@ -217,7 +217,9 @@ def retrieve_model(db: Database, model_id: str) -> ModelCard:
     """GET /v1/models/{id}: an active model. The openai package percent-encodes the id as one path segment
     (`meta%2Fllama-3.1-8b-instruct`); a catalog id holds no "%", so decoding an id that arrived decoded is harmless.
     """
-    row = db.read(lambda uow: CatalogRepository(uow.conn).model_by_model_id(unquote(model_id)))
+    model_id = unquote(model_id)
+    # No catalog id holds a NUL (PostgreSQL text cannot): looked up, it was a 422 "cannot be stored" for a read.
+    row = None if "\x00" in model_id else db.read(lambda uow: CatalogRepository(uow.conn).model_by_model_id(model_id))
     if row is None or not row.is_active:
         raise NotFoundError("No such model.")
     return _card(row)

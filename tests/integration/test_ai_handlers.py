@@ -11,7 +11,7 @@ import pytest
 from shared import bootstrap
 from tests.ai_helpers import FakePublisher, add_model, add_thread, add_user, api_event, context_for
 from tests.conversations_helpers import call as call_route
-from tests.conversations_helpers import jwt_principal
+from tests.conversations_helpers import jwt_principal, make_user
 from tests.helpers import FakeLambdaContext, body_of, header
 from tests.integration.test_openai_compatible_provider import FakeUpstream
 
@@ -119,6 +119,47 @@ def test_completion_is_409_problem_storing_nothing_when_its_idempotency_key_was_
     assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 2 and len(ai_app.events) == 1
     retry = ask("lunch at noon?")
     assert retry["statusCode"] == 200 and body_of(retry)["message"]["id"] == body_of(first)["message"]["id"]
+
+
+def test_an_empty_idempotency_key_header_is_422_storing_nothing_as_a_sends_is(ai_app, db):
+    # An HTTP client that sends the header with an unset value: the empty key was stored, and the user's next,
+    # different question was a 409 (the same question a replay of the first answer).
+    add_model(db)
+    user = make_user(db)
+    conversation, thread = add_thread(db, user, model_id="local-echo")
+    path = f"/v1/threads/{thread}/completions"
+    for content in ("one", "two"):
+        refused = call_route(
+            "POST", path, jwt_principal(user), body={"content": content}, headers={"Idempotency-Key": ""}
+        )
+        assert refused.status == 422, refused.body
+        assert [item["loc"] for item in refused.body["errors"]] == [["header", "idempotency-key"]]
+    assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (conversation,)).fetchone()[0] == 0
+    assert ai_app.events == []
+
+
+def test_a_model_id_or_key_with_a_nul_is_422_naming_the_field_and_a_model_read_404(ai_app, db):
+    # Looked up as they came, they were refused by the database: a 422 saying the value "cannot be stored", naming
+    # no field, and for GET /v1/models/{id} (a read, where no such model is a 404).
+    add_model(db)
+    user = make_user(db)
+    conversation, thread = add_thread(db, user, model_id="local-echo")
+    me, path = jwt_principal(user), f"/v1/threads/{thread}/completions"
+    chat = {"model": "local\x00echo", "messages": [{"role": "user", "content": "hi"}]}
+    refusals = {
+        ("body", "model"): call_route("POST", "/v1/chat/completions", me, body=chat),
+        ("body", "model_id"): call_route("POST", path, me, body={"content": "hi", "model_id": "local\x00echo"}),
+        ("body", "idempotency_key"): call_route("POST", path, me, body={"content": "hi", "idempotency_key": "k\x00"}),
+        ("header", "idempotency-key"): call_route(
+            "POST", path, me, body={"content": "hi"}, headers={"Idempotency-Key": "k\x00"}
+        ),
+    }
+    for loc, reply in refusals.items():
+        assert reply.status == 422, reply.body
+        assert [item["loc"] for item in reply.body["errors"]] == [list(loc)]
+    assert call_route("GET", "/v1/models/local%00echo", me).status == 404
+    assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (conversation,)).fetchone()[0] == 0
+    assert ai_app.events == []
 
 
 def test_completion_is_the_same_404_as_a_random_id_when_the_caller_is_not_a_participant(ai_app, db):
@@ -239,6 +280,56 @@ def test_endpoint_urls_are_422_when_not_https_or_not_public(ai_app, db, url):
     assert db.execute("SELECT count(*) FROM deployed_resources").fetchone()[0] == 0
 
 
+@pytest.mark.parametrize("url", ["https://api..example.com/v1", f"https://{'a' * 64}.example.com/v1"])
+def test_endpoint_urls_are_422_naming_the_field_when_the_host_is_no_dns_name(ai_app, db, url):
+    # IDNA cannot encode an empty label or one over 63 characters: getaddrinfo raised UnicodeError, not an
+    # OSError, before any lookup, and the catalog answered 500.
+    admin = add_user(db, role="admin")
+    principal = context_for(admin, role="admin")
+    model = call("catalog", models_event("POST", principal, {"model_id": "nim", "base_url": url}))
+    resource = call(
+        "catalog",
+        models_event(
+            "POST",
+            principal,
+            {"resource_name": "r", "resource_type": "nvidia-nim", "endpoint_url": url},
+            path="/v1/deployed-resources",
+        ),
+    )
+    for response, field in ((model, "base_url"), (resource, "endpoint_url")):
+        assert response["statusCode"] == 422, response["body"]
+        assert [item["loc"] for item in body_of(response)["errors"]] == [["body", field]]
+    assert db.execute("SELECT count(*) FROM model_configurations").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM deployed_resources").fetchone()[0] == 0
+
+
+def test_a_model_whose_output_fills_its_context_window_is_422_and_nothing_changes(ai_app, db):
+    # A turn asks for max_output_tokens of answer and gives the context the window less that: such a model was
+    # stored, and then refused every completion a client sent without a smaller max_tokens.
+    admin = add_user(db, role="admin")
+    principal = context_for(admin, role="admin")
+    model = {"model_id": "m1", "context_window_tokens": 8192, "max_output_tokens": 8192}
+    refused = call("catalog", models_event("POST", principal, model))
+    assert refused["statusCode"] == 422, refused["body"]
+    assert [item["loc"] for item in body_of(refused)["errors"]] == [["body", "max_output_tokens"]]
+    assert db.execute("SELECT count(*) FROM model_configurations").fetchone()[0] == 0
+    created = body_of(call("catalog", models_event("POST", principal, {**model, "max_output_tokens": 4096})))
+    path = f"/v1/model-configurations/{created['id']}"
+    patch = dict(path=path, resource="/v1/model-configurations/{id}", params={"id": created["id"]})
+    for change in ({"context_window_tokens": 4096}, {"max_output_tokens": 9000, "display_name": "x"}):
+        refused = call("catalog", models_event("PATCH", principal, change, **patch))
+        assert refused["statusCode"] == 422, refused["body"]
+        assert [item["loc"] for item in body_of(refused)["errors"]] == [["body", "max_output_tokens"]]
+    row = db.execute("SELECT context_window_tokens, max_output_tokens, display_name FROM model_configurations")
+    assert row.fetchone() == (8192, 4096, None)
+    changed = call("catalog", models_event("PATCH", principal, {"context_window_tokens": 4097}, **patch))
+    assert changed["statusCode"] == 200 and body_of(changed)["context_window_tokens"] == 4097
+    # A model stored before the check can still be deactivated without being mended first.
+    db.execute("UPDATE model_configurations SET max_output_tokens = 5000")
+    deactivated = call("catalog", models_event("PATCH", principal, {"is_active": False}, **patch))
+    assert deactivated["statusCode"] == 200 and body_of(deactivated)["is_active"] is False
+
+
 def test_admin_creates_and_patches_a_model_and_a_resource_when_endpoints_are_public(ai_app, db):
     admin = add_user(db, role="admin")
     principal = context_for(admin, role="admin")
@@ -327,6 +418,46 @@ def test_chat_completions_answer_in_openai_shape_with_usage_and_record_usage_whe
     assert body_of(second)["choices"][0]["message"]["content"] == answer["choices"][0]["message"]["content"]
     assert [e.cache_hit for e in ai_app.events] == [False, True]
     assert ai_app.events[1].cost_avoided_usd == ai_app.events[0].cost_usd > 0
+
+
+def test_an_answer_cut_at_max_tokens_is_length_again_when_answered_from_the_cache(ai_app, db):
+    # A client continues an answer whose finish_reason is "length" (OpenAI's clients, agents): a cache hit on such
+    # an answer said "stop", so the truncated answer read as whole.
+    add_model(db)
+    user = add_user(db)
+    body = {"model": "local-echo", "messages": [{"role": "user", "content": "tell me more"}], "max_tokens": 1}
+    chat = [body_of(call("openai", chat_event(user, {**body, "temperature": 0}))) for _ in range(2)]
+    assert [answer["choices"][0]["finish_reason"] for answer in chat] == ["length", "length"]
+    turns = []
+    for _ in range(2):  # a first question in a fresh thread: the second is answered from the first's entry
+        _, thread = add_thread(db, user, model_id="local-echo")
+        turns.append(body_of(complete(user, thread, {"content": "go on", "max_tokens": 1})))
+    assert [(t["finish_reason"], t["usage"]["cache_hit"]) for t in turns] == [("length", False), ("length", True)]
+    assert [e.cache_hit for e in ai_app.events] == [False, True, False, True]
+
+
+def test_a_retried_turn_answers_the_finish_reason_it_was_answered_with(ai_app, db):
+    add_model(db)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    turn = {"content": "tell me more", "max_tokens": 1, "idempotency_key": "turn-1"}
+    first, retried = (body_of(complete(user, thread, turn)) for _ in range(2))
+    assert retried["message"] == first["message"] and len(ai_app.events) == 1
+    assert (first["finish_reason"], retried["finish_reason"]) == ("length", "length")
+
+
+def test_a_cache_entry_stored_before_finish_reasons_were_kept_is_not_answered_from(ai_app, db):
+    # Entries from before migration 0630 may hold a cut answer under no finish_reason: asked again, not reused.
+    add_model(db)
+    user = add_user(db)
+    body = {"model": "local-echo", "messages": [{"role": "user", "content": "tell me more"}], "max_tokens": 1}
+    body["temperature"] = 0
+    call("openai", chat_event(user, body))
+    db.execute("UPDATE ai_cache SET finish_reason = NULL")
+    again = body_of(call("openai", chat_event(user, body)))
+    assert again["choices"][0]["finish_reason"] == "length"
+    assert [e.cache_hit for e in ai_app.events] == [False, False]
+    assert db.execute("SELECT finish_reason FROM ai_cache").fetchall() == [("length",)]
 
 
 def _events(response) -> list[str]:
@@ -528,6 +659,22 @@ def test_every_services_422_names_the_body_field_the_client_sent_as_a_schema_err
     for loc, response in refusals.items():
         assert response["statusCode"] == 422, response["body"]
         assert [item["loc"] for item in body_of(response)["errors"]] == [list(loc)]
+
+
+def test_a_request_past_the_models_context_window_is_422_naming_the_field_it_refused(ai_app, db):
+    # The one refusal of the request's content that named no field: a form could not show it beside the input.
+    add_model(db, context_window=64, max_output=16)
+    user = add_user(db)
+    _, thread = add_thread(db, user, model_id="local-echo")
+    chat = {"model": "local-echo", "messages": [{"role": "user", "content": "word " * 100}]}
+    refusals = {
+        ("body", "content"): complete(user, thread, {"content": "word " * 100}),
+        ("body", "messages"): call("openai", chat_event(user, chat)),
+    }
+    for loc, response in refusals.items():
+        assert response["statusCode"] == 422, response["body"]
+        assert [item["loc"] for item in body_of(response)["errors"]] == [list(loc)]
+    assert ai_app.events == []
 
 
 def test_chat_content_with_a_lone_surrogate_is_422_before_the_provider_not_a_500(ai_app, db):

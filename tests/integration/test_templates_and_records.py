@@ -330,6 +330,42 @@ def test_free_json_nested_past_the_depth_limit_is_422_and_the_records_still_read
     assert execution_call(author, "GET")["statusCode"] == 200
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [float("nan"), float("inf"), {"a\x00b": 1}, "a\x00b", ["\ud800"], {"\udfff": 1}],
+    ids=["NaN", "Infinity", "NUL in a key", "NUL", "lone surrogate", "lone surrogate in a key"],
+)
+def test_free_json_jsonb_cannot_hold_is_422_naming_the_field_and_changes_nothing(ai_app, db, bad):
+    # Python's JSON reader takes NaN, Infinity (1e400 reads as it) and strings no jsonb holds: the database refused
+    # them with a 422 that named no field and said a value "breaks a rule of the data model".
+    author = add_user(db, role="admin")
+    conversation, _ = add_thread(db, author)
+    rid = body_of(report_call(author, "POST", {"report_uuid": "r", "goal": "g"}))["id"]
+    resource = {"resource_name": "r", "resource_type": "bedrock", "deployment_config": {"x": bad}}
+    refusals = {
+        ("body", "summaries"): report_call(author, "PATCH", {"summaries": {"x": [bad]}}, rid),
+        ("body", "failed_agents"): execution_call(
+            author, "POST", {"conversation_id": str(conversation), "failed_agents": [bad]}
+        ),
+        ("body", "deployment_config"): call(
+            "catalog",
+            api_event(
+                "POST",
+                "/v1/deployed-resources",
+                "/v1/deployed-resources",
+                principal=context_for(author, role="admin"),
+                body=resource,
+            ),
+        ),
+    }
+    for loc, response in refusals.items():
+        assert response["statusCode"] == 422, response["body"]
+        assert [tuple(item["loc"][:2]) for item in body_of(response)["errors"]] == [loc]
+    assert body_of(report_call(author, "GET", report_id=rid))["summaries"] is None
+    assert db.execute("SELECT count(*) FROM code_executions").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM deployed_resources").fetchone()[0] == 0
+
+
 def test_a_field_the_body_does_not_name_is_422_and_changes_nothing(ai_app, db):
     # A misspelt field was dropped and the request answered 200 as if it had done what it asked: {"progress": 50}
     # (the field is progress_percentage) left the report as it was.

@@ -10,7 +10,7 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from shared.providers.aws import BedrockProvider, SageMakerProvider
+from shared.providers.aws import BedrockProvider, SageMakerProvider, parse_chat_completion
 from shared.providers.base import (
     MESSAGE_OVERHEAD_TOKENS,
     ChatMessage,
@@ -74,6 +74,36 @@ def test_bedrock_sends_converse_shape_and_reads_usage_when_the_model_answers():
     assert result.text == "4"
     assert result.usage == TokenUsage(input=25, output=1, cached=5)
     assert result.finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("stop_reason", "finish_reason"),
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("max_tokens", "length"),
+        ("content_filtered", "content_filter"),
+        ("guardrail_intervened", "content_filter"),
+    ],
+)
+def test_bedrock_stop_reasons_read_as_openais_finish_reasons_a_filtered_answer_never_as_stop(
+    stop_reason, finish_reason
+):
+    # A filtered answer read as "stop" looks whole to a client, which shows OpenAI's "content_filter" as withheld.
+    client = _client("bedrock-runtime")
+    stubber = Stubber(client)
+    stubber.add_response("converse", _converse_answer("", stop_reason=stop_reason, inputTokens=20, outputTokens=0))
+    with stubber:
+        assert BedrockProvider(client).complete(REQUEST).finish_reason == finish_reason
+
+
+@pytest.mark.parametrize(
+    ("upstream", "finish_reason"),
+    [("stop", "stop"), ("length", "length"), ("content_filter", "content_filter"), (None, "stop"), ("eos", "stop")],
+)
+def test_an_openai_shaped_answers_finish_reason_passes_on_length_and_content_filter(upstream, finish_reason):
+    body = {"choices": [{"message": {"content": "x"}, "finish_reason": upstream}], "usage": {"prompt_tokens": 1}}
+    assert parse_chat_completion(body).finish_reason == finish_reason
 
 
 def test_bedrock_gets_turns_alternating_from_a_user_turn_when_the_context_has_neither():
