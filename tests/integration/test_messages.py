@@ -432,6 +432,18 @@ def test_feedback_is_one_per_message_and_user_and_rating_must_be_1_to_5(room):
     assert call("GET", path, room["bob"]).body["rating"] == 2
 
 
+@pytest.mark.parametrize("max_tokens", [2**31, 2**63])
+def test_feedback_max_tokens_beyond_an_integer_is_a_422_naming_the_field_when_put(room, max_tokens):
+    message = _send(room, "alice", "rate me").body
+    path = f"/v1/messages/{message['id']}/feedback"
+    refused = call("PUT", path, room["bob"], body={"rating": 3, "max_tokens": max_tokens})
+    assert refused.status == 422 and refused.headers["Content-Type"] == "application/problem+json"
+    assert [error["loc"] for error in refused.body["errors"]] == [["body", "max_tokens"]]
+    assert call("GET", path, room["bob"]).status == 404  # nothing stored
+    most = call("PUT", path, room["bob"], body={"rating": 3, "max_tokens": 2**31 - 1})
+    assert most.status == 200 and most.body["max_tokens"] == 2**31 - 1
+
+
 def test_threads_hold_their_messages_and_usage_totals(room):
     thread = call("POST", f"/v1/conversations/{room['id']}/threads", room["alice"], body={"title": "side"})
     assert thread.status == 201 and thread.body["tokens_total"] == 0 and float(thread.body["cost_total_usd"]) == 0
