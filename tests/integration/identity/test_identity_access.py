@@ -79,6 +79,25 @@ def test_api_key_with_past_expiry_is_refused_at_creation(api):
     assert naive.status == 422 and "time zone" in naive.raw.decode()
 
 
+def test_an_expiry_past_the_year_9999_in_utc_is_a_422_naming_expires_at_and_stores_nothing(api, make_role, db):
+    _, admin = api.with_role(make_role, "vera", "admin")
+    licence = api.call("POST", "/v1/licenses", {"tier": "pro", "seats": 1}, token=admin).json
+    late = {"expires_at": "9999-12-31T23:59:59-12:00"}  # 10000-01-01T11:59:59Z
+    refused = [
+        api.call("POST", "/v1/users/me/api-keys", {"name": "k", **late}, token=admin),
+        api.call("POST", "/v1/licenses", {"tier": "pro", "seats": 1, **late}, token=admin),
+        api.call("PATCH", f"/v1/licenses/{licence['id']}", late, token=admin),
+    ]
+    for reply in refused:
+        assert reply.status == 422, reply.json
+        assert [error["loc"] for error in reply.json["errors"]] == [["body", "expires_at"]]
+    assert db.execute("SELECT count(*) FROM api_keys").fetchone()[0] == 0
+    assert db.execute("SELECT count(*), count(expires_at) FROM licenses").fetchone() == (1, 0)
+    latest = {"expires_at": "9999-12-31T23:59:59+01:00"}  # 22:59:59Z, still the year 9999
+    key = api.call("POST", "/v1/users/me/api-keys", {"name": "k", **latest}, token=admin)
+    assert key.status == 201 and key.json["expires_at"] == "9999-12-31T22:59:59Z"
+
+
 def test_another_users_api_key_is_a_404_identical_to_a_random_id(api):
     mine = api.signup("quin")["access_token"]
     theirs = api.signup("rita")["access_token"]
