@@ -142,17 +142,25 @@ def delete_license(db: Database, principal: Principal, license_id: UUID) -> None
     db.transact(work)
 
 
+ALREADY_SEATED = "The user already has a seat on this licence."
+
+
 def assign_seat(db: Database, principal: Principal, license_id: UUID, user_id: UUID) -> Seat:
     def work(uow: UnitOfWork) -> Seat:
         repo = LicensesRepository(uow.conn)
         found = _managed(uow, principal, license_id)
         if found.is_expired:
             raise ConflictError("The licence has expired; no seats can be assigned.")
-        if repo.count_seats(license_id) >= found.seats:
+        taken, held = repo.seats_taken(license_id, user_id)
+        # Before the count: a retried assignment that took the last seat is told the user has it, not that the
+        # licence is full.
+        if held:
+            raise ConflictError(ALREADY_SEATED)
+        if taken >= found.seats:
             raise ConflictError("Every seat of the licence is taken.")
         seat = repo.add_seat(license_id, user_id)  # an unknown user is a foreign-key 404
         if seat is None:
-            raise ConflictError("The user already has a seat on this licence.")
+            raise ConflictError(ALREADY_SEATED)
         return Seat.model_validate(seat, from_attributes=True)
 
     return db.transact(work)

@@ -243,6 +243,21 @@ def test_seats_stop_at_the_limit_and_an_expired_licence_assigns_nothing(api, mak
     assert db.execute("SELECT count(*) FROM license_seats").fetchone()[0] == 0
 
 
+def test_a_retried_assignment_that_took_the_last_seat_is_told_the_user_has_it_not_that_the_licence_is_full(
+    api, make_role, db
+):
+    _, admin = api.with_role(make_role, "ada", "admin")
+    lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 1}, token=admin).json
+    user = api.signup("ivo")["user"]["id"]
+    path = f"/v1/licenses/{lic['id']}/seats"
+    assert api.call("POST", path, {"user_id": user}, token=admin).status == 201
+    retried = api.call("POST", path, {"user_id": user}, token=admin)
+    assert retried.status == 409 and retried.json["detail"] == "The user already has a seat on this licence."
+    other = api.call("POST", path, {"user_id": api.signup("jon")["user"]["id"]}, token=admin)
+    assert other.status == 409 and other.json["detail"] == "Every seat of the licence is taken."
+    assert db.execute("SELECT count(*) FROM license_seats").fetchone()[0] == 1
+
+
 def test_another_users_licence_or_seat_is_a_404_identical_to_a_random_id(api, make_role, db):
     owner_id, admin = api.with_role(make_role, "hal", "admin")
     lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 3}, token=admin).json
