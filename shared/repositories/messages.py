@@ -377,11 +377,21 @@ FROM newest WHERE c.id = newest.conversation_id AND c.last_message_at IS DISTINC
 # stays (replaced, the times it stamped would be lost); a 'read' entry that moved only the cursor is replaced by the
 # reader's next 'read' entry. A mark that moves nothing (a repeat, a mark below the cursor) logs nothing and writes
 # no row.
+# The message marked up to: one of the conversation's, or one deleted from it since the client fetched it (its
+# deletion's entry in the change feed says whose it was). The mark means "up to it" either way, as the cursor is a
+# high-water mark; before, marking a message deleted a moment earlier was the 404 of a conversation one is not in.
 _MARK_TARGET = """target AS (
-    SELECT m.id, p.conversation_id, p.last_read_message_id, p.last_read_at,
-           m.id > coalesce(p.last_read_message_id, 0) AS advances
-    FROM messages m JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = %(user_id)s
-    WHERE m.id = %(message_id)s AND m.conversation_id = %(conversation_id)s
+    SELECT t.id, p.conversation_id, p.last_read_message_id, p.last_read_at,
+           t.id > coalesce(p.last_read_message_id, 0) AS advances
+    FROM participants p
+    CROSS JOIN LATERAL (
+        SELECT m.id FROM messages m WHERE m.id = %(message_id)s AND m.conversation_id = %(conversation_id)s
+        UNION ALL
+        SELECT ch.message_id FROM message_changes ch
+        WHERE ch.message_id = %(message_id)s AND ch.conversation_id = %(conversation_id)s AND ch.kind = 'deleted'
+        LIMIT 1
+    ) t
+    WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
 )"""
 
 MARK_READ = f"""

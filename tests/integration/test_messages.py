@@ -337,6 +337,29 @@ def test_read_is_404_when_the_message_is_in_another_conversation(room):
         call("POST", f"/v1/conversations/{room['id']}/read", room["bob"], body={"message_id": foreign["id"]}).status
         == 404
     )
+    # Deleted from its own conversation, it is still not this one's.
+    assert call("DELETE", f"/v1/messages/{foreign['id']}", room["bob"]).status == 204
+    assert (
+        call("POST", f"/v1/conversations/{room['id']}/read", room["bob"], body={"message_id": foreign["id"]}).status
+        == 404
+    )
+
+
+@pytest.mark.parametrize("status", ["read", "delivered"])
+def test_marking_up_to_a_message_deleted_since_it_was_fetched_marks_the_messages_before_it(room, status):
+    # A client marks the newest message on screen; its sender deleted it a moment before. The mark still means "up to
+    # it": before, it was the 404 of a conversation the reader is not in, and nothing was marked.
+    sent = [_send(room, "alice", f"m{i}").body["id"] for i in range(3)]
+    assert call("DELETE", f"/v1/messages/{sent[-1]}", room["alice"]).status == 204
+    path = f"/v1/conversations/{room['id']}"
+    mark = call("POST", f"{path}/read", room["bob"], body={"message_id": sent[-1], "status": status})
+    assert mark.status == 200, mark.body
+    assert mark.body["updated"] == 2
+    assert mark.body["last_read_message_id"] == (sent[-1] if status == "read" else None)
+    page = call("GET", f"{path}/messages", room["bob"]).body["items"]
+    assert [(m["id"], m["status"]) for m in page] == [(sent[1], status), (sent[0], status)]
+    changes = call("GET", f"{path}/changes", room["bob"], query={"after": str(sent[-1])}).body["items"]
+    assert [(c["kind"], c["message_id"]) for c in changes] == [("deleted", sent[-1]), (status, sent[-1])]
 
 
 def test_reactions_are_unique_per_user_and_emoji_and_counted_by_emoji(room):
