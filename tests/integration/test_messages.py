@@ -216,6 +216,26 @@ def test_participants_read_a_messages_earlier_versions_latest_first_and_others_g
     assert call("GET", f"/v1/messages/{never_edited['id']}/edits", room["alice"]).body["items"] == []
 
 
+def test_an_edit_to_the_text_the_message_already_has_changes_nothing_when_a_patch_is_retried(room):
+    message = _send(room, "alice", "v1").body
+    path = f"/v1/messages/{message['id']}"
+    changes = f"/v1/conversations/{room['id']}/changes"
+    # Never edited: the same text leaves it unedited.
+    same = call("PATCH", path, room["alice"], body={"content": "v1"})
+    assert same.status == 200 and same.body == message
+    assert call("GET", f"{path}/edits", room["bob"]).body["items"] == []
+    assert call("GET", changes, room["bob"], query={"after": str(message["id"])}).body["items"] == []
+    # Edited, then the PATCH retried: one earlier version, one change, the first edit's time.
+    edited = call("PATCH", path, room["alice"], body={"content": "v2"}).body
+    feed = call("GET", changes, room["bob"], query={"after": str(message["id"])}).body["items"]
+    retried = call("PATCH", path, room["alice"], body={"content": "v2"})
+    assert retried.status == 200 and retried.body == edited
+    assert [e["previous_content"] for e in call("GET", f"{path}/edits", room["bob"]).body["items"]] == ["v1"]
+    assert call("GET", changes, room["bob"], query={"after": str(message["id"])}).body["items"] == feed
+    # Still the sender's alone: the same text from someone else is the 403 as before.
+    assert call("PATCH", path, room["bob"], body={"content": "v2"}).status == 403
+
+
 def test_delete_is_for_the_sender_or_a_conversation_admin(room):
     by_alice = _send(room, "alice", "a").body
     by_bob = _send(room, "bob", "b").body
