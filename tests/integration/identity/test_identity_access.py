@@ -258,6 +258,24 @@ def test_a_retried_assignment_that_took_the_last_seat_is_told_the_user_has_it_no
     assert db.execute("SELECT count(*) FROM license_seats").fetchone()[0] == 1
 
 
+def test_a_seat_or_licence_for_an_unknown_user_is_a_422_naming_the_field_not_a_404_of_the_licence(api, make_role, db):
+    _, admin = api.with_role(make_role, "kim", "admin")
+    owner = api.signup("lou")
+    lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 2, "owner_id": owner["user"]["id"]}, token=admin)
+    nobody = str(uuid.uuid4())
+    for token in (admin, owner["access_token"]):
+        seat = api.call("POST", f"/v1/licenses/{lic.json['id']}/seats", {"user_id": nobody}, token=token)
+        assert seat.status == 422 and [e["loc"] for e in seat.json["errors"]] == [["body", "user_id"]], seat.json
+    created = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 1, "owner_id": nobody}, token=admin)
+    assert created.status == 422 and [e["loc"] for e in created.json["errors"]] == [["body", "owner_id"]]
+    assert db.execute("SELECT count(*) FROM license_seats").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM licenses").fetchone()[0] == 1
+    # A stranger still gets the licence's random-id 404 first, whatever the body names.
+    stranger = api.signup("max")["access_token"]
+    hidden = api.call("POST", f"/v1/licenses/{lic.json['id']}/seats", {"user_id": nobody}, token=stranger)
+    assert hidden.status == 404
+
+
 def test_another_users_licence_or_seat_is_a_404_identical_to_a_random_id(api, make_role, db):
     owner_id, admin = api.with_role(make_role, "hal", "admin")
     lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 3}, token=admin).json
