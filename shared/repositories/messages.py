@@ -329,7 +329,7 @@ _EDITED_COLUMNS = """m.id, m.conversation_id, m.thread_id, m.sender_id, m.sender
 # change in the feed, and none of an anonymous conversation's bounded versions; it answers the message as it is.
 EDIT = f"""
 WITH old AS (
-    SELECT m.id, m.conversation_id, m.content FROM messages m WHERE m.id = %(id)s FOR UPDATE
+    SELECT {_EDITED_COLUMNS} FROM messages m WHERE m.id = %(id)s FOR UPDATE
 ),
 changed AS (
     SELECT old.* FROM old
@@ -352,7 +352,7 @@ updated AS (
 )
 SELECT * FROM updated
 UNION ALL
-SELECT {_EDITED_COLUMNS} FROM messages m JOIN old ON old.id = m.id WHERE old.content = %(content)s
+SELECT {_EDITED_COLUMNS} FROM old m WHERE m.content = %(content)s
 """  # noqa: S608 (fixed text)
 
 EDITS_FULL = f"""SELECT {_EDITS_HELD.format(conversation="%(conversation_id)s")} >= %(edit_limit)s"""
