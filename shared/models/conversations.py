@@ -275,7 +275,8 @@ class FeedbackPut(Strict):
     model_name: str | None = Field(None, max_length=200)
     model_provider: str | None = Field(None, max_length=100)
     temperature: float | None = Field(None, ge=0, le=10)
-    max_tokens: int | None = Field(None, ge=1)
+    # An integer column: beyond it the database refused the row with a 422 that named no field.
+    max_tokens: int | None = Field(None, ge=1, le=2**31 - 1)
 
 
 class MessageEdit(BaseModel):

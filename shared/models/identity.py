@@ -24,9 +24,15 @@ ShortText = Annotated[str, StringConstraints(max_length=255)]
 def _future_instant(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("needs a time zone (use UTC, e.g. 2030-01-01T00:00:00Z)")
-    if value <= datetime.now(UTC):
+    try:
+        # What is stored and answered is the instant in UTC: 9999-12-31T23:59:59-12:00 is in the year 10000 there,
+        # which the database stores but the driver cannot read back (a 422 that named no field).
+        instant = value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("must be before 10000-01-01T00:00:00Z") from exc
+    if instant <= datetime.now(UTC):
         raise ValueError("must be in the future")
-    return value
+    return instant
 
 
 # When a key or a licence stops working: an instant (a time without a zone would be read in the database's),

@@ -70,6 +70,11 @@ FROM licenses WHERE id = %(id)s
 FOR UPDATE
 """
 COUNT_SEATS = "SELECT count(*) FROM license_seats WHERE license_id = %(license_id)s"
+SEATS_TAKEN = """
+SELECT count(*), coalesce(bool_or(user_id = %(user_id)s), false),
+       EXISTS (SELECT 1 FROM users WHERE id = %(user_id)s)
+FROM license_seats WHERE license_id = %(license_id)s
+"""
 OWNER = "SELECT owner_id FROM licenses WHERE id = %(id)s"
 SEATS_PAGE = """
 SELECT license_id, user_id, created_at FROM license_seats
@@ -189,6 +194,13 @@ class LicensesRepository:
     def count_seats(self, license_id: UUID) -> int:
         row = self.conn.execute(COUNT_SEATS, {"license_id": license_id}).fetchone()
         return int(row[0]) if row else 0
+
+    def seats_taken(self, license_id: UUID, user_id: UUID) -> tuple[int, bool, bool]:
+        """How many seats of the licence are assigned, whether `user_id` holds one of them, and whether it names a
+        user at all."""
+        row = self.conn.execute(SEATS_TAKEN, {"license_id": license_id, "user_id": user_id}).fetchone()
+        assert row is not None  # an aggregate answers one row
+        return int(row[0]), bool(row[1]), bool(row[2])
 
     def add_seat(self, license_id: UUID, user_id: UUID) -> SeatRow | None:
         with self.conn.cursor(row_factory=class_row(SeatRow)) as cur:

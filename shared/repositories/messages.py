@@ -320,28 +320,39 @@ LOCKED_TOKEN_MESSAGE_ACCESS: dict[RowLock, str] = {mode: f"{MESSAGE_ACCESS}FOR {
 _EDITS_HELD = """(SELECT count(*) FROM (SELECT 1 FROM message_edits e JOIN messages x ON x.id = e.message_id
                                 WHERE x.conversation_id = {conversation} LIMIT %(edit_limit)s) held)"""
 
+_EDITED_COLUMNS = """m.id, m.conversation_id, m.thread_id, m.sender_id, m.sender_kind, m.content, m.attachments,
+    m.status, m.status_timestamps, m.model_id, m.idempotency_key, m.created_at, m.edited_at"""
+
 # The edit is logged in message_changes (its id drawn under the caller's FOR NO KEY UPDATE lock on the conversation's
 # row, so in commit order); the message's earlier 'edited' entry goes, since both would read as the message now does.
+# An edit to the text the message already has (a retried PATCH) changes nothing: no earlier version, no edited_at, no
+# change in the feed, and none of an anonymous conversation's bounded versions; it answers the message as it is.
 EDIT = f"""
 WITH old AS (
-    SELECT m.id, m.conversation_id, m.content FROM messages m
-    WHERE m.id = %(id)s
-      AND (%(edit_limit)s::integer IS NULL OR {_EDITS_HELD.format(conversation="m.conversation_id")} < %(edit_limit)s)
-    FOR UPDATE
+    SELECT {_EDITED_COLUMNS} FROM messages m WHERE m.id = %(id)s FOR UPDATE
+),
+changed AS (
+    SELECT old.* FROM old
+    WHERE old.content IS DISTINCT FROM %(content)s
+      AND (%(edit_limit)s::integer IS NULL OR {_EDITS_HELD.format(conversation="old.conversation_id")} < %(edit_limit)s)
 ),
 saved AS (
     INSERT INTO message_edits (message_id, previous_content, edited_by)
-    SELECT id, content, %(user_id)s FROM old
+    SELECT id, content, %(user_id)s FROM changed
 ),
 superseded AS (
-    DELETE FROM message_changes ch USING old WHERE ch.message_id = old.id AND ch.kind = 'edited'
+    DELETE FROM message_changes ch USING changed WHERE ch.message_id = changed.id AND ch.kind = 'edited'
 ),
 logged AS (
-    INSERT INTO message_changes (conversation_id, message_id, kind) SELECT conversation_id, id, 'edited' FROM old
+    INSERT INTO message_changes (conversation_id, message_id, kind) SELECT conversation_id, id, 'edited' FROM changed
+),
+updated AS (
+    UPDATE messages m SET content = %(content)s, edited_at = now() FROM changed WHERE m.id = changed.id
+    RETURNING {_EDITED_COLUMNS}
 )
-UPDATE messages m SET content = %(content)s, edited_at = now() FROM old WHERE m.id = old.id
-RETURNING m.id, m.conversation_id, m.thread_id, m.sender_id, m.sender_kind, m.content, m.attachments,
-    m.status, m.status_timestamps, m.model_id, m.idempotency_key, m.created_at, m.edited_at
+SELECT * FROM updated
+UNION ALL
+SELECT {_EDITED_COLUMNS} FROM old m WHERE m.content = %(content)s
 """  # noqa: S608 (fixed text)
 
 EDITS_FULL = f"""SELECT {_EDITS_HELD.format(conversation="%(conversation_id)s")} >= %(edit_limit)s"""
@@ -377,11 +388,21 @@ FROM newest WHERE c.id = newest.conversation_id AND c.last_message_at IS DISTINC
 # stays (replaced, the times it stamped would be lost); a 'read' entry that moved only the cursor is replaced by the
 # reader's next 'read' entry. A mark that moves nothing (a repeat, a mark below the cursor) logs nothing and writes
 # no row.
+# The message marked up to: one of the conversation's, or one deleted from it since the client fetched it (its
+# deletion's entry in the change feed says whose it was). The mark means "up to it" either way, as the cursor is a
+# high-water mark; before, marking a message deleted a moment earlier was the 404 of a conversation one is not in.
 _MARK_TARGET = """target AS (
-    SELECT m.id, p.conversation_id, p.last_read_message_id, p.last_read_at,
-           m.id > coalesce(p.last_read_message_id, 0) AS advances
-    FROM messages m JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = %(user_id)s
-    WHERE m.id = %(message_id)s AND m.conversation_id = %(conversation_id)s
+    SELECT t.id, p.conversation_id, p.last_read_message_id, p.last_read_at,
+           t.id > coalesce(p.last_read_message_id, 0) AS advances
+    FROM participants p
+    CROSS JOIN LATERAL (
+        SELECT m.id FROM messages m WHERE m.id = %(message_id)s AND m.conversation_id = %(conversation_id)s
+        UNION ALL
+        SELECT ch.message_id FROM message_changes ch
+        WHERE ch.message_id = %(message_id)s AND ch.conversation_id = %(conversation_id)s AND ch.kind = 'deleted'
+        LIMIT 1
+    ) t
+    WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
 )"""
 
 MARK_READ = f"""

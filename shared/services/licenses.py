@@ -8,12 +8,15 @@ from uuid import UUID
 from shared.auth.api_keys import LICENSE_KEY_MARK, issue_key
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ConflictError, ForbiddenError, NotFoundError
+from shared.errors import ConflictError, ForbiddenError, NotFoundError, UnprocessableError
 from shared.models.identity import HeldSeat, License, LicenseCreate, LicenseCreated, LicensePatch, Seat
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.licenses import HeldSeatRow, LicenseLock, LicenseRow, LicensesRepository, SeatRow
+from shared.repositories.users import UsersRepository
 from shared.services.accounts import CURSOR_KINDS
 from shared.services.admin_rights import admin_role_now, confirm_admin, require_admin
+
+UNKNOWN_OWNER = "owner_id must name a user."
 
 
 def create_license(db: Database, principal: Principal, request: LicenseCreate) -> LicenseCreated:
@@ -22,6 +25,11 @@ def create_license(db: Database, principal: Principal, request: LicenseCreate) -
 
     def work(uow: UnitOfWork) -> LicenseCreated:
         confirm_admin(uow, principal, write=True)
+        if request.owner_id not in (None, caller) and UsersRepository(uow.conn).get(request.owner_id) is None:
+            # The body's user, not a resource of the path: a 404 would read as if the route were missing.
+            raise UnprocessableError(
+                UNKNOWN_OWNER, errors=[{"loc": ["body", "owner_id"], "type": "value_error", "msg": UNKNOWN_OWNER}]
+            )
         row = LicensesRepository(uow.conn).add(
             owner_id=request.owner_id or caller,
             key_prefix=issued.prefix,
@@ -142,17 +150,32 @@ def delete_license(db: Database, principal: Principal, license_id: UUID) -> None
     db.transact(work)
 
 
+ALREADY_SEATED = "The user already has a seat on this licence."
+UNKNOWN_SEAT_USER = "user_id must name a user."
+
+
 def assign_seat(db: Database, principal: Principal, license_id: UUID, user_id: UUID) -> Seat:
     def work(uow: UnitOfWork) -> Seat:
         repo = LicensesRepository(uow.conn)
         found = _managed(uow, principal, license_id)
         if found.is_expired:
             raise ConflictError("The licence has expired; no seats can be assigned.")
-        if repo.count_seats(license_id) >= found.seats:
+        taken, held, known = repo.seats_taken(license_id, user_id)
+        if not known:
+            # The body's user, not the licence in the path: a 404 read as "no such licence".
+            raise UnprocessableError(
+                UNKNOWN_SEAT_USER,
+                errors=[{"loc": ["body", "user_id"], "type": "value_error", "msg": UNKNOWN_SEAT_USER}],
+            )
+        # Before the count: a retried assignment that took the last seat is told the user has it, not that the
+        # licence is full.
+        if held:
+            raise ConflictError(ALREADY_SEATED)
+        if taken >= found.seats:
             raise ConflictError("Every seat of the licence is taken.")
-        seat = repo.add_seat(license_id, user_id)  # an unknown user is a foreign-key 404
+        seat = repo.add_seat(license_id, user_id)  # a user deleted since the check is a foreign-key 404
         if seat is None:
-            raise ConflictError("The user already has a seat on this licence.")
+            raise ConflictError(ALREADY_SEATED)
         return Seat.model_validate(seat, from_attributes=True)
 
     return db.transact(work)

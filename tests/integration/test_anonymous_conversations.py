@@ -197,6 +197,10 @@ def test_anonymous_threads_and_edits_are_409_once_the_conversation_holds_its_lim
     assert (refused.status, refused.body["limit"]) == (409, 3)
     assert db.execute("SELECT content FROM messages WHERE id = %s", (message["id"],)).fetchone() == ("v3",)
     assert db.execute("SELECT count(*) FROM message_edits").fetchone() == (3,)
+    # The last edit retried (the same text) changes nothing, so it is no version more: answered as the message is.
+    retried = call("PATCH", f"/v1/messages/{message['id']}", anon, body={"content": "v3"})
+    assert (retried.status, retried.body["content"]) == (200, "v3")
+    assert db.execute("SELECT count(*) FROM message_edits").fetchone() == (3,)
 
     # Other conversations are not limited.
     alice = jwt_principal(make_user(db, "alice"))

@@ -120,10 +120,22 @@ POLICY: dict[tuple[str, str], str] = {
 
 # Routes without an id whose body names one of A's objects: "foreign" names a random one instead.
 BODY_NAMES_OBJECT = {("POST", "/v1/code-executions"), ("POST", "/v1/licenses")}
+# Of those, the ones whose body names a user for an admin (who may see every user): a random one is a bad body, 422.
+BODY_NAMES_USER = {("POST", "/v1/licenses")}
 
 
 def names_object(route: routes.Route) -> bool:
     return "{" in route.path or (route.method, route.path) in BODY_NAMES_OBJECT
+
+
+def _for_admins(route: routes.Route, rule: str, caller: str, own: bool) -> str:
+    if caller not in ADMINS:
+        return "403"
+    if own and rule == "admin_delete":
+        return "409"
+    if own or not names_object(route):
+        return "ok"
+    return "422" if (route.method, route.path) in BODY_NAMES_USER else "404"
 
 
 def expected(route: routes.Route, rule: str, caller: str, own: bool) -> str:
@@ -141,11 +153,7 @@ def expected(route: routes.Route, rule: str, caller: str, own: bool) -> str:
     if rule == "account":
         return "409" if caller in OWNERS else "ok"
     if rule in ("admin", "admin_delete"):
-        if caller not in ADMINS:
-            return "403"
-        if own and rule == "admin_delete":
-            return "409"
-        return "ok" if own or not names_object(route) else "404"
+        return _for_admins(route, rule, caller, own)
     if not own:
         return "404"
     allowed = {

@@ -216,6 +216,26 @@ def test_participants_read_a_messages_earlier_versions_latest_first_and_others_g
     assert call("GET", f"/v1/messages/{never_edited['id']}/edits", room["alice"]).body["items"] == []
 
 
+def test_an_edit_to_the_text_the_message_already_has_changes_nothing_when_a_patch_is_retried(room):
+    message = _send(room, "alice", "v1").body
+    path = f"/v1/messages/{message['id']}"
+    changes = f"/v1/conversations/{room['id']}/changes"
+    # Never edited: the same text leaves it unedited.
+    same = call("PATCH", path, room["alice"], body={"content": "v1"})
+    assert same.status == 200 and same.body == message
+    assert call("GET", f"{path}/edits", room["bob"]).body["items"] == []
+    assert call("GET", changes, room["bob"], query={"after": str(message["id"])}).body["items"] == []
+    # Edited, then the PATCH retried: one earlier version, one change, the first edit's time.
+    edited = call("PATCH", path, room["alice"], body={"content": "v2"}).body
+    feed = call("GET", changes, room["bob"], query={"after": str(message["id"])}).body["items"]
+    retried = call("PATCH", path, room["alice"], body={"content": "v2"})
+    assert retried.status == 200 and retried.body == edited
+    assert [e["previous_content"] for e in call("GET", f"{path}/edits", room["bob"]).body["items"]] == ["v1"]
+    assert call("GET", changes, room["bob"], query={"after": str(message["id"])}).body["items"] == feed
+    # Still the sender's alone: the same text from someone else is the 403 as before.
+    assert call("PATCH", path, room["bob"], body={"content": "v2"}).status == 403
+
+
 def test_delete_is_for_the_sender_or_a_conversation_admin(room):
     by_alice = _send(room, "alice", "a").body
     by_bob = _send(room, "bob", "b").body
@@ -337,6 +357,29 @@ def test_read_is_404_when_the_message_is_in_another_conversation(room):
         call("POST", f"/v1/conversations/{room['id']}/read", room["bob"], body={"message_id": foreign["id"]}).status
         == 404
     )
+    # Deleted from its own conversation, it is still not this one's.
+    assert call("DELETE", f"/v1/messages/{foreign['id']}", room["bob"]).status == 204
+    assert (
+        call("POST", f"/v1/conversations/{room['id']}/read", room["bob"], body={"message_id": foreign["id"]}).status
+        == 404
+    )
+
+
+@pytest.mark.parametrize("status", ["read", "delivered"])
+def test_marking_up_to_a_message_deleted_since_it_was_fetched_marks_the_messages_before_it(room, status):
+    # A client marks the newest message on screen; its sender deleted it a moment before. The mark still means "up to
+    # it": before, it was the 404 of a conversation the reader is not in, and nothing was marked.
+    sent = [_send(room, "alice", f"m{i}").body["id"] for i in range(3)]
+    assert call("DELETE", f"/v1/messages/{sent[-1]}", room["alice"]).status == 204
+    path = f"/v1/conversations/{room['id']}"
+    mark = call("POST", f"{path}/read", room["bob"], body={"message_id": sent[-1], "status": status})
+    assert mark.status == 200, mark.body
+    assert mark.body["updated"] == 2
+    assert mark.body["last_read_message_id"] == (sent[-1] if status == "read" else None)
+    page = call("GET", f"{path}/messages", room["bob"]).body["items"]
+    assert [(m["id"], m["status"]) for m in page] == [(sent[1], status), (sent[0], status)]
+    changes = call("GET", f"{path}/changes", room["bob"], query={"after": str(sent[-1])}).body["items"]
+    assert [(c["kind"], c["message_id"]) for c in changes] == [("deleted", sent[-1]), (status, sent[-1])]
 
 
 def test_reactions_are_unique_per_user_and_emoji_and_counted_by_emoji(room):
@@ -430,6 +473,18 @@ def test_feedback_is_one_per_message_and_user_and_rating_must_be_1_to_5(room):
     second = call("PUT", path, room["bob"], body={"rating": 2, "max_tokens": 100})
     assert first.status == second.status == 200 and first.body["id"] == second.body["id"]
     assert call("GET", path, room["bob"]).body["rating"] == 2
+
+
+@pytest.mark.parametrize("max_tokens", [2**31, 2**63])
+def test_feedback_max_tokens_beyond_an_integer_is_a_422_naming_the_field_when_put(room, max_tokens):
+    message = _send(room, "alice", "rate me").body
+    path = f"/v1/messages/{message['id']}/feedback"
+    refused = call("PUT", path, room["bob"], body={"rating": 3, "max_tokens": max_tokens})
+    assert refused.status == 422 and refused.headers["Content-Type"] == "application/problem+json"
+    assert [error["loc"] for error in refused.body["errors"]] == [["body", "max_tokens"]]
+    assert call("GET", path, room["bob"]).status == 404  # nothing stored
+    most = call("PUT", path, room["bob"], body={"rating": 3, "max_tokens": 2**31 - 1})
+    assert most.status == 200 and most.body["max_tokens"] == 2**31 - 1
 
 
 def test_threads_hold_their_messages_and_usage_totals(room):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from shared.models.json_values import JSON_MAX_DEPTH
 from tests.conversations_helpers import call, jwt_principal, make_user
 
@@ -77,3 +79,32 @@ def test_deeply_nested_layout_or_config_is_422_and_stores_nothing_when_over_the_
     assert listed.body["items"][0]["config"] == {}
     at_limit = b'{"name": "p", "layout": {"a": ' + _nested(JSON_MAX_DEPTH - 1) + b"}}"
     assert call("POST", f"/v1/conversations/{room}/panels", bob, raw_body=at_limit).status == 201
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        b'{"a": 1e400}',  # valid JSON, too large for a float: read as infinity
+        b'{"a": [1, -1e400]}',
+        b'{"a": NaN}',
+        b'{"a": {"b": "\\ud83d"}}',  # a lone surrogate
+        b'{"\\udc00": 1}',  # in a key
+        b'{"a": ["\\u0000"]}',
+    ],
+)
+def test_json_that_jsonb_cannot_hold_is_a_422_naming_the_field_and_stores_nothing(app_container, db, layout):
+    _, bob, _, room = _setup(db)
+    kept = call("POST", f"/v1/conversations/{room}/panels", bob, body={"name": "kept"}).body["id"]
+    created = call(
+        "POST", f"/v1/conversations/{room}/panels", bob, raw_body=b'{"name": "p", "layout": ' + layout + b"}"
+    )
+    changed = call("PATCH", f"/v1/panels/{kept}", bob, raw_body=b'{"config": ' + layout + b"}")
+    for reply, field in ((created, "layout"), (changed, "config")):
+        assert reply.status == 422 and reply.headers["Content-Type"] == "application/problem+json"
+        assert [error["loc"][:2] for error in reply.body["errors"]] == [["body", field]], reply.body
+    panels = call("GET", f"/v1/conversations/{room}/panels", bob).body["items"]
+    assert [(p["id"], p["config"]) for p in panels] == [(kept, {})]
+    # A pair of surrogates is one character, and a number a float holds is kept (as the same number).
+    fine = b'{"name": "p", "layout": {"\\ud83d\\ude00": -2.5e-3}}'
+    stored = call("POST", f"/v1/conversations/{room}/panels", bob, raw_body=fine)
+    assert stored.status == 201 and stored.body["layout"] == {"😀": -0.0025}

@@ -79,6 +79,25 @@ def test_api_key_with_past_expiry_is_refused_at_creation(api):
     assert naive.status == 422 and "time zone" in naive.raw.decode()
 
 
+def test_an_expiry_past_the_year_9999_in_utc_is_a_422_naming_expires_at_and_stores_nothing(api, make_role, db):
+    _, admin = api.with_role(make_role, "vera", "admin")
+    licence = api.call("POST", "/v1/licenses", {"tier": "pro", "seats": 1}, token=admin).json
+    late = {"expires_at": "9999-12-31T23:59:59-12:00"}  # 10000-01-01T11:59:59Z
+    refused = [
+        api.call("POST", "/v1/users/me/api-keys", {"name": "k", **late}, token=admin),
+        api.call("POST", "/v1/licenses", {"tier": "pro", "seats": 1, **late}, token=admin),
+        api.call("PATCH", f"/v1/licenses/{licence['id']}", late, token=admin),
+    ]
+    for reply in refused:
+        assert reply.status == 422, reply.json
+        assert [error["loc"] for error in reply.json["errors"]] == [["body", "expires_at"]]
+    assert db.execute("SELECT count(*) FROM api_keys").fetchone()[0] == 0
+    assert db.execute("SELECT count(*), count(expires_at) FROM licenses").fetchone() == (1, 0)
+    latest = {"expires_at": "9999-12-31T23:59:59+01:00"}  # 22:59:59Z, still the year 9999
+    key = api.call("POST", "/v1/users/me/api-keys", {"name": "k", **latest}, token=admin)
+    assert key.status == 201 and key.json["expires_at"] == "9999-12-31T22:59:59Z"
+
+
 def test_another_users_api_key_is_a_404_identical_to_a_random_id(api):
     mine = api.signup("quin")["access_token"]
     theirs = api.signup("rita")["access_token"]
@@ -222,6 +241,39 @@ def test_seats_stop_at_the_limit_and_an_expired_licence_assigns_nothing(api, mak
     db.execute("UPDATE licenses SET expires_at = now() - interval '1 day'")
     assert api.call("POST", f"/v1/licenses/{lic['id']}/seats", {"user_id": b}, token=admin).status == 409
     assert db.execute("SELECT count(*) FROM license_seats").fetchone()[0] == 0
+
+
+def test_a_retried_assignment_that_took_the_last_seat_is_told_the_user_has_it_not_that_the_licence_is_full(
+    api, make_role, db
+):
+    _, admin = api.with_role(make_role, "ada", "admin")
+    lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 1}, token=admin).json
+    user = api.signup("ivo")["user"]["id"]
+    path = f"/v1/licenses/{lic['id']}/seats"
+    assert api.call("POST", path, {"user_id": user}, token=admin).status == 201
+    retried = api.call("POST", path, {"user_id": user}, token=admin)
+    assert retried.status == 409 and retried.json["detail"] == "The user already has a seat on this licence."
+    other = api.call("POST", path, {"user_id": api.signup("jon")["user"]["id"]}, token=admin)
+    assert other.status == 409 and other.json["detail"] == "Every seat of the licence is taken."
+    assert db.execute("SELECT count(*) FROM license_seats").fetchone()[0] == 1
+
+
+def test_a_seat_or_licence_for_an_unknown_user_is_a_422_naming_the_field_not_a_404_of_the_licence(api, make_role, db):
+    _, admin = api.with_role(make_role, "kim", "admin")
+    owner = api.signup("lou")
+    lic = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 2, "owner_id": owner["user"]["id"]}, token=admin)
+    nobody = str(uuid.uuid4())
+    for token in (admin, owner["access_token"]):
+        seat = api.call("POST", f"/v1/licenses/{lic.json['id']}/seats", {"user_id": nobody}, token=token)
+        assert seat.status == 422 and [e["loc"] for e in seat.json["errors"]] == [["body", "user_id"]], seat.json
+    created = api.call("POST", "/v1/licenses", {"tier": "basic", "seats": 1, "owner_id": nobody}, token=admin)
+    assert created.status == 422 and [e["loc"] for e in created.json["errors"]] == [["body", "owner_id"]]
+    assert db.execute("SELECT count(*) FROM license_seats").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM licenses").fetchone()[0] == 1
+    # A stranger still gets the licence's random-id 404 first, whatever the body names.
+    stranger = api.signup("max")["access_token"]
+    hidden = api.call("POST", f"/v1/licenses/{lic.json['id']}/seats", {"user_id": nobody}, token=stranger)
+    assert hidden.status == 404
 
 
 def test_another_users_licence_or_seat_is_a_404_identical_to_a_random_id(api, make_role, db):
