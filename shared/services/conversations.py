@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ConflictError, ForbiddenError, UnprocessableError
+from shared.errors import ConflictError, ForbiddenError, RetryableError, UnprocessableError
 from shared.models.conversations import (
     Conversation,
     ConversationCreate,
@@ -119,11 +119,12 @@ def create_conversation(db: Database, principal: Principal, body: ConversationCr
         if new_id is None:
             assert direct_key is not None
             existing = repo.find_direct(direct_key)
-            if existing is None:  # deleted between the two statements: let the client retry
-                raise ConflictError("The conversation changed while it was being created; retry.")
             # A user back in it is a change in its feed: drawn under the conversation's row, as an addition's is.
-            if not repo.lock(existing):
-                raise ConflictError("The conversation changed while it was being created; retry.")
+            if existing is None or not repo.lock(existing):
+                # The pair's conversation was deleted (its last user left, or an admin deleted it) between the insert
+                # and here: run the whole unit of work again, whose insert then creates it. Answered 409 before,
+                # though nothing conflicted with what the client asked.
+                raise RetryableError("The direct conversation was deleted while it was being found.")
             new_id = existing
         if body.kind == "direct":
             # Both sides of a 1:1 conversation administer it (either may delete it).

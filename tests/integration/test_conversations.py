@@ -40,6 +40,29 @@ def test_direct_conversation_is_found_again_when_created_twice_with_the_same_use
     assert again.status == 200 and again.body["id"] == first.body["id"]
 
 
+@pytest.mark.parametrize("step", ["find_direct", "lock"])
+def test_direct_conversation_is_created_again_when_deleted_while_it_was_being_found(people, db, monkeypatch, step):
+    # The pair's conversation goes (both users left, or an admin deleted it) after the create's insert met it and
+    # before it was found or locked: the client asked for a conversation with bob and gets one, not a 409 "retry".
+    alice, bob = people["alice"], people["bob"]
+    body = {"kind": "direct", "participant_ids": [str(bob.user_id)]}
+    first = call("POST", "/v1/conversations", alice, body=body).body
+    original = getattr(ConversationsRepository, step)
+    deleted: list[bool] = []
+
+    def deleted_first(self, *args, **kwargs):
+        if not deleted:
+            deleted.append(db.execute("DELETE FROM conversations WHERE id = %s", (first["id"],)).rowcount == 1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConversationsRepository, step, deleted_first)
+    again = call("POST", "/v1/conversations", alice, body=body)
+    assert deleted == [True]
+    assert again.status == 201 and again.body["id"] != first["id"] and again.body["kind"] == "direct"
+    people_in = call("GET", f"/v1/conversations/{again.body['id']}/participants", bob).body["items"]
+    assert sorted(p["user_id"] for p in people_in) == sorted([str(alice.user_id), str(bob.user_id)])
+
+
 def test_direct_conversation_is_422_when_it_names_the_caller_or_two_users(people):
     alice, bob, carol = people["alice"], people["bob"], people["carol"]
     me = call("POST", "/v1/conversations", alice, body={"kind": "direct", "participant_ids": [str(alice.user_id)]})
