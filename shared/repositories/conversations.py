@@ -182,10 +182,12 @@ WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
 """
 
 # An addition, a role change and a removal are each logged in the change feed, in their own statement (above).
-# A participant already there is a unique violation (409): the statement writes nothing, logs nothing.
+# A participant already there (or added by a concurrent request that committed first) writes nothing and logs
+# nothing: the count is 0, which the service answers with a 409 that says so.
 ADD_PARTICIPANT = participants_logged(f"""
     INSERT INTO participants (conversation_id, user_id, role, last_read_message_id)
-    VALUES (%(conversation_id)s, %(user_id)s, %(role)s, {_CURSOR_AT_JOIN})""")  # noqa: S608 (fixed text)
+    VALUES (%(conversation_id)s, %(user_id)s, %(role)s, {_CURSOR_AT_JOIN})
+    ON CONFLICT (conversation_id, user_id) DO NOTHING""")  # noqa: S608 (fixed text)
 
 # The same role again writes no row and logs nothing.
 SET_ROLE = participants_logged("""
@@ -418,9 +420,11 @@ class ConversationsRepository:
 
     # Each participant write logs its change in the feed; the caller holds the conversation's row FOR NO KEY UPDATE.
 
-    def add_participant(self, conversation_id: UUID, user_id: UUID, role: str) -> None:
+    def add_participant(self, conversation_id: UUID, user_id: UUID, role: str) -> bool:
+        """Whether the user was added (False: already a participant)."""
         params = {"conversation_id": conversation_id, "user_id": user_id, "role": role, "logged": True}
-        self.conn.execute(ADD_PARTICIPANT, params)
+        row = self.conn.execute(ADD_PARTICIPANT, params).fetchone()
+        return bool(row and row[0])
 
     def set_role(self, conversation_id: UUID, user_id: UUID, role: str) -> None:
         params = {"conversation_id": conversation_id, "user_id": user_id, "role": role, "logged": True}

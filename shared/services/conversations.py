@@ -210,7 +210,8 @@ def add_participant(db: Database, principal: Principal, conversation_id: UUID, b
         if body.user_id not in users:
             raise _invalid("user_id", "user_id must name an active user.")
         _check_role_fits(users[body.user_id], body.role)
-        repo.add_participant(conversation_id, body.user_id, body.role)
+        if not repo.add_participant(conversation_id, body.user_id, body.role):
+            raise ConflictError("This user is already a participant of the conversation.", reason="already_participant")
         added = repo.get_participant(conversation_id, body.user_id)
         assert added is not None
         return added

@@ -348,6 +348,26 @@ def test_admin_adds_changes_and_removes_participants_when_managing(people):
     assert {p["user_id"] for p in listed} == {str(alice.user_id), str(carol.user_id)}
 
 
+@pytest.mark.parametrize("who", ["member", "caller"])
+def test_adding_someone_already_in_is_a_409_that_says_so_and_names_no_constraint(people, who):
+    alice, bob = people["alice"], people["bob"]
+    group = _group(alice, bob)
+    again = call(
+        "POST",
+        f"/v1/conversations/{group['id']}/participants",
+        alice,
+        body={"user_id": str((bob if who == "member" else alice).user_id)},
+    )
+    assert again.status == 409 and again.headers["Content-Type"] == "application/problem+json"
+    assert again.body["reason"] == "already_participant" and "already a participant" in again.body["detail"]
+    assert "constraint" not in again.body  # the schema's index name is nothing a client can act on
+    roles = {
+        p["user_id"]: p["role"]
+        for p in call("GET", f"/v1/conversations/{group['id']}/participants", alice).body["items"]
+    }
+    assert roles == {str(alice.user_id): "admin", str(bob.user_id): "member"}  # the role asked for changed nothing
+
+
 def test_removed_participant_loses_access_on_the_next_request(people):
     alice, bob = people["alice"], people["bob"]
     group = _group(alice, bob)
