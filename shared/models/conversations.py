@@ -271,9 +271,14 @@ def _invisible(char: str) -> bool:
     )
 
 
+def is_blank(value: str) -> bool:
+    """Whether the text shows nothing: only whitespace or invisible characters (or none at all)."""
+    return all(_invisible(char) for char in value)
+
+
 def _visible_emoji(value: str) -> str:
     # A blank reaction (a space, a lone variation selector or joiner) shows as an empty chip nobody can read.
-    if all(_invisible(char) for char in value):
+    if is_blank(value):
         raise ValueError("must hold a visible character, not only whitespace or invisible characters")
     return value
 

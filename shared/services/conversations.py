@@ -24,6 +24,7 @@ from shared.models.conversations import (
     ParticipantUpdate,
     Thread,
     ThreadCreate,
+    is_blank,
 )
 from shared.pagination import JsonPage, Page, decode_cursor, page_limit, page_of, page_within
 from shared.repositories.conversations import ConversationsRepository
@@ -32,6 +33,8 @@ from shared.settings import Settings
 
 OWNED_KINDS = ("room", "assistant")  # deleted with their owner; direct and group chats survive their creator
 TITLED_KINDS = ("group", "room")  # created with a title and never without one
+# A title of only spaces or invisible characters (a zero-width space, a lone joiner) lists as a blank row: no title.
+_NEEDS_TITLE = "A {kind} needs a title with a visible character (not only whitespace or invisible characters)."
 
 
 def _invalid(field: str, message: str) -> UnprocessableError:
@@ -97,8 +100,8 @@ def create_conversation(db: Database, principal: Principal, body: ConversationCr
     others = list(dict.fromkeys(pid for pid in body.participant_ids if pid != user_id))
     if body.kind == "direct" and (len(others) != 1 or len(body.participant_ids) != 1):
         raise _invalid("participant_ids", "A direct conversation needs exactly one other user.")
-    if body.kind in TITLED_KINDS and not body.title:
-        raise _invalid("title", f"A {body.kind} needs a title.")
+    if body.kind in TITLED_KINDS and (body.title is None or is_blank(body.title)):
+        raise _invalid("title", _NEEDS_TITLE.format(kind=body.kind))
 
     def work(uow: UnitOfWork) -> tuple[Conversation, bool]:
         repo = ConversationsRepository(uow.conn)
@@ -161,8 +164,12 @@ def update_conversation(
         access = conversation_access(repo, principal, conversation_id, "NO KEY UPDATE")
         require_admin(access)
         changes = body.model_dump(exclude_unset=True)
-        if access.kind in TITLED_KINDS and "title" in changes and changes["title"] is None:
-            raise _invalid("title", f"A {access.kind} needs a title.")
+        if (
+            access.kind in TITLED_KINDS
+            and "title" in changes
+            and (changes["title"] is None or is_blank(changes["title"]))
+        ):
+            raise _invalid("title", _NEEDS_TITLE.format(kind=access.kind))
         repo.update(conversation_id, changes)
         return view(repo, conversation_id, principal.user_id)
 

@@ -322,6 +322,26 @@ def test_title_is_422_when_patched_to_null_in_a_group_or_room(people):
     assert untitled.status == 200 and untitled.body["title"] is None  # an assistant chat needs none
 
 
+@pytest.mark.parametrize("blank", ["   ", "\n\t", "\u3000", "\u200b", "\u200d\ufe0f"])
+def test_a_group_or_room_title_of_only_whitespace_or_invisible_characters_is_422_when_created_or_patched(
+    people, db, blank
+):
+    # "Always has a title" is for the lists that show it: a title of spaces or a zero-width character shows nothing.
+    alice = people["alice"]
+    count = "SELECT count(*) FROM conversations"
+    before = db.execute(count).fetchone()
+    for body in ({"kind": "group", "title": blank}, {"kind": "room", "title": blank, "room_token": "tok-blank"}):
+        made = call("POST", "/v1/conversations", alice, body=body)
+        assert made.status == 422 and [e["loc"] for e in made.body["errors"]] == [["body", "title"]], made.body
+    assert db.execute(count).fetchone() == before
+    group = _group(alice, title="  team  ")
+    assert group["title"] == "  team  "  # a visible title is stored as sent, spaces and all
+    renamed = call("PATCH", f"/v1/conversations/{group['id']}", alice, body={"title": blank, "use_case": "u"})
+    assert renamed.status == 422 and [e["loc"] for e in renamed.body["errors"]] == [["body", "title"]]
+    kept = call("GET", f"/v1/conversations/{group['id']}", alice).body
+    assert kept["title"] == "  team  " and kept["use_case"] is None
+
+
 def test_status_patched_to_null_is_422_naming_the_field_and_changes_nothing(people):
     # status is never null: the refusal names it as a schema error would, not a bare "rule of the data model".
     alice = people["alice"]
