@@ -9,9 +9,11 @@ from typing import Any, Literal
 from uuid import UUID
 
 import psycopg
+from psycopg import errors as pg_errors
 from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
+from shared.errors import ConflictError
 from shared.models.conversations import UNREAD_COUNT_MAX, DataRef, Panel, Participant, Thread
 
 
@@ -105,6 +107,9 @@ RETURNING id
 """
 
 FIND_DIRECT = "SELECT id FROM conversations WHERE direct_key = %(direct_key)s"
+
+# room_token is unique across every room (migration 0001).
+ROOM_TOKEN_KEY = "conversations_room_token_key"
 
 # Where a participant's read cursor starts: at the conversation's newest message when they are added (NULL while it has
 # none), so what was sent before they came (a group's history, or a direct conversation's before its user left and
@@ -355,8 +360,17 @@ class ConversationsRepository:
         return str(items), (after_at, after_id) if after_at is not None else None
 
     def insert(self, values: dict[str, Any]) -> UUID | None:
-        """The new conversation's id; None when a direct conversation for the same pair already exists."""
-        row = self.conn.execute(INSERT_CONVERSATION, values).fetchone()
+        """The new conversation's id; None when a direct conversation for the same pair already exists. A room_token
+        another conversation has is a 409 that names it (left to the generic translation, the 409 said only that "a
+        resource with the same unique value" exists and named the index)."""
+        try:
+            row = self.conn.execute(INSERT_CONVERSATION, values).fetchone()
+        except pg_errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != ROOM_TOKEN_KEY:
+                raise
+            raise ConflictError(
+                "room_token is already used by another conversation: choose another.", reason="room_token_taken"
+            ) from exc
         return row[0] if row else None
 
     def find_direct(self, direct_key: str) -> UUID | None:

@@ -482,4 +482,6 @@ def test_room_keeps_its_fields_and_owner_when_created(people, db):
     body = {"kind": "room", "title": "lab", "room_type": "viz", "room_token": "tok-1", "host": "h", "cmd_port": 9000}
     room = call("POST", "/v1/conversations", alice, body=body)
     assert room.status == 201 and room.body["user_id"] == str(alice.user_id) and room.body["cmd_port"] == 9000
-    assert call("POST", "/v1/conversations", alice, body=body).status == 409  # room_token is unique
+    taken = call("POST", "/v1/conversations", people["bob"], body=body)  # room_token is unique, across every room
+    assert taken.status == 409 and taken.body["reason"] == "room_token_taken" and "room_token" in taken.body["detail"]
+    assert "constraint" not in taken.body  # the index's name is nothing a client can act on
