@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from shared.models.json_values import JsonObject
 from shared.models.money import Money
@@ -21,10 +21,40 @@ MessageStatus = Literal["sent", "delivered", "read"]
 Title = Field(None, min_length=1, max_length=500)
 
 
+def _holds_nul(value: Any) -> bool:
+    """Whether a string in `value` (a string, or JSON: object keys and values, array items) holds U+0000."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+class Stored(Strict):
+    """A body whose text is stored in PostgreSQL text or jsonb columns, neither of which can hold the NUL character:
+    one anywhere in a field is a 422 naming that field (`errors[].loc`), before anything is written. Left to the
+    database, it was a 422 that named no field ("A value cannot be stored"), so a client could not say which input
+    to fix."""
+
+    @field_validator("*")
+    @classmethod
+    def _without_nul(cls, value: Any) -> Any:
+        if _holds_nul(value):
+            raise ValueError("must not hold the NUL character (U+0000), which stored text cannot hold")
+        return value
+
+
 # Conversations --------------------------------------------------------------------------------------------
 
 
-class ConversationCreate(Strict):
+class ConversationCreate(Stored):
     kind: CreatableKind
     title: str | None = Title
     # direct: the other user; group/room: the first members besides the creator.
@@ -37,7 +67,7 @@ class ConversationCreate(Strict):
     viz_port: int | None = Field(None, ge=1, le=65535)
 
 
-class ConversationUpdate(Strict):
+class ConversationUpdate(Stored):
     title: str | None = Title
     status: str | None = Field(None, min_length=1, max_length=50)
     use_case: str | None = Field(None, max_length=200)
@@ -108,7 +138,7 @@ class Conversation(BaseModel):
     )
 
 
-class AnonymousConversationCreate(Strict):
+class AnonymousConversationCreate(Stored):
     title: str | None = Title
 
 
@@ -144,7 +174,7 @@ class Participant(BaseModel):
 # Messages -------------------------------------------------------------------------------------------------
 
 
-class MessageCreate(Strict):
+class MessageCreate(Stored):
     # The length limit is a settings value checked by the service (422); this cap only keeps pydantic cheap.
     content: str = Field(min_length=1)
     attachments: list[UUID] = Field(default_factory=list)
@@ -152,7 +182,7 @@ class MessageCreate(Strict):
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
 
 
-class MessageUpdate(Strict):
+class MessageUpdate(Stored):
     content: str = Field(min_length=1)
 
 
@@ -241,9 +271,14 @@ def _invisible(char: str) -> bool:
     )
 
 
+def is_blank(value: str) -> bool:
+    """Whether the text shows nothing: only whitespace or invisible characters (or none at all)."""
+    return all(_invisible(char) for char in value)
+
+
 def _visible_emoji(value: str) -> str:
     # A blank reaction (a space, a lone variation selector or joiner) shows as an empty chip nobody can read.
-    if all(_invisible(char) for char in value):
+    if is_blank(value):
         raise ValueError("must hold a visible character, not only whitespace or invisible characters")
     return value
 
@@ -305,7 +340,7 @@ class Feedback(BaseModel):
 # Threads --------------------------------------------------------------------------------------------------
 
 
-class ThreadCreate(Strict):
+class ThreadCreate(Stored):
     title: str | None = Title
     model_id: str | None = Field(None, max_length=200)
     thread_data: JsonObject = Field(default_factory=dict)
@@ -332,13 +367,13 @@ class Thread(BaseModel):
 # Panels and data references -------------------------------------------------------------------------------
 
 
-class PanelCreate(Strict):
+class PanelCreate(Stored):
     name: str = Field(min_length=1, max_length=200)
     layout: JsonObject = Field(default_factory=dict)
     config: JsonObject = Field(default_factory=dict)
 
 
-class PanelUpdate(Strict):
+class PanelUpdate(Stored):
     name: str | None = Field(None, min_length=1, max_length=200)
     layout: JsonObject | None = None
     config: JsonObject | None = None
@@ -372,7 +407,7 @@ class DataRef(BaseModel):
 # Files ----------------------------------------------------------------------------------------------------
 
 
-class FileCreate(Strict):
+class FileCreate(Stored):
     name: str = Field(min_length=1, max_length=255)
     content_type: str = Field("application/octet-stream", min_length=1, max_length=200)
     size: int = Field(ge=0)

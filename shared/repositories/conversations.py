@@ -9,9 +9,11 @@ from typing import Any, Literal
 from uuid import UUID
 
 import psycopg
+from psycopg import errors as pg_errors
 from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
+from shared.errors import ConflictError
 from shared.models.conversations import UNREAD_COUNT_MAX, DataRef, Panel, Participant, Thread
 
 
@@ -109,6 +111,9 @@ RETURNING id
 
 FIND_DIRECT = "SELECT id FROM conversations WHERE direct_key = %(direct_key)s"
 
+# room_token is unique across every room (migration 0001).
+ROOM_TOKEN_KEY = "conversations_room_token_key"
+
 # Where a participant's read cursor starts: at the conversation's newest message when they are added (NULL while it has
 # none), so what was sent before they came (a group's history, or a direct conversation's before its user left and
 # came back) does not count as unread. No status moves: nobody read those messages. A message committed after the
@@ -185,10 +190,12 @@ WHERE p.conversation_id = %(conversation_id)s AND p.user_id = %(user_id)s
 """
 
 # An addition, a role change and a removal are each logged in the change feed, in their own statement (above).
-# A participant already there is a unique violation (409): the statement writes nothing, logs nothing.
+# A participant already there (or added by a concurrent request that committed first) writes nothing and logs
+# nothing: the count is 0, which the service answers with a 409 that says so.
 ADD_PARTICIPANT = participants_logged(f"""
     INSERT INTO participants (conversation_id, user_id, role, last_read_message_id)
-    VALUES (%(conversation_id)s, %(user_id)s, %(role)s, {_CURSOR_AT_JOIN})""")  # noqa: S608 (fixed text)
+    VALUES (%(conversation_id)s, %(user_id)s, %(role)s, {_CURSOR_AT_JOIN})
+    ON CONFLICT (conversation_id, user_id) DO NOTHING""")  # noqa: S608 (fixed text)
 
 # The same role again writes no row and logs nothing.
 SET_ROLE = participants_logged("""
@@ -357,8 +364,17 @@ class ConversationsRepository:
         return str(items), (after_at, after_id) if after_at is not None else None
 
     def insert(self, values: dict[str, Any]) -> UUID | None:
-        """The new conversation's id; None when a direct conversation for the same pair already exists."""
-        row = self.conn.execute(INSERT_CONVERSATION, values).fetchone()
+        """The new conversation's id; None when a direct conversation for the same pair already exists. A room_token
+        another conversation has is a 409 that names it (left to the generic translation, the 409 said only that "a
+        resource with the same unique value" exists and named the index)."""
+        try:
+            row = self.conn.execute(INSERT_CONVERSATION, values).fetchone()
+        except pg_errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != ROOM_TOKEN_KEY:
+                raise
+            raise ConflictError(
+                "room_token is already used by another conversation: choose another.", reason="room_token_taken"
+            ) from exc
         return row[0] if row else None
 
     def find_direct(self, direct_key: str) -> UUID | None:
@@ -422,9 +438,11 @@ class ConversationsRepository:
 
     # Each participant write logs its change in the feed; the caller holds the conversation's row FOR NO KEY UPDATE.
 
-    def add_participant(self, conversation_id: UUID, user_id: UUID, role: str) -> None:
+    def add_participant(self, conversation_id: UUID, user_id: UUID, role: str) -> bool:
+        """Whether the user was added (False: already a participant)."""
         params = {"conversation_id": conversation_id, "user_id": user_id, "role": role, "logged": True}
-        self.conn.execute(ADD_PARTICIPANT, params)
+        row = self.conn.execute(ADD_PARTICIPANT, params).fetchone()
+        return bool(row and row[0])
 
     def set_role(self, conversation_id: UUID, user_id: UUID, role: str) -> None:
         params = {"conversation_id": conversation_id, "user_id": user_id, "role": role, "logged": True}

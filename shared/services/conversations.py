@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ConflictError, ForbiddenError, UnprocessableError
+from shared.errors import ConflictError, ForbiddenError, RetryableError, UnprocessableError
 from shared.models.conversations import (
     Conversation,
     ConversationCreate,
@@ -25,6 +25,7 @@ from shared.models.conversations import (
     ParticipantUpdate,
     Thread,
     ThreadCreate,
+    is_blank,
 )
 from shared.pagination import JsonPage, Page, decode_cursor, decode_scoped_cursor, page_limit, page_of, page_within
 from shared.repositories.conversations import ConversationsRepository
@@ -34,6 +35,8 @@ from shared.settings import Settings
 CONVERSATION_KINDS: tuple[str, ...] = get_args(ConversationKind)  # as the CHECK on conversations.kind has them
 OWNED_KINDS = ("room", "assistant")  # deleted with their owner; direct and group chats survive their creator
 TITLED_KINDS = ("group", "room")  # created with a title and never without one
+# A title of only spaces or invisible characters (a zero-width space, a lone joiner) lists as a blank row: no title.
+_NEEDS_TITLE = "A {kind} needs a title with a visible character (not only whitespace or invisible characters)."
 
 
 def _invalid(field: str, message: str) -> UnprocessableError:
@@ -118,8 +121,8 @@ def create_conversation(db: Database, principal: Principal, body: ConversationCr
     others = list(dict.fromkeys(pid for pid in body.participant_ids if pid != user_id))
     if body.kind == "direct" and (len(others) != 1 or len(body.participant_ids) != 1):
         raise _invalid("participant_ids", "A direct conversation needs exactly one other user.")
-    if body.kind in TITLED_KINDS and not body.title:
-        raise _invalid("title", f"A {body.kind} needs a title.")
+    if body.kind in TITLED_KINDS and (body.title is None or is_blank(body.title)):
+        raise _invalid("title", _NEEDS_TITLE.format(kind=body.kind))
 
     def work(uow: UnitOfWork) -> tuple[Conversation, bool]:
         repo = ConversationsRepository(uow.conn)
@@ -140,11 +143,12 @@ def create_conversation(db: Database, principal: Principal, body: ConversationCr
         if new_id is None:
             assert direct_key is not None
             existing = repo.find_direct(direct_key)
-            if existing is None:  # deleted between the two statements: let the client retry
-                raise ConflictError("The conversation changed while it was being created; retry.")
             # A user back in it is a change in its feed: drawn under the conversation's row, as an addition's is.
-            if not repo.lock(existing):
-                raise ConflictError("The conversation changed while it was being created; retry.")
+            if existing is None or not repo.lock(existing):
+                # The pair's conversation was deleted (its last user left, or an admin deleted it) between the insert
+                # and here: run the whole unit of work again, whose insert then creates it. Answered 409 before,
+                # though nothing conflicted with what the client asked.
+                raise RetryableError("The direct conversation was deleted while it was being found.")
             new_id = existing
         if body.kind == "direct":
             # Both sides of a 1:1 conversation administer it (either may delete it).
@@ -181,8 +185,12 @@ def update_conversation(
         access = conversation_access(repo, principal, conversation_id, "NO KEY UPDATE")
         require_admin(access)
         changes = body.model_dump(exclude_unset=True)
-        if access.kind in TITLED_KINDS and "title" in changes and changes["title"] is None:
-            raise _invalid("title", f"A {access.kind} needs a title.")
+        if (
+            access.kind in TITLED_KINDS
+            and "title" in changes
+            and (changes["title"] is None or is_blank(changes["title"]))
+        ):
+            raise _invalid("title", _NEEDS_TITLE.format(kind=access.kind))
         repo.update(conversation_id, changes)
         return view(repo, conversation_id, principal.user_id)
 
@@ -230,7 +238,8 @@ def add_participant(db: Database, principal: Principal, conversation_id: UUID, b
         if body.user_id not in users:
             raise _invalid("user_id", "user_id must name an active user.")
         _check_role_fits(users[body.user_id], body.role)
-        repo.add_participant(conversation_id, body.user_id, body.role)
+        if not repo.add_participant(conversation_id, body.user_id, body.role):
+            raise ConflictError("This user is already a participant of the conversation.", reason="already_participant")
         added = repo.get_participant(conversation_id, body.user_id)
         assert added is not None
         return added

@@ -438,6 +438,13 @@ def search_messages(
             f"q must hold 1 to {SEARCH_MAX_CHARS} characters.",
             errors=[{"loc": ["query", "q"], "type": "value_error", "msg": "q is empty or too long"}],
         )
+    if "\x00" in query:
+        # PostgreSQL text cannot hold it, so no message holds it: said of q, not left to the database's 422 about a
+        # value that "cannot be stored".
+        raise UnprocessableError(
+            "q must not hold the NUL character (U+0000).",
+            errors=[{"loc": ["query", "q"], "type": "value_error", "msg": "q holds the NUL character"}],
+        )
     key = decode_cursor(cursor, (int,))
     params = {
         "user_id": user_id,

@@ -40,6 +40,29 @@ def test_direct_conversation_is_found_again_when_created_twice_with_the_same_use
     assert again.status == 200 and again.body["id"] == first.body["id"]
 
 
+@pytest.mark.parametrize("step", ["find_direct", "lock"])
+def test_direct_conversation_is_created_again_when_deleted_while_it_was_being_found(people, db, monkeypatch, step):
+    # The pair's conversation goes (both users left, or an admin deleted it) after the create's insert met it and
+    # before it was found or locked: the client asked for a conversation with bob and gets one, not a 409 "retry".
+    alice, bob = people["alice"], people["bob"]
+    body = {"kind": "direct", "participant_ids": [str(bob.user_id)]}
+    first = call("POST", "/v1/conversations", alice, body=body).body
+    original = getattr(ConversationsRepository, step)
+    deleted: list[bool] = []
+
+    def deleted_first(self, *args, **kwargs):
+        if not deleted:
+            deleted.append(db.execute("DELETE FROM conversations WHERE id = %s", (first["id"],)).rowcount == 1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConversationsRepository, step, deleted_first)
+    again = call("POST", "/v1/conversations", alice, body=body)
+    assert deleted == [True]
+    assert again.status == 201 and again.body["id"] != first["id"] and again.body["kind"] == "direct"
+    people_in = call("GET", f"/v1/conversations/{again.body['id']}/participants", bob).body["items"]
+    assert sorted(p["user_id"] for p in people_in) == sorted([str(alice.user_id), str(bob.user_id)])
+
+
 def test_direct_conversation_is_422_when_it_names_the_caller_or_two_users(people):
     alice, bob, carol = people["alice"], people["bob"], people["carol"]
     me = call("POST", "/v1/conversations", alice, body={"kind": "direct", "participant_ids": [str(alice.user_id)]})
@@ -301,6 +324,26 @@ def test_title_is_422_when_patched_to_null_in_a_group_or_room(people):
     assert untitled.status == 200 and untitled.body["title"] is None  # an assistant chat needs none
 
 
+@pytest.mark.parametrize("blank", ["   ", "\n\t", "\u3000", "\u200b", "\u200d\ufe0f"])
+def test_a_group_or_room_title_of_only_whitespace_or_invisible_characters_is_422_when_created_or_patched(
+    people, db, blank
+):
+    # "Always has a title" is for the lists that show it: a title of spaces or a zero-width character shows nothing.
+    alice = people["alice"]
+    count = "SELECT count(*) FROM conversations"
+    before = db.execute(count).fetchone()
+    for body in ({"kind": "group", "title": blank}, {"kind": "room", "title": blank, "room_token": "tok-blank"}):
+        made = call("POST", "/v1/conversations", alice, body=body)
+        assert made.status == 422 and [e["loc"] for e in made.body["errors"]] == [["body", "title"]], made.body
+    assert db.execute(count).fetchone() == before
+    group = _group(alice, title="  team  ")
+    assert group["title"] == "  team  "  # a visible title is stored as sent, spaces and all
+    renamed = call("PATCH", f"/v1/conversations/{group['id']}", alice, body={"title": blank, "use_case": "u"})
+    assert renamed.status == 422 and [e["loc"] for e in renamed.body["errors"]] == [["body", "title"]]
+    kept = call("GET", f"/v1/conversations/{group['id']}", alice).body
+    assert kept["title"] == "  team  " and kept["use_case"] is None
+
+
 def test_status_patched_to_null_is_422_naming_the_field_and_changes_nothing(people):
     # status is never null: the refusal names it as a schema error would, not a bare "rule of the data model".
     alice = people["alice"]
@@ -325,6 +368,26 @@ def test_admin_adds_changes_and_removes_participants_when_managing(people):
     assert call("DELETE", f"{base}/{bob.user_id}", alice).status == 204
     listed = call("GET", base, alice).body["items"]
     assert {p["user_id"] for p in listed} == {str(alice.user_id), str(carol.user_id)}
+
+
+@pytest.mark.parametrize("who", ["member", "caller"])
+def test_adding_someone_already_in_is_a_409_that_says_so_and_names_no_constraint(people, who):
+    alice, bob = people["alice"], people["bob"]
+    group = _group(alice, bob)
+    again = call(
+        "POST",
+        f"/v1/conversations/{group['id']}/participants",
+        alice,
+        body={"user_id": str((bob if who == "member" else alice).user_id)},
+    )
+    assert again.status == 409 and again.headers["Content-Type"] == "application/problem+json"
+    assert again.body["reason"] == "already_participant" and "already a participant" in again.body["detail"]
+    assert "constraint" not in again.body  # the schema's index name is nothing a client can act on
+    roles = {
+        p["user_id"]: p["role"]
+        for p in call("GET", f"/v1/conversations/{group['id']}/participants", alice).body["items"]
+    }
+    assert roles == {str(alice.user_id): "admin", str(bob.user_id): "member"}  # the role asked for changed nothing
 
 
 def test_removed_participant_loses_access_on_the_next_request(people):
@@ -421,4 +484,6 @@ def test_room_keeps_its_fields_and_owner_when_created(people, db):
     body = {"kind": "room", "title": "lab", "room_type": "viz", "room_token": "tok-1", "host": "h", "cmd_port": 9000}
     room = call("POST", "/v1/conversations", alice, body=body)
     assert room.status == 201 and room.body["user_id"] == str(alice.user_id) and room.body["cmd_port"] == 9000
-    assert call("POST", "/v1/conversations", alice, body=body).status == 409  # room_token is unique
+    taken = call("POST", "/v1/conversations", people["bob"], body=body)  # room_token is unique, across every room
+    assert taken.status == 409 and taken.body["reason"] == "room_token_taken" and "room_token" in taken.body["detail"]
+    assert "constraint" not in taken.body  # the index's name is nothing a client can act on

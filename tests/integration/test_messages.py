@@ -711,3 +711,42 @@ def test_a_direct_conversation_with_a_model_account_takes_sends_while_the_model_
     alice, model = jwt_principal(make_user(db, "alice")), make_user(db, "model", is_ai=True)
     chat = call("POST", "/v1/conversations", alice, body={"kind": "direct", "participant_ids": [str(model)]}).body
     assert call("POST", f"/v1/conversations/{chat['id']}/messages", alice, body={"content": "hi"}).status == 201
+
+
+# Each body of the conversation core that stores text, with a NUL character in one field: (method, path template, body,
+# the field named). PostgreSQL text and jsonb cannot hold U+0000.
+NUL_BODIES = [
+    ("POST", "/v1/conversations/{id}/messages", {"content": "a\x00b"}, "content"),
+    ("POST", "/v1/conversations/{id}/messages", {"content": "ok", "idempotency_key": "k\x00"}, "idempotency_key"),
+    ("PATCH", "/v1/messages/{message}", {"content": "\x00"}, "content"),
+    ("POST", "/v1/conversations", {"kind": "group", "title": "g\x00"}, "title"),
+    ("PATCH", "/v1/conversations/{id}", {"status": "on\x00"}, "status"),
+    ("POST", "/v1/anonymous/conversations", {"title": "\x00"}, "title"),
+    ("POST", "/v1/conversations/{id}/threads", {"title": "t", "thread_data": {"a": [{"\x00": 1}]}}, "thread_data"),
+    ("POST", "/v1/conversations/{id}/panels", {"name": "p", "layout": {"x": "\x00"}}, "layout"),
+    ("POST", "/v1/files", {"name": "a\x00.txt", "size": 3}, "name"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field"), NUL_BODIES)
+def test_a_nul_character_is_a_422_naming_its_field_and_stores_nothing_when_sent_in_a_body(
+    room, db, method, path, body, field
+):
+    message = _send(room, "alice", "kept").body["id"]
+    counts = "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM conversations), " + (
+        "(SELECT count(*) FROM conversation_threads), (SELECT count(*) FROM dashboard_panels), "
+        "(SELECT count(*) FROM user_files), (SELECT count(*) FROM message_edits), "
+        "(SELECT coalesce(sum(hits), 0) FROM anonymous_rate_limits)"
+    )
+    before = db.execute(counts).fetchone()
+    reply = call(method, path.format(id=room["id"], message=message), room["alice"], body=body)
+    assert reply.status == 422 and reply.headers["Content-Type"] == "application/problem+json"
+    assert [error["loc"] for error in reply.body["errors"]] == [["body", field]]
+    assert "NUL" in reply.body["errors"][0]["msg"]
+    assert db.execute(counts).fetchone() == before
+
+
+def test_a_nul_character_in_a_search_is_a_422_naming_q(room):
+    reply = call("GET", "/v1/search/messages", room["alice"], query={"q": "a\x00b"})
+    assert reply.status == 422 and reply.body["errors"][0]["loc"] == ["query", "q"]
+    assert "NUL" in reply.body["detail"]
