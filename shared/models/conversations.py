@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field
 
 from shared.models.json_values import JsonObject
 from shared.models.money import Money
@@ -21,40 +21,10 @@ MessageStatus = Literal["sent", "delivered", "read"]
 Title = Field(None, min_length=1, max_length=500)
 
 
-def _holds_nul(value: Any) -> bool:
-    """Whether a string in `value` (a string, or JSON: object keys and values, array items) holds U+0000."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
-
-
-class Stored(Strict):
-    """A body whose text is stored in PostgreSQL text or jsonb columns, neither of which can hold the NUL character:
-    one anywhere in a field is a 422 naming that field (`errors[].loc`), before anything is written. Left to the
-    database, it was a 422 that named no field ("A value cannot be stored"), so a client could not say which input
-    to fix."""
-
-    @field_validator("*")
-    @classmethod
-    def _without_nul(cls, value: Any) -> Any:
-        if _holds_nul(value):
-            raise ValueError("must not hold the NUL character (U+0000), which stored text cannot hold")
-        return value
-
-
 # Conversations --------------------------------------------------------------------------------------------
 
 
-class ConversationCreate(Stored):
+class ConversationCreate(Strict):
     kind: CreatableKind
     title: str | None = Title
     # direct: the other user; group/room: the first members besides the creator.
@@ -67,7 +37,7 @@ class ConversationCreate(Stored):
     viz_port: int | None = Field(None, ge=1, le=65535)
 
 
-class ConversationUpdate(Stored):
+class ConversationUpdate(Strict):
     title: str | None = Title
     status: str | None = Field(None, min_length=1, max_length=50)
     use_case: str | None = Field(None, max_length=200)
@@ -138,7 +108,7 @@ class Conversation(BaseModel):
     )
 
 
-class AnonymousConversationCreate(Stored):
+class AnonymousConversationCreate(Strict):
     title: str | None = Title
 
 
@@ -174,7 +144,7 @@ class Participant(BaseModel):
 # Messages -------------------------------------------------------------------------------------------------
 
 
-class MessageCreate(Stored):
+class MessageCreate(Strict):
     # The length limit is a settings value checked by the service (422); this cap only keeps pydantic cheap.
     content: str = Field(min_length=1)
     attachments: list[UUID] = Field(default_factory=list)
@@ -182,7 +152,7 @@ class MessageCreate(Stored):
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
 
 
-class MessageUpdate(Stored):
+class MessageUpdate(Strict):
     content: str = Field(min_length=1)
 
 
@@ -340,7 +310,7 @@ class Feedback(BaseModel):
 # Threads --------------------------------------------------------------------------------------------------
 
 
-class ThreadCreate(Stored):
+class ThreadCreate(Strict):
     title: str | None = Title
     model_id: str | None = Field(None, max_length=200)
     thread_data: JsonObject = Field(default_factory=dict)
@@ -367,13 +337,13 @@ class Thread(BaseModel):
 # Panels and data references -------------------------------------------------------------------------------
 
 
-class PanelCreate(Stored):
+class PanelCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     layout: JsonObject = Field(default_factory=dict)
     config: JsonObject = Field(default_factory=dict)
 
 
-class PanelUpdate(Stored):
+class PanelUpdate(Strict):
     name: str | None = Field(None, min_length=1, max_length=200)
     layout: JsonObject | None = None
     config: JsonObject | None = None
@@ -407,7 +377,7 @@ class DataRef(BaseModel):
 # Files ----------------------------------------------------------------------------------------------------
 
 
-class FileCreate(Stored):
+class FileCreate(Strict):
     name: str = Field(min_length=1, max_length=255)
     content_type: str = Field("application/octet-stream", min_length=1, max_length=200)
     size: int = Field(ge=0)

@@ -15,19 +15,26 @@ from pydantic import AfterValidator
 JSON_MAX_DEPTH = 64
 
 
+def check_storable_text(value: str) -> None:
+    """Refuse text PostgreSQL cannot store (in text or jsonb), naming why: a NUL character (U+0000) or a lone
+    UTF-16 surrogate (U+D800 to U+DFFF, which no UTF-8 holds; JSON's escaped pair decodes to one character). Left
+    to the database or the driver, they were a 422 that named no field, or a 500."""
+    if "\x00" in value:
+        raise ValueError("Text cannot hold a NUL character (\\u0000)")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("Text must be Unicode (it holds a lone surrogate)") from None
+
+
 def _storable_scalar(value: Any) -> None:
-    """Refuse what PostgreSQL's jsonb cannot hold, naming why: Python's JSON reader takes NaN, Infinity and numbers
-    past a double's range (1e400 reads as infinity), none of which JSON has, and strings with a NUL or a lone
-    surrogate (JSON's "\u0000", "\ud800"). They were a 422 naming no field, saying "a rule of the data model"."""
+    """Refuse what PostgreSQL's jsonb cannot hold: Python's JSON reader takes NaN, Infinity and numbers past a
+    double's range (1e400 reads as infinity), none of which JSON has, and text check_storable_text refuses. They
+    were a 422 naming no field, saying "a rule of the data model"."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("JSON numbers must be finite (no NaN, Infinity, or a number past 1e308)")
     if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("JSON text cannot hold a NUL character (\\u0000)")
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            raise ValueError("JSON text must be Unicode (it holds a lone surrogate)") from None
+        check_storable_text(value)
 
 
 def _within_json_depth(value: Any) -> Any:

@@ -3,16 +3,38 @@ fields Confab does not use)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from shared.errors import UnprocessableError
+from shared.models.json_values import check_storable_text
 
 
 class Strict(BaseModel):
     """A field the body's model does not name is a 422 that changes nothing: one a caller may not set (role,
-    is_active, an id, a hash) as much as a misspelt one, which would otherwise be dropped and answered 200."""
+    is_active, an id, a hash) as much as a misspelt one, which would otherwise be dropped and answered 200.
+
+    And text that PostgreSQL cannot store (a NUL character, a lone surrogate), anywhere in a field (in a list, in
+    JSON, keys included), is a 422 naming that field, before anything is written: left to the database it was a 422
+    that named no field ("A value cannot be stored"), and to the driver a 500."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        pending = [value]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, str):
+                check_storable_text(item)
+            elif isinstance(item, dict):
+                pending.extend(item.keys())
+                pending.extend(item.values())
+            elif isinstance(item, list | tuple | set | frozenset):
+                pending.extend(item)
+        return value
 
     def refuse_nulls(self, *fields: str) -> None:
         """422 naming each of `fields` (never null in the database) that a PATCH sets to null, before anything is

@@ -392,3 +392,36 @@ def test_wrong_current_passwords_are_limited_like_logins_when_a_token_keeps_gues
     assert blocked.status == 429 and int(blocked.headers["retry-after"]) > 0
     actions = [row["action"] for row in api.call("GET", "/v1/users/me/connection-logs", token=token).json["items"]]
     assert actions.count("password_change_failed") == 3
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        (
+            "POST",
+            "/v1/auth/signup",
+            {"username": "nul\x00x", "email": "n@example.com", "password": PASSWORD},
+            "username",
+        ),
+        (
+            "POST",
+            "/v1/auth/signup",
+            {"username": "lone", "email": "l@example.com", "password": PASSWORD + "\ud800"},
+            "password",
+        ),
+        ("POST", "/v1/auth/login", {"login": "someone\x00", "password": PASSWORD}, "login"),
+        ("POST", "/v1/users/me/api-keys", {"name": "ci\x00"}, "name"),
+        ("PATCH", "/v1/users/me", {"name": "x\ud83d"}, "name"),
+    ],
+)
+def test_text_postgresql_cannot_store_is_a_422_naming_its_field_on_every_route(api, db, method, path, body, field):
+    # A NUL (JSON "\u0000") or a lone surrogate (JSON "\ud800") anywhere in a Strict body's field: the 422 names the
+    # field, and nothing is written (before, the database's 422 named no field, or the driver's encoding error a 500).
+    token = api.login(api.signup("holder")["user"]["username"])
+    counts = "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM api_keys), (SELECT max(name) FROM users)"
+    before = db.execute(counts).fetchone()
+    reply = api.call(method, path, body, token=None if path.startswith("/v1/auth") else token)
+    assert reply.status == 422, reply.json
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert [error["loc"][:2] for error in reply.json["errors"]] == [["body", field]]
+    assert db.execute(counts).fetchone() == before
