@@ -242,3 +242,27 @@ def test_password_change_succeeds_when_a_login_rehashes_the_password_during_its_
     _change_password(app_container, user_id)
     assert api.call("POST", "/v1/auth/login", {"login": "turn", "password": NEW_PASSWORD}).status == 200
     assert api.call("POST", "/v1/auth/login", {"login": "turn", "password": PASSWORD}).status == 401
+
+
+@pytest.mark.parametrize("end_family", ["logout", "reuse"])
+def test_a_refresh_in_flight_is_refused_afterwards_when_another_token_of_its_family_ends_the_family(
+    api, reconfigure, db, monkeypatch, end_family
+):
+    # A logout with (or the replay of) an earlier token of the family revokes the family's rows while a refresh of
+    # the current token holds that token's row: the revocation waits for it, and the child the refresh inserts
+    # meanwhile must not outlive the family (a tab signing out while another refreshes; a thief refreshing while
+    # its owner's replay is detected).
+    built = reconfigure(REFRESH_REUSE_GRACE_SECONDS="0")
+    first = api.signup("fiona")["refresh_token"]
+    current = api.call("POST", "/v1/auth/refresh", {"refresh_token": first}).json["refresh_token"]
+
+    def end() -> None:
+        if end_family == "logout":
+            accounts.logout(built.db, first, accounts.Client())
+        else:
+            with pytest.raises(UnauthorizedError):
+                accounts.refresh(built.db, built.settings, first, accounts.Client())
+
+    child = _refresh_while(built, db, monkeypatch, current, end)
+    assert api.call("POST", "/v1/auth/refresh", {"refresh_token": child.refresh_token}).status == 401
+    assert db.execute("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL").fetchone() == (0,)
