@@ -16,6 +16,7 @@ from infra.config import StageConfig
 from infra.log_groups import keep_service_logs
 from shared import cors, routes
 from shared.errors import (
+    BEARER_CHALLENGE,
     PROBLEM_BASE,
     AppError,
     InvalidRequestError,
@@ -164,10 +165,14 @@ class Api(Construct):
             headers = {
                 **gateway_cors_origin(config.cors_origins),
                 "Access-Control-Allow-Headers": "'" + ",".join(CORS_HEADERS) + "'",
+                # Else a browser reads neither Retry-After nor the 401's challenge (the handlers expose them too).
+                "Access-Control-Expose-Headers": f"'{cors.EXPOSED_HEADERS}'",
                 "Content-Type": "'application/problem+json'",
             }
             if problem.retry_after_s:
                 headers["Retry-After"] = f"'{problem.retry_after_s}'"
+            if problem.status == 401:
+                headers["WWW-Authenticate"] = f"'{BEARER_CHALLENGE}'"
             self.api.add_gateway_response(
                 response_id,
                 type=response_type,

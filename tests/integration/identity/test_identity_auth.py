@@ -392,3 +392,18 @@ def test_wrong_current_passwords_are_limited_like_logins_when_a_token_keeps_gues
     assert blocked.status == 429 and int(blocked.headers["retry-after"]) > 0
     actions = [row["action"] for row in api.call("GET", "/v1/users/me/connection-logs", token=token).json["items"]]
     assert actions.count("password_change_failed") == 3
+
+
+def test_every_401_carries_a_bearer_challenge_that_a_browser_may_read(api):
+    pair = api.signup("wendy")
+    origin = {"Origin": "http://localhost:3000"}
+    refused = [
+        api.call("GET", "/v1/users/me", headers=origin),  # the authorizer: no credentials
+        api.call("GET", "/v1/users/me", token="not-a-token", headers=origin),  # the authorizer: a bad one
+        api.call("POST", "/v1/auth/login", {"login": "wendy", "password": "wrong password"}, headers=origin),
+        api.call("POST", "/v1/auth/refresh", {"refresh_token": f"{uuid.uuid4()}.x"}, headers=origin),
+    ]
+    assert api.call("GET", "/v1/users/me", token=pair["access_token"]).status == 200
+    for reply in refused:
+        assert reply.status == 401 and reply.headers["www-authenticate"] == "Bearer", reply.headers
+        assert "WWW-Authenticate" in reply.headers["access-control-expose-headers"]
