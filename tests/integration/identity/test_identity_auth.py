@@ -407,3 +407,19 @@ def test_every_401_carries_a_bearer_challenge_that_a_browser_may_read(api):
     for reply in refused:
         assert reply.status == 401 and reply.headers["www-authenticate"] == "Bearer", reply.headers
         assert "WWW-Authenticate" in reply.headers["access-control-expose-headers"]
+
+
+def test_every_answer_carrying_a_token_pair_is_marked_no_store(api):
+    # RFC 6749, 5.1: a response with tokens must not be kept by any cache (a proxy's, the browser's disk cache).
+    signup = api.call("POST", "/v1/auth/signup", {"username": "xavi", "email": "x@example.com", "password": PASSWORD})
+    login = api.call("POST", "/v1/auth/login", {"login": "xavi", "password": PASSWORD})
+    refresh = api.call("POST", "/v1/auth/refresh", {"refresh_token": login.json["refresh_token"]})
+    change = api.call(
+        "POST",
+        "/v1/users/me/password",
+        {"current_password": PASSWORD, "new_password": "another long password"},
+        token=refresh.json["access_token"],
+    )
+    for reply, status in ((signup, 201), (login, 200), (refresh, 200), (change, 200)):
+        assert reply.status == status and reply.json["refresh_token"], reply.json
+        assert reply.headers["cache-control"] == "no-store"
