@@ -11,14 +11,26 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 from shared.models.strict import Strict
 from shared.models.web_url import WebUrl
 
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character (U+0000)")
+    return value
+
+
+# PostgreSQL text cannot hold U+0000: refused here, as a 422 naming the field, rather than by the database (a 422
+# naming nothing, after a signup's bcrypt work). Passwords are only hashed, never stored as text: they may hold one.
+NoNul = AfterValidator(_no_nul)
 Username = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 ]
-Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Email = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"), NoNul
+]
 # Length rules for passwords are checked by shared.auth.passwords (422 with a clear message); this bound
 # only keeps absurd bodies out before hashing.
 Password = Annotated[str, Field(min_length=1, max_length=1024)]
-ShortText = Annotated[str, StringConstraints(max_length=255)]
+ShortText = Annotated[str, StringConstraints(max_length=255), NoNul]
 
 
 def _future_instant(value: datetime) -> datetime:
@@ -46,7 +58,7 @@ class SignupRequest(Strict):
 
 
 class LoginRequest(Strict):
-    login: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+    login: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), NoNul]
     password: Password
 
 
@@ -73,8 +85,8 @@ class AccountDeletion(Strict):
 
 
 class PropertiesPut(Strict):
-    tone: Annotated[str, StringConstraints(max_length=255)] | None = None
-    additional_info: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    tone: ShortText | None = None
+    additional_info: Annotated[str, StringConstraints(max_length=10_000), NoNul] | None = None
 
 
 class Properties(BaseModel):

@@ -35,6 +35,32 @@ def test_avatar_url_is_422_and_nothing_changes_when_it_is_not_an_http_link(api, 
     assert kept.status == 200 and kept.json["avatar_url"] == "https://cdn.example.com/ivy.png"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/v1/auth/signup", {"username": "nul", "email": "n\x00l@example.com", "password": PASSWORD}, "email"),
+        (
+            "POST",
+            "/v1/auth/signup",
+            {"username": "nul", "email": "nul@example.com", "password": PASSWORD, "name": "\x00"},
+            "name",
+        ),
+        ("POST", "/v1/auth/login", {"login": "owner\x00", "password": PASSWORD}, "login"),
+        ("PATCH", "/v1/users/me", {"organization": "Acme\x00"}, "organization"),
+        ("PUT", "/v1/users/me/properties", {"tone": "dry", "additional_info": "a\x00b"}, "additional_info"),
+    ],
+)
+def test_text_with_a_nul_character_is_a_422_naming_the_field_and_writes_nothing(api, db, method, path, body, field):
+    # PostgreSQL text cannot hold U+0000: refused by the schema, with the field's loc, not by the database.
+    token = api.signup("owner", organization="Before")["access_token"]
+    refused = api.call(method, path, body, token=token)
+    assert refused.status == 422 and refused.headers["content-type"] == "application/problem+json"
+    assert [error["loc"] for error in refused.json["errors"]] == [["body", field]]
+    assert "NUL" in refused.json["errors"][0]["msg"]
+    assert db.execute("SELECT username, organization FROM users").fetchall() == [("owner", "Before")]
+    assert db.execute("SELECT count(*) FROM user_properties").fetchone() == (0,)
+
+
 def test_properties_are_empty_then_replaced(api):
     token = api.signup("nina")["access_token"]
     assert api.call("GET", "/v1/users/me/properties", token=token).json["tone"] is None
