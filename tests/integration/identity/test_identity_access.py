@@ -13,6 +13,7 @@ from shared.auth.principal import Principal
 from shared.errors import ConflictError, ForbiddenError
 from shared.models.identity import AdminUserPatch, LicensePatch
 from shared.services import accounts, admin, licenses
+from tests.conversations_helpers import call, jwt_principal
 from tests.integration.identity.conftest import PASSWORD
 
 
@@ -461,3 +462,21 @@ def test_api_keys_outlive_password_change_and_logout_all_and_are_refused_only_wh
     assert api.call("GET", "/v1/users/me", token=key).status == 401
     assert api.call("PATCH", f"/v1/admin/users/{kira}", {"is_active": True}, token=root).status == 200
     assert api.call("GET", "/v1/users/me", token=key).status == 200
+
+
+def test_a_stale_authorizer_answer_for_a_deactivated_account_changes_no_password(api, db, make_role):
+    # In AWS the authorizer's Allow is cached for a minute after a deactivation: the password change must refuse it
+    # (401, as an account deletion does), or whoever held the credentials picks the password the account comes
+    # back with, and gets a token pair.
+    _, root = api.with_role(make_role, "root", "super_admin")
+    held = api.signup("held")["user"]["id"]
+    before = db.execute("SELECT password_hash FROM users WHERE id = %s", (held,)).fetchone()
+    assert api.call("PATCH", f"/v1/admin/users/{held}", {"is_active": False}, token=root).status == 200
+    change = {"current_password": PASSWORD, "new_password": "the thief's password"}
+    refused = call("POST", "/v1/users/me/password", jwt_principal(uuid.UUID(held)), body=change)
+    assert refused.status == 401 and refused.headers["Content-Type"] == "application/problem+json"
+    assert "refresh_token" not in refused.body
+    assert db.execute("SELECT password_hash FROM users WHERE id = %s", (held,)).fetchone() == before
+    assert db.execute(
+        "SELECT count(*) FROM refresh_tokens WHERE user_id = %s AND revoked_at IS NULL", (held,)
+    ).fetchone() == (0,)

@@ -266,3 +266,24 @@ def test_a_refresh_in_flight_is_refused_afterwards_when_another_token_of_its_fam
     child = _refresh_while(built, db, monkeypatch, current, end)
     assert api.call("POST", "/v1/auth/refresh", {"refresh_token": child.refresh_token}).status == 401
     assert db.execute("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL").fetchone() == (0,)
+
+
+def test_password_change_is_401_and_changes_nothing_when_the_account_is_deactivated_during_its_check(
+    api, app_container, db, monkeypatch
+):
+    # Deactivating an account whose credentials were stolen must not leave the thief a password of its choosing for
+    # when the account is reactivated.
+    user_id = api.signup("victim")["user"]["id"]
+    before = db.execute("SELECT password_hash FROM users WHERE id = %s", (user_id,)).fetchone()
+    _during_the_password_check(monkeypatch, lambda: _deactivate(app_container, user_id))
+    with pytest.raises(UnauthorizedError):
+        accounts.change_password(
+            app_container.db,
+            app_container.settings,
+            uuid.UUID(user_id),
+            PasswordChange(current_password=PASSWORD, new_password=NEW_PASSWORD),
+            accounts.Client(),
+        )
+    assert db.execute("SELECT password_hash FROM users WHERE id = %s", (user_id,)).fetchone() == before
+    assert db.execute("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM connection_logs WHERE action = 'password_changed'").fetchone() == (0,)
