@@ -315,7 +315,7 @@ def refresh(db: Database, settings: Settings, token: str, client: Client) -> Tok
 
 
 def logout(db: Database, token: str, client: Client) -> None:
-    """Revoke the token's family. Unknown or wrong tokens are answered the same (nothing to reveal)."""
+    """Revoke the token's family. Unknown, wrong or dead tokens are answered the same (nothing to reveal)."""
     parsed = _parse_refresh(token)
     if parsed is None:
         return
@@ -326,8 +326,10 @@ def logout(db: Database, token: str, client: Client) -> None:
         state = tokens.get_for_update(token_id, 0)
         if state is None or not same_hash(secret, state.token_hash):
             return
-        tokens.revoke_family(state.family_id)
-        _log(uow, "logout", state.user_id, client)
+        # Logged only when it ended something: a dead token may be sent again and again (the answer is the same 204),
+        # and each time would write a row to its user's connection log.
+        if tokens.revoke_family(state.family_id):
+            _log(uow, "logout", state.user_id, client)
 
     db.transact(work)
 

@@ -423,3 +423,22 @@ def test_every_answer_carrying_a_token_pair_is_marked_no_store(api):
     for reply, status in ((signup, 201), (login, 200), (refresh, 200), (change, 200)):
         assert reply.status == status and reply.json["refresh_token"], reply.json
         assert reply.headers["cache-control"] == "no-store"
+
+
+def test_logout_logs_only_a_logout_that_ended_something(api, db):
+    # A logout answers 204 whatever the token, and anyone holding a dead one may send it again and again: only the
+    # one that revoked something is in the user's connection log.
+    pair = api.signup("yann")
+    for _ in range(3):
+        assert api.call("POST", "/v1/auth/logout", {"refresh_token": pair["refresh_token"]}).status == 204
+    other = api.call("POST", "/v1/auth/login", {"login": "yann", "password": PASSWORD}).json
+    changed = api.call(
+        "POST",
+        "/v1/users/me/password",
+        {"current_password": PASSWORD, "new_password": "another long password"},
+        token=other["access_token"],
+    )
+    assert changed.status == 200
+    assert api.call("POST", "/v1/auth/logout", {"refresh_token": other["refresh_token"]}).status == 204
+    logouts = db.execute("SELECT count(*) FROM connection_logs WHERE action = 'logout'").fetchone()
+    assert logouts == (1,)
