@@ -8,7 +8,7 @@ import uuid
 import bcrypt
 import pytest
 
-from shared.errors import UnauthorizedError
+from shared.errors import CREDENTIALS_REFUSED, UnauthorizedError
 from shared.services import accounts
 from tests.integration.identity.conftest import PASSWORD
 
@@ -407,6 +407,8 @@ def test_every_401_carries_a_bearer_challenge_that_a_browser_may_read(api):
     for reply in refused:
         assert reply.status == 401 and reply.headers["www-authenticate"] == "Bearer", reply.headers
         assert "WWW-Authenticate" in reply.headers["access-control-expose-headers"]
+    # The authorizer's refusal says what to do, as API Gateway's does (infra/api.py), not only "Unauthorized".
+    assert refused[0].json["detail"] == refused[1].json["detail"] == CREDENTIALS_REFUSED
 
 
 def test_every_answer_carrying_a_token_pair_is_marked_no_store(api):
