@@ -39,6 +39,14 @@ def json_body(model: BaseModel, status: int) -> Response[str]:
     return Response(status_code=status, content_type="application/json", body=model.model_dump_json())
 
 
+def credentials_json(model: BaseModel, status_code: int = 200) -> Response[str]:
+    """An answer carrying credentials (a token pair), serialized as json_body does and marked for no cache to keep
+    (RFC 6749, 5.1: a proxy's or a browser's disk cache must not hold tokens)."""
+    response = json_body(model, status_code)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def created_json(model: BaseModel) -> Response[str]:
     """201 with the model serialized once (see json_body)."""
     return json_body(model, 201)

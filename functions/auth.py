@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from functions._client import client_of
 from functions._http import lambda_entry, make_resolver
-from functions._replies import created_json, no_content, problem, replies
+from functions._replies import credentials_json, no_content, problem, replies
 from shared.bootstrap import container
 from shared.models.identity import LoginRequest, RefreshRequest, SignupRequest, TokenPair
 from shared.services import accounts
@@ -17,7 +17,7 @@ app = make_resolver()
 @app.post("/v1/auth/signup", summary="Create an account", tags=["auth"], responses=replies(TokenPair, 201))
 def signup(request: SignupRequest) -> Response[str]:
     built = container()
-    return created_json(accounts.signup(built.db, built.settings, request, client_of(app)))
+    return credentials_json(accounts.signup(built.db, built.settings, request, client_of(app)), status_code=201)
 
 
 # Public routes whose answer to credentials that do not sign in is a 401 of their own.
@@ -31,9 +31,9 @@ SPENT_REFRESH = problem("Unknown, spent, revoked or expired refresh token: sign 
     tags=["auth"],
     responses={**replies(TokenPair, 200), 401: WRONG_LOGIN},
 )
-def login(request: LoginRequest) -> TokenPair:
+def login(request: LoginRequest) -> Response[str]:
     built = container()
-    return accounts.login(built.db, built.settings, request, client_of(app))
+    return credentials_json(accounts.login(built.db, built.settings, request, client_of(app)))
 
 
 @app.post(
@@ -42,9 +42,9 @@ def login(request: LoginRequest) -> TokenPair:
     tags=["auth"],
     responses={**replies(TokenPair, 200), 401: SPENT_REFRESH},
 )
-def refresh(request: RefreshRequest) -> TokenPair:
+def refresh(request: RefreshRequest) -> Response[str]:
     built = container()
-    return accounts.refresh(built.db, built.settings, request.refresh_token, client_of(app))
+    return credentials_json(accounts.refresh(built.db, built.settings, request.refresh_token, client_of(app)))
 
 
 @app.post("/v1/auth/logout", summary="Revoke a refresh token's family", tags=["auth"])

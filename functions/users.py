@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler import Response
 from functions._client import client_of
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
-from functions._replies import created_json, no_content, replies
+from functions._replies import created_json, credentials_json, no_content, replies
 from shared.bootstrap import container
 from shared.models.identity import (
     AccountDeletion,
@@ -51,11 +51,16 @@ def delete_me(request: AccountDeletion) -> Response[None]:
     return no_content()
 
 
-@app.post("/v1/users/me/password", summary="Change the password; ends every other session", tags=["users"])
-def change_password(request: PasswordChange) -> TokenPair:
+@app.post(
+    "/v1/users/me/password",
+    summary="Change the password; ends every other session",
+    tags=["users"],
+    responses=replies(TokenPair, 200),
+)
+def change_password(request: PasswordChange) -> Response[str]:
     built = container()
     user_id = principal_of(app).require_user()
-    return accounts.change_password(built.db, built.settings, user_id, request, client_of(app))
+    return credentials_json(accounts.change_password(built.db, built.settings, user_id, request, client_of(app)))
 
 
 @app.post("/v1/users/me/logout-all", summary="End every session and token of the caller", tags=["users"])

@@ -16,6 +16,8 @@ from infra.config import StageConfig
 from infra.log_groups import keep_service_logs
 from shared import cors, routes
 from shared.errors import (
+    BEARER_CHALLENGE,
+    CREDENTIALS_REFUSED,
     PROBLEM_BASE,
     AppError,
     InvalidRequestError,
@@ -52,6 +54,8 @@ class GatewayProblem:
     # False for the DEFAULT_* families: API Gateway picks the status, so the body does not claim one.
     fixed_status: bool = True
     retry_after_s: int | None = None
+    # A fixed detail, for an answer whose API Gateway message says nothing more than its title.
+    detail: str | None = None
 
     @property
     def status(self) -> int | None:
@@ -62,14 +66,16 @@ class GatewayProblem:
         body: dict[str, object] = {"type": PROBLEM_BASE + spec.slug, "title": spec.title}
         if self.status:
             body["status"] = self.status
+        if self.detail:
+            return json.dumps({**body, "detail": self.detail})
         # $context.error.messageString is API Gateway's own message, already a quoted JSON string.
         return json.dumps(body)[:-1] + ', "detail": $context.error.messageString}'
 
 
 GATEWAY_PROBLEMS: list[tuple[str, apigw.ResponseType, GatewayProblem]] = [
-    ("Unauthorized", apigw.ResponseType.UNAUTHORIZED, GatewayProblem(UnauthorizedError)),
+    ("Unauthorized", apigw.ResponseType.UNAUTHORIZED, GatewayProblem(UnauthorizedError, detail=CREDENTIALS_REFUSED)),
     # The authorizer only ever allows; a deny still means "these credentials do not let you in".
-    ("AccessDenied", apigw.ResponseType.ACCESS_DENIED, GatewayProblem(UnauthorizedError)),
+    ("AccessDenied", apigw.ResponseType.ACCESS_DENIED, GatewayProblem(UnauthorizedError, detail=CREDENTIALS_REFUSED)),
     # The authorizer failed (say the database is down): the same 503 the handlers give, not a 500.
     ("AuthorizerFailure", apigw.ResponseType.AUTHORIZER_FAILURE, GatewayProblem(UnavailableError, retry_after_s=5)),
     (
@@ -164,10 +170,14 @@ class Api(Construct):
             headers = {
                 **gateway_cors_origin(config.cors_origins),
                 "Access-Control-Allow-Headers": "'" + ",".join(CORS_HEADERS) + "'",
+                # Else a browser reads neither Retry-After nor the 401's challenge (the handlers expose them too).
+                "Access-Control-Expose-Headers": f"'{cors.EXPOSED_HEADERS}'",
                 "Content-Type": "'application/problem+json'",
             }
             if problem.retry_after_s:
                 headers["Retry-After"] = f"'{problem.retry_after_s}'"
+            if problem.status == 401:
+                headers["WWW-Authenticate"] = f"'{BEARER_CHALLENGE}'"
             self.api.add_gateway_response(
                 response_id,
                 type=response_type,

@@ -9,7 +9,7 @@ from __future__ import annotations
 # Request headers a browser may send (the preflight's Access-Control-Allow-Headers).
 REQUEST_HEADERS = ("Authorization", "Content-Type", "X-Api-Key", "Idempotency-Key", "X-Request-Id")
 # Response headers a browser script may read besides the CORS-safelisted ones.
-EXPOSED_HEADERS = "Location, Retry-After"
+EXPOSED_HEADERS = "Location, Retry-After, WWW-Authenticate"
 METHODS = "DELETE,GET,HEAD,OPTIONS,PATCH,POST,PUT"
 # The files bucket's CORS rule (infra/storage.py), which the local server's file URLs follow.
 FILE_METHODS = "GET,HEAD,POST"

@@ -121,6 +121,12 @@ PROBLEMS: dict[type[AppError], ProblemSpec] = {
 }
 
 INTERNAL = ProblemSpec(500, "internal-error", "Internal server error")
+# What every 401 says it takes (RFC 9110, 15.5.2: a 401 must carry a WWW-Authenticate challenge; some HTTP clients
+# fail on one without). API Gateway's own 401s carry it too (infra/api.py).
+BEARER_CHALLENGE = "Bearer"
+# The detail of the authorizer's 401 (the local server's and API Gateway's own, whose message is only "Unauthorized"):
+# what the caller should do. The authorizer tells no more (which check refused goes to its log only).
+CREDENTIALS_REFUSED = "Missing, invalid, expired or revoked credentials: refresh the access token, or sign in again."
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,8 @@ def problem_for(error: BaseException) -> Problem:
     headers: dict[str, str] = {}
     if isinstance(error, RateLimitedError | UnavailableError):
         headers["Retry-After"] = str(error.retry_after)
+    if spec.status == 401:
+        headers["WWW-Authenticate"] = BEARER_CHALLENGE
     # A 404 is one body everywhere, whichever service raised it: the answer for an id the caller may not see
     # (or a malformed one) must equal the answer for a random id, so it carries no detail and no members.
     if spec.status == 404:

@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from shared import routes
-from shared.errors import problem_body
+from shared.errors import BEARER_CHALLENGE, CREDENTIALS_REFUSED, problem_body
 from shared.local.events import LocalContext, authorizer_event
 from shared.observability import logger
 
@@ -77,7 +77,9 @@ def _authorize(event: dict[str, Any], load: ModuleLoader) -> LocalResponse | Non
     except Exception as exc:
         # API Gateway answers 401 when the authorizer raises "Unauthorized"; anything else is a 500 there.
         if str(exc) == "Unauthorized":
-            return problem(401, "unauthorized", "Unauthorized")
+            refused = problem(401, "unauthorized", "Unauthorized", CREDENTIALS_REFUSED)
+            refused.headers.append(("WWW-Authenticate", BEARER_CHALLENGE))
+            return refused
         logger.exception("authorizer failed")
         return internal_error()
     statements = policy.get("policyDocument", {}).get("Statement", [])

@@ -8,16 +8,20 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
-from shared.models.strict import Strict
+from shared.models.strict import HASHED_ONLY, Strict
 from shared.models.web_url import WebUrl
 
 Username = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 ]
-Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Email = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+]
 # Length rules for passwords are checked by shared.auth.passwords (422 with a clear message); this bound
 # only keeps absurd bodies out before hashing.
-Password = Annotated[str, Field(min_length=1, max_length=1024)]
+# Passwords are only hashed (bcrypt takes every byte, a NUL included), never stored as text: Strict lets them hold a
+# NUL, and refuses only a lone surrogate, which has no UTF-8 to hash.
+Password = Annotated[str, Field(min_length=1, max_length=1024), HASHED_ONLY]
 ShortText = Annotated[str, StringConstraints(max_length=255)]
 
 
@@ -79,7 +83,7 @@ class AccountDeletion(Strict):
 
 
 class PropertiesPut(Strict):
-    tone: Annotated[str, StringConstraints(max_length=255)] | None = None
+    tone: ShortText | None = None
     additional_info: Annotated[str, StringConstraints(max_length=10_000)] | None = None
 
 

@@ -15,11 +15,12 @@ from pydantic import AfterValidator
 JSON_MAX_DEPTH = 64
 
 
-def check_storable_text(value: str) -> None:
+def check_storable_text(value: str, *, allow_nul: bool = False) -> None:
     """Refuse text PostgreSQL cannot store (in text or jsonb), naming why: a NUL character (U+0000) or a lone
     UTF-16 surrogate (U+D800 to U+DFFF, which no UTF-8 holds; JSON's escaped pair decodes to one character). Left
-    to the database or the driver, they were a 422 that named no field, or a 500."""
-    if "\x00" in value:
+    to the database or the driver, they were a 422 that named no field, or a 500. `allow_nul`: text that is only
+    hashed (a password) may hold a NUL."""
+    if not allow_nul and "\x00" in value:
         raise ValueError("Text cannot hold a NUL character (\\u0000)")
     try:
         value.encode()

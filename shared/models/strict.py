@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from shared.errors import UnprocessableError
 from shared.models.json_values import check_storable_text
+
+# In a field's Annotated metadata: text that is only hashed, never stored (a password), may hold a NUL.
+HASHED_ONLY = object()
 
 
 class Strict(BaseModel):
@@ -23,12 +26,14 @@ class Strict(BaseModel):
 
     @field_validator("*")
     @classmethod
-    def _storable_text(cls, value: Any) -> Any:
+    def _storable_text(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        allow_nul = field is not None and any(marker is HASHED_ONLY for marker in field.metadata)
         pending = [value]
         while pending:
             item = pending.pop()
             if isinstance(item, str):
-                check_storable_text(item)
+                check_storable_text(item, allow_nul=allow_nul)
             elif isinstance(item, dict):
                 pending.extend(item.keys())
                 pending.extend(item.values())

@@ -90,7 +90,16 @@ class RefreshTokensRepository:
         self.conn.execute(MARK_USED, {"id": token_id})
 
     def revoke_family(self, family_id: UUID) -> int:
-        return self.conn.execute(REVOKE_FAMILY, {"family_id": family_id}).rowcount
+        """Revoke every token of the family, the children of refreshes in flight included, until a pass finds none.
+
+        A refresh holding one of the family's rows makes a pass wait on that row; once the refresh commits, the pass
+        re-checks only the rows it had found, never the child inserted meanwhile (as in migration 0501). The next
+        statement sees that child. A pass that revokes nothing waited on nothing, and a refresh that would lock a row
+        this transaction has revoked waits for its commit and then finds it revoked: nothing is left behind."""
+        total = 0
+        while revoked := self.conn.execute(REVOKE_FAMILY, {"family_id": family_id}).rowcount:
+            total += revoked
+        return total
 
     def revoke_for_user(self, user_id: UUID) -> int:
         return self.conn.execute(REVOKE_FOR_USER, {"user_id": user_id}).rowcount

@@ -120,9 +120,10 @@ RETURNING {USER_COLUMNS}
 # the current password, the slower one finds it changed and fails. The password is unchanged while the hash is
 # the one checked, or while the token version is: this statement is the only one that changes the password, and
 # it bumps the version; a login's rehash of the same password (TOUCH_LAST_LOGIN) replaces the hash without one.
+# And only while the account is active: one deactivated meanwhile keeps the password it will be reactivated with.
 SET_PASSWORD = f"""
 UPDATE users SET password_hash = %(password_hash)s, token_version = token_version + 1
-WHERE id = %(id)s AND (password_hash = %(checked_hash)s OR token_version = %(checked_version)s)
+WHERE id = %(id)s AND (password_hash = %(checked_hash)s OR token_version = %(checked_version)s) AND is_active
 RETURNING {USER_COLUMNS}, {premium_of("users.id")} AS has_premium
 """  # noqa: S608 (fixed columns)
 BUMP_TOKEN_VERSION = "UPDATE users SET token_version = token_version + 1 WHERE id = %(id)s"
@@ -215,8 +216,8 @@ class UsersRepository:
         return self._one(UPDATE_PROFILE, params)
 
     def set_password(self, user_id: UUID, password_hash: str, *, checked: UserRow) -> SignedInRow | None:
-        """Replace the hash and bump the token version; None when the password is no longer the one whose hash
-        `checked` (the row read before the check) holds."""
+        """Replace the hash and bump the token version; None when the account is inactive or its password is no longer
+        the one whose hash `checked` (the row read before the check) holds."""
         params = {"id": user_id, "password_hash": password_hash, **_checked(checked)}
         return self._signed_in(SET_PASSWORD, params)
 

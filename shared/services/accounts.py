@@ -39,6 +39,9 @@ from shared.settings import Settings
 LOGIN_FAILED = "Invalid login or password."
 REFRESH_FAILED = "Invalid or expired refresh token."
 WRONG_PASSWORD = "The current password is wrong."
+# An account deactivated since the authorizer's answer (cached for up to a minute in AWS) was given: that answer is
+# no longer the account's, as the authorizer itself would now say.
+INACTIVE = "Invalid or missing credentials."
 CURSOR_KINDS = (datetime, UUID)
 
 
@@ -312,7 +315,7 @@ def refresh(db: Database, settings: Settings, token: str, client: Client) -> Tok
 
 
 def logout(db: Database, token: str, client: Client) -> None:
-    """Revoke the token's family. Unknown or wrong tokens are answered the same (nothing to reveal)."""
+    """Revoke the token's family. Unknown, wrong or dead tokens are answered the same (nothing to reveal)."""
     parsed = _parse_refresh(token)
     if parsed is None:
         return
@@ -323,8 +326,10 @@ def logout(db: Database, token: str, client: Client) -> None:
         state = tokens.get_for_update(token_id, 0)
         if state is None or not same_hash(secret, state.token_hash):
             return
-        tokens.revoke_family(state.family_id)
-        _log(uow, "logout", state.user_id, client)
+        # Logged only when it ended something: a dead token may be sent again and again (the answer is the same 204),
+        # and each time would write a row to its user's connection log.
+        if tokens.revoke_family(state.family_id):
+            _log(uow, "logout", state.user_id, client)
 
     db.transact(work)
 
@@ -363,9 +368,10 @@ def confirm_current_password(
     detail: dict[str, Any] | None = None,
 ) -> UserRow:
     """The account as it was read for the check, once `password` is its current password: 403 when it is not (logged
-    as password_change_failed, with `detail`), 429 once too many were wrong. Every route that asks for the current
-    password shares that one count, so none of them is a way around the others' limit. bcrypt runs outside any
-    transaction: the caller's write checks again that the password is still this one (still_checked)."""
+    as password_change_failed, with `detail`), 429 once too many were wrong, 401 when the account is inactive. Every
+    route that asks for the current password shares that one count, so none of them is a way around the others'
+    limit. bcrypt runs outside any transaction: the caller's write checks again that the password is still this one
+    (still_checked)."""
 
     def check(uow: UnitOfWork) -> UserRow:
         # Whoever holds an access token or API key may try current passwords: as many as a login may.
@@ -374,7 +380,10 @@ def confirm_current_password(
 
         limit = settings.login_max_failures_per_account
         _refuse_over_limit(uow, settings, [(wrong, limit)], "Too many wrong current passwords; try again later.")
-        return _require(UsersRepository(uow.conn).get(user_id))
+        user = _require(UsersRepository(uow.conn).get(user_id))
+        if not user.is_active:
+            raise UnauthorizedError(INACTIVE)
+        return user
 
     current = db.read(check)
     if not verify_password(password, current.password_hash, settings.bcrypt_rounds):
@@ -399,9 +408,13 @@ def change_password(
     new_hash = hash_password(request.new_password, settings.bcrypt_rounds)
 
     def work(uow: UnitOfWork) -> TokenPair:
-        # Bumps the token version (older access tokens stop at once), unless the password changed during bcrypt.
-        user = UsersRepository(uow.conn).set_password(user_id, new_hash, checked=current)
+        # Bumps the token version (older access tokens stop at once), unless the password changed or the account was
+        # deactivated during bcrypt: a deactivated account's password stays the one it is reactivated with.
+        users = UsersRepository(uow.conn)
+        user = users.set_password(user_id, new_hash, checked=current)
         if user is None:
+            if not _require(users.get(user_id)).is_active:
+                raise UnauthorizedError(INACTIVE)
             raise ForbiddenError(WRONG_PASSWORD)
         RefreshTokensRepository(uow.conn).revoke_for_user(user_id)
         _log(uow, "password_changed", user_id, client)

@@ -7,6 +7,7 @@ from typing import Any
 
 from infra.config import DEFAULTS
 from shared import routes
+from shared.errors import CREDENTIALS_REFUSED
 from tests.infra.conftest import Synth
 
 
@@ -249,6 +250,13 @@ def test_api_gateway_own_errors_are_problem_json_with_the_handlers_statuses_when
         assert body.get("status") == (int(expected[kind]) if expected[kind] else None), kind
     for kind in ("AUTHORIZER_FAILURE", "THROTTLED"):
         assert "gatewayresponse.header.Retry-After" in responses[kind]["ResponseParameters"]
+    for kind in ("UNAUTHORIZED", "ACCESS_DENIED"):
+        assert responses[kind]["ResponseParameters"]["gatewayresponse.header.WWW-Authenticate"] == "'Bearer'"
+        # API Gateway's own message is only "Unauthorized": the detail says what to do, as the local server's does.
+        assert json.loads(responses[kind]["ResponseTemplates"]["application/json"])["detail"] == CREDENTIALS_REFUSED
+    for kind, props in responses.items():
+        exposed = props["ResponseParameters"]["gatewayresponse.header.Access-Control-Expose-Headers"]
+        assert "Retry-After" in exposed and "WWW-Authenticate" in exposed, kind
 
 
 def test_aggregator_reports_partial_failures_in_batched_windows_with_bounded_concurrency_when_synthesized(

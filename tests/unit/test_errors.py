@@ -32,6 +32,12 @@ def test_retry_after_header_is_set_when_error_is_rate_limited_or_unavailable():
     assert errors.problem_for(errors.UnavailableError(retry_after=5)).headers == {"Retry-After": "5"}
 
 
+def test_every_401_carries_a_bearer_challenge_when_answered():
+    # RFC 9110, 15.5.2: a 401 must carry WWW-Authenticate; some HTTP clients fail on a 401 without one.
+    assert errors.problem_for(errors.UnauthorizedError("expired")).headers == {"WWW-Authenticate": "Bearer"}
+    assert "WWW-Authenticate" not in errors.problem_for(errors.ForbiddenError()).headers
+
+
 def test_unknown_exception_leaks_nothing_when_answered():
     problem = errors.problem_for(KeyError("secret-column-name"))
     assert problem.status == 500

@@ -13,6 +13,7 @@ from shared.auth.principal import Principal
 from shared.errors import ConflictError, ForbiddenError
 from shared.models.identity import AdminUserPatch, LicensePatch
 from shared.services import accounts, admin, licenses
+from tests.conversations_helpers import call, jwt_principal
 from tests.integration.identity.conftest import PASSWORD
 
 
@@ -33,6 +34,32 @@ def test_avatar_url_is_422_and_nothing_changes_when_it_is_not_an_http_link(api, 
     assert db.execute("SELECT avatar_url FROM users WHERE username = 'ivy'").fetchone()[0] is None
     kept = api.call("PATCH", "/v1/users/me", {"avatar_url": "https://cdn.example.com/ivy.png"}, token=token)
     assert kept.status == 200 and kept.json["avatar_url"] == "https://cdn.example.com/ivy.png"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/v1/auth/signup", {"username": "nul", "email": "n\x00l@example.com", "password": PASSWORD}, "email"),
+        (
+            "POST",
+            "/v1/auth/signup",
+            {"username": "nul", "email": "nul@example.com", "password": PASSWORD, "name": "\x00"},
+            "name",
+        ),
+        ("POST", "/v1/auth/login", {"login": "owner\x00", "password": PASSWORD}, "login"),
+        ("PATCH", "/v1/users/me", {"organization": "Acme\x00"}, "organization"),
+        ("PUT", "/v1/users/me/properties", {"tone": "dry", "additional_info": "a\x00b"}, "additional_info"),
+    ],
+)
+def test_text_with_a_nul_character_is_a_422_naming_the_field_and_writes_nothing(api, db, method, path, body, field):
+    # PostgreSQL text cannot hold U+0000: refused by the schema, with the field's loc, not by the database.
+    token = api.signup("owner", organization="Before")["access_token"]
+    refused = api.call(method, path, body, token=token)
+    assert refused.status == 422 and refused.headers["content-type"] == "application/problem+json"
+    assert [error["loc"] for error in refused.json["errors"]] == [["body", field]]
+    assert "NUL" in refused.json["errors"][0]["msg"]
+    assert db.execute("SELECT username, organization FROM users").fetchall() == [("owner", "Before")]
+    assert db.execute("SELECT count(*) FROM user_properties").fetchone() == (0,)
 
 
 def test_properties_are_empty_then_replaced(api):
@@ -487,3 +514,21 @@ def test_api_keys_outlive_password_change_and_logout_all_and_are_refused_only_wh
     assert api.call("GET", "/v1/users/me", token=key).status == 401
     assert api.call("PATCH", f"/v1/admin/users/{kira}", {"is_active": True}, token=root).status == 200
     assert api.call("GET", "/v1/users/me", token=key).status == 200
+
+
+def test_a_stale_authorizer_answer_for_a_deactivated_account_changes_no_password(api, db, make_role):
+    # In AWS the authorizer's Allow is cached for a minute after a deactivation: the password change must refuse it
+    # (401, as an account deletion does), or whoever held the credentials picks the password the account comes
+    # back with, and gets a token pair.
+    _, root = api.with_role(make_role, "root", "super_admin")
+    held = api.signup("held")["user"]["id"]
+    before = db.execute("SELECT password_hash FROM users WHERE id = %s", (held,)).fetchone()
+    assert api.call("PATCH", f"/v1/admin/users/{held}", {"is_active": False}, token=root).status == 200
+    change = {"current_password": PASSWORD, "new_password": "the thief's password"}
+    refused = call("POST", "/v1/users/me/password", jwt_principal(uuid.UUID(held)), body=change)
+    assert refused.status == 401 and refused.headers["Content-Type"] == "application/problem+json"
+    assert "refresh_token" not in refused.body
+    assert db.execute("SELECT password_hash FROM users WHERE id = %s", (held,)).fetchone() == before
+    assert db.execute(
+        "SELECT count(*) FROM refresh_tokens WHERE user_id = %s AND revoked_at IS NULL", (held,)
+    ).fetchone() == (0,)

@@ -8,7 +8,7 @@ import uuid
 import bcrypt
 import pytest
 
-from shared.errors import UnauthorizedError
+from shared.errors import CREDENTIALS_REFUSED, UnauthorizedError
 from shared.services import accounts
 from tests.integration.identity.conftest import PASSWORD
 
@@ -425,3 +425,64 @@ def test_text_postgresql_cannot_store_is_a_422_naming_its_field_on_every_route(a
     assert reply.headers["content-type"] == "application/problem+json"
     assert [error["loc"][:2] for error in reply.json["errors"]] == [["body", field]]
     assert db.execute(counts).fetchone() == before
+
+
+def test_every_401_carries_a_bearer_challenge_that_a_browser_may_read(api):
+    pair = api.signup("wendy")
+    origin = {"Origin": "http://localhost:3000"}
+    refused = [
+        api.call("GET", "/v1/users/me", headers=origin),  # the authorizer: no credentials
+        api.call("GET", "/v1/users/me", token="not-a-token", headers=origin),  # the authorizer: a bad one
+        api.call("POST", "/v1/auth/login", {"login": "wendy", "password": "wrong password"}, headers=origin),
+        api.call("POST", "/v1/auth/refresh", {"refresh_token": f"{uuid.uuid4()}.x"}, headers=origin),
+    ]
+    assert api.call("GET", "/v1/users/me", token=pair["access_token"]).status == 200
+    for reply in refused:
+        assert reply.status == 401 and reply.headers["www-authenticate"] == "Bearer", reply.headers
+        assert "WWW-Authenticate" in reply.headers["access-control-expose-headers"]
+    # The authorizer's refusal says what to do, as API Gateway's does (infra/api.py), not only "Unauthorized".
+    assert refused[0].json["detail"] == refused[1].json["detail"] == CREDENTIALS_REFUSED
+
+
+def test_every_answer_carrying_a_token_pair_is_marked_no_store(api):
+    # RFC 6749, 5.1: a response with tokens must not be kept by any cache (a proxy's, the browser's disk cache).
+    signup = api.call("POST", "/v1/auth/signup", {"username": "xavi", "email": "x@example.com", "password": PASSWORD})
+    login = api.call("POST", "/v1/auth/login", {"login": "xavi", "password": PASSWORD})
+    refresh = api.call("POST", "/v1/auth/refresh", {"refresh_token": login.json["refresh_token"]})
+    change = api.call(
+        "POST",
+        "/v1/users/me/password",
+        {"current_password": PASSWORD, "new_password": "another long password"},
+        token=refresh.json["access_token"],
+    )
+    for reply, status in ((signup, 201), (login, 200), (refresh, 200), (change, 200)):
+        assert reply.status == status and reply.json["refresh_token"], reply.json
+        assert reply.headers["cache-control"] == "no-store"
+
+
+def test_logout_logs_only_a_logout_that_ended_something(api, db):
+    # A logout answers 204 whatever the token, and anyone holding a dead one may send it again and again: only the
+    # one that revoked something is in the user's connection log.
+    pair = api.signup("yann")
+    for _ in range(3):
+        assert api.call("POST", "/v1/auth/logout", {"refresh_token": pair["refresh_token"]}).status == 204
+    other = api.call("POST", "/v1/auth/login", {"login": "yann", "password": PASSWORD}).json
+    changed = api.call(
+        "POST",
+        "/v1/users/me/password",
+        {"current_password": PASSWORD, "new_password": "another long password"},
+        token=other["access_token"],
+    )
+    assert changed.status == 200
+    assert api.call("POST", "/v1/auth/logout", {"refresh_token": other["refresh_token"]}).status == 204
+    logouts = db.execute("SELECT count(*) FROM connection_logs WHERE action = 'logout'").fetchone()
+    assert logouts == (1,)
+
+
+def test_a_password_may_hold_a_nul_since_it_is_only_hashed(api):
+    # bcrypt hashes every byte, a NUL included, and a password is never stored as text: Strict refuses a NUL in any
+    # other field, not in a password (an account whose password holds one signs in as any other).
+    password = "correct\x00horse battery"
+    api.signup("nulpass", password=password)
+    assert api.call("POST", "/v1/auth/login", {"login": "nulpass", "password": password}).status == 200
+    assert api.call("POST", "/v1/auth/login", {"login": "nulpass", "password": "correct"}).status == 401

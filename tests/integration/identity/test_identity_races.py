@@ -242,3 +242,48 @@ def test_password_change_succeeds_when_a_login_rehashes_the_password_during_its_
     _change_password(app_container, user_id)
     assert api.call("POST", "/v1/auth/login", {"login": "turn", "password": NEW_PASSWORD}).status == 200
     assert api.call("POST", "/v1/auth/login", {"login": "turn", "password": PASSWORD}).status == 401
+
+
+@pytest.mark.parametrize("end_family", ["logout", "reuse"])
+def test_a_refresh_in_flight_is_refused_afterwards_when_another_token_of_its_family_ends_the_family(
+    api, reconfigure, db, monkeypatch, end_family
+):
+    # A logout with (or the replay of) an earlier token of the family revokes the family's rows while a refresh of
+    # the current token holds that token's row: the revocation waits for it, and the child the refresh inserts
+    # meanwhile must not outlive the family (a tab signing out while another refreshes; a thief refreshing while
+    # its owner's replay is detected).
+    built = reconfigure(REFRESH_REUSE_GRACE_SECONDS="0")
+    first = api.signup("fiona")["refresh_token"]
+    current = api.call("POST", "/v1/auth/refresh", {"refresh_token": first}).json["refresh_token"]
+
+    def end() -> None:
+        if end_family == "logout":
+            accounts.logout(built.db, first, accounts.Client())
+        else:
+            with pytest.raises(UnauthorizedError):
+                accounts.refresh(built.db, built.settings, first, accounts.Client())
+
+    child = _refresh_while(built, db, monkeypatch, current, end)
+    assert api.call("POST", "/v1/auth/refresh", {"refresh_token": child.refresh_token}).status == 401
+    assert db.execute("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL").fetchone() == (0,)
+
+
+def test_password_change_is_401_and_changes_nothing_when_the_account_is_deactivated_during_its_check(
+    api, app_container, db, monkeypatch
+):
+    # Deactivating an account whose credentials were stolen must not leave the thief a password of its choosing for
+    # when the account is reactivated.
+    user_id = api.signup("victim")["user"]["id"]
+    before = db.execute("SELECT password_hash FROM users WHERE id = %s", (user_id,)).fetchone()
+    _during_the_password_check(monkeypatch, lambda: _deactivate(app_container, user_id))
+    with pytest.raises(UnauthorizedError):
+        accounts.change_password(
+            app_container.db,
+            app_container.settings,
+            uuid.UUID(user_id),
+            PasswordChange(current_password=PASSWORD, new_password=NEW_PASSWORD),
+            accounts.Client(),
+        )
+    assert db.execute("SELECT password_hash FROM users WHERE id = %s", (user_id,)).fetchone() == before
+    assert db.execute("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM connection_logs WHERE action = 'password_changed'").fetchone() == (0,)
