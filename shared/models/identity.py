@@ -14,9 +14,7 @@ from shared.models.web_url import WebUrl
 Username = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 ]
-Email = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-]
+Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 # Length rules for passwords are checked by shared.auth.passwords (422 with a clear message); this bound
 # only keeps absurd bodies out before hashing.
 # Passwords are only hashed (bcrypt takes every byte, a NUL included), never stored as text: Strict lets them hold a
