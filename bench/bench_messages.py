@@ -232,7 +232,7 @@ def main() -> None:
             # The statement itself, run as the page's direct side is: what the handler adds is the same for both users
             # and would narrow the difference (it is measured next).
             def listing(user: uuid.UUID) -> Callable[[], object]:
-                params = {"user_id": user, "limit": 51, "after_at": None, "after_id": None}
+                params = {"user_id": user, "limit": 51, "after_at": None, "after_id": None, "kinds": None}
                 return lambda: auto.execute(LIST_FOR_MEMBER, params).fetchall()
 
             a, b = side_by_side(listing(sparse), listing(heavy), rounds=200)
