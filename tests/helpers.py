@@ -6,6 +6,8 @@ import copy
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,3 +94,30 @@ def admins_first_operations() -> set[tuple[str, str]]:
             if route.func in _validation.FIRST_CHECKS:
                 found.add((route.method, route.path.replace("<", "{").replace(">", "}")))
     return found
+
+
+@contextmanager
+def explained_plans(db: Any) -> Iterator[list[str]]:
+    """The plans of every statement `db` runs inside the block, nested ones (in PL/pgSQL functions) included, with
+    their actual row counts: auto_explain's notices, collected. Skips the test on a server where its role may not
+    load auto_explain (RDS: a superuser's)."""
+    import psycopg
+    import pytest
+
+    plans: list[str] = []
+    db.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+    try:
+        db.execute("LOAD 'auto_explain'")
+    except psycopg.errors.InsufficientPrivilege:
+        pytest.skip("auto_explain cannot be loaded by this role")
+    for setting in (
+        "SET auto_explain.log_min_duration = 0",
+        "SET auto_explain.log_analyze = on",
+        "SET auto_explain.log_nested_statements = on",
+        "SET client_min_messages = log",
+    ):
+        db.execute(setting)
+    try:
+        yield plans
+    finally:
+        db.execute("SET client_min_messages = notice")

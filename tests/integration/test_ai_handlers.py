@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from typing import Any
 
 import pytest
 
@@ -247,6 +248,16 @@ def test_catalog_writes_are_403_when_the_caller_is_not_an_admin(ai_app, db):
     assert response["statusCode"] == 403
 
 
+def _create_model_and_resource(db: Any, model: dict[str, Any], url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An admin's POST of the model configuration `model` and of a NIM resource at `url`: the two answers."""
+    principal = context_for(add_user(db, role="admin"), role="admin")
+    resource = {"resource_name": "r", "resource_type": "nvidia-nim", "endpoint_url": url}
+    return (
+        call("catalog", models_event("POST", principal, model)),
+        call("catalog", models_event("POST", principal, resource, path="/v1/deployed-resources")),
+    )
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -260,20 +271,8 @@ def test_catalog_writes_are_403_when_the_caller_is_not_an_admin(ai_app, db):
     ],
 )
 def test_endpoint_urls_are_422_when_not_https_or_not_public(ai_app, db, url):
-    admin = add_user(db, role="admin")
-    principal = context_for(admin, role="admin")
-    model = call(
-        "catalog",
-        models_event("POST", principal, {"model_id": "nim", "provider": "openai-compatible", "base_url": url}),
-    )
-    resource = call(
-        "catalog",
-        models_event(
-            "POST",
-            principal,
-            {"resource_name": "r", "resource_type": "nvidia-nim", "endpoint_url": url},
-            path="/v1/deployed-resources",
-        ),
+    model, resource = _create_model_and_resource(
+        db, {"model_id": "nim", "provider": "openai-compatible", "base_url": url}, url
     )
     assert model["statusCode"] == 422 and resource["statusCode"] == 422
     assert db.execute("SELECT count(*) FROM model_configurations").fetchone()[0] == 0
@@ -284,18 +283,7 @@ def test_endpoint_urls_are_422_when_not_https_or_not_public(ai_app, db, url):
 def test_endpoint_urls_are_422_naming_the_field_when_the_host_is_no_dns_name(ai_app, db, url):
     # IDNA cannot encode an empty label or one over 63 characters: getaddrinfo raised UnicodeError, not an
     # OSError, before any lookup, and the catalog answered 500.
-    admin = add_user(db, role="admin")
-    principal = context_for(admin, role="admin")
-    model = call("catalog", models_event("POST", principal, {"model_id": "nim", "base_url": url}))
-    resource = call(
-        "catalog",
-        models_event(
-            "POST",
-            principal,
-            {"resource_name": "r", "resource_type": "nvidia-nim", "endpoint_url": url},
-            path="/v1/deployed-resources",
-        ),
-    )
+    model, resource = _create_model_and_resource(db, {"model_id": "nim", "base_url": url}, url)
     for response, field in ((model, "base_url"), (resource, "endpoint_url")):
         assert response["statusCode"] == 422, response["body"]
         assert [item["loc"] for item in body_of(response)["errors"]] == [["body", field]]

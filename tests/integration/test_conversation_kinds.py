@@ -14,6 +14,7 @@ import pytest
 from shared.repositories.conversations import ConversationsRepository
 from shared.services.conversations import CONVERSATION_KINDS
 from tests.conversations_helpers import call, event_for, jwt_principal, make_user
+from tests.helpers import explained_plans
 
 INVALID_REQUEST = "https://confab.dev/problems/invalid-request"
 VALIDATION_ERROR = "https://confab.dev/problems/validation-error"
@@ -282,21 +283,8 @@ def test_the_filtered_list_reads_only_the_callers_rows_of_the_kind_when_it_is_ra
         (alice,),
     )
     db.execute("VACUUM ANALYZE conversations, participants")
-    plans: list[str] = []
-    db.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
-    try:
-        db.execute("LOAD 'auto_explain'")
-    except psycopg.errors.InsufficientPrivilege:  # a server where the test's role may not load it (RDS: a superuser)
-        pytest.skip("auto_explain cannot be loaded by this role")
-    for setting in (
-        "SET auto_explain.log_min_duration = 0",
-        "SET auto_explain.log_analyze = on",
-        "SET auto_explain.log_nested_statements = on",
-        "SET client_min_messages = log",
-    ):
-        db.execute(setting)
-    items_json, after = ConversationsRepository(db).list_for_member(alice, None, 51, ["room"])
-    db.execute("SET client_min_messages = notice")
+    with explained_plans(db) as plans:
+        items_json, after = ConversationsRepository(db).list_for_member(alice, None, 51, ["room"])
     assert len(json.loads(items_json)) == 3 and after is None
     reads = {
         line: int(float(found.group(1)))

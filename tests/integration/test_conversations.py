@@ -6,12 +6,12 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-import psycopg
 import pytest
 
 from shared.models.conversations import UNREAD_COUNT_MAX
 from shared.repositories.conversations import ConversationsRepository
 from tests.conversations_helpers import call, jwt_principal, make_user
+from tests.helpers import explained_plans
 
 
 @pytest.fixture
@@ -185,24 +185,11 @@ def test_unread_count_walks_the_index_from_the_read_cursor_and_stops_at_the_cap_
         (group["id"], bob.user_id),
     )
     db.execute("VACUUM ANALYZE messages")
-    plans: list[str] = []
-    db.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
-    try:
-        db.execute("LOAD 'auto_explain'")
-    except psycopg.errors.InsufficientPrivilege:  # a server where the test's role may not load it (RDS: a superuser)
-        pytest.skip("auto_explain cannot be loaded by this role")
-    for setting in (
-        "SET auto_explain.log_min_duration = 0",
-        "SET auto_explain.log_analyze = on",
-        "SET auto_explain.log_nested_statements = on",
-        "SET client_min_messages = log",
-    ):
-        db.execute(setting)
-    alone = db.execute("SELECT confab_unread_count(%s, %s, NULL)", (group["id"], alice.user_id)).fetchone()
-    listed = db.execute(
-        "SELECT items FROM confab_conversation_page(%s, 51, NULL, NULL, NULL)", (alice.user_id,)
-    ).fetchone()
-    db.execute("SET client_min_messages = notice")
+    with explained_plans(db) as plans:
+        alone = db.execute("SELECT confab_unread_count(%s, %s, NULL)", (group["id"], alice.user_id)).fetchone()
+        listed = db.execute(
+            "SELECT items FROM confab_conversation_page(%s, 51, NULL, NULL, NULL)", (alice.user_id,)
+        ).fetchone()
     assert alone == (UNREAD_COUNT_MAX + 1,) and listed is not None
     assert json.loads(listed[0])[0]["unread_count_capped"] is True
     walks = [
