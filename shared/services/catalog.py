@@ -187,6 +187,18 @@ def _check_output_fits(context_window_tokens: int, max_output_tokens: int) -> No
         )
 
 
+def _check_reachable(row: ModelRow) -> None:
+    """An openai-compatible model is called at its base_url, else at its deployed resource's endpoint_url: one with
+    neither was stored, and every completion on it was a 502 (no_base_url) until an admin noticed."""
+    if row.provider == "openai-compatible" and row.endpoint is None:
+        message = "An openai-compatible model needs a base_url, or a deployed resource that has an endpoint_url."
+        raise UnprocessableError(message, errors=[{"loc": ["body", "base_url"], "type": "no_endpoint"}])
+
+
+# A PATCH of one of these is checked with _check_reachable (any other, a deactivation say, goes through as it is).
+ENDPOINT_FIELDS = frozenset({"provider", "base_url", "deployed_resource_id"})
+
+
 def list_models(db: Database, principal: Principal, *, cursor: str | None, limit: int | None) -> Page[ModelOut]:
     principal.require_user()
     size = page_limit(limit)
@@ -218,6 +230,7 @@ def create_model(
         new_id = repo.add_model({**body.model_dump(), "updated_by": user_id})
         row = repo.model(new_id)
         assert row is not None
+        _check_reachable(row)  # a refusal rolls the insert back
         return _model_out(row, admin=True)
 
     return db.transact(work)
@@ -249,6 +262,8 @@ def update_model(
         # the check can still be deactivated or renamed as it is.
         if {"context_window_tokens", "max_output_tokens"} & changes.keys():
             _check_output_fits(row.context_window_tokens, row.max_output_tokens)
+        if ENDPOINT_FIELDS & changes.keys():
+            _check_reachable(row)
         return _model_out(row, admin=True)
 
     return db.transact(work)

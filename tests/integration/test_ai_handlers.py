@@ -588,12 +588,18 @@ def test_a_models_api_key_secret_outside_the_functions_readable_prefix_is_422(db
 
     prefix = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:confab/prod/providers/"
     monkeypatch.setenv("PROVIDER_SECRET_ARN_PREFIX", prefix)
+    monkeypatch.setenv("ALLOW_PRIVATE_MODEL_ENDPOINTS", "true")  # the model's base_url below, never called
     settings = Settings()
     database = Database(ConnectionProvider(lambda: {"conninfo": database_url}))
     admin = Principal(kind="jwt", user_id=add_user(db, role="admin"), role="admin")
 
     def model(arn: str) -> ModelIn:
-        return ModelIn(model_id=f"m{len(arn)}", provider="openai-compatible", api_key_secret_arn=arn)
+        return ModelIn(
+            model_id=f"m{len(arn)}",
+            provider="openai-compatible",
+            base_url="http://127.0.0.1:9/v1",
+            api_key_secret_arn=arn,
+        )
 
     try:
         with pytest.raises(UnprocessableError):
@@ -677,3 +683,35 @@ def test_chat_content_with_a_lone_surrogate_is_422_before_the_provider_not_a_500
         assert header(refused, "Content-Type") == "application/problem+json"
         assert [item["loc"][:4] for item in body_of(refused)["errors"]] == [["body", "messages", "0", "content"]]
     assert ai_app.events == []
+
+
+def test_an_openai_compatible_model_without_an_endpoint_is_422_on_create_and_patch(ai_app, db):
+    # Called at its base_url, else at its deployed resource's endpoint_url: one with neither was stored, and every
+    # completion on it was a 502 (no_base_url). A PATCH that leaves it so is refused too; one that touches neither
+    # field (a deactivation) goes through.
+    admin = context_for(add_user(db, role="admin"), role="admin")
+    bare = {"model_id": "nim-bare", "provider": "openai-compatible"}
+    refused = call("catalog", models_event("POST", admin, bare))
+    assert refused["statusCode"] == 422, refused["body"]
+    assert [error["loc"] for error in body_of(refused)["errors"]] == [["body", "base_url"]]
+    resource = call(
+        "catalog",
+        models_event(
+            "POST", admin, {"resource_name": "r", "resource_type": "nvidia-nim"}, path="/v1/deployed-resources"
+        ),
+    )
+    assert resource["statusCode"] == 201, resource["body"]
+    resource_id = body_of(resource)["id"]
+    on_bare_resource = call("catalog", models_event("POST", admin, {**bare, "deployed_resource_id": resource_id}))
+    assert on_bare_resource["statusCode"] == 422
+    assert db.execute("SELECT count(*) FROM model_configurations WHERE model_id = 'nim-bare'").fetchone() == (0,)
+    model_id = str(add_model(db, model_id="nim-old", provider="openai-compatible"))  # stored before the check
+    patch = dict(
+        path=f"/v1/model-configurations/{model_id}", resource="/v1/model-configurations/{id}", params={"id": model_id}
+    )
+    renamed = call(
+        "catalog", models_event("PATCH", admin, {"provider": "openai-compatible", "display_name": "x"}, **patch)
+    )
+    assert renamed["statusCode"] == 422, renamed["body"]
+    deactivated = call("catalog", models_event("PATCH", admin, {"is_active": False}, **patch))
+    assert deactivated["statusCode"] == 200, deactivated["body"]
