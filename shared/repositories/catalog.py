@@ -115,6 +115,15 @@ RESOURCE_UPDATABLE = (
 )
 
 DELETE_RESOURCE = "DELETE FROM deployed_resources WHERE id = %(id)s RETURNING id"
+# FOR UPDATE: a model being linked to the resource holds FOR KEY SHARE on its row (the foreign key) until it
+# commits, and one linked later waits for this transaction: what MODELS_REACHED_THROUGH reads next is all there is.
+LOCK_RESOURCE = "SELECT 1 FROM deployed_resources WHERE id = %(id)s FOR UPDATE"
+# The openai-compatible models called at the resource's endpoint_url (they have no base_url of their own).
+MODELS_REACHED_THROUGH = """
+SELECT model_id FROM model_configurations
+WHERE deployed_resource_id = %(id)s AND provider = 'openai-compatible' AND base_url IS NULL
+ORDER BY model_id
+"""
 
 
 class ModelRow(BaseModel):
@@ -230,6 +239,13 @@ class CatalogRepository:
         statement = _update_statement("deployed_resources", RESOURCE_UPDATABLE, changes, RESOURCE_COLUMNS)
         with self.conn.cursor(row_factory=class_row(ResourceRow)) as cur:
             return cur.execute(statement, {**changes, "id": id}).fetchone()
+
+    def models_reached_through(self, id: UUID) -> list[str] | None:
+        """The model_ids of the openai-compatible models called at the resource's endpoint (None: no such resource),
+        with the resource locked against new links until commit."""
+        if self.conn.execute(LOCK_RESOURCE, {"id": id}).fetchone() is None:
+            return None
+        return [row[0] for row in self.conn.execute(MODELS_REACHED_THROUGH, {"id": id})]
 
     def delete_resource(self, id: UUID) -> bool:
         return self.conn.execute(DELETE_RESOURCE, {"id": id}).fetchone() is not None

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import NotFoundError, UnprocessableError
+from shared.errors import ConflictError, NotFoundError, UnprocessableError
 from shared.models.json_values import JsonObject
 from shared.models.money import Money
 from shared.models.strict import Strict
@@ -335,9 +335,27 @@ def update_resource(
 
     def work(uow: UnitOfWork) -> ResourceOut:
         confirm_admin(uow, principal, write=True)
-        return _resource_out(CatalogRepository(uow.conn).update_resource(id, changes))
+        repo = CatalogRepository(uow.conn)
+        if "endpoint_url" in changes and changes["endpoint_url"] is None:
+            _refuse_if_models_call_it(repo, id, "have its endpoint_url removed")
+        return _resource_out(repo.update_resource(id, changes))
 
     return db.transact(work)
+
+
+def _refuse_if_models_call_it(repo: CatalogRepository, id: UUID, change: str) -> None:
+    """409 naming the openai-compatible models called at the resource's endpoint (they have no base_url): without
+    it every completion on them would answer 502 no_base_url. 404 for an unknown resource."""
+    models = repo.models_reached_through(id)
+    if models is None:
+        raise NotFoundError()
+    if models:
+        raise ConflictError(
+            f"The resource cannot {change}: models are called at its endpoint_url ({', '.join(models[:10])}). "
+            "Give them a base_url, another resource, or delete them first.",
+            reason="resource_in_use",
+            models=len(models),
+        )
 
 
 def delete_resource(db: Database, principal: Principal, id: UUID) -> None:
@@ -345,7 +363,9 @@ def delete_resource(db: Database, principal: Principal, id: UUID) -> None:
 
     def work(uow: UnitOfWork) -> None:
         confirm_admin(uow, principal, write=True)
-        if not CatalogRepository(uow.conn).delete_resource(id):
+        repo = CatalogRepository(uow.conn)
+        _refuse_if_models_call_it(repo, id, "be deleted")
+        if not repo.delete_resource(id):
             raise NotFoundError()
 
     db.transact(work)

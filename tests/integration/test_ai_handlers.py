@@ -715,3 +715,29 @@ def test_an_openai_compatible_model_without_an_endpoint_is_422_on_create_and_pat
     assert renamed["statusCode"] == 422, renamed["body"]
     deactivated = call("catalog", models_event("PATCH", admin, {"is_active": False}, **patch))
     assert deactivated["statusCode"] == 200, deactivated["body"]
+
+
+def test_a_resource_whose_endpoint_models_are_called_at_is_not_deleted_nor_emptied(ai_app, db):
+    # A model with no base_url of its own is called at its resource's endpoint_url: deleting the resource (the
+    # foreign key sets the model's link null) or removing its endpoint left a model every completion answered 502.
+    admin = context_for(add_user(db, role="admin"), role="admin")
+    resource_id = str(
+        db.execute(
+            "INSERT INTO deployed_resources (resource_name, resource_type, endpoint_url) "
+            "VALUES ('nim', 'nvidia-nim', 'http://127.0.0.1:9/v1') RETURNING id"
+        ).fetchone()[0]
+    )
+    linked = {"model_id": "nim-served", "provider": "openai-compatible", "deployed_resource_id": resource_id}
+    assert call("catalog", models_event("POST", admin, linked))["statusCode"] == 201
+    one = dict(
+        path=f"/v1/deployed-resources/{resource_id}", resource="/v1/deployed-resources/{id}", params={"id": resource_id}
+    )
+    deleted = call("catalog", models_event("DELETE", admin, **one))
+    emptied = call("catalog", models_event("PATCH", admin, {"endpoint_url": None}, **one))
+    for reply in (deleted, emptied):
+        assert reply["statusCode"] == 409, reply["body"]
+        assert body_of(reply)["reason"] == "resource_in_use" and "nim-served" in body_of(reply)["detail"]
+    assert db.execute("SELECT endpoint_url FROM deployed_resources").fetchone() == ("http://127.0.0.1:9/v1",)
+    # Once the model has a base_url of its own, the resource goes.
+    db.execute("UPDATE model_configurations SET base_url = 'http://127.0.0.1:9/v1' WHERE model_id = 'nim-served'")
+    assert call("catalog", models_event("DELETE", admin, **one))["statusCode"] == 204
