@@ -591,6 +591,20 @@ def test_an_api_key_creation_waits_for_a_deactivation_in_flight_and_then_refuses
     assert db.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
 
 
+def test_every_answer_carrying_a_key_or_an_anonymous_token_is_marked_no_store(api, make_role):
+    # As a token pair's (RFC 6749, 5.1): no proxy or browser cache may keep an answer that shows a secret once.
+    _, admin_token = api.with_role(make_role, "kyra", "admin")
+    key = api.call("POST", "/v1/users/me/api-keys", {"name": "ci"}, token=admin_token)
+    licence = api.call("POST", "/v1/licenses", {"tier": "pro", "seats": 1}, token=admin_token)
+    anonymous = api.call("POST", "/v1/anonymous/conversations", {})
+    for reply, secret in ((key, "key"), (licence, "key"), (anonymous, "token")):
+        assert reply.status == 201 and reply.json[secret], reply.json
+        assert reply.headers["cache-control"] == "no-store"
+    # An answer that shows no secret (a list: prefixes only) is left to the usual rules.
+    listed = api.call("GET", "/v1/users/me/api-keys", token=admin_token)
+    assert listed.status == 200 and "cache-control" not in listed.headers
+
+
 def test_a_stale_authorizer_answer_for_a_deactivated_account_changes_no_password(api, db, make_role):
     # In AWS the authorizer's Allow is cached for a minute after a deactivation: the password change must refuse it
     # (401, as an account deletion does), or whoever held the credentials picks the password the account comes
