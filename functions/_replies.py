@@ -40,8 +40,9 @@ def json_body(model: BaseModel, status: int) -> Response[str]:
 
 
 def credentials_json(model: BaseModel, status_code: int = 200) -> Response[str]:
-    """An answer carrying credentials (a token pair), serialized as json_body does and marked for no cache to keep
-    (RFC 6749, 5.1: a proxy's or a browser's disk cache must not hold tokens)."""
+    """An answer carrying credentials (a token pair, an API key, a licence key, an anonymous token), serialized as
+    json_body does and marked for no cache to keep (RFC 6749, 5.1: a proxy's or a browser's disk cache must not hold
+    tokens)."""
     response = json_body(model, status_code)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions._http import admins_first, lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
-from functions._replies import created_json, no_content, replies
+from functions._replies import created_json, credentials_json, no_content, replies
 from shared.bootstrap import container
 from shared.models.identity import (
     HeldSeat,
@@ -33,7 +33,7 @@ app = make_resolver()
 )
 @admins_first()
 def create_license(request: LicenseCreate) -> Response[str]:
-    return created_json(licenses.create_license(container().db, principal_of(app), request))
+    return credentials_json(licenses.create_license(container().db, principal_of(app), request), status_code=201)
 
 
 @app.get("/v1/licenses", summary="The caller's licences (an admin's: any owner's, or all)", tags=["licenses"])

@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler import Response
 from functions._client import client_of
 from functions._http import lambda_entry, make_resolver, principal_of
 from functions._params import Cursor, Limit
-from functions._replies import created_json, credentials_json, no_content, replies
+from functions._replies import credentials_json, no_content, replies
 from shared.bootstrap import container
 from shared.models.identity import (
     AccountDeletion,
@@ -91,7 +91,9 @@ def list_api_keys(cursor: Cursor = None, limit: Limit = None) -> Page[ApiKey]:
     responses=replies(ApiKeyCreated, 201),
 )
 def create_api_key(request: ApiKeyCreate) -> Response[str]:
-    return created_json(api_keys.create_api_key(container().db, principal_of(app), request, client_of(app)))
+    return credentials_json(
+        api_keys.create_api_key(container().db, principal_of(app), request, client_of(app)), status_code=201
+    )
 
 
 @app.delete("/v1/users/me/api-keys/<id>", summary="Revoke an API key", tags=["users"])

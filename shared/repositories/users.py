@@ -86,6 +86,9 @@ ORDER BY lower(email) = lower(%(login)s) DESC
 LIMIT 1
 """  # noqa: S608 (fixed columns)
 CREDENTIAL_STATE = "SELECT role, is_active, token_version FROM users WHERE id = %(id)s"
+# FOR SHARE: a write that must not outlive the session it was made from (an API key) reads the account this way, so a
+# deactivation, password change or logout-all (each an UPDATE of the row) in flight is waited for and then read.
+CREDENTIAL_STATE_FOR_SHARE = CREDENTIAL_STATE + " FOR SHARE"
 # An admin acting: its user, and when it acts with an API key, whether that key still works. FOR SHARE (the
 # `_FOR_SHARE` form): a role change or deactivation (an UPDATE of the row) waits for the admin write that read
 # it, and the admin write that comes after it reads its result.
@@ -189,9 +192,10 @@ class UsersRepository:
     def get_by_login(self, login: str) -> UserRow | None:
         return self._one(GET_BY_LOGIN, {"login": login})
 
-    def credential_state(self, user_id: UUID) -> CredentialState | None:
+    def credential_state(self, user_id: UUID, *, for_share: bool = False) -> CredentialState | None:
+        query = CREDENTIAL_STATE_FOR_SHARE if for_share else CREDENTIAL_STATE
         with self.conn.cursor(row_factory=class_row(CredentialState)) as cur:
-            return cur.execute(CREDENTIAL_STATE, {"id": user_id}).fetchone()
+            return cur.execute(query, {"id": user_id}).fetchone()
 
     def admin_state(self, user_id: UUID, api_key_id: UUID | None, *, for_share: bool) -> CredentialState | None:
         """The acting account's state, and whether the API key it acts with (if any) still works."""

@@ -7,10 +7,11 @@ from uuid import UUID
 from shared.auth.api_keys import issue_key
 from shared.auth.principal import Principal
 from shared.db import Database, UnitOfWork
-from shared.errors import ForbiddenError, NotFoundError
+from shared.errors import CREDENTIALS_REFUSED, ForbiddenError, NotFoundError, UnauthorizedError
 from shared.models.identity import ApiKey, ApiKeyCreate, ApiKeyCreated
 from shared.pagination import Page, decode_cursor, page_as, page_limit, page_of
 from shared.repositories.api_keys import ApiKeysRepository
+from shared.repositories.users import UsersRepository
 from shared.services.accounts import CURSOR_KINDS, Client, _log
 
 
@@ -24,6 +25,7 @@ def create_api_key(db: Database, principal: Principal, request: ApiKeyCreate, cl
     issued = issue_key()
 
     def work(uow: UnitOfWork) -> ApiKeyCreated:
+        _confirm_session(uow, principal, user_id)
         row = ApiKeysRepository(uow.conn).add(
             user_id=user_id,
             name=request.name,
@@ -35,6 +37,20 @@ def create_api_key(db: Database, principal: Principal, request: ApiKeyCreate, cl
         return ApiKeyCreated.model_validate({**row.__dict__, "key": issued.key})
 
     return db.transact(work)
+
+
+def _confirm_session(uow: UnitOfWork, principal: Principal, user_id: UUID) -> None:
+    """401 unless the access token's session is still live: the account active and its token version the token's.
+
+    API Gateway may hand this route an authorizer answer cached for up to a minute (docs/deploy.md, "Authorizer
+    caching"), made before the account was deactivated, its password changed or its sessions all ended. A key made
+    then would outlive that change (keys survive it by design), so the account is read again here, FOR SHARE: such a
+    change in flight is waited for and then read, and one that comes later waits until this key is committed."""
+    state = UsersRepository(uow.conn).credential_state(user_id, for_share=True)
+    if state is None:
+        raise NotFoundError()  # deleted since: what any write naming the account gets (its foreign key's 404)
+    if not state.is_active or state.token_version != principal.token_version:
+        raise UnauthorizedError(CREDENTIALS_REFUSED)
 
 
 def list_api_keys(db: Database, user_id: UUID, cursor: str | None, limit: int | None) -> Page[ApiKey]:

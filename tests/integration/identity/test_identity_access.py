@@ -7,6 +7,7 @@ import functools
 import threading
 import uuid
 
+import psycopg
 import pytest
 
 from shared.auth.principal import Principal
@@ -14,6 +15,7 @@ from shared.errors import ConflictError, ForbiddenError
 from shared.models.identity import AdminUserPatch, LicensePatch
 from shared.services import accounts, admin, licenses
 from tests.conversations_helpers import call, jwt_principal
+from tests.helpers import wait_for_a_lock_waiter
 from tests.integration.identity.conftest import PASSWORD
 
 
@@ -514,6 +516,93 @@ def test_api_keys_outlive_password_change_and_logout_all_and_are_refused_only_wh
     assert api.call("GET", "/v1/users/me", token=key).status == 401
     assert api.call("PATCH", f"/v1/admin/users/{kira}", {"is_active": True}, token=root).status == 200
     assert api.call("GET", "/v1/users/me", token=key).status == 200
+
+
+def _deactivate(api, db, make_role, user_id, token):
+    _, root = api.with_role(make_role, "keyroot", "super_admin")
+    assert api.call("PATCH", f"/v1/admin/users/{user_id}", {"is_active": False}, token=root).status == 200
+
+
+def _change_password(api, db, make_role, user_id, token):
+    change = {"current_password": PASSWORD, "new_password": "new password 1"}
+    assert api.call("POST", "/v1/users/me/password", change, token=token).status == 200
+
+
+def _logout_all(api, db, make_role, user_id, token):
+    assert api.call("POST", "/v1/users/me/logout-all", token=token).status == 204
+
+
+def _deactivate_keeping_the_version(api, db, make_role, user_id, token):
+    # An operator's UPDATE: inactive, token version unchanged, so the active flag alone has to refuse.
+    db.execute("UPDATE users SET is_active = false WHERE id = %s", (user_id,))
+
+
+@pytest.mark.parametrize(
+    "end_session",
+    [_deactivate, _change_password, _logout_all, _deactivate_keeping_the_version],
+    ids=["deactivated", "password_changed", "logout_all", "inactive_same_version"],
+)
+def test_a_stale_authorizer_answer_makes_no_api_key_once_its_session_has_ended(api, db, make_role, end_session):
+    # In AWS the authorizer's Allow is cached for a minute: an access token whose account was deactivated, whose
+    # password was changed or whose sessions were all ended still reaches the handler. A key made then would outlive
+    # the change, so the creation reads the account again and refuses (401, as the authorizer will once its answer
+    # expires), writing nothing.
+    signed_up = api.signup("kent")
+    user_id = signed_up["user"]["id"]
+    end_session(api, db, make_role, user_id, signed_up["access_token"])
+    stale = jwt_principal(uuid.UUID(user_id))  # the version the signup's token carries (0)
+    refused = call("POST", "/v1/users/me/api-keys", stale, body={"name": "stolen"})
+    assert refused.status == 401 and refused.headers["Content-Type"] == "application/problem+json", refused.body
+    assert refused.headers["WWW-Authenticate"] == "Bearer"
+    assert "key" not in refused.body
+    assert db.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
+    logged = "SELECT count(*) FROM connection_logs WHERE action = 'api_key_created'"
+    assert db.execute(logged).fetchone() == (0,)
+
+
+def test_a_current_access_token_still_makes_an_api_key_after_its_accounts_earlier_sessions_ended(api):
+    # The check compares the token's version with the account's, so a session begun after a logout-all is fine.
+    token = api.signup("kurt")["access_token"]
+    assert api.call("POST", "/v1/users/me/logout-all", token=token).status == 204
+    created = api.call("POST", "/v1/users/me/api-keys", {"name": "ci"}, token=api.login("kurt"))
+    assert created.status == 201 and created.json["key"].startswith("cfb_")
+
+
+def test_an_api_key_creation_waits_for_a_deactivation_in_flight_and_then_refuses(api, db, database_url):
+    # The account is read FOR SHARE: a deactivation that has updated the row but not committed yet makes the creation
+    # wait, and the creation then reads it deactivated. A plain read would see the row as it was before, and the key's
+    # insert (its foreign key takes only a KEY SHARE lock) would not wait for the deactivation either.
+    user_id = uuid.UUID(api.signup("kyle")["user"]["id"])
+    out = {}
+
+    def create():
+        out["reply"] = call("POST", "/v1/users/me/api-keys", jwt_principal(user_id), body={"name": "k"})
+
+    with psycopg.connect(database_url) as deactivating:
+        deactivating.execute(
+            "UPDATE users SET is_active = false, token_version = token_version + 1 WHERE id = %s", (user_id,)
+        )
+        creating = threading.Thread(target=create)
+        creating.start()
+        wait_for_a_lock_waiter(db)
+        deactivating.commit()
+    creating.join(10)
+    assert out["reply"].status == 401, out["reply"].body
+    assert db.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
+
+
+def test_every_answer_carrying_a_key_or_an_anonymous_token_is_marked_no_store(api, make_role):
+    # As a token pair's (RFC 6749, 5.1): no proxy or browser cache may keep an answer that shows a secret once.
+    _, admin_token = api.with_role(make_role, "kyra", "admin")
+    key = api.call("POST", "/v1/users/me/api-keys", {"name": "ci"}, token=admin_token)
+    licence = api.call("POST", "/v1/licenses", {"tier": "pro", "seats": 1}, token=admin_token)
+    anonymous = api.call("POST", "/v1/anonymous/conversations", {})
+    for reply, secret in ((key, "key"), (licence, "key"), (anonymous, "token")):
+        assert reply.status == 201 and reply.json[secret], reply.json
+        assert reply.headers["cache-control"] == "no-store"
+    # An answer that shows no secret (a list: prefixes only) is left to the usual rules.
+    listed = api.call("GET", "/v1/users/me/api-keys", token=admin_token)
+    assert listed.status == 200 and "cache-control" not in listed.headers
 
 
 def test_a_stale_authorizer_answer_for_a_deactivated_account_changes_no_password(api, db, make_role):
