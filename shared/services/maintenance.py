@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeVar
 from uuid import UUID, uuid4
 
 from shared.db import Database, UnitOfWork
-from shared.errors import UnavailableError
+from shared.errors import TimedOutError, UnavailableError
 from shared.observability import logger
 from shared.repositories.files import FilesRepository
 from shared.repositories.maintenance import MaintenanceRepository, PurgeTarget
@@ -138,22 +138,10 @@ def run_maintenance(
     result = MaintenanceResult(status="complete", run_id=run_id)
     run = _Run(db, settings, holder, lease_ttl_s, started_at, deadline, clock, result)
 
-    def attempt(name: str, step: Callable[[], Status]) -> Status:
-        # One job's failure (a row it cannot delete, storage refusing) must not starve the jobs after it, run
-        # after run.
-        try:
-            return step()
-        except UnavailableError:
-            raise
-        except Exception:
-            logger.exception("maintenance job failed; running the others", extra={"job": name})
-            result.failed.append(name)
-            return "complete"
-
     ended = False  # False when an error (a lost database) ends the run
     try:
         for job in jobs if jobs is not None else PURGE_JOBS:
-            status = attempt(job.name, functools.partial(_run_job, run, job))
+            status = _attempt(result, job.name, functools.partial(_run_job, run, job))
             if status != "complete":
                 result.status = status
                 break
@@ -164,7 +152,7 @@ def run_maintenance(
         )
         for name, other_job in other_jobs if jobs is None else ():
             if result.status == "complete":
-                result.status = attempt(name, functools.partial(other_job, run))
+                result.status = _attempt(result, name, functools.partial(other_job, run))
         if result.failed and result.status == "complete":
             result.status = "failed"
         ended = True
@@ -189,6 +177,23 @@ def run_maintenance(
     return result
 
 
+def _attempt(result: MaintenanceResult, name: str, step: Callable[[], Status]) -> Status:
+    """Run one job. One job's failure (a row it cannot delete, storage refusing, a lock held elsewhere) must not
+    starve the jobs after it, run after run: it is named in `result.failed`; only a lost database ends the run."""
+    try:
+        return step()
+    except TimedOutError:
+        # A lock held elsewhere (or a statement cancelled): the database is there, and the other jobs' rows are most
+        # likely free. This job's batch rolled back; it continues from its cursor next run.
+        logger.exception("maintenance job timed out; running the others", extra={"job": name})
+    except UnavailableError:
+        raise
+    except Exception:
+        logger.exception("maintenance job failed; running the others", extra={"job": name})
+    result.failed.append(name)
+    return "complete"
+
+
 @dataclass(frozen=True)
 class _Run:
     """What every job of one run shares: the database, the lease it holds, its time and what it has done."""
@@ -205,9 +210,12 @@ class _Run:
     def out_of_time(self) -> bool:
         return self.clock() >= self.deadline
 
-    def renew_lease(self, uow: UnitOfWork) -> bool:
-        """Whether the lease is still ours (renewed in the batch's transaction, which writes nothing if not)."""
-        return MaintenanceRepository(uow.conn).renew_lease(LEASE_NAME, self.holder, self.lease_ttl_s)
+    def begin_batch(self, uow: UnitOfWork) -> bool:
+        """Whether the lease is still ours (renewed in the batch's transaction, which writes nothing if not). The
+        batch waits for no lock longer than LOCK_TIMEOUT."""
+        repo = MaintenanceRepository(uow.conn)
+        repo.bound_lock_waits()
+        return repo.renew_lease(LEASE_NAME, self.holder, self.lease_ttl_s)
 
     def lease_lost(self, job: str) -> Status:
         logger.warning("maintenance lease lost; stopping", extra={"job": job})
@@ -225,7 +233,7 @@ def _leased_batches(
     while not run.out_of_time():
 
         def batch(uow: UnitOfWork, after: Any = after) -> tuple[int, Any] | None:
-            return step(uow, after) if run.renew_lease(uow) else None
+            return step(uow, after) if run.begin_batch(uow) else None
 
         began = time.perf_counter()
         outcome = run.db.transact(batch)
@@ -296,6 +304,7 @@ def _storage_batches(
     while not run.out_of_time():
 
         def read(uow: UnitOfWork, after: Any = after) -> list[Row]:
+            MaintenanceRepository(uow.conn).bound_lock_waits()
             return find(uow, after)
 
         batch = run.db.read(read)
@@ -304,7 +313,7 @@ def _storage_batches(
         done = ask_storage(batch)
 
         def commit(uow: UnitOfWork, done: Done = done) -> int | None:
-            return settle(uow, done) if run.renew_lease(uow) else None
+            return settle(uow, done) if run.begin_batch(uow) else None
 
         count = run.db.transact(commit)
         if count is None:
