@@ -297,7 +297,9 @@ def _storage_batches(
 ) -> Status:
     """A job that needs storage, batch by batch: rows found in one read, storage called for each outside any
     transaction (a slow storage holds no lock), then what it answered settled in a transaction that renews the
-    lease. `find` takes the cursor after the previous batch (None at first)."""
+    lease. `find` takes the cursor after the previous batch (None at first). `ask_storage` checks the time before
+    each call: a storage slow to answer (up to three attempts of a few seconds each) would otherwise make one batch of
+    a hundred calls outlast the budget and the function's own timeout, ending the run without releasing its lease."""
     result = run.result
     result.deleted.setdefault(name, 0)
     after: Any = None
@@ -338,6 +340,8 @@ def _settle_stale_uploads(run: _Run) -> Status:
     def sizes_of(stale: list[tuple[UUID, str, datetime]]) -> dict[UUID, int | None]:
         sizes: dict[UUID, int | None] = {}
         for file_id, key, _ in stale:
+            if run.out_of_time():
+                break  # the files not asked about are left for the next run
             try:
                 sizes[file_id] = storage.stored_size(key)
             except Exception:
@@ -365,6 +369,8 @@ def _delete_late_bytes(run: _Run) -> Status:
     def delete(expired: list[tuple[str, datetime]]) -> list[str]:
         gone: list[str] = []
         for key, _ in expired:
+            if run.out_of_time():
+                break  # the keys not deleted are kept for the next run
             try:
                 storage.delete(key)
                 gone.append(key)

@@ -432,3 +432,47 @@ def test_a_job_whose_statement_times_out_fails_alone_when_the_database_is_still_
     assert result.failed == ["ai_cache"] and result.status == "failed"
     assert result.deleted["anonymous_conversations"] == 4 and result.deleted["refresh_tokens_revoked"] == 1
     assert db.execute("SELECT complete FROM maintenance_runs WHERE id = %s", (result.run_id,)).fetchone() == (False,)
+
+
+class _SlowStorage:
+    """Storage that takes ten seconds of the run's clock per call (S3 answering slowly, or retrying)."""
+
+    def __init__(self, clock: list[float]):
+        self.clock = clock
+        self.calls = 0
+
+    def stored_size(self, key: str) -> int | None:
+        self.calls += 1
+        self.clock[0] += 10
+        return None
+
+    def delete(self, key: str) -> None:
+        self.calls += 1
+        self.clock[0] += 10
+
+
+def test_storage_jobs_stop_calling_storage_when_the_run_is_out_of_time(app_container, db, monkeypatch):
+    from shared.services import maintenance
+
+    owner = make_user(db)
+    db.execute(
+        "INSERT INTO user_files (owner_id, original_name, size, storage_key, created_at)"
+        " SELECT %s, 'f', 9, 'users/' || g, %s FROM generate_series(1, 20) g",
+        (owner, NOW - timedelta(days=2)),
+    )
+    db.execute(
+        "INSERT INTO user_file_deletions (storage_key, url_expires_at) SELECT 'gone/' || g, %s"
+        " FROM generate_series(1, 20) g",
+        (NOW - timedelta(days=2),),
+    )
+    clock = [0.0]
+    storage = _SlowStorage(clock)
+    monkeypatch.setattr(maintenance, "storage_for", lambda settings: storage)
+    # 60 s of budget: the purges take none of it, then six storage calls fit; a batch of 20 would take 200 s.
+    result = run_maintenance(app_container.db, app_container.settings, budget_s=60, clock=lambda: clock[0])
+    assert result.status == "partial"
+    assert storage.calls == 6 and clock[0] <= 60
+    # What storage answered is settled; the files it was not asked about wait for the next run.
+    assert result.deleted["user_files_abandoned"] == 6
+    assert _count(db, "user_files") == 14
+    assert _count(db, "maintenance_leases") == 0
