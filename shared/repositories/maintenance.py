@@ -10,11 +10,6 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-# How long a batch waits for a lock another transaction holds (a long transaction on the rows to purge, a migration
-# on the table) before it gives up: the job fails for this run, the others still run. Without it a batch waits up to
-# the role's statement_timeout (20 s in AWS, none locally: for ever).
-LOCK_TIMEOUT = "5s"
-
 # Taken only when free or expired (a run that crashed frees it when its lease runs out).
 ACQUIRE_LEASE = """
 INSERT INTO maintenance_leases AS l (name, holder, acquired_at, expires_at)
@@ -131,10 +126,6 @@ def _statement(template: str, target: PurgeTarget, *, resume: bool, bounded: boo
 class MaintenanceRepository:
     def __init__(self, conn: psycopg.Connection[Any]):
         self.conn = conn
-
-    def bound_lock_waits(self) -> None:
-        """Wait at most LOCK_TIMEOUT for each lock for the rest of this transaction (then TimedOutError)."""
-        self.conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
 
     def acquire_lease(self, name: str, holder: UUID, ttl_s: float) -> datetime | None:
         """The database's now() when the lease was taken, or None when another run holds it."""

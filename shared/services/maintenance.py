@@ -183,8 +183,9 @@ def _attempt(result: MaintenanceResult, name: str, step: Callable[[], Status]) -
     try:
         return step()
     except TimedOutError:
-        # A lock held elsewhere (or a statement cancelled): the database is there, and the other jobs' rows are most
-        # likely free. This job's batch rolled back; it continues from its cursor next run.
+        # A statement cancelled (the app role's statement_timeout, waiting on a lock a long transaction holds): the
+        # database is there, and the other jobs' rows are most likely free. This job's batch rolled back; it
+        # continues from its cursor next run.
         logger.exception("maintenance job timed out; running the others", extra={"job": name})
     except UnavailableError:
         raise
@@ -210,12 +211,9 @@ class _Run:
     def out_of_time(self) -> bool:
         return self.clock() >= self.deadline
 
-    def begin_batch(self, uow: UnitOfWork) -> bool:
-        """Whether the lease is still ours (renewed in the batch's transaction, which writes nothing if not). The
-        batch waits for no lock longer than LOCK_TIMEOUT."""
-        repo = MaintenanceRepository(uow.conn)
-        repo.bound_lock_waits()
-        return repo.renew_lease(LEASE_NAME, self.holder, self.lease_ttl_s)
+    def renew_lease(self, uow: UnitOfWork) -> bool:
+        """Whether the lease is still ours (renewed in the batch's transaction, which writes nothing if not)."""
+        return MaintenanceRepository(uow.conn).renew_lease(LEASE_NAME, self.holder, self.lease_ttl_s)
 
     def lease_lost(self, job: str) -> Status:
         logger.warning("maintenance lease lost; stopping", extra={"job": job})
@@ -233,7 +231,7 @@ def _leased_batches(
     while not run.out_of_time():
 
         def batch(uow: UnitOfWork, after: Any = after) -> tuple[int, Any] | None:
-            return step(uow, after) if run.begin_batch(uow) else None
+            return step(uow, after) if run.renew_lease(uow) else None
 
         began = time.perf_counter()
         outcome = run.db.transact(batch)
@@ -306,7 +304,6 @@ def _storage_batches(
     while not run.out_of_time():
 
         def read(uow: UnitOfWork, after: Any = after) -> list[Row]:
-            MaintenanceRepository(uow.conn).bound_lock_waits()
             return find(uow, after)
 
         batch = run.db.read(read)
@@ -315,7 +312,7 @@ def _storage_batches(
         done = ask_storage(batch)
 
         def commit(uow: UnitOfWork, done: Done = done) -> int | None:
-            return settle(uow, done) if run.begin_batch(uow) else None
+            return settle(uow, done) if run.renew_lease(uow) else None
 
         count = run.db.transact(commit)
         if count is None:
