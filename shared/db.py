@@ -25,6 +25,7 @@ from shared.errors import (
     ConflictError,
     NotFoundError,
     RetryableError,
+    TimedOutError,
     UnavailableError,
     UnprocessableError,
 )
@@ -60,8 +61,8 @@ def translate_db_errors() -> Iterator[None]:
         raise UnprocessableError("A value cannot be stored (for example, text with a NUL byte).") from exc
     except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected) as exc:
         raise RetryableError("The transaction conflicted with another; retry it.") from exc
-    except pg_errors.QueryCanceled as exc:
-        raise UnavailableError("The database took too long to answer.") from exc
+    except (pg_errors.QueryCanceled, pg_errors.LockNotAvailable) as exc:
+        raise TimedOutError("The database took too long to answer.") from exc
     except psycopg.OperationalError as exc:
         raise UnavailableError("The database cannot be reached.") from exc
 
@@ -291,9 +292,7 @@ class Database:
                     raise
                 time.sleep(0.01 * attempt)
             except UnavailableError as exc:
-                lost = isinstance(exc.__cause__, psycopg.OperationalError) and not isinstance(
-                    exc.__cause__, pg_errors.QueryCanceled
-                )
+                lost = isinstance(exc.__cause__, psycopg.OperationalError) and not isinstance(exc, TimedOutError)
                 # Only read-only work is run again: a write's statement or COMMIT may have been carried out.
                 read_only = not commit and not autocommit
                 if not (read_only and stale_retry and lost and self.provider.last_was_reused):

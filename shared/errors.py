@@ -90,6 +90,12 @@ class UnavailableError(AppError):
         self.retry_after = retry_after
 
 
+class TimedOutError(UnavailableError):
+    """The database is there but gave up on a statement: it ran past statement_timeout, or waited past lock_timeout
+    for a lock another transaction holds. Answered like UnavailableError; unlike a lost database, the next statement
+    (another table, another row) may well succeed."""
+
+
 class RetryableError(AppError):
     """A serialization failure or deadlock: the whole transaction may be run again."""
 

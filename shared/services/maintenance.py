@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeVar
 from uuid import UUID, uuid4
 
 from shared.db import Database, UnitOfWork
-from shared.errors import UnavailableError
+from shared.errors import TimedOutError, UnavailableError
 from shared.observability import logger
 from shared.repositories.files import FilesRepository
 from shared.repositories.maintenance import MaintenanceRepository, PurgeTarget
@@ -138,22 +138,10 @@ def run_maintenance(
     result = MaintenanceResult(status="complete", run_id=run_id)
     run = _Run(db, settings, holder, lease_ttl_s, started_at, deadline, clock, result)
 
-    def attempt(name: str, step: Callable[[], Status]) -> Status:
-        # One job's failure (a row it cannot delete, storage refusing) must not starve the jobs after it, run
-        # after run.
-        try:
-            return step()
-        except UnavailableError:
-            raise
-        except Exception:
-            logger.exception("maintenance job failed; running the others", extra={"job": name})
-            result.failed.append(name)
-            return "complete"
-
     ended = False  # False when an error (a lost database) ends the run
     try:
         for job in jobs if jobs is not None else PURGE_JOBS:
-            status = attempt(job.name, functools.partial(_run_job, run, job))
+            status = _attempt(result, job.name, functools.partial(_run_job, run, job))
             if status != "complete":
                 result.status = status
                 break
@@ -164,7 +152,7 @@ def run_maintenance(
         )
         for name, other_job in other_jobs if jobs is None else ():
             if result.status == "complete":
-                result.status = attempt(name, functools.partial(other_job, run))
+                result.status = _attempt(result, name, functools.partial(other_job, run))
         if result.failed and result.status == "complete":
             result.status = "failed"
         ended = True
@@ -187,6 +175,24 @@ def run_maintenance(
         },
     )
     return result
+
+
+def _attempt(result: MaintenanceResult, name: str, step: Callable[[], Status]) -> Status:
+    """Run one job. One job's failure (a row it cannot delete, storage refusing, a lock held elsewhere) must not
+    starve the jobs after it, run after run: it is named in `result.failed`; only a lost database ends the run."""
+    try:
+        return step()
+    except TimedOutError:
+        # A statement cancelled (the app role's statement_timeout, waiting on a lock a long transaction holds): the
+        # database is there, and the other jobs' rows are most likely free. This job's batch rolled back; it
+        # continues from its cursor next run.
+        logger.exception("maintenance job timed out; running the others", extra={"job": name})
+    except UnavailableError:
+        raise
+    except Exception:
+        logger.exception("maintenance job failed; running the others", extra={"job": name})
+    result.failed.append(name)
+    return "complete"
 
 
 @dataclass(frozen=True)
@@ -289,7 +295,9 @@ def _storage_batches(
 ) -> Status:
     """A job that needs storage, batch by batch: rows found in one read, storage called for each outside any
     transaction (a slow storage holds no lock), then what it answered settled in a transaction that renews the
-    lease. `find` takes the cursor after the previous batch (None at first)."""
+    lease. `find` takes the cursor after the previous batch (None at first). `ask_storage` checks the time before
+    each call: a storage slow to answer (up to three attempts of a few seconds each) would otherwise make one batch of
+    a hundred calls outlast the budget and the function's own timeout, ending the run without releasing its lease."""
     result = run.result
     result.deleted.setdefault(name, 0)
     after: Any = None
@@ -329,6 +337,8 @@ def _settle_stale_uploads(run: _Run) -> Status:
     def sizes_of(stale: list[tuple[UUID, str, datetime]]) -> dict[UUID, int | None]:
         sizes: dict[UUID, int | None] = {}
         for file_id, key, _ in stale:
+            if run.out_of_time():
+                break  # the files not asked about are left for the next run
             try:
                 sizes[file_id] = storage.stored_size(key)
             except Exception:
@@ -356,6 +366,8 @@ def _delete_late_bytes(run: _Run) -> Status:
     def delete(expired: list[tuple[str, datetime]]) -> list[str]:
         gone: list[str] = []
         for key, _ in expired:
+            if run.out_of_time():
+                break  # the keys not deleted are kept for the next run
             try:
                 storage.delete(key)
                 gone.append(key)

@@ -7,6 +7,7 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 
 from shared.repositories.maintenance import MaintenanceRepository
@@ -385,3 +386,77 @@ def test_an_abandoned_upload_a_message_attached_leaves_that_message_as_an_edit_w
         "SELECT conversation_id, message_id, kind FROM message_changes WHERE message_id = %s", (message,)
     ).fetchall()
     assert changes == [(conversation, message, "edited")]
+
+
+@pytest.fixture
+def cache_row_locked(database_url, db, arranged):
+    """A long transaction elsewhere (a migration, a session left open) holding one expired cache entry."""
+    with psycopg.connect(database_url) as other:
+        other.execute("SELECT id FROM ai_cache WHERE ttl < now() ORDER BY id LIMIT 1 FOR UPDATE")
+        yield
+        other.rollback()
+
+
+def _with_statement_timeout(monkeypatch, ms: int):
+    """The app role's statement_timeout (20 s in AWS, shared/app_role.py), shortened, on every new connection."""
+    monkeypatch.setenv("PGOPTIONS", f"-c statement_timeout={ms}")
+
+
+def test_a_job_blocked_by_a_lock_fails_alone_and_the_others_run_when_a_long_transaction_holds_its_rows(
+    app_container, db, cache_row_locked, monkeypatch
+):
+    # The cache purge waits for the locked row until statement_timeout cancels it: the database is still there, so
+    # the jobs after it (every one: ai_cache is first) run, instead of the run ending as if the database were lost.
+    _with_statement_timeout(monkeypatch, 300)
+    result = run_maintenance(app_container.db, app_container.settings)
+    assert result.failed == ["ai_cache"] and result.status == "failed"
+    assert _count(db, "ai_cache") == 37  # its batch rolled back whole
+    assert result.deleted["anonymous_conversations"] == 4 and result.deleted["refresh_tokens_expired"] == 1
+    assert result.deleted["refresh_tokens_revoked"] == 1 and result.deleted["connection_logs"] == 1
+    assert result.deleted["user_files_abandoned"] == 1
+    assert _count(db, "maintenance_leases") == 0
+    assert db.execute("SELECT complete FROM maintenance_runs WHERE id = %s", (result.run_id,)).fetchone() == (False,)
+
+
+class _SlowStorage:
+    """Storage that takes ten seconds of the run's clock per call (S3 answering slowly, or retrying)."""
+
+    def __init__(self, clock: list[float]):
+        self.clock = clock
+        self.calls = 0
+
+    def stored_size(self, key: str) -> int | None:
+        self.calls += 1
+        self.clock[0] += 10
+        return None
+
+    def delete(self, key: str) -> None:
+        self.calls += 1
+        self.clock[0] += 10
+
+
+def test_storage_jobs_stop_calling_storage_when_the_run_is_out_of_time(app_container, db, monkeypatch):
+    from shared.services import maintenance
+
+    owner = make_user(db)
+    db.execute(
+        "INSERT INTO user_files (owner_id, original_name, size, storage_key, created_at)"
+        " SELECT %s, 'f', 9, 'users/' || g, %s FROM generate_series(1, 20) g",
+        (owner, NOW - timedelta(days=2)),
+    )
+    db.execute(
+        "INSERT INTO user_file_deletions (storage_key, url_expires_at) SELECT 'gone/' || g, %s"
+        " FROM generate_series(1, 20) g",
+        (NOW - timedelta(days=2),),
+    )
+    clock = [0.0]
+    storage = _SlowStorage(clock)
+    monkeypatch.setattr(maintenance, "storage_for", lambda settings: storage)
+    # 60 s of budget: the purges take none of it, then six storage calls fit; a batch of 20 would take 200 s.
+    result = run_maintenance(app_container.db, app_container.settings, budget_s=60, clock=lambda: clock[0])
+    assert result.status == "partial"
+    assert storage.calls == 6 and clock[0] <= 60
+    # What storage answered is settled; the files it was not asked about wait for the next run.
+    assert result.deleted["user_files_abandoned"] == 6
+    assert _count(db, "user_files") == 14
+    assert _count(db, "maintenance_leases") == 0

@@ -233,6 +233,25 @@ def test_record_counts_on_its_utc_day_when_its_offset_is_beyond_what_postgresql_
     assert days == [(date(2026, 11, 22), 2)]
 
 
+def test_events_count_on_their_own_utc_day_and_month_when_delivered_after_midnight_in_reverse_order(app_container, db):
+    # A late event still counts where it happened: the last instant of November (nanoseconds cut off, not rounded into
+    # December) stays in November, whatever arrived before it.
+    from functions.usage_aggregator import lambda_handler
+
+    user = make_user(db)
+    conv, thread = make_thread(db, user)
+    december = _event(user, conv, thread, occurred_at=datetime(2026, 12, 1, 0, 0, tzinfo=UTC))
+    november = december.model_dump(mode="json") | {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": "2026-11-30T23:59:59.9999999Z",
+    }
+    lambda_handler(sqs_event([december.model_dump_json()]), FakeLambdaContext())
+    assert lambda_handler(sqs_event([json.dumps(november)]), FakeLambdaContext()) == {"batchItemFailures": []}
+    days = db.execute("SELECT day, requests_count FROM usage_daily ORDER BY day").fetchall()
+    assert days == [(date(2026, 11, 30), 1), (date(2026, 12, 1), 1)]
+    assert thread_totals(db, thread)["last_usage_at"] == datetime(2026, 12, 1, tzinfo=UTC)
+
+
 def test_time_without_an_offset_is_read_as_utc_when_the_session_time_zone_is_not_utc(app_env, monkeypatch, db):
     # libpq's PGTZ sets the session TimeZone, as a laptop's embedded server or a non-default parameter group does.
     monkeypatch.setenv("PGTZ", "Pacific/Kiritimati")  # UTC+14
