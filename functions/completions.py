@@ -3,14 +3,13 @@ anonymous conversation's token in a thread of its own conversation when ANONYMOU
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Header
 from pydantic import Field
 
 from functions._http import lambda_entry, make_resolver, principal_of
+from functions._params import IdempotencyKeyHeader, idempotency_key_of
 from functions._replies import json_body
 from shared.bootstrap import completion_service
 from shared.models.ids import PathId
@@ -20,18 +19,13 @@ from shared.services.completions import ThreadCompletion
 app = make_resolver()
 
 
-# PostgreSQL text holds no NUL: a model id or key with one was looked up, and refused as a value that "cannot be
-# stored" naming no field; as a schema error it names the field (a turn's content has its own check: the service's).
-NO_NUL = r"^[^\x00]*$"
-
-
 class CompletionRequest(Strict):
     content: str = Field(min_length=1)  # at most MESSAGE_MAX_CHARS, as a message's (the service checks)
-    model_id: str | None = Field(None, min_length=1, max_length=255, pattern=NO_NUL)
+    model_id: str | None = Field(None, min_length=1, max_length=255)
     template_id: UUID | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
-    idempotency_key: str | None = Field(None, min_length=1, max_length=200, pattern=NO_NUL)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
 
 
 @app.post(
@@ -43,12 +37,10 @@ class CompletionRequest(Strict):
 def post_completion(
     id: PathId,
     body: CompletionRequest,
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=NO_NUL)
-    ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response[str]:
     principal = principal_of(app)
-    key = body.idempotency_key or idempotency_key
+    key = idempotency_key_of(body.idempotency_key, idempotency_key)
     if principal.is_anonymous:
         assert principal.conversation_id is not None
         address = app.current_event.request_context.identity.source_ip or "unknown"

@@ -7,11 +7,11 @@ from urllib.parse import unquote
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from functions._http import lambda_entry, make_resolver, principal_of
-from functions._params import Cursor, Limit
+from functions._params import Cursor, IdempotencyKeyHeader, Limit, idempotency_key_of
 from functions._replies import created_or_ok, no_content, replies
 from shared.bootstrap import container
 from shared.models.conversations import (
@@ -127,11 +127,11 @@ def list_changes(id: PathId, after: ChangesAfter = None, cursor: Cursor = None, 
 def send_message(
     id: PathId,
     body: MessageCreate,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response[str]:
-    # The header is read as a thread completion reads it (functions/completions.py); the body's key wins.
-    if body.idempotency_key is None and idempotency_key is not None:
-        body = body.model_copy(update={"idempotency_key": idempotency_key})
+    key = idempotency_key_of(body.idempotency_key, idempotency_key)  # as a thread completion reads it
+    if key != body.idempotency_key:
+        body = body.model_copy(update={"idempotency_key": key})
     built = container()
     message_json, is_new = service.send_message(built.db, built.settings, principal_of(app), id, body)
     return Response(status_code=201 if is_new else 200, content_type="application/json", body=message_json)

@@ -741,3 +741,22 @@ def test_a_resource_whose_endpoint_models_are_called_at_is_not_deleted_nor_empti
     # Once the model has a base_url of its own, the resource goes.
     db.execute("UPDATE model_configurations SET base_url = 'http://127.0.0.1:9/v1' WHERE model_id = 'nim-served'")
     assert call("catalog", models_event("DELETE", admin, **one))["statusCode"] == 204
+
+
+def test_an_idempotency_key_in_both_the_header_and_the_body_must_be_the_same(ai_app, db):
+    # As on a send: the same key in both is one key; two different keys are a 422 naming the header, and nothing is
+    # stored or asked (the body's key used to win silently).
+    add_model(db)
+    user = make_user(db)
+    conversation, thread = add_thread(db, user, model_id="local-echo")
+    me, path = jwt_principal(user), f"/v1/threads/{thread}/completions"
+    same = call_route(
+        "POST", path, me, body={"content": "hi", "idempotency_key": "k"}, headers={"Idempotency-Key": "k"}
+    )
+    assert same.status == 200, same.body
+    differ = call_route(
+        "POST", path, me, body={"content": "hi again", "idempotency_key": "b"}, headers={"Idempotency-Key": "h"}
+    )
+    assert differ.status == 422 and [item["loc"] for item in differ.body["errors"]] == [["header", "idempotency-key"]]
+    assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (conversation,)).fetchone()[0] == 2
+    assert len(ai_app.events) == 1

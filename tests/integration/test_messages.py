@@ -96,16 +96,19 @@ def test_retried_send_returns_the_original_with_200_when_the_idempotency_key_rep
 
 def test_an_idempotency_key_header_makes_a_send_retryable_as_it_does_a_completion(room, db):
     # CORS allows Idempotency-Key and a thread completion reads it (docs/ai.md); a send that ignored it stored a
-    # client's retry twice. The body's key wins when both are given, as for a completion.
+    # client's retry twice. Both, the same, is one key; both, different, is a 422 naming the header, as for a
+    # completion (the body's used to win silently, and a client that meant the header's retried nothing).
     path = f"/v1/conversations/{room['id']}/messages"
     header = {"Idempotency-Key": "h-1"}
     first = call("POST", path, room["alice"], body={"content": "once"}, headers=header)
     again = call("POST", path, room["alice"], body={"content": "once"}, headers=header)
     assert (first.status, again.status) == (201, 200) and again.body["id"] == first.body["id"]
     assert first.body["idempotency_key"] == "h-1"
+    same = call("POST", path, room["alice"], body={"content": "once", "idempotency_key": "h-1"}, headers=header)
+    assert same.status == 200 and same.body["id"] == first.body["id"]
     both = call("POST", path, room["alice"], body={"content": "twice", "idempotency_key": "b-1"}, headers=header)
-    assert both.status == 201 and both.body["idempotency_key"] == "b-1"
-    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 2
+    assert both.status == 422 and [error["loc"] for error in both.body["errors"]] == [["header", "idempotency-key"]]
+    assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
 
 
 def test_a_key_used_again_for_another_message_is_409_and_stores_nothing_while_a_true_retry_answers(room, db):
