@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
@@ -51,6 +51,14 @@ class Monitoring(Construct):
         self.topic = sns.Topic(self, "Alarms", display_name=f"Confab {config.stage} alarms", enforce_ssl=True)
         if config.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+        # What to subscribe a pager, chat or another address to: without a subscription every alarm notifies nobody.
+        CfnOutput(
+            self,
+            "AlarmTopicArn",
+            key="AlarmTopicArn",
+            value=self.topic.topic_arn,
+            description="SNS topic every Confab alarm notifies (docs/operations.md, Alarms)",
+        )
         action = actions.SnsAction(self.topic)
         self.alarms: list[cloudwatch.Alarm] = []
 

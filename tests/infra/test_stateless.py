@@ -301,6 +301,11 @@ def test_every_alarm_notifies_the_sns_topic_when_synthesized(dev: Synth):
     assert all(a["Properties"]["AlarmActions"] == [{"Ref": topic_id}] for a in alarms)
 
 
+def test_the_alarm_topic_arn_is_a_stack_output_to_subscribe_to_when_synthesized(dev: Synth):
+    (topic_id,) = dev.resources("AWS::SNS::Topic")
+    assert dev.stateless["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": topic_id}
+
+
 def test_alarms_cover_dead_letters_5xx_errors_throttles_and_pinning_when_prod(dev: Synth, prod: Synth):
     assert {"ApproximateNumberOfMessagesVisible", "5XXError", "Errors", "Throttles"} <= _alarm_metrics(dev)
     (schedule,) = [
