@@ -28,6 +28,8 @@ DATABASE_CPU_ALARM_PERCENT = 80
 # Free storage under this share of the initial allocation: autoscaling (at 10% free) did not grow the volume.
 LOW_STORAGE_FRACTION = 0.05
 GIB = 1024**3
+# Average wait for a pooled connection (microseconds) that means the proxy's pool is used up; a query gives up at 10 s.
+PROXY_BORROW_ALARM_US = 1_000_000
 AT_OR_ABOVE = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 
 
@@ -150,6 +152,20 @@ class Monitoring(Construct):
                 dimensions_map={"ProxyName": proxy.db_proxy_name},
                 period=PERIOD,
                 statistic="Maximum",
+            )
+            alarm(
+                "ProxyBorrowLatency",
+                cloudwatch.Metric(
+                    namespace="AWS/RDS",
+                    metric_name="DatabaseConnectionsBorrowLatency",
+                    dimensions_map={"ProxyName": proxy.db_proxy_name},
+                    period=PERIOD,
+                    statistic="Average",
+                ),
+                PROXY_BORROW_ALARM_US,
+                "Queries wait over a second on average for a pooled database connection: the pool is used up (past "
+                "10 s they fail as 503s). Reserve less concurrency for the busiest functions or a larger instance.",
+                periods=3,
             )
             alarm(
                 "ProxyPinned",

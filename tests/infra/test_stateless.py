@@ -314,6 +314,10 @@ def test_alarms_cover_dead_letters_5xx_errors_throttles_and_pinning_when_prod(de
     assert schedule["Properties"]["MetricName"] == "FailedInvocations"
     assert "DatabaseConnectionsCurrentlySessionPinned" in _alarm_metrics(prod)
     assert "DatabaseConnectionsCurrentlySessionPinned" not in _alarm_metrics(dev)
+    # A traffic spike past the proxy's pool shows as queries waiting to borrow a connection.
+    borrow = _alarm(prod, "DatabaseConnectionsBorrowLatency")
+    assert borrow["Threshold"] < 10_000_000  # microseconds: before the proxy's 10 s borrow timeout fails them
+    assert "DatabaseConnectionsBorrowLatency" not in _alarm_metrics(dev)
     per_function = [
         a for a in dev.resources("AWS::CloudWatch::Alarm").values() if a["Properties"]["MetricName"] == "Errors"
     ]
