@@ -39,6 +39,9 @@ class StageConfig:
     use_proxy: bool
     instance_type: ec2.InstanceType
     multi_az: bool
+    # Performance Insights (Database Insights standard mode): 7 days of database load by wait event and SQL, free.
+    # Off in dev, where a t4g.micro may not support it on every engine and nobody tunes queries.
+    performance_insights: bool
     allocated_storage_gb: int
     backup_retention: Duration
     deletion_protection: bool
@@ -79,6 +82,7 @@ DEFAULTS: dict[str, StageConfig] = {
         use_proxy=False,  # the proxy bills at least 2 vCPUs (~$22/month); dev's few functions connect directly
         instance_type=ec2.InstanceType.of(ec2.InstanceClass.BURSTABLE4_GRAVITON, ec2.InstanceSize.MICRO),
         multi_az=False,
+        performance_insights=False,
         allocated_storage_gb=20,
         backup_retention=Duration.days(1),
         deletion_protection=False,
@@ -102,6 +106,7 @@ DEFAULTS: dict[str, StageConfig] = {
         use_proxy=True,
         instance_type=ec2.InstanceType.of(ec2.InstanceClass.BURSTABLE4_GRAVITON, ec2.InstanceSize.MEDIUM),
         multi_az=True,
+        performance_insights=True,
         allocated_storage_gb=50,
         backup_retention=Duration.days(14),
         deletion_protection=True,
@@ -208,7 +213,7 @@ def from_context(get: Any) -> StageConfig:
         raise ValueError(f"unknown stage {stage!r}: use one of {sorted(DEFAULTS)}")
     config = DEFAULTS[stage]
     overrides: dict[str, Any] = {}
-    for key in ("nat", "use_proxy", "bundle", "multi_az", "waf"):
+    for key in ("nat", "use_proxy", "bundle", "multi_az", "performance_insights", "waf"):
         if get(key) is not None:
             overrides[key] = _flag(get(key))
     if get("instance_type"):

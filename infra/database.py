@@ -71,6 +71,10 @@ class Database(Construct):
             removal_policy=config.removal_policy,
             auto_minor_version_upgrade=True,
             cloudwatch_logs_exports=["postgresql"],
+            enable_performance_insights=config.performance_insights,
+            performance_insight_retention=(
+                rds.PerformanceInsightRetention.DEFAULT if config.performance_insights else None
+            ),
             publicly_accessible=False,
         )
         self.instance.node.add_dependency(postgres_logs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
@@ -20,6 +20,17 @@ from infra.config import StageConfig
 from infra.waf import RULE_NAMES as WAF_RULES
 
 PERIOD = Duration.minutes(5)
+# p99 latency that means requests are about to meet API Gateway's 29 s integration limit.
+API_LATENCY_ALARM_MS = 25_000
+# The oldest usage event unrecorded this long: the aggregator is stuck well before anything dead-letters (an hour).
+QUEUE_AGE_ALARM_S = 900
+DATABASE_CPU_ALARM_PERCENT = 80
+# Free storage under this share of the initial allocation: autoscaling (at 10% free) did not grow the volume.
+LOW_STORAGE_FRACTION = 0.05
+GIB = 1024**3
+# Average wait for a pooled connection (microseconds) that means the proxy's pool is used up; a query gives up at 10 s.
+PROXY_BORROW_ALARM_US = 1_000_000
+AT_OR_ABOVE = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 
 
 class Monitoring(Construct):
@@ -42,16 +53,31 @@ class Monitoring(Construct):
         self.topic = sns.Topic(self, "Alarms", display_name=f"Confab {config.stage} alarms", enforce_ssl=True)
         if config.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+        # What to subscribe a pager, chat or another address to: without a subscription every alarm notifies nobody.
+        CfnOutput(
+            self,
+            "AlarmTopicArn",
+            key="AlarmTopicArn",
+            value=self.topic.topic_arn,
+            description="SNS topic every Confab alarm notifies (docs/operations.md, Alarms)",
+        )
         action = actions.SnsAction(self.topic)
         self.alarms: list[cloudwatch.Alarm] = []
 
-        def alarm(name: str, metric: cloudwatch.Metric, threshold: float, description: str, periods: int = 1) -> None:
+        def alarm(
+            name: str,
+            metric: cloudwatch.Metric,
+            threshold: float,
+            description: str,
+            periods: int = 1,
+            comparison: cloudwatch.ComparisonOperator = AT_OR_ABOVE,
+        ) -> None:
             created = metric.create_alarm(
                 self,
                 name,
                 threshold=threshold,
                 evaluation_periods=periods,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                comparison_operator=comparison,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
                 alarm_description=description,
             )
@@ -65,6 +91,37 @@ class Monitoring(Construct):
             "Usage events reached the dead-letter queue: totals are missing them until they are redriven.",
         )
         alarm("Api5xx", api.metric_server_error(period=PERIOD, statistic="Sum"), 5, "API answered 5xx.")
+        alarm(
+            "ApiLatency",
+            api.metric_latency(period=PERIOD, statistic="p99"),
+            API_LATENCY_ALARM_MS,
+            "API p99 latency near API Gateway's 29 s limit for 15 minutes: requests are about to be cut off (504).",
+            periods=3,
+        )
+        alarm(
+            "UsageQueueAge",
+            queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum"),
+            QUEUE_AGE_ALARM_S,
+            "Usage events wait over 15 minutes to be recorded: the aggregator is failing or falling behind, and "
+            "spend limits read stale totals.",
+            periods=3,
+        )
+        alarm(
+            "DatabaseCpu",
+            instance.metric_cpu_utilization(period=PERIOD, statistic="Average"),
+            DATABASE_CPU_ALARM_PERCENT,
+            "Database CPU at or over 80% for 15 minutes: queries slow down (a burstable instance may also have spent "
+            "its CPU credits).",
+            periods=3,
+        )
+        alarm(
+            "DatabaseStorage",
+            instance.metric_free_storage_space(period=PERIOD, statistic="Minimum"),
+            config.allocated_storage_gb * GIB * LOW_STORAGE_FRACTION,
+            "Database free storage under 5% of its initial size: storage autoscaling did not keep up or reached its "
+            "maximum (4x); writes fail when it runs out.",
+            comparison=cloudwatch.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,
+        )
         for name, function in functions.items():
             alarm(f"{name}Errors", function.metric_errors(period=PERIOD, statistic="Sum"), 1, f"{name} failed.")
             alarm(
@@ -95,6 +152,20 @@ class Monitoring(Construct):
                 dimensions_map={"ProxyName": proxy.db_proxy_name},
                 period=PERIOD,
                 statistic="Maximum",
+            )
+            alarm(
+                "ProxyBorrowLatency",
+                cloudwatch.Metric(
+                    namespace="AWS/RDS",
+                    metric_name="DatabaseConnectionsBorrowLatency",
+                    dimensions_map={"ProxyName": proxy.db_proxy_name},
+                    period=PERIOD,
+                    statistic="Average",
+                ),
+                PROXY_BORROW_ALARM_US,
+                "Queries wait over a second on average for a pooled database connection: the pool is used up (past "
+                "10 s they fail as 503s). Reserve less concurrency for the busiest functions or a larger instance.",
+                periods=3,
             )
             alarm(
                 "ProxyPinned",

@@ -21,6 +21,8 @@ def test_dev_defaults_keep_idle_cost_low_when_no_flags_are_given():
 def test_flags_override_stage_defaults_when_given():
     config = from_context({"stage": "dev", "nat": "true", "use_proxy": "1", "authorizer_cache_ttl": "0"}.get)
     assert config.nat and config.use_proxy and config.authorizer_cache_ttl_s == 0
+    assert from_context({"stage": "dev", "performance_insights": "true"}.get).performance_insights
+    assert not from_context({"stage": "prod", "performance_insights": "false"}.get).performance_insights
 
 
 def test_unknown_stage_is_refused_when_given():

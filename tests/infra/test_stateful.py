@@ -73,6 +73,13 @@ def test_database_protection_and_retention_follow_the_stage_when_dev_or_prod(dev
     assert prod_db["Properties"]["BackupRetentionPeriod"] > dev_db["Properties"]["BackupRetentionPeriod"]
 
 
+def test_prod_database_records_performance_insights_for_a_week_and_dev_none_when_synthesized(dev: Synth, prod: Synth):
+    prod_db, dev_db = _instance(prod)["Properties"], _instance(dev)["Properties"]
+    assert prod_db["EnablePerformanceInsights"] is True
+    assert prod_db["PerformanceInsightsRetentionPeriod"] == 7  # the free tier
+    assert not dev_db.get("EnablePerformanceInsights")
+
+
 def test_database_requires_tls_when_synthesized(dev: Synth):
     (params,) = dev.resources("AWS::RDS::DBParameterGroup").values()
     assert params["Properties"]["Parameters"]["rds.force_ssl"] == "1"

@@ -301,6 +301,11 @@ def test_every_alarm_notifies_the_sns_topic_when_synthesized(dev: Synth):
     assert all(a["Properties"]["AlarmActions"] == [{"Ref": topic_id}] for a in alarms)
 
 
+def test_the_alarm_topic_arn_is_a_stack_output_to_subscribe_to_when_synthesized(dev: Synth):
+    (topic_id,) = dev.resources("AWS::SNS::Topic")
+    assert dev.stateless["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": topic_id}
+
+
 def test_alarms_cover_dead_letters_5xx_errors_throttles_and_pinning_when_prod(dev: Synth, prod: Synth):
     assert {"ApproximateNumberOfMessagesVisible", "5XXError", "Errors", "Throttles"} <= _alarm_metrics(dev)
     (schedule,) = [
@@ -309,10 +314,42 @@ def test_alarms_cover_dead_letters_5xx_errors_throttles_and_pinning_when_prod(de
     assert schedule["Properties"]["MetricName"] == "FailedInvocations"
     assert "DatabaseConnectionsCurrentlySessionPinned" in _alarm_metrics(prod)
     assert "DatabaseConnectionsCurrentlySessionPinned" not in _alarm_metrics(dev)
+    # A traffic spike past the proxy's pool shows as queries waiting to borrow a connection.
+    borrow = _alarm(prod, "DatabaseConnectionsBorrowLatency")
+    assert borrow["Threshold"] < 10_000_000  # microseconds: before the proxy's 10 s borrow timeout fails them
+    assert "DatabaseConnectionsBorrowLatency" not in _alarm_metrics(dev)
     per_function = [
         a for a in dev.resources("AWS::CloudWatch::Alarm").values() if a["Properties"]["MetricName"] == "Errors"
     ]
     assert len(per_function) == len(_functions(dev))
+
+
+def _alarm(synth: Synth, metric: str) -> dict[str, Any]:
+    (found,) = [
+        a["Properties"]
+        for a in synth.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == metric
+    ]
+    return found
+
+
+def test_alarms_cover_database_cpu_and_storage_api_latency_and_queue_age_when_synthesized(dev: Synth, prod: Synth):
+    for synth, stage in ((dev, "dev"), (prod, "prod")):
+        cpu = _alarm(synth, "CPUUtilization")
+        assert cpu["Namespace"] == "AWS/RDS"
+        assert cpu["Threshold"] == 80
+        storage = _alarm(synth, "FreeStorageSpace")
+        assert storage["ComparisonOperator"] == "LessThanOrEqualToThreshold"
+        # Below the 10% free at which storage autoscaling grows the volume, so it fires only when that failed.
+        assert 0 < storage["Threshold"] < DEFAULTS[stage].allocated_storage_gb * 1024**3 * 0.1
+        latency = _alarm(synth, "Latency")
+        assert latency["Namespace"] == "AWS/ApiGateway"
+        assert latency["ExtendedStatistic"] == "p99"
+        assert latency["Threshold"] < 29_000
+        age = _alarm(synth, "ApproximateAgeOfOldestMessage")
+        assert age["Namespace"] == "AWS/SQS"
+        # Well before a failing batch reaches the dead-letter queue (20 receives x 180 s).
+        assert age["Threshold"] < 3600
 
 
 def test_a_dashboard_exists_when_synthesized(dev: Synth):
