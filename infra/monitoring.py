@@ -146,22 +146,18 @@ class Monitoring(Construct):
             )
         pinned: cloudwatch.Metric | None = None
         if proxy is not None:
-            pinned = cloudwatch.Metric(
-                namespace="AWS/RDS",
-                metric_name="DatabaseConnectionsCurrentlySessionPinned",
-                dimensions_map={"ProxyName": proxy.db_proxy_name},
-                period=PERIOD,
-                statistic="Maximum",
-            )
+            proxy_name = proxy.db_proxy_name
+
+            def proxy_metric(name: str, statistic: str) -> cloudwatch.Metric:
+                dimensions = {"ProxyName": proxy_name}
+                return cloudwatch.Metric(
+                    namespace="AWS/RDS", metric_name=name, dimensions_map=dimensions, period=PERIOD, statistic=statistic
+                )
+
+            pinned = proxy_metric("DatabaseConnectionsCurrentlySessionPinned", "Maximum")
             alarm(
                 "ProxyBorrowLatency",
-                cloudwatch.Metric(
-                    namespace="AWS/RDS",
-                    metric_name="DatabaseConnectionsBorrowLatency",
-                    dimensions_map={"ProxyName": proxy.db_proxy_name},
-                    period=PERIOD,
-                    statistic="Average",
-                ),
+                proxy_metric("DatabaseConnectionsBorrowLatency", "Average"),
                 PROXY_BORROW_ALARM_US,
                 "Queries wait over a second on average for a pooled database connection: the pool is used up (past "
                 "10 s they fail as 503s). Reserve less concurrency for the busiest functions or a larger instance.",
